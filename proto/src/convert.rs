@@ -1,0 +1,426 @@
+//! Conversions between wire messages and shared domain types. Wire input is untrusted: every
+//! field is checked against bounds and an error names the field that failed.
+
+use crate::v1;
+use chrono::{DateTime, Utc};
+use netwarden_shared as shared;
+use std::net::IpAddr;
+
+/// Most records one batch may carry; the message-size limit bounds it too.
+pub const MAX_RECORDS_PER_BATCH: usize = 100_000;
+/// Most pings one round may report.
+pub const MAX_PINGS_PER_ROUND: u32 = 10_000;
+const MAX_TEXT: usize = 255;
+const MAX_URL: usize = 2048;
+const MAX_PORTS: usize = 1024;
+
+/// A wire message that does not make a valid domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConvertError {
+    pub field: String,
+    pub message: String,
+}
+
+fn fail(field: impl Into<String>, message: impl Into<String>) -> ConvertError {
+    ConvertError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Validates a received batch. The claimed agent id is carried along only for comparison with
+/// the certificate identity.
+pub fn batch_from_wire(batch: v1::Batch) -> Result<shared::Batch, ConvertError> {
+    if batch.sequence == 0 {
+        return Err(fail("sequence", "must be 1 or more"));
+    }
+    if batch.records.len() > MAX_RECORDS_PER_BATCH {
+        return Err(fail(
+            "records",
+            format!(
+                "{} records is more than the limit of {MAX_RECORDS_PER_BATCH} per batch",
+                batch.records.len()
+            ),
+        ));
+    }
+    let status = batch.status.unwrap_or_default();
+    let records = batch
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| record_from_wire(&format!("records[{i}]"), record))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(shared::Batch {
+        sequence: batch.sequence,
+        claimed_agent_id: (!batch.agent_id.is_empty()).then_some(batch.agent_id),
+        status: shared::AgentStatus {
+            buffer_backlog: status.buffer_backlog,
+            dropped_total: status.dropped_total,
+        },
+        records,
+    })
+}
+
+fn record_from_wire(at: &str, record: v1::Record) -> Result<shared::Record, ConvertError> {
+    if record.record_id == 0 {
+        return Err(fail(format!("{at}.record_id"), "must be 1 or more"));
+    }
+    let observed_at: DateTime<Utc> = DateTime::from_timestamp_millis(record.observed_at_unix_ms)
+        .filter(|t| t.timestamp() > 0)
+        .ok_or_else(|| {
+            fail(
+                format!("{at}.observed_at_unix_ms"),
+                format!("{} is not a valid time", record.observed_at_unix_ms),
+            )
+        })?;
+    let kind = match record.kind {
+        Some(v1::record::Kind::ProbeRound(p)) => {
+            shared::RecordKind::Probe(probe_from_wire(&format!("{at}.probe_round"), p)?)
+        }
+        Some(v1::record::Kind::DiscoveredHost(d)) => shared::RecordKind::Discovery(
+            discovered_from_wire(&format!("{at}.discovered_host"), d)?,
+        ),
+        Some(v1::record::Kind::SpeedTest(s)) => {
+            shared::RecordKind::SpeedTest(speed_from_wire(&format!("{at}.speed_test"), s)?)
+        }
+        None => return Err(fail(format!("{at}.kind"), "missing or of an unknown kind")),
+    };
+    Ok(shared::Record {
+        record_id: record.record_id,
+        observed_at,
+        kind,
+    })
+}
+
+fn ip(field: String, value: &str) -> Result<IpAddr, ConvertError> {
+    value
+        .parse()
+        .map_err(|_| fail(field, format!("{:?} is not an IP address", truncate(value))))
+}
+
+fn truncate(value: &str) -> &str {
+    match value.char_indices().nth(64) {
+        Some((end, _)) => &value[..end],
+        None => value,
+    }
+}
+
+fn ms(field: String, value: f32) -> Result<f32, ConvertError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(fail(field, format!("{value} is not a duration in ms")))
+    }
+}
+
+fn text(field: String, value: String, max: usize) -> Result<Option<String>, ConvertError> {
+    if value.len() > max {
+        return Err(fail(field, format!("longer than {max} bytes")));
+    }
+    Ok((!value.is_empty()).then_some(value))
+}
+
+fn probe_from_wire(at: &str, p: v1::ProbeRound) -> Result<shared::ProbeRound, ConvertError> {
+    let target = ip(format!("{at}.target"), &p.target)?;
+    if p.sent > MAX_PINGS_PER_ROUND {
+        return Err(fail(
+            format!("{at}.sent"),
+            format!("{} is more than {MAX_PINGS_PER_ROUND}", p.sent),
+        ));
+    }
+    if p.received > p.sent {
+        return Err(fail(
+            format!("{at}.received"),
+            format!("{} is more than sent ({})", p.received, p.sent),
+        ));
+    }
+    if p.rtts_ms.len() != p.received as usize {
+        return Err(fail(
+            format!("{at}.rtts_ms"),
+            format!("{} values for {} replies", p.rtts_ms.len(), p.received),
+        ));
+    }
+    for (i, rtt) in p.rtts_ms.iter().enumerate() {
+        ms(format!("{at}.rtts_ms[{i}]"), *rtt)?;
+    }
+    let status = match v1::DeviceStatus::try_from(p.status) {
+        Ok(v1::DeviceStatus::Online) => shared::DeviceStatus::Online,
+        Ok(v1::DeviceStatus::Degraded) => shared::DeviceStatus::Degraded,
+        Ok(v1::DeviceStatus::Offline) => shared::DeviceStatus::Offline,
+        _ => return Err(fail(format!("{at}.status"), format!("unknown status {}", p.status))),
+    };
+    let rtt = if p.received == 0 {
+        None
+    } else {
+        Some(shared::RttStats {
+            min: ms(format!("{at}.rtt_min_ms"), p.rtt_min_ms)?,
+            median: ms(format!("{at}.rtt_median_ms"), p.rtt_median_ms)?,
+            mean: ms(format!("{at}.rtt_mean_ms"), p.rtt_mean_ms)?,
+            max: ms(format!("{at}.rtt_max_ms"), p.rtt_max_ms)?,
+            p95: ms(format!("{at}.rtt_p95_ms"), p.rtt_p95_ms)?,
+            stddev: ms(format!("{at}.rtt_stddev_ms"), p.rtt_stddev_ms)?,
+            jitter: ms(format!("{at}.jitter_ms"), p.jitter_ms)?,
+        })
+    };
+    Ok(shared::ProbeRound {
+        target,
+        sent: p.sent,
+        received: p.received,
+        rtt,
+        rtts_ms: p.rtts_ms,
+        status,
+    })
+}
+
+fn discovered_from_wire(
+    at: &str,
+    d: v1::DiscoveredHost,
+) -> Result<shared::DiscoveredHost, ConvertError> {
+    let address = ip(format!("{at}.address"), &d.address)?;
+    let mac = text(format!("{at}.mac"), d.mac, 17)?;
+    if let Some(mac) = &mac {
+        let ok = mac.len() == 17
+            && mac.split(':').count() == 6
+            && mac.split(':').all(|o| o.len() == 2 && u8::from_str_radix(o, 16).is_ok());
+        if !ok {
+            return Err(fail(format!("{at}.mac"), format!("{mac:?} is not a MAC address")));
+        }
+    }
+    if d.open_ports.len() > MAX_PORTS {
+        return Err(fail(format!("{at}.open_ports"), "too many ports"));
+    }
+    let open_ports = d
+        .open_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            u16::try_from(*p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| fail(format!("{at}.open_ports[{i}]"), format!("{p} is not a port")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let method = match v1::DiscoveryMethod::try_from(d.method) {
+        Ok(v1::DiscoveryMethod::Icmp) => shared::DiscoveryMethod::Icmp,
+        Ok(v1::DiscoveryMethod::Arp) => shared::DiscoveryMethod::Arp,
+        Ok(v1::DiscoveryMethod::IcmpAndArp) => shared::DiscoveryMethod::IcmpAndArp,
+        _ => return Err(fail(format!("{at}.method"), format!("unknown method {}", d.method))),
+    };
+    Ok(shared::DiscoveredHost {
+        address,
+        mac: mac.map(|m| m.to_ascii_lowercase()),
+        vendor: text(format!("{at}.vendor"), d.vendor, MAX_TEXT)?,
+        hostname: text(format!("{at}.hostname"), d.hostname, MAX_TEXT)?,
+        open_ports,
+        rtt_ms: if d.rtt_ms > 0.0 {
+            Some(ms(format!("{at}.rtt_ms"), d.rtt_ms)?)
+        } else {
+            None
+        },
+        method,
+    })
+}
+
+fn speed_from_wire(at: &str, s: v1::SpeedTest) -> Result<shared::SpeedTest, ConvertError> {
+    let url = text(format!("{at}.url"), s.url, MAX_URL)?
+        .ok_or_else(|| fail(format!("{at}.url"), "missing"))?;
+    let direction = match v1::SpeedDirection::try_from(s.direction) {
+        Ok(v1::SpeedDirection::Download) => shared::SpeedDirection::Download,
+        Ok(v1::SpeedDirection::Upload) => shared::SpeedDirection::Upload,
+        _ => {
+            return Err(fail(
+                format!("{at}.direction"),
+                format!("unknown direction {}", s.direction),
+            ))
+        }
+    };
+    if !(s.mbps.is_finite() && s.mbps >= 0.0) {
+        return Err(fail(format!("{at}.mbps"), format!("{} is not a rate", s.mbps)));
+    }
+    Ok(shared::SpeedTest {
+        url,
+        direction,
+        bytes: s.bytes,
+        duration_us: s.duration_us,
+        mbps: s.mbps,
+        error: text(format!("{at}.error"), s.error, 1024)?,
+    })
+}
+
+/// Encodes a domain record for the wire (agent side).
+pub fn record_to_wire(record: &shared::Record) -> v1::Record {
+    let kind = match &record.kind {
+        shared::RecordKind::Probe(p) => {
+            let rtt = p.rtt.unwrap_or_default();
+            v1::record::Kind::ProbeRound(v1::ProbeRound {
+                target: p.target.to_string(),
+                sent: p.sent,
+                received: p.received,
+                rtt_min_ms: rtt.min,
+                rtt_median_ms: rtt.median,
+                rtt_mean_ms: rtt.mean,
+                rtt_max_ms: rtt.max,
+                rtt_p95_ms: rtt.p95,
+                rtt_stddev_ms: rtt.stddev,
+                jitter_ms: rtt.jitter,
+                rtts_ms: p.rtts_ms.clone(),
+                status: match p.status {
+                    shared::DeviceStatus::Online => v1::DeviceStatus::Online,
+                    shared::DeviceStatus::Degraded => v1::DeviceStatus::Degraded,
+                    shared::DeviceStatus::Offline => v1::DeviceStatus::Offline,
+                } as i32,
+            })
+        }
+        shared::RecordKind::Discovery(d) => v1::record::Kind::DiscoveredHost(v1::DiscoveredHost {
+            address: d.address.to_string(),
+            mac: d.mac.clone().unwrap_or_default(),
+            vendor: d.vendor.clone().unwrap_or_default(),
+            hostname: d.hostname.clone().unwrap_or_default(),
+            open_ports: d.open_ports.iter().map(|p| u32::from(*p)).collect(),
+            rtt_ms: d.rtt_ms.unwrap_or(0.0),
+            method: match d.method {
+                shared::DiscoveryMethod::Icmp => v1::DiscoveryMethod::Icmp,
+                shared::DiscoveryMethod::Arp => v1::DiscoveryMethod::Arp,
+                shared::DiscoveryMethod::IcmpAndArp => v1::DiscoveryMethod::IcmpAndArp,
+            } as i32,
+        }),
+        shared::RecordKind::SpeedTest(s) => v1::record::Kind::SpeedTest(v1::SpeedTest {
+            url: s.url.clone(),
+            direction: match s.direction {
+                shared::SpeedDirection::Download => v1::SpeedDirection::Download,
+                shared::SpeedDirection::Upload => v1::SpeedDirection::Upload,
+            } as i32,
+            bytes: s.bytes,
+            duration_us: s.duration_us,
+            mbps: s.mbps,
+            error: s.error.clone().unwrap_or_default(),
+        }),
+    };
+    v1::Record {
+        record_id: record.record_id,
+        observed_at_unix_ms: record.observed_at.timestamp_millis(),
+        kind: Some(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(record_id: u64) -> shared::Record {
+        shared::Record {
+            record_id,
+            observed_at: DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
+            kind: shared::RecordKind::Probe(shared::ProbeRound {
+                target: "2001:db8::1".parse().unwrap(),
+                sent: 3,
+                received: 2,
+                rtt: Some(shared::RttStats {
+                    min: 1.0,
+                    median: 1.5,
+                    mean: 1.5,
+                    max: 2.0,
+                    p95: 2.0,
+                    stddev: 0.5,
+                    jitter: 1.0,
+                }),
+                rtts_ms: vec![1.0, 2.0],
+                status: shared::DeviceStatus::Degraded,
+            }),
+        }
+    }
+
+    fn batch(records: Vec<v1::Record>) -> v1::Batch {
+        v1::Batch {
+            sequence: 7,
+            agent_id: String::new(),
+            status: Some(v1::AgentStatus {
+                buffer_backlog: 3,
+                dropped_total: 1,
+                agent_version: "0.1.0".into(),
+            }),
+            records,
+        }
+    }
+
+    #[test]
+    fn every_record_kind_survives_the_round_trip() {
+        let records = vec![
+            probe(1),
+            shared::Record {
+                record_id: 2,
+                observed_at: DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+                kind: shared::RecordKind::Discovery(shared::DiscoveredHost {
+                    address: "10.0.0.9".parse().unwrap(),
+                    mac: Some("02:6c:61:62:00:01".into()),
+                    vendor: Some("Acme".into()),
+                    hostname: None,
+                    open_ports: vec![22, 443],
+                    rtt_ms: Some(0.4),
+                    method: shared::DiscoveryMethod::IcmpAndArp,
+                }),
+            },
+            shared::Record {
+                record_id: 3,
+                observed_at: DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+                kind: shared::RecordKind::SpeedTest(shared::SpeedTest {
+                    url: "https://c/speedtest/download".into(),
+                    direction: shared::SpeedDirection::Download,
+                    bytes: 10_000_000,
+                    duration_us: 800_000,
+                    mbps: 100.0,
+                    error: None,
+                }),
+            },
+        ];
+        let wire = batch(records.iter().map(record_to_wire).collect());
+        let back = batch_from_wire(wire).unwrap();
+        assert_eq!(back.records, records);
+        assert_eq!(back.sequence, 7);
+        assert_eq!(back.status.buffer_backlog, 3);
+        assert_eq!(back.claimed_agent_id, None);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut wire = record_to_wire(&probe(1));
+        if let Some(v1::record::Kind::ProbeRound(p)) = wire.kind.as_mut() {
+            p.target = "not-an-ip".into();
+        }
+        let err = batch_from_wire(batch(vec![record_to_wire(&probe(1)), wire])).unwrap_err();
+        assert_eq!(err.field, "records[1].probe_round.target");
+
+        let mut wire = record_to_wire(&probe(1));
+        if let Some(v1::record::Kind::ProbeRound(p)) = wire.kind.as_mut() {
+            p.received = 5;
+        }
+        let err = batch_from_wire(batch(vec![wire])).unwrap_err();
+        assert_eq!(err.to_string(), "records[0].probe_round.received: 5 is more than sent (3)");
+
+        let mut wire = record_to_wire(&probe(1));
+        if let Some(v1::record::Kind::ProbeRound(p)) = wire.kind.as_mut() {
+            p.rtts_ms[0] = f32::NAN;
+        }
+        let err = batch_from_wire(batch(vec![wire])).unwrap_err();
+        assert_eq!(err.field, "records[0].probe_round.rtts_ms[0]");
+
+        let mut wire = record_to_wire(&probe(1));
+        wire.kind = None;
+        assert_eq!(batch_from_wire(batch(vec![wire])).unwrap_err().field, "records[0].kind");
+
+        let mut zero = batch(vec![]);
+        zero.sequence = 0;
+        assert_eq!(batch_from_wire(zero).unwrap_err().field, "sequence");
+    }
+
+    #[test]
+    fn claimed_identity_is_carried_for_comparison() {
+        let mut wire = batch(vec![]);
+        wire.agent_id = "someone-else".into();
+        assert_eq!(
+            batch_from_wire(wire).unwrap().claimed_agent_id.as_deref(),
+            Some("someone-else")
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Pieces both Netwarden binaries use: domain types, config loading, the one rustls mTLS
+//! builder, shutdown signalling and tracing setup.
+
+pub mod config;
+pub mod logging;
+pub mod shutdown;
+pub mod tls;
+pub mod types;
+
+pub use types::*;
+
+/// The version both binaries report (`--version`, agent status, `/health`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
