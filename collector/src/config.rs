@@ -1,0 +1,168 @@
+//! Collector configuration: `collector.toml`, overridden by `NETWARDEN_COLLECTOR_*` variables
+//! (`NETWARDEN_COLLECTOR_DATABASE__URL=postgres://...`).
+
+use crate::storage::{DatabaseLocation, SqliteSync};
+use netwarden_shared::config::{self, ConfigError};
+use netwarden_shared::logging::LogConfig;
+use netwarden_shared::tls::TlsFiles;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const ENV_PREFIX: &str = "NETWARDEN_COLLECTOR_";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    pub grpc: GrpcConfig,
+    pub http: HttpConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Agents connect here over mutual TLS.
+    pub listen: String,
+    /// Largest message (one batch) accepted; larger ones are refused.
+    pub max_message_bytes: usize,
+    /// A client that has not finished the TLS handshake by then is dropped.
+    pub handshake_timeout_secs: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            listen: "0.0.0.0:50051".into(),
+            max_message_bytes: 16 * 1024 * 1024,
+            handshake_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// REST API, `/health` and `/metrics`. Loopback by default: the API has no tokens yet.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca: "pki/ca.pem".into(),
+            cert: "pki/server.pem".into(),
+            key: "pki/server.key".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (created on first start) or `postgres://USER@HOST/DB`.
+    pub url: String,
+    pub max_connections: u32,
+    /// SQLite only: `full` (default; acknowledged batches survive power loss) or `normal`.
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://netwarden.db".into(),
+            max_connections: 8,
+            sqlite_synchronous: SqliteSync::Full,
+        }
+    }
+}
+
+/// A loaded and checked configuration, with paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: PathBuf,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub max_message_bytes: usize,
+    pub handshake_timeout: std::time::Duration,
+    pub tls: TlsFiles,
+    pub database: DatabaseLocation,
+    pub max_connections: u32,
+    pub sqlite_sync: SqliteSync,
+    pub log: LogConfig,
+}
+
+impl Settings {
+    /// Reads the file, applies environment overrides and checks every field, including that
+    /// the certificate files load.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: CollectorConfig = config::load(path, ENV_PREFIX)?;
+        Self::from_config(path, raw)
+    }
+
+    pub fn from_config(path: &Path, raw: CollectorConfig) -> Result<Self, ConfigError> {
+        let addr = |field: &str, value: &str| -> Result<SocketAddr, ConfigError> {
+            value.parse().map_err(|_| {
+                ConfigError::invalid(path, field, format!("{value:?} is not an address like 0.0.0.0:50051"))
+            })
+        };
+        let grpc_listen = addr("grpc.listen", &raw.grpc.listen)?;
+        let http_listen = addr("http.listen", &raw.http.listen)?;
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&raw.grpc.max_message_bytes) {
+            return Err(ConfigError::invalid(
+                path,
+                "grpc.max_message_bytes",
+                "must be between 65536 and 268435456",
+            ));
+        }
+        if raw.grpc.handshake_timeout_secs == 0 {
+            return Err(ConfigError::invalid(path, "grpc.handshake_timeout_secs", "must be 1 or more"));
+        }
+        let tls = TlsFiles {
+            ca: config::resolve(path, &raw.tls.ca),
+            cert: config::resolve(path, &raw.tls.cert),
+            key: config::resolve(path, &raw.tls.key),
+        };
+        netwarden_shared::tls::server_config(&tls)
+            .map_err(|err| ConfigError::invalid(path, "tls", err))?;
+        let database = match DatabaseLocation::parse(&raw.database.url)
+            .map_err(|err| ConfigError::invalid(path, "database.url", err))?
+        {
+            DatabaseLocation::Sqlite(file) => DatabaseLocation::Sqlite(config::resolve(path, &file)),
+            other => other,
+        };
+        if raw.database.max_connections == 0 {
+            return Err(ConfigError::invalid(path, "database.max_connections", "must be 1 or more"));
+        }
+        Ok(Settings {
+            source: path.to_path_buf(),
+            grpc_listen,
+            http_listen,
+            max_message_bytes: raw.grpc.max_message_bytes,
+            handshake_timeout: std::time::Duration::from_secs(raw.grpc.handshake_timeout_secs),
+            tls,
+            database,
+            max_connections: raw.database.max_connections,
+            sqlite_sync: raw.database.sqlite_synchronous,
+            log: raw.log,
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! One error-code map for every interface, so gRPC and REST never disagree about what went wrong.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    ResourceExhausted,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+/// An error as an operator or agent sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+}
+
+impl From<crate::storage::StoreError> for ApiError {
+    fn from(err: crate::storage::StoreError) -> Self {
+        // Storage details go to the log, not to clients.
+        tracing::error!(error = %err, "storage error");
+        ApiError::new(ErrorCode::Unavailable, "the database is unavailable; try again")
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> Self {
+        tonic::Status::new(err.code.grpc_code(), err.message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+            },
+        };
+        (self.code.http_status(), axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_and_http_agree() {
+        let cases = [
+            (ErrorCode::InvalidArgument, 400, tonic::Code::InvalidArgument),
+            (ErrorCode::NotFound, 404, tonic::Code::NotFound),
+            (ErrorCode::PermissionDenied, 403, tonic::Code::PermissionDenied),
+            (ErrorCode::Unauthenticated, 401, tonic::Code::Unauthenticated),
+            (ErrorCode::Unavailable, 503, tonic::Code::Unavailable),
+        ];
+        for (code, http, grpc) in cases {
+            assert_eq!(code.http_status().as_u16(), http);
+            assert_eq!(code.grpc_code(), grpc);
+            let status: tonic::Status = ApiError::new(code, "x").into();
+            assert_eq!(status.code(), grpc);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Netwarden collector: takes agent streams over mutual-TLS gRPC, stores them in SQLite or
+//! PostgreSQL and serves them over HTTP. `main.rs` is a thin CLI over this library so tests
+//! and benchmarks drive the real thing.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod pki;
+pub mod rest;
+pub mod server;
+pub mod storage;
+
+pub use server::{start, Running, StartError};

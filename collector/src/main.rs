@@ -1,0 +1,122 @@
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use netwarden_collector::config::Settings;
+use netwarden_collector::{pki, server, storage};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "netwarden-collector", version, about = "Netwarden collector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Serve(ConfigArg),
+    /// Check a configuration file (and the certificates it names) and exit.
+    Validate(ConfigArg),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArg),
+    /// Manage the certificate authority for agents and the collector.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "NETWARDEN_COLLECTOR_CONFIG", default_value = "/etc/netwarden/collector.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create a CA and the collector's server certificate.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address agents use to reach the collector (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate for an agent; its name becomes the agent's identity.
+    IssueAgent {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Where to write NAME.pem and NAME.key (default: DIR/agents).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+}
+
+fn load(config: &std::path::Path) -> Result<Settings> {
+    Ok(Settings::load(config)?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = load(&args.config)?;
+            netwarden_shared::logging::init(&settings.log);
+            let shutdown = netwarden_shared::shutdown::on_signal();
+            let running = server::start(&settings, shutdown)
+                .await
+                .with_context(|| format!("cannot start the collector ({})", args.config.display()))?;
+            running.wait().await.map_err(anyhow::Error::msg)
+        }
+        Command::Validate(args) => {
+            let settings = load(&args.config)?;
+            println!(
+                "{}: OK (gRPC {}, HTTP {}, database {})",
+                args.config.display(),
+                settings.grpc_listen,
+                settings.http_listen,
+                server::describe_location(&settings.database)
+            );
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let settings = load(&args.config)?;
+            netwarden_shared::logging::init(&settings.log);
+            let store = storage::open(&settings.database, 1, settings.sqlite_sync).await?;
+            let applied = store.migrate().await?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+            Ok(())
+        }
+        Command::Pki { command } => match command {
+            PkiCommand::Init { dir, hosts, days, force } => {
+                let (ca, server) = pki::init(&dir, &hosts, days, force)?;
+                println!("CA:     {} (key {})", ca.cert.display(), ca.key.display());
+                println!("server: {} (key {})", server.cert.display(), server.key.display());
+                println!("Keep {} secret: it can issue agent certificates.", ca.key.display());
+                Ok(())
+            }
+            PkiCommand::IssueAgent { dir, name, out, days } => {
+                let out = out.unwrap_or_else(|| dir.join("agents"));
+                let issued = pki::issue_agent(&dir, &name, &out, days)?;
+                println!("agent {name}: {} (key {})", issued.cert.display(), issued.key.display());
+                Ok(())
+            }
+        },
+    }
+}

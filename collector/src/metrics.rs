@@ -1,0 +1,98 @@
+//! Prometheus metrics for the collector's own health, served at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub batches: Family<Labels, Counter>,
+    pub records: Counter,
+    pub rejected: Family<Labels, Counter>,
+    pub tls_refused: Family<Labels, Counter>,
+    pub streams: Gauge,
+    pub commit_seconds: Histogram,
+    pub agent_backlog: Family<Labels, Gauge<u64, AtomicU64>>,
+    pub agent_dropped: Family<Labels, Gauge<u64, AtomicU64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("netwarden");
+        let batches = Family::<Labels, Counter>::default();
+        registry.register(
+            "ingest_batches",
+            "Batches ingested, by outcome (stored, duplicate)",
+            batches.clone(),
+        );
+        let records = Counter::default();
+        registry.register("ingest_records", "Records stored from agent batches", records.clone());
+        let rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "ingest_rejected",
+            "Batches or messages refused, by reason (invalid, identity, too_large, decode, storage)",
+            rejected.clone(),
+        );
+        let tls_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "grpc_connections_refused",
+            "gRPC connections refused before any request, by reason",
+            tls_refused.clone(),
+        );
+        let streams = Gauge::default();
+        registry.register("ingest_streams", "Agent ingest streams open now", streams.clone());
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "ingest_commit_seconds",
+            "Time to commit one batch to the database",
+            commit_seconds.clone(),
+        );
+        let agent_backlog = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "agent_buffer_backlog",
+            "Records waiting in an agent's buffer, as last reported",
+            agent_backlog.clone(),
+        );
+        let agent_dropped = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "agent_buffer_dropped",
+            "Records an agent's full buffer dropped since it was created, as last reported",
+            agent_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            batches,
+            records,
+            rejected,
+            tls_refused,
+            streams,
+            commit_seconds,
+            agent_backlog,
+            agent_dropped,
+        }
+    }
+
+    pub fn label(key: &'static str, value: impl Into<String>) -> Labels {
+        vec![(key, value.into())]
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,166 @@
+//! HTTP: `/health`, `/metrics` and the read API under `/api`.
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::storage::{AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit, ProbeSample, Store};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use netwarden_shared::{AgentId, DeviceStatus};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub const MAX_PAGE: u32 = 1000;
+pub const MAX_HISTORY: u32 = 10_000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/agents", get(agents))
+        .route("/api/agents/{id}/audit", get(agent_audit))
+        .route("/api/devices", get(devices))
+        .route("/api/devices/{id}", get(device))
+        .route("/api/devices/{id}/history", get(history))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let (status, database) = match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok".to_string()),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string())
+        }
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "status": if status == StatusCode::OK { "ok" } else { "degraded" },
+            "database": database,
+            "backend": state.store.backend(),
+            "version": netwarden_shared::VERSION,
+        })),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn agents(State(state): State<AppState>) -> Result<Json<Vec<AgentRow>>, ApiError> {
+    Ok(Json(state.store.agents().await?))
+}
+
+async fn agent_audit(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<IngestAudit>, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let agent = AgentId::new(id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Json(state.store.ingest_audit(&agent).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceParams {
+    agent: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn devices(
+    State(state): State<AppState>,
+    params: Result<Query<DeviceParams>, QueryRejection>,
+) -> Result<Json<Vec<DeviceRow>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let status = match params.status.as_deref() {
+        None => None,
+        Some("online") => Some(DeviceStatus::Online),
+        Some("degraded") => Some(DeviceStatus::Degraded),
+        Some("offline") => Some(DeviceStatus::Offline),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "status: {other:?} is not one of online, degraded, offline"
+            )))
+        }
+    };
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}")));
+    }
+    let query = DeviceQuery {
+        agent_id: params.agent,
+        status,
+        limit,
+        offset: params.offset.unwrap_or(0),
+    };
+    Ok(Json(state.store.devices(&query).await?))
+}
+
+fn device_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    let Path(id) = id.map_err(|_| ApiError::invalid("id: must be a device number"))?;
+    Ok(id)
+}
+
+async fn device(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<DeviceRow>, ApiError> {
+    let id = device_id(id)?;
+    state
+        .store
+        .device(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<Vec<ProbeSample>>, ApiError> {
+    let id = device_id(id)?;
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let to = params.to.unwrap_or_else(|| Utc::now() + Duration::seconds(1));
+    let from = params.from.unwrap_or(to - Duration::hours(24));
+    if from >= to {
+        return Err(ApiError::invalid("from: must be before to"));
+    }
+    let limit = params.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_HISTORY {
+        return Err(ApiError::invalid(format!("limit: must be between 1 and {MAX_HISTORY}")));
+    }
+    if state.store.device(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id} not found")));
+    }
+    let query = HistoryQuery { from, to, limit };
+    Ok(Json(state.store.device_history(id, &query).await?))
+}

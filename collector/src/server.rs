@@ -1,0 +1,170 @@
+//! Starts the collector: storage, the mTLS gRPC listener and the HTTP listener, and stops them
+//! in order (stop accepting, let open streams commit their batch, then exit).
+
+use crate::config::Settings;
+use crate::grpc::incoming::accept_loop;
+use crate::grpc::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::rest::{router, AppState};
+use crate::storage::{self, DatabaseLocation, Store};
+use netwarden_proto::v1::ingest_service_server::IngestServiceServer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long open connections get to finish after a stop request.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] storage::StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] netwarden_shared::tls::TlsError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started collector.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(&'static str, Result<(), String>)>,
+}
+
+pub fn describe_location(location: &DatabaseLocation) -> String {
+    match location {
+        DatabaseLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+        DatabaseLocation::Postgres(url) => storage::postgres::redact_url(url),
+    }
+}
+
+/// Opens and migrates the database, binds both listeners and starts serving.
+pub async fn start(settings: &Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let store = storage::open(&settings.database, settings.max_connections, settings.sqlite_sync).await?;
+    let applied = store.migrate().await?;
+    tracing::info!(
+        database = %describe_location(&settings.database),
+        migrations_applied = applied.len(),
+        "database ready"
+    );
+    let tls = netwarden_shared::tls::server_config(&settings.tls)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let metrics = Arc::new(Metrics::new());
+
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
+    let http_listener = bind("HTTP", settings.http_listen).await?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Bind {
+        what: "gRPC",
+        addr: settings.grpc_listen,
+        source,
+    })?;
+    let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind {
+        what: "HTTP",
+        addr: settings.http_listen,
+        source,
+    })?;
+
+    let mut tasks = JoinSet::new();
+    let accept_cancel = shutdown.child_token();
+    let incoming = accept_loop(
+        grpc_listener,
+        acceptor,
+        settings.handshake_timeout,
+        metrics.clone(),
+        accept_cancel.clone(),
+    );
+    let ingest = IngestServiceServer::new(Ingest::new(store.clone(), metrics.clone(), shutdown.clone()))
+        .max_decoding_message_size(settings.max_message_bytes);
+    let grpc_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(ingest)
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), grpc_stop.cancelled_owned())
+            .await
+            .map_err(|e| netwarden_shared::tls::error_chain(&e));
+        ("grpc", result)
+    });
+
+    let app = router(AppState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+    });
+    let http_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let result = axum::serve(http_listener, app)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+            .map_err(|e| e.to_string());
+        ("http", result)
+    });
+
+    tracing::info!(%grpc_addr, %http_addr, backend = store.backend(), "collector listening");
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        store,
+        metrics,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Runs until the shutdown token is cancelled (or a server fails), then drains with a
+    /// deadline. Returns an error if a server failed.
+    pub async fn wait(mut self) -> Result<(), String> {
+        let mut failure = None;
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            Some(joined) = self.tasks.join_next() => {
+                failure = Some(describe(joined));
+                self.shutdown.cancel();
+            }
+        }
+        let drain = async {
+            while let Some(joined) = self.tasks.join_next().await {
+                if let Some(err) = describe(joined) {
+                    failure.get_or_insert(Some(err));
+                }
+            }
+        };
+        if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+            tracing::warn!("connections still open after the drain deadline; exiting anyway");
+        }
+        tracing::info!("collector stopped");
+        match failure.flatten() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+fn describe(
+    joined: Result<(&'static str, Result<(), String>), tokio::task::JoinError>,
+) -> Option<String> {
+    match joined {
+        Ok((_, Ok(()))) => None,
+        Ok((name, Err(err))) => Some(format!("{name} server failed: {err}")),
+        Err(err) => Some(format!("a server task failed: {err}")),
+    }
+}

@@ -1,0 +1,238 @@
+//! Storage behind one trait, with SQLite (default, embedded) and PostgreSQL (production)
+//! backends. Both run the same test suite (`tests/it/storage.rs`).
+
+mod plan;
+pub mod postgres;
+mod sqlite;
+
+pub use plan::{BatchPlan, DeviceLatest};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netwarden_shared::{AgentId, Batch, DeviceStatus};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("database error while {action}: {message}")]
+    Backend {
+        action: &'static str,
+        message: String,
+    },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("a database worker stopped unexpectedly: {0}")]
+    Worker(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Maps a backend error to a [`StoreError`] that says what was being done.
+pub(crate) fn failed<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> StoreError {
+    move |err| StoreError::Backend {
+        action,
+        message: err.to_string(),
+    }
+}
+
+/// What became of one ingested batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Stored { records: u32 },
+    /// The (agent, sequence) was committed before; nothing changed.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentRow {
+    pub id: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub results_received: i64,
+    pub batches_received: i64,
+    pub last_sequence: i64,
+    /// Records waiting in the agent's buffer, as the agent last reported.
+    pub buffer_backlog: i64,
+    /// Records the agent's buffer dropped because it was full, as the agent last reported.
+    pub dropped_total: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub agent_id: String,
+    pub address: String,
+    pub mac: Option<String>,
+    pub vendor: Option<String>,
+    pub hostname: Option<String>,
+    /// `online`, `degraded`, `offline`, or null when never probed.
+    pub status: Option<&'static str>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub last_probe_at: Option<DateTime<Utc>>,
+    pub last_loss_pct: Option<f32>,
+    pub last_rtt_ms: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    pub agent_id: Option<String>,
+    pub status: Option<DeviceStatus>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProbeSample {
+    pub ts: DateTime<Utc>,
+    pub agent_record_id: i64,
+    pub sent: i32,
+    pub received: i32,
+    pub loss_pct: f32,
+    pub rtt_min_ms: Option<f32>,
+    pub rtt_median_ms: Option<f32>,
+    pub rtt_mean_ms: Option<f32>,
+    pub rtt_max_ms: Option<f32>,
+    pub rtt_p95_ms: Option<f32>,
+    pub rtt_stddev_ms: Option<f32>,
+    pub jitter_ms: Option<f32>,
+    pub rtts_ms: Vec<f32>,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// Totals that prove ingest was exactly-once for one agent: every batch once, every record once.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct IngestAudit {
+    pub batches: i64,
+    pub min_sequence: i64,
+    pub max_sequence: i64,
+    /// Sum of the record counts of the committed batches.
+    pub records_in_batches: i64,
+    pub probe_results: i64,
+    pub distinct_probe_record_ids: i64,
+    pub min_record_id: i64,
+    pub max_record_id: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations; returns the descriptions of those applied now.
+    async fn migrate(&self) -> Result<Vec<String>>;
+    async fn ping(&self) -> Result<()>;
+    /// Stores a batch in one transaction, unless (agent, sequence) was stored before.
+    async fn ingest(&self, agent: &AgentId, batch: &Batch, now: DateTime<Utc>)
+        -> Result<IngestOutcome>;
+    async fn agents(&self) -> Result<Vec<AgentRow>>;
+    async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRow>>;
+    async fn device(&self, id: i64) -> Result<Option<DeviceRow>>;
+    async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>>;
+    async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit>;
+}
+
+/// How the SQLite backend syncs commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit: an acknowledged batch survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a crash of the process, not of the machine.
+    Normal,
+}
+
+/// Where the data lives, parsed from `database.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseLocation {
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(StoreError::UnsupportedUrl(url.to_string()));
+            }
+            Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseLocation::Postgres(url.to_string()))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+}
+
+/// Opens the store the location names (without migrating it).
+pub async fn open(
+    location: &DatabaseLocation,
+    max_connections: u32,
+    sqlite_sync: SqliteSync,
+) -> Result<Arc<dyn Store>> {
+    Ok(match location {
+        DatabaseLocation::Sqlite(path) => {
+            Arc::new(SqliteStore::open(path, max_connections, sqlite_sync).await?)
+        }
+        DatabaseLocation::Postgres(url) => Arc::new(PostgresStore::connect(url, max_connections).await?),
+    })
+}
+
+/// Packs RTTs as little-endian f32 for storage.
+pub(crate) fn pack_rtts(rtts: &[f32]) -> Vec<u8> {
+    rtts.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub(crate) fn unpack_rtts(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+pub(crate) fn status_name(code: i64) -> Option<&'static str> {
+    DeviceStatus::from_code(code).map(DeviceStatus::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_recognised() {
+        assert_eq!(
+            DatabaseLocation::parse("sqlite://netwarden.db").unwrap(),
+            DatabaseLocation::Sqlite("netwarden.db".into())
+        );
+        assert_eq!(
+            DatabaseLocation::parse("sqlite:///var/lib/netwarden/c.db").unwrap(),
+            DatabaseLocation::Sqlite("/var/lib/netwarden/c.db".into())
+        );
+        assert!(matches!(
+            DatabaseLocation::parse("postgres://u@h/db").unwrap(),
+            DatabaseLocation::Postgres(_)
+        ));
+        assert!(DatabaseLocation::parse("mysql://x").is_err());
+        assert!(DatabaseLocation::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn rtts_round_trip_through_bytes() {
+        let rtts = vec![0.25, 30.5, 1000.0];
+        assert_eq!(unpack_rtts(&pack_rtts(&rtts)), rtts);
+    }
+}

@@ -1,0 +1,114 @@
+//! Turns a batch into the rows both backends write, so the two stay in step: the newest round
+//! per device (for the device's current status) and the records split by kind.
+
+use chrono::{DateTime, Utc};
+use netwarden_shared::{Batch, DiscoveredHost, ProbeRound, RecordKind, SpeedTest};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// The latest known facts about one device in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceLatest {
+    pub address: String,
+    pub seen_at: DateTime<Utc>,
+    /// From the newest probe round, if the batch has one for the device.
+    pub probe: Option<(DateTime<Utc>, i16, f32, Option<f32>)>,
+    /// From the newest discovery record, if any: mac, vendor, hostname.
+    pub identity: Option<(Option<String>, Option<String>, Option<String>)>,
+}
+
+#[derive(Debug, Default)]
+pub struct BatchPlan<'a> {
+    /// Devices in address order (a fixed lock order keeps concurrent upserts deadlock-free).
+    pub devices: Vec<DeviceLatest>,
+    pub probes: Vec<(&'a ProbeRound, DateTime<Utc>, u64)>,
+    pub discoveries: Vec<(&'a DiscoveredHost, DateTime<Utc>, u64)>,
+    pub speed_tests: Vec<(&'a SpeedTest, DateTime<Utc>, u64)>,
+}
+
+impl<'a> BatchPlan<'a> {
+    pub fn new(batch: &'a Batch) -> Self {
+        let mut plan = BatchPlan::default();
+        let mut latest: HashMap<IpAddr, DeviceLatest> = HashMap::new();
+        for record in &batch.records {
+            let at = record.observed_at;
+            match &record.kind {
+                RecordKind::Probe(round) => {
+                    plan.probes.push((round, at, record.record_id));
+                    let entry = device(&mut latest, round.target, at);
+                    if entry.probe.is_none_or(|(t, ..)| at >= t) {
+                        let rtt = round.rtt.map(|r| r.median);
+                        entry.probe = Some((at, round.status.code(), round.loss_pct() as f32, rtt));
+                    }
+                }
+                RecordKind::Discovery(host) => {
+                    plan.discoveries.push((host, at, record.record_id));
+                    let entry = device(&mut latest, host.address, at);
+                    entry.identity =
+                        Some((host.mac.clone(), host.vendor.clone(), host.hostname.clone()));
+                }
+                RecordKind::SpeedTest(test) => plan.speed_tests.push((test, at, record.record_id)),
+            }
+        }
+        let mut devices: Vec<_> = latest.into_values().collect();
+        devices.sort_by(|a, b| a.address.cmp(&b.address));
+        plan.devices = devices;
+        plan
+    }
+}
+
+fn device(
+    latest: &mut HashMap<IpAddr, DeviceLatest>,
+    address: IpAddr,
+    at: DateTime<Utc>,
+) -> &mut DeviceLatest {
+    let entry = latest.entry(address).or_insert_with(|| DeviceLatest {
+        address: address.to_string(),
+        seen_at: at,
+        probe: None,
+        identity: None,
+    });
+    if at > entry.seen_at {
+        entry.seen_at = at;
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netwarden_shared::{AgentStatus, DeviceStatus, Record};
+
+    fn round(target: &str, received: u32, status: DeviceStatus) -> RecordKind {
+        RecordKind::Probe(ProbeRound {
+            target: target.parse().unwrap(),
+            sent: 4,
+            received,
+            rtt: None,
+            rtts_ms: vec![1.0; received as usize],
+            status,
+        })
+    }
+
+    #[test]
+    fn newest_round_decides_the_device_status() {
+        let t = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let batch = Batch {
+            sequence: 1,
+            claimed_agent_id: None,
+            status: AgentStatus::default(),
+            records: vec![
+                Record { record_id: 1, observed_at: t(20), kind: round("10.0.0.2", 4, DeviceStatus::Online) },
+                Record { record_id: 2, observed_at: t(10), kind: round("10.0.0.2", 0, DeviceStatus::Offline) },
+                Record { record_id: 3, observed_at: t(15), kind: round("10.0.0.1", 2, DeviceStatus::Degraded) },
+            ],
+        };
+        let plan = BatchPlan::new(&batch);
+        assert_eq!(plan.probes.len(), 3);
+        let addresses: Vec<_> = plan.devices.iter().map(|d| d.address.as_str()).collect();
+        assert_eq!(addresses, ["10.0.0.1", "10.0.0.2"]);
+        let newest = plan.devices[1].probe.unwrap();
+        assert_eq!((newest.0, newest.1, newest.2), (t(20), DeviceStatus::Online.code(), 0.0));
+        assert_eq!(plan.devices[0].probe.unwrap().2, 50.0);
+    }
+}

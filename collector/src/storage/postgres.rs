@@ -1,0 +1,517 @@
+//! PostgreSQL backend (sqlx). Batch writes go in as arrays through UNNEST: one statement per
+//! table per batch, never a row at a time. Several collectors may share one database.
+
+use super::{
+    failed, pack_rtts, status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow,
+    HistoryQuery, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError,
+};
+use crate::storage::sqlite::{direction_name, loss, method_name};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netwarden_shared::{AgentId, Batch, DeviceStatus};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Hides the password of a connection URL, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|err| StoreError::Backend {
+                action: "connecting to PostgreSQL",
+                message: format!("{}: {err}", redact_url(url)),
+            })?;
+        Ok(PostgresStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn device_row(row: &PgRow) -> sqlx::Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: row.try_get("id")?,
+        agent_id: row.try_get("agent_id")?,
+        address: row.try_get("address")?,
+        mac: row.try_get("mac")?,
+        vendor: row.try_get("vendor")?,
+        hostname: row.try_get("hostname")?,
+        status: row
+            .try_get::<Option<i16>, _>("status")?
+            .and_then(|s| status_name(i64::from(s))),
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+        last_probe_at: row.try_get("last_probe_at")?,
+        last_loss_pct: row.try_get("last_loss_pct")?,
+        last_rtt_ms: row.try_get("last_rtt_ms")?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen,
+    last_seen, last_probe_at, last_loss_pct, last_rtt_ms";
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>> {
+        let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !before.contains(&m.version))
+            .map(|m| format!("{:04}_{}", m.version, m.description))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(failed("checking the database"))?;
+        Ok(())
+    }
+
+    async fn ingest(
+        &self,
+        agent: &AgentId,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome> {
+        let agent = agent.as_str();
+        let mut tx = self.pool.begin().await.map_err(failed("starting an ingest transaction"))?;
+        sqlx::query(
+            "INSERT INTO agents (id, first_seen, last_seen, buffer_backlog, dropped_total)
+             VALUES ($1, $2, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen,
+                 buffer_backlog = EXCLUDED.buffer_backlog, dropped_total = EXCLUDED.dropped_total",
+        )
+        .bind(agent)
+        .bind(now)
+        .bind(batch.status.buffer_backlog as i64)
+        .bind(batch.status.dropped_total as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("recording the agent"))?;
+
+        let fresh = sqlx::query(
+            "INSERT INTO ingest_batches (agent_id, sequence, record_count, received_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(agent)
+        .bind(batch.sequence as i64)
+        .bind(batch.records.len() as i32)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("recording the batch"))?
+        .rows_affected();
+        if fresh == 0 {
+            tx.commit().await.map_err(failed("committing a duplicate batch"))?;
+            return Ok(IngestOutcome::Duplicate);
+        }
+
+        let plan = BatchPlan::new(batch);
+        let n = plan.devices.len();
+        let (mut addresses, mut macs, mut vendors, mut hostnames, mut seen) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut statuses, mut probe_at, mut losses, mut rtts) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for device in &plan.devices {
+            let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
+            addresses.push(device.address.clone());
+            macs.push(mac);
+            vendors.push(vendor);
+            hostnames.push(hostname);
+            seen.push(device.seen_at);
+            statuses.push(device.probe.map(|p| p.1));
+            probe_at.push(device.probe.map(|p| p.0));
+            losses.push(device.probe.map(|p| p.2));
+            rtts.push(device.probe.and_then(|p| p.3));
+        }
+        let rows = sqlx::query(
+            "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
+                 status, last_probe_at, last_loss_pct, last_rtt_ms)
+             SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.seen, u.seen, u.status,
+                 u.probe_at, u.loss, u.rtt
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                 $7::smallint[], $8::timestamptz[], $9::real[], $10::real[])
+                 AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt)
+             ON CONFLICT (agent_id, address) DO UPDATE SET
+                 last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
+                 mac = COALESCE(EXCLUDED.mac, devices.mac),
+                 vendor = COALESCE(EXCLUDED.vendor, devices.vendor),
+                 hostname = COALESCE(EXCLUDED.hostname, devices.hostname),
+                 status = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                          THEN EXCLUDED.status ELSE devices.status END,
+                 last_loss_pct = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                          THEN EXCLUDED.last_loss_pct ELSE devices.last_loss_pct END,
+                 last_rtt_ms = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                          THEN EXCLUDED.last_rtt_ms ELSE devices.last_rtt_ms END,
+                 last_probe_at = GREATEST(devices.last_probe_at, EXCLUDED.last_probe_at)
+             RETURNING id, address",
+        )
+        .bind(agent)
+        .bind(&addresses)
+        .bind(&macs)
+        .bind(&vendors)
+        .bind(&hostnames)
+        .bind(&seen)
+        .bind(&statuses)
+        .bind(&probe_at)
+        .bind(&losses)
+        .bind(&rtts)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed("upserting devices"))?;
+        let mut device_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            device_ids.insert(
+                row.try_get("address").map_err(failed("upserting devices"))?,
+                row.try_get("id").map_err(failed("upserting devices"))?,
+            );
+        }
+        let device_id = |address: String| -> Result<i64> {
+            device_ids.get(&address).copied().ok_or(StoreError::Backend {
+                action: "matching records to devices",
+                message: format!("no device row for {address}"),
+            })
+        };
+
+        if !plan.probes.is_empty() {
+            let n = plan.probes.len();
+            let mut cols = ProbeColumns::with_capacity(n);
+            for (round, at, record_id) in &plan.probes {
+                cols.push(device_id(round.target.to_string())?, *at, *record_id, round);
+            }
+            sqlx::query(
+                "INSERT INTO probe_results (device_id, ts, agent_record_id, sent, received,
+                     rtt_min, rtt_median, rtt_mean, rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status)
+                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::int[],
+                     $5::int[], $6::real[], $7::real[], $8::real[], $9::real[], $10::real[],
+                     $11::real[], $12::real[], $13::bytea[], $14::smallint[])",
+            )
+            .bind(&cols.device_id)
+            .bind(&cols.ts)
+            .bind(&cols.record_id)
+            .bind(&cols.sent)
+            .bind(&cols.received)
+            .bind(&cols.min)
+            .bind(&cols.median)
+            .bind(&cols.mean)
+            .bind(&cols.max)
+            .bind(&cols.p95)
+            .bind(&cols.stddev)
+            .bind(&cols.jitter)
+            .bind(&cols.rtts)
+            .bind(&cols.status)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("inserting probe results"))?;
+        }
+
+        for (host, at, record_id) in &plan.discoveries {
+            let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
+            sqlx::query(
+                "INSERT INTO discoveries (device_id, ts, agent_record_id, mac, vendor, hostname,
+                     open_ports, rtt_ms, method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(device_id(host.address.to_string())?)
+            .bind(*at)
+            .bind(*record_id as i64)
+            .bind(&host.mac)
+            .bind(&host.vendor)
+            .bind(&host.hostname)
+            .bind(ports.join(","))
+            .bind(host.rtt_ms)
+            .bind(method_name(host.method))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("inserting discoveries"))?;
+        }
+        for (test, at, record_id) in &plan.speed_tests {
+            sqlx::query(
+                "INSERT INTO speed_tests (agent_id, ts, agent_record_id, url, direction, bytes,
+                     duration_us, mbps, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(agent)
+            .bind(*at)
+            .bind(*record_id as i64)
+            .bind(&test.url)
+            .bind(direction_name(test.direction))
+            .bind(test.bytes as i64)
+            .bind(test.duration_us as i64)
+            .bind(test.mbps)
+            .bind(&test.error)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("inserting speed tests"))?;
+        }
+
+        let records = batch.records.len() as u32;
+        sqlx::query(
+            "UPDATE agents SET results_received = results_received + $2,
+                 batches_received = batches_received + 1,
+                 last_sequence = GREATEST(last_sequence, $3) WHERE id = $1",
+        )
+        .bind(agent)
+        .bind(i64::from(records))
+        .bind(batch.sequence as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("updating agent totals"))?;
+        tx.commit().await.map_err(failed("committing a batch"))?;
+        Ok(IngestOutcome::Stored { records })
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, first_seen, last_seen, results_received, batches_received, last_sequence,
+                 buffer_backlog, dropped_total FROM agents ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing agents"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(AgentRow {
+                    id: row.try_get("id")?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                    results_received: row.try_get("results_received")?,
+                    batches_received: row.try_get("batches_received")?,
+                    last_sequence: row.try_get("last_sequence")?,
+                    buffer_backlog: row.try_get("buffer_backlog")?,
+                    dropped_total: row.try_get("dropped_total")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("listing agents"))
+    }
+
+    async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices
+             WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::smallint IS NULL OR status = $2)
+             ORDER BY id LIMIT $3 OFFSET $4"
+        ))
+        .bind(&query.agent_id)
+        .bind(query.status.map(DeviceStatus::code))
+        .bind(i64::from(query.limit))
+        .bind(i64::from(query.offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing devices"))?;
+        rows.iter()
+            .map(device_row)
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("listing devices"))
+    }
+
+    async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a device"))?;
+        row.as_ref()
+            .map(device_row)
+            .transpose()
+            .map_err(failed("reading a device"))
+    }
+
+    async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>> {
+        let rows = sqlx::query(
+            "SELECT ts, agent_record_id, sent, received, rtt_min, rtt_median, rtt_mean, rtt_max,
+                 rtt_p95, rtt_stddev, jitter, rtts, status
+             FROM probe_results WHERE device_id = $1 AND ts >= $2 AND ts < $3
+             ORDER BY ts, agent_record_id LIMIT $4",
+        )
+        .bind(id)
+        .bind(query.from)
+        .bind(query.to)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading device history"))?;
+        rows.iter()
+            .map(|row| {
+                let sent: i32 = row.try_get("sent")?;
+                let received: i32 = row.try_get("received")?;
+                Ok(ProbeSample {
+                    ts: row.try_get("ts")?,
+                    agent_record_id: row.try_get("agent_record_id")?,
+                    sent,
+                    received,
+                    loss_pct: loss(sent, received),
+                    rtt_min_ms: row.try_get("rtt_min")?,
+                    rtt_median_ms: row.try_get("rtt_median")?,
+                    rtt_mean_ms: row.try_get("rtt_mean")?,
+                    rtt_max_ms: row.try_get("rtt_max")?,
+                    rtt_p95_ms: row.try_get("rtt_p95")?,
+                    rtt_stddev_ms: row.try_get("rtt_stddev")?,
+                    jitter_ms: row.try_get("jitter")?,
+                    rtts_ms: unpack_rtts(
+                        &row.try_get::<Option<Vec<u8>>, _>("rtts")?.unwrap_or_default(),
+                    ),
+                    status: status_name(i64::from(row.try_get::<i16, _>("status")?))
+                        .unwrap_or("unknown"),
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("reading device history"))
+    }
+
+    async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit> {
+        let b = sqlx::query(
+            "SELECT count(*) AS n, coalesce(min(sequence), 0) AS lo, coalesce(max(sequence), 0) AS hi,
+                 coalesce(sum(record_count), 0)::bigint AS records
+             FROM ingest_batches WHERE agent_id = $1",
+        )
+        .bind(agent.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("auditing batches"))?;
+        let p = sqlx::query(
+            "SELECT count(*) AS n, count(DISTINCT p.agent_record_id) AS d,
+                 coalesce(min(p.agent_record_id), 0) AS lo, coalesce(max(p.agent_record_id), 0) AS hi
+             FROM probe_results p JOIN devices d ON d.id = p.device_id WHERE d.agent_id = $1",
+        )
+        .bind(agent.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("auditing probe results"))?;
+        let get = |row: &PgRow, col: &str| -> Result<i64> {
+            row.try_get(col).map_err(failed("auditing ingest"))
+        };
+        Ok(IngestAudit {
+            batches: get(&b, "n")?,
+            min_sequence: get(&b, "lo")?,
+            max_sequence: get(&b, "hi")?,
+            records_in_batches: get(&b, "records")?,
+            probe_results: get(&p, "n")?,
+            distinct_probe_record_ids: get(&p, "d")?,
+            min_record_id: get(&p, "lo")?,
+            max_record_id: get(&p, "hi")?,
+        })
+    }
+}
+
+/// Column arrays for one UNNEST insert of probe results.
+struct ProbeColumns {
+    device_id: Vec<i64>,
+    ts: Vec<DateTime<Utc>>,
+    record_id: Vec<i64>,
+    sent: Vec<i32>,
+    received: Vec<i32>,
+    min: Vec<Option<f32>>,
+    median: Vec<Option<f32>>,
+    mean: Vec<Option<f32>>,
+    max: Vec<Option<f32>>,
+    p95: Vec<Option<f32>>,
+    stddev: Vec<Option<f32>>,
+    jitter: Vec<Option<f32>>,
+    rtts: Vec<Vec<u8>>,
+    status: Vec<i16>,
+}
+
+impl ProbeColumns {
+    fn with_capacity(n: usize) -> Self {
+        ProbeColumns {
+            device_id: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            record_id: Vec::with_capacity(n),
+            sent: Vec::with_capacity(n),
+            received: Vec::with_capacity(n),
+            min: Vec::with_capacity(n),
+            median: Vec::with_capacity(n),
+            mean: Vec::with_capacity(n),
+            max: Vec::with_capacity(n),
+            p95: Vec::with_capacity(n),
+            stddev: Vec::with_capacity(n),
+            jitter: Vec::with_capacity(n),
+            rtts: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(
+        &mut self,
+        device_id: i64,
+        at: DateTime<Utc>,
+        record_id: u64,
+        round: &netwarden_shared::ProbeRound,
+    ) {
+        let rtt = round.rtt;
+        self.device_id.push(device_id);
+        self.ts.push(at);
+        self.record_id.push(record_id as i64);
+        self.sent.push(round.sent as i32);
+        self.received.push(round.received as i32);
+        self.min.push(rtt.map(|r| r.min));
+        self.median.push(rtt.map(|r| r.median));
+        self.mean.push(rtt.map(|r| r.mean));
+        self.max.push(rtt.map(|r| r.max));
+        self.p95.push(rtt.map(|r| r.p95));
+        self.stddev.push(rtt.map(|r| r.stddev));
+        self.jitter.push(rtt.map(|r| r.jitter));
+        self.rtts.push(pack_rtts(&round.rtts_ms));
+        self.status.push(round.status.code());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://nw:s3cret@db:5432/netwarden"),
+            "postgres://nw:***@db:5432/netwarden"
+        );
+        assert_eq!(redact_url("postgres://nw@db/x"), "postgres://nw@db/x");
+    }
+}

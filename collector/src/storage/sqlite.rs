@@ -1,0 +1,552 @@
+//! SQLite backend: one file in WAL mode. SQLite allows one writer at a time, so writes share
+//! one connection; reads use a small pool so the API never waits behind ingest. rusqlite runs
+//! on tokio's blocking threads. (rusqlite rather than sqlx's SQLite driver: it is the agent's
+//! buffer library too, so both share one bundled libsqlite3, and it has no per-bind channel hop
+//! on the hot ingest path.)
+
+use super::{
+    failed, pack_rtts, status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow,
+    HistoryQuery, IngestAudit, IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use netwarden_shared::{AgentId, Batch, DeviceStatus, DiscoveryMethod, SpeedDirection};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    max_readers: usize,
+}
+
+fn open_connection(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file.
+    pub async fn open(path: &Path, max_connections: u32, sync: SqliteSync) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| StoreError::Backend {
+                action: "creating the database directory",
+                message: format!("{}: {err}", parent.display()),
+            })?;
+        }
+        let owned = path.to_path_buf();
+        let writer = tokio::task::spawn_blocking(move || open_connection(&owned, sync))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+            .map_err(|err| StoreError::Backend {
+                action: "opening the SQLite database",
+                message: format!("{}: {err}", path.display()),
+            })?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            max_readers: max_connections.clamp(1, 16) as usize,
+        })
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        let max = self.max_readers;
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map_err(|e| StoreError::Worker(e.to_string()))?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = open_connection(&path, SqliteSync::Normal)
+                        .map_err(failed("opening a read connection"))?;
+                    conn.pragma_update(None, "query_only", "ON")
+                        .map_err(failed("opening a read connection"))?;
+                    conn
+                }
+            };
+            let result = work(&conn);
+            let mut pool = readers.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+            if pool.len() < max {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+fn ingest_tx(
+    conn: &mut Connection,
+    agent: &str,
+    batch: &Batch,
+    now: DateTime<Utc>,
+) -> Result<IngestOutcome> {
+    let tx = conn.transaction().map_err(failed("starting an ingest transaction"))?;
+    let now_ms = ms(now);
+    tx.prepare_cached(
+        "INSERT INTO agents (id, first_seen_ms, last_seen_ms, buffer_backlog, dropped_total)
+         VALUES (?1, ?2, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+             buffer_backlog = excluded.buffer_backlog, dropped_total = excluded.dropped_total",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            agent,
+            now_ms,
+            batch.status.buffer_backlog as i64,
+            batch.status.dropped_total as i64
+        ])
+    })
+    .map_err(failed("recording the agent"))?;
+
+    let fresh = tx
+        .prepare_cached(
+            "INSERT INTO ingest_batches (agent_id, sequence, record_count, received_ms)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![agent, batch.sequence as i64, batch.records.len() as i64, now_ms])
+        })
+        .map_err(failed("recording the batch"))?;
+    if fresh == 0 {
+        tx.commit().map_err(failed("committing a duplicate batch"))?;
+        return Ok(IngestOutcome::Duplicate);
+    }
+
+    let plan = BatchPlan::new(batch);
+    let mut device_ids = std::collections::HashMap::with_capacity(plan.devices.len());
+    {
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen_ms,
+                     last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (agent_id, address) DO UPDATE SET
+                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
+                     mac = coalesce(excluded.mac, mac),
+                     vendor = coalesce(excluded.vendor, vendor),
+                     hostname = coalesce(excluded.hostname, hostname),
+                     status = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                              THEN excluded.status ELSE status END,
+                     last_loss_pct = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                              THEN excluded.last_loss_pct ELSE last_loss_pct END,
+                     last_rtt_ms = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                              THEN excluded.last_rtt_ms ELSE last_rtt_ms END,
+                     last_probe_ms = CASE WHEN excluded.last_probe_ms IS NULL THEN last_probe_ms
+                              ELSE max(coalesce(last_probe_ms, 0), excluded.last_probe_ms) END
+                 RETURNING id",
+            )
+            .map_err(failed("preparing the device upsert"))?;
+        for device in &plan.devices {
+            let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
+            let probe = device.probe;
+            let id: i64 = upsert
+                .query_row(
+                    params![
+                        agent,
+                        device.address,
+                        mac,
+                        vendor,
+                        hostname,
+                        ms(device.seen_at),
+                        probe.map(|p| p.1),
+                        probe.map(|p| ms(p.0)),
+                        probe.map(|p| p.2),
+                        probe.and_then(|p| p.3),
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(failed("upserting devices"))?;
+            device_ids.insert(device.address.clone(), id);
+        }
+    }
+    let device_id = |address: String| -> Result<i64> {
+        device_ids.get(&address).copied().ok_or(StoreError::Backend {
+            action: "matching records to devices",
+            message: format!("no device row for {address}"),
+        })
+    };
+
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO probe_results (device_id, ts_ms, agent_record_id, sent, received,
+                     rtt_min, rtt_median, rtt_mean, rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .map_err(failed("preparing the probe insert"))?;
+        for (round, at, record_id) in &plan.probes {
+            let rtt = round.rtt;
+            insert
+                .execute(params![
+                    device_id(round.target.to_string())?,
+                    ms(*at),
+                    *record_id as i64,
+                    round.sent,
+                    round.received,
+                    rtt.map(|r| r.min),
+                    rtt.map(|r| r.median),
+                    rtt.map(|r| r.mean),
+                    rtt.map(|r| r.max),
+                    rtt.map(|r| r.p95),
+                    rtt.map(|r| r.stddev),
+                    rtt.map(|r| r.jitter),
+                    pack_rtts(&round.rtts_ms),
+                    round.status.code(),
+                ])
+                .map_err(failed("inserting probe results"))?;
+        }
+    }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO discoveries (device_id, ts_ms, agent_record_id, mac, vendor, hostname,
+                     open_ports, rtt_ms, method) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(failed("preparing the discovery insert"))?;
+        for (host, at, record_id) in &plan.discoveries {
+            let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
+            insert
+                .execute(params![
+                    device_id(host.address.to_string())?,
+                    ms(*at),
+                    *record_id as i64,
+                    host.mac,
+                    host.vendor,
+                    host.hostname,
+                    ports.join(","),
+                    host.rtt_ms,
+                    method_name(host.method),
+                ])
+                .map_err(failed("inserting discoveries"))?;
+        }
+    }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO speed_tests (agent_id, ts_ms, agent_record_id, url, direction, bytes,
+                     duration_us, mbps, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(failed("preparing the speed test insert"))?;
+        for (test, at, record_id) in &plan.speed_tests {
+            insert
+                .execute(params![
+                    agent,
+                    ms(*at),
+                    *record_id as i64,
+                    test.url,
+                    direction_name(test.direction),
+                    test.bytes as i64,
+                    test.duration_us as i64,
+                    test.mbps,
+                    test.error,
+                ])
+                .map_err(failed("inserting speed tests"))?;
+        }
+    }
+    let records = batch.records.len() as u32;
+    tx.prepare_cached(
+        "UPDATE agents SET results_received = results_received + ?2,
+             batches_received = batches_received + 1,
+             last_sequence = max(last_sequence, ?3) WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![agent, records, batch.sequence as i64]))
+    .map_err(failed("updating agent totals"))?;
+    tx.commit().map_err(failed("committing a batch"))?;
+    Ok(IngestOutcome::Stored { records })
+}
+
+pub(crate) fn method_name(method: DiscoveryMethod) -> &'static str {
+    match method {
+        DiscoveryMethod::Icmp => "icmp",
+        DiscoveryMethod::Arp => "arp",
+        DiscoveryMethod::IcmpAndArp => "icmp+arp",
+    }
+}
+
+pub(crate) fn direction_name(direction: SpeedDirection) -> &'static str {
+    match direction {
+        SpeedDirection::Download => "download",
+        SpeedDirection::Upload => "upload",
+    }
+}
+
+const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen_ms,
+    last_seen_ms, last_probe_ms, last_loss_pct, last_rtt_ms";
+
+fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: row.get(0)?,
+        agent_id: row.get(1)?,
+        address: row.get(2)?,
+        mac: row.get(3)?,
+        vendor: row.get(4)?,
+        hostname: row.get(5)?,
+        status: row.get::<_, Option<i64>>(6)?.and_then(status_name),
+        first_seen: from_ms(row.get(7)?),
+        last_seen: from_ms(row.get(8)?),
+        last_probe_at: row.get::<_, Option<i64>>(9)?.map(from_ms),
+        last_loss_pct: row.get(10)?,
+        last_rtt_ms: row.get(11)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>> {
+        self.write(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+            )
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+            let mut applied = Vec::new();
+            for (version, sql) in MIGRATIONS {
+                let tx = conn.transaction().map_err(|e| StoreError::Migration(e.to_string()))?;
+                let done: Option<String> = tx
+                    .query_row(
+                        "SELECT version FROM schema_migrations WHERE version = ?1",
+                        [version],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                if done.is_none() {
+                    tx.execute_batch(sql)
+                        .map_err(|e| StoreError::Migration(format!("{version}: {e}")))?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                        params![version, ms(Utc::now())],
+                    )
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    applied.push((*version).to_string());
+                }
+                tx.commit().map_err(|e| StoreError::Migration(e.to_string()))?;
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(failed("checking the database"))
+        })
+        .await
+    }
+
+    async fn ingest(
+        &self,
+        agent: &AgentId,
+        batch: &Batch,
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome> {
+        let agent = agent.as_str().to_string();
+        // The batch moves to the blocking thread; cloning is cheap next to the inserts.
+        let batch = batch.clone();
+        self.write(move |conn| ingest_tx(conn, &agent, &batch, now)).await
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRow>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, first_seen_ms, last_seen_ms, results_received, batches_received,
+                         last_sequence, buffer_backlog, dropped_total FROM agents ORDER BY id",
+                )
+                .map_err(failed("listing agents"))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok(AgentRow {
+                        id: row.get(0)?,
+                        first_seen: from_ms(row.get(1)?),
+                        last_seen: from_ms(row.get(2)?),
+                        results_received: row.get(3)?,
+                        batches_received: row.get(4)?,
+                        last_sequence: row.get(5)?,
+                        buffer_backlog: row.get(6)?,
+                        dropped_total: row.get(7)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(failed("listing agents"))?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRow>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices
+                 WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY id LIMIT ?3 OFFSET ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(failed("listing devices"))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        query.agent_id,
+                        query.status.map(DeviceStatus::code),
+                        query.limit,
+                        query.offset
+                    ],
+                    device_row,
+                )
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(failed("listing devices"))?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([id], device_row).optional())
+                .map_err(failed("reading a device"))
+        })
+        .await
+    }
+
+    async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT ts_ms, agent_record_id, sent, received, rtt_min, rtt_median, rtt_mean,
+                         rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status
+                     FROM probe_results WHERE device_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+                     ORDER BY ts_ms, agent_record_id LIMIT ?4",
+                )
+                .map_err(failed("reading device history"))?;
+            let rows = stmt
+                .query_map(params![id, ms(query.from), ms(query.to), query.limit], |row| {
+                    let sent: i32 = row.get(2)?;
+                    let received: i32 = row.get(3)?;
+                    Ok(ProbeSample {
+                        ts: from_ms(row.get(0)?),
+                        agent_record_id: row.get(1)?,
+                        sent,
+                        received,
+                        loss_pct: loss(sent, received),
+                        rtt_min_ms: row.get(4)?,
+                        rtt_median_ms: row.get(5)?,
+                        rtt_mean_ms: row.get(6)?,
+                        rtt_max_ms: row.get(7)?,
+                        rtt_p95_ms: row.get(8)?,
+                        rtt_stddev_ms: row.get(9)?,
+                        jitter_ms: row.get(10)?,
+                        rtts_ms: unpack_rtts(&row.get::<_, Option<Vec<u8>>>(11)?.unwrap_or_default()),
+                        status: status_name(row.get(12)?).unwrap_or("unknown"),
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(failed("reading device history"))?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit> {
+        let agent = agent.as_str().to_string();
+        self.read(move |conn| {
+            let (batches, min_sequence, max_sequence, records_in_batches) = conn
+                .query_row(
+                    "SELECT count(*), coalesce(min(sequence), 0), coalesce(max(sequence), 0),
+                         coalesce(sum(record_count), 0) FROM ingest_batches WHERE agent_id = ?1",
+                    [&agent],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(failed("auditing batches"))?;
+            let (probe_results, distinct_probe_record_ids, min_record_id, max_record_id) = conn
+                .query_row(
+                    "SELECT count(*), count(DISTINCT p.agent_record_id),
+                         coalesce(min(p.agent_record_id), 0), coalesce(max(p.agent_record_id), 0)
+                     FROM probe_results p JOIN devices d ON d.id = p.device_id
+                     WHERE d.agent_id = ?1",
+                    [&agent],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(failed("auditing probe results"))?;
+            Ok(IngestAudit {
+                batches,
+                min_sequence,
+                max_sequence,
+                records_in_batches,
+                probe_results,
+                distinct_probe_record_ids,
+                min_record_id,
+                max_record_id,
+            })
+        })
+        .await
+    }
+}
+
+pub(crate) fn loss(sent: i32, received: i32) -> f32 {
+    if sent <= 0 {
+        0.0
+    } else {
+        100.0 * (sent - received) as f32 / sent as f32
+    }
+}
