@@ -166,20 +166,29 @@ impl Settings {
             ));
         }
         if !raw.collector.url.starts_with("https://") {
-            return Err(bad("collector.url", "must start with https:// (agents only speak mutual TLS)"));
+            return Err(bad(
+                "collector.url",
+                "must start with https:// (agents only speak mutual TLS)",
+            ));
         }
         let need = |field: &str, value: &Option<PathBuf>| -> Result<PathBuf, ConfigError> {
             value
                 .as_ref()
                 .map(|p| config::resolve(path, p))
-                .ok_or_else(|| bad(field, "is not set; issue one with `netwarden-collector pki issue-agent`"))
+                .ok_or_else(|| {
+                    bad(
+                        field,
+                        "is not set; issue one with `netwarden-collector pki issue-agent`",
+                    )
+                })
         };
         let tls = TlsFiles {
             ca: need("tls.ca", &raw.tls.ca)?,
             cert: need("tls.cert", &raw.tls.cert)?,
             key: need("tls.key", &raw.tls.key)?,
         };
-        netwarden_shared::tls::client_config(&tls).map_err(|err| ConfigError::invalid(path, "tls", err))?;
+        netwarden_shared::tls::client_config(&tls)
+            .map_err(|err| ConfigError::invalid(path, "tls", err))?;
         let identity = netwarden_shared::tls::cert_file_info(&tls.cert)
             .map_err(|err| ConfigError::invalid(path, "tls.cert", err))?;
         netwarden_shared::AgentId::new(identity.common_name)
@@ -190,13 +199,19 @@ impl Settings {
         }
         let u = &raw.uplink;
         if u.batch_max_records == 0 || u.batch_max_records > 50_000 {
-            return Err(bad("uplink.batch_max_records", "must be between 1 and 50000"));
+            return Err(bad(
+                "uplink.batch_max_records",
+                "must be between 1 and 50000",
+            ));
         }
         if u.max_in_flight == 0 || u.max_in_flight > 64 {
             return Err(bad("uplink.max_in_flight", "must be between 1 and 64"));
         }
         if u.backoff_initial_ms == 0 || u.backoff_max_secs == 0 {
-            return Err(bad("uplink.backoff_initial_ms", "backoff times must be above zero"));
+            return Err(bad(
+                "uplink.backoff_initial_ms",
+                "backoff times must be above zero",
+            ));
         }
 
         let p = &raw.probe;
@@ -205,8 +220,12 @@ impl Settings {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                t.parse::<IpAddr>()
-                    .map_err(|_| bad(&format!("probe.targets[{i}]"), &format!("{t:?} is not an IP address")))
+                t.parse::<IpAddr>().map_err(|_| {
+                    bad(
+                        &format!("probe.targets[{i}]"),
+                        &format!("{t:?} is not an IP address"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if p.count == 0 || p.count > 1000 {

@@ -65,7 +65,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         buffer: buffer.clone(),
     };
     let probing = shutdown.child_token();
-    let probe_task = tokio::spawn(probe_loop(settings.probe.clone(), buffer.clone(), probing.clone()));
+    let probe_task = tokio::spawn(probe_loop(
+        settings.probe.clone(),
+        buffer.clone(),
+        probing.clone(),
+    ));
     let uplink_task = tokio::spawn(uplink.run(shutdown.clone()));
 
     shutdown.cancelled().await;

@@ -40,7 +40,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ConfigArg {
-    #[arg(long, short, env = "NETWARDEN_AGENT_CONFIG", default_value = "/etc/netwarden/agent.toml")]
+    #[arg(
+        long,
+        short,
+        env = "NETWARDEN_AGENT_CONFIG",
+        default_value = "/etc/netwarden/agent.toml"
+    )]
     config: PathBuf,
 }
 
@@ -65,7 +70,13 @@ async fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Probe { hosts, count, interval_ms, timeout_ms, json } => {
+        Command::Probe {
+            hosts,
+            count,
+            interval_ms,
+            timeout_ms,
+            json,
+        } => {
             if count == 0 || count > 1000 {
                 anyhow::bail!("--count must be between 1 and 1000");
             }
@@ -112,7 +123,10 @@ fn print_rounds(records: &[netwarden_shared::Record], json: bool) {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
         return;
     }
     println!(

@@ -4,8 +4,8 @@
 
 use netwarden_shared::AgentId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -104,7 +104,9 @@ pub fn init(dir: &Path, hosts: &[String], days: u32, force: bool) -> Result<(Iss
     }
     let ca_key = KeyPair::generate().map_err(cert_err("generate the CA key"))?;
     let mut ca = CertificateParams::default();
-    ca.distinguished_name = name("Netwarden CA");
+    // A unique name per CA lets operators tell two installations' certificates apart.
+    let serial: u32 = rand::random();
+    ca.distinguished_name = name(&format!("Netwarden CA {serial:08x}"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -112,7 +114,9 @@ pub fn init(dir: &Path, hosts: &[String], days: u32, force: bool) -> Result<(Iss
         KeyUsagePurpose::DigitalSignature,
     ];
     validity(&mut ca, days.saturating_mul(2).max(days));
-    let ca_cert = ca.self_signed(&ca_key).map_err(cert_err("sign the CA certificate"))?;
+    let ca_cert = ca
+        .self_signed(&ca_key)
+        .map_err(cert_err("sign the CA certificate"))?;
     write(&ca_cert_path, &ca_cert.pem(), false)?;
     write(&dir.join(CA_KEY), &ca_key.serialize_pem(), true)?;
     let ca_files = Issued {
@@ -140,7 +144,8 @@ pub fn init(dir: &Path, hosts: &[String], days: u32, force: bool) -> Result<(Iss
 
 fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
     let key = KeyPair::from_pem(&read(&dir.join(CA_KEY))?).map_err(cert_err("load the CA key"))?;
-    Issuer::from_ca_cert_pem(&read(&dir.join(CA_CERT))?, key).map_err(cert_err("load the CA certificate"))
+    Issuer::from_ca_cert_pem(&read(&dir.join(CA_CERT))?, key)
+        .map_err(cert_err("load the CA certificate"))
 }
 
 /// Issues a client certificate for agent `name`, valid from `not_before` to `not_after`
@@ -211,7 +216,9 @@ fn issue(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
     validity(&mut params, days);
-    let cert = params.signed_by(&key, issuer).map_err(cert_err("sign a certificate"))?;
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(cert_err("sign a certificate"))?;
     write(cert_path, &cert.pem(), false)?;
     write(key_path, &key.serialize_pem(), true)?;
     Ok(Issued {
@@ -234,7 +241,10 @@ mod tests {
         assert_eq!(info.common_name, "branch-7");
         assert!(info.not_after > info.not_before);
         // A second init must not silently replace the CA.
-        assert!(matches!(init(dir.path(), &[], 30, false), Err(PkiError::Exists(_))));
+        assert!(matches!(
+            init(dir.path(), &[], 30, false),
+            Err(PkiError::Exists(_))
+        ));
         assert!(matches!(
             issue_agent(dir.path(), "bad name", dir.path(), 1),
             Err(PkiError::Name(_))

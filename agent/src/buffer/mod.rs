@@ -88,16 +88,23 @@ impl Buffer {
     pub fn open(path: &Path, max_records: u64) -> Result<Self> {
         let err = |action| {
             let path = path.to_path_buf();
-            move |source| BufferError::Sqlite { path: path.clone(), action, source }
+            move |source| BufferError::Sqlite {
+                path: path.clone(),
+                action,
+                source,
+            }
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
         let conn = Connection::open(path).map_err(err("opening"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err("opening"))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err("enabling WAL"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err("opening"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err("enabling WAL"))?;
         // FULL: a record the probe reported must survive a power cut before it is acknowledged.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err("setting synchronous"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err("setting synchronous"))?;
         conn.execute_batch(SCHEMA).map_err(err("creating tables"))?;
         // A new buffer starts its sequence at the current time in ms, so a re-created buffer
         // never reuses a sequence an earlier one sent (it sends far fewer than 1000 batches/s).
@@ -148,15 +155,22 @@ impl Buffer {
         if records.is_empty() {
             return Ok(0);
         }
-        let tx = self.conn.transaction().map_err(|source| BufferError::Sqlite {
-            path: self.path.clone(),
-            action: "starting a write",
-            source,
-        })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| BufferError::Sqlite {
+                path: self.path.clone(),
+                action: "starting a write",
+                source,
+            })?;
         let path = self.path.clone();
         let fail = |action: &'static str| {
             let path = path.clone();
-            move |source| BufferError::Sqlite { path: path.clone(), action, source }
+            move |source| BufferError::Sqlite {
+                path: path.clone(),
+                action,
+                source,
+            }
         };
         {
             let mut insert = tx
@@ -230,11 +244,12 @@ impl Buffer {
             .map_err(self.err("reading records"))?;
         rows.into_iter()
             .map(|(id, body)| {
-                let mut record = v1::Record::decode(body.as_slice()).map_err(|e| BufferError::Corrupt {
-                    path: self.path.clone(),
-                    id,
-                    message: e.to_string(),
-                })?;
+                let mut record =
+                    v1::Record::decode(body.as_slice()).map_err(|e| BufferError::Corrupt {
+                        path: self.path.clone(),
+                        id,
+                        message: e.to_string(),
+                    })?;
                 record.record_id = id as u64;
                 Ok(record)
             })
@@ -246,26 +261,38 @@ impl Buffer {
     pub fn next_batch(&mut self, max_records: u32) -> Result<Option<PendingBatch>> {
         let after: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(last_id), 0) FROM batches", [], |r| r.get(0))
+            .query_row("SELECT coalesce(max(last_id), 0) FROM batches", [], |r| {
+                r.get(0)
+            })
             .map_err(self.err("finding unbatched records"))?;
         let records = self.load(after + 1, i64::MAX, i64::from(max_records))?;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(None);
         };
         let (first, last) = (first.record_id as i64, last.record_id as i64);
-        let tx = self.conn.transaction().map_err(|source| BufferError::Sqlite {
-            path: self.path.clone(),
-            action: "forming a batch",
-            source,
-        })?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| BufferError::Sqlite {
+                path: self.path.clone(),
+                action: "forming a batch",
+                source,
+            })?;
         let sequence: i64 = tx
-            .query_row("SELECT value FROM meta WHERE key = 'next_sequence'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'next_sequence'",
+                [],
+                |r| r.get(0),
+            )
             .and_then(|seq| {
                 tx.execute(
                     "INSERT INTO batches (sequence, first_id, last_id) VALUES (?1, ?2, ?3)",
                     params![seq, first, last],
                 )?;
-                tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'next_sequence'", [])?;
+                tx.execute(
+                    "UPDATE meta SET value = value + 1 WHERE key = 'next_sequence'",
+                    [],
+                )?;
                 Ok(seq)
             })
             .map_err(|source| BufferError::Sqlite {
@@ -322,7 +349,10 @@ impl Buffer {
             bump(&tx, "rejected_total", moved as u64).map_err(fail.clone())?;
         }
         let deleted = tx
-            .execute("DELETE FROM records WHERE id BETWEEN ?1 AND ?2", params![first, last])
+            .execute(
+                "DELETE FROM records WHERE id BETWEEN ?1 AND ?2",
+                params![first, last],
+            )
             .map_err(fail.clone())? as u64;
         tx.execute("DELETE FROM batches WHERE sequence = ?1", [sequence as i64])
             .map_err(fail.clone())?;
@@ -418,9 +448,16 @@ mod tests {
         let old = buffer.next_batch(100).unwrap().unwrap();
         assert_eq!(buffer.push(&records(600)).unwrap(), 200);
         let stats = buffer.stats().unwrap();
-        assert_eq!((stats.backlog, stats.dropped_total, stats.produced_total), (1000, 200, 1200));
+        assert_eq!(
+            (stats.backlog, stats.dropped_total, stats.produced_total),
+            (1000, 200, 1200)
+        );
         // The batch whose records were all dropped is gone; the oldest left is record 201.
-        assert!(buffer.pending().unwrap().iter().all(|b| b.sequence != old.sequence));
+        assert!(buffer
+            .pending()
+            .unwrap()
+            .iter()
+            .all(|b| b.sequence != old.sequence));
         let next = buffer.next_batch(10).unwrap().unwrap();
         assert_eq!(next.records[0].record_id, 201);
     }
@@ -434,7 +471,10 @@ mod tests {
         assert_eq!(buffer.reject(batch.sequence, "records[0]: bad").unwrap(), 3);
         let stats = buffer.stats().unwrap();
         assert_eq!((stats.backlog, stats.rejected_total), (0, 3));
-        let kept: i64 = buffer.conn.query_row("SELECT count(*) FROM rejected", [], |r| r.get(0)).unwrap();
+        let kept: i64 = buffer
+            .conn
+            .query_row("SELECT count(*) FROM rejected", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(kept, 3);
     }
 }
@@ -465,7 +505,9 @@ impl SharedBuffer {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave SQLite half-written (transactions
             // roll back), so a poisoned lock is safe to keep using.
-            let mut buffer = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut buffer = inner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             work(&mut buffer)
         })
         .await

@@ -40,8 +40,16 @@ impl SurgeSender {
             Client::new(&config).map_err(|source| IcmpError::Socket { family, source })
         };
         Ok(SurgeSender {
-            v4: if need_v4 { Some(open(ICMP::V4, "0.0.0.0:0", "IPv4")?) } else { None },
-            v6: if need_v6 { Some(open(ICMP::V6, "[::]:0", "IPv6")?) } else { None },
+            v4: if need_v4 {
+                Some(open(ICMP::V4, "0.0.0.0:0", "IPv4")?)
+            } else {
+                None
+            },
+            v6: if need_v6 {
+                Some(open(ICMP::V6, "[::]:0", "IPv6")?)
+            } else {
+                None
+            },
             payload: [0x4e; 56],
         })
     }

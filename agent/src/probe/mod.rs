@@ -40,7 +40,10 @@ pub async fn probe_target<S: EchoSender>(
         tokio::time::sleep_until(next).await;
         next += plan.ping_interval;
         sent += 1;
-        if let Some(rtt) = sender.echo(target, identifier, sequence as u16, plan.timeout).await? {
+        if let Some(rtt) = sender
+            .echo(target, identifier, sequence as u16, plan.timeout)
+            .await?
+        {
             rtts.push(rtt.as_secs_f32() * 1000.0);
         }
     }
@@ -58,7 +61,11 @@ pub async fn probe_target<S: EchoSender>(
 
 /// Probes every target concurrently; a target whose pings cannot even be sent is reported
 /// as offline with the error logged, so one bad target never hides the others.
-pub async fn probe_round<S: EchoSender>(sender: Arc<S>, plan: &ProbePlan, round: u64) -> Vec<Record> {
+pub async fn probe_round<S: EchoSender>(
+    sender: Arc<S>,
+    plan: &ProbePlan,
+    round: u64,
+) -> Vec<Record> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, target) in plan.targets.iter().copied().enumerate() {
         let sender = sender.clone();
@@ -72,7 +79,9 @@ pub async fn probe_round<S: EchoSender>(sender: Arc<S>, plan: &ProbePlan, round:
     }
     let mut records = Vec::with_capacity(plan.targets.len());
     while let Some(joined) = tasks.join_next().await {
-        let Ok((target, result)) = joined else { continue };
+        let Ok((target, result)) = joined else {
+            continue;
+        };
         let round = result.unwrap_or_else(|err| {
             tracing::warn!(%target, error = %err, "cannot probe target");
             unreachable_round(target, plan.count)
@@ -111,7 +120,13 @@ mod tests {
     }
 
     impl EchoSender for Scripted {
-        async fn echo(&self, _: IpAddr, _: u16, _: u16, _: Duration) -> Result<Option<Duration>, IcmpError> {
+        async fn echo(
+            &self,
+            _: IpAddr,
+            _: u16,
+            _: u16,
+            _: Duration,
+        ) -> Result<Option<Duration>, IcmpError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             Ok((n % self.drop_every != 0).then_some(self.rtt))
         }
@@ -131,9 +146,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_round_counts_every_ping_and_paces_them() {
-        let sender = Scripted { rtt: Duration::from_millis(30), drop_every: 5, calls: AtomicU32::new(0) };
+        let sender = Scripted {
+            rtt: Duration::from_millis(30),
+            drop_every: 5,
+            calls: AtomicU32::new(0),
+        };
         let started = tokio::time::Instant::now();
-        let round = probe_target(&sender, "10.0.0.2".parse().unwrap(), 1, &plan(&["10.0.0.2"])).await.unwrap();
+        let round = probe_target(
+            &sender,
+            "10.0.0.2".parse().unwrap(),
+            1,
+            &plan(&["10.0.0.2"]),
+        )
+        .await
+        .unwrap();
         assert_eq!((round.sent, round.received), (20, 16));
         assert_eq!(round.loss_pct(), 20.0);
         assert_eq!(round.status, DeviceStatus::Degraded);
@@ -144,9 +170,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_target_gets_a_record() {
-        let sender = Arc::new(Scripted { rtt: Duration::from_millis(1), drop_every: u32::MAX, calls: AtomicU32::new(0) });
+        let sender = Arc::new(Scripted {
+            rtt: Duration::from_millis(1),
+            drop_every: u32::MAX,
+            calls: AtomicU32::new(0),
+        });
         let records = probe_round(sender, &plan(&["10.0.0.2", "10.0.0.3", "::1"]), 1).await;
         assert_eq!(records.len(), 3);
-        assert!(records.iter().all(|r| matches!(&r.kind, RecordKind::Probe(p) if p.status == DeviceStatus::Online)));
+        assert!(records
+            .iter()
+            .all(|r| matches!(&r.kind, RecordKind::Probe(p) if p.status == DeviceStatus::Online)));
     }
 }

@@ -28,7 +28,10 @@ pub fn round_stats(rtts: &[f32]) -> Option<RttStats> {
     let jitter = if n < 2 {
         0.0
     } else {
-        rtts.windows(2).map(|w| f64::from((w[1] - w[0]).abs())).sum::<f64>() / (n - 1) as f64
+        rtts.windows(2)
+            .map(|w| f64::from((w[1] - w[0]).abs()))
+            .sum::<f64>()
+            / (n - 1) as f64
     };
     Some(RttStats {
         min: sorted[0],
@@ -76,7 +79,10 @@ mod tests {
     #[test]
     fn single_reply_and_no_reply() {
         let s = round_stats(&[7.5]).unwrap();
-        assert_eq!((s.min, s.median, s.max, s.p95, s.jitter, s.stddev), (7.5, 7.5, 7.5, 7.5, 0.0, 0.0));
+        assert_eq!(
+            (s.min, s.median, s.max, s.p95, s.jitter, s.stddev),
+            (7.5, 7.5, 7.5, 7.5, 0.0, 0.0)
+        );
         assert!(round_stats(&[]).is_none());
     }
 

@@ -38,7 +38,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max, attempt: 0 }
+        Backoff {
+            initial,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The ceiling of the next wait (before jitter).
@@ -117,7 +121,11 @@ impl Uplink {
 
     /// One connection: resend what is pending, then stream new batches. Returns Ok when asked to
     /// stop and everything has been acknowledged.
-    async fn session(&self, shutdown: &CancellationToken, backoff: &mut Backoff) -> Result<(), SessionError> {
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), SessionError> {
         let channel = connect_channel(
             &self.url,
             self.server_name.as_deref(),
@@ -182,11 +190,20 @@ impl Uplink {
         }
     }
 
-    async fn acknowledge(&self, ack: &Ack, in_flight: &mut VecDeque<u64>) -> Result<(), SessionError> {
+    async fn acknowledge(
+        &self,
+        ack: &Ack,
+        in_flight: &mut VecDeque<u64>,
+    ) -> Result<(), SessionError> {
         let sequence = ack.sequence;
         let deleted = self.buffer.with(move |b| b.ack(sequence)).await?;
         in_flight.retain(|s| *s != sequence);
-        tracing::debug!(sequence, deleted, duplicate = ack.duplicate, "batch acknowledged");
+        tracing::debug!(
+            sequence,
+            deleted,
+            duplicate = ack.duplicate,
+            "batch acknowledged"
+        );
         Ok(())
     }
 
@@ -257,6 +274,9 @@ mod tests {
             let mut backoff = Backoff::new(Duration::from_millis(1000), Duration::from_secs(30));
             seen.insert(backoff.next_delay().as_micros());
         }
-        assert!(seen.len() > 10, "delays should differ between agents: {seen:?}");
+        assert!(
+            seen.len() > 10,
+            "delays should differ between agents: {seen:?}"
+        );
     }
 }

@@ -82,7 +82,10 @@ impl AsyncWrite for AgentStream {
 
 /// Why a connection was refused, as a metric label and a sentence.
 fn classify(err: &io::Error) -> (&'static str, String) {
-    if let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
         use rustls::{CertificateError, Error};
         return match tls {
             Error::InvalidCertificate(CertificateError::Expired)
@@ -95,7 +98,9 @@ fn classify(err: &io::Error) -> (&'static str, String) {
                 "not_yet_valid",
                 "the client certificate is not valid yet (check the clocks)".into(),
             ),
-            Error::InvalidCertificate(CertificateError::UnknownIssuer) => (
+            // BadSignature: an issuer with our CA's name but another key (another install).
+            Error::InvalidCertificate(CertificateError::UnknownIssuer)
+            | Error::InvalidCertificate(CertificateError::BadSignature) => (
                 "unknown_ca",
                 "the client certificate was not issued by this collector's CA".into(),
             ),
@@ -142,7 +147,9 @@ pub fn accept_loop(
             let tx = tx.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                if let Some(stream) = handshake(tcp, remote, acceptor, handshake_timeout, &metrics).await {
+                if let Some(stream) =
+                    handshake(tcp, remote, acceptor, handshake_timeout, &metrics).await
+                {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -159,7 +166,10 @@ async fn handshake(
     metrics: &Metrics,
 ) -> Option<AgentStream> {
     let refuse = |reason: &'static str, why: String| {
-        metrics.tls_refused.get_or_create(&Metrics::label("reason", reason)).inc();
+        metrics
+            .tls_refused
+            .get_or_create(&Metrics::label("reason", reason))
+            .inc();
         tracing::warn!(peer = %remote, reason, "refused gRPC connection: {why}");
     };
     let _ = tcp.set_nodelay(true);
@@ -209,7 +219,10 @@ async fn handshake(
             })
         }
         Err(why) => {
-            refuse("identity", format!("the client certificate names no usable agent: {why}"));
+            refuse(
+                "identity",
+                format!("the client certificate names no usable agent: {why}"),
+            );
             None
         }
     }

@@ -1,0 +1,180 @@
+//! The CLI: `validate` names the file and field on bad input; `migrate` is idempotent.
+
+use super::support::{binary, PgDatabase, Pki};
+use std::process::Command;
+
+fn collector(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(binary("netwarden-collector"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn agent(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(binary("netwarden-agent"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn collector_toml(pki: &Pki, extra: &str) -> String {
+    format!(
+        "[tls]\nca = \"{0}/ca.pem\"\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\n{extra}",
+        pki.path().display()
+    )
+}
+
+#[test]
+fn collector_validate_names_the_file_and_field() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("collector.toml");
+    let file = path.to_str().unwrap();
+
+    std::fs::write(
+        &path,
+        collector_toml(&pki, "[database]\nurl = \"sqlite://c.db\"\n"),
+    )
+    .unwrap();
+    let (ok, stdout, _) = collector(&["validate", "--config", file]);
+    assert!(ok && stdout.contains("OK"), "{stdout}");
+
+    let cases = [
+        ("[grpc]\nlisten = \"nowhere\"\n", "grpc.listen"),
+        ("[database]\nurl = \"mysql://x\"\n", "database.url"),
+        (
+            "[database]\nurl = \"sqlite://c.db\"\nmax_conections = 3\n",
+            "max_conections",
+        ),
+        ("[grpc]\nmax_message_bytes = 12\n", "grpc.max_message_bytes"),
+        ("[http]\nlisten = 8080\n", "http.listen"),
+    ];
+    for (extra, field) in cases {
+        std::fs::write(&path, collector_toml(&pki, extra)).unwrap();
+        let (ok, _, stderr) = collector(&["validate", "--config", file]);
+        assert!(!ok, "{extra} should fail");
+        assert!(
+            stderr.contains("collector.toml"),
+            "names the file: {stderr}"
+        );
+        assert!(stderr.contains(field), "names {field}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
+    std::fs::write(&path, "[tls]\nca = \"/nonexistent/ca.pem\"\n").unwrap();
+    let (ok, _, stderr) = collector(&["validate", "--config", file]);
+    assert!(!ok && stderr.contains("/nonexistent/ca.pem"), "{stderr}");
+
+    let (ok, _, stderr) = collector(&["validate", "--config", "/nonexistent/collector.toml"]);
+    assert!(
+        !ok && stderr.contains("/nonexistent/collector.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn agent_validate_names_the_file_and_field() {
+    let pki = Pki::new();
+    let files = pki.agent("cli-agent");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let file = path.to_str().unwrap();
+    let base = format!(
+        "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display()
+    );
+    std::fs::write(
+        &path,
+        format!("[collector]\nurl = \"https://127.0.0.1:1\"\n{base}"),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = agent(&["validate", "--config", file], &[]);
+    assert!(ok && stdout.contains("OK"), "{stdout}{stderr}");
+
+    let cases = [
+        ("", "collector.url"),
+        ("[collector]\nurl = \"http://127.0.0.1:1\"\n", "collector.url"),
+        ("[collector]\nurl = \"https://c:1\"\n[probe]\ntargets = [\"10.0.0.1\", \"not-a-host\"]\n", "probe.targets[1]"),
+        ("[collector]\nurl = \"https://c:1\"\n[probe]\ncount = 20\ninterval_secs = 5\n", "probe.interval_secs"),
+        ("[collector]\nurl = \"https://c:1\"\n[buffer]\nmax_records = 10\n", "buffer.max_records"),
+        ("[collector]\nurl = \"https://c:1\"\n[probe]\ncuont = 3\n", "cuont"),
+    ];
+    for (extra, field) in cases {
+        std::fs::write(&path, format!("{extra}{base}")).unwrap();
+        let (ok, _, stderr) = agent(&["validate", "--config", file], &[]);
+        assert!(!ok, "{extra} should fail");
+        assert!(
+            stderr.contains("agent.toml") && stderr.contains(field),
+            "names {field}: {stderr}"
+        );
+    }
+
+    // Environment overrides win over the file.
+    std::fs::write(&path, base).unwrap();
+    let (ok, stdout, stderr) = agent(
+        &["validate", "--config", file],
+        &[(
+            "NETWARDEN_AGENT_COLLECTOR__URL",
+            "https://collector.example:50051",
+        )],
+    );
+    assert!(
+        ok && stdout.contains("collector.example"),
+        "{stdout}{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_applies_once_on_both_backends() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = PgDatabase::create().await;
+    for url in ["sqlite://m.db".to_string(), db.url.clone()] {
+        let path = dir.path().join("collector.toml");
+        std::fs::write(
+            &path,
+            collector_toml(&pki, &format!("[database]\nurl = \"{url}\"\n")),
+        )
+        .unwrap();
+        let file = path.to_str().unwrap().to_string();
+        let first = tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || collector(&["migrate", "--config", &file])
+        })
+        .await
+        .unwrap();
+        assert!(first.0 && first.1.contains("applied"), "{url}: {first:?}");
+        let second =
+            tokio::task::spawn_blocking(move || collector(&["migrate", "--config", &file]))
+                .await
+                .unwrap();
+        assert!(
+            second.0 && second.1.contains("up to date"),
+            "{url}: {second:?}"
+        );
+    }
+}
+
+#[test]
+fn pki_refuses_to_overwrite_a_ca_and_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(collector(&["pki", "init", "--dir", d]).0);
+    let (ok, _, stderr) = collector(&["pki", "init", "--dir", d]);
+    assert!(!ok && stderr.contains("--force"), "{stderr}");
+    let (ok, _, stderr) = collector(&["pki", "issue-agent", "--dir", d, "--name", "no spaces"]);
+    assert!(!ok && stderr.contains("invalid agent id"), "{stderr}");
+}

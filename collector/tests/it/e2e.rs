@@ -1,0 +1,348 @@
+//! The real binaries, end to end: an agent probing loopback addresses streams to a collector;
+//! the collector is killed (SIGKILL: no chance to finish anything) and stays down for 30 s while
+//! the agent keeps buffering; after the restart every result the agent produced is stored
+//! exactly once. Run on SQLite and on PostgreSQL.
+
+use super::support::{binary, free_port, PgDatabase};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when the test ends, with its stderr kept in a file for assertions.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc { child, log }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_ok(program: &Path, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn get_json(url: &str) -> Option<Value> {
+    let response = reqwest::get(url).await.ok()?;
+    response.json().await.ok()
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    http: u16,
+}
+
+fn write_configs(database_url: &str) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = binary("netwarden-collector");
+    let pki = dir.path().join("pki");
+    run_ok(&collector, &["pki", "init", "--dir", pki.to_str().unwrap()]);
+    run_ok(
+        &collector,
+        &[
+            "pki",
+            "issue-agent",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--name",
+            "e2e-agent",
+        ],
+    );
+    let (grpc, http) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("collector.toml"),
+        format!(
+            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
+             [database]\nurl = \"{database_url}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("agent.toml"),
+        format!(
+            "[collector]\nurl = \"https://127.0.0.1:{grpc}\"\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/agents/e2e-agent.pem\"\nkey = \"pki/agents/e2e-agent.key\"\n\
+             [buffer]\npath = \"agent-buffer.db\"\n\
+             [uplink]\nbatch_max_records = 4\nmax_in_flight = 4\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\ndrain_timeout_secs = 20\n\
+             [probe]\ntargets = [\"127.0.0.1\", \"127.0.0.2\", \"127.0.0.3\", \"::1\"]\n\
+             count = 2\ninterval_secs = 1\nping_interval_ms = 50\ntimeout_ms = 500\n"
+        ),
+    )
+    .unwrap();
+    Site { dir, http }
+}
+
+fn path_arg(site: &Site, name: &str) -> String {
+    site.dir.path().join(name).to_str().unwrap().to_string()
+}
+
+/// Reads the agent's own counters from its buffer file after it stopped.
+fn agent_buffer_counts(site: &Site) -> (u64, u64, u64) {
+    let conn = rusqlite::Connection::open(site.dir.path().join("agent-buffer.db")).unwrap();
+    let meta = |key: &str| -> u64 {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_or(0) as u64
+    };
+    let backlog: i64 = conn
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    (
+        meta("produced_total"),
+        meta("dropped_total"),
+        backlog as u64,
+    )
+}
+
+async fn outage_loses_and_duplicates_nothing(database_url: &str) {
+    let site = write_configs(database_url);
+    let collector_bin = binary("netwarden-collector");
+    let agent_bin = binary("netwarden-agent");
+    let collector_args = ["serve", "--config", &path_arg(&site, "collector.toml")];
+    let api = |path: &str| format!("http://127.0.0.1:{}{path}", site.http);
+
+    let mut collector = Proc::spawn(
+        &collector_bin,
+        &collector_args,
+        site.dir.path().join("collector-1.log"),
+    );
+    wait_for("the collector", Duration::from_secs(30), || async {
+        get_json(&api("/health")).await.is_some()
+    })
+    .await;
+    let mut agent = Proc::spawn(
+        &agent_bin,
+        &["run", "--config", &path_arg(&site, "agent.toml")],
+        site.dir.path().join("agent.log"),
+    );
+    let received = || async {
+        get_json(&api("/api/agents"))
+            .await
+            .and_then(|a| a[0]["results_received"].as_i64())
+            .unwrap_or(0)
+    };
+    wait_for("first results", Duration::from_secs(30), || async {
+        received().await >= 8
+    })
+    .await;
+
+    // Down hard, for 30 s, with the agent producing all the while.
+    collector.signal("-KILL");
+    collector.wait(Duration::from_secs(10));
+    let before_outage = received_from_buffer(&site);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let during_outage = received_from_buffer(&site);
+    assert!(
+        during_outage.0 > before_outage.0 + 40,
+        "the agent kept probing and buffering during the outage: {before_outage:?} -> {during_outage:?}"
+    );
+
+    let mut collector = Proc::spawn(
+        &collector_bin,
+        &collector_args,
+        site.dir.path().join("collector-2.log"),
+    );
+    wait_for(
+        "the restarted collector",
+        Duration::from_secs(30),
+        || async { get_json(&api("/health")).await.is_some() },
+    )
+    .await;
+    // Let the backlog flow and a few more rounds happen, then stop the agent cleanly (it drains).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    agent.signal("-TERM");
+    assert!(
+        agent.wait(Duration::from_secs(30)).success(),
+        "agent log:\n{}",
+        agent.log_text()
+    );
+
+    let (produced, dropped, backlog) = agent_buffer_counts(&site);
+    assert_eq!(
+        (dropped, backlog),
+        (0, 0),
+        "agent drained everything; log:\n{}",
+        agent.log_text()
+    );
+    let audit = get_json(&api("/api/agents/e2e-agent/audit")).await.unwrap();
+    let n = |k: &str| audit[k].as_i64().unwrap() as u64;
+    assert_eq!(n("probe_results"), produced, "every result stored: {audit}");
+    assert_eq!(
+        n("distinct_probe_record_ids"),
+        produced,
+        "each exactly once: {audit}"
+    );
+    assert_eq!(
+        (n("min_record_id"), n("max_record_id")),
+        (1, produced),
+        "no gaps: {audit}"
+    );
+    assert_eq!(n("records_in_batches"), produced);
+    assert_eq!(
+        n("batches"),
+        n("max_sequence") - n("min_sequence") + 1,
+        "every sequence once: {audit}"
+    );
+    assert!(
+        agent.log_text().contains("uplink:"),
+        "the agent logged the outage"
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("resending unacknowledged batches")
+            || produced > 0
+    );
+
+    collector.signal("-TERM");
+    assert!(
+        collector.wait(Duration::from_secs(20)).success(),
+        "collector log:\n{}",
+        collector.log_text()
+    );
+}
+
+/// (produced, backlog) as the agent's buffer file says, while the agent runs (WAL allows it).
+fn received_from_buffer(site: &Site) -> (u64, u64) {
+    let (produced, _, backlog) = agent_buffer_counts(site);
+    (produced, backlog)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_on_sqlite() {
+    outage_loses_and_duplicates_nothing("sqlite://collector.db").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_on_postgres() {
+    let db = PgDatabase::create().await;
+    outage_loses_and_duplicates_nothing(&db.url).await;
+}
+
+/// An expired agent certificate is refused, and both processes say so in their logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_on_both_sides() {
+    let site = write_configs("sqlite://collector.db");
+    let pki = site.dir.path().join("pki");
+    let now = time::OffsetDateTime::now_utc();
+    netwarden_collector::pki::issue_agent_with_validity(
+        &pki,
+        "e2e-agent",
+        &pki.join("agents"),
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .unwrap();
+    let api = |path: &str| format!("http://127.0.0.1:{}{path}", site.http);
+    let collector = Proc::spawn(
+        &binary("netwarden-collector"),
+        &["serve", "--config", &path_arg(&site, "collector.toml")],
+        site.dir.path().join("collector.log"),
+    );
+    wait_for("the collector", Duration::from_secs(30), || async {
+        get_json(&api("/health")).await.is_some()
+    })
+    .await;
+    let mut agent = Proc::spawn(
+        &binary("netwarden-agent"),
+        &["run", "--config", &path_arg(&site, "agent.toml")],
+        site.dir.path().join("agent.log"),
+    );
+    wait_for("the refusal", Duration::from_secs(20), || async {
+        collector.log_text().contains("refused gRPC connection")
+            && agent.log_text().contains("uplink:")
+    })
+    .await;
+    let server_log = collector.log_text();
+    assert!(
+        server_log.contains("reason=\"expired\"") || server_log.contains("reason=expired"),
+        "{server_log}"
+    );
+    assert!(
+        server_log.contains("client certificate has expired"),
+        "{server_log}"
+    );
+    let agent_log = agent.log_text();
+    assert!(
+        agent_log.contains("has expired"),
+        "the agent warns about its own certificate: {agent_log}"
+    );
+    assert!(agent_log.to_lowercase().contains("expired"), "{agent_log}");
+    assert!(get_json(&api("/api/agents"))
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .is_empty());
+    agent.signal("-TERM");
+    agent.wait(Duration::from_secs(30));
+}

@@ -1,0 +1,10 @@
+//! Collector integration tests: the storage suite on both backends, mTLS refusals, ingest edge
+//! cases, the HTTP API, the CLI, and end-to-end runs of the real binaries.
+
+mod api;
+mod cli;
+mod e2e;
+mod ingest;
+mod storage;
+mod support;
+mod tls;

@@ -1,0 +1,478 @@
+//! One storage suite, run against SQLite and PostgreSQL alike.
+
+use super::support::{at, batch, postgres_store, probe_record, sqlite_store};
+use chrono::Duration;
+use netwarden_collector::storage::{DeviceQuery, HistoryQuery, IngestOutcome, Store};
+use netwarden_proto::v1;
+use netwarden_shared::{AgentId, DeviceStatus};
+use std::sync::Arc;
+
+macro_rules! storage_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _guard) = super::sqlite_store().await;
+                    super::$case(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _guard) = super::postgres_store().await;
+                    super::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+
+storage_suite!(
+    a_replayed_batch_changes_nothing,
+    devices_follow_the_newest_round,
+    history_is_filtered_by_time_and_limited,
+    agents_report_totals_and_backlog,
+    discoveries_and_speed_tests_are_stored,
+    migrating_again_applies_nothing,
+    concurrent_agents_and_streams_do_not_collide,
+    device_listing_filters_and_pages,
+    a_group_stores_each_new_batch_once,
+);
+
+fn agent(name: &str) -> AgentId {
+    AgentId::new(name).unwrap()
+}
+
+const T0: i64 = 1_790_000_000_000;
+
+async fn a_replayed_batch_changes_nothing(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    let b = batch(
+        7,
+        vec![
+            probe_record(1, T0, "10.0.0.2", 4),
+            probe_record(2, T0, "10.0.0.3", 0),
+        ],
+    );
+    assert_eq!(
+        store.ingest(&a, b.clone(), at(T0)).await.unwrap(),
+        IngestOutcome::Stored { records: 2 }
+    );
+    assert_eq!(
+        store.ingest(&a, b.clone(), at(T0 + 5)).await.unwrap(),
+        IngestOutcome::Duplicate
+    );
+    // The same sequence from another agent is a different batch.
+    assert_eq!(
+        store.ingest(&agent("a2"), b, at(T0)).await.unwrap(),
+        IngestOutcome::Stored { records: 2 }
+    );
+    let audit = store.ingest_audit(&a).await.unwrap();
+    assert_eq!(
+        (audit.batches, audit.probe_results, audit.records_in_batches),
+        (1, 2, 2)
+    );
+    assert_eq!((audit.min_record_id, audit.max_record_id), (1, 2));
+    let agents = store.agents().await.unwrap();
+    assert_eq!(agents[0].results_received, 2);
+    assert_eq!(agents[0].batches_received, 1);
+    // A replay still counts as the agent being alive.
+    assert_eq!(agents[0].last_seen, at(T0 + 5));
+}
+
+async fn devices_follow_the_newest_round(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    // Newer round first, older second, in one batch and then across batches.
+    let b1 = batch(
+        1,
+        vec![
+            probe_record(2, T0 + 2000, "10.0.0.2", 0),
+            probe_record(1, T0, "10.0.0.2", 4),
+        ],
+    );
+    store.ingest(&a, b1, at(T0)).await.unwrap();
+    let devices = store
+        .devices(&DeviceQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].status, Some("offline"));
+    assert_eq!(devices[0].last_loss_pct, Some(100.0));
+    assert_eq!(devices[0].last_probe_at, Some(at(T0 + 2000)));
+
+    // A late batch with an older round must not overwrite the newer status.
+    let late = batch(2, vec![probe_record(3, T0 + 1000, "10.0.0.2", 4)]);
+    store.ingest(&a, late, at(T0)).await.unwrap();
+    let device = store.device(devices[0].id).await.unwrap().unwrap();
+    assert_eq!(device.status, Some("offline"));
+
+    let newer = batch(3, vec![probe_record(4, T0 + 3000, "10.0.0.2", 3)]);
+    store.ingest(&a, newer, at(T0)).await.unwrap();
+    let device = store.device(devices[0].id).await.unwrap().unwrap();
+    assert_eq!(device.status, Some("degraded"));
+    assert_eq!(device.last_loss_pct, Some(25.0));
+    assert_eq!(device.last_rtt_ms, Some(11.0));
+    // First seen is the earliest observation, even one that arrived late.
+    assert_eq!(device.first_seen, at(T0));
+    assert_eq!(device.last_seen, at(T0 + 3000));
+    assert!(store.device(9_999_999).await.unwrap().is_none());
+}
+
+async fn history_is_filtered_by_time_and_limited(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    let records = (0..10)
+        .map(|i| probe_record(i + 1, T0 + i as i64 * 60_000, "10.0.0.9", 4))
+        .collect();
+    store.ingest(&a, batch(1, records), at(T0)).await.unwrap();
+    let id = store
+        .devices(&DeviceQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    let all = HistoryQuery {
+        from: at(T0),
+        to: at(T0) + Duration::hours(1),
+        limit: 100,
+    };
+    let rows = store.device_history(id, &all).await.unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.windows(2).all(|w| w[0].ts < w[1].ts));
+    assert_eq!(rows[0].rtts_ms, vec![10.0, 11.0, 12.0, 13.0]);
+    assert_eq!(rows[0].status, "online");
+    // [from, to): minutes 2, 3, 4
+    let window = HistoryQuery {
+        from: at(T0 + 120_000),
+        to: at(T0 + 300_000),
+        limit: 100,
+    };
+    let rows = store.device_history(id, &window).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.agent_record_id).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    let limited = HistoryQuery { limit: 4, ..all };
+    assert_eq!(store.device_history(id, &limited).await.unwrap().len(), 4);
+}
+
+async fn agents_report_totals_and_backlog(store: Arc<dyn Store>) {
+    let a = agent("branch-1");
+    let mut b = batch(10, vec![probe_record(1, T0, "10.0.0.2", 4)]);
+    b.status.buffer_backlog = 42;
+    b.status.dropped_total = 3;
+    store.ingest(&a, b, at(T0)).await.unwrap();
+    let mut b2 = batch(
+        11,
+        vec![
+            probe_record(2, T0, "10.0.0.2", 4),
+            probe_record(3, T0, "10.0.0.3", 4),
+        ],
+    );
+    b2.status.buffer_backlog = 2;
+    b2.status.dropped_total = 3;
+    store.ingest(&a, b2, at(T0 + 1000)).await.unwrap();
+    let agents = store.agents().await.unwrap();
+    assert_eq!(agents.len(), 1);
+    let row = &agents[0];
+    assert_eq!(row.id, "branch-1");
+    assert_eq!(
+        (
+            row.results_received,
+            row.batches_received,
+            row.last_sequence
+        ),
+        (3, 2, 11)
+    );
+    assert_eq!((row.buffer_backlog, row.dropped_total), (2, 3));
+    assert_eq!((row.first_seen, row.last_seen), (at(T0), at(T0 + 1000)));
+}
+
+async fn discoveries_and_speed_tests_are_stored(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    let discovered = v1::Record {
+        record_id: 1,
+        observed_at_unix_ms: T0,
+        kind: Some(v1::record::Kind::DiscoveredHost(v1::DiscoveredHost {
+            address: "10.0.0.7".into(),
+            mac: "02:6C:61:62:00:06".into(),
+            vendor: "Lab".into(),
+            hostname: "h6.lab".into(),
+            open_ports: vec![22, 443],
+            rtt_ms: 0.3,
+            method: v1::DiscoveryMethod::IcmpAndArp as i32,
+        })),
+    };
+    let speed = v1::Record {
+        record_id: 2,
+        observed_at_unix_ms: T0,
+        kind: Some(v1::record::Kind::SpeedTest(v1::SpeedTest {
+            url: "https://collector/speedtest/download".into(),
+            direction: v1::SpeedDirection::Download as i32,
+            bytes: 1_000_000,
+            duration_us: 100_000,
+            mbps: 80.0,
+            error: String::new(),
+        })),
+    };
+    let b = batch(
+        1,
+        vec![discovered, speed, probe_record(3, T0 + 1, "10.0.0.7", 4)],
+    );
+    assert_eq!(
+        store.ingest(&a, b, at(T0)).await.unwrap(),
+        IngestOutcome::Stored { records: 3 }
+    );
+    let devices = store
+        .devices(&DeviceQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        devices.len(),
+        1,
+        "discovery and probe of one address are one device"
+    );
+    let d = &devices[0];
+    assert_eq!(d.mac.as_deref(), Some("02:6c:61:62:00:06"));
+    assert_eq!(
+        (d.vendor.as_deref(), d.hostname.as_deref()),
+        (Some("Lab"), Some("h6.lab"))
+    );
+    assert_eq!(d.status, Some("online"));
+    // A later probe-only batch keeps the identity facts.
+    store
+        .ingest(
+            &a,
+            batch(2, vec![probe_record(4, T0 + 2, "10.0.0.7", 0)]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let d = store.device(d.id).await.unwrap().unwrap();
+    assert_eq!(d.mac.as_deref(), Some("02:6c:61:62:00:06"));
+    assert_eq!(d.status, Some("offline"));
+}
+
+async fn migrating_again_applies_nothing(store: Arc<dyn Store>) {
+    assert!(store.migrate().await.unwrap().is_empty());
+    store.ping().await.unwrap();
+}
+
+async fn concurrent_agents_and_streams_do_not_collide(store: Arc<dyn Store>) {
+    // Four agents, two streams each replaying the same 25 batches concurrently: every batch is
+    // stored exactly once, with no deadlock between overlapping device upserts.
+    let mut tasks = tokio::task::JoinSet::new();
+    for agent_no in 0..4 {
+        for _stream in 0..2 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let a = agent(&format!("agent-{agent_no}"));
+                let mut stored = 0;
+                for seq in 1..=25u64 {
+                    let records = (0..20u64)
+                        .map(|i| {
+                            probe_record(
+                                seq * 100 + i,
+                                T0 + seq as i64,
+                                &format!("10.1.0.{}", (i * 7 + seq) % 20),
+                                4,
+                            )
+                        })
+                        .collect();
+                    if let IngestOutcome::Stored { records } =
+                        store.ingest(&a, batch(seq, records), at(T0)).await.unwrap()
+                    {
+                        stored += records;
+                    }
+                }
+                stored
+            });
+        }
+    }
+    let mut total = 0;
+    while let Some(stored) = tasks.join_next().await {
+        total += stored.unwrap();
+    }
+    assert_eq!(total, 4 * 25 * 20);
+    for agent_no in 0..4 {
+        let audit = store
+            .ingest_audit(&agent(&format!("agent-{agent_no}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                audit.batches,
+                audit.probe_results,
+                audit.distinct_probe_record_ids
+            ),
+            (25, 500, 500)
+        );
+    }
+    let devices = store
+        .devices(&DeviceQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(devices.len(), 4 * 20);
+}
+
+async fn device_listing_filters_and_pages(store: Arc<dyn Store>) {
+    let records = vec![
+        probe_record(1, T0, "10.0.0.1", 4),
+        probe_record(2, T0, "10.0.0.2", 0),
+        probe_record(3, T0, "10.0.0.3", 2),
+        probe_record(4, T0, "10.0.0.4", 4),
+    ];
+    store
+        .ingest(&agent("a1"), batch(1, records), at(T0))
+        .await
+        .unwrap();
+    store
+        .ingest(
+            &agent("a2"),
+            batch(1, vec![probe_record(1, T0, "10.0.0.1", 4)]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let q = |agent_id: Option<&str>, status, limit, offset| DeviceQuery {
+        agent_id: agent_id.map(String::from),
+        status,
+        limit,
+        offset,
+    };
+    assert_eq!(
+        store.devices(&q(None, None, 100, 0)).await.unwrap().len(),
+        5
+    );
+    assert_eq!(
+        store
+            .devices(&q(Some("a1"), None, 100, 0))
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    let online = store
+        .devices(&q(None, Some(DeviceStatus::Online), 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(online.len(), 3);
+    assert!(online.iter().all(|d| d.status == Some("online")));
+    let offline = store
+        .devices(&q(Some("a1"), Some(DeviceStatus::Offline), 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        offline
+            .iter()
+            .map(|d| d.address.as_str())
+            .collect::<Vec<_>>(),
+        ["10.0.0.2"]
+    );
+    let page1 = store.devices(&q(None, None, 2, 0)).await.unwrap();
+    let page2 = store.devices(&q(None, None, 2, 2)).await.unwrap();
+    assert_eq!(page1.len(), 2);
+    assert!(page1.iter().all(|d| page2.iter().all(|e| e.id != d.id)));
+}
+
+async fn a_group_stores_each_new_batch_once(store: Arc<dyn Store>) {
+    let (a, b) = (agent("a"), agent("b"));
+    let first = batch(1, vec![probe_record(1, T0, "10.0.0.2", 4)]);
+    store.ingest(&a, first.clone(), at(T0)).await.unwrap();
+    // An old replay, two new batches of one agent (the newer sent first), a copy of one of
+    // them, and another agent's batch, all in one transaction.
+    let mut newest = batch(3, vec![probe_record(3, T0 + 2000, "10.0.0.2", 0)]);
+    newest.status.buffer_backlog = 7;
+    let items = vec![
+        (a.clone(), first),
+        (a.clone(), newest),
+        (
+            a.clone(),
+            batch(
+                2,
+                vec![
+                    probe_record(2, T0 + 1000, "10.0.0.2", 4),
+                    probe_record(4, T0 + 1000, "10.0.0.3", 4),
+                ],
+            ),
+        ),
+        (
+            a.clone(),
+            batch(
+                2,
+                vec![
+                    probe_record(2, T0 + 1000, "10.0.0.2", 4),
+                    probe_record(4, T0 + 1000, "10.0.0.3", 4),
+                ],
+            ),
+        ),
+        (
+            b.clone(),
+            batch(1, vec![probe_record(1, T0, "10.0.0.2", 4)]),
+        ),
+    ];
+    let outcomes: Vec<_> = store
+        .ingest_group(items, at(T0 + 5000))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            IngestOutcome::Duplicate,
+            IngestOutcome::Stored { records: 1 },
+            IngestOutcome::Stored { records: 2 },
+            IngestOutcome::Duplicate,
+            IngestOutcome::Stored { records: 1 },
+        ]
+    );
+    let audit = store.ingest_audit(&a).await.unwrap();
+    assert_eq!(
+        (
+            audit.batches,
+            audit.probe_results,
+            audit.distinct_probe_record_ids
+        ),
+        (3, 4, 4)
+    );
+    let agents = store.agents().await.unwrap();
+    let row = agents.iter().find(|r| r.id == "a").unwrap();
+    assert_eq!(
+        (
+            row.results_received,
+            row.batches_received,
+            row.last_sequence
+        ),
+        (4, 3, 3)
+    );
+    assert_eq!(row.buffer_backlog, 7, "the newest batch's report wins");
+    // The device reflects its newest round across the group (offline at T0+2000).
+    let devices = store
+        .devices(&DeviceQuery {
+            agent_id: Some("a".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let d = devices.iter().find(|d| d.address == "10.0.0.2").unwrap();
+    assert_eq!(
+        (d.status, d.last_probe_at),
+        (Some("offline"), Some(at(T0 + 2000)))
+    );
+}
