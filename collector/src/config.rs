@@ -121,7 +121,11 @@ impl Settings {
     pub fn from_config(path: &Path, raw: CollectorConfig) -> Result<Self, ConfigError> {
         let addr = |field: &str, value: &str| -> Result<SocketAddr, ConfigError> {
             value.parse().map_err(|_| {
-                ConfigError::invalid(path, field, format!("{value:?} is not an address like 0.0.0.0:50051"))
+                ConfigError::invalid(
+                    path,
+                    field,
+                    format!("{value:?} is not an address like 0.0.0.0:50051"),
+                )
             })
         };
         let grpc_listen = addr("grpc.listen", &raw.grpc.listen)?;
@@ -134,7 +138,11 @@ impl Settings {
             ));
         }
         if raw.grpc.handshake_timeout_secs == 0 {
-            return Err(ConfigError::invalid(path, "grpc.handshake_timeout_secs", "must be 1 or more"));
+            return Err(ConfigError::invalid(
+                path,
+                "grpc.handshake_timeout_secs",
+                "must be 1 or more",
+            ));
         }
         let tls = TlsFiles {
             ca: config::resolve(path, &raw.tls.ca),
@@ -146,11 +154,17 @@ impl Settings {
         let database = match DatabaseLocation::parse(&raw.database.url)
             .map_err(|err| ConfigError::invalid(path, "database.url", err))?
         {
-            DatabaseLocation::Sqlite(file) => DatabaseLocation::Sqlite(config::resolve(path, &file)),
+            DatabaseLocation::Sqlite(file) => {
+                DatabaseLocation::Sqlite(config::resolve(path, &file))
+            }
             other => other,
         };
         if raw.database.max_connections == 0 {
-            return Err(ConfigError::invalid(path, "database.max_connections", "must be 1 or more"));
+            return Err(ConfigError::invalid(
+                path,
+                "database.max_connections",
+                "must be 1 or more",
+            ));
         }
         Ok(Settings {
             source: path.to_path_buf(),

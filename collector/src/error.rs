@@ -71,7 +71,10 @@ impl From<crate::storage::StoreError> for ApiError {
     fn from(err: crate::storage::StoreError) -> Self {
         // Storage details go to the log, not to clients.
         tracing::error!(error = %err, "storage error");
-        ApiError::new(ErrorCode::Unavailable, "the database is unavailable; try again")
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the database is unavailable; try again",
+        )
     }
 }
 
@@ -111,10 +114,22 @@ mod tests {
     #[test]
     fn grpc_and_http_agree() {
         let cases = [
-            (ErrorCode::InvalidArgument, 400, tonic::Code::InvalidArgument),
+            (
+                ErrorCode::InvalidArgument,
+                400,
+                tonic::Code::InvalidArgument,
+            ),
             (ErrorCode::NotFound, 404, tonic::Code::NotFound),
-            (ErrorCode::PermissionDenied, 403, tonic::Code::PermissionDenied),
-            (ErrorCode::Unauthenticated, 401, tonic::Code::Unauthenticated),
+            (
+                ErrorCode::PermissionDenied,
+                403,
+                tonic::Code::PermissionDenied,
+            ),
+            (
+                ErrorCode::Unauthenticated,
+                401,
+                tonic::Code::Unauthenticated,
+            ),
             (ErrorCode::Unavailable, 503, tonic::Code::Unavailable),
         ];
         for (code, http, grpc) in cases {

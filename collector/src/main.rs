@@ -29,7 +29,12 @@ enum Command {
 #[derive(clap::Args)]
 struct ConfigArg {
     /// Configuration file (TOML).
-    #[arg(long, short, env = "NETWARDEN_COLLECTOR_CONFIG", default_value = "/etc/netwarden/collector.toml")]
+    #[arg(
+        long,
+        short,
+        env = "NETWARDEN_COLLECTOR_CONFIG",
+        default_value = "/etc/netwarden/collector.toml"
+    )]
     config: PathBuf,
 }
 
@@ -74,9 +79,9 @@ async fn main() -> Result<()> {
             let settings = load(&args.config)?;
             netwarden_shared::logging::init(&settings.log);
             let shutdown = netwarden_shared::shutdown::on_signal();
-            let running = server::start(&settings, shutdown)
-                .await
-                .with_context(|| format!("cannot start the collector ({})", args.config.display()))?;
+            let running = server::start(&settings, shutdown).await.with_context(|| {
+                format!("cannot start the collector ({})", args.config.display())
+            })?;
             running.wait().await.map_err(anyhow::Error::msg)
         }
         Command::Validate(args) => {
@@ -104,17 +109,38 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Pki { command } => match command {
-            PkiCommand::Init { dir, hosts, days, force } => {
+            PkiCommand::Init {
+                dir,
+                hosts,
+                days,
+                force,
+            } => {
                 let (ca, server) = pki::init(&dir, &hosts, days, force)?;
                 println!("CA:     {} (key {})", ca.cert.display(), ca.key.display());
-                println!("server: {} (key {})", server.cert.display(), server.key.display());
-                println!("Keep {} secret: it can issue agent certificates.", ca.key.display());
+                println!(
+                    "server: {} (key {})",
+                    server.cert.display(),
+                    server.key.display()
+                );
+                println!(
+                    "Keep {} secret: it can issue agent certificates.",
+                    ca.key.display()
+                );
                 Ok(())
             }
-            PkiCommand::IssueAgent { dir, name, out, days } => {
+            PkiCommand::IssueAgent {
+                dir,
+                name,
+                out,
+                days,
+            } => {
                 let out = out.unwrap_or_else(|| dir.join("agents"));
                 let issued = pki::issue_agent(&dir, &name, &out, days)?;
-                println!("agent {name}: {} (key {})", issued.cert.display(), issued.key.display());
+                println!(
+                    "agent {name}: {} (key {})",
+                    issued.cert.display(),
+                    issued.key.display()
+                );
                 Ok(())
             }
         },

@@ -38,7 +38,11 @@ impl Metrics {
             batches.clone(),
         );
         let records = Counter::default();
-        registry.register("ingest_records", "Records stored from agent batches", records.clone());
+        registry.register(
+            "ingest_records",
+            "Records stored from agent batches",
+            records.clone(),
+        );
         let rejected = Family::<Labels, Counter>::default();
         registry.register(
             "ingest_rejected",
@@ -52,11 +56,15 @@ impl Metrics {
             tls_refused.clone(),
         );
         let streams = Gauge::default();
-        registry.register("ingest_streams", "Agent ingest streams open now", streams.clone());
+        registry.register(
+            "ingest_streams",
+            "Agent ingest streams open now",
+            streams.clone(),
+        );
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
             "ingest_commit_seconds",
-            "Time to commit one batch to the database",
+            "Time from a batch reaching the database queue to its commit",
             commit_seconds.clone(),
         );
         let agent_backlog = Family::<Labels, Gauge<u64, AtomicU64>>::default();

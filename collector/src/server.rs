@@ -52,8 +52,16 @@ pub fn describe_location(location: &DatabaseLocation) -> String {
 }
 
 /// Opens and migrates the database, binds both listeners and starts serving.
-pub async fn start(settings: &Settings, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let store = storage::open(&settings.database, settings.max_connections, settings.sqlite_sync).await?;
+pub async fn start(
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let store = storage::open(
+        &settings.database,
+        settings.max_connections,
+        settings.sqlite_sync,
+    )
+    .await?;
     let applied = store.migrate().await?;
     tracing::info!(
         database = %describe_location(&settings.database),
@@ -71,16 +79,20 @@ pub async fn start(settings: &Settings, shutdown: CancellationToken) -> Result<R
     };
     let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
     let http_listener = bind("HTTP", settings.http_listen).await?;
-    let grpc_addr = grpc_listener.local_addr().map_err(|source| StartError::Bind {
-        what: "gRPC",
-        addr: settings.grpc_listen,
-        source,
-    })?;
-    let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind {
-        what: "HTTP",
-        addr: settings.http_listen,
-        source,
-    })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "gRPC",
+            addr: settings.grpc_listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: settings.http_listen,
+            source,
+        })?;
 
     let mut tasks = JoinSet::new();
     let accept_cancel = shutdown.child_token();
@@ -91,15 +103,22 @@ pub async fn start(settings: &Settings, shutdown: CancellationToken) -> Result<R
         metrics.clone(),
         accept_cancel.clone(),
     );
-    let ingest = IngestServiceServer::new(Ingest::new(store.clone(), metrics.clone(), shutdown.clone()))
-        .max_decoding_message_size(settings.max_message_bytes);
+    let ingest = IngestServiceServer::new(Ingest::new(
+        storage::GroupCommitter::start(store.clone()),
+        metrics.clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(settings.max_message_bytes);
     let grpc_stop = shutdown.clone();
     tasks.spawn(async move {
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(ingest)
-            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), grpc_stop.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                ReceiverStream::new(incoming),
+                grpc_stop.cancelled_owned(),
+            )
             .await
             .map_err(|e| netwarden_shared::tls::error_chain(&e));
         ("grpc", result)

@@ -29,6 +29,15 @@ fn fail(field: impl Into<String>, message: impl Into<String>) -> ConvertError {
     }
 }
 
+impl ConvertError {
+    /// Puts `parent` in front of the field path. Paths are built only on the error path, so
+    /// valid input costs no allocation for them.
+    fn under(mut self, parent: impl std::fmt::Display) -> Self {
+        self.field = format!("{parent}.{}", self.field);
+        self
+    }
+}
+
 /// Validates a received batch. The claimed agent id is carried along only for comparison with
 /// the certificate identity.
 pub fn batch_from_wire(batch: v1::Batch) -> Result<shared::Batch, ConvertError> {
@@ -49,7 +58,9 @@ pub fn batch_from_wire(batch: v1::Batch) -> Result<shared::Batch, ConvertError> 
         .records
         .into_iter()
         .enumerate()
-        .map(|(i, record)| record_from_wire(&format!("records[{i}]"), record))
+        .map(|(i, record)| {
+            record_from_wire(record).map_err(|e| e.under(format_args!("records[{i}]")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(shared::Batch {
         sequence: batch.sequence,
@@ -62,29 +73,29 @@ pub fn batch_from_wire(batch: v1::Batch) -> Result<shared::Batch, ConvertError> 
     })
 }
 
-fn record_from_wire(at: &str, record: v1::Record) -> Result<shared::Record, ConvertError> {
+fn record_from_wire(record: v1::Record) -> Result<shared::Record, ConvertError> {
     if record.record_id == 0 {
-        return Err(fail(format!("{at}.record_id"), "must be 1 or more"));
+        return Err(fail("record_id", "must be 1 or more"));
     }
     let observed_at: DateTime<Utc> = DateTime::from_timestamp_millis(record.observed_at_unix_ms)
         .filter(|t| t.timestamp() > 0)
         .ok_or_else(|| {
             fail(
-                format!("{at}.observed_at_unix_ms"),
+                "observed_at_unix_ms",
                 format!("{} is not a valid time", record.observed_at_unix_ms),
             )
         })?;
     let kind = match record.kind {
         Some(v1::record::Kind::ProbeRound(p)) => {
-            shared::RecordKind::Probe(probe_from_wire(&format!("{at}.probe_round"), p)?)
+            shared::RecordKind::Probe(probe_from_wire(p).map_err(|e| e.under("probe_round"))?)
         }
         Some(v1::record::Kind::DiscoveredHost(d)) => shared::RecordKind::Discovery(
-            discovered_from_wire(&format!("{at}.discovered_host"), d)?,
+            discovered_from_wire(d).map_err(|e| e.under("discovered_host"))?,
         ),
         Some(v1::record::Kind::SpeedTest(s)) => {
-            shared::RecordKind::SpeedTest(speed_from_wire(&format!("{at}.speed_test"), s)?)
+            shared::RecordKind::SpeedTest(speed_from_wire(s).map_err(|e| e.under("speed_test"))?)
         }
-        None => return Err(fail(format!("{at}.kind"), "missing or of an unknown kind")),
+        None => return Err(fail("kind", "missing or of an unknown kind")),
     };
     Ok(shared::Record {
         record_id: record.record_id,
@@ -93,7 +104,7 @@ fn record_from_wire(at: &str, record: v1::Record) -> Result<shared::Record, Conv
     })
 }
 
-fn ip(field: String, value: &str) -> Result<IpAddr, ConvertError> {
+fn ip(field: &str, value: &str) -> Result<IpAddr, ConvertError> {
     value
         .parse()
         .map_err(|_| fail(field, format!("{:?} is not an IP address", truncate(value))))
@@ -106,7 +117,7 @@ fn truncate(value: &str) -> &str {
     }
 }
 
-fn ms(field: String, value: f32) -> Result<f32, ConvertError> {
+fn ms(field: &str, value: f32) -> Result<f32, ConvertError> {
     if value.is_finite() && value >= 0.0 {
         Ok(value)
     } else {
@@ -114,53 +125,56 @@ fn ms(field: String, value: f32) -> Result<f32, ConvertError> {
     }
 }
 
-fn text(field: String, value: String, max: usize) -> Result<Option<String>, ConvertError> {
+fn text(field: &str, value: String, max: usize) -> Result<Option<String>, ConvertError> {
     if value.len() > max {
         return Err(fail(field, format!("longer than {max} bytes")));
     }
     Ok((!value.is_empty()).then_some(value))
 }
 
-fn probe_from_wire(at: &str, p: v1::ProbeRound) -> Result<shared::ProbeRound, ConvertError> {
-    let target = ip(format!("{at}.target"), &p.target)?;
+fn probe_from_wire(p: v1::ProbeRound) -> Result<shared::ProbeRound, ConvertError> {
+    let target = ip("target", &p.target)?;
     if p.sent > MAX_PINGS_PER_ROUND {
         return Err(fail(
-            format!("{at}.sent"),
+            "sent",
             format!("{} is more than {MAX_PINGS_PER_ROUND}", p.sent),
         ));
     }
     if p.received > p.sent {
         return Err(fail(
-            format!("{at}.received"),
+            "received",
             format!("{} is more than sent ({})", p.received, p.sent),
         ));
     }
     if p.rtts_ms.len() != p.received as usize {
         return Err(fail(
-            format!("{at}.rtts_ms"),
+            "rtts_ms",
             format!("{} values for {} replies", p.rtts_ms.len(), p.received),
         ));
     }
-    for (i, rtt) in p.rtts_ms.iter().enumerate() {
-        ms(format!("{at}.rtts_ms[{i}]"), *rtt)?;
+    if let Some(i) = p.rtts_ms.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(fail(
+            format!("rtts_ms[{i}]"),
+            format!("{} is not a duration in ms", p.rtts_ms[i]),
+        ));
     }
     let status = match v1::DeviceStatus::try_from(p.status) {
         Ok(v1::DeviceStatus::Online) => shared::DeviceStatus::Online,
         Ok(v1::DeviceStatus::Degraded) => shared::DeviceStatus::Degraded,
         Ok(v1::DeviceStatus::Offline) => shared::DeviceStatus::Offline,
-        _ => return Err(fail(format!("{at}.status"), format!("unknown status {}", p.status))),
+        _ => return Err(fail("status", format!("unknown status {}", p.status))),
     };
     let rtt = if p.received == 0 {
         None
     } else {
         Some(shared::RttStats {
-            min: ms(format!("{at}.rtt_min_ms"), p.rtt_min_ms)?,
-            median: ms(format!("{at}.rtt_median_ms"), p.rtt_median_ms)?,
-            mean: ms(format!("{at}.rtt_mean_ms"), p.rtt_mean_ms)?,
-            max: ms(format!("{at}.rtt_max_ms"), p.rtt_max_ms)?,
-            p95: ms(format!("{at}.rtt_p95_ms"), p.rtt_p95_ms)?,
-            stddev: ms(format!("{at}.rtt_stddev_ms"), p.rtt_stddev_ms)?,
-            jitter: ms(format!("{at}.jitter_ms"), p.jitter_ms)?,
+            min: ms("rtt_min_ms", p.rtt_min_ms)?,
+            median: ms("rtt_median_ms", p.rtt_median_ms)?,
+            mean: ms("rtt_mean_ms", p.rtt_mean_ms)?,
+            max: ms("rtt_max_ms", p.rtt_max_ms)?,
+            p95: ms("rtt_p95_ms", p.rtt_p95_ms)?,
+            stddev: ms("rtt_stddev_ms", p.rtt_stddev_ms)?,
+            jitter: ms("jitter_ms", p.jitter_ms)?,
         })
     };
     Ok(shared::ProbeRound {
@@ -173,22 +187,21 @@ fn probe_from_wire(at: &str, p: v1::ProbeRound) -> Result<shared::ProbeRound, Co
     })
 }
 
-fn discovered_from_wire(
-    at: &str,
-    d: v1::DiscoveredHost,
-) -> Result<shared::DiscoveredHost, ConvertError> {
-    let address = ip(format!("{at}.address"), &d.address)?;
-    let mac = text(format!("{at}.mac"), d.mac, 17)?;
+fn discovered_from_wire(d: v1::DiscoveredHost) -> Result<shared::DiscoveredHost, ConvertError> {
+    let address = ip("address", &d.address)?;
+    let mac = text("mac", d.mac, 17)?;
     if let Some(mac) = &mac {
         let ok = mac.len() == 17
             && mac.split(':').count() == 6
-            && mac.split(':').all(|o| o.len() == 2 && u8::from_str_radix(o, 16).is_ok());
+            && mac
+                .split(':')
+                .all(|o| o.len() == 2 && u8::from_str_radix(o, 16).is_ok());
         if !ok {
-            return Err(fail(format!("{at}.mac"), format!("{mac:?} is not a MAC address")));
+            return Err(fail("mac", format!("{mac:?} is not a MAC address")));
         }
     }
     if d.open_ports.len() > MAX_PORTS {
-        return Err(fail(format!("{at}.open_ports"), "too many ports"));
+        return Err(fail("open_ports", "too many ports"));
     }
     let open_ports = d
         .open_ports
@@ -198,23 +211,23 @@ fn discovered_from_wire(
             u16::try_from(*p)
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| fail(format!("{at}.open_ports[{i}]"), format!("{p} is not a port")))
+                .ok_or_else(|| fail(format!("open_ports[{i}]"), format!("{p} is not a port")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let method = match v1::DiscoveryMethod::try_from(d.method) {
         Ok(v1::DiscoveryMethod::Icmp) => shared::DiscoveryMethod::Icmp,
         Ok(v1::DiscoveryMethod::Arp) => shared::DiscoveryMethod::Arp,
         Ok(v1::DiscoveryMethod::IcmpAndArp) => shared::DiscoveryMethod::IcmpAndArp,
-        _ => return Err(fail(format!("{at}.method"), format!("unknown method {}", d.method))),
+        _ => return Err(fail("method", format!("unknown method {}", d.method))),
     };
     Ok(shared::DiscoveredHost {
         address,
         mac: mac.map(|m| m.to_ascii_lowercase()),
-        vendor: text(format!("{at}.vendor"), d.vendor, MAX_TEXT)?,
-        hostname: text(format!("{at}.hostname"), d.hostname, MAX_TEXT)?,
+        vendor: text("vendor", d.vendor, MAX_TEXT)?,
+        hostname: text("hostname", d.hostname, MAX_TEXT)?,
         open_ports,
         rtt_ms: if d.rtt_ms > 0.0 {
-            Some(ms(format!("{at}.rtt_ms"), d.rtt_ms)?)
+            Some(ms("rtt_ms", d.rtt_ms)?)
         } else {
             None
         },
@@ -222,21 +235,20 @@ fn discovered_from_wire(
     })
 }
 
-fn speed_from_wire(at: &str, s: v1::SpeedTest) -> Result<shared::SpeedTest, ConvertError> {
-    let url = text(format!("{at}.url"), s.url, MAX_URL)?
-        .ok_or_else(|| fail(format!("{at}.url"), "missing"))?;
+fn speed_from_wire(s: v1::SpeedTest) -> Result<shared::SpeedTest, ConvertError> {
+    let url = text("url", s.url, MAX_URL)?.ok_or_else(|| fail("url", "missing"))?;
     let direction = match v1::SpeedDirection::try_from(s.direction) {
         Ok(v1::SpeedDirection::Download) => shared::SpeedDirection::Download,
         Ok(v1::SpeedDirection::Upload) => shared::SpeedDirection::Upload,
         _ => {
             return Err(fail(
-                format!("{at}.direction"),
+                "direction",
                 format!("unknown direction {}", s.direction),
             ))
         }
     };
     if !(s.mbps.is_finite() && s.mbps >= 0.0) {
-        return Err(fail(format!("{at}.mbps"), format!("{} is not a rate", s.mbps)));
+        return Err(fail("mbps", format!("{} is not a rate", s.mbps)));
     }
     Ok(shared::SpeedTest {
         url,
@@ -244,7 +256,7 @@ fn speed_from_wire(at: &str, s: v1::SpeedTest) -> Result<shared::SpeedTest, Conv
         bytes: s.bytes,
         duration_us: s.duration_us,
         mbps: s.mbps,
-        error: text(format!("{at}.error"), s.error, 1024)?,
+        error: text("error", s.error, 1024)?,
     })
 }
 
@@ -396,7 +408,10 @@ mod tests {
             p.received = 5;
         }
         let err = batch_from_wire(batch(vec![wire])).unwrap_err();
-        assert_eq!(err.to_string(), "records[0].probe_round.received: 5 is more than sent (3)");
+        assert_eq!(
+            err.to_string(),
+            "records[0].probe_round.received: 5 is more than sent (3)"
+        );
 
         let mut wire = record_to_wire(&probe(1));
         if let Some(v1::record::Kind::ProbeRound(p)) = wire.kind.as_mut() {
@@ -407,7 +422,10 @@ mod tests {
 
         let mut wire = record_to_wire(&probe(1));
         wire.kind = None;
-        assert_eq!(batch_from_wire(batch(vec![wire])).unwrap_err().field, "records[0].kind");
+        assert_eq!(
+            batch_from_wire(batch(vec![wire])).unwrap_err().field,
+            "records[0].kind"
+        );
 
         let mut zero = batch(vec![]);
         zero.sequence = 0;

@@ -33,7 +33,7 @@ CREATE TABLE devices (
     last_loss_pct REAL,
     last_rtt_ms   REAL,
     UNIQUE (agent_id, address)
-);
+) WITH (fillfactor = 50);  -- room on each page for HOT updates: every round rewrites its device row
 
 CREATE TABLE probe_results (
     device_id       BIGINT      NOT NULL,

@@ -3,7 +3,8 @@
 
 use super::AgentConnInfo;
 use crate::metrics::Metrics;
-use crate::storage::{IngestOutcome, Store};
+use crate::storage::{GroupCommitter, IngestOutcome};
+use futures::stream::{FuturesOrdered, StreamExt};
 use netwarden_proto::v1::ingest_service_server::IngestService;
 use netwarden_proto::v1::{Ack, Batch};
 use std::pin::Pin;
@@ -15,17 +16,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+/// Batches of one stream that may be committing at once.
+const PIPELINE_DEPTH: usize = 8;
+
 /// Metadata key carrying the sequence of a refused batch, so an agent can set it aside.
 pub const REJECTED_SEQUENCE_HEADER: &str = "x-netwarden-rejected-sequence";
 
 pub struct Ingest {
-    store: Arc<dyn Store>,
+    store: GroupCommitter,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
 impl Ingest {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub fn new(store: GroupCommitter, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         Ingest {
             store,
             metrics,
@@ -39,7 +43,9 @@ type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send>>;
 fn rejected(code: tonic::Code, sequence: u64, message: String) -> Status {
     let mut status = Status::new(code, message);
     if let Ok(value) = sequence.to_string().parse() {
-        status.metadata_mut().insert(REJECTED_SEQUENCE_HEADER, value);
+        status
+            .metadata_mut()
+            .insert(REJECTED_SEQUENCE_HEADER, value);
     }
     status
 }
@@ -72,7 +78,7 @@ impl IngestService for Ingest {
 }
 
 struct StreamWorker {
-    store: Arc<dyn Store>,
+    store: GroupCommitter,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     info: AgentConnInfo,
@@ -82,52 +88,64 @@ impl StreamWorker {
     async fn run(self, mut inbound: Streaming<Batch>, tx: mpsc::Sender<Result<Ack, Status>>) {
         self.metrics.streams.inc();
         tracing::info!("agent stream opened");
+        // Several batches of one stream may be committing at once (the agent keeps a window in
+        // flight); acks still go out in order, each only after its own batch committed.
+        let mut pending = FuturesOrdered::new();
+        let mut reading = true;
         loop {
-            // Between batches is the only place a stop request is honoured, so a batch that
-            // was received is always committed and acknowledged.
-            let message = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                message = inbound.message() => message,
-            };
-            let batch = match message {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(status) => {
-                    let reason = match status.code() {
-                        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => "too_large",
-                        _ => "decode",
-                    };
-                    if reason == "too_large" || status.code() == tonic::Code::Internal {
-                        self.metrics.rejected.get_or_create(&Metrics::label("reason", reason)).inc();
-                        tracing::warn!(reason, "refused a message: {}", status.message());
-                        let _ = tx.send(Err(status)).await;
-                    } else {
-                        tracing::info!("stream ended: {}", status.message());
+            tokio::select! {
+                // A stop request ends reading, never a batch already received: those are
+                // committed and acknowledged below before the stream closes.
+                _ = self.shutdown.cancelled(), if reading => reading = false,
+                message = inbound.message(), if reading && pending.len() < PIPELINE_DEPTH => {
+                    match message {
+                        Ok(Some(batch)) => pending.push_back(self.handle(batch)),
+                        Ok(None) => reading = false,
+                        Err(status) => {
+                            reading = false;
+                            self.refused_message(status, &tx).await;
+                        }
                     }
-                    break;
                 }
-            };
-            match self.handle(batch).await {
-                Ok(ack) => {
-                    if tx.send(Ok(ack)).await.is_err() {
+                Some(result) = pending.next() => {
+                    let failed = result.is_err();
+                    if tx.send(result).await.is_err() || failed {
                         break;
                     }
                 }
-                Err(status) => {
-                    let _ = tx.send(Err(status)).await;
-                    break;
-                }
+                else => break,
             }
         }
         self.metrics.streams.dec();
         tracing::info!("agent stream closed");
     }
 
+    /// A message that could not be decoded ends the stream; an oversized one is counted.
+    async fn refused_message(&self, status: Status, tx: &mpsc::Sender<Result<Ack, Status>>) {
+        let reason = match status.code() {
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => "too_large",
+            _ => "decode",
+        };
+        if reason == "too_large" || status.code() == tonic::Code::Internal {
+            self.metrics
+                .rejected
+                .get_or_create(&Metrics::label("reason", reason))
+                .inc();
+            tracing::warn!(reason, "refused a message: {}", status.message());
+            let _ = tx.send(Err(status)).await;
+        } else {
+            tracing::info!("stream ended: {}", status.message());
+        }
+    }
+
     async fn handle(&self, wire: Batch) -> Result<Ack, Status> {
         let sequence = wire.sequence;
         let agent = &self.info.agent;
         let batch = netwarden_proto::batch_from_wire(wire).map_err(|err| {
-            self.metrics.rejected.get_or_create(&Metrics::label("reason", "invalid")).inc();
+            self.metrics
+                .rejected
+                .get_or_create(&Metrics::label("reason", "invalid"))
+                .inc();
             tracing::warn!(sequence, "refused an invalid batch: {err}");
             rejected(
                 tonic::Code::InvalidArgument,
@@ -135,9 +153,20 @@ impl StreamWorker {
                 format!("batch {sequence}: {err}"),
             )
         })?;
-        if let Some(claimed) = batch.claimed_agent_id.as_deref().filter(|c| *c != agent.as_str()) {
-            self.metrics.rejected.get_or_create(&Metrics::label("reason", "identity")).inc();
-            tracing::warn!(sequence, claimed, "refused a batch claiming another agent's identity");
+        if let Some(claimed) = batch
+            .claimed_agent_id
+            .as_deref()
+            .filter(|c| *c != agent.as_str())
+        {
+            self.metrics
+                .rejected
+                .get_or_create(&Metrics::label("reason", "identity"))
+                .inc();
+            tracing::warn!(
+                sequence,
+                claimed,
+                "refused a batch claiming another agent's identity"
+            );
             return Err(rejected(
                 tonic::Code::PermissionDenied,
                 sequence,
@@ -146,23 +175,35 @@ impl StreamWorker {
                 ),
             ));
         }
+        let status = batch.status;
         let started = std::time::Instant::now();
         let outcome = self
             .store
-            .ingest(agent, &batch, chrono::Utc::now())
+            .ingest(agent.clone(), batch)
             .await
             .map_err(|err| {
                 self.metrics.rejected.get_or_create(&Metrics::label("reason", "storage")).inc();
                 tracing::error!(sequence, error = %err, "could not store a batch; the agent will resend it");
                 Status::unavailable("the collector could not store the batch; resend it later")
             })?;
-        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         let agent_label = Metrics::label("agent", agent.as_str());
-        self.metrics.agent_backlog.get_or_create(&agent_label).set(batch.status.buffer_backlog);
-        self.metrics.agent_dropped.get_or_create(&agent_label).set(batch.status.dropped_total);
+        self.metrics
+            .agent_backlog
+            .get_or_create(&agent_label)
+            .set(status.buffer_backlog);
+        self.metrics
+            .agent_dropped
+            .get_or_create(&agent_label)
+            .set(status.dropped_total);
         Ok(match outcome {
             IngestOutcome::Stored { records } => {
-                self.metrics.batches.get_or_create(&Metrics::label("outcome", "stored")).inc();
+                self.metrics
+                    .batches
+                    .get_or_create(&Metrics::label("outcome", "stored"))
+                    .inc();
                 self.metrics.records.inc_by(u64::from(records));
                 tracing::debug!(sequence, records, "batch stored");
                 Ack {
@@ -172,7 +213,10 @@ impl StreamWorker {
                 }
             }
             IngestOutcome::Duplicate => {
-                self.metrics.batches.get_or_create(&Metrics::label("outcome", "duplicate")).inc();
+                self.metrics
+                    .batches
+                    .get_or_create(&Metrics::label("outcome", "duplicate"))
+                    .inc();
                 tracing::debug!(sequence, "duplicate batch acknowledged");
                 Ack {
                     sequence,

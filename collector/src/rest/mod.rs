@@ -2,7 +2,9 @@
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::storage::{AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit, ProbeSample, Store};
+use crate::storage::{
+    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit, ProbeSample, Store,
+};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -105,7 +107,9 @@ async fn devices(
     };
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {MAX_PAGE}"
+        )));
     }
     let query = DeviceQuery {
         agent_id: params.agent,
@@ -149,14 +153,18 @@ async fn history(
 ) -> Result<Json<Vec<ProbeSample>>, ApiError> {
     let id = device_id(id)?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let to = params.to.unwrap_or_else(|| Utc::now() + Duration::seconds(1));
+    let to = params
+        .to
+        .unwrap_or_else(|| Utc::now() + Duration::seconds(1));
     let from = params.from.unwrap_or(to - Duration::hours(24));
     if from >= to {
         return Err(ApiError::invalid("from: must be before to"));
     }
     let limit = params.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_HISTORY {
-        return Err(ApiError::invalid(format!("limit: must be between 1 and {MAX_HISTORY}")));
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {MAX_HISTORY}"
+        )));
     }
     if state.store.device(id).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id} not found")));

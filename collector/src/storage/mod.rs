@@ -1,10 +1,12 @@
 //! Storage behind one trait, with SQLite (default, embedded) and PostgreSQL (production)
 //! backends. Both run the same test suite (`tests/it/storage.rs`).
 
+mod group;
 mod plan;
 pub mod postgres;
 mod sqlite;
 
+pub use group::GroupCommitter;
 pub use plan::{BatchPlan, DeviceLatest};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -44,7 +46,9 @@ pub(crate) fn failed<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -
 /// What became of one ingested batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestOutcome {
-    Stored { records: u32 },
+    Stored {
+        records: u32,
+    },
     /// The (agent, sequence) was committed before; nothing changed.
     Duplicate,
 }
@@ -134,9 +138,31 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations; returns the descriptions of those applied now.
     async fn migrate(&self) -> Result<Vec<String>>;
     async fn ping(&self) -> Result<()>;
-    /// Stores a batch in one transaction, unless (agent, sequence) was stored before.
-    async fn ingest(&self, agent: &AgentId, batch: &Batch, now: DateTime<Utc>)
-        -> Result<IngestOutcome>;
+    /// How many ingest transactions may run at once (SQLite has one writer; PostgreSQL more).
+    fn concurrent_commits(&self) -> usize {
+        1
+    }
+
+    /// Stores batches in one transaction, each unless its (agent, sequence) was stored before.
+    /// The outer error means nothing was committed; an inner error fails only that batch.
+    async fn ingest_group(
+        &self,
+        items: Vec<(AgentId, Batch)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<IngestOutcome>>>;
+
+    /// Stores one batch in its own transaction.
+    async fn ingest(
+        &self,
+        agent: &AgentId,
+        batch: Batch,
+        now: DateTime<Utc>,
+    ) -> Result<IngestOutcome> {
+        self.ingest_group(vec![(agent.clone(), batch)], now)
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::Worker("no outcome for the batch".into())))
+    }
     async fn agents(&self) -> Result<Vec<AgentRow>>;
     async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRow>>;
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>>;
@@ -188,7 +214,9 @@ pub async fn open(
         DatabaseLocation::Sqlite(path) => {
             Arc::new(SqliteStore::open(path, max_connections, sqlite_sync).await?)
         }
-        DatabaseLocation::Postgres(url) => Arc::new(PostgresStore::connect(url, max_connections).await?),
+        DatabaseLocation::Postgres(url) => {
+            Arc::new(PostgresStore::connect(url, max_connections).await?)
+        }
     })
 }
 

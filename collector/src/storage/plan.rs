@@ -9,7 +9,9 @@ use std::net::IpAddr;
 /// The latest known facts about one device in a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceLatest {
-    pub address: String,
+    pub address: IpAddr,
+    /// Earliest and latest observation of the device in the batch.
+    pub first_at: DateTime<Utc>,
     pub seen_at: DateTime<Utc>,
     /// From the newest probe round, if the batch has one for the device.
     pub probe: Option<(DateTime<Utc>, i16, f32, Option<f32>)>,
@@ -27,10 +29,11 @@ pub struct BatchPlan<'a> {
 }
 
 impl<'a> BatchPlan<'a> {
-    pub fn new(batch: &'a Batch) -> Self {
+    /// Plans one or more batches of the same agent as one write.
+    pub fn new(batches: impl IntoIterator<Item = &'a Batch>) -> Self {
         let mut plan = BatchPlan::default();
         let mut latest: HashMap<IpAddr, DeviceLatest> = HashMap::new();
-        for record in &batch.records {
+        for record in batches.into_iter().flat_map(|b| &b.records) {
             let at = record.observed_at;
             match &record.kind {
                 RecordKind::Probe(round) => {
@@ -51,7 +54,7 @@ impl<'a> BatchPlan<'a> {
             }
         }
         let mut devices: Vec<_> = latest.into_values().collect();
-        devices.sort_by(|a, b| a.address.cmp(&b.address));
+        devices.sort_by_key(|d| d.address);
         plan.devices = devices;
         plan
     }
@@ -63,14 +66,14 @@ fn device(
     at: DateTime<Utc>,
 ) -> &mut DeviceLatest {
     let entry = latest.entry(address).or_insert_with(|| DeviceLatest {
-        address: address.to_string(),
+        address,
+        first_at: at,
         seen_at: at,
         probe: None,
         identity: None,
     });
-    if at > entry.seen_at {
-        entry.seen_at = at;
-    }
+    entry.first_at = entry.first_at.min(at);
+    entry.seen_at = entry.seen_at.max(at);
     entry
 }
 
@@ -98,17 +101,32 @@ mod tests {
             claimed_agent_id: None,
             status: AgentStatus::default(),
             records: vec![
-                Record { record_id: 1, observed_at: t(20), kind: round("10.0.0.2", 4, DeviceStatus::Online) },
-                Record { record_id: 2, observed_at: t(10), kind: round("10.0.0.2", 0, DeviceStatus::Offline) },
-                Record { record_id: 3, observed_at: t(15), kind: round("10.0.0.1", 2, DeviceStatus::Degraded) },
+                Record {
+                    record_id: 1,
+                    observed_at: t(20),
+                    kind: round("10.0.0.2", 4, DeviceStatus::Online),
+                },
+                Record {
+                    record_id: 2,
+                    observed_at: t(10),
+                    kind: round("10.0.0.2", 0, DeviceStatus::Offline),
+                },
+                Record {
+                    record_id: 3,
+                    observed_at: t(15),
+                    kind: round("10.0.0.1", 2, DeviceStatus::Degraded),
+                },
             ],
         };
-        let plan = BatchPlan::new(&batch);
+        let plan = BatchPlan::new([&batch]);
         assert_eq!(plan.probes.len(), 3);
-        let addresses: Vec<_> = plan.devices.iter().map(|d| d.address.as_str()).collect();
+        let addresses: Vec<_> = plan.devices.iter().map(|d| d.address.to_string()).collect();
         assert_eq!(addresses, ["10.0.0.1", "10.0.0.2"]);
         let newest = plan.devices[1].probe.unwrap();
-        assert_eq!((newest.0, newest.1, newest.2), (t(20), DeviceStatus::Online.code(), 0.0));
+        assert_eq!(
+            (newest.0, newest.1, newest.2),
+            (t(20), DeviceStatus::Online.code(), 0.0)
+        );
         assert_eq!(plan.devices[0].probe.unwrap().2, 50.0);
     }
 }

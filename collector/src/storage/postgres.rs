@@ -9,15 +9,17 @@ use crate::storage::sqlite::{direction_name, loss, method_name};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {
     pool: PgPool,
+    max_connections: u32,
 }
 
 /// Hides the password of a connection URL, for messages and logs.
@@ -45,7 +47,10 @@ impl PostgresStore {
                 action: "connecting to PostgreSQL",
                 message: format!("{}: {err}", redact_url(url)),
             })?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            max_connections: max_connections.max(1),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -81,6 +86,11 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    /// Half the pool: PostgreSQL commits in parallel, and the API keeps connections to read.
+    fn concurrent_commits(&self) -> usize {
+        (self.max_connections as usize / 2).max(1)
+    }
+
     async fn migrate(&self) -> Result<Vec<String>> {
         let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
             .fetch_all(&self.pool)
@@ -105,205 +115,23 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn ingest(
+    async fn ingest_group(
         &self,
-        agent: &AgentId,
-        batch: &Batch,
+        items: Vec<(AgentId, Batch)>,
         now: DateTime<Utc>,
-    ) -> Result<IngestOutcome> {
-        let agent = agent.as_str();
-        let mut tx = self.pool.begin().await.map_err(failed("starting an ingest transaction"))?;
-        sqlx::query(
-            "INSERT INTO agents (id, first_seen, last_seen, buffer_backlog, dropped_total)
-             VALUES ($1, $2, $2, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen,
-                 buffer_backlog = EXCLUDED.buffer_backlog, dropped_total = EXCLUDED.dropped_total",
-        )
-        .bind(agent)
-        .bind(now)
-        .bind(batch.status.buffer_backlog as i64)
-        .bind(batch.status.dropped_total as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed("recording the agent"))?;
-
-        let fresh = sqlx::query(
-            "INSERT INTO ingest_batches (agent_id, sequence, record_count, received_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(agent)
-        .bind(batch.sequence as i64)
-        .bind(batch.records.len() as i32)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed("recording the batch"))?
-        .rows_affected();
-        if fresh == 0 {
-            tx.commit().await.map_err(failed("committing a duplicate batch"))?;
-            return Ok(IngestOutcome::Duplicate);
-        }
-
-        let plan = BatchPlan::new(batch);
-        let n = plan.devices.len();
-        let (mut addresses, mut macs, mut vendors, mut hostnames, mut seen) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut statuses, mut probe_at, mut losses, mut rtts) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for device in &plan.devices {
-            let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
-            addresses.push(device.address.clone());
-            macs.push(mac);
-            vendors.push(vendor);
-            hostnames.push(hostname);
-            seen.push(device.seen_at);
-            statuses.push(device.probe.map(|p| p.1));
-            probe_at.push(device.probe.map(|p| p.0));
-            losses.push(device.probe.map(|p| p.2));
-            rtts.push(device.probe.and_then(|p| p.3));
-        }
-        let rows = sqlx::query(
-            "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
-                 status, last_probe_at, last_loss_pct, last_rtt_ms)
-             SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.seen, u.seen, u.status,
-                 u.probe_at, u.loss, u.rtt
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                 $7::smallint[], $8::timestamptz[], $9::real[], $10::real[])
-                 AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt)
-             ON CONFLICT (agent_id, address) DO UPDATE SET
-                 last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
-                 mac = COALESCE(EXCLUDED.mac, devices.mac),
-                 vendor = COALESCE(EXCLUDED.vendor, devices.vendor),
-                 hostname = COALESCE(EXCLUDED.hostname, devices.hostname),
-                 status = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                          THEN EXCLUDED.status ELSE devices.status END,
-                 last_loss_pct = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                          THEN EXCLUDED.last_loss_pct ELSE devices.last_loss_pct END,
-                 last_rtt_ms = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                          THEN EXCLUDED.last_rtt_ms ELSE devices.last_rtt_ms END,
-                 last_probe_at = GREATEST(devices.last_probe_at, EXCLUDED.last_probe_at)
-             RETURNING id, address",
-        )
-        .bind(agent)
-        .bind(&addresses)
-        .bind(&macs)
-        .bind(&vendors)
-        .bind(&hostnames)
-        .bind(&seen)
-        .bind(&statuses)
-        .bind(&probe_at)
-        .bind(&losses)
-        .bind(&rtts)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(failed("upserting devices"))?;
-        let mut device_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            device_ids.insert(
-                row.try_get("address").map_err(failed("upserting devices"))?,
-                row.try_get("id").map_err(failed("upserting devices"))?,
-            );
-        }
-        let device_id = |address: String| -> Result<i64> {
-            device_ids.get(&address).copied().ok_or(StoreError::Backend {
-                action: "matching records to devices",
-                message: format!("no device row for {address}"),
-            })
-        };
-
-        if !plan.probes.is_empty() {
-            let n = plan.probes.len();
-            let mut cols = ProbeColumns::with_capacity(n);
-            for (round, at, record_id) in &plan.probes {
-                cols.push(device_id(round.target.to_string())?, *at, *record_id, round);
-            }
-            sqlx::query(
-                "INSERT INTO probe_results (device_id, ts, agent_record_id, sent, received,
-                     rtt_min, rtt_median, rtt_mean, rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status)
-                 SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::int[],
-                     $5::int[], $6::real[], $7::real[], $8::real[], $9::real[], $10::real[],
-                     $11::real[], $12::real[], $13::bytea[], $14::smallint[])",
-            )
-            .bind(&cols.device_id)
-            .bind(&cols.ts)
-            .bind(&cols.record_id)
-            .bind(&cols.sent)
-            .bind(&cols.received)
-            .bind(&cols.min)
-            .bind(&cols.median)
-            .bind(&cols.mean)
-            .bind(&cols.max)
-            .bind(&cols.p95)
-            .bind(&cols.stddev)
-            .bind(&cols.jitter)
-            .bind(&cols.rtts)
-            .bind(&cols.status)
-            .execute(&mut *tx)
+    ) -> Result<Vec<Result<IngestOutcome>>> {
+        // One transaction for the group, written as one plan per agent: each device upserted
+        // once and all results in one insert, however many batches the group holds. A failure
+        // fails the group; the group committer gives each agent its own groups, so that only
+        // makes one agent resend.
+        let mut tx = self
+            .pool
+            .begin()
             .await
-            .map_err(failed("inserting probe results"))?;
-        }
-
-        for (host, at, record_id) in &plan.discoveries {
-            let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
-            sqlx::query(
-                "INSERT INTO discoveries (device_id, ts, agent_record_id, mac, vendor, hostname,
-                     open_ports, rtt_ms, method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(device_id(host.address.to_string())?)
-            .bind(*at)
-            .bind(*record_id as i64)
-            .bind(&host.mac)
-            .bind(&host.vendor)
-            .bind(&host.hostname)
-            .bind(ports.join(","))
-            .bind(host.rtt_ms)
-            .bind(method_name(host.method))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("inserting discoveries"))?;
-        }
-        for (test, at, record_id) in &plan.speed_tests {
-            sqlx::query(
-                "INSERT INTO speed_tests (agent_id, ts, agent_record_id, url, direction, bytes,
-                     duration_us, mbps, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(agent)
-            .bind(*at)
-            .bind(*record_id as i64)
-            .bind(&test.url)
-            .bind(direction_name(test.direction))
-            .bind(test.bytes as i64)
-            .bind(test.duration_us as i64)
-            .bind(test.mbps)
-            .bind(&test.error)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("inserting speed tests"))?;
-        }
-
-        let records = batch.records.len() as u32;
-        sqlx::query(
-            "UPDATE agents SET results_received = results_received + $2,
-                 batches_received = batches_received + 1,
-                 last_sequence = GREATEST(last_sequence, $3) WHERE id = $1",
-        )
-        .bind(agent)
-        .bind(i64::from(records))
-        .bind(batch.sequence as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed("updating agent totals"))?;
-        tx.commit().await.map_err(failed("committing a batch"))?;
-        Ok(IngestOutcome::Stored { records })
+            .map_err(failed("starting an ingest transaction"))?;
+        let outcomes = ingest_group(&mut tx, &items, now).await?;
+        tx.commit().await.map_err(failed("committing batches"))?;
+        Ok(outcomes.into_iter().map(Ok).collect())
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>> {
@@ -351,11 +179,13 @@ impl Store for PostgresStore {
     }
 
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("reading a device"))?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("reading a device"))?;
         row.as_ref()
             .map(device_row)
             .transpose()
@@ -394,7 +224,8 @@ impl Store for PostgresStore {
                     rtt_stddev_ms: row.try_get("rtt_stddev")?,
                     jitter_ms: row.try_get("jitter")?,
                     rtts_ms: unpack_rtts(
-                        &row.try_get::<Option<Vec<u8>>, _>("rtts")?.unwrap_or_default(),
+                        &row.try_get::<Option<Vec<u8>>, _>("rtts")?
+                            .unwrap_or_default(),
                     ),
                     status: status_name(i64::from(row.try_get::<i16, _>("status")?))
                         .unwrap_or("unknown"),
@@ -437,6 +268,261 @@ impl Store for PostgresStore {
             max_record_id: get(&p, "hi")?,
         })
     }
+}
+
+/// Records which batches are new, writes them per agent and updates the agents' totals.
+async fn ingest_group(
+    conn: &mut PgConnection,
+    items: &[(AgentId, Batch)],
+    now: DateTime<Utc>,
+) -> Result<Vec<IngestOutcome>> {
+    let agents: Vec<&str> = items.iter().map(|(a, _)| a.as_str()).collect();
+    let sequences: Vec<i64> = items.iter().map(|(_, b)| b.sequence as i64).collect();
+    let counts: Vec<i32> = items.iter().map(|(_, b)| b.records.len() as i32).collect();
+    let fresh_rows = sqlx::query(
+        "INSERT INTO ingest_batches (agent_id, sequence, record_count, received_at)
+         SELECT u.agent_id, u.sequence, u.record_count, $4
+         FROM UNNEST($1::text[], $2::bigint[], $3::int[]) AS u(agent_id, sequence, record_count)
+         ON CONFLICT DO NOTHING
+         RETURNING agent_id, sequence",
+    )
+    .bind(&agents)
+    .bind(&sequences)
+    .bind(&counts)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(failed("recording batches"))?;
+    let mut fresh: HashSet<(String, i64)> = HashSet::with_capacity(fresh_rows.len());
+    for row in fresh_rows {
+        fresh.insert((
+            row.try_get("agent_id")
+                .map_err(failed("recording batches"))?,
+            row.try_get("sequence")
+                .map_err(failed("recording batches"))?,
+        ));
+    }
+    // The first copy of a fresh (agent, sequence) is stored; any other copy is a duplicate.
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut by_agent: BTreeMap<&str, Vec<&Batch>> = BTreeMap::new();
+    for (agent, batch) in items {
+        let key = (agent.as_str().to_string(), batch.sequence as i64);
+        if fresh.remove(&key) {
+            outcomes.push(IngestOutcome::Stored {
+                records: batch.records.len() as u32,
+            });
+            by_agent.entry(agent.as_str()).or_default().push(batch);
+        } else {
+            outcomes.push(IngestOutcome::Duplicate);
+            by_agent.entry(agent.as_str()).or_default();
+        }
+    }
+    for (agent, batches) in &by_agent {
+        if !batches.is_empty() {
+            write_batches(conn, agent, batches).await?;
+        }
+    }
+    // Totals and the agent's own report (from its newest batch), one row per agent.
+    for (agent, batches) in by_agent {
+        let newest = items
+            .iter()
+            .filter(|(a, _)| a.as_str() == agent)
+            .map(|(_, b)| b)
+            .max_by_key(|b| b.sequence)
+            .map(|b| (b.sequence, b.status))
+            .unwrap_or_default();
+        let records: i64 = batches.iter().map(|b| b.records.len() as i64).sum();
+        sqlx::query(
+            "INSERT INTO agents (id, first_seen, last_seen, results_received, batches_received,
+                 last_sequence, buffer_backlog, dropped_total)
+             VALUES ($1, $2, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen,
+                 results_received = agents.results_received + EXCLUDED.results_received,
+                 batches_received = agents.batches_received + EXCLUDED.batches_received,
+                 last_sequence = GREATEST(agents.last_sequence, EXCLUDED.last_sequence),
+                 -- a replay of an older batch must not overwrite a newer report
+                 buffer_backlog = CASE WHEN $8 >= agents.last_sequence
+                                  THEN EXCLUDED.buffer_backlog ELSE agents.buffer_backlog END,
+                 dropped_total = CASE WHEN $8 >= agents.last_sequence
+                                 THEN EXCLUDED.dropped_total ELSE agents.dropped_total END",
+        )
+        .bind(agent)
+        .bind(now)
+        .bind(records)
+        .bind(batches.len() as i64)
+        .bind(batches.iter().map(|b| b.sequence as i64).max().unwrap_or(0))
+        .bind(newest.1.buffer_backlog as i64)
+        .bind(newest.1.dropped_total as i64)
+        .bind(newest.0 as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(failed("recording the agent"))?;
+    }
+    Ok(outcomes)
+}
+
+/// Writes one agent's new batches: devices, probe results, discoveries, speed tests.
+async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch]) -> Result<()> {
+    let plan = BatchPlan::new(batches.iter().copied());
+    let n = plan.devices.len();
+    let (mut addresses, mut macs, mut vendors, mut hostnames, mut seen) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut firsts = Vec::with_capacity(n);
+    let (mut statuses, mut probe_at, mut losses, mut rtts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for device in &plan.devices {
+        let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
+        addresses.push(device.address.to_string());
+        macs.push(mac);
+        vendors.push(vendor);
+        hostnames.push(hostname);
+        seen.push(device.seen_at);
+        firsts.push(device.first_at);
+        statuses.push(device.probe.map(|p| p.1));
+        probe_at.push(device.probe.map(|p| p.0));
+        losses.push(device.probe.map(|p| p.2));
+        rtts.push(device.probe.and_then(|p| p.3));
+    }
+    let rows = sqlx::query(
+        "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
+             status, last_probe_at, last_loss_pct, last_rtt_ms)
+         SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.first, u.seen, u.status,
+             u.probe_at, u.loss, u.rtt
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+             $7::smallint[], $8::timestamptz[], $9::real[], $10::real[], $11::timestamptz[])
+             AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt, first)
+         ON CONFLICT (agent_id, address) DO UPDATE SET
+             first_seen = LEAST(devices.first_seen, EXCLUDED.first_seen),
+             last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
+             mac = COALESCE(EXCLUDED.mac, devices.mac),
+             vendor = COALESCE(EXCLUDED.vendor, devices.vendor),
+             hostname = COALESCE(EXCLUDED.hostname, devices.hostname),
+             status = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                      THEN EXCLUDED.status ELSE devices.status END,
+             last_loss_pct = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                      THEN EXCLUDED.last_loss_pct ELSE devices.last_loss_pct END,
+             last_rtt_ms = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                      THEN EXCLUDED.last_rtt_ms ELSE devices.last_rtt_ms END,
+             last_probe_at = GREATEST(devices.last_probe_at, EXCLUDED.last_probe_at)
+         RETURNING id, address",
+    )
+    .bind(agent)
+    .bind(&addresses)
+    .bind(&macs)
+    .bind(&vendors)
+    .bind(&hostnames)
+    .bind(&seen)
+    .bind(&statuses)
+    .bind(&probe_at)
+    .bind(&losses)
+    .bind(&rtts)
+    .bind(&firsts)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(failed("upserting devices"))?;
+    let mut device_ids: HashMap<IpAddr, i64> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let address: String = row
+            .try_get("address")
+            .map_err(failed("upserting devices"))?;
+        let address = address
+            .parse()
+            .map_err(failed("reading back device addresses"))?;
+        device_ids.insert(
+            address,
+            row.try_get("id").map_err(failed("upserting devices"))?,
+        );
+    }
+    let device_id = |address: IpAddr| -> Result<i64> {
+        device_ids
+            .get(&address)
+            .copied()
+            .ok_or(StoreError::Backend {
+                action: "matching records to devices",
+                message: format!("no device row for {address}"),
+            })
+    };
+
+    if !plan.probes.is_empty() {
+        let n = plan.probes.len();
+        let mut cols = ProbeColumns::with_capacity(n);
+        for (round, at, record_id) in &plan.probes {
+            cols.push(device_id(round.target)?, *at, *record_id, round);
+        }
+        sqlx::query(
+            "INSERT INTO probe_results (device_id, ts, agent_record_id, sent, received,
+                 rtt_min, rtt_median, rtt_mean, rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status)
+             SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::int[],
+                 $5::int[], $6::real[], $7::real[], $8::real[], $9::real[], $10::real[],
+                 $11::real[], $12::real[], $13::bytea[], $14::smallint[])",
+        )
+        .bind(&cols.device_id)
+        .bind(&cols.ts)
+        .bind(&cols.record_id)
+        .bind(&cols.sent)
+        .bind(&cols.received)
+        .bind(&cols.min)
+        .bind(&cols.median)
+        .bind(&cols.mean)
+        .bind(&cols.max)
+        .bind(&cols.p95)
+        .bind(&cols.stddev)
+        .bind(&cols.jitter)
+        .bind(&cols.rtts)
+        .bind(&cols.status)
+        .execute(&mut *conn)
+        .await
+        .map_err(failed("inserting probe results"))?;
+    }
+
+    for (host, at, record_id) in &plan.discoveries {
+        let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
+        sqlx::query(
+            "INSERT INTO discoveries (device_id, ts, agent_record_id, mac, vendor, hostname,
+                 open_ports, rtt_ms, method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(device_id(host.address)?)
+        .bind(*at)
+        .bind(*record_id as i64)
+        .bind(&host.mac)
+        .bind(&host.vendor)
+        .bind(&host.hostname)
+        .bind(ports.join(","))
+        .bind(host.rtt_ms)
+        .bind(method_name(host.method))
+        .execute(&mut *conn)
+        .await
+        .map_err(failed("inserting discoveries"))?;
+    }
+    for (test, at, record_id) in &plan.speed_tests {
+        sqlx::query(
+            "INSERT INTO speed_tests (agent_id, ts, agent_record_id, url, direction, bytes,
+                 duration_us, mbps, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(agent)
+        .bind(*at)
+        .bind(*record_id as i64)
+        .bind(&test.url)
+        .bind(direction_name(test.direction))
+        .bind(test.bytes as i64)
+        .bind(test.duration_us as i64)
+        .bind(test.mbps)
+        .bind(&test.error)
+        .execute(&mut *conn)
+        .await
+        .map_err(failed("inserting speed tests"))?;
+    }
+
+    Ok(())
 }
 
 /// Column arrays for one UNNEST insert of probe results.

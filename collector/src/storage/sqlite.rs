@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus, DiscoveryMethod, SpeedDirection};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -20,9 +22,21 @@ const MIGRATIONS: &[(&str, &str)] = &[(
     include_str!("../../migrations/sqlite/0001_init.sql"),
 )];
 
+/// Known device row ids by (agent, address). Device ids never change and devices are never
+/// deleted, so a cached id stays valid; only ids from committed transactions are added.
+type DeviceIds = HashMap<(String, IpAddr), i64>;
+
+/// The one write connection and what it knows.
+struct Writer {
+    conn: Connection,
+    device_ids: DeviceIds,
+}
+
 pub struct SqliteStore {
+    /// The checkpoint thread runs while this is alive.
+    _alive: Arc<()>,
     path: PathBuf,
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     max_readers: usize,
 }
@@ -45,8 +59,38 @@ fn open_connection(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Device rows and the (device, time) index are updated all over the file on every batch;
+    // a 64 MiB page cache keeps those pages in memory instead of re-reading them.
+    conn.pragma_update(None, "cache_size", -65536)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Copies the WAL back into the database file every second from a separate connection, so the
+/// writer never pauses for it; ends when the store is dropped.
+fn start_checkpointer(path: PathBuf, alive: std::sync::Weak<()>) {
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let conn = match open_connection(&path, SqliteSync::Full) {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot open the checkpoint connection; the WAL will grow");
+                    return;
+                }
+            };
+            while alive.upgrade().is_some() {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %err, "WAL checkpoint failed; will retry");
+                }
+            }
+            // Leave a small WAL behind for the next start.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "cannot start the checkpoint thread");
+    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -67,16 +111,27 @@ impl SqliteStore {
             })?;
         }
         let owned = path.to_path_buf();
-        let writer = tokio::task::spawn_blocking(move || open_connection(&owned, sync))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
-            .map_err(|err| StoreError::Backend {
-                action: "opening the SQLite database",
-                message: format!("{}: {err}", path.display()),
-            })?;
+        let writer_flag = Arc::new(());
+        let writer = tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&owned, sync)?;
+            // Checkpoints run on their own thread (below), not inline in the writer's commits.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            Ok::<_, rusqlite::Error>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+        .map_err(|err| StoreError::Backend {
+            action: "opening the SQLite database",
+            message: format!("{}: {err}", path.display()),
+        })?;
+        start_checkpointer(path.to_path_buf(), Arc::downgrade(&writer_flag));
         Ok(SqliteStore {
+            _alive: writer_flag,
             path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Writer {
+                conn: writer,
+                device_ids: HashMap::new(),
+            })),
             readers: Arc::new(Mutex::new(Vec::new())),
             max_readers: max_connections.clamp(1, 16) as usize,
         })
@@ -85,12 +140,14 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
     {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
-            work(&mut conn)
+            let mut guard = writer
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?;
+            work(&mut guard)
         })
         .await
         .map_err(|e| StoreError::Worker(e.to_string()))?
@@ -105,7 +162,10 @@ impl SqliteStore {
         let path = self.path.clone();
         let max = self.max_readers;
         tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().map_err(|e| StoreError::Worker(e.to_string()))?.pop();
+            let pooled = readers
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?
+                .pop();
             let conn = match pooled {
                 Some(conn) => conn,
                 None => {
@@ -117,7 +177,9 @@ impl SqliteStore {
                 }
             };
             let result = work(&conn);
-            let mut pool = readers.lock().map_err(|e| StoreError::Worker(e.to_string()))?;
+            let mut pool = readers
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?;
             if pool.len() < max {
                 pool.push(conn);
             }
@@ -128,26 +190,84 @@ impl SqliteStore {
     }
 }
 
-fn ingest_tx(
-    conn: &mut Connection,
+/// Commits a group of batches in one transaction (one sync for all of them), each inside its own
+/// savepoint so a batch that fails leaves the others intact.
+fn ingest_group(
+    writer: &mut Writer,
+    items: &[(AgentId, Batch)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<IngestOutcome>>> {
+    let Writer { conn, device_ids } = writer;
+    let mut tx = conn
+        .transaction()
+        .map_err(failed("starting an ingest transaction"))?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    // Ids of devices created in this transaction: cached only once it commits.
+    let mut created = DeviceIds::new();
+    for (agent, batch) in items {
+        let savepoint = tx
+            .savepoint()
+            .map_err(failed("starting a batch savepoint"))?;
+        let mut staged = DeviceIds::new();
+        let known = Known {
+            committed: device_ids,
+            created: &created,
+        };
+        let outcome = ingest_one(&savepoint, agent.as_str(), batch, now, &known, &mut staged);
+        if outcome.is_ok() {
+            savepoint
+                .commit()
+                .map_err(failed("releasing a batch savepoint"))?;
+            created.extend(staged);
+        } // else: dropping the savepoint rolls the batch back, and its new devices with it
+        outcomes.push(outcome);
+    }
+    tx.commit().map_err(failed("committing batches"))?;
+    device_ids.extend(created);
+    Ok(outcomes)
+}
+
+/// Device ids visible to the batch being stored.
+struct Known<'a> {
+    committed: &'a DeviceIds,
+    created: &'a DeviceIds,
+}
+
+impl Known<'_> {
+    fn get(&self, key: &(String, IpAddr)) -> Option<i64> {
+        self.committed
+            .get(key)
+            .or_else(|| self.created.get(key))
+            .copied()
+    }
+}
+
+fn ingest_one(
+    tx: &Connection,
     agent: &str,
     batch: &Batch,
     now: DateTime<Utc>,
+    known: &Known<'_>,
+    staged: &mut DeviceIds,
 ) -> Result<IngestOutcome> {
-    let tx = conn.transaction().map_err(failed("starting an ingest transaction"))?;
     let now_ms = ms(now);
     tx.prepare_cached(
         "INSERT INTO agents (id, first_seen_ms, last_seen_ms, buffer_backlog, dropped_total)
          VALUES (?1, ?2, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
-             buffer_backlog = excluded.buffer_backlog, dropped_total = excluded.dropped_total",
+             -- a replay of an older batch must not overwrite a newer report
+             buffer_backlog = CASE WHEN ?5 >= last_sequence
+                              THEN excluded.buffer_backlog ELSE buffer_backlog END,
+             dropped_total = CASE WHEN ?5 >= last_sequence
+                              THEN excluded.dropped_total ELSE dropped_total END",
     )
     .and_then(|mut s| {
         s.execute(params![
             agent,
             now_ms,
             batch.status.buffer_backlog as i64,
-            batch.status.dropped_total as i64
+            batch.status.dropped_total as i64,
+            batch.sequence as i64
         ])
     })
     .map_err(failed("recording the agent"))?;
@@ -158,23 +278,28 @@ fn ingest_tx(
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         )
         .and_then(|mut s| {
-            s.execute(params![agent, batch.sequence as i64, batch.records.len() as i64, now_ms])
+            s.execute(params![
+                agent,
+                batch.sequence as i64,
+                batch.records.len() as i64,
+                now_ms
+            ])
         })
         .map_err(failed("recording the batch"))?;
     if fresh == 0 {
-        tx.commit().map_err(failed("committing a duplicate batch"))?;
         return Ok(IngestOutcome::Duplicate);
     }
 
-    let plan = BatchPlan::new(batch);
-    let mut device_ids = std::collections::HashMap::with_capacity(plan.devices.len());
+    let plan = BatchPlan::new([batch]);
+    let mut device_ids = HashMap::with_capacity(plan.devices.len());
     {
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen_ms,
                      last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (agent_id, address) DO UPDATE SET
+                     first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
                      last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
                      mac = coalesce(excluded.mac, mac),
                      vendor = coalesce(excluded.vendor, vendor),
@@ -190,14 +315,54 @@ fn ingest_tx(
                  RETURNING id",
             )
             .map_err(failed("preparing the device upsert"))?;
+        // A known device needs only an update by row id, several times cheaper than the upsert.
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE devices SET
+                     first_seen_ms = min(first_seen_ms, ?2),
+                     last_seen_ms = max(last_seen_ms, ?3),
+                     mac = coalesce(?4, mac),
+                     vendor = coalesce(?5, vendor),
+                     hostname = coalesce(?6, hostname),
+                     status = CASE WHEN ?8 >= coalesce(last_probe_ms, 0) THEN ?7 ELSE status END,
+                     last_loss_pct = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
+                              THEN ?9 ELSE last_loss_pct END,
+                     last_rtt_ms = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
+                              THEN ?10 ELSE last_rtt_ms END,
+                     last_probe_ms = CASE WHEN ?8 IS NULL THEN last_probe_ms
+                              ELSE max(coalesce(last_probe_ms, 0), ?8) END
+                 WHERE id = ?1",
+            )
+            .map_err(failed("preparing the device update"))?;
         for device in &plan.devices {
             let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
             let probe = device.probe;
+            let key = (agent.to_string(), device.address);
+            if let Some(id) = known.get(&key) {
+                let updated = update
+                    .execute(params![
+                        id,
+                        ms(device.first_at),
+                        ms(device.seen_at),
+                        mac,
+                        vendor,
+                        hostname,
+                        probe.map(|p| p.1),
+                        probe.map(|p| ms(p.0)),
+                        probe.map(|p| p.2),
+                        probe.and_then(|p| p.3),
+                    ])
+                    .map_err(failed("updating devices"))?;
+                if updated == 1 {
+                    device_ids.insert(device.address, id);
+                    continue;
+                }
+            }
             let id: i64 = upsert
                 .query_row(
                     params![
                         agent,
-                        device.address,
+                        device.address.to_string(),
                         mac,
                         vendor,
                         hostname,
@@ -206,18 +371,23 @@ fn ingest_tx(
                         probe.map(|p| ms(p.0)),
                         probe.map(|p| p.2),
                         probe.and_then(|p| p.3),
+                        ms(device.first_at),
                     ],
                     |row| row.get(0),
                 )
                 .map_err(failed("upserting devices"))?;
-            device_ids.insert(device.address.clone(), id);
+            device_ids.insert(device.address, id);
+            staged.insert(key, id);
         }
     }
-    let device_id = |address: String| -> Result<i64> {
-        device_ids.get(&address).copied().ok_or(StoreError::Backend {
-            action: "matching records to devices",
-            message: format!("no device row for {address}"),
-        })
+    let device_id = |address: IpAddr| -> Result<i64> {
+        device_ids
+            .get(&address)
+            .copied()
+            .ok_or(StoreError::Backend {
+                action: "matching records to devices",
+                message: format!("no device row for {address}"),
+            })
     };
 
     {
@@ -232,7 +402,7 @@ fn ingest_tx(
             let rtt = round.rtt;
             insert
                 .execute(params![
-                    device_id(round.target.to_string())?,
+                    device_id(round.target)?,
                     ms(*at),
                     *record_id as i64,
                     round.sent,
@@ -261,7 +431,7 @@ fn ingest_tx(
             let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
             insert
                 .execute(params![
-                    device_id(host.address.to_string())?,
+                    device_id(host.address)?,
                     ms(*at),
                     *record_id as i64,
                     host.mac,
@@ -305,7 +475,6 @@ fn ingest_tx(
     )
     .and_then(|mut s| s.execute(params![agent, records, batch.sequence as i64]))
     .map_err(failed("updating agent totals"))?;
-    tx.commit().map_err(failed("committing a batch"))?;
     Ok(IngestOutcome::Stored { records })
 }
 
@@ -351,7 +520,8 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<Vec<String>> {
-        self.write(|conn| {
+        self.write(|writer| {
+            let conn = &mut writer.conn;
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
                      version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)",
@@ -359,7 +529,9 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::Migration(e.to_string()))?;
             let mut applied = Vec::new();
             for (version, sql) in MIGRATIONS {
-                let tx = conn.transaction().map_err(|e| StoreError::Migration(e.to_string()))?;
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
                 let done: Option<String> = tx
                     .query_row(
                         "SELECT version FROM schema_migrations WHERE version = ?1",
@@ -378,7 +550,8 @@ impl Store for SqliteStore {
                     .map_err(|e| StoreError::Migration(e.to_string()))?;
                     applied.push((*version).to_string());
                 }
-                tx.commit().map_err(|e| StoreError::Migration(e.to_string()))?;
+                tx.commit()
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
             }
             Ok(applied)
         })
@@ -393,16 +566,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ingest(
+    async fn ingest_group(
         &self,
-        agent: &AgentId,
-        batch: &Batch,
+        items: Vec<(AgentId, Batch)>,
         now: DateTime<Utc>,
-    ) -> Result<IngestOutcome> {
-        let agent = agent.as_str().to_string();
-        // The batch moves to the blocking thread; cloning is cheap next to the inserts.
-        let batch = batch.clone();
-        self.write(move |conn| ingest_tx(conn, &agent, &batch, now)).await
+    ) -> Result<Vec<Result<IngestOutcome>>> {
+        self.write(move |writer| ingest_group(writer, &items, now))
+            .await
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>> {
@@ -441,7 +611,9 @@ impl Store for SqliteStore {
                  WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR status = ?2)
                  ORDER BY id LIMIT ?3 OFFSET ?4"
             );
-            let mut stmt = conn.prepare_cached(&sql).map_err(failed("listing devices"))?;
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(failed("listing devices"))?;
             let rows = stmt
                 .query_map(
                     params![
@@ -461,9 +633,11 @@ impl Store for SqliteStore {
 
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"))
-                .and_then(|mut s| s.query_row([id], device_row).optional())
-                .map_err(failed("reading a device"))
+            conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id], device_row).optional())
+            .map_err(failed("reading a device"))
         })
         .await
     }
@@ -480,26 +654,31 @@ impl Store for SqliteStore {
                 )
                 .map_err(failed("reading device history"))?;
             let rows = stmt
-                .query_map(params![id, ms(query.from), ms(query.to), query.limit], |row| {
-                    let sent: i32 = row.get(2)?;
-                    let received: i32 = row.get(3)?;
-                    Ok(ProbeSample {
-                        ts: from_ms(row.get(0)?),
-                        agent_record_id: row.get(1)?,
-                        sent,
-                        received,
-                        loss_pct: loss(sent, received),
-                        rtt_min_ms: row.get(4)?,
-                        rtt_median_ms: row.get(5)?,
-                        rtt_mean_ms: row.get(6)?,
-                        rtt_max_ms: row.get(7)?,
-                        rtt_p95_ms: row.get(8)?,
-                        rtt_stddev_ms: row.get(9)?,
-                        jitter_ms: row.get(10)?,
-                        rtts_ms: unpack_rtts(&row.get::<_, Option<Vec<u8>>>(11)?.unwrap_or_default()),
-                        status: status_name(row.get(12)?).unwrap_or("unknown"),
-                    })
-                })
+                .query_map(
+                    params![id, ms(query.from), ms(query.to), query.limit],
+                    |row| {
+                        let sent: i32 = row.get(2)?;
+                        let received: i32 = row.get(3)?;
+                        Ok(ProbeSample {
+                            ts: from_ms(row.get(0)?),
+                            agent_record_id: row.get(1)?,
+                            sent,
+                            received,
+                            loss_pct: loss(sent, received),
+                            rtt_min_ms: row.get(4)?,
+                            rtt_median_ms: row.get(5)?,
+                            rtt_mean_ms: row.get(6)?,
+                            rtt_max_ms: row.get(7)?,
+                            rtt_p95_ms: row.get(8)?,
+                            rtt_stddev_ms: row.get(9)?,
+                            jitter_ms: row.get(10)?,
+                            rtts_ms: unpack_rtts(
+                                &row.get::<_, Option<Vec<u8>>>(11)?.unwrap_or_default(),
+                            ),
+                            status: status_name(row.get(12)?).unwrap_or("unknown"),
+                        })
+                    },
+                )
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(failed("reading device history"))?;
             Ok(rows)
