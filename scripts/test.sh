@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, clippy with warnings as errors, and all tests.
+# Needs PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test) and
+# root or CAP_NET_RAW for the ICMP end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
+export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo build --bins (the end-to-end tests run the real binaries)"
+cargo build --workspace --bins --locked
+echo "==> cargo test"
+cargo test --workspace --locked
