@@ -60,26 +60,31 @@ CONF
 "$collector" validate --config "$work/collector.toml"
 "$agent" validate --config "$work/agent.toml"
 
-pids=()
+collector_pid=""
+agent_pid=""
 stop() {
   trap - INT TERM EXIT
   echo
   echo "==> stopping"
-  # SIGTERM: the agent drains its buffer, the collector commits in-flight batches.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # The agent first, so it can drain its buffer into a collector that is still running; then
+  # the collector, which commits what it has received.
+  for pid in "$agent_pid" "$collector_pid"; do
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   echo "==> stopped; data kept in $work"
 }
 trap stop INT TERM EXIT
 
 "$collector" serve --config "$work/collector.toml" 2> >(sed 's/^/[collector] /' >&2) &
-pids+=($!)
+collector_pid=$!
 for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$http_port/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
 "$agent" run --config "$work/agent.toml" 2> >(sed 's/^/[agent] /' >&2) &
-pids+=($!)
+agent_pid=$!
 
 cat <<MSG
 
