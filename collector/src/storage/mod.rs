@@ -13,8 +13,10 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use netwarden_shared::{AgentId, Batch, DeviceStatus};
+use netwarden_shared::{AgentId, Batch, DeviceStatus, DiscoveryMethod, SpeedDirection};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -234,6 +236,46 @@ pub(crate) fn unpack_rtts(bytes: &[u8]) -> Vec<f32> {
 
 pub(crate) fn status_name(code: i64) -> Option<&'static str> {
     DeviceStatus::from_code(code).map(DeviceStatus::as_str)
+}
+
+/// The row id of a device the batch's devices were written under.
+pub(crate) fn device_id(ids: &HashMap<IpAddr, i64>, address: IpAddr) -> Result<i64> {
+    ids.get(&address).copied().ok_or(StoreError::Backend {
+        action: "matching records to devices",
+        message: format!("no device row for {address}"),
+    })
+}
+
+pub(crate) fn method_name(method: DiscoveryMethod) -> &'static str {
+    match method {
+        DiscoveryMethod::Icmp => "icmp",
+        DiscoveryMethod::Arp => "arp",
+        DiscoveryMethod::IcmpAndArp => "icmp+arp",
+    }
+}
+
+pub(crate) fn direction_name(direction: SpeedDirection) -> &'static str {
+    match direction {
+        SpeedDirection::Download => "download",
+        SpeedDirection::Upload => "upload",
+    }
+}
+
+/// Open ports as stored: comma-separated.
+pub(crate) fn ports_text(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) fn loss(sent: i32, received: i32) -> f32 {
+    if sent <= 0 {
+        0.0
+    } else {
+        100.0 * (sent - received) as f32 / sent as f32
+    }
 }
 
 #[cfg(test)]

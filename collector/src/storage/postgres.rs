@@ -2,10 +2,10 @@
 //! table per batch, never a row at a time. Several collectors may share one database.
 
 use super::{
-    failed, pack_rtts, status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow,
-    HistoryQuery, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError,
+    device_id, direction_name, failed, loss, method_name, pack_rtts, ports_text, status_name,
+    unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit,
+    IngestOutcome, ProbeSample, Result, Store, StoreError,
 };
-use crate::storage::sqlite::{direction_name, loss, method_name};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus};
@@ -442,21 +442,17 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
             row.try_get("id").map_err(failed("upserting devices"))?,
         );
     }
-    let device_id = |address: IpAddr| -> Result<i64> {
-        device_ids
-            .get(&address)
-            .copied()
-            .ok_or(StoreError::Backend {
-                action: "matching records to devices",
-                message: format!("no device row for {address}"),
-            })
-    };
 
     if !plan.probes.is_empty() {
         let n = plan.probes.len();
         let mut cols = ProbeColumns::with_capacity(n);
         for (round, at, record_id) in &plan.probes {
-            cols.push(device_id(round.target)?, *at, *record_id, round);
+            cols.push(
+                device_id(&device_ids, round.target)?,
+                *at,
+                *record_id,
+                round,
+            );
         }
         sqlx::query(
             "INSERT INTO probe_results (device_id, ts, agent_record_id, sent, received,
@@ -485,18 +481,17 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
     }
 
     for (host, at, record_id) in &plan.discoveries {
-        let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
         sqlx::query(
             "INSERT INTO discoveries (device_id, ts, agent_record_id, mac, vendor, hostname,
                  open_ports, rtt_ms, method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(device_id(host.address)?)
+        .bind(device_id(&device_ids, host.address)?)
         .bind(*at)
         .bind(*record_id as i64)
         .bind(&host.mac)
         .bind(&host.vendor)
         .bind(&host.hostname)
-        .bind(ports.join(","))
+        .bind(ports_text(&host.open_ports))
         .bind(host.rtt_ms)
         .bind(method_name(host.method))
         .execute(&mut *conn)

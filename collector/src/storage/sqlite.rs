@@ -5,12 +5,13 @@
 //! on the hot ingest path.)
 
 use super::{
-    failed, pack_rtts, status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow,
-    HistoryQuery, IngestAudit, IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
+    device_id, direction_name, failed, loss, method_name, pack_rtts, ports_text, status_name,
+    unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit,
+    IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use netwarden_shared::{AgentId, Batch, DeviceStatus, DiscoveryMethod, SpeedDirection};
+use netwarden_shared::{AgentId, Batch, DeviceStatus};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -380,15 +381,6 @@ fn ingest_one(
             staged.insert(key, id);
         }
     }
-    let device_id = |address: IpAddr| -> Result<i64> {
-        device_ids
-            .get(&address)
-            .copied()
-            .ok_or(StoreError::Backend {
-                action: "matching records to devices",
-                message: format!("no device row for {address}"),
-            })
-    };
 
     {
         let mut insert = tx
@@ -402,7 +394,7 @@ fn ingest_one(
             let rtt = round.rtt;
             insert
                 .execute(params![
-                    device_id(round.target)?,
+                    device_id(&device_ids, round.target)?,
                     ms(*at),
                     *record_id as i64,
                     round.sent,
@@ -428,16 +420,15 @@ fn ingest_one(
             )
             .map_err(failed("preparing the discovery insert"))?;
         for (host, at, record_id) in &plan.discoveries {
-            let ports: Vec<String> = host.open_ports.iter().map(u16::to_string).collect();
             insert
                 .execute(params![
-                    device_id(host.address)?,
+                    device_id(&device_ids, host.address)?,
                     ms(*at),
                     *record_id as i64,
                     host.mac,
                     host.vendor,
                     host.hostname,
-                    ports.join(","),
+                    ports_text(&host.open_ports),
                     host.rtt_ms,
                     method_name(host.method),
                 ])
@@ -476,21 +467,6 @@ fn ingest_one(
     .and_then(|mut s| s.execute(params![agent, records, batch.sequence as i64]))
     .map_err(failed("updating agent totals"))?;
     Ok(IngestOutcome::Stored { records })
-}
-
-pub(crate) fn method_name(method: DiscoveryMethod) -> &'static str {
-    match method {
-        DiscoveryMethod::Icmp => "icmp",
-        DiscoveryMethod::Arp => "arp",
-        DiscoveryMethod::IcmpAndArp => "icmp+arp",
-    }
-}
-
-pub(crate) fn direction_name(direction: SpeedDirection) -> &'static str {
-    match direction {
-        SpeedDirection::Download => "download",
-        SpeedDirection::Upload => "upload",
-    }
 }
 
 const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen_ms,
@@ -719,13 +695,5 @@ impl Store for SqliteStore {
             })
         })
         .await
-    }
-}
-
-pub(crate) fn loss(sent: i32, received: i32) -> f32 {
-    if sent <= 0 {
-        0.0
-    } else {
-        100.0 * (sent - received) as f32 / sent as f32
     }
 }

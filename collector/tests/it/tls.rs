@@ -91,11 +91,11 @@ async fn an_expired_certificate_is_refused() {
         cert: expired.cert,
         key: expired.key,
     };
+    // With TLS 1.3 the client may read the server's "certificate expired" alert or just a closed
+    // connection, depending on timing; the server's reason below is the deterministic part (and
+    // the agent checks its own certificate at start, see e2e::refusals_are_logged_on_both_sides).
     let err = try_send(&collector, &files).await.unwrap_err();
-    assert!(
-        err.to_lowercase().contains("expired") || err.contains("alert"),
-        "client sees why: {err}"
-    );
+    assert!(!err.is_empty());
     assert!(wait_refused(&collector, "expired").await >= 1);
     assert!(collector.store.agents().await.unwrap().is_empty());
 }
