@@ -1,0 +1,201 @@
+//! Real ICMP to real (namespaced) hosts. Each test makes its own netlab lab, runs the agent's
+//! one-shot `probe` inside the lab's agent namespace, and compares with netlab's ground truth.
+//!
+//! Needs root (namespaces) and `../shared/netlab`; elsewhere the tests say so and return.
+//! CI sets `NETWARDEN_REQUIRE_LAB=1`, which turns a missing lab into a failure.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn netlab_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NETLAB") {
+        return Some(PathBuf::from(path));
+    }
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/netlab/netlab");
+    beside.exists().then_some(beside)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A lab that is torn down when dropped.
+struct Lab {
+    netlab: PathBuf,
+    name: String,
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+impl Lab {
+    /// Makes a lab, or returns None (with the reason printed) where labs cannot run.
+    fn up(args: &[&str]) -> Option<Lab> {
+        let why = match (netlab_path(), is_root()) {
+            (Some(netlab), true) => {
+                let name = format!(
+                    "nw{}x{}",
+                    std::process::id(),
+                    LABS.fetch_add(1, Ordering::SeqCst)
+                );
+                let lab = Lab { netlab, name };
+                let mut up = vec!["up"];
+                up.extend_from_slice(args);
+                lab.run(&up);
+                return Some(lab);
+            }
+            (None, _) => "../shared/netlab not found (set NETLAB)",
+            (_, false) => "network namespaces need root",
+        };
+        assert!(
+            std::env::var_os("NETWARDEN_REQUIRE_LAB").is_none(),
+            "NETWARDEN_REQUIRE_LAB is set but the lab cannot run: {why}"
+        );
+        eprintln!("skipping: {why}; CI runs this test as root");
+        None
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.netlab)
+            .arg("--name")
+            .arg(&self.name)
+            .arg("-q")
+            .args(args)
+            .output()
+            .expect("run netlab");
+        assert!(
+            out.status.success(),
+            "netlab {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn echo_replies_dropped(&self, host: &str) -> u64 {
+        let counters: Value = serde_json::from_str(&self.run(&["counters", host])).unwrap();
+        counters["echo_reply_dropped"].as_u64().unwrap()
+    }
+
+    /// Runs `netwarden-agent probe` in the lab's agent namespace and returns its JSON rows.
+    fn probe(&self, hosts: &[&str], count: u32, interval_ms: u32, timeout_ms: u32) -> Vec<Value> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-agent", self.name)])
+            .arg(env!("CARGO_BIN_EXE_netwarden-agent"))
+            .arg("probe")
+            .args(hosts)
+            .args(["--count", &count.to_string()])
+            .args(["--interval-ms", &interval_ms.to_string()])
+            .args(["--timeout-ms", &timeout_ms.to_string()])
+            .arg("--json")
+            .output()
+            .expect("run the agent");
+        assert!(
+            out.status.success(),
+            "probe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.netlab)
+            .args(["--name", &self.name, "-q", "teardown"])
+            .status();
+    }
+}
+
+fn row<'a>(rows: &'a [Value], host: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["host"] == host)
+        .unwrap_or_else(|| panic!("no row for {host}"))
+}
+
+fn lost(row: &Value) -> u64 {
+    row["sent"].as_u64().unwrap() - row["received"].as_u64().unwrap()
+}
+
+#[test]
+fn loss_equals_the_replies_the_network_really_dropped() {
+    let Some(lab) = Lab::up(&["--hosts", "3"]) else {
+        return;
+    };
+    lab.run(&["impair", "h1", "--loss", "5%", "--seed", "11"]);
+    lab.run(&["impair", "h2", "--loss", "20%", "--seed", "12"]);
+    let before = (
+        lab.echo_replies_dropped("h1"),
+        lab.echo_replies_dropped("h2"),
+    );
+    let rows = lab.probe(&["10.77.0.2", "10.77.0.3", "10.77.0.4"], 200, 10, 300);
+    let dropped = (
+        lab.echo_replies_dropped("h1") - before.0,
+        lab.echo_replies_dropped("h2") - before.1,
+    );
+    let (h1, h2, h3) = (
+        row(&rows, "10.77.0.2"),
+        row(&rows, "10.77.0.3"),
+        row(&rows, "10.77.0.4"),
+    );
+    // Exact: no made-up loss, no missed loss.
+    assert_eq!(lost(h1), dropped.0, "5 % host: {h1}");
+    assert_eq!(lost(h2), dropped.1, "20 % host: {h2}");
+    assert!(dropped.1 > 0, "the 20 % host really dropped replies");
+    assert_eq!(lost(h3), 0, "clean host: {h3}");
+    assert_eq!(h3["status"], "online");
+    assert_eq!(h2["status"], "degraded");
+}
+
+#[test]
+fn a_30ms_delay_is_measured_within_2ms() {
+    let Some(lab) = Lab::up(&["--hosts", "1"]) else {
+        return;
+    };
+    lab.run(&["impair", "h1", "--delay", "30ms"]);
+    let rows = lab.probe(&["10.77.0.2"], 20, 100, 1000);
+    let median = row(&rows, "10.77.0.2")["rtt_median_ms"].as_f64().unwrap();
+    assert!((28.0..=32.0).contains(&median), "median {median} ms");
+    assert_eq!(lost(row(&rows, "10.77.0.2")), 0);
+}
+
+#[test]
+fn a_host_taken_down_is_offline_and_online_again_when_it_returns() {
+    let Some(lab) = Lab::up(&["--hosts", "2"]) else {
+        return;
+    };
+    let probe = || lab.probe(&["10.77.0.2", "10.77.0.3"], 5, 50, 500);
+    let rows = probe();
+    assert_eq!(row(&rows, "10.77.0.2")["status"], "online");
+    lab.run(&["down", "h1"]);
+    lab.run(&["flush-neigh"]);
+    let rows = probe();
+    assert_eq!(row(&rows, "10.77.0.2")["status"], "offline");
+    assert_eq!(row(&rows, "10.77.0.2")["received"], 0);
+    assert_eq!(
+        row(&rows, "10.77.0.3")["status"],
+        "online",
+        "the other host is unaffected"
+    );
+    lab.run(&["up-host", "h1"]);
+    // The first round back may lose a ping while ARP resolves again (real kernel behaviour),
+    // so it must be reachable; the next round is fully online.
+    let rows = probe();
+    assert_ne!(
+        row(&rows, "10.77.0.2")["status"],
+        "offline",
+        "{}",
+        row(&rows, "10.77.0.2")
+    );
+    let rows = probe();
+    assert_eq!(
+        row(&rows, "10.77.0.2")["status"],
+        "online",
+        "{}",
+        row(&rows, "10.77.0.2")
+    );
+}
