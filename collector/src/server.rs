@@ -79,20 +79,13 @@ pub async fn start(
     };
     let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
     let http_listener = bind("HTTP", settings.http_listen).await?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            what: "gRPC",
-            addr: settings.grpc_listen,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            what: "HTTP",
-            addr: settings.http_listen,
-            source,
-        })?;
+    let bound = |listener: &TcpListener, what, addr| {
+        listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let grpc_addr = bound(&grpc_listener, "gRPC", settings.grpc_listen)?;
+    let http_addr = bound(&http_listener, "HTTP", settings.http_listen)?;
 
     let mut tasks = JoinSet::new();
     let accept_cancel = shutdown.child_token();

@@ -86,36 +86,29 @@ CREATE TABLE IF NOT EXISTS meta (
 impl Buffer {
     /// Opens or creates the buffer file.
     pub fn open(path: &Path, max_records: u64) -> Result<Self> {
-        let err = |action| {
-            let path = path.to_path_buf();
-            move |source| BufferError::Sqlite {
-                path: path.clone(),
-                action,
-                source,
-            }
-        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
-        let conn = Connection::open(path).map_err(err("opening"))?;
+        let conn = Connection::open(path).map_err(sqlite_err(path, "opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err("opening"))?;
+            .map_err(sqlite_err(path, "opening"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err("enabling WAL"))?;
+            .map_err(sqlite_err(path, "enabling WAL"))?;
         // FULL: a record the probe reported must survive a power cut before it is acknowledged.
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err("setting synchronous"))?;
-        conn.execute_batch(SCHEMA).map_err(err("creating tables"))?;
+            .map_err(sqlite_err(path, "setting synchronous"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(sqlite_err(path, "creating tables"))?;
         // A new buffer starts its sequence at the current time in ms, so a re-created buffer
         // never reuses a sequence an earlier one sent (it sends far fewer than 1000 batches/s).
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('next_sequence', ?1)",
             [Utc::now().timestamp_millis().max(1)],
         )
-        .map_err(err("initialising"))?;
+        .map_err(sqlite_err(path, "initialising"))?;
         let backlog: i64 = conn
             .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
-            .map_err(err("counting records"))?;
+            .map_err(sqlite_err(path, "counting records"))?;
         Ok(Buffer {
             conn,
             path: path.to_path_buf(),
@@ -124,20 +117,12 @@ impl Buffer {
         })
     }
 
-    fn err(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> BufferError + '_ {
-        move |source| BufferError::Sqlite {
-            path: self.path.clone(),
-            action,
-            source,
-        }
-    }
-
     fn meta(&self, key: &str) -> Result<u64> {
         let value: Option<i64> = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(self.err("reading counters"))?;
+            .map_err(sqlite_err(&self.path, "reading counters"))?;
         Ok(value.unwrap_or(0) as u64)
     }
 
@@ -158,32 +143,20 @@ impl Buffer {
         let tx = self
             .conn
             .transaction()
-            .map_err(|source| BufferError::Sqlite {
-                path: self.path.clone(),
-                action: "starting a write",
-                source,
-            })?;
-        let path = self.path.clone();
-        let fail = |action: &'static str| {
-            let path = path.clone();
-            move |source| BufferError::Sqlite {
-                path: path.clone(),
-                action,
-                source,
-            }
-        };
+            .map_err(sqlite_err(&self.path, "starting a write"))?;
         {
             let mut insert = tx
                 .prepare_cached("INSERT INTO records (observed_ms, body) VALUES (?1, ?2)")
-                .map_err(fail("preparing the insert"))?;
+                .map_err(sqlite_err(&self.path, "preparing the insert"))?;
             for record in records {
                 let body = netwarden_proto::record_to_wire(record).encode_to_vec();
                 insert
                     .execute(params![record.observed_at.timestamp_millis(), body])
-                    .map_err(fail("writing records"))?;
+                    .map_err(sqlite_err(&self.path, "writing records"))?;
             }
         }
-        bump(&tx, "produced_total", records.len() as u64).map_err(fail("counting records"))?;
+        bump(&tx, "produced_total", records.len() as u64)
+            .map_err(sqlite_err(&self.path, "counting records"))?;
         let mut backlog = self.backlog + records.len() as u64;
         let mut dropped = 0;
         if backlog > self.max_records {
@@ -193,17 +166,20 @@ impl Buffer {
                     "DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id LIMIT ?1)",
                     [excess as i64],
                 )
-                .map_err(fail("dropping the oldest records"))? as u64;
+                .map_err(sqlite_err(&self.path, "dropping the oldest records"))?
+                as u64;
             tx.execute(
                 "DELETE FROM batches WHERE NOT EXISTS
                      (SELECT 1 FROM records WHERE id BETWEEN first_id AND last_id)",
                 [],
             )
-            .map_err(fail("dropping emptied batches"))?;
-            bump(&tx, "dropped_total", dropped).map_err(fail("counting dropped records"))?;
+            .map_err(sqlite_err(&self.path, "dropping emptied batches"))?;
+            bump(&tx, "dropped_total", dropped)
+                .map_err(sqlite_err(&self.path, "counting dropped records"))?;
             backlog -= dropped;
         }
-        tx.commit().map_err(fail("committing records"))?;
+        tx.commit()
+            .map_err(sqlite_err(&self.path, "committing records"))?;
         self.backlog = backlog;
         Ok(dropped)
     }
@@ -217,7 +193,7 @@ impl Buffer {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
-            .map_err(self.err("listing batches"))?;
+            .map_err(sqlite_err(&self.path, "listing batches"))?;
         ranges
             .into_iter()
             .map(|(sequence, first, last)| {
@@ -235,13 +211,13 @@ impl Buffer {
             .prepare_cached(
                 "SELECT id, body FROM records WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3",
             )
-            .map_err(self.err("reading records"))?;
+            .map_err(sqlite_err(&self.path, "reading records"))?;
         let rows = stmt
             .query_map(params![first, last, limit], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(self.err("reading records"))?;
+            .map_err(sqlite_err(&self.path, "reading records"))?;
         rows.into_iter()
             .map(|(id, body)| {
                 let mut record =
@@ -264,7 +240,7 @@ impl Buffer {
             .query_row("SELECT coalesce(max(last_id), 0) FROM batches", [], |r| {
                 r.get(0)
             })
-            .map_err(self.err("finding unbatched records"))?;
+            .map_err(sqlite_err(&self.path, "finding unbatched records"))?;
         let records = self.load(after + 1, i64::MAX, i64::from(max_records))?;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(None);
@@ -273,11 +249,7 @@ impl Buffer {
         let tx = self
             .conn
             .transaction()
-            .map_err(|source| BufferError::Sqlite {
-                path: self.path.clone(),
-                action: "forming a batch",
-                source,
-            })?;
+            .map_err(sqlite_err(&self.path, "forming a batch"))?;
         let sequence: i64 = tx
             .query_row(
                 "SELECT value FROM meta WHERE key = 'next_sequence'",
@@ -295,12 +267,9 @@ impl Buffer {
                 )?;
                 Ok(seq)
             })
-            .map_err(|source| BufferError::Sqlite {
-                path: self.path.clone(),
-                action: "forming a batch",
-                source,
-            })?;
-        tx.commit().map_err(self.err("forming a batch"))?;
+            .map_err(sqlite_err(&self.path, "forming a batch"))?;
+        tx.commit()
+            .map_err(sqlite_err(&self.path, "forming a batch"))?;
         Ok(Some(PendingBatch {
             sequence: sequence as u64,
             records,
@@ -320,13 +289,8 @@ impl Buffer {
     }
 
     fn remove_batch(&mut self, sequence: u64, rejected: Option<&str>) -> Result<u64> {
-        let path = self.path.clone();
-        let fail = move |source| BufferError::Sqlite {
-            path: path.clone(),
-            action: "removing an acknowledged batch",
-            source,
-        };
-        let tx = self.conn.transaction().map_err(fail.clone())?;
+        let fail = || sqlite_err(&self.path, "removing a batch");
+        let tx = self.conn.transaction().map_err(fail())?;
         let range: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT first_id, last_id FROM batches WHERE sequence = ?1",
@@ -334,7 +298,7 @@ impl Buffer {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(fail.clone())?;
+            .map_err(fail())?;
         let Some((first, last)) = range else {
             return Ok(0);
         };
@@ -345,18 +309,18 @@ impl Buffer {
                      SELECT id, ?3, ?4, body FROM records WHERE id BETWEEN ?1 AND ?2",
                     params![first, last, sequence as i64, reason],
                 )
-                .map_err(fail.clone())?;
-            bump(&tx, "rejected_total", moved as u64).map_err(fail.clone())?;
+                .map_err(fail())?;
+            bump(&tx, "rejected_total", moved as u64).map_err(fail())?;
         }
         let deleted = tx
             .execute(
                 "DELETE FROM records WHERE id BETWEEN ?1 AND ?2",
                 params![first, last],
             )
-            .map_err(fail.clone())? as u64;
+            .map_err(fail())? as u64;
         tx.execute("DELETE FROM batches WHERE sequence = ?1", [sequence as i64])
-            .map_err(fail.clone())?;
-        tx.commit().map_err(fail)?;
+            .map_err(fail())?;
+        tx.commit().map_err(fail())?;
         self.backlog = self.backlog.saturating_sub(deleted);
         Ok(deleted)
     }
@@ -364,6 +328,18 @@ impl Buffer {
     /// True when nothing is waiting: every record was acknowledged (or set aside).
     pub fn is_empty(&self) -> bool {
         self.backlog == 0
+    }
+}
+
+/// Maps a SQLite error to one naming the buffer file and what was being done.
+fn sqlite_err<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl Fn(rusqlite::Error) -> BufferError + 'a {
+    move |source| BufferError::Sqlite {
+        path: path.to_path_buf(),
+        action,
+        source,
     }
 }
 

@@ -480,43 +480,72 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         .map_err(failed("inserting probe results"))?;
     }
 
-    for (host, at, record_id) in &plan.discoveries {
+    if !plan.discoveries.is_empty() {
+        let d = &plan.discoveries;
+        let ids = d
+            .iter()
+            .map(|(host, ..)| device_id(&device_ids, host.address))
+            .collect::<Result<Vec<_>>>()?;
         sqlx::query(
             "INSERT INTO discoveries (device_id, ts, agent_record_id, mac, vendor, hostname,
-                 open_ports, rtt_ms, method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 open_ports, rtt_ms, method)
+             SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::text[],
+                 $5::text[], $6::text[], $7::text[], $8::real[], $9::text[])",
         )
-        .bind(device_id(&device_ids, host.address)?)
-        .bind(*at)
-        .bind(*record_id as i64)
-        .bind(&host.mac)
-        .bind(&host.vendor)
-        .bind(&host.hostname)
-        .bind(ports_text(&host.open_ports))
-        .bind(host.rtt_ms)
-        .bind(method_name(host.method))
+        .bind(ids)
+        .bind(d.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
+        .bind(d.iter().map(|(_, _, id)| *id as i64).collect::<Vec<_>>())
+        .bind(d.iter().map(|(h, ..)| h.mac.clone()).collect::<Vec<_>>())
+        .bind(d.iter().map(|(h, ..)| h.vendor.clone()).collect::<Vec<_>>())
+        .bind(
+            d.iter()
+                .map(|(h, ..)| h.hostname.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            d.iter()
+                .map(|(h, ..)| ports_text(&h.open_ports))
+                .collect::<Vec<_>>(),
+        )
+        .bind(d.iter().map(|(h, ..)| h.rtt_ms).collect::<Vec<_>>())
+        .bind(
+            d.iter()
+                .map(|(h, ..)| method_name(h.method))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *conn)
         .await
         .map_err(failed("inserting discoveries"))?;
     }
-    for (test, at, record_id) in &plan.speed_tests {
+    if !plan.speed_tests.is_empty() {
+        let t = &plan.speed_tests;
         sqlx::query(
             "INSERT INTO speed_tests (agent_id, ts, agent_record_id, url, direction, bytes,
-                 duration_us, mbps, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 duration_us, mbps, error)
+             SELECT $1, u.* FROM UNNEST($2::timestamptz[], $3::bigint[], $4::text[], $5::text[],
+                 $6::bigint[], $7::bigint[], $8::float8[], $9::text[]) AS u",
         )
         .bind(agent)
-        .bind(*at)
-        .bind(*record_id as i64)
-        .bind(&test.url)
-        .bind(direction_name(test.direction))
-        .bind(test.bytes as i64)
-        .bind(test.duration_us as i64)
-        .bind(test.mbps)
-        .bind(&test.error)
+        .bind(t.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
+        .bind(t.iter().map(|(_, _, id)| *id as i64).collect::<Vec<_>>())
+        .bind(t.iter().map(|(s, ..)| s.url.clone()).collect::<Vec<_>>())
+        .bind(
+            t.iter()
+                .map(|(s, ..)| direction_name(s.direction))
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.iter().map(|(s, ..)| s.bytes as i64).collect::<Vec<_>>())
+        .bind(
+            t.iter()
+                .map(|(s, ..)| s.duration_us as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.iter().map(|(s, ..)| s.mbps).collect::<Vec<_>>())
+        .bind(t.iter().map(|(s, ..)| s.error.clone()).collect::<Vec<_>>())
         .execute(&mut *conn)
         .await
         .map_err(failed("inserting speed tests"))?;
     }
-
     Ok(())
 }
 
