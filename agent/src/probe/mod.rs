@@ -26,24 +26,28 @@ pub trait EchoSender: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<Option<Duration>, IcmpError>> + Send;
 }
 
-/// Pings one target `count` times, `ping_interval` apart, and summarises the round.
+/// Pings one target `count` times, `ping_interval` apart, and summarises the round. Each ping
+/// goes out on its schedule whether or not earlier ones were answered, so a lossy target does
+/// not stretch the round: it lasts `(count - 1) × ping_interval + timeout` at most.
 pub async fn probe_target<S: EchoSender>(
     sender: &S,
     target: IpAddr,
     identifier: u16,
     plan: &ProbePlan,
 ) -> Result<ProbeRound, IcmpError> {
-    let mut rtts = Vec::with_capacity(plan.count as usize);
-    let mut sent = 0u32;
-    let mut next = tokio::time::Instant::now();
-    for sequence in 0..plan.count {
-        tokio::time::sleep_until(next).await;
-        next += plan.ping_interval;
-        sent += 1;
-        if let Some(rtt) = sender
+    let start = tokio::time::Instant::now();
+    let pings = (0..plan.count).map(|sequence| async move {
+        tokio::time::sleep_until(start + plan.ping_interval * sequence).await;
+        sender
             .echo(target, identifier, sequence as u16, plan.timeout)
-            .await?
-        {
+            .await
+    });
+    // join_all keeps send order, which jitter (consecutive differences) depends on.
+    let replies = futures::future::join_all(pings).await;
+    let sent = plan.count;
+    let mut rtts = Vec::with_capacity(plan.count as usize);
+    for reply in replies {
+        if let Some(rtt) = reply? {
             rtts.push(rtt.as_secs_f32() * 1000.0);
         }
     }
@@ -166,6 +170,39 @@ mod tests {
         assert_eq!(round.rtt.unwrap().median, 30.0);
         // 20 pings one second apart: the last goes out 19 s after the first.
         assert_eq!(started.elapsed(), Duration::from_secs(19));
+    }
+
+    /// Never answers before its timeout: a lost ping.
+    struct Silent;
+
+    impl EchoSender for Silent {
+        async fn echo(
+            &self,
+            _: IpAddr,
+            _: u16,
+            _: u16,
+            timeout: Duration,
+        ) -> Result<Option<Duration>, IcmpError> {
+            tokio::time::sleep(timeout).await;
+            Ok(None)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_pings_do_not_stretch_the_round() {
+        let started = tokio::time::Instant::now();
+        let round = probe_target(
+            &Silent,
+            "10.0.0.2".parse().unwrap(),
+            1,
+            &plan(&["10.0.0.2"]),
+        )
+        .await
+        .unwrap();
+        assert_eq!((round.sent, round.received), (20, 0));
+        assert_eq!(round.status, DeviceStatus::Offline);
+        // Last ping at 19 s, its 2 s timeout ends at 21 s (not 20 × 2 s = 40 s).
+        assert_eq!(started.elapsed(), Duration::from_secs(21));
     }
 
     #[tokio::test(start_paused = true)]
