@@ -52,10 +52,6 @@ impl PostgresStore {
             max_connections: max_connections.max(1),
         })
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 fn device_row(row: &PgRow) -> sqlx::Result<DeviceRow> {

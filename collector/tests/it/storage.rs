@@ -42,6 +42,17 @@ storage_suite!(
     a_group_stores_each_new_batch_once,
 );
 
+/// Every device in the store, in id order.
+async fn all_devices(store: &Arc<dyn Store>) -> Vec<netwarden_collector::storage::DeviceRow> {
+    store
+        .devices(&DeviceQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 fn agent(name: &str) -> AgentId {
     AgentId::new(name).unwrap()
 }
@@ -94,13 +105,7 @@ async fn devices_follow_the_newest_round(store: Arc<dyn Store>) {
         ],
     );
     store.ingest(&a, b1, at(T0)).await.unwrap();
-    let devices = store
-        .devices(&DeviceQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let devices = all_devices(&store).await;
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].status, Some("offline"));
     assert_eq!(devices[0].last_loss_pct, Some(100.0));
@@ -230,13 +235,7 @@ async fn discoveries_and_speed_tests_are_stored(store: Arc<dyn Store>) {
         store.ingest(&a, b, at(T0)).await.unwrap(),
         IngestOutcome::Stored { records: 3 }
     );
-    let devices = store
-        .devices(&DeviceQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let devices = all_devices(&store).await;
     assert_eq!(
         devices.len(),
         1,
@@ -318,13 +317,7 @@ async fn concurrent_agents_and_streams_do_not_collide(store: Arc<dyn Store>) {
             (25, 500, 500)
         );
     }
-    let devices = store
-        .devices(&DeviceQuery {
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let devices = all_devices(&store).await;
     assert_eq!(devices.len(), 4 * 20);
 }
 
