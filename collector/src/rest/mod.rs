@@ -1,9 +1,11 @@
-//! HTTP: `/health`, `/metrics` and the read API under `/api`.
+//! HTTP: `/health`, `/metrics`, the read API under `/api` and the speed-test endpoints.
+
+pub mod speedtest;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit, ProbeSample, Store,
+    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, ProbeSample, Store,
 };
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -34,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(devices))
         .route("/api/devices/{id}", get(device))
         .route("/api/devices/{id}/history", get(history))
+        .route("/api/devices/{id}/changes", get(changes))
+        .merge(speedtest::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)
 }
@@ -136,6 +140,18 @@ async fn device(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))
+}
+
+/// The device's MAC/vendor change log (404 for an unknown device).
+async fn changes(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Vec<IdentityChange>>, ApiError> {
+    let id = device_id(id)?;
+    if state.store.device(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id} not found")));
+    }
+    Ok(Json(state.store.identity_changes(id).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -95,6 +95,44 @@ pub struct DeviceQuery {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IdentityChange {
+    /// When the new identity was first reported.
+    pub at: DateTime<Utc>,
+    pub old_mac: Option<String>,
+    pub new_mac: Option<String>,
+    pub old_vendor: Option<String>,
+    pub new_vendor: Option<String>,
+}
+
+/// The inventory's change log of a device, derived from its discovery records in time order
+/// (so late replays after an outage land in the right place): every point where the MAC
+/// address differs from the one reported before it. Shared by both backends' query results.
+pub(crate) fn identity_changes(
+    rows: Vec<(DateTime<Utc>, Option<String>, Option<String>)>,
+) -> Vec<IdentityChange> {
+    let mut changes = Vec::new();
+    let mut previous: Option<(Option<String>, Option<String>)> = None;
+    for (at, mac, vendor) in rows {
+        if mac.is_none() {
+            continue; // an ICMP-only sighting says nothing about the MAC
+        }
+        if let Some((old_mac, old_vendor)) = &previous {
+            if *old_mac != mac {
+                changes.push(IdentityChange {
+                    at,
+                    old_mac: old_mac.clone(),
+                    new_mac: mac.clone(),
+                    old_vendor: old_vendor.clone(),
+                    new_vendor: vendor.clone(),
+                });
+            }
+        }
+        previous = Some((mac, vendor));
+    }
+    changes
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProbeSample {
     pub ts: DateTime<Utc>,
     pub agent_record_id: i64,
@@ -170,6 +208,8 @@ pub trait Store: Send + Sync + 'static {
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>>;
     async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>>;
     async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit>;
+    /// MAC (and with it vendor) changes of a device, oldest first.
+    async fn identity_changes(&self, id: i64) -> Result<Vec<IdentityChange>>;
 }
 
 /// How the SQLite backend syncs commits.

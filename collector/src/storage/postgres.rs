@@ -2,9 +2,9 @@
 //! table per batch, never a row at a time. Several collectors may share one database.
 
 use super::{
-    device_id, direction_name, failed, loss, method_name, pack_rtts, ports_text, status_name,
-    unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit,
-    IngestOutcome, ProbeSample, Result, Store, StoreError,
+    device_id, direction_name, failed, identity_changes, loss, method_name, pack_rtts, ports_text,
+    status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
+    IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -186,6 +186,29 @@ impl Store for PostgresStore {
             .map(device_row)
             .transpose()
             .map_err(failed("reading a device"))
+    }
+
+    async fn identity_changes(&self, id: i64) -> Result<Vec<IdentityChange>> {
+        let rows = sqlx::query(
+            "SELECT ts, mac, vendor FROM discoveries WHERE device_id = $1
+             ORDER BY ts, agent_record_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading identity changes"))?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("ts")?,
+                    row.try_get("mac")?,
+                    row.try_get("vendor")?,
+                ))
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("reading identity changes"))?;
+        Ok(identity_changes(rows))
     }
 
     async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>> {

@@ -5,9 +5,9 @@
 //! on the hot ingest path.)
 
 use super::{
-    device_id, direction_name, failed, loss, method_name, pack_rtts, ports_text, status_name,
-    unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery, IngestAudit,
-    IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
+    device_id, direction_name, failed, identity_changes, loss, method_name, pack_rtts, ports_text,
+    status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
+    IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -614,6 +614,25 @@ impl Store for SqliteStore {
             ))
             .and_then(|mut s| s.query_row([id], device_row).optional())
             .map_err(failed("reading a device"))
+        })
+        .await
+    }
+
+    async fn identity_changes(&self, id: i64) -> Result<Vec<IdentityChange>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT ts_ms, mac, vendor FROM discoveries WHERE device_id = ?1
+                     ORDER BY ts_ms, agent_record_id",
+                )
+                .map_err(failed("reading identity changes"))?;
+            let rows = stmt
+                .query_map(params![id], |row| {
+                    Ok((from_ms(row.get(0)?), row.get(1)?, row.get(2)?))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(failed("reading identity changes"))?;
+            Ok(identity_changes(rows))
         })
         .await
     }

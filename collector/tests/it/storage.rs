@@ -40,6 +40,7 @@ storage_suite!(
     concurrent_agents_and_streams_do_not_collide,
     device_listing_filters_and_pages,
     a_group_stores_each_new_batch_once,
+    the_inventory_logs_mac_changes_in_time_order,
 );
 
 /// Every device in the store, in id order.
@@ -468,4 +469,65 @@ async fn a_group_stores_each_new_batch_once(store: Arc<dyn Store>) {
         (d.status, d.last_probe_at),
         (Some("offline"), Some(at(T0 + 2000)))
     );
+}
+
+fn sighting(record_id: u64, at_ms: i64, mac: &str, vendor: &str) -> v1::Record {
+    v1::Record {
+        record_id,
+        observed_at_unix_ms: at_ms,
+        kind: Some(v1::record::Kind::DiscoveredHost(v1::DiscoveredHost {
+            address: "10.0.0.9".into(),
+            mac: mac.into(),
+            vendor: vendor.into(),
+            hostname: String::new(),
+            open_ports: vec![],
+            rtt_ms: 0.2,
+            method: if mac.is_empty() {
+                v1::DiscoveryMethod::Icmp as i32
+            } else {
+                v1::DiscoveryMethod::IcmpAndArp as i32
+            },
+        })),
+    }
+}
+
+async fn the_inventory_logs_mac_changes_in_time_order(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    // The newest sighting arrives first (a replay after an outage), then the older ones.
+    let newest = batch(
+        3,
+        vec![sighting(
+            3,
+            T0 + 20_000,
+            "b8:27:eb:00:00:02",
+            "Raspberry Pi Foundation",
+        )],
+    );
+    let older = batch(
+        2,
+        vec![
+            sighting(1, T0, "00:00:0c:00:00:01", "Cisco Systems, Inc"),
+            sighting(2, T0 + 10_000, "", ""),
+        ],
+    );
+    store.ingest(&a, newest, at(T0 + 30_000)).await.unwrap();
+    store.ingest(&a, older, at(T0 + 30_000)).await.unwrap();
+    let devices = all_devices(&store).await;
+    assert_eq!(devices.len(), 1);
+    let d = &devices[0];
+    assert_eq!((d.first_seen, d.last_seen), (at(T0), at(T0 + 20_000)));
+    let changes = store.identity_changes(d.id).await.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let c = &changes[0];
+    assert_eq!(c.at, at(T0 + 20_000));
+    assert_eq!(
+        (c.old_mac.as_deref(), c.new_mac.as_deref()),
+        (Some("00:00:0c:00:00:01"), Some("b8:27:eb:00:00:02"))
+    );
+    assert_eq!(c.new_vendor.as_deref(), Some("Raspberry Pi Foundation"));
+    assert!(store
+        .identity_changes(d.id + 1000)
+        .await
+        .unwrap()
+        .is_empty());
 }
