@@ -1,6 +1,9 @@
 //! Agent configuration: `agent.toml`, overridden by `NETWARDEN_AGENT_*` variables
 //! (`NETWARDEN_AGENT_COLLECTOR__URL=https://collector:50051`).
 
+use crate::discovery::DiscoveryOptions;
+use crate::icmp::TimeoutPolicy;
+use crate::targets::{expand, parse_ports};
 use netwarden_shared::config::{self, ConfigError};
 use netwarden_shared::logging::LogConfig;
 use netwarden_shared::tls::TlsFiles;
@@ -18,8 +21,88 @@ pub struct AgentConfig {
     pub tls: TlsConfig,
     pub buffer: BufferConfig,
     pub uplink: UplinkConfig,
+    pub network: NetworkConfig,
     pub probe: ProbeConfig,
+    pub discovery: DiscoveryConfig,
+    pub speedtest: SpeedTestConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// The cap on every packet the agent sends to probe (ICMP, ARP, TCP port checks), together.
+    pub packets_per_second: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            packets_per_second: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Seconds between two sweeps of a site (a site may set its own).
+    pub interval_secs: u64,
+    /// TCP ports to check on live hosts: numbers, names (ssh, https...) or ranges.
+    pub ports: Vec<String>,
+    /// Probes per address and method (ICMP, ARP); later ones only to silent addresses.
+    pub attempts: u32,
+    pub reverse_dns: bool,
+    pub arp: bool,
+    pub sites: Vec<SiteConfig>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            interval_secs: 3600,
+            ports: vec!["22".into(), "80".into(), "443".into()],
+            attempts: 2,
+            reverse_dns: true,
+            arp: true,
+            sites: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteConfig {
+    pub name: String,
+    /// Addresses and CIDR prefixes to sweep.
+    pub cidrs: Vec<String>,
+    pub interval_secs: Option<u64>,
+    /// Allow prefixes larger than a /16.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeedTestConfig {
+    /// Base URL of a speed-test server: the collector's HTTP address serves one at
+    /// /speedtest (e.g. http://collector.example:8080). Unset: no speed tests.
+    pub url: Option<String>,
+    pub interval_secs: u64,
+    pub download_bytes: u64,
+    pub upload_bytes: u64,
+    pub timeout_secs: u64,
+}
+
+impl Default for SpeedTestConfig {
+    fn default() -> Self {
+        SpeedTestConfig {
+            url: None,
+            interval_secs: 3600,
+            download_bytes: 25_000_000,
+            upload_bytes: 10_000_000,
+            timeout_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,16 +177,20 @@ impl Default for UplinkConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProbeConfig {
-    /// Addresses to probe every round.
+    /// Addresses and CIDR prefixes to probe every round.
     pub targets: Vec<String>,
+    /// Allow target prefixes larger than a /16.
+    pub force: bool,
     /// Pings per target per round (SmokePing's default: 20).
     pub count: u32,
     /// Seconds between the starts of two rounds (SmokePing's default: 300).
     pub interval_secs: u64,
     /// Milliseconds between two pings to the same target.
     pub ping_interval_ms: u64,
-    /// A reply later than this counts as lost.
+    /// The longest wait for a reply. The wait adapts to each target: 3 × its slowest recent
+    /// RTT, but never less than `min_timeout_ms` nor more than this.
     pub timeout_ms: u64,
+    pub min_timeout_ms: u64,
     /// A target with at least this much loss (%) is degraded.
     pub degraded_loss_pct: f64,
     /// A target whose median RTT is at least this (ms) is degraded.
@@ -114,10 +201,12 @@ impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig {
             targets: Vec::new(),
+            force: false,
             count: 20,
             interval_secs: 300,
             ping_interval_ms: 1000,
             timeout_ms: 2000,
+            min_timeout_ms: 500,
             degraded_loss_pct: 5.0,
             degraded_rtt_ms: 250.0,
         }
@@ -135,8 +224,34 @@ pub struct Settings {
     pub buffer_path: PathBuf,
     pub buffer_max_records: u64,
     pub uplink: UplinkConfig,
+    pub packets_per_second: u32,
     pub probe: ProbePlan,
+    pub discovery: DiscoveryPlan,
+    pub speedtest: Option<SpeedTestPlan>,
     pub log: LogConfig,
+}
+
+/// Sites to sweep and how.
+#[derive(Debug, Clone)]
+pub struct DiscoveryPlan {
+    pub sites: Vec<Site>,
+    pub options: DiscoveryOptions,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub name: String,
+    pub targets: Vec<IpAddr>,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeedTestPlan {
+    pub url: String,
+    pub interval: Duration,
+    pub download_bytes: u64,
+    pub upload_bytes: u64,
+    pub timeout: Duration,
 }
 
 /// What to probe and how.
@@ -147,8 +262,28 @@ pub struct ProbePlan {
     pub interval: Duration,
     pub ping_interval: Duration,
     pub timeout: Duration,
+    pub min_timeout: Duration,
     pub degraded_loss_pct: f64,
     pub degraded_rtt_ms: f64,
+}
+
+impl ProbePlan {
+    pub fn timeout_policy(&self) -> TimeoutPolicy {
+        TimeoutPolicy {
+            floor: self.min_timeout.min(self.timeout),
+            ceiling: self.timeout,
+            multiplier: 3.0,
+        }
+    }
+
+    /// How long a round takes at most under the packet rate: each sweep of the targets
+    /// takes targets/rate, and a target's pings are at least `ping_interval` apart.
+    pub fn round_length(&self, packets_per_second: u32) -> Duration {
+        let sweep = Duration::from_secs_f64(
+            self.targets.len() as f64 / f64::from(packets_per_second.max(1)),
+        );
+        self.ping_interval.max(sweep) * self.count.saturating_sub(1) + sweep + self.timeout
+    }
 }
 
 impl Settings {
@@ -214,41 +349,121 @@ impl Settings {
             ));
         }
 
+        if raw.network.packets_per_second == 0 || raw.network.packets_per_second > 1_000_000 {
+            return Err(bad(
+                "network.packets_per_second",
+                "must be between 1 and 1000000",
+            ));
+        }
+        let pps = raw.network.packets_per_second;
         let p = &raw.probe;
-        let targets = p
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                t.parse::<IpAddr>().map_err(|_| {
-                    bad(
-                        &format!("probe.targets[{i}]"),
-                        &format!("{t:?} is not an IP address"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let targets = if p.targets.is_empty() {
+            Vec::new()
+        } else {
+            expand_field(path, "probe.targets", &p.targets, p.force)?
+        };
         if p.count == 0 || p.count > 1000 {
             return Err(bad("probe.count", "must be between 1 and 1000"));
         }
         if p.interval_secs == 0 {
             return Err(bad("probe.interval_secs", "must be 1 or more"));
         }
-        if p.timeout_ms == 0 {
-            return Err(bad("probe.timeout_ms", "must be above zero"));
-        }
-        let round_ms = u64::from(p.count - 1) * p.ping_interval_ms + p.timeout_ms;
-        if round_ms > p.interval_secs * 1000 {
+        if p.timeout_ms == 0 || p.min_timeout_ms == 0 || p.min_timeout_ms > p.timeout_ms {
             return Err(bad(
-                "probe.interval_secs",
-                &format!(
-                    "a round takes up to {round_ms} ms (count × ping_interval_ms + timeout_ms), longer than the interval"
-                ),
+                "probe.timeout_ms",
+                "timeout_ms and min_timeout_ms must be above zero, with min_timeout_ms <= timeout_ms",
             ));
         }
         if !(0.0..=100.0).contains(&p.degraded_loss_pct) {
             return Err(bad("probe.degraded_loss_pct", "must be between 0 and 100"));
         }
+        let probe = ProbePlan {
+            targets,
+            count: p.count,
+            interval: Duration::from_secs(p.interval_secs),
+            ping_interval: Duration::from_millis(p.ping_interval_ms),
+            timeout: Duration::from_millis(p.timeout_ms),
+            min_timeout: Duration::from_millis(p.min_timeout_ms),
+            degraded_loss_pct: p.degraded_loss_pct,
+            degraded_rtt_ms: p.degraded_rtt_ms,
+        };
+        let round = probe.round_length(pps);
+        if round > probe.interval {
+            return Err(bad(
+                "probe.interval_secs",
+                &format!(
+                    "a round of {} targets × {} pings takes up to {:.1} s at {pps} packets/s \
+                     (count × max(ping_interval, targets/rate) + timeout), longer than the interval; \
+                     raise the interval or network.packets_per_second, or lower the count",
+                    probe.targets.len(),
+                    probe.count,
+                    round.as_secs_f64()
+                ),
+            ));
+        }
+
+        let d = &raw.discovery;
+        if d.attempts == 0 || d.attempts > 10 {
+            return Err(bad("discovery.attempts", "must be between 1 and 10"));
+        }
+        let ports =
+            parse_ports(&d.ports).map_err(|err| bad("discovery.ports", &err.to_string()))?;
+        let mut sites = Vec::new();
+        for (i, site) in d.sites.iter().enumerate() {
+            let field = |f: &str| format!("discovery.sites[{i}].{f}");
+            if site.name.trim().is_empty() {
+                return Err(bad(&field("name"), "is empty; name each site"));
+            }
+            let targets = expand_field(path, &field("cidrs"), &site.cidrs, site.force)?;
+            let interval = site.interval_secs.unwrap_or(d.interval_secs);
+            if interval == 0 {
+                return Err(bad(&field("interval_secs"), "must be 1 or more"));
+            }
+            sites.push(Site {
+                name: site.name.clone(),
+                targets,
+                interval: Duration::from_secs(interval),
+            });
+        }
+        let discovery = DiscoveryPlan {
+            sites,
+            options: DiscoveryOptions {
+                ports,
+                attempts: d.attempts,
+                reverse_dns: d.reverse_dns,
+                arp: d.arp,
+                ..DiscoveryOptions::default()
+            },
+        };
+
+        let st = &raw.speedtest;
+        let speedtest = match &st.url {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(bad("speedtest.url", "must start with http:// or https://"));
+                }
+                if st.interval_secs == 0 || st.timeout_secs == 0 {
+                    return Err(bad(
+                        "speedtest.interval_secs",
+                        "interval_secs and timeout_secs must be 1 or more",
+                    ));
+                }
+                if st.download_bytes == 0 && st.upload_bytes == 0 {
+                    return Err(bad(
+                        "speedtest.download_bytes",
+                        "download_bytes and upload_bytes are both 0: nothing to test",
+                    ));
+                }
+                Some(SpeedTestPlan {
+                    url: url.trim_end_matches('/').to_string(),
+                    interval: Duration::from_secs(st.interval_secs),
+                    download_bytes: st.download_bytes,
+                    upload_bytes: st.upload_bytes,
+                    timeout: Duration::from_secs(st.timeout_secs),
+                })
+            }
+        };
         Ok(Settings {
             source: path.to_path_buf(),
             collector_url: raw.collector.url,
@@ -258,16 +473,25 @@ impl Settings {
             buffer_path: config::resolve(path, &raw.buffer.path),
             buffer_max_records: raw.buffer.max_records,
             uplink: raw.uplink,
-            probe: ProbePlan {
-                targets,
-                count: p.count,
-                interval: Duration::from_secs(p.interval_secs),
-                ping_interval: Duration::from_millis(p.ping_interval_ms),
-                timeout: Duration::from_millis(p.timeout_ms),
-                degraded_loss_pct: p.degraded_loss_pct,
-                degraded_rtt_ms: p.degraded_rtt_ms,
-            },
+            packets_per_second: pps,
+            probe,
+            discovery,
+            speedtest,
             log: raw.log,
         })
     }
+}
+
+/// Expands a target list, naming the entry at fault (`probe.targets[2]`) when one is bad.
+fn expand_field(
+    path: &Path,
+    field: &str,
+    entries: &[String],
+    force: bool,
+) -> Result<Vec<IpAddr>, ConfigError> {
+    for (i, entry) in entries.iter().enumerate() {
+        expand(std::slice::from_ref(entry), force)
+            .map_err(|err| ConfigError::invalid(path, &format!("{field}[{i}]"), err))?;
+    }
+    expand(entries, force).map_err(|err| ConfigError::invalid(path, field, err))
 }

@@ -3,14 +3,20 @@
 
 pub mod buffer;
 pub mod config;
+pub mod discovery;
+pub mod icmp;
 pub mod probe;
+pub mod speedtest;
+pub mod targets;
 pub mod uplink;
 
 use buffer::{Buffer, SharedBuffer};
-use config::{ProbePlan, Settings};
+use config::{ProbePlan, Settings, Site, SpeedTestPlan};
+use discovery::{DiscoveryOptions, Progress};
+use icmp::{IcmpEngine, RateLimiter};
 use netwarden_shared::tls::{cert_file_info, client_config};
-use netwarden_shared::AgentId;
-use probe::{probe_round, SurgeSender};
+use netwarden_shared::{AgentId, Record, RecordKind};
+use probe::{probe_round, RttHints};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use uplink::Uplink;
@@ -65,17 +71,45 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         buffer: buffer.clone(),
     };
     let probing = shutdown.child_token();
-    let probe_task = tokio::spawn(probe_loop(
+    let rate = Arc::new(RateLimiter::new(settings.packets_per_second));
+    let need_v6 = settings.probe.targets.iter().any(|t| t.is_ipv6())
+        || settings
+            .discovery
+            .sites
+            .iter()
+            .any(|s| s.targets.iter().any(|t| t.is_ipv6()));
+    let engine = Arc::new(LazyEngine::new(rate.clone(), need_v6));
+    let mut workers = Vec::new();
+    workers.push(tokio::spawn(probe_loop(
         settings.probe.clone(),
+        engine.clone(),
         buffer.clone(),
         probing.clone(),
-    ));
+    )));
+    for site in settings.discovery.sites.clone() {
+        workers.push(tokio::spawn(discovery_loop(
+            site,
+            settings.discovery.options.clone(),
+            engine.clone(),
+            buffer.clone(),
+            probing.clone(),
+        )));
+    }
+    if let Some(plan) = settings.speedtest.clone() {
+        workers.push(tokio::spawn(speedtest_loop(
+            plan,
+            buffer.clone(),
+            probing.clone(),
+        )));
+    }
     let uplink_task = tokio::spawn(uplink.run(shutdown.clone()));
 
     shutdown.cancelled().await;
     probing.cancel();
-    // The probe loop stops at once (a half-finished round is not recorded); then the uplink drains.
-    let _ = probe_task.await;
+    // The workers stop at once (a half-finished round is not recorded); then the uplink drains.
+    for worker in workers {
+        let _ = worker.await;
+    }
     let _ = uplink_task.await;
     let stats = buffer.with(|b| b.stats()).await?;
     tracing::info!(
@@ -87,50 +121,179 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     Ok(())
 }
 
-/// Probes every interval and writes each round to the buffer. If the ICMP socket cannot be
-/// opened (no privilege), says why and tries again next interval instead of exiting, so the
-/// uplink keeps draining and a service manager does not crash-loop.
-async fn probe_loop(plan: ProbePlan, buffer: SharedBuffer, stop: CancellationToken) {
+/// The ICMP engine, opened on first use and again after a failure: missing privileges are
+/// reported every interval instead of ending the agent (which would only crash-loop under a
+/// service manager while the uplink still has a backlog to drain).
+pub struct LazyEngine {
+    rate: Arc<RateLimiter>,
+    need_v6: bool,
+    engine: tokio::sync::Mutex<Option<Arc<IcmpEngine>>>,
+}
+
+impl LazyEngine {
+    pub fn new(rate: Arc<RateLimiter>, need_v6: bool) -> Self {
+        LazyEngine {
+            rate,
+            need_v6,
+            engine: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn get(&self) -> Option<Arc<IcmpEngine>> {
+        let mut slot = self.engine.lock().await;
+        if let Some(engine) = slot.as_ref() {
+            return Some(engine.clone());
+        }
+        match icmp::open_engine(true, self.need_v6, self.rate.clone()) {
+            Ok(engine) => Some(slot.insert(Arc::new(engine)).clone()),
+            Err(err) => {
+                tracing::error!("{err}");
+                None
+            }
+        }
+    }
+}
+
+/// Sleeps until `next`, then moves it on by `interval` (skipping ahead after an overrun
+/// rather than firing catch-up runs). False when stopped.
+async fn tick(
+    next: &mut tokio::time::Instant,
+    interval: std::time::Duration,
+    stop: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => return false,
+        _ = tokio::time::sleep_until(*next) => {}
+    }
+    *next += interval;
+    let now = tokio::time::Instant::now();
+    if *next < now {
+        *next = now + interval;
+    }
+    true
+}
+
+async fn store(buffer: &SharedBuffer, records: Vec<Record>, what: &str) {
+    let count = records.len();
+    match buffer.push(records).await {
+        Ok(0) => tracing::debug!(results = count, "{what} buffered"),
+        Ok(dropped) => tracing::warn!(dropped, "buffer full: dropped the oldest records"),
+        Err(err) => tracing::error!(error = %err, "cannot write {what} to the buffer"),
+    }
+}
+
+/// Probes every interval and writes each round to the buffer.
+async fn probe_loop(
+    plan: ProbePlan,
+    engine: Arc<LazyEngine>,
+    buffer: SharedBuffer,
+    stop: CancellationToken,
+) {
     if plan.targets.is_empty() {
         tracing::info!("no probe targets configured");
         return;
     }
-    let need_v4 = plan.targets.iter().any(|t| t.is_ipv4());
-    let need_v6 = plan.targets.iter().any(|t| t.is_ipv6());
-    let mut sender: Option<Arc<SurgeSender>> = None;
     let mut next = tokio::time::Instant::now();
-    let mut round: u64 = 0;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
-        }
-        next += plan.interval;
-        let now = tokio::time::Instant::now();
-        if next < now {
-            // A round overran: skip ahead rather than firing a burst of catch-up rounds.
-            next = now + plan.interval;
-        }
-        let sender = match &sender {
-            Some(s) => s.clone(),
-            None => match SurgeSender::new(need_v4, need_v6) {
-                Ok(s) => sender.insert(Arc::new(s)).clone(),
-                Err(err) => {
-                    tracing::error!("{err}");
-                    continue;
-                }
-            },
+    let mut hints = RttHints::new();
+    while tick(&mut next, plan.interval, &stop).await {
+        let Some(engine) = engine.get().await else {
+            continue;
         };
         let records = tokio::select! {
             _ = stop.cancelled() => return,
-            records = probe_round(sender, &plan, round) => records,
+            records = probe_round(&engine, &plan, &mut hints) => records,
         };
-        round += 1;
-        let count = records.len();
-        match buffer.push(records).await {
-            Ok(0) => tracing::debug!(round, results = count, "round buffered"),
-            Ok(dropped) => tracing::warn!(dropped, "buffer full: dropped the oldest records"),
-            Err(err) => tracing::error!(error = %err, "cannot write results to the buffer"),
+        match records {
+            Ok(records) => store(&buffer, records, "probe round").await,
+            Err(err) => tracing::error!(error = %err, "probe round failed"),
         }
+    }
+}
+
+/// Sweeps one site every interval and buffers each live host as a discovery record.
+async fn discovery_loop(
+    site: Site,
+    options: DiscoveryOptions,
+    engine: Arc<LazyEngine>,
+    buffer: SharedBuffer,
+    stop: CancellationToken,
+) {
+    let mut next = tokio::time::Instant::now();
+    while tick(&mut next, site.interval, &stop).await {
+        let Some(icmp) = engine.get().await else {
+            continue;
+        };
+        let sweep = discovery::discover(
+            &icmp,
+            engine.rate.clone(),
+            site.targets.clone(),
+            &options,
+            Arc::new(Progress::default()),
+        );
+        let report = tokio::select! {
+            _ = stop.cancelled() => return,
+            report = sweep => report,
+        };
+        let report = match report {
+            Ok(report) => report,
+            Err(err) => {
+                tracing::error!(site = %site.name, error = %err, "discovery failed");
+                continue;
+            }
+        };
+        if let Some(err) = &report.arp_error {
+            tracing::warn!(site = %site.name, error = %err, "ARP sweep failed; ICMP results only (ARP needs root or CAP_NET_RAW)");
+        }
+        tracing::info!(
+            site = %site.name,
+            addresses = report.addresses,
+            hosts = report.hosts.len(),
+            seconds = report.elapsed.as_secs_f64(),
+            "discovery sweep done"
+        );
+        let observed_at = chrono::Utc::now();
+        let records = report
+            .hosts
+            .into_iter()
+            .map(|host| Record {
+                record_id: 0,
+                observed_at,
+                kind: RecordKind::Discovery(host),
+            })
+            .collect();
+        store(&buffer, records, "discovery").await;
+    }
+}
+
+async fn speedtest_loop(plan: SpeedTestPlan, buffer: SharedBuffer, stop: CancellationToken) {
+    let client = match speedtest::client(plan.timeout) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot build the speed-test HTTP client");
+            return;
+        }
+    };
+    let mut next = tokio::time::Instant::now();
+    while tick(&mut next, plan.interval, &stop).await {
+        let results = tokio::select! {
+            _ = stop.cancelled() => return,
+            results = speedtest::run(&client, &plan) => results,
+        };
+        for r in &results {
+            match &r.error {
+                None => tracing::info!(url = %r.url, mbps = r.mbps, bytes = r.bytes, "speed test"),
+                Some(err) => tracing::warn!(url = %r.url, error = %err, "speed test failed"),
+            }
+        }
+        let observed_at = chrono::Utc::now();
+        let records = results
+            .into_iter()
+            .map(|t| Record {
+                record_id: 0,
+                observed_at,
+                kind: RecordKind::SpeedTest(t),
+            })
+            .collect();
+        store(&buffer, records, "speed tests").await;
     }
 }

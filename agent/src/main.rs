@@ -1,12 +1,16 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use netwarden_agent::config::{ProbePlan, Settings};
-use netwarden_agent::probe::{probe_round, SurgeSender};
-use netwarden_shared::RecordKind;
-use std::net::IpAddr;
+use netwarden_agent::discovery::{self, DiscoveryOptions, DiscoveryReport, Progress};
+use netwarden_agent::icmp::{self, IcmpEngine, OpenError, RateLimiter};
+use netwarden_agent::probe::{probe_round, RttHints};
+use netwarden_agent::targets::{self, PortError, TargetError};
+use netwarden_shared::{DiscoveryMethod, RecordKind};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "netwarden-agent", version, about = "Netwarden agent")]
@@ -17,22 +21,61 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent: probe, buffer, stream to the collector.
+    /// Run the agent: probe, discover, test speed, buffer, stream to the collector.
     Run(ConfigArg),
     /// Check a configuration file (and the certificates it names) and exit.
     Validate(ConfigArg),
-    /// Ping hosts once and print the round statistics.
+    /// Ping hosts (addresses or CIDR prefixes) once and print each one's round statistics.
     Probe {
-        #[arg(required = true)]
-        hosts: Vec<IpAddr>,
+        #[arg(required = true, value_name = "HOST|CIDR")]
+        hosts: Vec<String>,
         #[arg(long, short = 'c', default_value_t = 5)]
         count: u32,
-        /// Milliseconds between pings to one host.
+        /// Milliseconds between two pings to the same host.
         #[arg(long, default_value_t = 200)]
         interval_ms: u64,
+        /// The longest wait for a reply (the wait adapts to each host's RTT below this).
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+        /// Packets per second, all hosts together.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Allow prefixes larger than a /16.
+        #[arg(long)]
+        force: bool,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print only the summary line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Find the live hosts in CIDR prefixes: ICMP sweep, ARP on attached subnets, vendor,
+    /// reverse DNS and open TCP ports.
+    Discover {
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+        /// Packets per second, ICMP, ARP and TCP together.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// TCP ports to check on live hosts: numbers, names (ssh, https...) or ranges.
+        #[arg(long, value_delimiter = ',', default_value = "22,80,443")]
+        ports: Vec<String>,
+        /// Probes per address and method; later ones only to addresses still silent.
+        #[arg(long, default_value_t = 2)]
+        attempts: u32,
+        /// The longest wait for a reply (the wait adapts to the RTTs seen below this).
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Skip reverse-DNS lookups.
+        #[arg(long)]
+        no_dns: bool,
+        /// ICMP only, no ARP.
+        #[arg(long)]
+        no_arp: bool,
+        /// Allow prefixes larger than a /16.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
@@ -49,9 +92,40 @@ struct ConfigArg {
     config: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    match Cli::parse().command {
+/// Exit codes: 2 for bad input (as clap uses for usage errors), 77 (EX_NOPERM) when the
+/// privileges for ICMP are missing, 1 for anything else.
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse().command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<TargetError>().is_some()
+                || err.downcast_ref::<PortError>().is_some()
+                || err.downcast_ref::<UsageError>().is_some()
+            {
+                ExitCode::from(2)
+            } else if err.downcast_ref::<OpenError>().is_some() {
+                ExitCode::from(77)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+async fn run(command: Command) -> Result<()> {
+    match command {
         Command::Run(args) => {
             let settings = Settings::load(&args.config)?;
             netwarden_shared::logging::init(&settings.log);
@@ -62,10 +136,12 @@ async fn main() -> Result<()> {
         Command::Validate(args) => {
             let settings = Settings::load(&args.config)?;
             println!(
-                "{}: OK (collector {}, {} targets, buffer {})",
+                "{}: OK (collector {}, {} probe targets, {} discovery sites, speed tests {}, buffer {})",
                 args.config.display(),
                 settings.collector_url,
                 settings.probe.targets.len(),
+                settings.discovery.sites.len(),
+                settings.speedtest.as_ref().map_or("off", |s| s.url.as_str()),
                 settings.buffer_path.display()
             );
             Ok(())
@@ -75,42 +151,217 @@ async fn main() -> Result<()> {
             count,
             interval_ms,
             timeout_ms,
+            rate,
+            force,
             json,
+            quiet,
         } => {
-            if count == 0 || count > 1000 {
-                anyhow::bail!("--count must be between 1 and 1000");
-            }
+            check_range("--count", count.into(), 1, 1000)?;
+            check_range("--rate", rate.into(), 1, 1_000_000)?;
+            check_range("--timeout-ms", timeout_ms, 1, 60_000)?;
+            let targets = targets::expand(&hosts, force)?;
             let plan = ProbePlan {
-                targets: hosts.clone(),
                 count,
                 interval: Duration::from_secs(1),
                 ping_interval: Duration::from_millis(interval_ms),
                 timeout: Duration::from_millis(timeout_ms),
+                min_timeout: Duration::from_millis(timeout_ms.min(500)),
                 degraded_loss_pct: 5.0,
                 degraded_rtt_ms: 250.0,
+                targets,
             };
-            let sender = SurgeSender::new(
-                hosts.iter().any(IpAddr::is_ipv4),
-                hosts.iter().any(IpAddr::is_ipv6),
-            )?;
-            let mut records = probe_round(Arc::new(sender), &plan, 0).await;
-            records.sort_by_key(|r| match &r.kind {
-                RecordKind::Probe(p) => hosts.iter().position(|h| *h == p.target),
-                _ => None,
-            });
-            print_rounds(&records, json);
+            let engine = open(&plan.targets, rate)?;
+            let started = Instant::now();
+            let records = probe_round(&engine, &plan, &mut RttHints::new()).await?;
+            let rounds: Vec<_> = records
+                .iter()
+                .filter_map(|r| match &r.kind {
+                    RecordKind::Probe(p) => Some(p),
+                    _ => None,
+                })
+                .collect();
+            if !quiet {
+                print_rounds(&rounds, json);
+            }
+            let sent: u64 = rounds.iter().map(|r| u64::from(r.sent)).sum();
+            let received: u64 = rounds.iter().map(|r| u64::from(r.received)).sum();
+            eprintln!(
+                "{} hosts, {sent} pings, {received} replies, {} lost ({:.3} %), {:.2} s at up to {rate} pings/s",
+                rounds.len(),
+                sent - received,
+                100.0 * (sent - received) as f64 / sent.max(1) as f64,
+                started.elapsed().as_secs_f64(),
+            );
+            Ok(())
+        }
+        Command::Discover {
+            cidrs,
+            rate,
+            ports,
+            attempts,
+            timeout_ms,
+            no_dns,
+            no_arp,
+            force,
+            json,
+        } => {
+            check_range("--rate", rate.into(), 1, 1_000_000)?;
+            check_range("--attempts", attempts.into(), 1, 10)?;
+            check_range("--timeout-ms", timeout_ms, 1, 60_000)?;
+            let targets = targets::expand(&cidrs, force)?;
+            let ports = targets::parse_ports(&ports)?;
+            let mut timeout = discovery::default_timeout();
+            timeout.ceiling = Duration::from_millis(timeout_ms);
+            timeout.floor = timeout.floor.min(timeout.ceiling);
+            let options = DiscoveryOptions {
+                ports,
+                attempts,
+                timeout,
+                reverse_dns: !no_dns,
+                arp: !no_arp,
+            };
+            let limiter = Arc::new(RateLimiter::new(rate));
+            let engine = open_with(&targets, limiter.clone())?;
+            let progress = Arc::new(Progress::default());
+            let ticker = std::io::stderr()
+                .is_terminal()
+                .then(|| spawn_progress(&engine, progress.clone(), targets.len()));
+            let report = discovery::discover(&engine, limiter, targets, &options, progress).await?;
+            if let Some(ticker) = ticker {
+                ticker.abort();
+                eprint!("\r\x1b[2K");
+            }
+            print_hosts(&report, json);
+            eprintln!("{}", summary(&report));
             Ok(())
         }
     }
 }
 
-fn print_rounds(records: &[netwarden_shared::Record], json: bool) {
-    let rounds = records.iter().filter_map(|r| match &r.kind {
-        RecordKind::Probe(p) => Some(p),
-        _ => None,
-    });
+fn check_range(flag: &str, value: u64, min: u64, max: u64) -> Result<()> {
+    if !(min..=max).contains(&value) {
+        return Err(UsageError(format!(
+            "{flag} must be between {min} and {max}, not {value}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn open(targets: &[std::net::IpAddr], rate: u32) -> Result<IcmpEngine> {
+    open_with(targets, Arc::new(RateLimiter::new(rate)))
+}
+
+fn open_with(targets: &[std::net::IpAddr], rate: Arc<RateLimiter>) -> Result<IcmpEngine> {
+    let v4 = targets.iter().any(|t| t.is_ipv4());
+    let v6 = targets.iter().any(|t| t.is_ipv6());
+    Ok(icmp::open_engine(v4, v6, rate)?)
+}
+
+/// A progress line on the terminal, redrawn five times a second.
+fn spawn_progress(
+    engine: &IcmpEngine,
+    progress: Arc<Progress>,
+    addresses: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (sent_before, replies_before) = engine.counters();
+    let counters = engine_counters(engine);
+    let started = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (sent, replies) = counters();
+            eprint!(
+                "\r\x1b[2K{} addresses: {} ICMP + {} ARP probes sent, {} ICMP replies, {:.1} s",
+                addresses,
+                sent - sent_before,
+                progress.arp_sent.load(std::sync::atomic::Ordering::Relaxed),
+                replies - replies_before,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })
+}
+
+/// The engine's counters without holding the engine in the progress task.
+fn engine_counters(engine: &IcmpEngine) -> impl Fn() -> (u64, u64) + Send + 'static {
+    let counters = engine.counter_handle();
+    move || counters.read()
+}
+
+fn summary(report: &DiscoveryReport) -> String {
+    let mut line = format!(
+        "{} hosts up of {} addresses in {:.3} s: {} by ICMP and ARP, {} by ARP only, {} by ICMP only",
+        report.hosts.len(),
+        report.addresses,
+        report.elapsed.as_secs_f64(),
+        report.count(DiscoveryMethod::IcmpAndArp),
+        report.count(DiscoveryMethod::Arp),
+        report.count(DiscoveryMethod::Icmp),
+    );
+    if !report.arp_interfaces.is_empty() {
+        line.push_str(&format!("; ARP on {}", report.arp_interfaces.join(", ")));
+    }
+    if let Some(err) = &report.arp_error {
+        line.push_str(&format!(
+            "\nwarning: ARP sweep failed ({err}); results are from ICMP alone. ARP needs root or CAP_NET_RAW"
+        ));
+    }
+    line
+}
+
+fn print_hosts(report: &DiscoveryReport, json: bool) {
+    let method = |m: DiscoveryMethod| match m {
+        DiscoveryMethod::Icmp => "icmp",
+        DiscoveryMethod::Arp => "arp",
+        DiscoveryMethod::IcmpAndArp => "icmp+arp",
+    };
+    if json {
+        let rows: Vec<_> = report
+            .hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "address": h.address.to_string(), "mac": h.mac, "vendor": h.vendor,
+                    "hostname": h.hostname, "open_ports": h.open_ports, "rtt_ms": h.rtt_ms,
+                    "found_by": method(h.method),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "{:<39} {:<17} {:<28} {:<30} {:>8} {:<9} PORTS",
+        "ADDRESS", "MAC", "VENDOR", "NAME", "RTT", "FOUND BY"
+    );
+    for h in &report.hosts {
+        let cut =
+            |s: Option<&str>, n: usize| s.map_or("-".to_string(), |s| s.chars().take(n).collect());
+        println!(
+            "{:<39} {:<17} {:<28} {:<30} {:>8} {:<9} {}",
+            h.address.to_string(),
+            h.mac.as_deref().unwrap_or("-"),
+            cut(h.vendor.as_deref(), 28),
+            cut(h.hostname.as_deref(), 30),
+            h.rtt_ms.map_or("-".into(), |v| format!("{v:.3}")),
+            method(h.method),
+            h.open_ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+}
+
+fn print_rounds(rounds: &[&netwarden_shared::ProbeRound], json: bool) {
     if json {
         let rows: Vec<_> = rounds
+            .iter()
             .map(|p| {
                 let rtt = p.rtt.unwrap_or_default();
                 serde_json::json!({
@@ -130,13 +381,13 @@ fn print_rounds(records: &[netwarden_shared::Record], json: bool) {
         return;
     }
     println!(
-        "{:<39} {:<9} {:>5} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "HOST", "STATUS", "SENT", "RECV", "LOSS%", "MIN", "MEDIAN", "MAX", "P95", "JITTER"
+        "{:<39} {:<9} {:>5} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "HOST", "STATUS", "SENT", "RECV", "LOSS%", "MIN", "MEDIAN", "MEAN", "MAX", "P95", "JITTER"
     );
     for p in rounds {
         let ms = |v: Option<f32>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
         println!(
-            "{:<39} {:<9} {:>5} {:>5} {:>6.1} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<39} {:<9} {:>5} {:>5} {:>6.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.target.to_string(),
             p.status.as_str(),
             p.sent,
@@ -144,6 +395,7 @@ fn print_rounds(records: &[netwarden_shared::Record], json: bool) {
             p.loss_pct(),
             ms(p.rtt.map(|r| r.min)),
             ms(p.rtt.map(|r| r.median)),
+            ms(p.rtt.map(|r| r.mean)),
             ms(p.rtt.map(|r| r.max)),
             ms(p.rtt.map(|r| r.p95)),
             ms(p.rtt.map(|r| r.jitter)),

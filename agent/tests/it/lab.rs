@@ -103,6 +103,32 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Runs the agent binary in the lab's agent namespace, optionally as another user.
+    fn agent(&self, user: Option<&str>, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &format!("{}-agent", self.name)]);
+        let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_netwarden-agent"));
+        let _copy;
+        if let Some(uid) = user {
+            cmd.args(["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups"]);
+            // The build directory may be under a home only root can enter: run a copy.
+            let dir = tempfile::tempdir().unwrap();
+            let copy = dir.path().join("netwarden-agent");
+            std::fs::copy(&binary, &copy).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            binary = copy;
+            _copy = dir;
+        }
+        cmd.arg(&binary).args(args).output().expect("run the agent")
+    }
+
+    fn status(&self) -> Value {
+        serde_json::from_str(&self.run(&["status"])).unwrap()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = Command::new(&self.netlab)
@@ -197,5 +223,146 @@ fn a_host_taken_down_is_offline_and_online_again_when_it_returns() {
         "online",
         "{}",
         row(&rows, "10.77.0.2")
+    );
+}
+
+#[test]
+fn discovery_finds_exactly_the_linked_hosts_with_their_macs() {
+    let Some(lab) = Lab::up(&["--hosts", "20", "--no-icmp", "h3", "--down", "h5"]) else {
+        return;
+    };
+    let out = lab.agent(
+        None,
+        &[
+            "discover",
+            "10.77.0.0/24",
+            "--json",
+            "--no-dns",
+            "--ports",
+            "22",
+            "--rate",
+            "5000",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = lab.status();
+    let agent_ip = status["agent"]["ip"].as_str().unwrap();
+    let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let found: std::collections::HashMap<&str, &Value> = found
+        .iter()
+        .map(|h| (h["address"].as_str().unwrap(), h))
+        .filter(|(ip, _)| *ip != agent_ip)
+        .collect();
+    let hosts = status["hosts"].as_array().unwrap();
+    for host in hosts {
+        let ip = host["ip"].as_str().unwrap();
+        let linked = host["expect"]["arp"].as_bool().unwrap();
+        let icmp = host["expect"]["icmp"].as_bool().unwrap();
+        match found.get(ip) {
+            None => assert!(!linked, "{} ({ip}) is up but was not found", host["name"]),
+            Some(h) => {
+                assert!(linked, "{} ({ip}) is down but was found: {h}", host["name"]);
+                assert_eq!(h["mac"], host["mac"], "{ip}");
+                assert_eq!(h["vendor"], "(locally administered)");
+                let want = if icmp { "icmp+arp" } else { "arp" };
+                assert_eq!(h["found_by"], want, "{ip}");
+                assert_eq!(
+                    h["open_ports"],
+                    serde_json::json!([]),
+                    "nothing listens on 22"
+                );
+            }
+        }
+    }
+    assert_eq!(found.len(), 19, "20 hosts, one down");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("by ARP only"), "{summary}");
+}
+
+#[test]
+fn thousands_of_routed_targets_lose_nothing_at_5000_probes_per_second() {
+    let Some(lab) = Lab::up(&["--hosts", "1"]) else {
+        return;
+    };
+    lab.run(&["route", "h1", "--prefix", "10.99.0.0/21"]);
+    let out = lab.agent(
+        None,
+        &[
+            "probe",
+            "10.99.0.0/21",
+            "--count",
+            "5",
+            "--interval-ms",
+            "100",
+            "--rate",
+            "5000",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2046);
+    let lost: u64 = rows.iter().map(lost).sum();
+    assert_eq!(
+        lost,
+        0,
+        "made-up loss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unprivileged_icmp_works_and_its_absence_is_explained() {
+    let Some(lab) = Lab::up(&["--hosts", "1"]) else {
+        return;
+    };
+    // netlab allows unprivileged ICMP sockets in the agent namespace: a plain user can probe.
+    let out = lab.agent(
+        Some("65534"),
+        &[
+            "probe",
+            "10.77.0.2",
+            "--count",
+            "3",
+            "--interval-ms",
+            "20",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["received"], 3);
+    // Without ping_group_range and without CAP_NET_RAW, the agent says what is missing.
+    let ns = format!("{}-agent", lab.name);
+    let off = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ping_group_range=1 0",
+        ])
+        .status()
+        .unwrap();
+    assert!(off.success());
+    let out = lab.agent(Some("65534"), &["probe", "10.77.0.2", "--count", "1"]);
+    assert_eq!(out.status.code(), Some(77), "EX_NOPERM");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CAP_NET_RAW") && err.contains("ping_group_range"),
+        "{err}"
     );
 }

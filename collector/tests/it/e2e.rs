@@ -346,3 +346,77 @@ async fn refusals_are_logged_on_both_sides() {
     agent.signal("-TERM");
     agent.wait(Duration::from_secs(30));
 }
+
+/// The agent's scheduled discovery and speed tests go through its buffer to the collector:
+/// a sweep of loopback becomes an inventory entry, and a download and an upload against the
+/// collector's own /speedtest endpoints are stored with their throughput.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_and_speed_tests_reach_the_collector() {
+    let site = write_configs("sqlite://collector.db");
+    let config = site.dir.path().join("agent.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[discovery]\nports = []\nreverse_dns = false\n\
+         [[discovery.sites]]\nname = \"loopback\"\ncidrs = [\"127.0.0.1/32\"]\n\
+         [speedtest]\nurl = \"http://127.0.0.1:{}\"\ndownload_bytes = 3000000\nupload_bytes = 2000000\n",
+        site.http
+    ));
+    std::fs::write(&config, text).unwrap();
+    let api = |path: &str| format!("http://127.0.0.1:{}{path}", site.http);
+    let _collector = Proc::spawn(
+        &binary("netwarden-collector"),
+        &["serve", "--config", &path_arg(&site, "collector.toml")],
+        site.dir.path().join("collector.log"),
+    );
+    wait_for("the collector", Duration::from_secs(30), || async {
+        get_json(&api("/health")).await.is_some()
+    })
+    .await;
+    let agent = Proc::spawn(
+        &binary("netwarden-agent"),
+        &["run", "--config", &path_arg(&site, "agent.toml")],
+        site.dir.path().join("agent.log"),
+    );
+    let db = site.dir.path().join("collector.db");
+    let count = |sql: &str| -> i64 {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        conn.query_row(sql, [], |row| row.get(0)).unwrap_or(0)
+    };
+    wait_for(
+        "stored speed tests and a discovery",
+        Duration::from_secs(60),
+        || async {
+            count("SELECT count(*) FROM speed_tests") >= 2
+                && count("SELECT count(*) FROM discoveries") >= 1
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM speed_tests WHERE error IS NULL AND mbps > 0
+             AND ((direction = 'download' AND bytes = 3000000) OR (direction = 'upload' AND bytes = 2000000))"
+        ),
+        2,
+        "agent log:\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM discoveries WHERE method = 'icmp'"),
+        1,
+        "loopback answers ICMP and has no ARP"
+    );
+    let devices = get_json(&api("/api/devices")).await.unwrap();
+    let device = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == "127.0.0.1")
+        .expect("127.0.0.1 in the inventory");
+    let id = device["id"].as_i64().unwrap();
+    let changes = get_json(&api(&format!("/api/devices/{id}/changes")))
+        .await
+        .unwrap();
+    assert_eq!(changes, serde_json::json!([]));
+}
