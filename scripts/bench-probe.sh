@@ -75,15 +75,19 @@ routed() {
     }
     for rate in 10000; do
         local out
-        out=$(measure agent "$rate" "$agent" probe $targets --count 20 --interval-ms 1000 --timeout-ms 1000 --rate "$rate" --json)
+        # --quiet: only the summary line, so RSS is the engine's and not a 10,000-row JSON's.
+        out=$(measure agent "$rate" "$agent" probe $targets --count 20 --interval-ms 1000 --timeout-ms 1000 --rate "$rate" --quiet)
         read -r wall user sys rss <"$out.stats"
-        python3 - "$out" "$wall" "$user" "$sys" "$rss" "$rate" <<'PY'
-import json, sys
-rows = json.load(open(sys.argv[1]))
+        python3 - "$out.err" "$wall" "$user" "$sys" "$rss" "$rate" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"(\d+) hosts, (\d+) pings, (\d+) replies, (\d+) lost", text)
+if not m:
+    sys.exit("no summary from the agent: " + text[-2000:])
+hosts, sent, replies, lost = map(int, m.groups())
 wall, user, sys_, rss, rate = map(float, sys.argv[2:7])
-sent = sum(r["sent"] for r in rows); lost = sum(r["sent"] - r["received"] for r in rows)
 cpu = user + sys_
-print(f"| netwarden-agent probe | {int(rate)} | {wall:.1f} | {sent} | {lost} | {cpu:.2f} | {cpu / max(sent, 1) * 1e6:.1f} | {rss / 1024:.1f} |")
+print(f"| netwarden-agent probe --rate {int(rate)} | {int(rate)} | {wall:.1f} | {sent} | {lost} | {cpu:.2f} | {cpu / max(sent, 1) * 1e6:.1f} | {rss / 1024:.1f} |")
 PY
     done
     for rate in 4500 10000; do

@@ -55,6 +55,17 @@ count = 5
 interval_secs = 10
 ping_interval_ms = 200
 timeout_ms = 1000
+[discovery]
+interval_secs = 60
+ports = ["ssh", "http-alt"]
+[[discovery.sites]]
+name = "loopback"
+cidrs = ["127.0.0.0/29"]
+[speedtest]
+url = "http://127.0.0.1:$http_port"
+interval_secs = 300
+download_bytes = 10000000
+upload_bytes = 5000000
 CONF
 
 "$collector" validate --config "$work/collector.toml"
@@ -93,7 +104,8 @@ Netwarden is running.
   agents:   curl -s http://127.0.0.1:$http_port/api/agents
   results:  curl -s http://127.0.0.1:$http_port/api/devices/1/history
   metrics:  http://127.0.0.1:$http_port/metrics
-The agent probes 127.0.0.1-3 and ::1 every 10 s. Press Ctrl-C to stop both.
+The agent probes 127.0.0.1-3 and ::1 every 10 s, sweeps 127.0.0.0/29 every minute and runs a
+speed test against the collector every 5 minutes. Press Ctrl-C to stop both.
 
 MSG
 wait

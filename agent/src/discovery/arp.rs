@@ -176,7 +176,8 @@ mod linux {
                 })?
         };
         let mut result = Ok(());
-        for _ in 0..attempts.max(1) {
+        for attempt in 0..attempts.max(1) {
+            let policy = crate::discovery::for_attempt(policy, attempt);
             let pending: Vec<Ipv4Addr> = {
                 let found = found.lock().unwrap_or_else(|e| e.into_inner());
                 targets

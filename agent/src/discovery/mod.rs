@@ -38,13 +38,23 @@ impl Default for DiscoveryOptions {
     }
 }
 
-/// Waits 4 × the slowest reply seen, at least 100 ms and at most 1 s: on a LAN a sweep ends
-/// 100 ms after its last probe, and a routed site 150 ms away still gets 600 ms.
+/// Waits 4 × the slowest reply seen, at least 50 ms and at most 1 s: on a LAN a sweep ends
+/// 50 ms after its last probe, and a routed site 150 ms away still gets 600 ms. Each retry
+/// doubles the floor (see [`for_attempt`]), so a slow responder gets a longer second chance.
 pub fn default_timeout() -> TimeoutPolicy {
     TimeoutPolicy {
-        floor: Duration::from_millis(100),
+        floor: Duration::from_millis(50),
         ceiling: Duration::from_secs(1),
         multiplier: 4.0,
+    }
+}
+
+/// The wait for attempt `attempt` (0-based): the floor doubles with each retry, as nmap's
+/// retransmission timeouts do, up to the ceiling.
+pub fn for_attempt(policy: TimeoutPolicy, attempt: u32) -> TimeoutPolicy {
+    TimeoutPolicy {
+        floor: (policy.floor * 2u32.saturating_pow(attempt.min(16))).min(policy.ceiling),
+        ..policy
     }
 }
 
@@ -90,23 +100,29 @@ pub async fn discover(
     let (arp_interfaces, arp_task) = start_arp(&targets, options, rate.clone(), progress);
 
     let mut pending = targets.clone();
-    for _ in 0..options.attempts.max(1) {
+    // The slowest reply so far: a retry of silent addresses waits for what the network has
+    // shown, not the full ceiling (none of them will have answered before).
+    let mut slowest: Option<Duration> = None;
+    for attempt in 0..options.attempts.max(1) {
         if pending.is_empty() {
             break;
         }
         let outcome = engine
             .run(PingJob {
+                hints: vec![slowest; pending.len()],
                 targets: pending,
                 count: 1,
                 spacing: Duration::ZERO,
-                timeout: options.timeout,
-                hints: Vec::new(),
+                timeout: for_attempt(options.timeout, attempt),
             })
             .await?;
         let mut still_silent = Vec::new();
         for (index, target) in outcome.targets.iter().enumerate() {
             match outcome.rtts(index).next().flatten() {
-                Some(rtt) => seen.entry(*target).or_default().icmp_rtt = Some(rtt),
+                Some(rtt) => {
+                    slowest = slowest.max(Some(rtt));
+                    seen.entry(*target).or_default().icmp_rtt = Some(rtt);
+                }
                 None => still_silent.push(*target),
             }
         }

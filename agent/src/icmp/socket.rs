@@ -25,6 +25,13 @@ pub trait EchoSocket: Send + Sync + 'static {
     fn send_to(&self, packet: &[u8], to: IpAddr) -> io::Result<()>;
     /// Waits up to the socket's read timeout; `Ok(None)` when nothing came.
     fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>>;
+    /// What is already queued, without waiting; `Ok(None)` when nothing is (or when the
+    /// platform cannot tell without waiting).
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>>;
+    /// True when receive times come from the kernel, so reading late costs no accuracy.
+    fn kernel_timestamps(&self) -> bool {
+        false
+    }
 }
 
 /// Nanoseconds since the Unix epoch: the clock both send and receive stamps use, because
@@ -142,9 +149,20 @@ impl EchoSocket for SystemSocket {
             .map(|_| ())
     }
 
+    fn kernel_timestamps(&self) -> bool {
+        self.timestamps
+    }
+
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        if !self.timestamps {
+            return Ok(None);
+        }
+        quiet_timeouts(platform::recv_stamped(&self.socket, buf, false))
+    }
+
     fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         let result = if self.timestamps {
-            platform::recv_stamped(&self.socket, buf)
+            platform::recv_stamped(&self.socket, buf, true)
         } else {
             self.socket.recv_from(buf).map(|(len, from)| Received {
                 from: from.ip(),
@@ -152,20 +170,23 @@ impl EchoSocket for SystemSocket {
                 at_ns: wall_ns(),
             })
         };
-        match result {
-            Ok(received) => Ok(Some(received)),
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(err),
+        quiet_timeouts(result)
+    }
+}
+
+/// A read that found nothing (timeout, would block, signal) is not an error.
+fn quiet_timeouts(result: io::Result<Received>) -> io::Result<Option<Received>> {
+    match result {
+        Ok(received) => Ok(Some(received)),
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
         }
+        Err(err) => Err(err),
     }
 }
 
@@ -191,14 +212,19 @@ mod platform {
         socket::setsockopt(socket, sockopt::ReceiveTimestampns, &true).is_ok()
     }
 
-    pub fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    pub fn recv_stamped(socket: &UdpSocket, buf: &mut [u8], wait: bool) -> io::Result<Received> {
         let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
         let mut iov = [IoSliceMut::new(buf)];
+        let flags = if wait {
+            MsgFlags::empty()
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
         let msg = socket::recvmsg::<SockaddrStorage>(
             socket.as_raw_fd(),
             &mut iov,
             Some(&mut control),
-            MsgFlags::empty(),
+            flags,
         )
         .map_err(io::Error::from)?;
         let mut at_ns = 0;
@@ -245,7 +271,7 @@ mod platform {
         false
     }
 
-    pub fn recv_stamped(_: &UdpSocket, _: &mut [u8]) -> io::Result<Received> {
+    pub fn recv_stamped(_: &UdpSocket, _: &mut [u8], _: bool) -> io::Result<Received> {
         Err(io::Error::other("kernel timestamps are Linux-only"))
     }
 }

@@ -76,6 +76,9 @@ impl EchoSocket for FakeSocket {
         ready.notify_all();
         Ok(())
     }
+    fn try_recv(&self, _: &mut [u8]) -> std::io::Result<Option<Received>> {
+        Ok(None)
+    }
     fn recv(&self, buf: &mut [u8]) -> std::io::Result<Option<Received>> {
         let (lock, ready) = &*self.wire;
         let mut wire = lock.lock().unwrap();
