@@ -43,7 +43,7 @@ discovery() {
             "$(echo "$sorted" | xargs printf '%.3f ' )" "$found" "$((249 - found))"
     }
     run_tool "netwarden-agent discover --rate 10000" sh -c \
-        "$agent discover 10.77.0.0/24 --rate 10000 --no-dns --ports '' --json | python3 -c 'import json,sys; [print(h[\"address\"]) for h in json.load(sys.stdin)]'"
+        "$agent discover 10.77.0.0/24 --rate 10000 --no-dns --ports '' | awk 'NR>1{print \$1}'"
     run_tool "nmap -sn -PE --send-ip (ICMP)" sh -c \
         "nmap -sn -PE --send-ip -n -oG - 10.77.0.0/24 | awk '/Status: Up/{print \$2}'"
     run_tool "nmap -sn (ARP)" sh -c \

@@ -172,9 +172,9 @@ fn the_rate_cap_holds_across_concurrent_jobs_and_each_target_keeps_its_spacing()
     assert_eq!(a.unwrap().received(0) + b.unwrap().received(0), 10);
     let sends = wire.0.lock().unwrap().sends.clone();
     assert_eq!(sends.len(), 200);
-    // 200 probes at 2000/s with a 4-probe burst: at least 98 ms from first to last.
+    // 200 probes at 2000/s with an 8-probe burst: at least 96 ms from first to last.
     let span = sends.last().unwrap().1 - sends.first().unwrap().1;
-    assert!(span >= Duration::from_millis(97), "{span:?}");
+    assert!(span >= Duration::from_millis(95), "{span:?}");
     // Each target's pings are at least the 30 ms spacing apart.
     for target in targets(20).into_iter().chain(other_site) {
         let times: Vec<Instant> = sends
