@@ -53,6 +53,8 @@ pub struct DiscoveryConfig {
     /// Probes per address and method (ICMP, ARP); later ones only to silent addresses.
     pub attempts: u32,
     pub reverse_dns: bool,
+    /// A DNS server (IP or IP:PORT) to ask for names instead of the system's resolvers.
+    pub dns_server: Option<String>,
     pub arp: bool,
     pub sites: Vec<SiteConfig>,
 }
@@ -64,6 +66,7 @@ impl Default for DiscoveryConfig {
             ports: vec!["22".into(), "80".into(), "443".into()],
             attempts: 2,
             reverse_dns: true,
+            dns_server: None,
             arp: true,
             sites: Vec::new(),
         }
@@ -425,12 +428,29 @@ impl Settings {
                 interval: Duration::from_secs(interval),
             });
         }
+        let dns_server = match &d.dns_server {
+            None => None,
+            Some(text) => Some(
+                text.parse::<std::net::SocketAddr>()
+                    .or_else(|_| {
+                        text.parse::<IpAddr>()
+                            .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    })
+                    .map_err(|_| {
+                        bad(
+                            "discovery.dns_server",
+                            &format!("{text:?} is not an IP address or IP:PORT"),
+                        )
+                    })?,
+            ),
+        };
         let discovery = DiscoveryPlan {
             sites,
             options: DiscoveryOptions {
                 ports,
                 attempts: d.attempts,
                 reverse_dns: d.reverse_dns,
+                dns_server,
                 arp: d.arp,
                 ..DiscoveryOptions::default()
             },

@@ -7,6 +7,7 @@ use netwarden_agent::probe::{probe_round, RttHints};
 use netwarden_agent::targets::{self, PortError, TargetError};
 use netwarden_shared::{DiscoveryMethod, RecordKind};
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -70,6 +71,9 @@ enum Command {
         /// Skip reverse-DNS lookups.
         #[arg(long)]
         no_dns: bool,
+        /// Ask this DNS server (IP or IP:PORT) for names instead of the system's resolvers.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = parse_dns_server)]
+        dns_server: Option<SocketAddr>,
         /// ICMP only, no ARP.
         #[arg(long)]
         no_arp: bool,
@@ -201,6 +205,7 @@ async fn run(command: Command) -> Result<()> {
             attempts,
             timeout_ms,
             no_dns,
+            dns_server,
             no_arp,
             force,
             json,
@@ -218,6 +223,7 @@ async fn run(command: Command) -> Result<()> {
                 attempts,
                 timeout,
                 reverse_dns: !no_dns,
+                dns_server,
                 arp: !no_arp,
             };
             let limiter = Arc::new(RateLimiter::new(rate));
@@ -236,6 +242,15 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("{text:?} is not an IP address or IP:PORT"))
 }
 
 fn check_range(flag: &str, value: u64, min: u64, max: u64) -> Result<()> {

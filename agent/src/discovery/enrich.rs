@@ -12,16 +12,29 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(1);
 const DNS_CONCURRENCY: usize = 64;
 const CONNECT_CONCURRENCY: usize = 256;
 
-/// PTR names for `hosts` (trailing dot removed); hosts without one are absent. Uses the
-/// system's resolver configuration; with none, returns nothing and says so once.
-pub async fn reverse_names(hosts: &[IpAddr]) -> Vec<(IpAddr, String)> {
+/// PTR names for `hosts` (trailing dot removed); hosts without one are absent. Asks
+/// `server` when given, else the system's resolvers; with no configuration, returns nothing
+/// and says why.
+pub async fn reverse_names(hosts: &[IpAddr], server: Option<SocketAddr>) -> Vec<(IpAddr, String)> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
     use hickory_resolver::Resolver;
-    let mut builder = match Resolver::builder_tokio() {
-        Ok(builder) => builder,
-        Err(err) => {
-            tracing::info!(error = %err, "no DNS resolver configuration; skipping reverse lookups");
-            return Vec::new();
-        }
+    let mut builder = match server {
+        Some(server) => Resolver::builder_with_config(
+            ResolverConfig::from_parts(
+                None,
+                Vec::new(),
+                NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true),
+            ),
+            TokioConnectionProvider::default(),
+        ),
+        None => match Resolver::builder_tokio() {
+            Ok(builder) => builder,
+            Err(err) => {
+                tracing::info!(error = %err, "no DNS resolver configuration; skipping reverse lookups");
+                return Vec::new();
+            }
+        },
     };
     builder.options_mut().timeout = DNS_TIMEOUT;
     builder.options_mut().attempts = 1;

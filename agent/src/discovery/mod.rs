@@ -23,6 +23,8 @@ pub struct DiscoveryOptions {
     pub attempts: u32,
     pub timeout: TimeoutPolicy,
     pub reverse_dns: bool,
+    /// Ask this DNS server for names instead of the system's resolvers.
+    pub dns_server: Option<std::net::SocketAddr>,
     pub arp: bool,
 }
 
@@ -33,6 +35,7 @@ impl Default for DiscoveryOptions {
             attempts: 2,
             timeout: default_timeout(),
             reverse_dns: true,
+            dns_server: None,
             arp: true,
         }
     }
@@ -169,7 +172,7 @@ pub async fn discover(
     let live: Vec<IpAddr> = hosts.iter().map(|h| h.address).collect();
     let names = async {
         if options.reverse_dns {
-            enrich::reverse_names(&live).await
+            enrich::reverse_names(&live, options.dns_server).await
         } else {
             Vec::new()
         }

@@ -366,3 +366,88 @@ fn unprivileged_icmp_works_and_its_absence_is_explained() {
         "{err}"
     );
 }
+
+/// A real DNS server (dnsmasq, serving one PTR record on a spare port) names the host a
+/// discovery finds.
+#[test]
+fn discovery_names_hosts_from_a_real_dns_server() {
+    let Some(lab) = Lab::up(&["--hosts", "2"]) else {
+        return;
+    };
+    let Ok(dnsmasq) = which("dnsmasq") else {
+        assert!(
+            std::env::var_os("NETWARDEN_REQUIRE_LAB").is_none(),
+            "dnsmasq is missing (apt-get install dnsmasq-base)"
+        );
+        eprintln!("skipping: dnsmasq not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "10.77.0.2 printer.branch.example\n").unwrap();
+    // dnsmasq listens inside the lab's agent namespace, on its loopback.
+    let ns = format!("{}-agent", lab.name);
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(dnsmasq)
+        .args([
+            "--keep-in-foreground",
+            "--port=5353",
+            "--listen-address=127.0.0.1",
+        ])
+        .args([
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+        ])
+        .arg(format!("--addn-hosts={}", hosts.display()))
+        .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = lab.agent(
+        None,
+        &[
+            "discover",
+            "10.77.0.2/31",
+            "--json",
+            "--ports",
+            "",
+            "--dns-server",
+            "127.0.0.1:5353",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let named = |ip: &str| {
+        found
+            .iter()
+            .find(|h| h["address"] == ip)
+            .map(|h| h["hostname"].clone())
+    };
+    assert_eq!(
+        named("10.77.0.2"),
+        Some(Value::from("printer.branch.example")),
+        "{found:?}"
+    );
+    assert_eq!(
+        named("10.77.0.3"),
+        Some(Value::Null),
+        "no PTR record, no name"
+    );
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|dir| PathBuf::from(dir).join(program))
+        .find(|p| p.exists())
+        .ok_or(())
+}
