@@ -15,8 +15,17 @@ pub struct DeviceLatest {
     pub seen_at: DateTime<Utc>,
     /// From the newest probe round, if the batch has one for the device.
     pub probe: Option<(DateTime<Utc>, i16, f32, Option<f32>)>,
-    /// From the newest discovery record, if any: mac, vendor, hostname.
-    pub identity: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// From the newest discovery record, if any: when, mac, vendor, hostname.
+    pub identity: Option<Identity>,
+}
+
+/// A device's identity as one discovery record saw it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Identity {
+    pub at: DateTime<Utc>,
+    pub mac: Option<String>,
+    pub vendor: Option<String>,
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -47,8 +56,14 @@ impl<'a> BatchPlan<'a> {
                 RecordKind::Discovery(host) => {
                     plan.discoveries.push((host, at, record.record_id));
                     let entry = device(&mut latest, host.address, at);
-                    entry.identity =
-                        Some((host.mac.clone(), host.vendor.clone(), host.hostname.clone()));
+                    if entry.identity.as_ref().is_none_or(|i| at >= i.at) {
+                        entry.identity = Some(Identity {
+                            at,
+                            mac: host.mac.clone(),
+                            vendor: host.vendor.clone(),
+                            hostname: host.hostname.clone(),
+                        });
+                    }
                 }
                 RecordKind::SpeedTest(test) => plan.speed_tests.push((test, at, record.record_id)),
             }

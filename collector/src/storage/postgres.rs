@@ -392,6 +392,7 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         Vec::with_capacity(n),
     );
     let mut firsts = Vec::with_capacity(n);
+    let mut identity_at = Vec::with_capacity(n);
     let (mut statuses, mut probe_at, mut losses, mut rtts) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -399,11 +400,12 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         Vec::with_capacity(n),
     );
     for device in &plan.devices {
-        let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
+        let identity = device.identity.clone().unwrap_or_default();
+        identity_at.push(device.identity.as_ref().map(|i| i.at));
         addresses.push(device.address.to_string());
-        macs.push(mac);
-        vendors.push(vendor);
-        hostnames.push(hostname);
+        macs.push(identity.mac);
+        vendors.push(identity.vendor);
+        hostnames.push(identity.hostname);
         seen.push(device.seen_at);
         firsts.push(device.first_at);
         statuses.push(device.probe.map(|p| p.1));
@@ -413,18 +415,25 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
     }
     let rows = sqlx::query(
         "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
-             status, last_probe_at, last_loss_pct, last_rtt_ms)
+             status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at)
          SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.first, u.seen, u.status,
-             u.probe_at, u.loss, u.rtt
+             u.probe_at, u.loss, u.rtt, u.identity_at
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-             $7::smallint[], $8::timestamptz[], $9::real[], $10::real[], $11::timestamptz[])
-             AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt, first)
+             $7::smallint[], $8::timestamptz[], $9::real[], $10::real[], $11::timestamptz[],
+             $12::timestamptz[])
+             AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt, first,
+                  identity_at)
          ON CONFLICT (agent_id, address) DO UPDATE SET
              first_seen = LEAST(devices.first_seen, EXCLUDED.first_seen),
              last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
-             mac = COALESCE(EXCLUDED.mac, devices.mac),
-             vendor = COALESCE(EXCLUDED.vendor, devices.vendor),
-             hostname = COALESCE(EXCLUDED.hostname, devices.hostname),
+             -- An older sighting (a late replay) only fills gaps; a newer one wins.
+             mac = CASE WHEN EXCLUDED.identity_at >= COALESCE(devices.identity_at, '-infinity')
+                   THEN COALESCE(EXCLUDED.mac, devices.mac) ELSE COALESCE(devices.mac, EXCLUDED.mac) END,
+             vendor = CASE WHEN EXCLUDED.identity_at >= COALESCE(devices.identity_at, '-infinity')
+                   THEN COALESCE(EXCLUDED.vendor, devices.vendor) ELSE COALESCE(devices.vendor, EXCLUDED.vendor) END,
+             hostname = CASE WHEN EXCLUDED.identity_at >= COALESCE(devices.identity_at, '-infinity')
+                   THEN COALESCE(EXCLUDED.hostname, devices.hostname) ELSE COALESCE(devices.hostname, EXCLUDED.hostname) END,
+             identity_at = GREATEST(devices.identity_at, EXCLUDED.identity_at),
              status = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
                       THEN EXCLUDED.status ELSE devices.status END,
              last_loss_pct = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
@@ -445,6 +454,7 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
     .bind(&losses)
     .bind(&rtts)
     .bind(&firsts)
+    .bind(&identity_at)
     .fetch_all(&mut *conn)
     .await
     .map_err(failed("upserting devices"))?;

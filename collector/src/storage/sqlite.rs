@@ -18,10 +18,16 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "0002_identity_time",
+        include_str!("../../migrations/sqlite/0002_identity_time.sql"),
+    ),
+];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never
 /// deleted, so a cached id stays valid; only ids from committed transactions are added.
@@ -297,14 +303,19 @@ fn ingest_one(
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen_ms,
-                     last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)
+                     last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms, identity_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?12)
                  ON CONFLICT (agent_id, address) DO UPDATE SET
                      first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
                      last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
-                     mac = coalesce(excluded.mac, mac),
-                     vendor = coalesce(excluded.vendor, vendor),
-                     hostname = coalesce(excluded.hostname, hostname),
+                     mac = CASE WHEN excluded.identity_ms >= coalesce(identity_ms, 0)
+                              THEN coalesce(excluded.mac, mac) ELSE coalesce(mac, excluded.mac) END,
+                     vendor = CASE WHEN excluded.identity_ms >= coalesce(identity_ms, 0)
+                              THEN coalesce(excluded.vendor, vendor) ELSE coalesce(vendor, excluded.vendor) END,
+                     hostname = CASE WHEN excluded.identity_ms >= coalesce(identity_ms, 0)
+                              THEN coalesce(excluded.hostname, hostname) ELSE coalesce(hostname, excluded.hostname) END,
+                     identity_ms = CASE WHEN excluded.identity_ms IS NULL THEN identity_ms
+                              ELSE max(coalesce(identity_ms, 0), excluded.identity_ms) END,
                      status = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
                               THEN excluded.status ELSE status END,
                      last_loss_pct = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
@@ -322,9 +333,14 @@ fn ingest_one(
                 "UPDATE devices SET
                      first_seen_ms = min(first_seen_ms, ?2),
                      last_seen_ms = max(last_seen_ms, ?3),
-                     mac = coalesce(?4, mac),
-                     vendor = coalesce(?5, vendor),
-                     hostname = coalesce(?6, hostname),
+                     mac = CASE WHEN ?11 >= coalesce(identity_ms, 0)
+                              THEN coalesce(?4, mac) ELSE coalesce(mac, ?4) END,
+                     vendor = CASE WHEN ?11 >= coalesce(identity_ms, 0)
+                              THEN coalesce(?5, vendor) ELSE coalesce(vendor, ?5) END,
+                     hostname = CASE WHEN ?11 >= coalesce(identity_ms, 0)
+                              THEN coalesce(?6, hostname) ELSE coalesce(hostname, ?6) END,
+                     identity_ms = CASE WHEN ?11 IS NULL THEN identity_ms
+                              ELSE max(coalesce(identity_ms, 0), ?11) END,
                      status = CASE WHEN ?8 >= coalesce(last_probe_ms, 0) THEN ?7 ELSE status END,
                      last_loss_pct = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
                               THEN ?9 ELSE last_loss_pct END,
@@ -336,7 +352,9 @@ fn ingest_one(
             )
             .map_err(failed("preparing the device update"))?;
         for device in &plan.devices {
-            let (mac, vendor, hostname) = device.identity.clone().unwrap_or_default();
+            let identity = device.identity.clone().unwrap_or_default();
+            let identity_ms = device.identity.as_ref().map(|i| ms(i.at));
+            let (mac, vendor, hostname) = (identity.mac, identity.vendor, identity.hostname);
             let probe = device.probe;
             let key = (agent.to_string(), device.address);
             if let Some(id) = known.get(&key) {
@@ -352,6 +370,7 @@ fn ingest_one(
                         probe.map(|p| ms(p.0)),
                         probe.map(|p| p.2),
                         probe.and_then(|p| p.3),
+                        identity_ms,
                     ])
                     .map_err(failed("updating devices"))?;
                 if updated == 1 {
@@ -373,6 +392,7 @@ fn ingest_one(
                         probe.map(|p| p.2),
                         probe.and_then(|p| p.3),
                         ms(device.first_at),
+                        identity_ms,
                     ],
                     |row| row.get(0),
                 )

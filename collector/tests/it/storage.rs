@@ -493,7 +493,8 @@ fn sighting(record_id: u64, at_ms: i64, mac: &str, vendor: &str) -> v1::Record {
 
 async fn the_inventory_logs_mac_changes_in_time_order(store: Arc<dyn Store>) {
     let a = agent("a1");
-    // The newest sighting arrives first (a replay after an outage), then the older ones.
+    // The newest sighting arrives first; the older ones come later, in their own batches (a
+    // replay after an outage).
     let newest = batch(
         3,
         vec![sighting(
@@ -503,19 +504,23 @@ async fn the_inventory_logs_mac_changes_in_time_order(store: Arc<dyn Store>) {
             "Raspberry Pi Foundation",
         )],
     );
-    let older = batch(
-        2,
-        vec![
-            sighting(1, T0, "00:00:0c:00:00:01", "Cisco Systems, Inc"),
-            sighting(2, T0 + 10_000, "", ""),
-        ],
+    let oldest = batch(
+        1,
+        vec![sighting(1, T0, "00:00:0c:00:00:01", "Cisco Systems, Inc")],
     );
-    store.ingest(&a, newest, at(T0 + 30_000)).await.unwrap();
-    store.ingest(&a, older, at(T0 + 30_000)).await.unwrap();
+    let icmp_only = batch(2, vec![sighting(2, T0 + 10_000, "", "")]);
+    for b in [newest, oldest, icmp_only] {
+        store.ingest(&a, b, at(T0 + 30_000)).await.unwrap();
+    }
     let devices = all_devices(&store).await;
     assert_eq!(devices.len(), 1);
     let d = &devices[0];
     assert_eq!((d.first_seen, d.last_seen), (at(T0), at(T0 + 20_000)));
+    assert_eq!(
+        (d.mac.as_deref(), d.vendor.as_deref()),
+        (Some("b8:27:eb:00:00:02"), Some("Raspberry Pi Foundation")),
+        "the older sightings, ingested last, do not overwrite the newest identity"
+    );
     let changes = store.identity_changes(d.id).await.unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
     let c = &changes[0];
