@@ -280,28 +280,23 @@ fn spawn_progress(
     addresses: usize,
 ) -> tokio::task::JoinHandle<()> {
     let (sent_before, replies_before) = engine.counters();
-    let counters = engine_counters(engine);
+    // A weak handle: the progress task must not keep the engine (and its sockets) alive.
+    let counters = engine.counter_handle();
     let started = Instant::now();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let (sent, replies) = counters();
+            let (sent, replies) = counters.read();
             eprint!(
                 "\r\x1b[2K{} addresses: {} ICMP + {} ARP probes sent, {} ICMP replies, {:.1} s",
                 addresses,
-                sent - sent_before,
+                sent.saturating_sub(sent_before),
                 progress.arp_sent.load(std::sync::atomic::Ordering::Relaxed),
-                replies - replies_before,
+                replies.saturating_sub(replies_before),
                 started.elapsed().as_secs_f64()
             );
         }
     })
-}
-
-/// The engine's counters without holding the engine in the progress task.
-fn engine_counters(engine: &IcmpEngine) -> impl Fn() -> (u64, u64) + Send + 'static {
-    let counters = engine.counter_handle();
-    move || counters.read()
 }
 
 fn summary(report: &DiscoveryReport) -> String {
