@@ -1,8 +1,6 @@
 //! ICMP echo request/reply encoding. Pure functions over byte slices, bounded on every read,
 //! so a malformed or foreign packet is ignored and never trusted.
 
-use std::net::IpAddr;
-
 pub const ECHO_REQUEST_V4: u8 = 8;
 pub const ECHO_REPLY_V4: u8 = 0;
 pub const ECHO_REQUEST_V6: u8 = 128;
@@ -106,9 +104,16 @@ pub fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// True when `addr` is IPv6 (the engine keeps one socket per family).
-pub fn is_v6(addr: &IpAddr) -> bool {
-    matches!(addr, IpAddr::V6(_))
+/// What a host sends back for `request`: the same message as an echo reply, checksum redone.
+/// For tests (the engine's in-memory network and the codec's own).
+#[cfg(test)]
+pub(crate) fn reply_to(request: &[u8], v6: bool) -> Vec<u8> {
+    let mut reply = request.to_vec();
+    reply[0] = if v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
+    reply[2..4].copy_from_slice(&[0, 0]);
+    let sum = checksum(&reply);
+    reply[2..4].copy_from_slice(&sum.to_be_bytes());
+    reply
 }
 
 #[cfg(test)]
@@ -121,14 +126,8 @@ mod tests {
         slot: 123_456,
     };
 
-    /// What a host sends back: the request with its type changed (and the checksum redone).
     fn as_reply(request: &[u8], v6: bool) -> Vec<u8> {
-        let mut reply = request.to_vec();
-        reply[0] = if v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
-        reply[2..4].copy_from_slice(&[0, 0]);
-        let sum = checksum(&reply);
-        reply[2..4].copy_from_slice(&sum.to_be_bytes());
-        reply
+        reply_to(request, v6)
     }
 
     #[test]

@@ -140,6 +140,21 @@ fn write_configs(database_url: &str) -> Site {
     Site { dir, http }
 }
 
+/// Starts the site's collector and waits until its HTTP API answers.
+async fn start_collector(site: &Site) -> Proc {
+    let collector = Proc::spawn(
+        &binary("netwarden-collector"),
+        &["serve", "--config", &path_arg(site, "collector.toml")],
+        site.dir.path().join("collector.log"),
+    );
+    let health = format!("http://127.0.0.1:{}/health", site.http);
+    wait_for("the collector", Duration::from_secs(30), || async {
+        get_json(&health).await.is_some()
+    })
+    .await;
+    collector
+}
+
 fn path_arg(site: &Site, name: &str) -> String {
     site.dir.path().join(name).to_str().unwrap().to_string()
 }
@@ -303,15 +318,7 @@ async fn refusals_are_logged_on_both_sides() {
     )
     .unwrap();
     let api = |path: &str| format!("http://127.0.0.1:{}{path}", site.http);
-    let collector = Proc::spawn(
-        &binary("netwarden-collector"),
-        &["serve", "--config", &path_arg(&site, "collector.toml")],
-        site.dir.path().join("collector.log"),
-    );
-    wait_for("the collector", Duration::from_secs(30), || async {
-        get_json(&api("/health")).await.is_some()
-    })
-    .await;
+    let collector = start_collector(&site).await;
     let mut agent = Proc::spawn(
         &binary("netwarden-agent"),
         &["run", "--config", &path_arg(&site, "agent.toml")],
@@ -363,15 +370,7 @@ async fn discovery_and_speed_tests_reach_the_collector() {
     ));
     std::fs::write(&config, text).unwrap();
     let api = |path: &str| format!("http://127.0.0.1:{}{path}", site.http);
-    let _collector = Proc::spawn(
-        &binary("netwarden-collector"),
-        &["serve", "--config", &path_arg(&site, "collector.toml")],
-        site.dir.path().join("collector.log"),
-    );
-    wait_for("the collector", Duration::from_secs(30), || async {
-        get_json(&api("/health")).await.is_some()
-    })
-    .await;
+    let _collector = start_collector(&site).await;
     let agent = Proc::spawn(
         &binary("netwarden-agent"),
         &["run", "--config", &path_arg(&site, "agent.toml")],

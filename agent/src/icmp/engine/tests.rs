@@ -1,7 +1,6 @@
 //! The engine over an in-memory network: real threads and clocks, scripted replies.
 
 use super::*;
-use crate::icmp::packet::{checksum, ECHO_REPLY_V4, ECHO_REPLY_V6};
 use crate::icmp::socket::Received;
 use std::collections::VecDeque;
 use std::sync::Condvar;
@@ -39,14 +38,7 @@ impl FakeSocket {
     }
 }
 
-fn as_reply(request: &[u8], v6: bool) -> Vec<u8> {
-    let mut reply = request.to_vec();
-    reply[0] = if v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
-    reply[2..4].copy_from_slice(&[0, 0]);
-    let sum = checksum(&reply);
-    reply[2..4].copy_from_slice(&sum.to_be_bytes());
-    reply
-}
+use crate::icmp::packet::reply_to as as_reply;
 
 impl EchoSocket for FakeSocket {
     fn is_v6(&self) -> bool {
