@@ -2,11 +2,13 @@
 //! PostgreSQL and serves them over HTTP. `main.rs` is a thin CLI over this library so tests
 //! and benchmarks drive the real thing.
 
+pub mod cacti;
 pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod pki;
+pub mod poi;
 pub mod rest;
 pub mod server;
 pub mod storage;
