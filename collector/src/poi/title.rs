@@ -148,10 +148,31 @@ impl TitleParser {
     }
 }
 
+/// A capacity as people write it (`10G`, `1000 Mbps`, `2.5 Gbit/s`, or a bare number of
+/// bits/s) in bits/s.
+pub fn parse_capacity(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, rest) = text.split_at(split);
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return capacity(number, "b");
+    }
+    let unit = rest.get(..1)?;
+    let suffix = rest[1..].to_ascii_lowercase();
+    if !["", "bps", "b/s", "bit/s", "bits", "b"].contains(&suffix.as_str()) {
+        return None;
+    }
+    capacity(number, unit)
+}
+
 /// `1000` + `M` -> 1,000,000,000 bits/s. `None` for absurd values.
 fn capacity(value: &str, unit: &str) -> Option<u64> {
     let value: f64 = value.parse().ok()?;
     let scale = match unit.to_ascii_lowercase().as_str() {
+        "b" => 1.0,
         "k" => 1e3,
         "m" => 1e6,
         "g" => 1e9,

@@ -213,3 +213,14 @@ fn operator_patterns_come_first_and_are_checked() {
     let useless = vec![("no-key".to_string(), "(?P<name>.*)".to_string())];
     assert!(TitleParser::new(&useless).is_err());
 }
+
+#[test]
+fn capacities_as_people_write_them() {
+    assert_eq!(parse_capacity("10G"), Some(10 * G));
+    assert_eq!(parse_capacity("1000 Mbps"), Some(G));
+    assert_eq!(parse_capacity("2.5 Gbit/s"), Some(2_500 * M));
+    assert_eq!(parse_capacity("2500000000"), Some(2_500 * M));
+    assert_eq!(parse_capacity("fast"), None);
+    assert_eq!(parse_capacity("10 furlongs"), None);
+    assert_eq!(parse_capacity(""), None);
+}
