@@ -2,6 +2,7 @@
 //! cases, the HTTP API, the CLI, and end-to-end runs of the real binaries.
 
 mod api;
+mod cacti;
 mod cli;
 mod e2e;
 mod ingest;

@@ -1,0 +1,366 @@
+//! The Cacti HTTP client: logs in (form POST with `action=login` and the page's
+//! `__csrf_magic` token; the session lives in a cookie), downloads graph exports from
+//! `graph_xport.php`, and logs in again when Cacti answers with its login page because the
+//! session expired. Retries with backoff on server errors and timeouts; one failing graph
+//! never stops the others. The password is never logged or put in an error.
+
+use super::export::{ExportError, ExportHeader, ExportReader, Limits};
+use chrono_tz::Tz;
+use futures::stream::{self, StreamExt};
+use std::time::Duration;
+
+/// An export is a few hundred rows; anything near this is not one.
+pub const MAX_EXPORT_BYTES: usize = 32 << 20;
+
+#[derive(Clone)]
+pub struct CactiSource {
+    pub name: String,
+    /// e.g. `https://cacti.example.net/cacti` (no trailing slash needed).
+    pub base_url: String,
+    pub username: String,
+    pub password: String,
+    pub timezone: Tz,
+    pub graphs: Vec<u64>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    /// Further attempts after a server error or timeout.
+    pub retries: u32,
+    pub backoff: Duration,
+    /// How far back each export reaches (Cacti's `graph_start`): 12 hours by default.
+    pub window: Duration,
+}
+
+impl std::fmt::Debug for CactiSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CactiSource")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("graphs", &self.graphs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CactiError {
+    #[error("{source_name}: {message}")]
+    Http {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: Cacti refused the login of user {user:?} (check the user name and password)")]
+    Login { source_name: String, user: String },
+    #[error("{source_name}: graph {graph}: {message}")]
+    Graph {
+        source_name: String,
+        graph: u64,
+        message: String,
+    },
+    #[error("{source_name}: graph {graph}: {error}")]
+    Export {
+        source_name: String,
+        graph: u64,
+        error: ExportError,
+    },
+}
+
+/// One graph's export, parsed.
+#[derive(Debug, Clone)]
+pub struct GraphExport {
+    pub graph: u64,
+    pub header: ExportHeader,
+    /// (Unix seconds, one value or gap per column of `header.columns`).
+    pub rows: Vec<(i64, Vec<Option<f64>>)>,
+}
+
+/// What one scrape did.
+#[derive(Debug, Default)]
+pub struct ScrapeReport {
+    pub fetched: Vec<GraphExport>,
+    pub failed: Vec<(u64, String)>,
+}
+
+pub struct CactiClient {
+    source: CactiSource,
+    http: reqwest::Client,
+    /// Bumped on every successful login, so concurrent requests that all find the session
+    /// expired log in once, not once each.
+    session: tokio::sync::Mutex<u64>,
+}
+
+enum Fetched {
+    Export(bytes::Bytes),
+    LoginPage,
+}
+
+impl CactiClient {
+    pub fn new(source: CactiSource) -> Result<Self, CactiError> {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .timeout(source.timeout)
+            .connect_timeout(source.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| CactiError::Http {
+                source_name: source.name.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(CactiClient {
+            source,
+            http,
+            session: tokio::sync::Mutex::new(0),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.source.base_url.trim_end_matches('/'))
+    }
+
+    fn http_error(&self, message: impl std::fmt::Display) -> CactiError {
+        CactiError::Http {
+            source_name: self.source.name.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Logs in: fetch the login page for its CSRF token and cookie, post the form, and check
+    /// that Cacti did not show the login form again.
+    pub async fn login(&self) -> Result<(), CactiError> {
+        let page = self
+            .http
+            .get(self.url("index.php"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| self.http_error(describe(&e)))?
+            .text()
+            .await
+            .map_err(|e| self.http_error(describe(&e)))?;
+        if !is_login_page(&page) {
+            return Ok(()); // the cookie still holds a session
+        }
+        let token = csrf_token(&page).unwrap_or_default();
+        let form = [
+            ("action", "login"),
+            ("login_username", self.source.username.as_str()),
+            ("login_password", self.source.password.as_str()),
+            ("__csrf_magic", token.as_str()),
+        ];
+        let response = self
+            .http
+            .post(self.url("index.php"))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| self.http_error(describe(&e)))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() && !is_login_page(&body) {
+            tracing::debug!(source = %self.source.name, "logged in to Cacti");
+            return Ok(());
+        }
+        if status.is_success() {
+            return Err(CactiError::Login {
+                source_name: self.source.name.clone(),
+                user: self.source.username.clone(),
+            });
+        }
+        Err(self.http_error(format!("login: HTTP {status}")))
+    }
+
+    async fn fetch(&self, graph: u64, start: i64, end: i64) -> Result<Fetched, CactiError> {
+        let fail = |message: String| CactiError::Graph {
+            source_name: self.source.name.clone(),
+            graph,
+            message,
+        };
+        let mut response = self
+            .http
+            .get(self.url("graph_xport.php"))
+            .query(&[
+                ("local_graph_id", graph.to_string()),
+                ("rra_id", "0".into()),
+                ("graph_start", start.to_string()),
+                ("graph_end", end.to_string()),
+            ])
+            .send()
+            .await
+            .map_err(|e| fail(describe(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {status}")));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_EXPORT_BYTES as u64)
+        {
+            return Err(fail(format!("an export over {MAX_EXPORT_BYTES} bytes")));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(describe(&e)))? {
+            if body.len() + chunk.len() > MAX_EXPORT_BYTES {
+                return Err(fail(format!("an export over {MAX_EXPORT_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text_start = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
+        if is_login_page(&text_start) {
+            return Ok(Fetched::LoginPage);
+        }
+        if text_start.trim_start().starts_with('<') {
+            return Err(fail(
+                "Cacti sent an HTML page, not an export (no such graph?)".into(),
+            ));
+        }
+        Ok(Fetched::Export(body.into()))
+    }
+
+    /// One graph's export for `[start, end]` (Unix seconds), logging in again once if the
+    /// session has expired, and retrying server errors and timeouts with backoff.
+    pub async fn export(
+        &self,
+        graph: u64,
+        start: i64,
+        end: i64,
+    ) -> Result<GraphExport, CactiError> {
+        let mut attempt = 0;
+        let mut relogged = false;
+        loop {
+            let generation = *self.session.lock().await;
+            match self.fetch(graph, start, end).await {
+                Ok(Fetched::Export(body)) => return self.parse(graph, &body),
+                Ok(Fetched::LoginPage) if !relogged => {
+                    relogged = true;
+                    let mut session = self.session.lock().await;
+                    if *session == generation {
+                        self.login().await?;
+                        *session += 1;
+                    }
+                }
+                Ok(Fetched::LoginPage) => {
+                    return Err(CactiError::Graph {
+                        source_name: self.source.name.clone(),
+                        graph,
+                        message: "Cacti still asks to log in after a fresh login".into(),
+                    })
+                }
+                Err(err) if attempt < self.source.retries => {
+                    attempt += 1;
+                    let wait = self.source.backoff * 2u32.saturating_pow(attempt - 1);
+                    tracing::debug!(source = %self.source.name, graph, attempt, error = %err, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn parse(&self, graph: u64, body: &[u8]) -> Result<GraphExport, CactiError> {
+        let wrap = |error| CactiError::Export {
+            source_name: self.source.name.clone(),
+            graph,
+            error,
+        };
+        let mut reader =
+            ExportReader::new(body, self.source.timezone, Limits::default()).map_err(wrap)?;
+        let mut rows = Vec::new();
+        while let Some(row) = reader.next_row().map_err(wrap)? {
+            rows.push((row.at, row.values.to_vec()));
+        }
+        Ok(GraphExport {
+            graph,
+            header: reader.header().clone(),
+            rows,
+        })
+    }
+
+    /// Logs in and fetches every configured graph's last `window`, `concurrency` at a time.
+    pub async fn scrape(&self, now: i64) -> ScrapeReport {
+        let mut report = ScrapeReport::default();
+        if let Err(err) = self.login().await {
+            report.failed = self
+                .source
+                .graphs
+                .iter()
+                .map(|g| (*g, err.to_string()))
+                .collect();
+            return report;
+        }
+        *self.session.lock().await += 1;
+        let start = now - self.source.window.as_secs() as i64;
+        let results: Vec<(u64, Result<GraphExport, CactiError>)> =
+            stream::iter(self.source.graphs.clone())
+                .map(|graph| async move { (graph, self.export(graph, start, now).await) })
+                .buffer_unordered(self.source.concurrency.max(1))
+                .collect()
+                .await;
+        for (graph, result) in results {
+            match result {
+                Ok(export) => report.fetched.push(export),
+                Err(err) => report.failed.push((graph, err.to_string())),
+            }
+        }
+        report.fetched.sort_by_key(|e| e.graph);
+        report.failed.sort_by_key(|f| f.0);
+        report
+    }
+}
+
+fn is_login_page(body: &str) -> bool {
+    body.contains("login_password")
+}
+
+/// The value of the `__csrf_magic` hidden field.
+fn csrf_token(page: &str) -> Option<String> {
+    let at = page.find("__csrf_magic")?;
+    let rest = &page[at..];
+    let value = rest.find("value=")?;
+    let rest = &rest[value + 6..];
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &rest[1..];
+    let end = rest.find(quote)?;
+    Some(rest[..end].to_string())
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csrf_token_is_read_from_either_quote_style() {
+        let page = "<input type='hidden' name='__csrf_magic' value=\"sid:ab12,1700000000\" />";
+        assert_eq!(csrf_token(page).as_deref(), Some("sid:ab12,1700000000"));
+        let page = "<input name=\"__csrf_magic\" value='sid:cd34,1' type='hidden'>";
+        assert_eq!(csrf_token(page).as_deref(), Some("sid:cd34,1"));
+        assert_eq!(csrf_token("<form></form>"), None);
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let source = CactiSource {
+            name: "nbn".into(),
+            base_url: "http://cacti".into(),
+            username: "noc".into(),
+            password: "hunter2".into(),
+            timezone: chrono_tz::UTC,
+            graphs: vec![1],
+            concurrency: 1,
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::from_millis(1),
+            window: Duration::from_secs(43_200),
+        };
+        assert!(!format!("{source:?}").contains("hunter2"));
+    }
+}
