@@ -3,6 +3,7 @@
 
 pub mod reference;
 pub mod title;
+pub mod utilisation;
 
 pub use reference::{PoiReference, ReferenceError, ReferenceFile, ReferenceLayout};
 pub use title::{parse_capacity, ParsedTitle, TitleError, TitleParser};
