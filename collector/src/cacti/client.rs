@@ -274,6 +274,44 @@ impl CactiClient {
         })
     }
 
+    /// The graphs Cacti lists (`graph_view.php?action=list`, page by page, at most
+    /// [`MAX_LIST_PAGES`]) whose title matches `pattern`: (id, title) in id order.
+    pub async fn discover(&self, pattern: &regex::Regex) -> Result<Vec<(u64, String)>, CactiError> {
+        self.login().await?;
+        let link = regex::Regex::new(r#"local_graph_id=(\d+)[^>]*>([^<]*)</a>"#)
+            .map_err(|e| self.http_error(e))?;
+        let mut found = std::collections::BTreeMap::new();
+        for page in 1..=MAX_LIST_PAGES {
+            let body = self
+                .http
+                .get(self.url("graph_view.php"))
+                .query(&[("action", "list"), ("page", &page.to_string())])
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| self.http_error(describe(&e)))?
+                .text()
+                .await
+                .map_err(|e| self.http_error(describe(&e)))?;
+            if is_login_page(&body) {
+                return Err(self.http_error("the graph list asks to log in"));
+            }
+            let before = found.len();
+            for caps in link.captures_iter(&body) {
+                if let Ok(id) = caps[1].parse::<u64>() {
+                    found.entry(id).or_insert_with(|| unescape(caps[2].trim()));
+                }
+            }
+            if found.len() == before {
+                break; // a page with nothing new: past the last one
+            }
+        }
+        Ok(found
+            .into_iter()
+            .filter(|(_, title)| pattern.is_match(title))
+            .collect())
+    }
+
     /// Logs in and fetches every configured graph's last `window`, `concurrency` at a time.
     pub async fn scrape(&self, now: i64) -> ScrapeReport {
         let mut report = ScrapeReport::default();
@@ -304,6 +342,19 @@ impl CactiClient {
         report.failed.sort_by_key(|f| f.0);
         report
     }
+}
+
+/// Graph list pages read at most (at Cacti's default 30 a page, 3,000 graphs).
+pub const MAX_LIST_PAGES: u32 = 100;
+
+/// The HTML entities Cacti's pages use in titles.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#039;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
 }
 
 fn is_login_page(body: &str) -> bool {

@@ -190,3 +190,28 @@ async fn a_wrong_password_is_reported_without_the_password() {
     assert!(!error.contains("not-the-password"));
     assert_eq!(fake.stats().await["failed_logins"], 1);
 }
+
+#[tokio::test]
+async fn graphs_are_discovered_from_the_list_pages_and_filtered_by_title() {
+    let mut config = graphs(json!({
+        "41": {"title": "2ABT Albert Park CVC000000123456 1G"},
+        "42": {"title": "Localhost - Memory Usage"},
+        "43": {"title": "3MEL Melbourne & Co NNI000000654321 10G"},
+        "44": {"title": "Interface Traffic eth0"},
+        "45": {"title": "4BRI Brisbane CVC000000111111 500M"}
+    }));
+    config["list_page_size"] = json!(2);
+    let fake = FakeCacti::start(config);
+    let client = CactiClient::new(fake.source(&[])).unwrap();
+    let pattern = regex::Regex::new(r"(?i)\b(CVC|NNI)\d{12}\b").unwrap();
+    let found = client.discover(&pattern).await.unwrap();
+    assert_eq!(
+        found,
+        vec![
+            (41, "2ABT Albert Park CVC000000123456 1G".to_string()),
+            (43, "3MEL Melbourne & Co NNI000000654321 10G".to_string()),
+            (45, "4BRI Brisbane CVC000000111111 500M".to_string()),
+        ],
+        "three pages read, HTML entities decoded, other graphs left out"
+    );
+}

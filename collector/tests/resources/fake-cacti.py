@@ -15,10 +15,13 @@ The flow, as Cacti 1.2 does it:
 - POST /index.php (action=login, login_username, login_password, __csrf_magic): checks the
   token and the password; success redirects (302) to /index.php, failure shows the login page
   again with "Invalid User Name/Password".
+- GET /graph_view.php?action=list&page=N: the graph list, list_page_size graphs a page, each
+  a link to graph.php?local_graph_id=ID with the title as its text (HTML-escaped).
 - GET /graph_xport.php?local_graph_id=N&rra_id=0&graph_start=S&graph_end=E: the CSV export;
   without a logged-in session, a 302 to /index.php (the login page).
 Counters at GET /_stats (JSON) let tests check what happened (logins, exports, by graph).
 """
+import html
 import json
 import secrets
 import sys
@@ -118,6 +121,19 @@ class Handler(BaseHTTPRequestHandler):
             if session and session["user"]:
                 return self.send(200, "<html><body><h1>Console</h1></body></html>")
             return self.login_page()
+        if url.path == "/graph_view.php" and query.get("action", [""])[0] == "list":
+            sid, session = self.session()
+            if not (session and session["user"]):
+                return self.send(302, "", headers=[("Location", "/index.php")])
+            per_page = int(CONFIG.get("list_page_size", 2))
+            page = max(1, int(query.get("page", ["1"])[0] or 1))
+            ids = sorted(CONFIG["graphs"], key=int)
+            shown = ids[(page - 1) * per_page: page * per_page]
+            rows = "".join(
+                "<tr id='line%s'><td><a class='linkEditMain' href='graph.php?local_graph_id=%s&amp;rra_id=all'>%s</a></td></tr>\n"
+                % (gid, gid, html.escape(CONFIG["graphs"][gid].get("title", ""), quote=True)) for gid in shown)
+            nav = "<a href='graph_view.php?action=list&amp;page=%d'>Next</a>" % (page + 1) if page * per_page < len(ids) else ""
+            return self.send(200, "<html><body><table>%s</table>%s</body></html>" % (rows, nav))
         if url.path == "/graph_xport.php":
             sid, session = self.session()
             with LOCK:
