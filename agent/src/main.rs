@@ -338,10 +338,7 @@ fn print_hosts(report: &DiscoveryReport, json: bool) {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        print_json(&rows);
         return;
     }
     println!(
@@ -368,6 +365,10 @@ fn print_hosts(report: &DiscoveryReport, json: bool) {
     }
 }
 
+fn print_json(rows: &[serde_json::Value]) {
+    println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
+}
+
 fn print_rounds(rounds: &[&netwarden_shared::ProbeRound], json: bool) {
     if json {
         let rows: Vec<_> = rounds
@@ -384,10 +385,7 @@ fn print_rounds(rounds: &[&netwarden_shared::ProbeRound], json: bool) {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        print_json(&rows);
         return;
     }
     println!(

@@ -4,6 +4,7 @@
 
 use crate::config::SpeedTestPlan;
 use bytes::Bytes;
+use netwarden_shared::tls::error_chain;
 use netwarden_shared::{SpeedDirection, SpeedTest};
 use std::time::{Duration, Instant};
 
@@ -63,8 +64,8 @@ pub async fn download(client: &reqwest::Client, base: &str, bytes: u64) -> Speed
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| describe(&e))?;
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+            .map_err(|e| error_chain(&e))?;
+        while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
             got += chunk.len() as u64;
         }
         if got != bytes {
@@ -103,8 +104,8 @@ pub async fn upload(client: &reqwest::Client, base: &str, bytes: u64) -> SpeedTe
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| describe(&e))?;
-        let body: serde_json::Value = response.json().await.map_err(|e| describe(&e))?;
+            .map_err(|e| error_chain(&e))?;
+        let body: serde_json::Value = response.json().await.map_err(|e| error_chain(&e))?;
         let counted = body
             .get("bytes")
             .and_then(|b| b.as_u64())
@@ -120,16 +121,4 @@ pub async fn upload(client: &reqwest::Client, base: &str, bytes: u64) -> SpeedTe
         Ok(counted) => result(url, SpeedDirection::Upload, counted, took, None),
         Err(err) => result(url, SpeedDirection::Upload, 0, took, Some(err)),
     }
-}
-
-/// reqwest's Display hides the cause ("error sending request"); the chain says why.
-fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

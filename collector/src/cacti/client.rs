@@ -7,6 +7,7 @@
 use super::export::{ExportError, ExportHeader, ExportReader, Limits};
 use chrono_tz::Tz;
 use futures::stream::{self, StreamExt};
+use netwarden_shared::tls::error_chain;
 use std::time::Duration;
 
 /// An export is a few hundred rows; anything near this is not one.
@@ -123,19 +124,24 @@ impl CactiClient {
         }
     }
 
-    /// Logs in: fetch the login page for its CSRF token and cookie, post the form, and check
-    /// that Cacti did not show the login form again.
-    pub async fn login(&self) -> Result<(), CactiError> {
-        let page = self
-            .http
-            .get(self.url("index.php"))
+    /// A page's HTML (any HTTP error status is an error).
+    async fn get_page(&self, path: &str, query: &[(&str, &str)]) -> Result<String, CactiError> {
+        self.http
+            .get(self.url(path))
+            .query(query)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| self.http_error(describe(&e)))?
+            .map_err(|e| self.http_error(error_chain(&e)))?
             .text()
             .await
-            .map_err(|e| self.http_error(describe(&e)))?;
+            .map_err(|e| self.http_error(error_chain(&e)))
+    }
+
+    /// Logs in: fetch the login page for its CSRF token and cookie, post the form, and check
+    /// that Cacti did not show the login form again.
+    pub async fn login(&self) -> Result<(), CactiError> {
+        let page = self.get_page("index.php", &[]).await?;
         if !is_login_page(&page) {
             return Ok(()); // the cookie still holds a session
         }
@@ -152,7 +158,7 @@ impl CactiClient {
             .form(&form)
             .send()
             .await
-            .map_err(|e| self.http_error(describe(&e)))?;
+            .map_err(|e| self.http_error(error_chain(&e)))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if status.is_success() && !is_login_page(&body) {
@@ -185,7 +191,7 @@ impl CactiClient {
             ])
             .send()
             .await
-            .map_err(|e| fail(describe(&e)))?;
+            .map_err(|e| fail(error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(fail(format!("HTTP {status}")));
@@ -197,7 +203,7 @@ impl CactiClient {
             return Err(fail(format!("an export over {MAX_EXPORT_BYTES} bytes")));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| fail(describe(&e)))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(error_chain(&e)))? {
             if body.len() + chunk.len() > MAX_EXPORT_BYTES {
                 return Err(fail(format!("an export over {MAX_EXPORT_BYTES} bytes")));
             }
@@ -282,17 +288,10 @@ impl CactiClient {
             .map_err(|e| self.http_error(e))?;
         let mut found = std::collections::BTreeMap::new();
         for page in 1..=MAX_LIST_PAGES {
+            let page = page.to_string();
             let body = self
-                .http
-                .get(self.url("graph_view.php"))
-                .query(&[("action", "list"), ("page", &page.to_string())])
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| self.http_error(describe(&e)))?
-                .text()
-                .await
-                .map_err(|e| self.http_error(describe(&e)))?;
+                .get_page("graph_view.php", &[("action", "list"), ("page", &page)])
+                .await?;
             if is_login_page(&body) {
                 return Err(self.http_error("the graph list asks to log in"));
             }
@@ -371,17 +370,6 @@ fn csrf_token(page: &str) -> Option<String> {
     let rest = &rest[1..];
     let end = rest.find(quote)?;
     Some(rest[..end].to_string())
-}
-
-fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
