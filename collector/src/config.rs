@@ -1,6 +1,7 @@
 //! Collector configuration: `collector.toml`, overridden by `NETWARDEN_COLLECTOR_*` variables
 //! (`NETWARDEN_COLLECTOR_DATABASE__URL=postgres://...`).
 
+use crate::cacti::{CactiConfig, PoiConfig, ScrapeSettings};
 use crate::storage::{DatabaseLocation, SqliteSync};
 use netwarden_shared::config::{self, ConfigError};
 use netwarden_shared::logging::LogConfig;
@@ -19,6 +20,8 @@ pub struct CollectorConfig {
     pub tls: TlsConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub cacti: CactiConfig,
+    pub poi: PoiConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +111,8 @@ pub struct Settings {
     pub max_connections: u32,
     pub sqlite_sync: SqliteSync,
     pub log: LogConfig,
+    /// The Cacti scraper; `None` when no `[[cacti.sources]]` is configured.
+    pub scrape: Option<ScrapeSettings>,
 }
 
 impl Settings {
@@ -166,6 +171,7 @@ impl Settings {
                 "must be 1 or more",
             ));
         }
+        let scrape = ScrapeSettings::from_config(path, &raw.cacti, &raw.poi)?;
         Ok(Settings {
             source: path.to_path_buf(),
             grpc_listen,
@@ -177,6 +183,49 @@ impl Settings {
             max_connections: raw.database.max_connections,
             sqlite_sync: raw.database.sqlite_synchronous,
             log: raw.log,
+            scrape,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped example, with its commented-out keys switched on, uses only real keys.
+    #[test]
+    fn the_example_config_names_only_real_keys() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/examples/collector.toml"
+        );
+        let text = std::fs::read_to_string(example).unwrap();
+        let commented = regex::Regex::new(r"^# (\[.*\]|[a-z_]+ = .*)$").unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|line| match commented.captures(line) {
+                Some(caps) => format!("{}\n", &caps[1]),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        assert!(uncommented.contains("\n[[cacti.sources]]\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        let raw: CollectorConfig = config::load(&path, "NETWARDEN_TEST_UNUSED_").unwrap();
+        assert_eq!(raw.cacti.sources.len(), 1);
+        assert_eq!(raw.cacti.sources[0].timezone, "Australia/Sydney");
+        assert_eq!(raw.cacti.titles.len(), 1);
+        assert_eq!(raw.poi.columns.sheet.as_deref(), Some("POIs"));
+        let titles: Vec<(String, String)> = raw
+            .cacti
+            .titles
+            .iter()
+            .map(|t| (t.name.clone(), t.pattern.clone()))
+            .collect();
+        let parser = crate::poi::TitleParser::new(&titles).unwrap();
+        let parsed = parser.parse("POI 2ABT - Albert Park - 500M").unwrap();
+        assert_eq!(parsed.pattern, "ours");
+        assert_eq!(parsed.capacity_bps, Some(500_000_000));
     }
 }

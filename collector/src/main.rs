@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use netwarden_collector::config::Settings;
-use netwarden_collector::{pki, server, storage};
+use netwarden_collector::{cacti, pki, server, storage};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -19,6 +19,11 @@ enum Command {
     Validate(ConfigArg),
     /// Apply database migrations and exit.
     Migrate(ConfigArg),
+    /// Scrape Cacti POI graphs (the `[cacti]` section) outside `serve`.
+    Cacti {
+        #[command(subcommand)]
+        command: CactiCommand,
+    },
     /// Manage the certificate authority for agents and the collector.
     Pki {
         #[command(subcommand)]
@@ -36,6 +41,18 @@ struct ConfigArg {
         default_value = "/etc/netwarden/collector.toml"
     )]
     config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum CactiCommand {
+    /// Scrape every configured source: once with --once (exit 1 if a graph failed), else on
+    /// the configured interval until stopped.
+    Scrape {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +86,62 @@ enum PkiCommand {
 
 fn load(config: &std::path::Path) -> Result<Settings> {
     Ok(Settings::load(config)?)
+}
+
+async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
+    let settings = load(config)?;
+    netwarden_shared::logging::init(&settings.log);
+    let Some(scrape) = &settings.scrape else {
+        anyhow::bail!(
+            "{}: no [[cacti.sources]] configured; nothing to scrape",
+            config.display()
+        );
+    };
+    let store = storage::open(&settings.database, 2, settings.sqlite_sync).await?;
+    store.migrate().await?;
+    let metrics = std::sync::Arc::new(netwarden_collector::metrics::Metrics::new());
+    let scraper = cacti::Scraper::new(scrape, store, metrics).await?;
+    if !once {
+        scraper.run(netwarden_shared::shutdown::on_signal()).await;
+        return Ok(());
+    }
+    let runs = scraper.run_once(chrono::Utc::now()).await;
+    let mut failures = 0;
+    for run in &runs {
+        let r = &run.record;
+        println!(
+            "{}: fetched {} graphs, {} samples written, {} skipped, {} failed, {} new maxouts ({} extended)",
+            r.source,
+            r.fetched,
+            r.samples,
+            r.skipped.len(),
+            r.failed.len(),
+            run.new_maxouts.len(),
+            run.extended_maxouts
+        );
+        for (graph, why) in &r.skipped {
+            println!("  skipped graph {graph}: {why}");
+        }
+        for (graph, err) in &r.failed {
+            println!("  failed graph {graph}: {err}");
+        }
+        for m in &run.new_maxouts {
+            println!(
+                "  maxout {} graph {} {} from {} to {} peak {:.1}%",
+                m.poi_code.as_deref().unwrap_or("?"),
+                m.graph_id,
+                m.direction,
+                m.start,
+                m.end,
+                m.peak_pct
+            );
+        }
+        failures += r.failed.len();
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} graph fetches failed (listed above)");
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -108,6 +181,9 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Cacti {
+            command: CactiCommand::Scrape { config, once },
+        } => scrape(&config.config, once).await,
         Command::Pki { command } => match command {
             PkiCommand::Init {
                 dir,

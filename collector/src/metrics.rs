@@ -20,6 +20,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub agent_backlog: Family<Labels, Gauge<u64, AtomicU64>>,
     pub agent_dropped: Family<Labels, Gauge<u64, AtomicU64>>,
+    pub cacti_graphs: Family<Labels, Counter>,
+    pub cacti_last_success: Family<Labels, Gauge<i64>>,
+    pub poi_maxouts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,6 +82,24 @@ impl Metrics {
             "Records an agent's full buffer dropped since it was created, as last reported",
             agent_dropped.clone(),
         );
+        let cacti_graphs = Family::<Labels, Counter>::default();
+        registry.register(
+            "cacti_graphs",
+            "Cacti graph fetches, by source and outcome (fetched, skipped, failed)",
+            cacti_graphs.clone(),
+        );
+        let cacti_last_success = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "cacti_last_success_timestamp_seconds",
+            "When a scrape of the source last fetched every graph",
+            cacti_last_success.clone(),
+        );
+        let poi_maxouts = Family::<Labels, Counter>::default();
+        registry.register(
+            "poi_maxouts",
+            "POI maxout events created, by source and direction",
+            poi_maxouts.clone(),
+        );
         Metrics {
             registry,
             batches,
@@ -89,11 +110,18 @@ impl Metrics {
             commit_seconds,
             agent_backlog,
             agent_dropped,
+            cacti_graphs,
+            cacti_last_success,
+            poi_maxouts,
         }
     }
 
     pub fn label(key: &'static str, value: impl Into<String>) -> Labels {
         vec![(key, value.into())]
+    }
+
+    pub fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
     }
 
     /// The text exposition format.

@@ -25,6 +25,8 @@ pub enum StartError {
     Store(#[from] storage::StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] netwarden_shared::tls::TlsError),
+    #[error("Cacti scraper: {0}")]
+    Scraper(#[from] crate::cacti::job::ScrapeError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -129,6 +131,20 @@ pub async fn start(
             .map_err(|e| e.to_string());
         ("http", result)
     });
+
+    if let Some(scrape) = &settings.scrape {
+        let scraper = crate::cacti::Scraper::new(scrape, store.clone(), metrics.clone()).await?;
+        let stop = shutdown.clone();
+        tracing::info!(
+            sources = scrape.sources.len(),
+            interval_secs = scrape.interval.as_secs(),
+            "Cacti scraper started"
+        );
+        tasks.spawn(async move {
+            scraper.run(stop).await;
+            ("cacti-scrape", Ok(()))
+        });
+    }
 
     tracing::info!(%grpc_addr, %http_addr, backend = store.backend(), "collector listening");
     Ok(Running {

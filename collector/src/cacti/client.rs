@@ -96,6 +96,10 @@ enum Fetched {
 }
 
 impl CactiClient {
+    pub fn source(&self) -> &CactiSource {
+        &self.source
+    }
+
     pub fn new(source: CactiSource) -> Result<Self, CactiError> {
         let http = reqwest::Client::builder()
             .cookie_store(true)
@@ -313,24 +317,23 @@ impl CactiClient {
 
     /// Logs in and fetches every configured graph's last `window`, `concurrency` at a time.
     pub async fn scrape(&self, now: i64) -> ScrapeReport {
+        self.scrape_graphs(&self.source.graphs, now).await
+    }
+
+    /// Logs in and fetches these graphs' last `window`, `concurrency` at a time.
+    pub async fn scrape_graphs(&self, graphs: &[u64], now: i64) -> ScrapeReport {
         let mut report = ScrapeReport::default();
         if let Err(err) = self.login().await {
-            report.failed = self
-                .source
-                .graphs
-                .iter()
-                .map(|g| (*g, err.to_string()))
-                .collect();
+            report.failed = graphs.iter().map(|g| (*g, err.to_string())).collect();
             return report;
         }
         *self.session.lock().await += 1;
         let start = now - self.source.window.as_secs() as i64;
-        let results: Vec<(u64, Result<GraphExport, CactiError>)> =
-            stream::iter(self.source.graphs.clone())
-                .map(|graph| async move { (graph, self.export(graph, start, now).await) })
-                .buffer_unordered(self.source.concurrency.max(1))
-                .collect()
-                .await;
+        let results: Vec<(u64, Result<GraphExport, CactiError>)> = stream::iter(graphs.to_vec())
+            .map(|graph| async move { (graph, self.export(graph, start, now).await) })
+            .buffer_unordered(self.source.concurrency.max(1))
+            .collect()
+            .await;
         for (graph, result) in results {
             match result {
                 Ok(export) => report.fetched.push(export),

@@ -1,8 +1,12 @@
-//! Cacti: reading its CSV graph exports. (The scraper that logs in and fetches them, and
-//! what is done with the figures, come with the rest of issue 4.)
+//! Cacti: the HTTP client that logs in and fetches graph exports, the export parser, the
+//! `[cacti]` configuration, and the scrape job that turns exports into POI utilisation.
 
 pub mod client;
+pub mod config;
 pub mod export;
+pub mod job;
 
 pub use client::{CactiClient, CactiError, CactiSource, GraphExport, ScrapeReport};
+pub use config::{CactiConfig, PoiConfig, ScrapeSettings};
 pub use export::{ExportError, ExportHeader, ExportReader, Limits, Row};
+pub use job::{Scraper, SourceRun};

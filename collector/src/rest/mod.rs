@@ -1,5 +1,6 @@
 //! HTTP: `/health`, `/metrics`, the read API under `/api` and the speed-test endpoints.
 
+pub mod pois;
 pub mod speedtest;
 
 use crate::error::ApiError;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices/{id}", get(device))
         .route("/api/devices/{id}/history", get(history))
         .route("/api/devices/{id}/changes", get(changes))
+        .merge(pois::routes())
         .merge(speedtest::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)

@@ -3,11 +3,13 @@
 
 mod group;
 mod plan;
+pub mod poi;
 pub mod postgres;
 mod sqlite;
 
 pub use group::GroupCommitter;
 pub use plan::{BatchPlan, DeviceLatest};
+pub use poi::PoiStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -172,7 +174,7 @@ pub struct IngestAudit {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PoiStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations; returns the descriptions of those applied now.

@@ -18,6 +18,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod poi;
+
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_init",
@@ -26,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0002_identity_time",
         include_str!("../../migrations/sqlite/0002_identity_time.sql"),
+    ),
+    (
+        "0003_poi",
+        include_str!("../../migrations/sqlite/0003_poi.sql"),
     ),
 ];
 

@@ -9,14 +9,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct FakeCacti {
+pub struct FakeCacti {
     child: Child,
-    port: u16,
+    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl FakeCacti {
-    fn start(config: Value) -> FakeCacti {
+    pub fn start(config: Value) -> FakeCacti {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cacti.json");
         std::fs::write(&path, config.to_string()).unwrap();
@@ -59,7 +59,7 @@ impl FakeCacti {
         }
     }
 
-    async fn stats(&self) -> Value {
+    pub async fn stats(&self) -> Value {
         reqwest::get(format!("http://127.0.0.1:{}/_stats", self.port))
             .await
             .unwrap()

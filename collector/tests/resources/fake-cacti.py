@@ -8,7 +8,13 @@ CONFIG: {"username": "...", "password": "...",
          "session_exports": N,            # a session expires after N exports (0 = never)
          "graphs": {"ID": {"title": "...", "rows": N, "start": "YYYY-MM-DD HH:MM:SS",
                            "fault": null | "500" | "slow" | "malformed" | "nan",
-                           "bom": true|false, "colon_keys": true|false}}}
+                           "bom": true|false, "colon_keys": true|false,
+                           "window": true|false, "levels": [[FROM, UNTIL, IN, OUT], ...]}},
+         "timezone": "Australia/Sydney"}
+
+A graph with "window": true answers for the window asked (graph_start..graph_end, on 5-minute
+boundaries, dates in "timezone") with values that depend only on the time, so overlapping
+exports agree; "levels" sets the values (bits/s) for Unix times in [FROM, UNTIL).
 
 The flow, as Cacti 1.2 does it:
 - GET /index.php: the login page, with a __csrf_magic hidden field; sets the Cacti cookie.
@@ -27,7 +33,8 @@ import secrets
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -47,7 +54,34 @@ LOGIN_PAGE = """<!DOCTYPE html><html><head><title>Login to Cacti</title></head><
 </form></body></html>"""
 
 
-def export_body(graph_id, graph):
+def window_values(graph, ts):
+    for level in graph.get("levels", []):
+        if level[0] <= ts < level[1]:
+            return level[2], level[3]
+    return 1.0e8 + (ts // 300 % 50) * 1.0e6, 2.0e7 + (ts // 300 % 50) * 1.0e5
+
+
+def window_body(graph_id, graph, query):
+    zone = ZoneInfo(CONFIG.get("timezone", "UTC"))
+    start = int(query.get("graph_start", ["0"])[0])
+    end = int(query.get("graph_end", ["0"])[0])
+    first = -(-start // 300) * 300
+    stamps = list(range(first, end, 300))
+    local = lambda ts: datetime.fromtimestamp(ts, timezone.utc).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+    lines = ['"%s","%s"' % (k, v.replace('"', '""')) for k, v in [
+        ("Title", graph.get("title", "")), ("Vertical Label", "bits per second"),
+        ("Start Date", local(start)), ("End Date", local(end)), ("Step", "300"),
+        ("Total Rows", str(len(stamps))), ("Graph ID", str(graph_id)), ("Host ID", "1")]]
+    lines += ['""', '"Date","Inbound","Outbound"']
+    for ts in stamps:
+        inbound, outbound = window_values(graph, ts)
+        lines.append('"%s","%.10e","%.10e"' % (local(ts), inbound, outbound))
+    return "\ufeff" + "\r\n".join(lines) + "\r\n"
+
+
+def export_body(graph_id, graph, query):
+    if graph.get("window"):
+        return window_body(graph_id, graph, query)
     rows = int(graph.get("rows", 12))
     start = datetime.strptime(graph.get("start", "2025-01-15 10:00:00"), "%Y-%m-%d %H:%M:%S")
     colon = ":" if graph.get("colon_keys") else ""
@@ -155,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(500, "<html><body>Internal Server Error</body></html>")
             if graph.get("fault") == "slow":
                 time.sleep(float(graph.get("delay", 5)))
-            return self.send(200, export_body(graph_id, graph), "text/csv; charset=UTF-8",
+            return self.send(200, export_body(graph_id, graph, query), "text/csv; charset=UTF-8",
                              headers=[("Content-Disposition", 'attachment; filename="graph_export.csv"')])
         return self.send(404, "<html><body>Not found</body></html>")
 

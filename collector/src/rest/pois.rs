@@ -1,0 +1,262 @@
+//! `/api/pois`, `/api/pois/unparsed`, `/api/pois/{code}`, `/api/pois/{code}/utilisation`,
+//! `/api/maxouts` and `/api/cacti/runs`: the Cacti scraper's results.
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::poi::utilisation::{daily, DailyFigure, Sample};
+use crate::storage::poi::ScrapeRunRecord;
+use crate::storage::poi::{GraphRecord, MaxoutQuery, MaxoutRecord, PoiRecord, SampleRecord};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The longest utilisation window one request may ask for.
+pub const MAX_UTILISATION_DAYS: i64 = 31;
+pub const MAX_MAXOUTS: u32 = 10_000;
+/// Days of daily figures in a POI's detail.
+pub const DAILY_DAYS: i64 = 7;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/pois", get(pois))
+        .route("/api/pois/unparsed", get(unparsed))
+        .route("/api/pois/{code}", get(poi))
+        .route("/api/pois/{code}/utilisation", get(utilisation))
+        .route("/api/maxouts", get(maxouts_list))
+        .route("/api/cacti/runs", get(runs))
+}
+
+async fn pois(State(state): State<AppState>) -> Result<Json<Vec<PoiRecord>>, ApiError> {
+    Ok(Json(state.store.pois().await?))
+}
+
+async fn unparsed(State(state): State<AppState>) -> Result<Json<Vec<GraphRecord>>, ApiError> {
+    Ok(Json(state.store.unparsed_graphs().await?))
+}
+
+/// POI codes are a state digit and three letters (`2ABT`); case is ignored.
+fn poi_code(code: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(code) = code.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let valid = code.len() == 4
+        && matches!(code.as_bytes()[0], b'1'..=b'7')
+        && code[1..].bytes().all(|b| b.is_ascii_alphabetic());
+    if !valid {
+        return Err(ApiError::invalid(format!(
+            "code: {code:?} is not a POI code (a state digit 1-7 and three letters, e.g. 2ABT)"
+        )));
+    }
+    Ok(code.to_ascii_uppercase())
+}
+
+#[derive(Debug, Serialize)]
+struct GraphDetail {
+    #[serde(flatten)]
+    graph: GraphRecord,
+    /// Daily figures over the last days, in the source's time zone (absent without capacity).
+    daily: Vec<DailyFigure>,
+}
+
+#[derive(Debug, Serialize)]
+struct PoiDetail {
+    #[serde(flatten)]
+    poi: PoiRecord,
+    graphs: Vec<GraphDetail>,
+    /// Maxouts of the last days, oldest first.
+    recent_maxouts: Vec<MaxoutRecord>,
+}
+
+async fn poi(
+    State(state): State<AppState>,
+    code: Result<Path<String>, PathRejection>,
+) -> Result<Json<PoiDetail>, ApiError> {
+    let code = poi_code(code)?;
+    let poi = state
+        .store
+        .poi(&code)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("POI {code} not found")))?;
+    let to = Utc::now() + Duration::seconds(1);
+    let from = to - Duration::days(DAILY_DAYS);
+    let mut graphs = Vec::new();
+    for graph in state.store.poi_graphs(&code).await? {
+        let samples = state
+            .store
+            .samples(&graph.source, graph.graph_id, from, to)
+            .await?;
+        let figures = match (graph.capacity_bps, graph.timezone.parse::<chrono_tz::Tz>()) {
+            (Some(capacity), Ok(tz)) if capacity > 0 => {
+                daily(&as_series(&samples), capacity as u64, tz)
+            }
+            _ => Vec::new(),
+        };
+        graphs.push(GraphDetail {
+            graph,
+            daily: figures,
+        });
+    }
+    let recent_maxouts = state
+        .store
+        .maxouts(&MaxoutQuery {
+            poi_code: Some(code),
+            from,
+            to,
+            limit: MAX_MAXOUTS,
+        })
+        .await?;
+    Ok(Json(PoiDetail {
+        poi,
+        graphs,
+        recent_maxouts,
+    }))
+}
+
+fn as_series(samples: &[SampleRecord]) -> Vec<Sample> {
+    samples
+        .iter()
+        .map(|s| Sample {
+            at: s.ts.timestamp(),
+            in_bps: s.in_bps,
+            out_bps: s.out_bps,
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowParams {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+/// `[from, to)`: `to` defaults to now, `from` to `default` before `to`.
+fn window(
+    params: Result<Query<WindowParams>, QueryRejection>,
+    default: Duration,
+    max: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let to = params
+        .to
+        .unwrap_or_else(|| Utc::now() + Duration::seconds(1));
+    let from = params.from.unwrap_or(to - default);
+    if from >= to {
+        return Err(ApiError::invalid("from: must be before to"));
+    }
+    if to - from > max {
+        return Err(ApiError::invalid(format!(
+            "from: the window may span at most {} days",
+            max.num_days()
+        )));
+    }
+    Ok((from, to))
+}
+
+#[derive(Debug, Serialize)]
+struct GraphUtilisation {
+    source: String,
+    graph_id: i64,
+    circuit_id: Option<String>,
+    traffic_class: Option<String>,
+    capacity_bps: Option<i64>,
+    samples: Vec<SampleRecord>,
+}
+
+async fn utilisation(
+    State(state): State<AppState>,
+    code: Result<Path<String>, PathRejection>,
+    params: Result<Query<WindowParams>, QueryRejection>,
+) -> Result<Json<Vec<GraphUtilisation>>, ApiError> {
+    let code = poi_code(code)?;
+    let (from, to) = window(
+        params,
+        Duration::hours(24),
+        Duration::days(MAX_UTILISATION_DAYS),
+    )?;
+    let graphs = state.store.poi_graphs(&code).await?;
+    if graphs.is_empty() {
+        return Err(ApiError::not_found(format!("POI {code} not found")));
+    }
+    let mut out = Vec::with_capacity(graphs.len());
+    for g in graphs {
+        let samples = state.store.samples(&g.source, g.graph_id, from, to).await?;
+        out.push(GraphUtilisation {
+            source: g.source,
+            graph_id: g.graph_id,
+            circuit_id: g.circuit_id,
+            traffic_class: g.traffic_class,
+            capacity_bps: g.capacity_bps,
+            samples,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaxoutParams {
+    poi: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+}
+
+async fn maxouts_list(
+    State(state): State<AppState>,
+    params: Result<Query<MaxoutParams>, QueryRejection>,
+) -> Result<Json<Vec<MaxoutRecord>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let poi = params
+        .poi
+        .map(|p| poi_code(Ok(Path(p))))
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.message.replacen("code:", "poi:", 1)))?;
+    let (from, to) = window(
+        Ok(Query(WindowParams {
+            from: params.from,
+            to: params.to,
+        })),
+        Duration::days(7),
+        Duration::days(366),
+    )?;
+    let limit = params.limit.unwrap_or(1000);
+    if limit == 0 || limit > MAX_MAXOUTS {
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {MAX_MAXOUTS}"
+        )));
+    }
+    Ok(Json(
+        state
+            .store
+            .maxouts(&MaxoutQuery {
+                poi_code: poi,
+                from,
+                to,
+                limit,
+            })
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunParams {
+    limit: Option<u32>,
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    params: Result<Query<RunParams>, QueryRejection>,
+) -> Result<Json<Vec<ScrapeRunRecord>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = params.limit.unwrap_or(50);
+    if limit == 0 || limit > super::MAX_PAGE {
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {}",
+            super::MAX_PAGE
+        )));
+    }
+    Ok(Json(state.store.scrape_runs(limit).await?))
+}
