@@ -2,6 +2,7 @@
 //! (`NETWARDEN_COLLECTOR_DATABASE__URL=postgres://...`).
 
 use crate::cacti::{CactiConfig, PoiConfig, ScrapeSettings};
+use crate::kpi::{KpiConfig, KpiSettings};
 use crate::storage::{DatabaseLocation, SqliteSync};
 use netwarden_shared::config::{self, ConfigError};
 use netwarden_shared::logging::LogConfig;
@@ -22,6 +23,7 @@ pub struct CollectorConfig {
     pub log: LogConfig,
     pub cacti: CactiConfig,
     pub poi: PoiConfig,
+    pub kpi: KpiConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +115,8 @@ pub struct Settings {
     pub log: LogConfig,
     /// The Cacti scraper; `None` when no `[[cacti.sources]]` is configured.
     pub scrape: Option<ScrapeSettings>,
+    /// The KPI job; `None` when `[kpi] directory` is not set.
+    pub kpi: Option<KpiSettings>,
 }
 
 impl Settings {
@@ -172,6 +176,7 @@ impl Settings {
             ));
         }
         let scrape = ScrapeSettings::from_config(path, &raw.cacti, &raw.poi)?;
+        let kpi = KpiSettings::from_config(path, &raw.kpi)?;
         Ok(Settings {
             source: path.to_path_buf(),
             grpc_listen,
@@ -184,6 +189,7 @@ impl Settings {
             sqlite_sync: raw.database.sqlite_synchronous,
             log: raw.log,
             scrape,
+            kpi,
         })
     }
 }

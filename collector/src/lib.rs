@@ -6,6 +6,7 @@ pub mod cacti;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod kpi;
 pub mod metrics;
 pub mod pki;
 pub mod poi;

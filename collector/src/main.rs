@@ -24,6 +24,11 @@ enum Command {
         #[command(subcommand)]
         command: CactiCommand,
     },
+    /// Compute KPIs from the flow files in `[kpi] directory` outside `serve`.
+    Kpi {
+        #[command(subcommand)]
+        command: KpiCommand,
+    },
     /// Manage the certificate authority for agents and the collector.
     Pki {
         #[command(subcommand)]
@@ -48,6 +53,19 @@ enum CactiCommand {
     /// Scrape every configured source: once with --once (exit 1 if a graph failed), else on
     /// the configured interval until stopped.
     Scrape {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KpiCommand {
+    /// Compute every completed interval not computed yet (catching up after downtime, and
+    /// again for late files): once with --once (exit 1 if a file could not be read), else on
+    /// the configured scan interval until stopped.
+    Run {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long)]
@@ -86,6 +104,53 @@ enum PkiCommand {
 
 fn load(config: &std::path::Path) -> Result<Settings> {
     Ok(Settings::load(config)?)
+}
+
+async fn kpi_run(config: &std::path::Path, once: bool) -> Result<()> {
+    let settings = load(config)?;
+    netwarden_shared::logging::init(&settings.log);
+    let Some(kpi) = &settings.kpi else {
+        anyhow::bail!(
+            "{}: [kpi] directory is not set; nothing to do",
+            config.display()
+        );
+    };
+    let store = storage::open(&settings.database, 2, settings.sqlite_sync).await?;
+    store.migrate().await?;
+    let metrics = std::sync::Arc::new(netwarden_collector::metrics::Metrics::new());
+    let job = netwarden_collector::kpi::KpiJob::new(kpi.clone(), store, metrics);
+    if !once {
+        job.run(netwarden_shared::shutdown::on_signal()).await;
+        return Ok(());
+    }
+    let report = job.run_once(chrono::Utc::now()).await?;
+    println!(
+        "{} intervals and {} hours computed from {} files: {} rows counted, {} skipped",
+        report.intervals.len(),
+        report.hours.len(),
+        report.files_read,
+        report.rows,
+        report.skipped_rows
+    );
+    for start in &report.intervals {
+        println!("  interval {start}");
+    }
+    for start in &report.hours {
+        println!("  hour {start}");
+    }
+    for (name, why) in &report.bad_names {
+        println!("  ignored {name}: {why}");
+    }
+    for hour in &report.incomplete_hours {
+        println!("  hour {hour} not recomputed: files it was computed from are gone");
+    }
+    if !report.unreadable.is_empty() {
+        anyhow::bail!(
+            "could not read {} (their intervals wait for the next run)",
+            report.unreadable.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
@@ -184,6 +249,9 @@ async fn main() -> Result<()> {
         Command::Cacti {
             command: CactiCommand::Scrape { config, once },
         } => scrape(&config.config, once).await,
+        Command::Kpi {
+            command: KpiCommand::Run { config, once },
+        } => kpi_run(&config.config, once).await,
         Command::Pki { command } => match command {
             PkiCommand::Init {
                 dir,

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub cacti_graphs: Family<Labels, Counter>,
     pub cacti_last_success: Family<Labels, Gauge<i64>>,
     pub poi_maxouts: Family<Labels, Counter>,
+    pub kpi_intervals: Family<Labels, Counter>,
+    pub kpi_rows: Family<Labels, Counter>,
+    pub kpi_unreadable: Gauge,
 }
 
 impl Default for Metrics {
@@ -100,6 +103,24 @@ impl Metrics {
             "POI maxout events created, by source and direction",
             poi_maxouts.clone(),
         );
+        let kpi_intervals = Family::<Labels, Counter>::default();
+        registry.register(
+            "kpi_intervals_computed",
+            "KPI intervals computed (again), by granularity (5m, 1h)",
+            kpi_intervals.clone(),
+        );
+        let kpi_rows = Family::<Labels, Counter>::default();
+        registry.register(
+            "kpi_rows",
+            "Flow file rows read, by outcome (counted, skipped)",
+            kpi_rows.clone(),
+        );
+        let kpi_unreadable = Gauge::default();
+        registry.register(
+            "kpi_unreadable_files",
+            "Flow files the last KPI run could not read",
+            kpi_unreadable.clone(),
+        );
         Metrics {
             registry,
             batches,
@@ -113,6 +134,9 @@ impl Metrics {
             cacti_graphs,
             cacti_last_success,
             poi_maxouts,
+            kpi_intervals,
+            kpi_rows,
+            kpi_unreadable,
         }
     }
 

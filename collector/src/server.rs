@@ -146,6 +146,16 @@ pub async fn start(
         });
     }
 
+    if let Some(kpi) = &settings.kpi {
+        let job = crate::kpi::KpiJob::new(kpi.clone(), store.clone(), metrics.clone());
+        let stop = shutdown.clone();
+        tracing::info!(directory = %kpi.directory.display(), "KPI job started");
+        tasks.spawn(async move {
+            job.run(stop).await;
+            ("kpi", Ok(()))
+        });
+    }
+
     tracing::info!(%grpc_addr, %http_addr, backend = store.backend(), "collector listening");
     Ok(Running {
         grpc_addr,

@@ -1,5 +1,6 @@
 //! HTTP: `/health`, `/metrics`, the read API under `/api` and the speed-test endpoints.
 
+pub mod kpis;
 pub mod pois;
 pub mod speedtest;
 
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices/{id}/history", get(history))
         .route("/api/devices/{id}/changes", get(changes))
         .merge(pois::routes())
+        .merge(kpis::routes())
         .merge(speedtest::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)

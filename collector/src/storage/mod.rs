@@ -2,12 +2,14 @@
 //! backends. Both run the same test suite (`tests/it/storage.rs`).
 
 mod group;
+pub mod kpi;
 mod plan;
 pub mod poi;
 pub mod postgres;
 mod sqlite;
 
 pub use group::GroupCommitter;
+pub use kpi::KpiStore;
 pub use plan::{BatchPlan, DeviceLatest};
 pub use poi::PoiStore;
 pub use postgres::PostgresStore;
@@ -174,7 +176,7 @@ pub struct IngestAudit {
 }
 
 #[async_trait]
-pub trait Store: PoiStore + Send + Sync + 'static {
+pub trait Store: PoiStore + KpiStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations; returns the descriptions of those applied now.

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod kpi;
 mod poi;
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -32,6 +33,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_poi",
         include_str!("../../migrations/sqlite/0003_poi.sql"),
+    ),
+    (
+        "0004_kpi",
+        include_str!("../../migrations/sqlite/0004_kpi.sql"),
     ),
 ];
 

@@ -6,6 +6,7 @@ mod cacti;
 mod cli;
 mod e2e;
 mod ingest;
+mod kpi;
 mod poi;
 mod storage;
 mod support;
