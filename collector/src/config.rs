@@ -223,6 +223,10 @@ mod tests {
         assert_eq!(raw.cacti.sources[0].timezone, "Australia/Sydney");
         assert_eq!(raw.cacti.titles.len(), 1);
         assert_eq!(raw.poi.columns.sheet.as_deref(), Some("POIs"));
+        assert_eq!(
+            raw.kpi.directory.as_deref(),
+            Some(std::path::Path::new("/var/lib/netwarden/flows"))
+        );
         let titles: Vec<(String, String)> = raw
             .cacti
             .titles

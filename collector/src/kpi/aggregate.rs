@@ -74,8 +74,8 @@ impl Aggregate {
     }
 
     /// Reads one flow file. Row problems go to `issues` (at most `max_issues` per file; the
-    /// rest are only counted); an error is a problem with the whole file (unreadable, or no
-    /// usable header), and then nothing of it was added.
+    /// rest are only counted); an error is a problem with the whole file (see
+    /// [`Aggregate::add_reader`] for what was added then).
     pub fn add_file(
         &mut self,
         path: &Path,
@@ -96,8 +96,10 @@ impl Aggregate {
         )
     }
 
-    /// [`Aggregate::add_file`] over any reader. The file's rows are gathered apart and
-    /// merged only once the whole file was read, so a read error midway adds nothing.
+    /// [`Aggregate::add_file`] over any reader. A file whose header is unusable adds nothing
+    /// (that is known before its first row); one whose reading fails midway has added the rows
+    /// before the failure, so its caller must drop this aggregate (the KPI job does: the
+    /// interval waits for the next run).
     pub fn add_reader<R: Read>(
         &mut self,
         reader: BufReader<R>,
@@ -105,14 +107,7 @@ impl Aggregate {
         issues: &mut Vec<Issue>,
         max_issues: usize,
     ) -> Result<FileStats, Issue> {
-        let mut file_agg = Aggregate::default();
-        let stats = file_agg.read(reader, name, issues, max_issues)?;
-        if self.traffic.is_empty() && self.users.is_empty() {
-            *self = file_agg;
-        } else {
-            self.absorb(file_agg);
-        }
-        Ok(stats)
+        self.read(reader, name, issues, max_issues)
     }
 
     fn read<R: Read>(
@@ -122,120 +117,161 @@ impl Aggregate {
         issues: &mut Vec<Issue>,
         max_issues: usize,
     ) -> Result<FileStats, Issue> {
-        let whole_file = |message: String| Issue {
-            file: name.to_string(),
-            line: None,
-            message,
+        let mut file = FileState {
+            name,
+            issues,
+            max_issues,
+            columns: None,
+            stats: FileStats::default(),
+            reported: 0,
+            line_no: 0,
         };
-        let mut line = Vec::with_capacity(128);
-        let mut line_no = 0u64;
-        let mut stats = FileStats::default();
-        let mut reported = 0usize;
-        let mut columns: Option<Columns> = None;
+        // Lines are read in place in the reader's buffer; only a line split across two
+        // reads is copied (into `carry`, at most MAX_LINE_BYTES of it).
+        let mut carry: Vec<u8> = Vec::new();
+        let mut carry_overlong = false;
         loop {
-            line.clear();
-            let read = (&mut reader)
-                .take(MAX_LINE_BYTES as u64 + 1)
-                .read_until(b'\n', &mut line)
-                .map_err(|e| whole_file(format!("read failed at line {}: {e}", line_no + 1)))?;
-            if read == 0 {
+            let buf = match reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) => {
+                    return Err(file.whole(format!("read failed at line {}: {e}", file.line_no + 1)))
+                }
+            };
+            if buf.is_empty() {
+                if !carry.is_empty() || carry_overlong {
+                    self.line(&mut file, &carry, carry_overlong)?;
+                }
                 break;
             }
-            line_no += 1;
-            let complete = line.last() == Some(&b'\n');
-            if !complete && line.len() > MAX_LINE_BYTES {
-                // Skip the rest of the overlong line, then report it.
-                let mut rest = Vec::new();
-                loop {
-                    rest.clear();
-                    let n = (&mut reader)
-                        .take(64 * 1024)
-                        .read_until(b'\n', &mut rest)
-                        .map_err(|e| whole_file(format!("read failed at line {line_no}: {e}")))?;
-                    if n == 0 || rest.last() == Some(&b'\n') {
-                        break;
+            let len = buf.len();
+            let mut pos = 0;
+            if !carry.is_empty() || carry_overlong {
+                match memchr::memchr(b'\n', buf) {
+                    Some(i) => {
+                        append_bounded(&mut carry, &mut carry_overlong, &buf[..i]);
+                        self.line(&mut file, &carry, carry_overlong)?;
+                        carry.clear();
+                        carry_overlong = false;
+                        pos = i + 1;
+                    }
+                    None => {
+                        append_bounded(&mut carry, &mut carry_overlong, buf);
+                        reader.consume(len);
+                        continue;
                     }
                 }
-                stats.skipped_rows += 1;
-                report(
-                    issues,
-                    &mut reported,
-                    max_issues,
-                    name,
-                    line_no,
-                    format!("longer than {MAX_LINE_BYTES} bytes"),
-                );
-                continue;
             }
-            let text = trim_line_end(&line);
-            if text.is_empty() {
-                continue;
+            let base = pos;
+            for newline in memchr::memchr_iter(b'\n', &buf[base..]) {
+                let line = &buf[pos..base + newline];
+                self.line(&mut file, line, line.len() > MAX_LINE_BYTES)?;
+                pos = base + newline + 1;
             }
-            let Some(cols) = &columns else {
-                if line_no == 1 && text.starts_with(b"\xef\xbb\xbf") {
-                    columns = Some(Columns::from_header(&text[3..]).map_err(whole_file)?);
-                } else {
-                    columns = Some(Columns::from_header(text).map_err(whole_file)?);
-                }
-                continue;
-            };
-            match cols.parse_row(text) {
-                Ok(row) => {
-                    let bytes = row.uplink + row.downlink;
-                    let total = self.traffic.entry(row.service).or_default();
-                    match total.checked_add(bytes).filter(|t| *t <= i64::MAX as u64) {
-                        Some(sum) => *total = sum,
-                        None => {
-                            stats.skipped_rows += 1;
-                            report(
-                                issues,
-                                &mut reported,
-                                max_issues,
-                                name,
-                                line_no,
-                                format!("service {}'s total would overflow 64 bits", row.service),
-                            );
-                            continue;
-                        }
-                    }
-                    self.users.insert((row.cell, row.msisdn));
-                    stats.rows += 1;
-                }
-                Err(message) => {
-                    stats.skipped_rows += 1;
-                    report(issues, &mut reported, max_issues, name, line_no, message);
-                }
-            }
+            append_bounded(&mut carry, &mut carry_overlong, &buf[pos..]);
+            reader.consume(len);
         }
-        if columns.is_none() {
-            return Err(whole_file("empty: no header line".into()));
+        if file.columns.is_none() {
+            return Err(file.whole("empty: no header line".into()));
         }
-        if reported > max_issues {
-            issues.push(Issue {
+        if file.reported > max_issues {
+            let more = file.reported - max_issues;
+            file.issues.push(Issue {
                 file: name.to_string(),
                 line: None,
-                message: format!("{} more malformed rows not listed", reported - max_issues),
+                message: format!("{more} more malformed rows not listed"),
             });
         }
-        Ok(stats)
+        Ok(file.stats)
+    }
+
+    /// One line (without its `\n`): the header, a row, or a blank line.
+    #[inline]
+    fn line(&mut self, file: &mut FileState<'_>, line: &[u8], overlong: bool) -> Result<(), Issue> {
+        file.line_no += 1;
+        if overlong {
+            file.skipped(format!("longer than {MAX_LINE_BYTES} bytes"));
+            return Ok(());
+        }
+        let text = trim_line_end(line);
+        if text.is_empty() {
+            return Ok(());
+        }
+        let Some(cols) = &file.columns else {
+            let header = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+            file.columns = Some(Columns::from_header(header).map_err(|m| file.whole(m))?);
+            return Ok(());
+        };
+        let row = match cols.fast_row(text) {
+            Some(row) => row,
+            None => match cols.parse_row(text) {
+                Ok(row) => row,
+                Err(message) => {
+                    file.skipped(message);
+                    return Ok(());
+                }
+            },
+        };
+        let total = self.traffic.entry(row.service).or_default();
+        match total
+            .checked_add(row.uplink + row.downlink)
+            .filter(|t| *t <= i64::MAX as u64)
+        {
+            Some(sum) => *total = sum,
+            None => {
+                file.skipped(format!(
+                    "service {}'s total would overflow 64 bits",
+                    row.service
+                ));
+                return Ok(());
+            }
+        }
+        self.users.insert((row.cell, row.msisdn));
+        file.stats.rows += 1;
+        Ok(())
     }
 }
 
-fn report(
-    issues: &mut Vec<Issue>,
-    reported: &mut usize,
-    max: usize,
-    file: &str,
-    line: u64,
-    message: String,
-) {
-    *reported += 1;
-    if *reported <= max {
-        issues.push(Issue {
-            file: file.to_string(),
-            line: Some(line),
+/// Reading state of one file.
+struct FileState<'a> {
+    name: &'a str,
+    issues: &'a mut Vec<Issue>,
+    max_issues: usize,
+    columns: Option<Columns>,
+    stats: FileStats,
+    reported: usize,
+    line_no: u64,
+}
+
+impl FileState<'_> {
+    fn whole(&self, message: String) -> Issue {
+        Issue {
+            file: self.name.to_string(),
+            line: None,
             message,
-        });
+        }
+    }
+
+    fn skipped(&mut self, message: String) {
+        self.stats.skipped_rows += 1;
+        self.reported += 1;
+        if self.reported <= self.max_issues {
+            self.issues.push(Issue {
+                file: self.name.to_string(),
+                line: Some(self.line_no),
+                message,
+            });
+        }
+    }
+}
+
+/// Appends to a carried partial line, keeping at most MAX_LINE_BYTES (beyond that the line
+/// is only marked overlong).
+fn append_bounded(carry: &mut Vec<u8>, overlong: &mut bool, bytes: &[u8]) {
+    if carry.len() + bytes.len() > MAX_LINE_BYTES {
+        *overlong = true;
+        carry.clear();
+    } else if !*overlong {
+        carry.extend_from_slice(bytes);
     }
 }
 
@@ -262,8 +298,12 @@ struct Columns {
     count: usize,
     /// Position of each of [`REQUIRED`].
     at: [usize; 5],
+    /// For each column, its place in [`REQUIRED`], or `NOT_NEEDED`.
+    slot_of: [u8; 64],
     names: Vec<String>,
 }
+
+const NOT_NEEDED: u8 = u8::MAX;
 
 impl Columns {
     fn from_header(line: &[u8]) -> Result<Columns, String> {
@@ -288,11 +328,54 @@ impl Columns {
                 )
             })?;
         }
+        let mut slot_of = [NOT_NEEDED; 64];
+        for (slot, column) in at.iter().enumerate() {
+            slot_of[*column] = slot as u8;
+        }
         Ok(Columns {
             count: names.len(),
             at,
+            slot_of,
             names,
         })
+    }
+
+    /// A row of plain digits and commas, parsed in one pass; `None` for anything else
+    /// (spaces, signs, text, wrong column count, too many digits, out-of-bounds values),
+    /// which [`Columns::parse_row`] then reads and names the problem of.
+    #[inline]
+    fn fast_row(&self, line: &[u8]) -> Option<Row> {
+        let mut values = [0u64; 5];
+        let mut column = 0usize;
+        let mut field_start = 0usize;
+        // Commas found with SIMD; only the needed fields' bytes are looked at.
+        let ends = memchr::memchr_iter(b',', line).chain(std::iter::once(line.len()));
+        for field_end in ends {
+            if column >= self.count {
+                return None;
+            }
+            let slot = self.slot_of[column];
+            if slot != NOT_NEEDED {
+                values[slot as usize] = digits_only(&line[field_start..field_end])?;
+            }
+            column += 1;
+            field_start = field_end + 1;
+        }
+        if column != self.count {
+            return None;
+        }
+        let row = Row {
+            msisdn: values[0],
+            uplink: values[1],
+            downlink: values[2],
+            service: values[3],
+            cell: values[4],
+        };
+        let in_bounds = row.uplink <= MAX_RECORD_BYTES
+            && row.downlink <= MAX_RECORD_BYTES
+            && row.service <= i64::MAX as u64
+            && row.cell <= i64::MAX as u64;
+        in_bounds.then_some(row)
     }
 
     #[inline]
@@ -357,6 +440,23 @@ impl Columns {
         }
         Ok(row)
     }
+}
+
+/// One to 19 ASCII digits, nothing else.
+#[inline]
+fn digits_only(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || field.len() > 19 {
+        return None;
+    }
+    let mut value = 0u64;
+    for &b in field {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(d);
+    }
+    Some(value)
 }
 
 /// A plain unsigned decimal (spaces around allowed), at most 19 digits.

@@ -156,3 +156,76 @@ fn an_hour_counts_a_user_seen_in_several_intervals_once() {
     assert_eq!(hour.cells(), vec![(7, 4)], "555 once, 600, 601, 602");
     assert_eq!(hour.services(), vec![(1, 60)]);
 }
+
+/// The one-pass row parser and the general one agree on every row the fast one takes, and the
+/// fast one takes plain rows.
+#[test]
+fn the_fast_row_path_agrees_with_the_general_one() {
+    let cols = Columns::from_header(HEADER.trim_end().as_bytes()).unwrap();
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let pieces = [
+        "",
+        "0",
+        "7",
+        "123",
+        "-5",
+        " 9",
+        "x",
+        "99999999999999999999",
+        "1e3",
+        "2000000000000000",
+    ];
+    let mut taken = 0;
+    for _ in 0..200_000 {
+        let fields: Vec<String> = (0..(5 + next() % 4))
+            .map(|_| match next() % 4 {
+                0 => pieces[(next() % pieces.len() as u64) as usize].to_string(),
+                _ => (next() % 1_000_000).to_string(),
+            })
+            .collect();
+        let line = fields.join(",");
+        let general = cols.parse_row(line.as_bytes());
+        if let Some(fast) = cols.fast_row(line.as_bytes()) {
+            assert_eq!(Ok(fast), general, "{line}");
+            taken += 1;
+        }
+    }
+    assert!(taken > 1000, "the fast path took {taken}");
+    assert!(cols.fast_row(b"1,2,31619690654,100,200,1,1001").is_some());
+}
+
+/// Lines split across the reader's refills (a tiny buffer) read the same as whole ones.
+#[test]
+fn lines_split_across_reads_give_the_same_kpis() {
+    let mut text = std::fs::read_to_string(seed("ipflow_data.ts-1626566700000.1.txt")).unwrap();
+    text.push_str(&format!(
+        "{}\r\n1,2,100,5,7,1,10",
+        "8".repeat(MAX_LINE_BYTES + 10)
+    ));
+    let read_with = |capacity: usize| {
+        let mut agg = Aggregate::default();
+        let mut issues = Vec::new();
+        let stats = agg
+            .add_reader(
+                BufReader::with_capacity(capacity, text.as_bytes()),
+                "f",
+                &mut issues,
+                100,
+            )
+            .unwrap();
+        (agg.services(), agg.cells(), stats, issues)
+    };
+    let whole = read_with(64 * 1024);
+    assert_eq!(whole.2.rows, 11);
+    assert_eq!(whole.3.len(), 1, "the overlong line: {:?}", whole.3);
+    assert_eq!(whole.3[0].line, Some(12));
+    for capacity in [1, 3, 7, 64, 1000] {
+        assert_eq!(read_with(capacity), whole, "buffer of {capacity}");
+    }
+}
