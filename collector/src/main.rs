@@ -123,7 +123,11 @@ async fn kpi_run(config: &std::path::Path, once: bool) -> Result<()> {
         job.run(netwarden_shared::shutdown::on_signal()).await;
         return Ok(());
     }
-    let report = job.run_once(chrono::Utc::now()).await?;
+    let outcome = job.run_once(chrono::Utc::now()).await;
+    if !matches!(outcome, Err(netwarden_collector::kpi::job::KpiError::Busy)) {
+        job.release().await?;
+    }
+    let report = outcome?;
     println!(
         "{} intervals and {} hours computed from {} files: {} rows counted, {} skipped",
         report.intervals.len(),
@@ -166,11 +170,17 @@ async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
     store.migrate().await?;
     let metrics = std::sync::Arc::new(netwarden_collector::metrics::Metrics::new());
     let scraper = cacti::Scraper::new(scrape, store, metrics).await?;
+    if once && !scraper.claim().await? {
+        anyhow::bail!(
+            "another collector is scraping Cacti now (it holds the cacti-scrape lease); try again later"
+        );
+    }
     if !once {
         scraper.run(netwarden_shared::shutdown::on_signal()).await;
         return Ok(());
     }
     let runs = scraper.run_once(chrono::Utc::now()).await;
+    scraper.release().await?;
     let mut failures = 0;
     for run in &runs {
         let r = &run.record;

@@ -180,6 +180,16 @@ impl ScrapeSettings {
         }
         let mut sources = Vec::new();
         for (i, raw) in cacti.sources.iter().enumerate() {
+            if raw.window_hours.saturating_mul(3600) < cacti.interval_secs {
+                return Err(ConfigError::invalid(
+                    path,
+                    &format!("cacti.sources[{i}].window_hours"),
+                    format!(
+                        "{} h is shorter than cacti.interval_secs ({} s): data between scrapes would never be fetched",
+                        raw.window_hours, cacti.interval_secs
+                    ),
+                ));
+            }
             let source = source_settings(path, &format!("cacti.sources[{i}]"), raw)?;
             if sources
                 .iter()
@@ -229,6 +239,12 @@ fn source_settings(
         .map_err(|e| bad("url", format!("{:?} is not a URL: {e}", raw.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("url", "must be http:// or https://".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "url",
+            "must not carry a user or password (they would show in errors); use username and password_file".into(),
+        ));
     }
     if raw.username.is_empty() {
         return Err(bad("username", "is required".into()));
@@ -294,6 +310,9 @@ fn source_settings(
     }
     if !(1..=168).contains(&raw.window_hours) {
         return Err(bad("window_hours", "must be between 1 and 168".into()));
+    }
+    if !(1..=60_000).contains(&raw.backoff_ms) {
+        return Err(bad("backoff_ms", "must be between 1 and 60000".into()));
     }
     if raw.in_columns.is_empty() || raw.out_columns.is_empty() {
         return Err(bad(
@@ -406,6 +425,20 @@ mod tests {
                     ..source()
                 },
                 "cacti.sources[0].url",
+            ),
+            (
+                CactiSourceConfig {
+                    url: "https://noc:secret@cacti.example.net/".into(),
+                    ..source()
+                },
+                "must not carry a user",
+            ),
+            (
+                CactiSourceConfig {
+                    backoff_ms: 0,
+                    ..source()
+                },
+                "cacti.sources[0].backoff_ms",
             ),
         ];
         for (bad, expected) in cases {

@@ -134,6 +134,20 @@ impl Scraper {
         }
     }
 
+    /// Takes or renews the scrape lease for one interval (plus a minute); false while another
+    /// collector holds it.
+    pub async fn claim(&self) -> Result<bool, StoreError> {
+        let lease = self.interval + Duration::from_secs(60);
+        self.store
+            .claim_job(JOB_NAME, &self.holder, lease, Utc::now())
+            .await
+    }
+
+    /// Gives the scrape lease back.
+    pub async fn release(&self) -> Result<(), StoreError> {
+        self.store.release_job(JOB_NAME, &self.holder).await
+    }
+
     /// One scrape of every source, in turn.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Vec<SourceRun> {
         self.refresh_reference().await;

@@ -459,10 +459,14 @@ fn digits_only(field: &[u8]) -> Option<u64> {
     Some(value)
 }
 
-/// A plain unsigned decimal (spaces around allowed), at most 19 digits.
+/// A plain unsigned decimal (spaces and double quotes around allowed), at most 19 digits.
 #[inline]
 fn parse_u64(field: &[u8]) -> Option<u64> {
     let field = field.trim_ascii();
+    let field = match field {
+        [b'"', inner @ .., b'"'] => inner.trim_ascii(),
+        _ => field,
+    };
     if field.is_empty() || field.len() > 19 {
         return None;
     }

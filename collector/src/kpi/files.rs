@@ -33,6 +33,16 @@ pub fn parse_name(name: &str) -> Result<FlowFileName, String> {
     if prefix.is_empty() || extension.is_empty() {
         return Err("is not <prefix>.ts-<epoch_ms>.<index>.<ext>".into());
     }
+    let last = extension
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if ["gz", "bz2", "xz", "zst", "zip", "7z"].contains(&last.as_str()) {
+        return Err(format!(
+            "is compressed (.{last}); flow files are read as plain CSV, so decompress them first"
+        ));
+    }
     let interval_end_ms: i64 = ts
         .parse()
         .ok()
@@ -131,9 +141,9 @@ mod tests {
         assert_eq!(name.interval_end_ms, 1_626_566_700_000);
         assert_eq!(name.index, 2);
         assert_eq!(name.extension, "txt");
-        let dotted = parse_name("core.eu-1.ts-1626566700000.10.csv.gz").unwrap();
+        let dotted = parse_name("core.eu-1.ts-1626566700000.10.flow.csv").unwrap();
         assert_eq!(dotted.prefix, "core.eu-1");
-        assert_eq!(dotted.extension, "csv.gz");
+        assert_eq!(dotted.extension, "flow.csv");
     }
 
     #[test]
@@ -144,6 +154,7 @@ mod tests {
             ("flows.ts-abc.1.txt", "epoch milliseconds"),
             ("flows.ts-1626566712345.1.txt", "5-minute boundary"),
             ("flows.ts-1626566700000.x.txt", "index"),
+            ("flows.ts-1626566700000.1.csv.gz", "compressed"),
         ] {
             let err = parse_name(name).unwrap_err();
             assert!(err.contains(why), "{name}: {err}");

@@ -108,6 +108,10 @@ pub enum KpiError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "another collector is running the KPI job (it holds the \"kpi\" lease); try again later"
+    )]
+    Busy,
 }
 
 /// What one run did.
@@ -124,8 +128,9 @@ pub struct KpiRunReport {
     pub unreadable: Vec<String>,
     /// Names in the directory that are not flow file names.
     pub bad_names: Vec<(String, String)>,
-    /// Hours not recomputed because files they were computed from are gone.
+    /// Intervals and hours not recomputed because files they were computed from are gone.
     pub incomplete_hours: Vec<DateTime<Utc>>,
+    pub incomplete_intervals: Vec<DateTime<Utc>>,
 }
 
 pub struct KpiJob {
@@ -161,33 +166,41 @@ impl KpiJob {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(self.settings.scan_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let lease = self.settings.scan_interval + Duration::from_secs(120);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            match self
-                .store
-                .claim_job(JOB_NAME, &self.holder, lease, Utc::now())
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot claim the KPI job lease; skipping this run");
-                    continue;
-                }
-            }
             match self.run_once(Utc::now()).await {
                 Ok(report) => log_report(&report),
+                Err(KpiError::Busy) => tracing::debug!("another collector holds the KPI lease"),
                 Err(err) => tracing::error!(error = %err, "KPI run failed; will retry"),
             }
         }
     }
 
-    /// One pass over the directory.
+    /// Takes or renews the job lease (one collector runs the job at a time, and a run renews
+    /// it as it goes, so a long catch-up is not taken over midway); `Busy` if another holds it.
+    async fn claim(&self) -> Result<(), KpiError> {
+        let lease = self.settings.scan_interval + Duration::from_secs(120);
+        match self
+            .store
+            .claim_job(JOB_NAME, &self.holder, lease, Utc::now())
+            .await?
+        {
+            true => Ok(()),
+            false => Err(KpiError::Busy),
+        }
+    }
+
+    /// Gives the job lease back (after a one-off run).
+    pub async fn release(&self) -> Result<(), KpiError> {
+        Ok(self.store.release_job(JOB_NAME, &self.holder).await?)
+    }
+
+    /// One pass over the directory, under the job lease.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<KpiRunReport, KpiError> {
+        self.claim().await?;
         let dir = self.settings.directory.clone();
         let found: Scan = tokio::task::spawn_blocking(move || scan(&dir))
             .await
@@ -202,7 +215,8 @@ impl KpiJob {
         };
         let lookback = chrono::Duration::from_std(self.settings.lookback).unwrap_or_default();
         let grace = chrono::Duration::from_std(self.settings.grace).unwrap_or_default();
-        let oldest = (now - lookback).timestamp_millis();
+        // Hours are computed whole: the window starts on an hour, so none is cut in two.
+        let oldest = ceil_hour((now - lookback).timestamp_millis());
         let cutoff = (now - grace).timestamp_millis();
         let since = at(oldest - HOUR_MS);
         let recorded = self.store.kpi_files(since).await?;
@@ -216,7 +230,13 @@ impl KpiJob {
 
         // Completed intervals in the window, grouped by hour.
         let mut hours: BTreeMap<i64, Vec<(i64, &Vec<FlowFile>)>> = BTreeMap::new();
-        for (end, files) in found.intervals.range(oldest..=cutoff) {
+        let first_end = oldest + INTERVAL_MS;
+        let window = if first_end <= cutoff {
+            found.intervals.range(first_end..=cutoff)
+        } else {
+            found.intervals.range(0..0)
+        };
+        for (end, files) in window {
             let start = end - INTERVAL_MS;
             hours
                 .entry(start - start.rem_euclid(HOUR_MS))
@@ -224,6 +244,7 @@ impl KpiJob {
                 .push((*end, files));
         }
         for (hour, intervals) in hours {
+            self.claim().await?;
             let changed: BTreeSet<i64> = intervals
                 .iter()
                 .filter(|(_, files)| files.iter().any(|f| is_new(f, &recorded)))
@@ -234,7 +255,10 @@ impl KpiJob {
             if changed.is_empty() && !hour_needed {
                 continue;
             }
-            if hour_needed && files_gone(&intervals, &recorded) {
+            let hour_ends: BTreeSet<i64> = (1..=HOUR_MS / INTERVAL_MS)
+                .map(|k| hour + k * INTERVAL_MS)
+                .collect();
+            if hour_needed && !files_gone(&hour_ends, &intervals, &recorded).is_empty() {
                 report.incomplete_hours.push(at(hour));
                 self.store
                     .save_kpi_issues(&[KpiIssueRecord {
@@ -252,9 +276,26 @@ impl KpiJob {
             let hour_needed = hour_needed && !report.incomplete_hours.contains(&at(hour));
             let mut hour_total = Aggregate::default();
             let mut hour_complete = true;
-            for (end, files) in intervals {
+            for &(end, files) in &intervals {
                 let interval_changed = changed.contains(&end);
                 if !interval_changed && !hour_needed {
+                    continue;
+                }
+                let gone = files_gone(&BTreeSet::from([end]), &intervals, &recorded);
+                if interval_changed && !gone.is_empty() {
+                    // Recomputing now would drop what those files counted: keep the stored
+                    // figures and say so.
+                    hour_complete = false;
+                    report.incomplete_intervals.push(at(end - INTERVAL_MS));
+                    self.store
+                        .save_kpi_issues(&[KpiIssueRecord {
+                            interval_end: at(end),
+                            file: gone.join(", "),
+                            line: None,
+                            message: "a new or changed file arrived, but files this interval was counted from are no longer in the directory; its figures were kept, not recomputed short".into(),
+                            recorded_at: now,
+                        }])
+                        .await?;
                     continue;
                 }
                 let read = self.read_interval(files.clone()).await?;
@@ -386,20 +427,31 @@ fn is_new(file: &FlowFile, recorded: &HashMap<String, KpiFileState>) -> bool {
         .is_none_or(|r| r.size != file.size || r.modified_ms != file.modified_ms)
 }
 
-/// Whether files an hour's intervals were counted from have since left the directory (then
-/// the hour cannot be computed again exactly).
+/// Files counted for the intervals ending at `ends` that are no longer in the directory
+/// (then those intervals cannot be computed again exactly).
 fn files_gone(
+    ends: &BTreeSet<i64>,
     intervals: &[(i64, &Vec<FlowFile>)],
     recorded: &HashMap<String, KpiFileState>,
-) -> bool {
+) -> Vec<String> {
     let present: BTreeSet<&str> = intervals
         .iter()
         .flat_map(|(_, files)| files.iter().map(|f| f.name.as_str()))
         .collect();
-    let ends: BTreeSet<i64> = intervals.iter().map(|(end, _)| *end).collect();
-    recorded.iter().any(|(name, state)| {
-        ends.contains(&state.interval_end.timestamp_millis()) && !present.contains(name.as_str())
-    })
+    let mut gone: Vec<String> = recorded
+        .iter()
+        .filter(|(name, state)| {
+            ends.contains(&state.interval_end.timestamp_millis())
+                && !present.contains(name.as_str())
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    gone.sort();
+    gone
+}
+
+fn ceil_hour(ms: i64) -> i64 {
+    ms + (HOUR_MS - ms.rem_euclid(HOUR_MS)) % HOUR_MS
 }
 
 fn as_i64(pairs: Vec<(u64, u64)>) -> Vec<(i64, i64)> {
@@ -436,6 +488,9 @@ pub fn log_report(report: &KpiRunReport) {
     }
     for file in &report.unreadable {
         tracing::warn!(%file, "KPI flow file unreadable; its interval waits for the next run");
+    }
+    for interval in &report.incomplete_intervals {
+        tracing::warn!(%interval, "KPI interval not recomputed: files it was counted from are gone");
     }
     for hour in &report.incomplete_hours {
         tracing::warn!(%hour, "KPI hour not recomputed: files it was computed from are gone");

@@ -57,7 +57,7 @@ impl Maxout {
 }
 
 /// Maxouts in time order, each direction on its own. A gap ends a run (we do not know what
-/// happened in it). `step_secs` is the sample interval, for the end of the last sample.
+/// happened in it): a gap value, or a missing sample (more than a step since the last). `step_secs` is the sample interval, for the end of the last sample.
 pub fn maxouts(
     samples: &[Sample],
     capacity_bps: u64,
@@ -77,7 +77,13 @@ pub fn maxouts(
                 }
             }
         };
+        let mut previous: Option<i64> = None;
         for s in samples {
+            // A missing sample (no row at all, e.g. between two scrapes) ends a run too.
+            if previous.is_some_and(|p| s.at - p > i64::from(step_secs.max(1))) {
+                close(&mut run, &mut found);
+            }
+            previous = Some(s.at);
             let value = match direction {
                 Direction::In => s.in_bps,
                 Direction::Out => s.out_bps,
@@ -258,5 +264,26 @@ mod tests {
         assert!((d.peak_pct - 90.0).abs() < 1e-9);
         assert!((d.busy_hour_pct.unwrap() - 90.0).abs() < 1e-9);
         assert!((d.average_pct - (21.0 * 30.0 + 3.0 * 90.0) / 24.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn missing_samples_end_a_run() {
+        let step = 300;
+        let mut samples = series(&[Some(1.2e9), Some(1.2e9)]);
+        let later: Vec<Sample> = series(&[Some(1.2e9), Some(1.2e9)])
+            .into_iter()
+            .map(|s| Sample {
+                at: s.at + 3600,
+                ..s
+            })
+            .collect();
+        samples.extend(later);
+        let found = maxouts(&samples, G, step, MaxoutRule::default());
+        let inbound: Vec<_> = found
+            .iter()
+            .filter(|m| m.direction == Direction::In)
+            .collect();
+        assert_eq!(inbound.len(), 2, "{found:?}");
+        assert_eq!(inbound[0].samples, 2);
     }
 }

@@ -55,7 +55,8 @@ fn poi_code(code: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
 struct GraphDetail {
     #[serde(flatten)]
     graph: GraphRecord,
-    /// Daily figures over the last days, in the source's time zone (absent without capacity).
+    /// Daily figures over the last days (whole local days in the POI's state; absent without
+    /// capacity).
     daily: Vec<DailyFigure>,
 }
 
@@ -79,17 +80,17 @@ async fn poi(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("POI {code} not found")))?;
     let to = Utc::now() + Duration::seconds(1);
-    let from = to - Duration::days(DAILY_DAYS);
+    let zone = poi_zone(&code);
+    // Whole local days: from midnight, DAILY_DAYS - 1 days before today, in the POI's zone.
+    let from = local_midnight(zone, to, DAILY_DAYS - 1);
     let mut graphs = Vec::new();
     for graph in state.store.poi_graphs(&code).await? {
         let samples = state
             .store
             .samples(&graph.source, graph.graph_id, from, to)
             .await?;
-        let figures = match (graph.capacity_bps, graph.timezone.parse::<chrono_tz::Tz>()) {
-            (Some(capacity), Ok(tz)) if capacity > 0 => {
-                daily(&as_series(&samples), capacity as u64, tz)
-            }
+        let figures = match graph.capacity_bps {
+            Some(capacity) if capacity > 0 => daily(&as_series(&samples), capacity as u64, zone),
             _ => Vec::new(),
         };
         graphs.push(GraphDetail {
@@ -111,6 +112,33 @@ async fn poi(
         graphs,
         recent_maxouts,
     }))
+}
+
+/// The zone of a POI's state, from its code's first digit (NBN numbering: 1 NSW/ACT, 2 VIC,
+/// 3 QLD, 4 SA, 5 WA, 6 TAS, 7 NT): the busy hour is 7-10 pm where the customers are, not
+/// where the Cacti server is.
+pub fn poi_zone(code: &str) -> chrono_tz::Tz {
+    use chrono_tz::Australia;
+    match code.as_bytes().first() {
+        Some(b'1') => Australia::Sydney,
+        Some(b'2') => Australia::Melbourne,
+        Some(b'3') => Australia::Brisbane,
+        Some(b'4') => Australia::Adelaide,
+        Some(b'5') => Australia::Perth,
+        Some(b'6') => Australia::Hobart,
+        Some(b'7') => Australia::Darwin,
+        _ => chrono_tz::UTC,
+    }
+}
+
+/// Midnight, `days_back` days before the local date of `at`, in `zone`.
+fn local_midnight(zone: chrono_tz::Tz, at: DateTime<Utc>, days_back: i64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let date = at.with_timezone(&zone).date_naive() - Duration::days(days_back);
+    date.and_hms_opt(0, 0, 0)
+        .and_then(|midnight| zone.from_local_datetime(&midnight).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(at - Duration::days(days_back + 1))
 }
 
 fn as_series(samples: &[SampleRecord]) -> Vec<Sample> {

@@ -177,6 +177,8 @@ pub trait PoiStore: Send + Sync {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Gives a lease back (a one-off run from the CLI is done with it).
+    async fn release_job(&self, job: &str, holder: &str) -> Result<()>;
 }
 
 /// Shared by both backends: how a detected maxout combines with a stored one it overlaps.

@@ -274,6 +274,42 @@ async fn pipeline(store: Arc<dyn Store>) {
     let mended = job.run_once(later).await.unwrap();
     assert_eq!(mended.intervals, vec![t(next)]);
     assert!(mended.unreadable.is_empty());
+
+    // A counted file was removed (retention) and a late one arrives for its interval: the
+    // interval keeps its figures rather than being recomputed short, and says so.
+    std::fs::remove_file(
+        dir.path()
+            .join(format!("ipflow_data.ts-{SEED_END_MS}.1.txt")),
+    )
+    .unwrap();
+    write(dir.path(), SEED_END_MS, 4, &["0,0,43,1,0,1,1001"]);
+    let short = job.run_once(later).await.unwrap();
+    assert!(short.intervals.is_empty(), "{short:?}");
+    assert_eq!(short.incomplete_intervals, vec![t(hour)]);
+    assert_eq!(
+        top(
+            &store,
+            Kpi::ServiceTrafficVolume,
+            Granularity::FiveMinutes,
+            hour,
+            1
+        )
+        .await,
+        vec![(1, 16200)]
+    );
+    assert!(store
+        .kpi_issues(10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|i| i.message.contains("no longer in the directory")));
+
+    // Another collector's job holds the lease: this one does not run.
+    let other = super::kpi::job(store.clone(), dir.path());
+    assert!(matches!(
+        other.run_once(later).await,
+        Err(netwarden_collector::kpi::job::KpiError::Busy)
+    ));
 }
 
 #[tokio::test]

@@ -182,6 +182,34 @@ async fn store_suite(store: Arc<dyn Store>) {
         .unwrap();
     assert!(other_poi.is_empty());
 
+    // A run that bridges two stored events (a later export filled the gap) makes them one.
+    store
+        .merge_maxouts("nbn", 3, &[maxout(0, 600, 1.1e9)], t(600))
+        .await
+        .unwrap();
+    store
+        .merge_maxouts("nbn", 3, &[maxout(1200, 1800, 1.2e9)], t(1800))
+        .await
+        .unwrap();
+    let bridged = store
+        .merge_maxouts("nbn", 3, &[maxout(0, 1800, 1.15e9)], t(1900))
+        .await
+        .unwrap();
+    assert_eq!((bridged.created.len(), bridged.extended), (0, 1));
+    let events = store
+        .maxouts(&MaxoutQuery {
+            poi_code: Some("2ABT".into()),
+            from: t(-10),
+            to: t(2000),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let graph3: Vec<_> = events.iter().filter(|m| m.graph_id == 3).collect();
+    assert_eq!(graph3.len(), 1, "{graph3:?}");
+    assert_eq!((graph3[0].start, graph3[0].end), (t(0), t(1800)));
+    assert_eq!(graph3[0].peak_bps, 1.2e9);
+
     // The job lease: one holder at a time, renewable, taken over once it runs out.
     let ttl = std::time::Duration::from_secs(60);
     assert!(store.claim_job("scrape", "a", ttl, t(0)).await.unwrap());
@@ -190,6 +218,8 @@ async fn store_suite(store: Arc<dyn Store>) {
     assert!(!store.claim_job("scrape", "b", ttl, t(80)).await.unwrap());
     assert!(store.claim_job("scrape", "b", ttl, t(91)).await.unwrap());
     assert!(!store.claim_job("scrape", "a", ttl, t(100)).await.unwrap());
+    store.release_job("scrape", "b").await.unwrap();
+    assert!(store.claim_job("scrape", "a", ttl, t(101)).await.unwrap(), "released");
 }
 
 #[tokio::test]

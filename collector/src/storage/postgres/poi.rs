@@ -240,27 +240,40 @@ impl PoiStore for PostgresStore {
             .map_err(failed(action))?;
         let mut result = MaxoutMerge::default();
         for new in maxouts {
-            let stored = sqlx::query(&format!(
+            // Every stored event this run overlaps: a run that now bridges two of them (a
+            // later export filled the gap between) makes them one event.
+            let overlapping: Vec<MaxoutRecord> = sqlx::query(&format!(
                 "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
                  WHERE source = $1 AND graph_id = $2 AND direction = $3
                    AND start_at <= $4 AND end_at >= $5
-                 ORDER BY start_at LIMIT 1"
+                 ORDER BY start_at, id"
             ))
             .bind(source)
             .bind(graph_id)
             .bind(new.direction)
             .bind(new.end)
             .bind(new.start)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(failed(action))?
-            .map(|row| maxout_row(&row))
-            .transpose()
+            .iter()
+            .map(maxout_row)
+            .collect::<sqlx::Result<_>>()
             .map_err(failed(action))?;
-            match stored {
-                Some(stored) if same_event(&stored, new) => {
-                    let m = merged(&stored, new);
-                    if m.start != stored.start
+            match overlapping.split_first() {
+                Some((stored, others)) if same_event(stored, new) => {
+                    let m = others
+                        .iter()
+                        .fold(merged(stored, new), |m, other| merged(other, &m));
+                    for other in others {
+                        sqlx::query("DELETE FROM poi_maxouts WHERE id = $1")
+                            .bind(other.id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(action))?;
+                    }
+                    if !others.is_empty()
+                        || m.start != stored.start
                         || m.end != stored.end
                         || m.peak_bps != stored.peak_bps
                     {
@@ -423,6 +436,16 @@ impl PoiStore for PostgresStore {
             .map(run_row)
             .collect::<sqlx::Result<_>>()
             .map_err(failed("listing scrape runs"))
+    }
+
+    async fn release_job(&self, job: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+            .bind(job)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("releasing a job lease"))?;
+        Ok(())
     }
 
     async fn claim_job(

@@ -266,25 +266,34 @@ impl PoiStore for SqliteStore {
             let tx = writer.conn.transaction().map_err(failed(action))?;
             let mut result = MaxoutMerge::default();
             for new in &maxouts {
-                let stored: Option<MaxoutRecord> = tx
+                // Every stored event this run overlaps: a run that now bridges two of them
+                // (a later export filled the gap between) makes them one event.
+                let overlapping: Vec<MaxoutRecord> = tx
                     .prepare_cached(&format!(
                         "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
                          WHERE source = ?1 AND graph_id = ?2 AND direction = ?3
                            AND start_ms <= ?4 AND end_ms >= ?5
-                         ORDER BY start_ms LIMIT 1"
+                         ORDER BY start_ms, id"
                     ))
                     .and_then(|mut s| {
-                        s.query_row(
+                        s.query_map(
                             params![source, graph_id, new.direction, ms(new.end), ms(new.start)],
                             maxout_row,
-                        )
-                        .optional()
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()
                     })
                     .map_err(failed(action))?;
-                match stored {
-                    Some(stored) if same_event(&stored, new) => {
-                        let m = merged(&stored, new);
-                        if m.start != stored.start
+                match overlapping.split_first() {
+                    Some((stored, others)) if same_event(stored, new) => {
+                        let m = others
+                            .iter()
+                            .fold(merged(stored, new), |m, other| merged(other, &m));
+                        for other in others {
+                            tx.execute("DELETE FROM poi_maxouts WHERE id = ?1", [other.id])
+                                .map_err(failed(action))?;
+                        }
+                        if !others.is_empty()
+                            || m.start != stored.start
                             || m.end != stored.end
                             || m.peak_bps != stored.peak_bps
                         {
@@ -470,6 +479,21 @@ impl PoiStore for SqliteStore {
                     })
                 },
             )
+        })
+        .await
+    }
+
+    async fn release_job(&self, job: &str, holder: &str) -> Result<()> {
+        let (job, holder) = (job.to_string(), holder.to_string());
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    "DELETE FROM job_leases WHERE name = ?1 AND holder = ?2",
+                    params![job, holder],
+                )
+                .map_err(failed("releasing a job lease"))?;
+            Ok(())
         })
         .await
     }
