@@ -13,5 +13,6 @@ pub mod poi;
 pub mod rest;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 
 pub use server::{start, Running, StartError};

@@ -122,6 +122,7 @@ pub async fn start(
     let app = router(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
+        telemetry: crate::telemetry::TelemetryCommitter::start(store.clone()),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {

@@ -3,6 +3,7 @@
 pub mod kpis;
 pub mod pois;
 pub mod speedtest;
+pub mod telemetry;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -27,6 +28,7 @@ pub const MAX_HISTORY: u32 = 10_000;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub telemetry: crate::telemetry::TelemetryCommitter,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pois::routes())
         .merge(kpis::routes())
         .merge(speedtest::routes())
+        .merge(telemetry::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)
 }

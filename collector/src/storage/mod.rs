@@ -7,6 +7,7 @@ mod plan;
 pub mod poi;
 pub mod postgres;
 mod sqlite;
+pub mod telemetry;
 
 pub use group::GroupCommitter;
 pub use kpi::KpiStore;
@@ -14,6 +15,7 @@ pub use plan::{BatchPlan, DeviceLatest};
 pub use poi::PoiStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use telemetry::TelemetryStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -176,7 +178,7 @@ pub struct IngestAudit {
 }
 
 #[async_trait]
-pub trait Store: PoiStore + KpiStore + Send + Sync + 'static {
+pub trait Store: PoiStore + KpiStore + TelemetryStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations; returns the descriptions of those applied now.

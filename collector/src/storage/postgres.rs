@@ -17,6 +17,7 @@ use std::time::Duration;
 
 mod kpi;
 mod poi;
+mod telemetry;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 mod kpi;
 mod poi;
+mod telemetry;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -37,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_kpi",
         include_str!("../../migrations/sqlite/0004_kpi.sql"),
+    ),
+    (
+        "0005_telemetry",
+        include_str!("../../migrations/sqlite/0005_telemetry.sql"),
     ),
 ];
 

@@ -10,4 +10,5 @@ mod kpi;
 mod poi;
 mod storage;
 mod support;
+mod telemetry;
 mod tls;

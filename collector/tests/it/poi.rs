@@ -219,7 +219,10 @@ async fn store_suite(store: Arc<dyn Store>) {
     assert!(store.claim_job("scrape", "b", ttl, t(91)).await.unwrap());
     assert!(!store.claim_job("scrape", "a", ttl, t(100)).await.unwrap());
     store.release_job("scrape", "b").await.unwrap();
-    assert!(store.claim_job("scrape", "a", ttl, t(101)).await.unwrap(), "released");
+    assert!(
+        store.claim_job("scrape", "a", ttl, t(101)).await.unwrap(),
+        "released"
+    );
 }
 
 #[tokio::test]

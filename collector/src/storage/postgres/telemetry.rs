@@ -1,0 +1,216 @@
+//! [`TelemetryStore`] on PostgreSQL: a request's samples go in as arrays through UNNEST.
+
+use super::PostgresStore;
+use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, TelemetryStore, UnknownCircuit};
+use crate::storage::{failed, Result};
+use crate::telemetry::sample::TelemetrySample;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet};
+
+const CIRCUIT_COLUMNS: &str = "circuit_id, account, provisioned_mbps, burst_mbps, pop,
+    provisioned_at, upgraded_at, decommissioned_at";
+
+fn circuit_row(row: &PgRow) -> sqlx::Result<CircuitRecord> {
+    Ok(CircuitRecord {
+        circuit_id: row.try_get("circuit_id")?,
+        account: row.try_get("account")?,
+        provisioned_mbps: row.try_get("provisioned_mbps")?,
+        burst_mbps: row.try_get("burst_mbps")?,
+        pop: row.try_get("pop")?,
+        provisioned_at: row.try_get("provisioned_at")?,
+        upgraded_at: row.try_get("upgraded_at")?,
+        decommissioned_at: row.try_get("decommissioned_at")?,
+    })
+}
+
+#[async_trait]
+impl TelemetryStore for PostgresStore {
+    async fn save_telemetry(
+        &self,
+        samples: &[TelemetrySample],
+        now: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>> {
+        let action = "storing telemetry";
+        let mut tx = self.pool.begin().await.map_err(failed(action))?;
+        sqlx::query(
+            "INSERT INTO telemetry (circuit_id, ts, utilization_mbps, received_at)
+             SELECT *, $4 FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[])",
+        )
+        .bind(
+            samples
+                .iter()
+                .map(|s| s.circuit_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(samples.iter().map(|s| s.at).collect::<Vec<_>>())
+        .bind(
+            samples
+                .iter()
+                .map(|s| s.utilization_mbps)
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(action))?;
+        let mut seen: BTreeMap<&str, (i64, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+        for s in samples {
+            let e = seen.entry(&s.circuit_id).or_insert((0, s.at, s.at));
+            e.0 += 1;
+            e.1 = e.1.min(s.at);
+            e.2 = e.2.max(s.at);
+        }
+        let ids: Vec<String> = seen.keys().map(|k| k.to_string()).collect();
+        let known: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT circuit_id FROM circuits WHERE circuit_id = ANY($1::text[])",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed(action))?
+        .into_iter()
+        .collect();
+        let unknown: Vec<(&&str, &(i64, DateTime<Utc>, DateTime<Utc>))> = seen
+            .iter()
+            .filter(|(id, _)| !known.contains(**id))
+            .collect();
+        if !unknown.is_empty() {
+            sqlx::query(
+                "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen, last_seen)
+                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[])
+                 ON CONFLICT (circuit_id) DO UPDATE SET
+                     samples = telemetry_unknown.samples + excluded.samples,
+                     first_seen = least(telemetry_unknown.first_seen, excluded.first_seen),
+                     last_seen = greatest(telemetry_unknown.last_seen, excluded.last_seen)",
+            )
+            .bind(
+                unknown
+                    .iter()
+                    .map(|(id, _)| id.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(unknown.iter().map(|(_, v)| v.0).collect::<Vec<_>>())
+            .bind(unknown.iter().map(|(_, v)| v.1).collect::<Vec<_>>())
+            .bind(unknown.iter().map(|(_, v)| v.2).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(action))?;
+        }
+        tx.commit().await.map_err(failed(action))?;
+        Ok(unknown.iter().map(|(id, _)| id.to_string()).collect())
+    }
+
+    async fn telemetry(
+        &self,
+        circuit_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TelemetryPoint>> {
+        let rows = sqlx::query(
+            "SELECT ts, utilization_mbps FROM telemetry
+             WHERE circuit_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
+        )
+        .bind(circuit_id)
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading telemetry"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(TelemetryPoint {
+                    timestamp: r.try_get("ts")?,
+                    utilization_mbps: r.try_get("utilization_mbps")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("reading telemetry"))
+    }
+
+    async fn save_circuit(&self, c: &CircuitRecord, now: DateTime<Utc>) -> Result<()> {
+        let action = "saving a circuit";
+        let mut tx = self.pool.begin().await.map_err(failed(action))?;
+        sqlx::query(
+            "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
+                 provisioned_at, upgraded_at, decommissioned_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
+                 provisioned_mbps = excluded.provisioned_mbps, burst_mbps = excluded.burst_mbps,
+                 pop = excluded.pop, provisioned_at = excluded.provisioned_at,
+                 upgraded_at = excluded.upgraded_at,
+                 decommissioned_at = excluded.decommissioned_at, updated_at = excluded.updated_at",
+        )
+        .bind(&c.circuit_id)
+        .bind(&c.account)
+        .bind(c.provisioned_mbps)
+        .bind(c.burst_mbps)
+        .bind(&c.pop)
+        .bind(c.provisioned_at)
+        .bind(c.upgraded_at)
+        .bind(c.decommissioned_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(action))?;
+        sqlx::query("DELETE FROM telemetry_unknown WHERE circuit_id = $1")
+            .bind(&c.circuit_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(action))?;
+        tx.commit().await.map_err(failed(action))
+    }
+
+    async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>> {
+        sqlx::query(&format!(
+            "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = $1"
+        ))
+        .bind(circuit_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("reading a circuit"))?
+        .map(|r| circuit_row(&r))
+        .transpose()
+        .map_err(failed("reading a circuit"))
+    }
+
+    async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CIRCUIT_COLUMNS} FROM circuits ORDER BY circuit_id LIMIT $1 OFFSET $2"
+        ))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing circuits"))?;
+        rows.iter()
+            .map(circuit_row)
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing circuits"))
+    }
+
+    async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>> {
+        let rows = sqlx::query(
+            "SELECT circuit_id, samples, first_seen, last_seen FROM telemetry_unknown
+             ORDER BY circuit_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing unknown circuits"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnknownCircuit {
+                    circuit_id: r.try_get("circuit_id")?,
+                    samples: r.try_get("samples")?,
+                    first_seen: r.try_get("first_seen")?,
+                    last_seen: r.try_get("last_seen")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing unknown circuits"))
+    }
+}

@@ -1,0 +1,210 @@
+//! [`TelemetryStore`] on SQLite (times in Unix ms).
+
+use super::{from_ms, ms, SqliteStore};
+use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, TelemetryStore, UnknownCircuit};
+use crate::storage::{failed, Result};
+use crate::telemetry::sample::TelemetrySample;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+use std::collections::{BTreeMap, BTreeSet};
+
+const CIRCUIT_COLUMNS: &str = "circuit_id, account, provisioned_mbps, burst_mbps, pop,
+    provisioned_ms, upgraded_ms, decommissioned_ms";
+
+fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
+    let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(from_ms))
+    };
+    Ok(CircuitRecord {
+        circuit_id: row.get(0)?,
+        account: row.get(1)?,
+        provisioned_mbps: row.get(2)?,
+        burst_mbps: row.get(3)?,
+        pop: row.get(4)?,
+        provisioned_at: time(5)?,
+        upgraded_at: time(6)?,
+        decommissioned_at: time(7)?,
+    })
+}
+
+#[async_trait]
+impl TelemetryStore for SqliteStore {
+    async fn save_telemetry(
+        &self,
+        samples: &[TelemetrySample],
+        now: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>> {
+        let samples = samples.to_vec();
+        self.write(move |writer| {
+            let action = "storing telemetry";
+            let tx = writer.conn.transaction().map_err(failed(action))?;
+            // Per circuit id: (samples, first, last), to find and record the unknown ones.
+            let mut seen: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(failed(action))?;
+                for s in &samples {
+                    let at = ms(s.at);
+                    insert
+                        .execute(params![s.circuit_id, at, s.utilization_mbps, ms(now)])
+                        .map_err(failed(action))?;
+                    let entry = seen.entry(&s.circuit_id).or_insert((0, at, at));
+                    entry.0 += 1;
+                    entry.1 = entry.1.min(at);
+                    entry.2 = entry.2.max(at);
+                }
+            }
+            let mut unknown = BTreeSet::new();
+            {
+                let mut known = tx
+                    .prepare_cached("SELECT 1 FROM circuits WHERE circuit_id = ?1")
+                    .map_err(failed(action))?;
+                let mut record = tx
+                    .prepare_cached(
+                        "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (circuit_id) DO UPDATE SET
+                             samples = samples + excluded.samples,
+                             first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+                             last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+                    )
+                    .map_err(failed(action))?;
+                for (id, (count, first, last)) in &seen {
+                    let exists = known
+                        .query_row([id], |_| Ok(()))
+                        .optional()
+                        .map_err(failed(action))?
+                        .is_some();
+                    if !exists {
+                        record
+                            .execute(params![id, count, first, last])
+                            .map_err(failed(action))?;
+                        unknown.insert(id.to_string());
+                    }
+                }
+            }
+            tx.commit().map_err(failed(action))?;
+            Ok(unknown)
+        })
+        .await
+    }
+
+    async fn telemetry(
+        &self,
+        circuit_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TelemetryPoint>> {
+        let circuit_id = circuit_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT ts_ms, utilization_mbps FROM telemetry
+                 WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms LIMIT ?4",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![circuit_id, ms(from), ms(to), limit], |r| {
+                    Ok(TelemetryPoint {
+                        timestamp: from_ms(r.get(0)?),
+                        utilization_mbps: r.get(1)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed("reading telemetry"))
+        })
+        .await
+    }
+
+    async fn save_circuit(&self, c: &CircuitRecord, now: DateTime<Utc>) -> Result<()> {
+        let c = c.clone();
+        self.write(move |writer| {
+            let action = "saving a circuit";
+            let tx = writer.conn.transaction().map_err(failed(action))?;
+            tx.execute(
+                "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
+                     provisioned_ms, upgraded_ms, decommissioned_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
+                     provisioned_mbps = excluded.provisioned_mbps,
+                     burst_mbps = excluded.burst_mbps, pop = excluded.pop,
+                     provisioned_ms = excluded.provisioned_ms,
+                     upgraded_ms = excluded.upgraded_ms,
+                     decommissioned_ms = excluded.decommissioned_ms,
+                     updated_ms = excluded.updated_ms",
+                params![
+                    c.circuit_id,
+                    c.account,
+                    c.provisioned_mbps,
+                    c.burst_mbps,
+                    c.pop,
+                    c.provisioned_at.map(ms),
+                    c.upgraded_at.map(ms),
+                    c.decommissioned_at.map(ms),
+                    ms(now)
+                ],
+            )
+            .map_err(failed(action))?;
+            tx.execute(
+                "DELETE FROM telemetry_unknown WHERE circuit_id = ?1",
+                [&c.circuit_id],
+            )
+            .map_err(failed(action))?;
+            tx.commit().map_err(failed(action))
+        })
+        .await
+    }
+
+    async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>> {
+        let circuit_id = circuit_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([circuit_id], circuit_row).optional())
+            .map_err(failed("reading a circuit"))
+        })
+        .await
+    }
+
+    async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CIRCUIT_COLUMNS} FROM circuits ORDER BY circuit_id LIMIT ?1 OFFSET ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![limit, offset], circuit_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed("listing circuits"))
+        })
+        .await
+    }
+
+    async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT circuit_id, samples, first_seen_ms, last_seen_ms FROM telemetry_unknown
+                 ORDER BY circuit_id",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(UnknownCircuit {
+                        circuit_id: r.get(0)?,
+                        samples: r.get(1)?,
+                        first_seen: from_ms(r.get(2)?),
+                        last_seen: from_ms(r.get(3)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed("listing unknown circuits"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,94 @@
+//! Group commit for telemetry: requests that arrive while a commit runs go into the next
+//! transaction together, so 64 clients posting single samples cost a few commits, not 64,
+//! and every request is answered only after its samples are committed.
+
+use super::sample::TelemetrySample;
+use crate::storage::{Result, Store, StoreError};
+use chrono::Utc;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Most samples one transaction takes.
+const MAX_GROUP_SAMPLES: usize = 50_000;
+
+struct Pending {
+    samples: Vec<TelemetrySample>,
+    reply: oneshot::Sender<Result<BTreeSet<String>>>,
+}
+
+/// Cloneable handle to the committing task.
+#[derive(Clone)]
+pub struct TelemetryCommitter {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl TelemetryCommitter {
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        // Unbounded is safe: each HTTP request waits for its answer, so what waits here is
+        // bounded by the open requests (and their body limits).
+        let (queue, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(store, receiver));
+        TelemetryCommitter { queue }
+    }
+
+    /// Stores samples (with whatever else is waiting); returns the unknown circuit ids among
+    /// them once committed.
+    pub async fn save(&self, samples: Vec<TelemetrySample>) -> Result<BTreeSet<String>> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { samples, reply })
+            .map_err(|_| StoreError::Worker("the telemetry queue has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Worker("the telemetry queue dropped a request".into()))?
+    }
+}
+
+async fn commit_loop(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(store.concurrent_commits()));
+    while let Some(first) = receiver.recv().await {
+        // Wait for a free commit slot first: while waiting, more requests pile up and join.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut group = vec![first];
+        let mut count = group[0].samples.len();
+        while count < MAX_GROUP_SAMPLES {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    count += next.samples.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let samples: Vec<TelemetrySample> = group
+                .iter()
+                .flat_map(|p| p.samples.iter().cloned())
+                .collect();
+            match store.save_telemetry(&samples, Utc::now()).await {
+                Ok(unknown) => {
+                    for p in group {
+                        let mine = p
+                            .samples
+                            .iter()
+                            .filter(|s| unknown.contains(&s.circuit_id))
+                            .map(|s| s.circuit_id.clone())
+                            .collect();
+                        let _ = p.reply.send(Ok(mine));
+                    }
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    for p in group {
+                        let _ = p.reply.send(Err(StoreError::Worker(message.clone())));
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,9 @@
+//! Circuit telemetry: samples posted by REST (single or batch), checked field by field
+//! (`sample`), stored through a group committer (`committer`). Every sample is kept, also for
+//! circuit ids not known yet (they are listed, not dropped).
+
+pub mod committer;
+pub mod sample;
+
+pub use committer::TelemetryCommitter;
+pub use sample::{FieldError, TelemetrySample};

@@ -1,0 +1,293 @@
+//! Telemetry samples from JSON, checked field by field with bounds: every error names the
+//! field (and, in a batch, the item), and nothing of a rejected request is stored.
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use serde_json::Value;
+
+/// Longest circuit id accepted.
+pub const MAX_CIRCUIT_ID: usize = 64;
+/// No circuit carries more than this (10 Tb/s); larger is a unit mistake.
+pub const MAX_UTILIZATION_MBPS: f64 = 10_000_000.0;
+/// How far back a timestamp may be (older data is a replay mistake, not telemetry).
+pub const MAX_AGE_DAYS: i64 = 30;
+/// How far ahead a timestamp may be (clock skew).
+pub const MAX_SKEW_SECS: i64 = 300;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySample {
+    pub circuit_id: String,
+    pub utilization_mbps: f64,
+    pub at: DateTime<Utc>,
+}
+
+/// What is wrong with one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The item in a batch (0-based); `None` for a single sample.
+    pub index: Option<usize>,
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "item {i}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+fn error(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        index: None,
+        field,
+        message: message.into(),
+    }
+}
+
+/// One sample from a JSON object: `circuit_id`, `utilization_mbps` (≥ 0) and an optional
+/// `timestamp` (RFC 3339, a naive ISO time taken as UTC, or Unix seconds; default `now`).
+/// Other fields are ignored, as the MaxOut-Capacity API does.
+pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, FieldError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| error("body", "must be a JSON object"))?;
+    let circuit_id = match object.get("circuit_id") {
+        None | Some(Value::Null) => return Err(error("circuit_id", "is required")),
+        Some(Value::String(id)) => id.trim(),
+        Some(_) => return Err(error("circuit_id", "must be a string")),
+    };
+    if circuit_id.is_empty()
+        || circuit_id.len() > MAX_CIRCUIT_ID
+        || !circuit_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+    {
+        return Err(error(
+            "circuit_id",
+            format!("must be 1 to {MAX_CIRCUIT_ID} letters, digits or . _ : / -"),
+        ));
+    }
+    let utilization_mbps = match object.get("utilization_mbps") {
+        None | Some(Value::Null) => return Err(error("utilization_mbps", "is required")),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(_) => return Err(error("utilization_mbps", "must be a number")),
+    };
+    if !utilization_mbps.is_finite() || utilization_mbps < 0.0 {
+        return Err(error(
+            "utilization_mbps",
+            "must be a number greater than or equal to 0",
+        ));
+    }
+    if utilization_mbps > MAX_UTILIZATION_MBPS {
+        return Err(error(
+            "utilization_mbps",
+            format!("{utilization_mbps} is more than {MAX_UTILIZATION_MBPS} Mbps"),
+        ));
+    }
+    let at = match object.get("timestamp") {
+        None | Some(Value::Null) => now,
+        Some(Value::String(text)) => parse_time(text.trim())
+            .ok_or_else(|| error("timestamp", format!("{text:?} is not an ISO 8601 time")))?,
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite())
+            .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
+            .ok_or_else(|| error("timestamp", "is not a Unix time"))?,
+        Some(_) => {
+            return Err(error(
+                "timestamp",
+                "must be an ISO 8601 string or Unix seconds",
+            ))
+        }
+    };
+    if at > now + Duration::seconds(MAX_SKEW_SECS) {
+        return Err(error("timestamp", format!("{at} is in the future")));
+    }
+    if at < now - Duration::days(MAX_AGE_DAYS) {
+        return Err(error(
+            "timestamp",
+            format!("{at} is more than {MAX_AGE_DAYS} days old"),
+        ));
+    }
+    Ok(TelemetrySample {
+        circuit_id: circuit_id.to_string(),
+        utilization_mbps,
+        at,
+    })
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .map(|naive| naive.and_utc())
+}
+
+/// Most samples one batch request may carry.
+pub const MAX_BATCH: usize = 100_000;
+
+/// A batch: a JSON array of samples, or NDJSON (one object per line). All or nothing: the
+/// first bad item is the error, naming its index (0-based) and field.
+pub fn batch_from_bytes(
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Vec<TelemetrySample>, FieldError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let values: Vec<Value> = match first {
+        None => return Err(error("body", "is empty")),
+        Some(b'[') => serde_json::from_slice(body)
+            .map_err(|e| error("body", format!("is not a JSON array of samples: {e}")))?,
+        Some(_) => {
+            let mut values = Vec::new();
+            for (n, line) in body.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                values.push(serde_json::from_slice(line).map_err(|e| FieldError {
+                    index: Some(values.len()),
+                    field: "body",
+                    message: format!("line {} is not a JSON object: {e}", n + 1),
+                })?);
+                if values.len() > MAX_BATCH {
+                    break;
+                }
+            }
+            values
+        }
+    };
+    if values.is_empty() {
+        return Err(error("body", "holds no samples"));
+    }
+    if values.len() > MAX_BATCH {
+        return Err(error(
+            "body",
+            format!("more than {MAX_BATCH} samples; split the batch"),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            from_json(v, now).map_err(|mut e| {
+                e.index = Some(i);
+                e
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-21T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_good_sample_with_and_without_a_timestamp() {
+        let s = from_json(
+            &json!({"circuit_id": "CIR-1", "utilization_mbps": 950.5}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(s.at, now());
+        assert_eq!(s.utilization_mbps, 950.5);
+        for ts in [
+            json!("2026-11-21T05:55:00Z"),
+            json!("2026-11-21T05:55:00"),
+            json!(1_795_240_500),
+        ] {
+            let s = from_json(
+                &json!({"circuit_id": "CIR-1", "utilization_mbps": 1, "timestamp": ts}),
+                now(),
+            )
+            .unwrap();
+            assert_eq!(s.at.timestamp(), 1_795_240_500, "{ts}");
+        }
+    }
+
+    #[test]
+    fn bad_samples_name_the_field() {
+        let cases = [
+            (json!([1]), "body"),
+            (json!({"utilization_mbps": 1}), "circuit_id"),
+            (
+                json!({"circuit_id": 5, "utilization_mbps": 1}),
+                "circuit_id",
+            ),
+            (
+                json!({"circuit_id": "a b", "utilization_mbps": 1}),
+                "circuit_id",
+            ),
+            (json!({"circuit_id": "c"}), "utilization_mbps"),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": -1}),
+                "utilization_mbps",
+            ),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": "10"}),
+                "utilization_mbps",
+            ),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": 1e12}),
+                "utilization_mbps",
+            ),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": 1, "timestamp": "soon"}),
+                "timestamp",
+            ),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": 1, "timestamp": "2030-01-01T00:00:00Z"}),
+                "timestamp",
+            ),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": 1, "timestamp": "2020-01-01T00:00:00Z"}),
+                "timestamp",
+            ),
+            (
+                json!({"circuit_id": "c", "utilization_mbps": 1, "timestamp": true}),
+                "timestamp",
+            ),
+        ];
+        for (value, field) in cases {
+            let err = from_json(&value, now()).unwrap_err();
+            assert_eq!(err.field, field, "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn batches_are_arrays_or_ndjson_and_all_or_nothing() {
+        let array =
+            br#"[{"circuit_id":"a","utilization_mbps":1},{"circuit_id":"b","utilization_mbps":2}]"#;
+        assert_eq!(batch_from_bytes(array, now()).unwrap().len(), 2);
+        let ndjson = b"{\"circuit_id\":\"a\",\"utilization_mbps\":1}\n\n{\"circuit_id\":\"b\",\"utilization_mbps\":2}\n";
+        assert_eq!(batch_from_bytes(ndjson, now()).unwrap().len(), 2);
+        let bad = br#"[{"circuit_id":"a","utilization_mbps":1},{"circuit_id":"b","utilization_mbps":-2}]"#;
+        let err = batch_from_bytes(bad, now()).unwrap_err();
+        assert_eq!((err.index, err.field), (Some(1), "utilization_mbps"));
+        assert_eq!(
+            err.to_string(),
+            "item 1: utilization_mbps: must be a number greater than or equal to 0"
+        );
+        let err = batch_from_bytes(
+            b"{\"circuit_id\":\"a\",\"utilization_mbps\":1}\n{oops\n",
+            now(),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("line 2"), "{err}");
+        assert_eq!(batch_from_bytes(b"  ", now()).unwrap_err().field, "body");
+        assert_eq!(
+            batch_from_bytes(b"[]", now()).unwrap_err().message,
+            "holds no samples"
+        );
+    }
+}

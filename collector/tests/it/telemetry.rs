@@ -1,0 +1,196 @@
+//! Circuit telemetry over HTTP on both backends: the MaxOut-Capacity response shapes, 422s
+//! that name the field with nothing stored, batches as JSON arrays and NDJSON (all or
+//! nothing), unknown circuits stored and listed, body limits.
+
+use super::support::{Backend, TestCollector};
+use serde_json::{json, Value};
+
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let response = client
+        .request(method, url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn points(c: &TestCollector, circuit: &str) -> usize {
+    reqwest::get(c.api(&format!("/api/circuits/{circuit}/telemetry")))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn scenario(backend: Backend) {
+    let c = TestCollector::start(backend).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: String| send(&http, reqwest::Method::POST, c.api(path), body);
+
+    let (status, circuit) = send(
+        &http,
+        reqwest::Method::PUT,
+        c.api("/api/circuits/CIR-1"),
+        json!({"account": "ACME", "provisioned_mbps": 1000, "burst_mbps": 1200}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{circuit}");
+
+    let (status, body) = post(
+        "/api/v1/telemetry",
+        json!({"circuit_id": "CIR-1", "utilization_mbps": 950.5}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["recorded_utilization"], 950.5);
+    assert!(body["message"].as_str().unwrap().contains("CIR-1"));
+    assert_eq!(points(&c, "CIR-1").await, 1);
+
+    // Bad input: 422 naming the field, nothing stored.
+    for (body, field) in [
+        (
+            json!({"circuit_id": "CIR-1", "utilization_mbps": -5}),
+            "utilization_mbps",
+        ),
+        (json!({"circuit_id": "CIR-1"}), "utilization_mbps"),
+        (json!({"utilization_mbps": 5}), "circuit_id"),
+        (
+            json!({"circuit_id": 7, "utilization_mbps": 5}),
+            "circuit_id",
+        ),
+        (
+            json!({"circuit_id": "CIR-1", "utilization_mbps": "5"}),
+            "utilization_mbps",
+        ),
+        (
+            json!({"circuit_id": "CIR-1", "utilization_mbps": 5, "timestamp": "yesterday"}),
+            "timestamp",
+        ),
+    ] {
+        let (status, reply) = post("/api/v1/telemetry", body.to_string()).await;
+        assert_eq!(status, 422, "{body}: {reply}");
+        assert_eq!(reply["detail"][0]["loc"][1], field, "{reply}");
+        assert!(reply["error"]["message"].as_str().unwrap().contains(field));
+    }
+    let (status, reply) = post("/api/v1/telemetry", "{not json".into()).await;
+    assert_eq!(
+        (status, reply["detail"][0]["loc"][0].clone()),
+        (422, json!("body"))
+    );
+    assert_eq!(
+        points(&c, "CIR-1").await,
+        1,
+        "nothing stored from rejected requests"
+    );
+
+    // A huge body is refused before it is read.
+    let huge = format!(
+        "{{\"circuit_id\":\"CIR-1\",\"utilization_mbps\":1,\"pad\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    assert_eq!(post("/api/v1/telemetry", huge).await.0, 413);
+
+    // Unknown circuits: stored and listed, not lost.
+    let (status, body) = post(
+        "/api/v1/telemetry",
+        json!({"circuit_id": "NEW-9", "utilization_mbps": 10}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown circuit"));
+
+    // Batches: a JSON array, NDJSON; one bad item rejects the whole request.
+    let array: Vec<Value> = (0..1000)
+        .map(|i| json!({"circuit_id": "CIR-1", "utilization_mbps": i as f64, "timestamp": chrono::Utc::now().timestamp() - 1000 + i}))
+        .collect();
+    let (status, body) = post("/api/v1/telemetry/batch", Value::Array(array).to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["recorded"], 1000);
+    assert_eq!(points(&c, "CIR-1").await, 1001);
+    let ndjson = "{\"circuit_id\":\"NEW-9\",\"utilization_mbps\":1}\n{\"circuit_id\":\"CIR-1\",\"utilization_mbps\":2}\n";
+    let (status, body) = post("/api/v1/telemetry/batch", ndjson.into()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["unknown_circuits"], json!(["NEW-9"]));
+    let bad = json!([
+        {"circuit_id": "CIR-1", "utilization_mbps": 1},
+        {"circuit_id": "CIR-1", "utilization_mbps": -1}
+    ]);
+    let (status, body) = post("/api/v1/telemetry/batch", bad.to_string()).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", 1, "utilization_mbps"])
+    );
+    assert_eq!(
+        points(&c, "CIR-1").await,
+        1002,
+        "nothing of the rejected batch"
+    );
+
+    let unknown: Vec<Value> = reqwest::get(c.api("/api/circuits/unknown"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0]["circuit_id"], "NEW-9");
+    assert_eq!(unknown[0]["samples"], 2);
+    // Registering the circuit takes it off the unknown list; its samples stay.
+    let (status, _) = send(
+        &http,
+        reqwest::Method::PUT,
+        c.api("/api/circuits/NEW-9"),
+        json!({"provisioned_mbps": 100}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let unknown: Vec<Value> = reqwest::get(c.api("/api/circuits/unknown"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(unknown.is_empty());
+    assert_eq!(points(&c, "NEW-9").await, 2);
+
+    // Circuit checks.
+    let (status, body) = send(
+        &http,
+        reqwest::Method::PUT,
+        c.api("/api/circuits/CIR-2"),
+        json!({"provisioned_mbps": 100, "burst_mbps": 50}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("burst_mbps"));
+    let (status, _) = send(&http, reqwest::Method::GET, c.api("/api/circuits/NOPE"), "").await;
+    assert_eq!(status, 404);
+    let (status, listed) = send(&http, reqwest::Method::GET, c.api("/api/circuits"), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn telemetry_on_sqlite() {
+    scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn telemetry_on_postgres() {
+    scenario(Backend::Postgres).await;
+}

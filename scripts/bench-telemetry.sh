@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Telemetry ingest throughput with wrk (apt-get install wrk): single POSTs at 64 connections
+# and batches of 1,000 samples, into a real collector process on SQLite and on PostgreSQL.
+# Prints requests/s and the latency percentiles for docs/benchmarks.md.
+#
+#   scripts/bench-telemetry.sh [sqlite|postgres|all] [SECONDS]
+#
+# PostgreSQL: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test); a database
+# nwbench_telemetry is made and dropped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+secs=${2:-20}
+target_dir=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
+pg_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+cargo build --release --locked -p netwarden-collector >&2
+collector=$target_dir/release/netwarden-collector
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat > "$work/single.lua" <<'LUA'
+-- One sample per request, over 1,000 circuits.
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format('{"circuit_id":"CIR-%d","utilization_mbps":%d.5}', counter % 1000, counter % 1200)
+  return wrk.format("POST", "/api/v1/telemetry", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+python3 - "$work/batch.json" <<'PY'
+import json, sys
+json.dump([{"circuit_id": "CIR-%d" % (i % 1000), "utilization_mbps": i % 1200 + 0.5} for i in range(1000)], open(sys.argv[1], "w"))
+PY
+cat > "$work/batch.lua" <<LUA
+local f = io.open("$work/batch.json", "r")
+local body = f:read("*a")
+f:close()
+request = function()
+  return wrk.format("POST", "/api/v1/telemetry/batch", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+
+run() { # backend url
+    local backend=$1 url=$2 port
+    "$collector" pki init --dir "$work/pki" --force >/dev/null
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat > "$work/collector.toml" <<TOML
+[grpc]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:$port"
+[tls]
+ca = "pki/ca.pem"
+cert = "pki/server.pem"
+key = "pki/server.key"
+[database]
+url = "$url"
+max_connections = 16
+[log]
+level = "warn"
+TOML
+    "$collector" serve --config "$work/collector.toml" & pid=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+    echo "### $backend: single POSTs, 64 connections, ${secs}s"
+    wrk -t2 -c64 -d"${secs}s" --latency -s "$work/single.lua" "http://127.0.0.1:$port" | grep -E "Requests/sec|Latency|50%|90%|99%|requests in|Non-2xx"
+    echo "### $backend: batches of 1,000 samples, 8 connections, ${secs}s"
+    wrk -t2 -c8 -d"${secs}s" --latency -s "$work/batch.lua" "http://127.0.0.1:$port" | grep -E "Requests/sec|50%|99%|requests in|Non-2xx"
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+}
+
+if [ "$what" = sqlite ] || [ "$what" = all ]; then
+    run sqlite "sqlite://$work/bench.db"
+fi
+if [ "$what" = postgres ] || [ "$what" = all ]; then
+    base=${pg_url%/*}
+    psql "$pg_url" -qc "DROP DATABASE IF EXISTS nwbench_telemetry" -qc "CREATE DATABASE nwbench_telemetry"
+    run postgres "$base/nwbench_telemetry"
+    psql "$pg_url" -qc "DROP DATABASE IF EXISTS nwbench_telemetry WITH (FORCE)"
+fi
