@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 runs=${2:-5}
 netlab=${NETLAB:-$PWD/../shared/netlab/netlab}
-target_dir=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
+target_dir=$CARGO_TARGET_DIR
 cargo build --release --locked -p netwarden-agent >&2
 agent=$target_dir/release/netwarden-agent
 lab=nwbench$$

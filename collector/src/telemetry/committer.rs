@@ -46,7 +46,9 @@ impl TelemetryCommitter {
 }
 
 async fn commit_loop(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(store.concurrent_commits()));
+    // At most two commits at once: larger groups beat more parallel small ones here (each
+    // commit waits on a WAL flush either way).
+    let slots = Arc::new(Semaphore::new(store.concurrent_commits().min(2)));
     while let Some(first) = receiver.recv().await {
         // Wait for a free commit slot first: while waiting, more requests pile up and join.
         let Ok(permit) = slots.clone().acquire_owned().await else {
