@@ -24,6 +24,27 @@ pub struct CollectorConfig {
     pub cacti: CactiConfig,
     pub poi: PoiConfig,
     pub kpi: KpiConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: circuit maxout detection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Fraction of provisioned capacity that counts as maxed out (1.0 = 100 %).
+    pub maxout_threshold: f64,
+    /// Samples in a row at or over it before a maxout event opens.
+    pub maxout_consecutive: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        let rule = crate::telemetry::detect::MaxoutRule::default();
+        TelemetryConfig {
+            maxout_threshold: rule.threshold,
+            maxout_consecutive: rule.consecutive,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +138,7 @@ pub struct Settings {
     pub scrape: Option<ScrapeSettings>,
     /// The KPI job; `None` when `[kpi] directory` is not set.
     pub kpi: Option<KpiSettings>,
+    pub maxout_rule: crate::telemetry::detect::MaxoutRule,
 }
 
 impl Settings {
@@ -177,6 +199,24 @@ impl Settings {
         }
         let scrape = ScrapeSettings::from_config(path, &raw.cacti, &raw.poi)?;
         let kpi = KpiSettings::from_config(path, &raw.kpi)?;
+        if !(raw.telemetry.maxout_threshold > 0.0 && raw.telemetry.maxout_threshold <= 10.0) {
+            return Err(ConfigError::invalid(
+                path,
+                "telemetry.maxout_threshold",
+                "must be above 0 and at most 10 (1.0 = 100 % of provisioned)",
+            ));
+        }
+        if !(1..=1000).contains(&raw.telemetry.maxout_consecutive) {
+            return Err(ConfigError::invalid(
+                path,
+                "telemetry.maxout_consecutive",
+                "must be between 1 and 1000",
+            ));
+        }
+        let maxout_rule = crate::telemetry::detect::MaxoutRule {
+            threshold: raw.telemetry.maxout_threshold,
+            consecutive: raw.telemetry.maxout_consecutive,
+        };
         Ok(Settings {
             source: path.to_path_buf(),
             grpc_listen,
@@ -190,6 +230,7 @@ impl Settings {
             log: raw.log,
             scrape,
             kpi,
+            maxout_rule,
         })
     }
 }

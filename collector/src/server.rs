@@ -122,7 +122,10 @@ pub async fn start(
     let app = router(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        telemetry: crate::telemetry::TelemetryCommitter::start(store.clone()),
+        telemetry: crate::telemetry::TelemetryCommitter::start(
+            store.clone(),
+            crate::telemetry::detector::Detector::start(store.clone(), settings.maxout_rule),
+        ),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::poi::utilisation::{daily, DailyFigure, Sample};
 use crate::storage::poi::ScrapeRunRecord;
 use crate::storage::poi::{GraphRecord, MaxoutQuery, MaxoutRecord, PoiRecord, SampleRecord};
+use crate::storage::telemetry::CircuitMaxoutQuery;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/pois/{code}", get(poi))
         .route("/api/pois/{code}/utilisation", get(utilisation))
         .route("/api/maxouts", get(maxouts_list))
+        .route("/api/maxouts/summary", get(maxout_summary))
         .route("/api/cacti/runs", get(runs))
 }
 
@@ -226,21 +228,22 @@ async fn utilisation(
 #[serde(deny_unknown_fields)]
 struct MaxoutParams {
     poi: Option<String>,
+    account: Option<String>,
+    circuit: Option<String>,
+    /// `poi` (Cacti POI maxouts, the default) or `circuit` (customer circuits; implied by
+    /// `account` or `circuit`).
+    kind: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     limit: Option<u32>,
 }
 
+/// POI maxouts (`?poi=`) or circuit maxouts (`?account=` / `?circuit=` / `?kind=circuit`).
 async fn maxouts_list(
     State(state): State<AppState>,
     params: Result<Query<MaxoutParams>, QueryRejection>,
-) -> Result<Json<Vec<MaxoutRecord>>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let poi = params
-        .poi
-        .map(|p| poi_code(Ok(Path(p))))
-        .transpose()
-        .map_err(|e| ApiError::invalid(e.message.replacen("code:", "poi:", 1)))?;
     let (from, to) = window(
         Ok(Query(WindowParams {
             from: params.from,
@@ -255,16 +258,116 @@ async fn maxouts_list(
             "limit: must be between 1 and {MAX_MAXOUTS}"
         )));
     }
-    Ok(Json(
-        state
+    let circuit_kind = match params.kind.as_deref() {
+        None => params.account.is_some() || params.circuit.is_some(),
+        Some("circuit") => true,
+        Some("poi") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "kind: {other:?} is not poi or circuit"
+            )))
+        }
+    };
+    if circuit_kind {
+        if params.poi.is_some() {
+            return Err(ApiError::invalid(
+                "poi: not with account, circuit or kind=circuit",
+            ));
+        }
+        let events = state
             .store
-            .maxouts(&MaxoutQuery {
-                poi_code: poi,
-                from,
-                to,
+            .circuit_maxouts(&CircuitMaxoutQuery {
+                account: params.account,
+                circuit_id: params.circuit,
+                from: Some(from),
+                to: Some(to),
                 limit,
             })
-            .await?,
+            .await?;
+        return Ok(Json(serde_json::to_value(events).unwrap_or_default()));
+    }
+    let poi = params
+        .poi
+        .map(|p| poi_code(Ok(Path(p))))
+        .transpose()
+        .map_err(|e| ApiError::invalid(e.message.replacen("code:", "poi:", 1)))?;
+    let events = state
+        .store
+        .maxouts(&MaxoutQuery {
+            poi_code: poi,
+            from,
+            to,
+            limit,
+        })
+        .await?;
+    Ok(Json(serde_json::to_value(events).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryParams {
+    account: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+/// Per account, for CX and account management: events, hours at max, peak.
+#[derive(Debug, Default, serde::Serialize)]
+struct AccountSummary {
+    account: Option<String>,
+    events: u32,
+    circuits: u32,
+    hours_at_max: f64,
+    peak_mbps: f64,
+    peak_pct: f64,
+}
+
+async fn maxout_summary(
+    State(state): State<AppState>,
+    params: Result<Query<SummaryParams>, QueryRejection>,
+) -> Result<Json<Vec<AccountSummary>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let (from, to) = window(
+        Ok(Query(WindowParams {
+            from: params.from,
+            to: params.to,
+        })),
+        Duration::days(30),
+        Duration::days(366),
+    )?;
+    let events = state
+        .store
+        .circuit_maxouts(&CircuitMaxoutQuery {
+            account: params.account,
+            circuit_id: None,
+            from: Some(from),
+            to: Some(to),
+            limit: 1_000_000,
+        })
+        .await?;
+    let mut by_account: std::collections::BTreeMap<
+        Option<String>,
+        (AccountSummary, std::collections::BTreeSet<String>),
+    > = std::collections::BTreeMap::new();
+    for e in events {
+        let (summary, circuits) = by_account.entry(e.account.clone()).or_default();
+        summary.account = e.account.clone();
+        summary.events += 1;
+        summary.hours_at_max += e.duration_secs as f64 / 3600.0;
+        if e.peak_pct > summary.peak_pct {
+            summary.peak_pct = e.peak_pct;
+            summary.peak_mbps = e.peak_mbps;
+        }
+        circuits.insert(e.circuit_id);
+    }
+    Ok(Json(
+        by_account
+            .into_values()
+            .map(|(mut summary, circuits)| {
+                summary.circuits = circuits.len() as u32;
+                summary
+            })
+            .collect(),
     ))
 }
 

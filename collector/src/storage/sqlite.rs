@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_telemetry",
         include_str!("../../migrations/sqlite/0005_telemetry.sql"),
     ),
+    (
+        "0006_circuit_maxouts",
+        include_str!("../../migrations/sqlite/0006_circuit_maxouts.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never

@@ -2,6 +2,7 @@
 //! tests in `tests/it/telemetry.rs`).
 
 use super::Result;
+use crate::telemetry::detect::CircuitEvent;
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,6 +38,35 @@ pub struct TelemetryPoint {
     pub utilization_mbps: f64,
 }
 
+/// A stored circuit maxout event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitMaxoutRecord {
+    pub id: i64,
+    pub circuit_id: String,
+    pub account: Option<String>,
+    /// `burst` (over provisioned, within burst) or `maxout`.
+    pub severity: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub duration_secs: i64,
+    pub samples: i32,
+    pub peak_mbps: f64,
+    pub peak_pct: f64,
+    pub provisioned_mbps: f64,
+    pub burst_mbps: Option<f64>,
+    /// True while the circuit is still over the threshold.
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CircuitMaxoutQuery {
+    pub account: Option<String>,
+    pub circuit_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {
     /// Stores samples in one transaction; returns the circuit ids among them that are not
@@ -58,4 +88,17 @@ pub trait TelemetryStore: Send + Sync {
     async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>>;
     async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>>;
     async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>>;
+    /// The circuits among these ids that are known.
+    async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>>;
+    /// Records a maxout event that just opened; returns its id.
+    async fn open_circuit_maxout(
+        &self,
+        circuit: &CircuitRecord,
+        event: &CircuitEvent,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+    /// Updates an event as it goes on, or closes it.
+    async fn update_circuit_maxout(&self, id: i64, event: &CircuitEvent, open: bool) -> Result<()>;
+    async fn circuit_maxouts(&self, query: &CircuitMaxoutQuery)
+        -> Result<Vec<CircuitMaxoutRecord>>;
 }

@@ -2,6 +2,7 @@
 //! transaction together, so 64 clients posting single samples cost a few commits, not 64,
 //! and every request is answered only after its samples are committed.
 
+use super::detector::Detector;
 use super::sample::TelemetrySample;
 use crate::storage::{Result, Store, StoreError};
 use chrono::Utc;
@@ -24,11 +25,12 @@ pub struct TelemetryCommitter {
 }
 
 impl TelemetryCommitter {
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the committing task; committed samples then go to `detector`.
+    pub fn start(store: Arc<dyn Store>, detector: Detector) -> Self {
         // Unbounded is safe: each HTTP request waits for its answer, so what waits here is
         // bounded by the open requests (and their body limits).
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(store, receiver));
+        tokio::spawn(commit_loop(store, detector, receiver));
         TelemetryCommitter { queue }
     }
 
@@ -45,7 +47,11 @@ impl TelemetryCommitter {
     }
 }
 
-async fn commit_loop(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+async fn commit_loop(
+    store: Arc<dyn Store>,
+    detector: Detector,
+    mut receiver: mpsc::UnboundedReceiver<Pending>,
+) {
     // At most two commits at once: larger groups beat more parallel small ones here (each
     // commit waits on a WAL flush either way).
     let slots = Arc::new(Semaphore::new(store.concurrent_commits().min(2)));
@@ -66,6 +72,7 @@ async fn commit_loop(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceive
             }
         }
         let store = store.clone();
+        let detector = detector.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let samples: Vec<TelemetrySample> = group
@@ -74,6 +81,7 @@ async fn commit_loop(store: Arc<dyn Store>, mut receiver: mpsc::UnboundedReceive
                 .collect();
             match store.save_telemetry(&samples, Utc::now()).await {
                 Ok(unknown) => {
+                    detector.committed(samples);
                     for p in group {
                         let mine = p
                             .samples

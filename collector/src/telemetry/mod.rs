@@ -3,6 +3,8 @@
 //! circuit ids not known yet (they are listed, not dropped).
 
 pub mod committer;
+pub mod detect;
+pub mod detector;
 pub mod sample;
 
 pub use committer::TelemetryCommitter;

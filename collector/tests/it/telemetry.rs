@@ -183,6 +183,78 @@ async fn scenario(backend: Backend) {
     let (status, listed) = send(&http, reqwest::Method::GET, c.api("/api/circuits"), "").await;
     assert_eq!(status, 200);
     assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Maxouts: a single spike under the debounce (3) is nothing; a sustained one is one event,
+    // closed when utilisation drops. CIR-3 is 1000 Mbps with burst to 1200.
+    let (status, _) = send(
+        &http,
+        reqwest::Method::PUT,
+        c.api("/api/circuits/CIR-3"),
+        json!({"account": "ACME", "provisioned_mbps": 1000, "burst_mbps": 1200}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let base = chrono::Utc::now().timestamp() - 60;
+    let series = [1300.0, 500.0, 1300.0, 1250.0, 1400.0, 1300.0, 900.0];
+    let batch: Vec<Value> = series
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"circuit_id": "CIR-3", "utilization_mbps": v, "timestamp": base + i as i64}))
+        .collect();
+    let (status, body) = post("/api/v1/telemetry/batch", Value::Array(batch).to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    let mut events = Value::Null;
+    for _ in 0..100 {
+        let (_, found) = send(
+            &http,
+            reqwest::Method::GET,
+            c.api("/api/maxouts?circuit=CIR-3"),
+            "",
+        )
+        .await;
+        if found
+            .as_array()
+            .is_some_and(|e| e.len() == 1 && e[0]["open"] == false)
+        {
+            events = found;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let event = &events[0];
+    assert_eq!(event["samples"], 4, "{events}");
+    assert_eq!(event["peak_mbps"], 1400.0);
+    assert_eq!(event["peak_pct"], 140.0);
+    assert_eq!(event["severity"], "maxout");
+    assert_eq!(event["duration_secs"], 3);
+    assert_eq!(event["account"], "ACME");
+    let (_, by_account) = send(
+        &http,
+        reqwest::Method::GET,
+        c.api("/api/maxouts?account=ACME"),
+        "",
+    )
+    .await;
+    assert_eq!(by_account, events);
+    let (_, summary) = send(
+        &http,
+        reqwest::Method::GET,
+        c.api("/api/maxouts/summary"),
+        "",
+    )
+    .await;
+    assert_eq!(summary[0]["account"], "ACME", "{summary}");
+    assert_eq!(summary[0]["events"], 1);
+    assert_eq!(summary[0]["circuits"], 1);
+    assert_eq!(summary[0]["peak_mbps"], 1400.0);
+    let (status, _) = send(
+        &http,
+        reqwest::Method::GET,
+        c.api("/api/maxouts?kind=both"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]

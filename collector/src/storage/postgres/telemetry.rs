@@ -1,8 +1,12 @@
 //! [`TelemetryStore`] on PostgreSQL: a request's samples go in as arrays through UNNEST.
 
 use super::PostgresStore;
-use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, TelemetryStore, UnknownCircuit};
+use crate::storage::telemetry::{
+    CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint, TelemetryStore,
+    UnknownCircuit,
+};
 use crate::storage::{failed, Result};
+use crate::telemetry::detect::{CircuitEvent, Severity};
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -212,5 +216,116 @@ impl TelemetryStore for PostgresStore {
             })
             .collect::<sqlx::Result<_>>()
             .map_err(failed("listing unknown circuits"))
+    }
+
+    async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = ANY($1::text[])"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading circuits"))?;
+        rows.iter()
+            .map(circuit_row)
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("reading circuits"))
+    }
+
+    async fn open_circuit_maxout(
+        &self,
+        c: &CircuitRecord,
+        e: &CircuitEvent,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_at, end_at,
+                 samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10) RETURNING id",
+        )
+        .bind(&c.circuit_id)
+        .bind(&c.account)
+        .bind(severity_name(e.severity))
+        .bind(at(e.start))
+        .bind(at(e.end))
+        .bind(e.samples as i32)
+        .bind(e.peak_mbps)
+        .bind(c.provisioned_mbps)
+        .bind(c.burst_mbps)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("recording a circuit maxout"))
+    }
+
+    async fn update_circuit_maxout(&self, id: i64, e: &CircuitEvent, open: bool) -> Result<()> {
+        sqlx::query(
+            "UPDATE circuit_maxouts SET end_at = $2, samples = $3, peak_mbps = $4, severity = $5,
+                 open = $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at(e.end))
+        .bind(e.samples as i32)
+        .bind(e.peak_mbps)
+        .bind(severity_name(e.severity))
+        .bind(open)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("updating a circuit maxout"))?;
+        Ok(())
+    }
+
+    async fn circuit_maxouts(&self, q: &CircuitMaxoutQuery) -> Result<Vec<CircuitMaxoutRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, circuit_id, account, severity, start_at, end_at, samples, peak_mbps,
+                 provisioned_mbps, burst_mbps, open FROM circuit_maxouts
+             WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR circuit_id = $2)
+               AND ($3::timestamptz IS NULL OR end_at >= $3)
+               AND ($4::timestamptz IS NULL OR start_at < $4)
+             ORDER BY start_at, id LIMIT $5",
+        )
+        .bind(&q.account)
+        .bind(&q.circuit_id)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing circuit maxouts"))?;
+        rows.iter()
+            .map(|r| {
+                let start: DateTime<Utc> = r.try_get("start_at")?;
+                let end: DateTime<Utc> = r.try_get("end_at")?;
+                let peak: f64 = r.try_get("peak_mbps")?;
+                let provisioned: f64 = r.try_get("provisioned_mbps")?;
+                Ok(CircuitMaxoutRecord {
+                    id: r.try_get("id")?,
+                    circuit_id: r.try_get("circuit_id")?,
+                    account: r.try_get("account")?,
+                    severity: r.try_get("severity")?,
+                    start,
+                    end,
+                    duration_secs: (end - start).num_seconds(),
+                    samples: r.try_get("samples")?,
+                    peak_mbps: peak,
+                    peak_pct: 100.0 * peak / provisioned,
+                    provisioned_mbps: provisioned,
+                    burst_mbps: r.try_get("burst_mbps")?,
+                    open: r.try_get("open")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing circuit maxouts"))
+    }
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Burst => "burst",
+        Severity::Maxout => "maxout",
     }
 }

@@ -1,8 +1,12 @@
 //! [`TelemetryStore`] on SQLite (times in Unix ms).
 
 use super::{from_ms, ms, SqliteStore};
-use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, TelemetryStore, UnknownCircuit};
+use crate::storage::telemetry::{
+    CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint, TelemetryStore,
+    UnknownCircuit,
+};
 use crate::storage::{failed, Result};
+use crate::telemetry::detect::{CircuitEvent, Severity};
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -206,5 +210,139 @@ impl TelemetryStore for SqliteStore {
             .map_err(failed("listing unknown circuits"))
         })
         .await
+    }
+
+    async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = ?1"
+                ))
+                .map_err(failed("reading circuits"))?;
+            let mut found = Vec::new();
+            for id in &ids {
+                if let Some(c) = stmt
+                    .query_row([id], circuit_row)
+                    .optional()
+                    .map_err(failed("reading circuits"))?
+                {
+                    found.push(c);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn open_circuit_maxout(
+        &self,
+        c: &CircuitRecord,
+        e: &CircuitEvent,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let (c, e) = (c.clone(), e.clone());
+        self.write(move |writer| {
+            writer
+                .conn
+                .query_row(
+                    "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_ms, end_ms,
+                         samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10) RETURNING id",
+                    params![
+                        c.circuit_id,
+                        c.account,
+                        severity_name(e.severity),
+                        e.start * 1000,
+                        e.end * 1000,
+                        e.samples,
+                        e.peak_mbps,
+                        c.provisioned_mbps,
+                        c.burst_mbps,
+                        ms(now)
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(failed("recording a circuit maxout"))
+        })
+        .await
+    }
+
+    async fn update_circuit_maxout(&self, id: i64, e: &CircuitEvent, open: bool) -> Result<()> {
+        let e = e.clone();
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    "UPDATE circuit_maxouts SET end_ms = ?2, samples = ?3, peak_mbps = ?4,
+                         severity = ?5, open = ?6 WHERE id = ?1",
+                    params![
+                        id,
+                        e.end * 1000,
+                        e.samples,
+                        e.peak_mbps,
+                        severity_name(e.severity),
+                        open
+                    ],
+                )
+                .map_err(failed("updating a circuit maxout"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn circuit_maxouts(&self, q: &CircuitMaxoutQuery) -> Result<Vec<CircuitMaxoutRecord>> {
+        let q = q.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, circuit_id, account, severity, start_ms, end_ms, samples, peak_mbps,
+                     provisioned_mbps, burst_mbps, open FROM circuit_maxouts
+                 WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR circuit_id = ?2)
+                   AND (?3 IS NULL OR end_ms >= ?3) AND (?4 IS NULL OR start_ms < ?4)
+                 ORDER BY start_ms, id LIMIT ?5",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    params![
+                        q.account,
+                        q.circuit_id,
+                        q.from.map(ms),
+                        q.to.map(ms),
+                        q.limit
+                    ],
+                    |r| {
+                        let start = from_ms(r.get(4)?);
+                        let end = from_ms(r.get(5)?);
+                        let peak: f64 = r.get(7)?;
+                        let provisioned: f64 = r.get(8)?;
+                        Ok(CircuitMaxoutRecord {
+                            id: r.get(0)?,
+                            circuit_id: r.get(1)?,
+                            account: r.get(2)?,
+                            severity: r.get(3)?,
+                            start,
+                            end,
+                            duration_secs: (end - start).num_seconds(),
+                            samples: r.get(6)?,
+                            peak_mbps: peak,
+                            peak_pct: 100.0 * peak / provisioned,
+                            provisioned_mbps: provisioned,
+                            burst_mbps: r.get(9)?,
+                            open: r.get(10)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed("listing circuit maxouts"))
+        })
+        .await
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Burst => "burst",
+        Severity::Maxout => "maxout",
     }
 }

@@ -1,0 +1,202 @@
+//! Circuit maxout detection, a pure function over each circuit's samples in time order:
+//! utilisation at or over `threshold × provisioned` for `consecutive` samples in a row opens an
+//! event; it stays open while samples stay over, and closes at the first sample under. Above
+//! provisioned but within the burst capacity is its own, lower severity.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaxoutRule {
+    /// Fraction of provisioned capacity that counts as maxed out (1.0 = 100 %).
+    pub threshold: f64,
+    /// Samples in a row over the threshold before an event opens (debounce).
+    pub consecutive: u32,
+}
+
+impl Default for MaxoutRule {
+    fn default() -> Self {
+        MaxoutRule {
+            threshold: 1.0,
+            consecutive: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Over provisioned capacity but within burst.
+    Burst,
+    /// At or over the burst capacity (or provisioned, when there is no burst).
+    Maxout,
+}
+
+/// What a circuit is measured against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    pub provisioned_mbps: f64,
+    pub burst_mbps: Option<f64>,
+}
+
+/// An event as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitEvent {
+    pub start: i64,
+    /// The last sample over the threshold.
+    pub end: i64,
+    pub samples: u32,
+    pub peak_mbps: f64,
+    pub severity: Severity,
+}
+
+/// Detector state of one circuit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CircuitState {
+    /// Samples over the threshold in a row, not yet an event: (time, Mbps).
+    pending: Vec<(i64, f64)>,
+    open: Option<CircuitEvent>,
+    last_at: Option<i64>,
+}
+
+/// What one sample did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    Opened(CircuitEvent),
+    /// An open event went on (or became more severe).
+    Extended(CircuitEvent),
+    Closed(CircuitEvent),
+}
+
+impl CircuitState {
+    pub fn open_event(&self) -> Option<&CircuitEvent> {
+        self.open.as_ref()
+    }
+
+    /// Feeds one sample (Unix seconds, Mbps). Samples older than the last one seen are
+    /// ignored here (they are stored all the same): detection follows time forwards.
+    pub fn feed(
+        &mut self,
+        at: i64,
+        mbps: f64,
+        capacity: Capacity,
+        rule: MaxoutRule,
+    ) -> Option<Transition> {
+        if self.last_at.is_some_and(|last| at <= last) || capacity.provisioned_mbps <= 0.0 {
+            return None;
+        }
+        self.last_at = Some(at);
+        let over = mbps >= rule.threshold * capacity.provisioned_mbps;
+        if !over {
+            self.pending.clear();
+            return self.open.take().map(Transition::Closed);
+        }
+        let severity = match capacity.burst_mbps {
+            Some(burst) if burst > capacity.provisioned_mbps && mbps < burst => Severity::Burst,
+            _ => Severity::Maxout,
+        };
+        if let Some(event) = &mut self.open {
+            event.end = at;
+            event.samples += 1;
+            event.peak_mbps = event.peak_mbps.max(mbps);
+            event.severity = event.severity.max(severity);
+            return Some(Transition::Extended(event.clone()));
+        }
+        self.pending.push((at, mbps));
+        if self.pending.len() < rule.consecutive.max(1) as usize {
+            return None;
+        }
+        let event = CircuitEvent {
+            start: self.pending[0].0,
+            end: at,
+            samples: self.pending.len() as u32,
+            peak_mbps: self.pending.iter().map(|p| p.1).fold(0.0, f64::max),
+            severity: self
+                .pending
+                .iter()
+                .map(|p| match capacity.burst_mbps {
+                    Some(burst) if burst > capacity.provisioned_mbps && p.1 < burst => {
+                        Severity::Burst
+                    }
+                    _ => Severity::Maxout,
+                })
+                .max()
+                .unwrap_or(severity),
+        };
+        self.pending.clear();
+        self.open = Some(event.clone());
+        Some(Transition::Opened(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: Capacity = Capacity {
+        provisioned_mbps: 1000.0,
+        burst_mbps: Some(1200.0),
+    };
+
+    fn run(values: &[f64], rule: MaxoutRule) -> Vec<Transition> {
+        let mut state = CircuitState::default();
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| state.feed(60 * i as i64, *v, CAP, rule))
+            .collect()
+    }
+
+    #[test]
+    fn a_single_spike_under_the_debounce_is_nothing() {
+        assert!(run(
+            &[500.0, 1300.0, 500.0, 1300.0, 1300.0, 400.0],
+            MaxoutRule::default()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_sustained_maxout_opens_once_goes_on_and_closes() {
+        let t = run(
+            &[500.0, 1300.0, 1250.0, 1400.0, 1300.0, 900.0],
+            MaxoutRule::default(),
+        );
+        assert_eq!(t.len(), 3, "{t:?}");
+        let Transition::Opened(open) = &t[0] else {
+            panic!("{t:?}")
+        };
+        assert_eq!((open.start, open.end, open.samples), (60, 180, 3));
+        assert_eq!(open.peak_mbps, 1400.0);
+        assert_eq!(open.severity, Severity::Maxout);
+        assert!(matches!(&t[1], Transition::Extended(e) if e.samples == 4));
+        let Transition::Closed(closed) = &t[2] else {
+            panic!("{t:?}")
+        };
+        assert_eq!((closed.start, closed.end), (60, 240));
+    }
+
+    #[test]
+    fn within_burst_is_the_lower_severity_until_it_passes_burst() {
+        let t = run(&[1100.0, 1050.0, 1100.0], MaxoutRule::default());
+        assert!(matches!(&t[0], Transition::Opened(e) if e.severity == Severity::Burst));
+        let t = run(&[1100.0, 1050.0, 1100.0, 1250.0], MaxoutRule::default());
+        assert!(matches!(&t[1], Transition::Extended(e) if e.severity == Severity::Maxout));
+    }
+
+    #[test]
+    fn the_threshold_and_debounce_are_configurable_and_old_samples_ignored() {
+        let rule = MaxoutRule {
+            threshold: 0.9,
+            consecutive: 1,
+        };
+        let t = run(&[950.0], rule);
+        assert!(matches!(&t[0], Transition::Opened(_)));
+        let mut state = CircuitState::default();
+        assert!(state.feed(100, 1300.0, CAP, rule).is_some());
+        assert!(
+            state.feed(50, 100.0, CAP, rule).is_none(),
+            "older than the last: ignored"
+        );
+        assert!(state.open_event().is_some());
+    }
+}

@@ -1,0 +1,110 @@
+//! Runs maxout detection on committed samples, in commit order, one task for all circuits:
+//! each circuit's state lives here, and each event is written as it opens, goes on and closes
+//! (`circuit_maxouts`, where the alert engine and the CX/AM views find it).
+
+use super::detect::{Capacity, CircuitState, MaxoutRule, Transition};
+use super::sample::TelemetrySample;
+use crate::storage::telemetry::CircuitRecord;
+use crate::storage::Store;
+use chrono::Utc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Handle the committer sends committed samples to.
+#[derive(Clone)]
+pub struct Detector {
+    queue: mpsc::UnboundedSender<Vec<TelemetrySample>>,
+}
+
+impl Detector {
+    pub fn start(store: Arc<dyn Store>, rule: MaxoutRule) -> Self {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(detect_loop(store, rule, receiver));
+        Detector { queue }
+    }
+
+    pub fn committed(&self, samples: Vec<TelemetrySample>) {
+        // The task only stops with the process; nothing to do if it is gone.
+        let _ = self.queue.send(samples);
+    }
+}
+
+#[derive(Default)]
+struct Tracked {
+    state: CircuitState,
+    /// The stored event's id while one is open.
+    event_id: Option<i64>,
+}
+
+async fn detect_loop(
+    store: Arc<dyn Store>,
+    rule: MaxoutRule,
+    mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
+) {
+    let mut circuits: HashMap<String, Tracked> = HashMap::new();
+    while let Some(samples) = receiver.recv().await {
+        let mut by_circuit: BTreeMap<&str, Vec<&TelemetrySample>> = BTreeMap::new();
+        for s in &samples {
+            by_circuit.entry(&s.circuit_id).or_default().push(s);
+        }
+        let ids: Vec<String> = by_circuit.keys().map(|k| k.to_string()).collect();
+        let known: HashMap<String, CircuitRecord> = match store.circuits_by_ids(&ids).await {
+            Ok(found) => found
+                .into_iter()
+                .map(|c| (c.circuit_id.clone(), c))
+                .collect(),
+            Err(err) => {
+                tracing::error!(error = %err, "maxout detection cannot read circuits; samples skipped for detection");
+                continue;
+            }
+        };
+        for (id, mut list) in by_circuit {
+            let Some(circuit) = known.get(id) else {
+                continue; // unknown circuit: no capacity to measure against
+            };
+            let capacity = Capacity {
+                provisioned_mbps: circuit.provisioned_mbps,
+                burst_mbps: circuit.burst_mbps,
+            };
+            list.sort_by_key(|s| s.at);
+            let tracked = circuits.entry(id.to_string()).or_default();
+            for s in list {
+                let Some(change) =
+                    tracked
+                        .state
+                        .feed(s.at.timestamp(), s.utilization_mbps, capacity, rule)
+                else {
+                    continue;
+                };
+                let written = match (&change, tracked.event_id) {
+                    (Transition::Opened(event), _) => {
+                        match store.open_circuit_maxout(circuit, event, Utc::now()).await {
+                            Ok(event_id) => {
+                                tracing::warn!(
+                                    circuit = id,
+                                    peak_mbps = event.peak_mbps,
+                                    "circuit maxout"
+                                );
+                                tracked.event_id = Some(event_id);
+                                Ok(())
+                            }
+                            Err(err) => Err(err),
+                        }
+                    }
+                    (Transition::Extended(event), Some(event_id)) => {
+                        store.update_circuit_maxout(event_id, event, true).await
+                    }
+                    (Transition::Closed(event), Some(event_id)) => {
+                        tracked.event_id = None;
+                        store.update_circuit_maxout(event_id, event, false).await
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(err) = written {
+                    tracing::error!(circuit = id, error = %err, "cannot record a circuit maxout change");
+                }
+            }
+        }
+    }
+}
