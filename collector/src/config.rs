@@ -25,6 +25,7 @@ pub struct CollectorConfig {
     pub poi: PoiConfig,
     pub kpi: KpiConfig,
     pub telemetry: TelemetryConfig,
+    pub email: crate::alert::email::EmailConfig,
 }
 
 /// `[telemetry]`: circuit maxout detection.
@@ -139,6 +140,8 @@ pub struct Settings {
     /// The KPI job; `None` when `[kpi] directory` is not set.
     pub kpi: Option<KpiSettings>,
     pub maxout_rule: crate::telemetry::detect::MaxoutRule,
+    /// Customer email; `None` when `[email] smtp_host` is not set.
+    pub email: Option<crate::alert::email::EmailSettings>,
 }
 
 impl Settings {
@@ -213,6 +216,7 @@ impl Settings {
                 "must be between 1 and 1000",
             ));
         }
+        let email = crate::alert::email::EmailSettings::from_config(path, &raw.email)?;
         let maxout_rule = crate::telemetry::detect::MaxoutRule {
             threshold: raw.telemetry.maxout_threshold,
             consecutive: raw.telemetry.maxout_consecutive,
@@ -231,6 +235,7 @@ impl Settings {
             scrape,
             kpi,
             maxout_rule,
+            email,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL and serves them over HTTP. `main.rs` is a thin CLI over this library so tests
 //! and benchmarks drive the real thing.
 
+pub mod alert;
 pub mod cacti;
 pub mod config;
 pub mod error;

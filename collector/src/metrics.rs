@@ -26,6 +26,7 @@ pub struct Metrics {
     pub kpi_intervals: Family<Labels, Counter>,
     pub kpi_rows: Family<Labels, Counter>,
     pub kpi_unreadable: Gauge,
+    pub notifications: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -121,6 +122,12 @@ impl Metrics {
             "Flow files the last KPI run could not read",
             kpi_unreadable.clone(),
         );
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications by channel and status (sent, failed, no_contact, suppressed)",
+            notifications.clone(),
+        );
         Metrics {
             registry,
             batches,
@@ -137,6 +144,7 @@ impl Metrics {
             kpi_intervals,
             kpi_rows,
             kpi_unreadable,
+            notifications,
         }
     }
 

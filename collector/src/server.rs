@@ -25,6 +25,8 @@ pub enum StartError {
     Store(#[from] storage::StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] netwarden_shared::tls::TlsError),
+    #[error("email: {0}")]
+    Email(String),
     #[error("Cacti scraper: {0}")]
     Scraper(#[from] crate::cacti::job::ScrapeError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -119,12 +121,23 @@ pub async fn start(
         ("grpc", result)
     });
 
+    let notifier = match &settings.email {
+        Some(email) => Some(Arc::new(
+            crate::alert::customer::CustomerNotifier::new(email, store.clone(), metrics.clone())
+                .map_err(StartError::Email)?,
+        )),
+        None => None,
+    };
     let app = router(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
         telemetry: crate::telemetry::TelemetryCommitter::start(
             store.clone(),
-            crate::telemetry::detector::Detector::start(store.clone(), settings.maxout_rule),
+            crate::telemetry::detector::Detector::start(
+                store.clone(),
+                settings.maxout_rule,
+                notifier,
+            ),
         ),
     });
     let http_stop = shutdown.clone();

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kpis::routes())
         .merge(speedtest::routes())
         .merge(telemetry::routes())
+        .merge(telemetry::customer_routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::storage::customers::{Account, Employee, NotificationRecord};
 use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, UnknownCircuit};
 use crate::telemetry::sample::{self, FieldError};
 use axum::body::Bytes;
@@ -243,4 +244,161 @@ async fn telemetry(
         return Err(ApiError::invalid("limit: must be between 1 and 100000"));
     }
     Ok(Json(state.store.telemetry(&id, from, to, limit).await?))
+}
+
+pub fn customer_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/accounts", get(accounts))
+        .route("/api/accounts/{id}", get(account).put(put_account))
+        .route("/api/employees/{id}", get(employee).put(put_employee))
+        .route("/api/notifications", get(notifications))
+}
+
+/// Ids of accounts and employees: the same characters as circuit ids.
+fn entity_id(what: &str, id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "{what}: {id:?} must be 1 to 64 letters, digits or . _ : / -"
+        )));
+    }
+    Ok(id)
+}
+
+async fn accounts(State(state): State<AppState>) -> Result<Json<Vec<Account>>, ApiError> {
+    Ok(Json(state.store.accounts().await?))
+}
+
+async fn account(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Account>, ApiError> {
+    let id = entity_id("account", id)?;
+    state
+        .store
+        .account(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("account {id} not found")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountBody {
+    name: String,
+    contact_name: Option<String>,
+    contact_email: Option<String>,
+    account_manager: Option<String>,
+    cx_manager: Option<String>,
+}
+
+fn check_email(field: &str, value: &Option<String>) -> Result<(), ApiError> {
+    if let Some(email) = value {
+        email.parse::<lettre::Address>().map_err(|_| {
+            ApiError::invalid(format!("{field}: {email:?} is not an email address"))
+        })?;
+    }
+    Ok(())
+}
+
+async fn put_account(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<AccountBody>, JsonRejection>,
+) -> Result<Json<Account>, ApiError> {
+    let id = entity_id("account", id)?;
+    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::invalid("name: is required"));
+    }
+    check_email("contact_email", &body.contact_email)?;
+    for (field, employee) in [
+        ("account_manager", &body.account_manager),
+        ("cx_manager", &body.cx_manager),
+    ] {
+        if let Some(employee) = employee {
+            if state.store.employee(employee).await?.is_none() {
+                return Err(ApiError::invalid(format!(
+                    "{field}: no employee {employee:?} (PUT /api/employees/{employee} first)"
+                )));
+            }
+        }
+    }
+    let record = Account {
+        id,
+        name: body.name,
+        contact_name: body.contact_name,
+        contact_email: body.contact_email,
+        account_manager: body.account_manager,
+        cx_manager: body.cx_manager,
+    };
+    state.store.save_account(&record, Utc::now()).await?;
+    Ok(Json(record))
+}
+
+async fn employee(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Employee>, ApiError> {
+    let id = entity_id("employee", id)?;
+    state
+        .store
+        .employee(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("employee {id} not found")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmployeeBody {
+    name: String,
+    email: String,
+    phone: Option<String>,
+}
+
+async fn put_employee(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<EmployeeBody>, JsonRejection>,
+) -> Result<Json<Employee>, ApiError> {
+    let id = entity_id("employee", id)?;
+    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::invalid("name: is required"));
+    }
+    check_email("email", &Some(body.email.clone()))?;
+    let record = Employee {
+        id,
+        name: body.name,
+        email: body.email,
+        phone: body.phone,
+    };
+    state.store.save_employee(&record, Utc::now()).await?;
+    Ok(Json(record))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationParams {
+    event_kind: Option<String>,
+    event_id: Option<i64>,
+}
+
+async fn notifications(
+    State(state): State<AppState>,
+    params: Result<Query<NotificationParams>, QueryRejection>,
+) -> Result<Json<Vec<NotificationRecord>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let kind = params
+        .event_kind
+        .unwrap_or_else(|| crate::alert::customer::EVENT_KIND.into());
+    Ok(Json(
+        state.store.notifications(&kind, params.event_id).await?,
+    ))
 }

@@ -1,6 +1,7 @@
 //! Storage behind one trait, with SQLite (default, embedded) and PostgreSQL (production)
 //! backends. Both run the same test suite (`tests/it/storage.rs`).
 
+pub mod customers;
 mod group;
 pub mod kpi;
 mod plan;
@@ -9,6 +10,7 @@ pub mod postgres;
 mod sqlite;
 pub mod telemetry;
 
+pub use customers::CustomerStore;
 pub use group::GroupCommitter;
 pub use kpi::KpiStore;
 pub use plan::{BatchPlan, DeviceLatest};
@@ -178,7 +180,9 @@ pub struct IngestAudit {
 }
 
 #[async_trait]
-pub trait Store: PoiStore + KpiStore + TelemetryStore + Send + Sync + 'static {
+pub trait Store:
+    PoiStore + KpiStore + TelemetryStore + CustomerStore + Send + Sync + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Applies pending migrations; returns the descriptions of those applied now.

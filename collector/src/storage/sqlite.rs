@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod customers;
 mod kpi;
 mod poi;
 mod telemetry;
@@ -46,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_circuit_maxouts",
         include_str!("../../migrations/sqlite/0006_circuit_maxouts.sql"),
+    ),
+    (
+        "0007_customers",
+        include_str!("../../migrations/sqlite/0007_customers.sql"),
     ),
 ];
 

@@ -4,6 +4,7 @@
 
 use super::detect::{Capacity, CircuitState, MaxoutRule, Transition};
 use super::sample::TelemetrySample;
+use crate::alert::customer::CustomerNotifier;
 use crate::storage::telemetry::CircuitRecord;
 use crate::storage::Store;
 use chrono::Utc;
@@ -18,9 +19,14 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn start(store: Arc<dyn Store>, rule: MaxoutRule) -> Self {
+    /// Starts the detection task; opened events go to `notifier` when there is one.
+    pub fn start(
+        store: Arc<dyn Store>,
+        rule: MaxoutRule,
+        notifier: Option<Arc<CustomerNotifier>>,
+    ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(detect_loop(store, rule, receiver));
+        tokio::spawn(detect_loop(store, rule, notifier, receiver));
         Detector { queue }
     }
 
@@ -40,6 +46,7 @@ struct Tracked {
 async fn detect_loop(
     store: Arc<dyn Store>,
     rule: MaxoutRule,
+    notifier: Option<Arc<CustomerNotifier>>,
     mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
 ) {
     let mut circuits: HashMap<String, Tracked> = HashMap::new();
@@ -87,6 +94,13 @@ async fn detect_loop(
                                     "circuit maxout"
                                 );
                                 tracked.event_id = Some(event_id);
+                                if let Some(notifier) = &notifier {
+                                    let (notifier, circuit, event) =
+                                        (notifier.clone(), circuit.clone(), event.clone());
+                                    tokio::spawn(async move {
+                                        notifier.maxout_opened(&circuit, event_id, &event).await;
+                                    });
+                                }
                                 Ok(())
                             }
                             Err(err) => Err(err),

@@ -5,6 +5,7 @@ mod api;
 mod cacti;
 mod cli;
 mod e2e;
+mod email;
 mod ingest;
 mod kpi;
 mod poi;

@@ -1,0 +1,162 @@
+//! [`CustomerStore`] on PostgreSQL.
+
+use super::PostgresStore;
+use crate::storage::customers::{Account, CustomerStore, Employee, NotificationRecord};
+use crate::storage::{failed, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+fn account_row(r: &PgRow) -> sqlx::Result<Account> {
+    Ok(Account {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        contact_name: r.try_get("contact_name")?,
+        contact_email: r.try_get("contact_email")?,
+        account_manager: r.try_get("account_manager")?,
+        cx_manager: r.try_get("cx_manager")?,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str = "id, name, contact_name, contact_email, account_manager, cx_manager";
+
+#[async_trait]
+impl CustomerStore for PostgresStore {
+    async fn save_employee(&self, e: &Employee, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO employees (id, name, email, phone, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email,
+                 phone = excluded.phone, updated_at = excluded.updated_at",
+        )
+        .bind(&e.id)
+        .bind(&e.name)
+        .bind(&e.email)
+        .bind(&e.phone)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("saving an employee"))?;
+        Ok(())
+    }
+
+    async fn employee(&self, id: &str) -> Result<Option<Employee>> {
+        let row = sqlx::query("SELECT id, name, email, phone FROM employees WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an employee"))?;
+        row.map(|r| -> sqlx::Result<Employee> {
+            Ok(Employee {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                email: r.try_get("email")?,
+                phone: r.try_get("phone")?,
+            })
+        })
+        .transpose()
+        .map_err(failed("reading an employee"))
+    }
+
+    async fn save_account(&self, a: &Account, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, name, contact_name, contact_email, account_manager,
+                 cx_manager, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                 contact_name = excluded.contact_name, contact_email = excluded.contact_email,
+                 account_manager = excluded.account_manager, cx_manager = excluded.cx_manager,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&a.id)
+        .bind(&a.name)
+        .bind(&a.contact_name)
+        .bind(&a.contact_email)
+        .bind(&a.account_manager)
+        .bind(&a.cx_manager)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("saving an account"))?;
+        Ok(())
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("reading an account"))?
+        .map(|r| account_row(&r))
+        .transpose()
+        .map_err(failed("reading an account"))
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing accounts"))?;
+        rows.iter()
+            .map(account_row)
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing accounts"))
+    }
+
+    async fn save_notification(&self, n: &NotificationRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO notifications (event_kind, event_id, channel, recipients, subject, status,
+                 error, attempts, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&n.event_kind)
+        .bind(n.event_id)
+        .bind(&n.channel)
+        .bind(&n.recipients)
+        .bind(&n.subject)
+        .bind(&n.status)
+        .bind(&n.error)
+        .bind(n.attempts)
+        .bind(n.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("recording a notification"))?;
+        Ok(())
+    }
+
+    async fn notifications(
+        &self,
+        kind: &str,
+        event_id: Option<i64>,
+    ) -> Result<Vec<NotificationRecord>> {
+        let rows = sqlx::query(
+            "SELECT event_kind, event_id, channel, recipients, subject, status, error, attempts,
+                 created_at FROM notifications
+             WHERE event_kind = $1 AND ($2::int8 IS NULL OR event_id = $2) ORDER BY id",
+        )
+        .bind(kind)
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing notifications"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationRecord {
+                    event_kind: r.try_get("event_kind")?,
+                    event_id: r.try_get("event_id")?,
+                    channel: r.try_get("channel")?,
+                    recipients: r.try_get("recipients")?,
+                    subject: r.try_get("subject")?,
+                    status: r.try_get("status")?,
+                    error: r.try_get("error")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing notifications"))
+    }
+}
