@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: KpiCommand,
     },
+    /// Generate load and test data.
+    Simulate {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    },
     /// Manage the certificate authority for agents and the collector.
     Pki {
         #[command(subcommand)]
@@ -70,6 +75,46 @@ enum KpiCommand {
         config: ConfigArg,
         #[arg(long)]
         once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimulateCommand {
+    /// Post realistic circuit utilisation (diurnal curve, noise, spikes, sustained maxouts)
+    /// to a collector's batch endpoint; deterministic with --seed.
+    Telemetry {
+        /// The collector's HTTP base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 100)]
+        circuits: u32,
+        /// Samples per second, all circuits together.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Every Kth sample of a circuit is a single spike over its capacity (0: never).
+        #[arg(long, default_value_t = 0)]
+        spike_every: u32,
+        /// Every Mth sample of a circuit starts a sustained maxout (0: never).
+        #[arg(long, default_value_t = 0)]
+        maxout_every: u32,
+        /// How many samples a sustained maxout lasts.
+        #[arg(long, default_value_t = 5)]
+        maxout_samples: u32,
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        /// Stop after this many samples.
+        #[arg(long)]
+        samples: Option<u64>,
+        /// Register the circuits (with their capacities) first.
+        #[arg(long)]
+        register: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "SIM-")]
+        prefix: String,
+        /// The account registered circuits belong to.
+        #[arg(long)]
+        account: Option<String>,
     },
 }
 
@@ -262,6 +307,44 @@ async fn main() -> Result<()> {
         Command::Kpi {
             command: KpiCommand::Run { config, once },
         } => kpi_run(&config.config, once).await,
+        Command::Simulate {
+            command:
+                SimulateCommand::Telemetry {
+                    url,
+                    circuits,
+                    rate,
+                    spike_every,
+                    maxout_every,
+                    maxout_samples,
+                    duration_secs,
+                    samples,
+                    register,
+                    seed,
+                    prefix,
+                    account,
+                },
+        } => {
+            let options = netwarden_collector::telemetry::simulate::SimulateOptions {
+                url,
+                circuits,
+                rate,
+                spike_every,
+                maxout_every,
+                maxout_samples,
+                duration: std::time::Duration::from_secs(duration_secs),
+                samples,
+                register,
+                seed,
+                prefix,
+                account,
+            };
+            let report = netwarden_collector::telemetry::simulate::run(&options).await?;
+            println!(
+                "posted {} samples in {} requests ({} spikes, {} maxout samples)",
+                report.samples, report.requests, report.spikes, report.maxout_samples
+            );
+            Ok(())
+        }
         Command::Pki { command } => match command {
             PkiCommand::Init {
                 dir,

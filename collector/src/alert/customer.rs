@@ -207,12 +207,12 @@ fn values<'a>(
     am: Option<&crate::storage::customers::Employee>,
     cx: Option<&crate::storage::customers::Employee>,
 ) -> BTreeMap<&'a str, String> {
-    let time = |secs: i64| {
-        DateTime::from_timestamp(secs, 0)
+    let time = |ms: i64| {
+        DateTime::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_default()
     };
-    let duration = event.end - event.start;
+    let duration = (event.end - event.start) / 1000;
     let person = |e: Option<&crate::storage::customers::Employee>| {
         (
             e.map(|e| e.name.clone()).unwrap_or_else(|| "-".into()),

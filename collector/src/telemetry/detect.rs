@@ -41,8 +41,9 @@ pub struct Capacity {
 /// An event as it stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CircuitEvent {
+    /// Unix milliseconds of the first sample over the threshold.
     pub start: i64,
-    /// The last sample over the threshold.
+    /// Unix milliseconds of the last sample over the threshold.
     pub end: i64,
     pub samples: u32,
     pub peak_mbps: f64,
@@ -72,7 +73,7 @@ impl CircuitState {
         self.open.as_ref()
     }
 
-    /// Feeds one sample (Unix seconds, Mbps). Samples older than the last one seen are
+    /// Feeds one sample (Unix milliseconds, Mbps). Samples older than the last one seen are
     /// ignored here (they are stored all the same): detection follows time forwards.
     pub fn feed(
         &mut self,

@@ -80,7 +80,7 @@ async fn detect_loop(
                 let Some(change) =
                     tracked
                         .state
-                        .feed(s.at.timestamp(), s.utilization_mbps, capacity, rule)
+                        .feed(s.at.timestamp_millis(), s.utilization_mbps, capacity, rule)
                 else {
                     continue;
                 };

@@ -6,6 +6,7 @@ pub mod committer;
 pub mod detect;
 pub mod detector;
 pub mod sample;
+pub mod simulate;
 
 pub use committer::TelemetryCommitter;
 pub use sample::{FieldError, TelemetrySample};

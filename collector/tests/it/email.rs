@@ -281,3 +281,144 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
     assert!(unfolded.contains("<table"), "the HTML part");
     drop(sink);
 }
+
+fn simulate(url: &str, args: &[&str]) -> String {
+    let out = Command::new(super::support::binary("netwarden-collector"))
+        .args([
+            "simulate",
+            "telemetry",
+            "--url",
+            url,
+            "--register",
+            "--seed",
+            "7",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The simulator drives a running collector: spikes alone raise nothing; sustained maxouts
+/// raise events, and each circuit's customer gets exactly one email per cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_drives_detection_and_email() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = start_sink(&maildir, &pki);
+    std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
+    let email = EmailConfig {
+        smtp_host: Some("localhost".into()),
+        smtp_port: sink.port,
+        username: Some("noc".into()),
+        password_file: Some(dir.path().join("smtp.pw")),
+        ca_file: Some(pki.ca()),
+        from: "Netwarden NOC <noc@netwarden.test>".into(),
+        retries: 2,
+        backoff_ms: 50,
+        ..EmailConfig::default()
+    };
+    let c = TestCollector::start_with(Backend::Sqlite, move |raw| raw.email = email).await;
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        c.api("/api/accounts/SIMCO"),
+        json!({"name": "Sim Co", "contact_email": "ops@sim.test"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let url = format!("http://{}", c.http);
+
+    let out = simulate(
+        &url,
+        &[
+            "--prefix",
+            "SPK-",
+            "--circuits",
+            "3",
+            "--rate",
+            "120",
+            "--samples",
+            "60",
+            "--spike-every",
+            "4",
+            "--account",
+            "SIMCO",
+        ],
+    );
+    assert!(out.starts_with("posted 60 samples"), "{out}");
+    let out = simulate(
+        &url,
+        &[
+            "--prefix",
+            "MAX-",
+            "--circuits",
+            "3",
+            "--rate",
+            "120",
+            "--samples",
+            "90",
+            "--maxout-every",
+            "10",
+            "--maxout-samples",
+            "5",
+            "--account",
+            "SIMCO",
+        ],
+    );
+    assert!(out.starts_with("posted 90 samples"), "{out}");
+
+    let mut notes = Vec::new();
+    for _ in 0..200 {
+        let (_, found) = call(
+            reqwest::Method::GET,
+            c.api("/api/notifications"),
+            Value::Null,
+        )
+        .await;
+        notes = found.as_array().cloned().unwrap_or_default();
+        if notes.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let count = |status: &str| notes.iter().filter(|n| n["status"] == status).count();
+    assert_eq!((count("sent"), count("suppressed")), (3, 3), "{notes:?}");
+    let (_, events) = call(
+        reqwest::Method::GET,
+        c.api("/api/maxouts?kind=circuit&limit=100"),
+        Value::Null,
+    )
+    .await;
+    let events = events.as_array().unwrap();
+    assert_eq!(
+        events.len(),
+        6,
+        "two sustained maxouts per circuit: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["circuit_id"].as_str().unwrap().starts_with("MAX-")),
+        "spikes raised nothing"
+    );
+    let mut subjects: Vec<String> = index(&maildir)
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    for (i, subject) in subjects.iter().enumerate() {
+        assert!(
+            subject.starts_with(&format!("Circuit MAX-{i} reached")),
+            "{subject}"
+        );
+    }
+    drop(sink);
+}

@@ -319,8 +319,8 @@ impl TelemetryStore for PostgresStore {
     }
 }
 
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+fn at(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 fn severity_name(s: Severity) -> &'static str {
