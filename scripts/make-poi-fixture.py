@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes collector/tests/resources/poi-reference*.xlsx, the small synthetic POI reference
-workbooks the tests use (Python openpyxl: pip install openpyxl). Every value is made up.
+workbooks the tests use, and circuits.xlsx for the circuit import test (Python openpyxl:
+pip install openpyxl). Every value is made up.
 poi-reference.xlsx is the good one; -v2 adds a POI (for reload tests); -bad has a latitude
 that is not a number in row 4.
 
@@ -44,3 +45,20 @@ def write(name, extra_rows=(), bad_latitude=False):
 write("poi-reference.xlsx")
 write("poi-reference-v2.xlsx", extra_rows=[("new", "1SYD", "Sydney", "NSW", "ExampleNet", -33.8688, 151.2093, "")])
 write("poi-reference-bad.xlsx", bad_latitude=True)
+
+
+def write_circuits(name):
+    """Circuits for the import test: a date cell, a number id-free row, an empty row."""
+    import datetime
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Circuits"
+    ws.append(["circuit_id", "provisioned_mbps", "burst_mbps", "account", "pop", "provisioned_at"])
+    ws.append(["XL-1", 1000, 1200, "ACME", "Melbourne", datetime.datetime(2024, 3, 1)])
+    ws.append(["XL-2", 250, None, None, None, None])
+    ws.append([])
+    ws.append(["XL-3", 10000, 12000, "ACME", "Sydney", "2025-01-15"])
+    wb.save(os.path.join(here, name))
+
+
+write_circuits("circuits.xlsx")

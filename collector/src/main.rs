@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: KpiCommand,
     },
+    /// Import data from files.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Generate load and test data.
     Simulate {
         #[command(subcommand)]
@@ -75,6 +80,18 @@ enum KpiCommand {
         config: ConfigArg,
         #[arg(long)]
         once: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Circuits from CSV or XLSX (columns by header: circuit_id, provisioned_mbps, burst_mbps,
+    /// account, pop, provisioned_at, upgraded_at, decommissioned_at). Every row is checked
+    /// first; any problem (named by row and column) imports nothing.
+    Circuits {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
     },
 }
 
@@ -149,6 +166,43 @@ enum PkiCommand {
 
 fn load(config: &std::path::Path) -> Result<Settings> {
     Ok(Settings::load(config)?)
+}
+
+async fn import_circuits(config: &std::path::Path, file: &std::path::Path) -> Result<()> {
+    use netwarden_collector::telemetry::import::{read_circuits, ImportError};
+    let settings = load(config)?;
+    let store = storage::open(&settings.database, 2, settings.sqlite_sync).await?;
+    store.migrate().await?;
+    let report = |errors: Vec<ImportError>| -> anyhow::Error {
+        for e in &errors {
+            eprintln!("{}: {e}", file.display());
+        }
+        anyhow::anyhow!("{} problems; nothing was imported", errors.len())
+    };
+    let circuits = read_circuits(file).map_err(report)?;
+    // Accounts named must exist (row numbers follow the file: header is row 1).
+    let mut missing = Vec::new();
+    for (i, c) in circuits.iter().enumerate() {
+        if let Some(account) = &c.account {
+            if store.account(account).await?.is_none() {
+                missing.push(ImportError {
+                    row: i + 2,
+                    column: "account".into(),
+                    message: format!("no account {account:?} (PUT /api/accounts/{account} first)"),
+                });
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(report(missing));
+    }
+    store.save_circuits(&circuits, chrono::Utc::now()).await?;
+    println!(
+        "imported {} circuits from {}",
+        circuits.len(),
+        file.display()
+    );
+    Ok(())
 }
 
 async fn kpi_run(config: &std::path::Path, once: bool) -> Result<()> {
@@ -307,6 +361,9 @@ async fn main() -> Result<()> {
         Command::Kpi {
             command: KpiCommand::Run { config, once },
         } => kpi_run(&config.config, once).await,
+        Command::Import {
+            command: ImportCommand::Circuits { config, file },
+        } => import_circuits(&config.config, &file).await,
         Command::Simulate {
             command:
                 SimulateCommand::Telemetry {

@@ -84,7 +84,11 @@ pub trait TelemetryStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<TelemetryPoint>>;
     /// Inserts or replaces a circuit; it stops being listed as unknown.
-    async fn save_circuit(&self, circuit: &CircuitRecord, now: DateTime<Utc>) -> Result<()>;
+    async fn save_circuit(&self, circuit: &CircuitRecord, now: DateTime<Utc>) -> Result<()> {
+        self.save_circuits(std::slice::from_ref(circuit), now).await
+    }
+    /// Inserts or replaces circuits in one transaction: all or none.
+    async fn save_circuits(&self, circuits: &[CircuitRecord], now: DateTime<Utc>) -> Result<()>;
     async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>>;
     async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>>;
     async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>>;

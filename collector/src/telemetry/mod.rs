@@ -5,6 +5,7 @@
 pub mod committer;
 pub mod detect;
 pub mod detector;
+pub mod import;
 pub mod sample;
 pub mod simulate;
 

@@ -266,3 +266,105 @@ async fn telemetry_on_sqlite() {
 async fn telemetry_on_postgres() {
     scenario(Backend::Postgres).await;
 }
+
+/// `import circuits FILE`: CSV and XLSX, every problem named by row and column, nothing
+/// imported from a file with any problem.
+#[tokio::test]
+async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
+    use netwarden_collector::storage::{
+        customers::Account, CustomerStore, SqliteStore, SqliteSync, Store, TelemetryStore,
+    };
+    let pki = super::support::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\nca = \"{0}/ca.pem\"\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\n\
+             [database]\nurl = \"sqlite://c.db\"\n",
+            pki.path().display()
+        ),
+    )
+    .unwrap();
+    let import = |file: &std::path::Path| {
+        let out = std::process::Command::new(super::support::binary("netwarden-collector"))
+            .args(["import", "circuits", "--config", config.to_str().unwrap()])
+            .arg(file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let store = || async {
+        let store = SqliteStore::open(&dir.path().join("c.db"), 1, SqliteSync::Full)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    };
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "circuit_id,provisioned_mbps,burst_mbps\nCIR-1,1000,1200\nCIR-2,-5,\nCIR-3,100,50\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = import(&bad);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("row 3, column provisioned_mbps"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("row 4, column burst_mbps"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    assert!(store().await.circuits(100, 0).await.unwrap().is_empty());
+
+    // An unknown account is refused too; once it exists, the XLSX imports.
+    let xlsx =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/resources/circuits.xlsx");
+    let (code, _, stderr) = import(&xlsx);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("column account") && stderr.contains("ACME"),
+        "{stderr}"
+    );
+    store()
+        .await
+        .save_account(
+            &Account {
+                id: "ACME".into(),
+                name: "Acme".into(),
+                contact_name: None,
+                contact_email: None,
+                account_manager: None,
+                cx_manager: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = import(&xlsx);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("imported 3 circuits"), "{stdout}");
+    let circuits = store().await.circuits(100, 0).await.unwrap();
+    let ids: Vec<&str> = circuits.iter().map(|c| c.circuit_id.as_str()).collect();
+    assert_eq!(ids, vec!["XL-1", "XL-2", "XL-3"]);
+    assert_eq!(
+        circuits[0].provisioned_at.unwrap().to_rfc3339(),
+        "2024-03-01T00:00:00+00:00"
+    );
+    assert_eq!(circuits[2].burst_mbps, Some(12000.0));
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "circuit_id,provisioned_mbps\r\nCIR-7,100\r\nCIR-8,200",
+    )
+    .unwrap();
+    let (code, stdout, _) = import(&good);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("imported 2 circuits"));
+}

@@ -136,36 +136,39 @@ impl TelemetryStore for PostgresStore {
             .map_err(failed("reading telemetry"))
     }
 
-    async fn save_circuit(&self, c: &CircuitRecord, now: DateTime<Utc>) -> Result<()> {
-        let action = "saving a circuit";
+    async fn save_circuits(&self, circuits: &[CircuitRecord], now: DateTime<Utc>) -> Result<()> {
+        let action = "saving circuits";
         let mut tx = self.pool.begin().await.map_err(failed(action))?;
-        sqlx::query(
-            "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
-                 provisioned_at, upgraded_at, decommissioned_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
-                 provisioned_mbps = excluded.provisioned_mbps, burst_mbps = excluded.burst_mbps,
-                 pop = excluded.pop, provisioned_at = excluded.provisioned_at,
-                 upgraded_at = excluded.upgraded_at,
-                 decommissioned_at = excluded.decommissioned_at, updated_at = excluded.updated_at",
-        )
-        .bind(&c.circuit_id)
-        .bind(&c.account)
-        .bind(c.provisioned_mbps)
-        .bind(c.burst_mbps)
-        .bind(&c.pop)
-        .bind(c.provisioned_at)
-        .bind(c.upgraded_at)
-        .bind(c.decommissioned_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed(action))?;
-        sqlx::query("DELETE FROM telemetry_unknown WHERE circuit_id = $1")
+        for c in circuits {
+            sqlx::query(
+                "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
+                     provisioned_at, upgraded_at, decommissioned_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
+                     provisioned_mbps = excluded.provisioned_mbps,
+                     burst_mbps = excluded.burst_mbps, pop = excluded.pop,
+                     provisioned_at = excluded.provisioned_at, upgraded_at = excluded.upgraded_at,
+                     decommissioned_at = excluded.decommissioned_at,
+                     updated_at = excluded.updated_at",
+            )
             .bind(&c.circuit_id)
+            .bind(&c.account)
+            .bind(c.provisioned_mbps)
+            .bind(c.burst_mbps)
+            .bind(&c.pop)
+            .bind(c.provisioned_at)
+            .bind(c.upgraded_at)
+            .bind(c.decommissioned_at)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(failed(action))?;
+            sqlx::query("DELETE FROM telemetry_unknown WHERE circuit_id = $1")
+                .bind(&c.circuit_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(action))?;
+        }
         tx.commit().await.map_err(failed(action))
     }
 

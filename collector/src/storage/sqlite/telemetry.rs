@@ -125,40 +125,46 @@ impl TelemetryStore for SqliteStore {
         .await
     }
 
-    async fn save_circuit(&self, c: &CircuitRecord, now: DateTime<Utc>) -> Result<()> {
-        let c = c.clone();
+    async fn save_circuits(&self, circuits: &[CircuitRecord], now: DateTime<Utc>) -> Result<()> {
+        let circuits = circuits.to_vec();
         self.write(move |writer| {
-            let action = "saving a circuit";
+            let action = "saving circuits";
             let tx = writer.conn.transaction().map_err(failed(action))?;
-            tx.execute(
-                "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
-                     provisioned_ms, upgraded_ms, decommissioned_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
-                     provisioned_mbps = excluded.provisioned_mbps,
-                     burst_mbps = excluded.burst_mbps, pop = excluded.pop,
-                     provisioned_ms = excluded.provisioned_ms,
-                     upgraded_ms = excluded.upgraded_ms,
-                     decommissioned_ms = excluded.decommissioned_ms,
-                     updated_ms = excluded.updated_ms",
-                params![
-                    c.circuit_id,
-                    c.account,
-                    c.provisioned_mbps,
-                    c.burst_mbps,
-                    c.pop,
-                    c.provisioned_at.map(ms),
-                    c.upgraded_at.map(ms),
-                    c.decommissioned_at.map(ms),
-                    ms(now)
-                ],
-            )
-            .map_err(failed(action))?;
-            tx.execute(
-                "DELETE FROM telemetry_unknown WHERE circuit_id = ?1",
-                [&c.circuit_id],
-            )
-            .map_err(failed(action))?;
+            {
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
+                             provisioned_ms, upgraded_ms, decommissioned_ms, updated_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
+                             provisioned_mbps = excluded.provisioned_mbps,
+                             burst_mbps = excluded.burst_mbps, pop = excluded.pop,
+                             provisioned_ms = excluded.provisioned_ms,
+                             upgraded_ms = excluded.upgraded_ms,
+                             decommissioned_ms = excluded.decommissioned_ms,
+                             updated_ms = excluded.updated_ms",
+                    )
+                    .map_err(failed(action))?;
+                let mut known = tx
+                    .prepare_cached("DELETE FROM telemetry_unknown WHERE circuit_id = ?1")
+                    .map_err(failed(action))?;
+                for c in &circuits {
+                    upsert
+                        .execute(params![
+                            c.circuit_id,
+                            c.account,
+                            c.provisioned_mbps,
+                            c.burst_mbps,
+                            c.pop,
+                            c.provisioned_at.map(ms),
+                            c.upgraded_at.map(ms),
+                            c.decommissioned_at.map(ms),
+                            ms(now)
+                        ])
+                        .map_err(failed(action))?;
+                    known.execute([&c.circuit_id]).map_err(failed(action))?;
+                }
+            }
             tx.commit().map_err(failed(action))
         })
         .await
