@@ -100,6 +100,22 @@ pub async fn start(
         metrics.clone(),
         accept_cancel.clone(),
     );
+    let notifier = match &settings.email {
+        Some(email) => Some(Arc::new(
+            crate::alert::customer::CustomerNotifier::new(email, store.clone(), metrics.clone())
+                .map_err(StartError::Email)?,
+        )),
+        None => None,
+    };
+    let telemetry = crate::telemetry::TelemetryCommitter::start(
+        store.clone(),
+        crate::telemetry::detector::Detector::start(store.clone(), settings.maxout_rule, notifier),
+    );
+    let telemetry_grpc =
+        netwarden_proto::v1::telemetry_service_server::TelemetryServiceServer::new(
+            crate::grpc::telemetry::Telemetry::new(telemetry.clone()),
+        )
+        .max_decoding_message_size(settings.max_message_bytes);
     let ingest = IngestServiceServer::new(Ingest::new(
         storage::GroupCommitter::start(store.clone()),
         metrics.clone(),
@@ -112,6 +128,7 @@ pub async fn start(
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(ingest)
+            .add_service(telemetry_grpc)
             .serve_with_incoming_shutdown(
                 ReceiverStream::new(incoming),
                 grpc_stop.cancelled_owned(),
@@ -121,24 +138,10 @@ pub async fn start(
         ("grpc", result)
     });
 
-    let notifier = match &settings.email {
-        Some(email) => Some(Arc::new(
-            crate::alert::customer::CustomerNotifier::new(email, store.clone(), metrics.clone())
-                .map_err(StartError::Email)?,
-        )),
-        None => None,
-    };
     let app = router(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
-        telemetry: crate::telemetry::TelemetryCommitter::start(
-            store.clone(),
-            crate::telemetry::detector::Detector::start(
-                store.clone(),
-                settings.maxout_rule,
-                notifier,
-            ),
-        ),
+        telemetry: telemetry.clone(),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {

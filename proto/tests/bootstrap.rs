@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 #[test]
 fn generated_code_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let protos = [root.join("proto/netwarden/v1/ingest.proto")];
+    let protos = [
+        root.join("proto/netwarden/v1/ingest.proto"),
+        root.join("proto/netwarden/v1/telemetry.proto"),
+    ];
     let includes = [root.join("proto")];
     let out = tempfile::tempdir().unwrap();
 

@@ -55,9 +55,44 @@ pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, F
         .ok_or_else(|| error("body", "must be a JSON object"))?;
     let circuit_id = match object.get("circuit_id") {
         None | Some(Value::Null) => return Err(error("circuit_id", "is required")),
-        Some(Value::String(id)) => id.trim(),
+        Some(Value::String(id)) => id.as_str(),
         Some(_) => return Err(error("circuit_id", "must be a string")),
     };
+    let utilization_mbps = match object.get("utilization_mbps") {
+        None | Some(Value::Null) => return Err(error("utilization_mbps", "is required")),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(_) => return Err(error("utilization_mbps", "must be a number")),
+    };
+    let at = match object.get("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(
+            parse_time(text.trim())
+                .ok_or_else(|| error("timestamp", format!("{text:?} is not an ISO 8601 time")))?,
+        ),
+        Some(Value::Number(n)) => Some(
+            n.as_f64()
+                .filter(|s| s.is_finite())
+                .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
+                .ok_or_else(|| error("timestamp", "is not a Unix time"))?,
+        ),
+        Some(_) => {
+            return Err(error(
+                "timestamp",
+                "must be an ISO 8601 string or Unix seconds",
+            ))
+        }
+    };
+    check(circuit_id, utilization_mbps, at, now)
+}
+
+/// Checks one sample's values, whatever they came from (JSON, protobuf); `at` `None` is now.
+pub fn check(
+    circuit_id: &str,
+    utilization_mbps: f64,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<TelemetrySample, FieldError> {
+    let circuit_id = circuit_id.trim();
     if circuit_id.is_empty()
         || circuit_id.len() > MAX_CIRCUIT_ID
         || !circuit_id
@@ -69,11 +104,6 @@ pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, F
             format!("must be 1 to {MAX_CIRCUIT_ID} letters, digits or . _ : / -"),
         ));
     }
-    let utilization_mbps = match object.get("utilization_mbps") {
-        None | Some(Value::Null) => return Err(error("utilization_mbps", "is required")),
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        Some(_) => return Err(error("utilization_mbps", "must be a number")),
-    };
     if !utilization_mbps.is_finite() || utilization_mbps < 0.0 {
         return Err(error(
             "utilization_mbps",
@@ -86,22 +116,7 @@ pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, F
             format!("{utilization_mbps} is more than {MAX_UTILIZATION_MBPS} Mbps"),
         ));
     }
-    let at = match object.get("timestamp") {
-        None | Some(Value::Null) => now,
-        Some(Value::String(text)) => parse_time(text.trim())
-            .ok_or_else(|| error("timestamp", format!("{text:?} is not an ISO 8601 time")))?,
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|s| s.is_finite())
-            .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
-            .ok_or_else(|| error("timestamp", "is not a Unix time"))?,
-        Some(_) => {
-            return Err(error(
-                "timestamp",
-                "must be an ISO 8601 string or Unix seconds",
-            ))
-        }
-    };
+    let at = at.unwrap_or(now);
     if at > now + Duration::seconds(MAX_SKEW_SECS) {
         return Err(error("timestamp", format!("{at} is in the future")));
     }

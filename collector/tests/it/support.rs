@@ -232,6 +232,19 @@ impl TestCollector {
         Ok(IngestServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024))
     }
 
+    /// An mTLS channel to the gRPC port with these client files.
+    pub async fn channel(&self, files: &TlsFiles) -> tonic::transport::Channel {
+        let config = Arc::new(client_config(files).unwrap());
+        connect_channel(
+            &self.url(),
+            Some("localhost"),
+            config,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.api("/metrics"))
             .await

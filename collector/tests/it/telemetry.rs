@@ -368,3 +368,60 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("imported 2 circuits"));
 }
+
+/// The gRPC method: batches over mutual TLS, acknowledged once committed; a bad sample is
+/// InvalidArgument naming the item and field, and nothing of its batch is stored.
+#[tokio::test]
+async fn telemetry_over_grpc() {
+    use netwarden_proto::v1::telemetry_service_client::TelemetryServiceClient;
+    use netwarden_proto::v1::{TelemetryBatch, TelemetrySample};
+    let c = TestCollector::start(Backend::Sqlite).await;
+    let files = c.pki.agent("probe-1");
+    let mut client = TelemetryServiceClient::new(c.channel(&files).await);
+    let now = chrono::Utc::now().timestamp_millis();
+    let sample = |id: &str, mbps: f64, ms: i64| TelemetrySample {
+        circuit_id: id.into(),
+        utilization_mbps: mbps,
+        timestamp_ms: ms,
+    };
+    let ack = client
+        .record(TelemetryBatch {
+            samples: vec![
+                sample("G-1", 10.0, now - 2000),
+                sample("G-1", 20.0, now - 1000),
+                sample("G-2", 5.0, 0),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.recorded, 3);
+    assert_eq!(ack.unknown_circuits, vec!["G-1", "G-2"]);
+    let err = client
+        .record(TelemetryBatch {
+            samples: vec![sample("G-1", 1.0, 0), sample("G-1", -1.0, 0)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("samples[1].utilization_mbps"),
+        "{}",
+        err.message()
+    );
+    let batches = (0..2).map(move |i| TelemetryBatch {
+        samples: vec![sample("G-3", f64::from(i), now - 100 + i64::from(i))],
+    });
+    let mut acks = client
+        .stream(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut recorded = 0;
+    while let Some(ack) = tokio_stream::StreamExt::next(&mut acks).await {
+        recorded += ack.unwrap().recorded;
+    }
+    assert_eq!(recorded, 2);
+    assert_eq!(points(&c, "G-1").await, 2, "nothing of the refused batch");
+    assert_eq!(points(&c, "G-3").await, 2);
+}

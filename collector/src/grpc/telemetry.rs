@@ -1,0 +1,119 @@
+//! `netwarden.v1.TelemetryService`: circuit telemetry batches over the mutual-TLS gRPC port,
+//! checked like the REST batch (all or nothing, the first bad item named) and acknowledged
+//! once committed.
+
+use crate::telemetry::sample::{self, MAX_BATCH};
+use crate::telemetry::{TelemetryCommitter, TelemetrySample};
+use chrono::{DateTime, Utc};
+use netwarden_proto::v1::telemetry_service_server::TelemetryService;
+use netwarden_proto::v1::{TelemetryAck, TelemetryBatch};
+use std::pin::Pin;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct Telemetry {
+    committer: TelemetryCommitter,
+}
+
+impl Telemetry {
+    pub fn new(committer: TelemetryCommitter) -> Self {
+        Telemetry { committer }
+    }
+}
+
+/// A wire batch as samples, or the first problem (item and field named).
+pub fn from_wire(
+    batch: TelemetryBatch,
+    now: DateTime<Utc>,
+) -> Result<Vec<TelemetrySample>, Status> {
+    if batch.samples.is_empty() {
+        return Err(Status::invalid_argument("samples: the batch holds none"));
+    }
+    if batch.samples.len() > MAX_BATCH {
+        return Err(Status::invalid_argument(format!(
+            "samples: more than {MAX_BATCH}; split the batch"
+        )));
+    }
+    batch
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let at = match s.timestamp_ms {
+                0 => None,
+                ms => Some(DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "samples[{i}].timestamp_ms: {ms} is out of range"
+                    ))
+                })?),
+            };
+            sample::check(&s.circuit_id, s.utilization_mbps, at, now).map_err(|e| {
+                Status::invalid_argument(format!("samples[{i}].{}: {}", e.field, e.message))
+            })
+        })
+        .collect()
+}
+
+async fn record(
+    committer: &TelemetryCommitter,
+    batch: TelemetryBatch,
+) -> Result<TelemetryAck, Status> {
+    let samples = from_wire(batch, Utc::now())?;
+    let count = samples.len() as u64;
+    let unknown = committer
+        .save(samples)
+        .await
+        .map_err(|e| Status::from(crate::error::ApiError::from(e)))?;
+    Ok(TelemetryAck {
+        recorded: count,
+        unknown_circuits: unknown.into_iter().collect(),
+    })
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<TelemetryAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl TelemetryService for Telemetry {
+    async fn record(
+        &self,
+        request: Request<TelemetryBatch>,
+    ) -> Result<Response<TelemetryAck>, Status> {
+        record(&self.committer, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type StreamStream = AckStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<TelemetryBatch>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let committer = self.committer.clone();
+        let outbound = async_stream(move |tx| async move {
+            while let Some(next) = inbound.next().await {
+                let reply = match next {
+                    Ok(batch) => record(&committer, batch).await,
+                    Err(status) => Err(status),
+                };
+                let stop = reply.is_err();
+                if tx.send(reply).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(outbound))
+    }
+}
+
+/// A stream fed by a task through a small channel (answers go out in order).
+fn async_stream<F, Fut>(body: F) -> AckStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<TelemetryAck, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
