@@ -36,6 +36,8 @@ pub struct TelemetryConfig {
     pub maxout_threshold: f64,
     /// Samples in a row at or over it before a maxout event opens.
     pub maxout_consecutive: u32,
+    /// Raw samples older than this are deleted (0 keeps them forever).
+    pub retention_days: u32,
 }
 
 impl Default for TelemetryConfig {
@@ -44,6 +46,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             maxout_threshold: rule.threshold,
             maxout_consecutive: rule.consecutive,
+            retention_days: 90,
         }
     }
 }
@@ -142,6 +145,8 @@ pub struct Settings {
     pub maxout_rule: crate::telemetry::detect::MaxoutRule,
     /// Customer email; `None` when `[email] smtp_host` is not set.
     pub email: Option<crate::alert::email::EmailSettings>,
+    /// Telemetry retention in days; 0 keeps samples forever.
+    pub telemetry_retention_days: u32,
 }
 
 impl Settings {
@@ -236,6 +241,7 @@ impl Settings {
             kpi,
             maxout_rule,
             email,
+            telemetry_retention_days: raw.telemetry.retention_days,
         })
     }
 }

@@ -176,6 +176,18 @@ pub async fn start(
         });
     }
 
+    if settings.telemetry_retention_days > 0 {
+        let (store, stop, days) = (
+            store.clone(),
+            shutdown.clone(),
+            settings.telemetry_retention_days,
+        );
+        tasks.spawn(async move {
+            crate::telemetry::retention::run(store, days, stop).await;
+            ("telemetry-retention", Ok(()))
+        });
+    }
+
     tracing::info!(%grpc_addr, %http_addr, backend = store.backend(), "collector listening");
     Ok(Running {
         grpc_addr,

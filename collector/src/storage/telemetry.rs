@@ -92,6 +92,8 @@ pub trait TelemetryStore: Send + Sync {
     async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>>;
     async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>>;
     async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>>;
+    /// Deletes up to `limit` samples older than `cutoff`; returns how many went.
+    async fn delete_telemetry_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
     /// The circuits among these ids that are known.
     async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>>;
     /// Records a maxout event that just opened; returns its id.

@@ -6,6 +6,7 @@ pub mod committer;
 pub mod detect;
 pub mod detector;
 pub mod import;
+pub mod retention;
 pub mod sample;
 pub mod simulate;
 

@@ -425,3 +425,42 @@ async fn telemetry_over_grpc() {
     assert_eq!(points(&c, "G-1").await, 2, "nothing of the refused batch");
     assert_eq!(points(&c, "G-3").await, 2);
 }
+
+/// Retention deletes samples older than the cutoff, in slices, and nothing newer.
+#[tokio::test]
+async fn retention_deletes_old_samples_only() {
+    use netwarden_collector::telemetry::{retention, TelemetrySample};
+    for (store, _guard) in [
+        super::support::sqlite_store().await,
+        super::support::postgres_store().await,
+    ] {
+        let now = chrono::Utc::now();
+        let samples: Vec<TelemetrySample> = (0..120)
+            .map(|d| TelemetrySample {
+                circuit_id: "R-1".into(),
+                utilization_mbps: 1.0,
+                at: now - chrono::Duration::hours(d * 12),
+            })
+            .collect();
+        store.save_telemetry(&samples, now).await.unwrap();
+        let deleted = retention::sweep(store.as_ref(), 30, now).await.unwrap();
+        assert_eq!(
+            deleted, 59,
+            "older than 30 days: hours 732..1428 in steps of 12"
+        );
+        let left = store
+            .telemetry(
+                "R-1",
+                now - chrono::Duration::days(100),
+                now + chrono::Duration::seconds(1),
+                1000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 61);
+        assert!(
+            left[0].timestamp.timestamp_millis()
+                >= (now - chrono::Duration::days(30)).timestamp_millis()
+        );
+    }
+}

@@ -221,6 +221,19 @@ impl TelemetryStore for PostgresStore {
             .map_err(failed("listing unknown circuits"))
     }
 
+    async fn delete_telemetry_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        sqlx::query(
+            "DELETE FROM telemetry WHERE ctid IN
+                 (SELECT ctid FROM telemetry WHERE ts < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(failed("deleting old telemetry"))
+    }
+
     async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = ANY($1::text[])"

@@ -218,6 +218,21 @@ impl TelemetryStore for SqliteStore {
         .await
     }
 
+    async fn delete_telemetry_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    "DELETE FROM telemetry WHERE rowid IN
+                         (SELECT rowid FROM telemetry WHERE ts_ms < ?1 LIMIT ?2)",
+                    params![ms(cutoff), limit],
+                )
+                .map(|n| n as u64)
+                .map_err(failed("deleting old telemetry"))
+        })
+        .await
+    }
+
     async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>> {
         let ids = ids.to_vec();
         self.read(move |conn| {
