@@ -62,6 +62,9 @@ type DeviceIds = HashMap<(String, IpAddr), i64>;
 struct Writer {
     conn: Connection,
     device_ids: DeviceIds,
+    /// Circuit ids known to exist (circuits are only added through this writer, and never
+    /// deleted), so storing telemetry does not look each one up.
+    known_circuits: std::collections::HashSet<String>,
 }
 
 pub struct SqliteStore {
@@ -163,6 +166,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(Writer {
                 conn: writer,
                 device_ids: HashMap::new(),
+                known_circuits: std::collections::HashSet::new(),
             })),
             readers: Arc::new(Mutex::new(Vec::new())),
             max_readers: max_connections.clamp(1, 16) as usize,
@@ -229,7 +233,9 @@ fn ingest_group(
     items: &[(AgentId, Batch)],
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<IngestOutcome>>> {
-    let Writer { conn, device_ids } = writer;
+    let Writer {
+        conn, device_ids, ..
+    } = writer;
     let mut tx = conn
         .transaction()
         .map_err(failed("starting an ingest transaction"))?;

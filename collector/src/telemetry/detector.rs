@@ -10,7 +10,11 @@ use crate::storage::Store;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// How long detection trusts what it read about a circuit (capacity, account).
+const CIRCUIT_TTL: Duration = Duration::from_secs(30);
 
 /// Handle the committer sends committed samples to.
 #[derive(Clone)]
@@ -50,24 +54,42 @@ async fn detect_loop(
     mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
 ) {
     let mut circuits: HashMap<String, Tracked> = HashMap::new();
+    // Circuit facts (or their absence) as last read, for CIRCUIT_TTL: detection reads the
+    // database for a circuit at most that often, not on every commit.
+    let mut known: HashMap<String, (Option<CircuitRecord>, Instant)> = HashMap::new();
     while let Some(samples) = receiver.recv().await {
         let mut by_circuit: BTreeMap<&str, Vec<&TelemetrySample>> = BTreeMap::new();
         for s in &samples {
             by_circuit.entry(&s.circuit_id).or_default().push(s);
         }
-        let ids: Vec<String> = by_circuit.keys().map(|k| k.to_string()).collect();
-        let known: HashMap<String, CircuitRecord> = match store.circuits_by_ids(&ids).await {
-            Ok(found) => found
-                .into_iter()
-                .map(|c| (c.circuit_id.clone(), c))
-                .collect(),
-            Err(err) => {
-                tracing::error!(error = %err, "maxout detection cannot read circuits; samples skipped for detection");
-                continue;
+        let stale: Vec<String> = by_circuit
+            .keys()
+            .filter(|id| {
+                known
+                    .get(**id)
+                    .is_none_or(|(_, at)| at.elapsed() > CIRCUIT_TTL)
+            })
+            .map(|id| id.to_string())
+            .collect();
+        if !stale.is_empty() {
+            match store.circuits_by_ids(&stale).await {
+                Ok(found) => {
+                    let now = Instant::now();
+                    for id in &stale {
+                        known.insert(id.clone(), (None, now));
+                    }
+                    for c in found {
+                        known.insert(c.circuit_id.clone(), (Some(c), now));
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "maxout detection cannot read circuits; samples skipped for detection");
+                    continue;
+                }
             }
-        };
+        }
         for (id, mut list) in by_circuit {
-            let Some(circuit) = known.get(id) else {
+            let Some((Some(circuit), _)) = known.get(id) else {
                 continue; // unknown circuit: no capacity to measure against
             };
             let capacity = Capacity {

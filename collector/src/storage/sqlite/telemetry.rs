@@ -64,6 +64,7 @@ impl TelemetryStore for SqliteStore {
                 }
             }
             let mut unknown = BTreeSet::new();
+            let mut newly_known = Vec::new();
             {
                 let mut known = tx
                     .prepare_cached("SELECT 1 FROM circuits WHERE circuit_id = ?1")
@@ -79,12 +80,17 @@ impl TelemetryStore for SqliteStore {
                     )
                     .map_err(failed(action))?;
                 for (id, (count, first, last)) in &seen {
+                    if writer.known_circuits.contains(*id) {
+                        continue;
+                    }
                     let exists = known
                         .query_row([id], |_| Ok(()))
                         .optional()
                         .map_err(failed(action))?
                         .is_some();
-                    if !exists {
+                    if exists {
+                        newly_known.push(id.to_string());
+                    } else {
                         record
                             .execute(params![id, count, first, last])
                             .map_err(failed(action))?;
@@ -93,6 +99,7 @@ impl TelemetryStore for SqliteStore {
                 }
             }
             tx.commit().map_err(failed(action))?;
+            writer.known_circuits.extend(newly_known);
             Ok(unknown)
         })
         .await
