@@ -148,7 +148,13 @@ pub fn parse_ports(list: &[impl AsRef<str>]) -> Result<Vec<u16>, PortError> {
             entry: entry.to_string(),
         };
         let number = |s: &str| s.parse::<u16>().ok().filter(|&p| p != 0);
-        if let Some((from, to)) = entry.split_once('-').filter(|(a, _)| !a.is_empty()) {
+        // Names first: some contain a dash (http-alt) and are not ranges.
+        let lower = entry.to_ascii_lowercase();
+        if let Some((_, port)) = NAMED_PORTS.iter().find(|(name, _)| *name == lower) {
+            ports.push(*port);
+        } else if let Some(port) = number(entry) {
+            ports.push(port);
+        } else if let Some((from, to)) = entry.split_once('-').filter(|(a, _)| !a.is_empty()) {
             let (from, to) = (
                 number(from).ok_or_else(unknown)?,
                 number(to).ok_or_else(unknown)?,
@@ -159,16 +165,8 @@ pub fn parse_ports(list: &[impl AsRef<str>]) -> Result<Vec<u16>, PortError> {
                 });
             }
             ports.extend(from..=to);
-        } else if let Some(port) = number(entry) {
-            ports.push(port);
         } else {
-            let lower = entry.to_ascii_lowercase();
-            let port = NAMED_PORTS
-                .iter()
-                .find(|(name, _)| *name == lower)
-                .map(|(_, port)| *port)
-                .ok_or_else(unknown)?;
-            ports.push(port);
+            return Err(unknown());
         }
     }
     ports.sort_unstable();
@@ -245,6 +243,19 @@ mod tests {
         assert!(matches!(
             parse_ports(&["90-80"]),
             Err(PortError::Range { .. })
+        ));
+    }
+
+    #[test]
+    fn named_ports_with_a_dash_are_names_not_ranges() {
+        // The quickstart's agent.toml uses "http-alt"; it was once read as a range and refused.
+        assert_eq!(
+            parse_ports(&["ssh", "http-alt", "HTTPS-ALT"]).unwrap(),
+            vec![22, 8080, 8443]
+        );
+        assert!(matches!(
+            parse_ports(&["http-80"]),
+            Err(PortError::Unknown { .. })
         ));
     }
 }

@@ -178,3 +178,58 @@ fn pki_refuses_to_overwrite_a_ca_and_bad_names() {
     let (ok, _, stderr) = collector(&["pki", "issue-agent", "--dir", d, "--name", "no spaces"]);
     assert!(!ok && stderr.contains("invalid agent id"), "{stderr}");
 }
+
+/// The configs `scripts/quickstart.sh` writes (the README's first command) pass `validate` in
+/// both binaries; a quickstart that fails at start is caught here, not by a new user.
+#[test]
+fn the_quickstart_configs_validate() {
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/quickstart.sh"),
+    )
+    .unwrap();
+    let heredoc = |file: &str| -> String {
+        let start = format!("cat > \"$work/{file}\" <<CONF\n");
+        let from = script
+            .find(&start)
+            .unwrap_or_else(|| panic!("no {file} in quickstart.sh"))
+            + start.len();
+        let to = from + script[from..].find("\nCONF\n").unwrap();
+        script[from..to]
+            .replace("$grpc_port", "50051")
+            .replace("$http_port", "8080")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_arg = pki.to_str().unwrap();
+    let (ok, _, err) = collector(&[
+        "pki",
+        "init",
+        "--dir",
+        pki_arg,
+        "--host",
+        "localhost",
+        "--host",
+        "127.0.0.1",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = collector(&[
+        "pki",
+        "issue-agent",
+        "--dir",
+        pki_arg,
+        "--name",
+        "quickstart-agent",
+    ]);
+    assert!(ok, "{err}");
+    for (file, binary) in [("collector.toml", "collector"), ("agent.toml", "agent")] {
+        let path = dir.path().join(file);
+        std::fs::write(&path, heredoc(file)).unwrap();
+        let args = ["validate", "--config", path.to_str().unwrap()];
+        let (ok, stdout, stderr) = if binary == "collector" {
+            collector(&args)
+        } else {
+            agent(&args, &[])
+        };
+        assert!(ok, "{file}: {stdout}{stderr}");
+    }
+}
