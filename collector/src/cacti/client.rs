@@ -234,13 +234,15 @@ impl CactiClient {
         end: i64,
     ) -> Result<GraphExport, CactiError> {
         let mut attempt = 0;
-        let mut relogged = false;
+        // A session can expire again while this request waits its turn (other requests use
+        // it up, or Cacti is slow): log in again a few times, never forever.
+        let mut relogins = 0;
         loop {
             let generation = *self.session.lock().await;
             match self.fetch(graph, start, end).await {
                 Ok(Fetched::Export(body)) => return self.parse(graph, &body),
-                Ok(Fetched::LoginPage) if !relogged => {
-                    relogged = true;
+                Ok(Fetched::LoginPage) if relogins < MAX_RELOGINS => {
+                    relogins += 1;
                     let mut session = self.session.lock().await;
                     if *session == generation {
                         self.login().await?;
@@ -251,7 +253,9 @@ impl CactiClient {
                     return Err(CactiError::Graph {
                         source_name: self.source.name.clone(),
                         graph,
-                        message: "Cacti still asks to log in after a fresh login".into(),
+                        message: format!(
+                            "Cacti still asks to log in after {MAX_RELOGINS} fresh logins"
+                        ),
                     })
                 }
                 Err(err) if attempt < self.source.retries => {
@@ -345,6 +349,9 @@ impl CactiClient {
         report
     }
 }
+
+/// Logins one export may ask for before it gives up (a session that keeps expiring).
+pub const MAX_RELOGINS: u32 = 3;
 
 /// Graph list pages read at most (at Cacti's default 30 a page, 3,000 graphs).
 pub const MAX_LIST_PAGES: u32 = 100;
