@@ -105,6 +105,10 @@ impl CustomerNotifier {
         }
     }
 
+    async fn employee(&self, id: &Option<String>) -> Option<crate::storage::customers::Employee> {
+        self.store.employee(id.as_deref()?).await.ok().flatten()
+    }
+
     async fn send(
         &self,
         circuit: &CircuitRecord,
@@ -115,13 +119,14 @@ impl CustomerNotifier {
             Some(id) => self.store.account(id).await.ok().flatten(),
             None => None,
         };
-        let contact = account.as_ref().and_then(|a| {
+        let contact = account.and_then(|a| {
             let email = a.contact_email.as_deref()?;
-            format!("{} <{email}>", a.contact_name.as_deref().unwrap_or(&a.name))
+            let mailbox = format!("{} <{email}>", a.contact_name.as_deref().unwrap_or(&a.name))
                 .parse::<Mailbox>()
-                .ok()
+                .ok()?;
+            Some((a, mailbox))
         });
-        let Some(contact) = contact else {
+        let Some((account, contact)) = contact else {
             // Internal alert: the NOC must fix the account so the customer hears next time.
             tracing::error!(
                 circuit = %circuit.circuit_id,
@@ -136,19 +141,8 @@ impl CustomerNotifier {
                 0,
             );
         };
-        let employee = |id: &Option<String>| {
-            let id = id.clone();
-            let store = self.store.clone();
-            async move {
-                match id {
-                    Some(id) => store.employee(&id).await.ok().flatten(),
-                    None => None,
-                }
-            }
-        };
-        let account = account.unwrap_or_else(|| unreachable_account(circuit));
-        let am = employee(&account.account_manager).await;
-        let cx = employee(&account.cx_manager).await;
+        let am = self.employee(&account.account_manager).await;
+        let cx = self.employee(&account.cx_manager).await;
         let cc: Vec<Mailbox> = [&am, &cx]
             .iter()
             .filter_map(|e| e.as_ref())
@@ -184,18 +178,6 @@ impl CustomerNotifier {
                 )
             }
         }
-    }
-}
-
-/// Never reached: a contact implies an account. Kept total rather than panicking.
-fn unreachable_account(circuit: &CircuitRecord) -> crate::storage::customers::Account {
-    crate::storage::customers::Account {
-        id: circuit.account.clone().unwrap_or_default(),
-        name: circuit.account.clone().unwrap_or_default(),
-        contact_name: None,
-        contact_email: None,
-        account_manager: None,
-        cx_manager: None,
     }
 }
 

@@ -91,12 +91,7 @@ impl Scraper {
             store,
             metrics,
             interval: settings.interval,
-            holder: format!(
-                "{}-{}-{:08x}",
-                hostname(),
-                std::process::id(),
-                rand::random::<u32>()
-            ),
+            holder: crate::storage::poi::lease_holder(),
         })
     }
 
@@ -406,15 +401,6 @@ impl StoredExport {
 
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "collector".into())
 }
 
 /// The reference workbook's capacity override wins over what the title says.

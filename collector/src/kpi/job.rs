@@ -158,7 +158,7 @@ impl KpiJob {
             settings,
             store,
             metrics,
-            holder: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            holder: crate::storage::poi::lease_holder(),
         }
     }
 

@@ -141,11 +141,6 @@ async fn issues(
     params: Result<Query<IssueParams>, QueryRejection>,
 ) -> Result<Json<Vec<KpiIssueRecord>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = params.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::invalid(format!(
-            "limit: must be between 1 and {MAX_PAGE_SIZE}"
-        )));
-    }
+    let limit = super::page_limit(params.limit, 100, MAX_PAGE_SIZE)?;
     Ok(Json(state.store.kpi_issues(limit).await?))
 }

@@ -50,6 +50,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A `limit` parameter: `default` when absent, else 1 to `max` (an error names it).
+pub(crate) fn page_limit(value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = value.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// A `[from, to)` window from optional parameters: `to` defaults to now, `from` to `default`
+/// before `to`; `from` must come first.
+pub(crate) fn time_window(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    default: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let to = to.unwrap_or_else(|| Utc::now() + Duration::seconds(1));
+    let from = from.unwrap_or(to - default);
+    if from >= to {
+        return Err(ApiError::invalid("from: must be before to"));
+    }
+    Ok((from, to))
+}
+
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (status, database) = match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok".to_string()),
@@ -117,12 +143,7 @@ async fn devices(
             )))
         }
     };
-    let limit = params.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::invalid(format!(
-            "limit: must be between 1 and {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(params.limit, 100, MAX_PAGE)?;
     let query = DeviceQuery {
         agent_id: params.agent,
         status,
@@ -177,19 +198,8 @@ async fn history(
 ) -> Result<Json<Vec<ProbeSample>>, ApiError> {
     let id = device_id(id)?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let to = params
-        .to
-        .unwrap_or_else(|| Utc::now() + Duration::seconds(1));
-    let from = params.from.unwrap_or(to - Duration::hours(24));
-    if from >= to {
-        return Err(ApiError::invalid("from: must be before to"));
-    }
-    let limit = params.limit.unwrap_or(1000);
-    if limit == 0 || limit > MAX_HISTORY {
-        return Err(ApiError::invalid(format!(
-            "limit: must be between 1 and {MAX_HISTORY}"
-        )));
-    }
+    let (from, to) = time_window(params.from, params.to, Duration::hours(24))?;
+    let limit = page_limit(params.limit, 1000, MAX_HISTORY)?;
     if state.store.device(id).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id} not found")));
     }

@@ -168,13 +168,7 @@ fn window(
     max: Duration,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let to = params
-        .to
-        .unwrap_or_else(|| Utc::now() + Duration::seconds(1));
-    let from = params.from.unwrap_or(to - default);
-    if from >= to {
-        return Err(ApiError::invalid("from: must be before to"));
-    }
+    let (from, to) = super::time_window(params.from, params.to, default)?;
     if to - from > max {
         return Err(ApiError::invalid(format!(
             "from: the window may span at most {} days",
@@ -252,12 +246,7 @@ async fn maxouts_list(
         Duration::days(7),
         Duration::days(366),
     )?;
-    let limit = params.limit.unwrap_or(1000);
-    if limit == 0 || limit > MAX_MAXOUTS {
-        return Err(ApiError::invalid(format!(
-            "limit: must be between 1 and {MAX_MAXOUTS}"
-        )));
-    }
+    let limit = super::page_limit(params.limit, 1000, MAX_MAXOUTS)?;
     let circuit_kind = match params.kind.as_deref() {
         None => params.account.is_some() || params.circuit.is_some(),
         Some("circuit") => true,
@@ -382,12 +371,6 @@ async fn runs(
     params: Result<Query<RunParams>, QueryRejection>,
 ) -> Result<Json<Vec<ScrapeRunRecord>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = params.limit.unwrap_or(50);
-    if limit == 0 || limit > super::MAX_PAGE {
-        return Err(ApiError::invalid(format!(
-            "limit: must be between 1 and {}",
-            super::MAX_PAGE
-        )));
-    }
+    let limit = super::page_limit(params.limit, 50, super::MAX_PAGE)?;
     Ok(Json(state.store.scrape_runs(limit).await?))
 }

@@ -134,10 +134,7 @@ async fn circuits(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Vec<CircuitRecord>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = params.limit.unwrap_or(1000);
-    if limit == 0 || limit > 10_000 {
-        return Err(ApiError::invalid("limit: must be between 1 and 10000"));
-    }
+    let limit = super::page_limit(params.limit, 1000, 10_000)?;
     Ok(Json(
         state
             .store
@@ -151,11 +148,7 @@ async fn unknown(State(state): State<AppState>) -> Result<Json<Vec<UnknownCircui
 }
 
 fn circuit_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let probe = json!({"circuit_id": id, "utilization_mbps": 0});
-    sample::from_json(&probe, Utc::now())
-        .map(|s| s.circuit_id)
-        .map_err(|e| ApiError::invalid(e.to_string()))
+    entity_id("circuit_id", id)
 }
 
 async fn circuit(
@@ -232,17 +225,8 @@ async fn telemetry(
 ) -> Result<Json<Vec<TelemetryPoint>>, ApiError> {
     let id = circuit_id(id)?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let to = params
-        .to
-        .unwrap_or_else(|| Utc::now() + Duration::seconds(1));
-    let from = params.from.unwrap_or(to - Duration::hours(24));
-    if from >= to {
-        return Err(ApiError::invalid("from: must be before to"));
-    }
-    let limit = params.limit.unwrap_or(10_000);
-    if limit == 0 || limit > 100_000 {
-        return Err(ApiError::invalid("limit: must be between 1 and 100000"));
-    }
+    let (from, to) = super::time_window(params.from, params.to, Duration::hours(24))?;
+    let limit = super::page_limit(params.limit, 10_000, 100_000)?;
     Ok(Json(state.store.telemetry(&id, from, to, limit).await?))
 }
 
@@ -254,17 +238,13 @@ pub fn customer_routes() -> Router<AppState> {
         .route("/api/notifications", get(notifications))
 }
 
-/// Ids of accounts and employees: the same characters as circuit ids.
+/// A circuit, account or employee id from the path.
 fn entity_id(what: &str, id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
-    if !ok {
+    if !sample::valid_id(&id) {
         return Err(ApiError::invalid(format!(
-            "{what}: {id:?} must be 1 to 64 letters, digits or . _ : / -"
+            "{what}: {id:?} {}",
+            sample::ID_RULE
         )));
     }
     Ok(id)

@@ -181,6 +181,26 @@ pub trait PoiStore: Send + Sync {
     async fn release_job(&self, job: &str, holder: &str) -> Result<()>;
 }
 
+/// Who holds a job lease: host, process and a random part, unique per job instance (and
+/// readable in `job_leases` when an operator wonders which collector runs a job).
+pub fn lease_holder() -> String {
+    format!(
+        "{}-{}-{:08x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "collector".into())
+}
+
 /// Shared by both backends: how a detected maxout combines with a stored one it overlaps.
 pub(crate) fn merged(stored: &MaxoutRecord, new: &NewMaxout) -> NewMaxout {
     let (peak_bps, peak_pct) = if new.peak_bps > stored.peak_bps {

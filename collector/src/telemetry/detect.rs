@@ -31,11 +31,31 @@ pub enum Severity {
     Maxout,
 }
 
+impl Severity {
+    /// As stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Burst => "burst",
+            Severity::Maxout => "maxout",
+        }
+    }
+}
+
 /// What a circuit is measured against.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Capacity {
     pub provisioned_mbps: f64,
     pub burst_mbps: Option<f64>,
+}
+
+impl Capacity {
+    /// The severity of a sample over the threshold.
+    fn severity(self, mbps: f64) -> Severity {
+        match self.burst_mbps {
+            Some(burst) if burst > self.provisioned_mbps && mbps < burst => Severity::Burst,
+            _ => Severity::Maxout,
+        }
+    }
 }
 
 /// An event as it stands.
@@ -91,10 +111,7 @@ impl CircuitState {
             self.pending.clear();
             return self.open.take().map(Transition::Closed);
         }
-        let severity = match capacity.burst_mbps {
-            Some(burst) if burst > capacity.provisioned_mbps && mbps < burst => Severity::Burst,
-            _ => Severity::Maxout,
-        };
+        let severity = capacity.severity(mbps);
         if let Some(event) = &mut self.open {
             event.end = at;
             event.samples += 1;
@@ -114,12 +131,7 @@ impl CircuitState {
             severity: self
                 .pending
                 .iter()
-                .map(|p| match capacity.burst_mbps {
-                    Some(burst) if burst > capacity.provisioned_mbps && p.1 < burst => {
-                        Severity::Burst
-                    }
-                    _ => Severity::Maxout,
-                })
+                .map(|p| capacity.severity(p.1))
                 .max()
                 .unwrap_or(severity),
         };

@@ -248,15 +248,10 @@ fn circuits_from_rows(rows: &[Vec<Cell>]) -> Result<Vec<CircuitRecord>, Vec<Impo
             Cell::Number(n) if n.fract() == 0.0 => format!("{n:.0}"),
             _ => String::new(),
         };
-        let id_ok = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
-        if !id_ok {
+        if !crate::telemetry::sample::valid_id(&id) {
             fail(
                 "circuit_id",
-                format!("{id:?} must be 1 to 64 letters, digits or . _ : / -"),
+                format!("{id:?} {}", crate::telemetry::sample::ID_RULE),
             );
         } else if let Some(first) = seen.insert(id.clone(), row_no) {
             fail("circuit_id", format!("{id} is also on row {first}"));

@@ -30,7 +30,7 @@ pub async fn sweep(
 
 /// Runs [`sweep`] hourly until cancelled.
 pub async fn run(store: Arc<dyn Store>, days: u32, shutdown: CancellationToken) {
-    let holder = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+    let holder = crate::storage::poi::lease_holder();
     let mut ticks = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {

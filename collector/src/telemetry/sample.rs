@@ -13,6 +13,18 @@ pub const MAX_AGE_DAYS: i64 = 30;
 /// How far ahead a timestamp may be (clock skew).
 pub const MAX_SKEW_SECS: i64 = 300;
 
+/// What circuit, account and employee ids may be, said in errors.
+pub const ID_RULE: &str = "must be 1 to 64 letters, digits or . _ : / -";
+
+/// Whether `id` is a circuit, account or employee id: 1 to 64 of `[A-Za-z0-9._:/-]`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CIRCUIT_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySample {
     pub circuit_id: String,
@@ -93,16 +105,8 @@ pub fn check(
     now: DateTime<Utc>,
 ) -> Result<TelemetrySample, FieldError> {
     let circuit_id = circuit_id.trim();
-    if circuit_id.is_empty()
-        || circuit_id.len() > MAX_CIRCUIT_ID
-        || !circuit_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
-    {
-        return Err(error(
-            "circuit_id",
-            format!("must be 1 to {MAX_CIRCUIT_ID} letters, digits or . _ : / -"),
-        ));
+    if !valid_id(circuit_id) {
+        return Err(error("circuit_id", ID_RULE));
     }
     if !utilization_mbps.is_finite() || utilization_mbps < 0.0 {
         return Err(error(

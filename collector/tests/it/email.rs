@@ -65,6 +65,46 @@ fn start_sink(maildir: &Path, pki: &Pki) -> SmtpSink {
     SmtpSink { child, port }
 }
 
+/// A collector whose `[email]` points at an smtp-sink (STARTTLS, AUTH) with its maildir.
+struct Mail {
+    sink: SmtpSink,
+    maildir: PathBuf,
+    collector: TestCollector,
+    _pki: Pki,
+    _dir: tempfile::TempDir,
+}
+
+impl Mail {
+    async fn start() -> Mail {
+        let pki = Pki::new();
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("mail");
+        let sink = start_sink(&maildir, &pki);
+        std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
+        let email = EmailConfig {
+            smtp_host: Some("localhost".into()),
+            smtp_port: sink.port,
+            tls: TlsMode::Starttls,
+            username: Some("noc".into()),
+            password_file: Some(dir.path().join("smtp.pw")),
+            ca_file: Some(pki.ca()),
+            from: "Netwarden NOC <noc@netwarden.test>".into(),
+            retries: 2,
+            backoff_ms: 50,
+            ..EmailConfig::default()
+        };
+        let collector =
+            TestCollector::start_with(Backend::Sqlite, move |raw| raw.email = email).await;
+        Mail {
+            sink,
+            maildir,
+            collector,
+            _pki: pki,
+            _dir: dir,
+        }
+    }
+}
+
 async fn call(method: reqwest::Method, url: String, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .request(method, url)
@@ -86,24 +126,14 @@ fn index(maildir: &Path) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
-    let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let sink = start_sink(&maildir, &pki);
-    std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
-    let email = EmailConfig {
-        smtp_host: Some("localhost".into()),
-        smtp_port: sink.port,
-        tls: TlsMode::Starttls,
-        username: Some("noc".into()),
-        password_file: Some(dir.path().join("smtp.pw")),
-        ca_file: Some(pki.ca()),
-        from: "Netwarden NOC <noc@netwarden.test>".into(),
-        retries: 2,
-        backoff_ms: 50,
-        ..EmailConfig::default()
-    };
-    let c = TestCollector::start_with(Backend::Sqlite, move |raw| raw.email = email).await;
+    // Every field bound (a `..` would drop the maildir's directory here).
+    let Mail {
+        sink,
+        maildir,
+        collector: c,
+        _pki,
+        _dir,
+    } = Mail::start().await;
     let put = |path: &str, body: Value| call(reqwest::Method::PUT, c.api(path), body);
     assert_eq!(
         put(
@@ -309,23 +339,14 @@ fn simulate(url: &str, args: &[&str]) -> String {
 /// raise events, and each circuit's customer gets exactly one email per cooldown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_drives_detection_and_email() {
-    let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let sink = start_sink(&maildir, &pki);
-    std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
-    let email = EmailConfig {
-        smtp_host: Some("localhost".into()),
-        smtp_port: sink.port,
-        username: Some("noc".into()),
-        password_file: Some(dir.path().join("smtp.pw")),
-        ca_file: Some(pki.ca()),
-        from: "Netwarden NOC <noc@netwarden.test>".into(),
-        retries: 2,
-        backoff_ms: 50,
-        ..EmailConfig::default()
-    };
-    let c = TestCollector::start_with(Backend::Sqlite, move |raw| raw.email = email).await;
+    // Every field bound (a `..` would drop the maildir's directory here).
+    let Mail {
+        sink,
+        maildir,
+        collector: c,
+        _pki,
+        _dir,
+    } = Mail::start().await;
     let (status, _) = call(
         reqwest::Method::PUT,
         c.api("/api/accounts/SIMCO"),

@@ -6,7 +6,7 @@ use crate::storage::telemetry::{
     UnknownCircuit,
 };
 use crate::storage::{failed, Result};
-use crate::telemetry::detect::{CircuitEvent, Severity};
+use crate::telemetry::detect::CircuitEvent;
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -261,7 +261,7 @@ impl TelemetryStore for PostgresStore {
         )
         .bind(&c.circuit_id)
         .bind(&c.account)
-        .bind(severity_name(e.severity))
+        .bind(e.severity.as_str())
         .bind(at(e.start))
         .bind(at(e.end))
         .bind(e.samples as i32)
@@ -283,7 +283,7 @@ impl TelemetryStore for PostgresStore {
         .bind(at(e.end))
         .bind(e.samples as i32)
         .bind(e.peak_mbps)
-        .bind(severity_name(e.severity))
+        .bind(e.severity.as_str())
         .bind(open)
         .execute(&self.pool)
         .await
@@ -337,11 +337,4 @@ impl TelemetryStore for PostgresStore {
 
 fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Burst => "burst",
-        Severity::Maxout => "maxout",
-    }
 }

@@ -6,7 +6,7 @@ use crate::storage::telemetry::{
     UnknownCircuit,
 };
 use crate::storage::{failed, Result};
-use crate::telemetry::detect::{CircuitEvent, Severity};
+use crate::telemetry::detect::CircuitEvent;
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -280,7 +280,7 @@ impl TelemetryStore for SqliteStore {
                     params![
                         c.circuit_id,
                         c.account,
-                        severity_name(e.severity),
+                        e.severity.as_str(),
                         e.start,
                         e.end,
                         e.samples,
@@ -304,14 +304,7 @@ impl TelemetryStore for SqliteStore {
                 .execute(
                     "UPDATE circuit_maxouts SET end_ms = ?2, samples = ?3, peak_mbps = ?4,
                          severity = ?5, open = ?6 WHERE id = ?1",
-                    params![
-                        id,
-                        e.end,
-                        e.samples,
-                        e.peak_mbps,
-                        severity_name(e.severity),
-                        open
-                    ],
+                    params![id, e.end, e.samples, e.peak_mbps, e.severity.as_str(), open],
                 )
                 .map_err(failed("updating a circuit maxout"))?;
             Ok(())
@@ -365,12 +358,5 @@ impl TelemetryStore for SqliteStore {
             .map_err(failed("listing circuit maxouts"))
         })
         .await
-    }
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Burst => "burst",
-        Severity::Maxout => "maxout",
     }
 }
