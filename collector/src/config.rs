@@ -26,6 +26,8 @@ pub struct CollectorConfig {
     pub kpi: KpiConfig,
     pub telemetry: TelemetryConfig,
     pub email: crate::alert::email::EmailConfig,
+    pub detect: crate::detect::device::DeviceRules,
+    pub alerting: crate::alert::routing::AlertingConfig,
 }
 
 /// `[telemetry]`: circuit maxout detection.
@@ -147,6 +149,10 @@ pub struct Settings {
     pub email: Option<crate::alert::email::EmailSettings>,
     /// Telemetry retention in days; 0 keeps samples forever.
     pub telemetry_retention_days: u32,
+    pub detect: crate::detect::device::DeviceRules,
+    pub alerting: crate::alert::routing::AlertingConfig,
+    /// `None` when `[alerting.telegram]` is not set.
+    pub telegram: Option<crate::alert::telegram::TelegramSettings>,
 }
 
 impl Settings {
@@ -222,6 +228,23 @@ impl Settings {
             ));
         }
         let email = crate::alert::email::EmailSettings::from_config(path, &raw.email)?;
+        raw.detect.check().map_err(|message| {
+            let (field, message) = message.split_once(": ").unwrap_or(("detect", &message));
+            ConfigError::invalid(path, field, message.to_string())
+        })?;
+        let telegram = raw
+            .alerting
+            .telegram
+            .as_ref()
+            .map(|t| crate::alert::telegram::TelegramSettings::from_config(path, t))
+            .transpose()
+            .map_err(|(field, message)| ConfigError::invalid(path, &field, message))?;
+        raw.alerting
+            .check(telegram.is_some(), email.is_some())
+            .map_err(|message| {
+                let (field, message) = message.split_once(": ").unwrap_or(("alerting", &message));
+                ConfigError::invalid(path, field, message.to_string())
+            })?;
         let maxout_rule = crate::telemetry::detect::MaxoutRule {
             threshold: raw.telemetry.maxout_threshold,
             consecutive: raw.telemetry.maxout_consecutive,
@@ -242,6 +265,9 @@ impl Settings {
             maxout_rule,
             email,
             telemetry_retention_days: raw.telemetry.retention_days,
+            detect: raw.detect,
+            alerting: raw.alerting,
+            telegram,
         })
     }
 }

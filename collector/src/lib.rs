@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod cacti;
 pub mod config;
+pub mod detect;
 pub mod error;
 pub mod grpc;
 pub mod kpi;

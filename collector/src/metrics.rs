@@ -27,6 +27,7 @@ pub struct Metrics {
     pub kpi_rows: Family<Labels, Counter>,
     pub kpi_unreadable: Gauge,
     pub notifications: Family<Labels, Counter>,
+    pub anomalies: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,8 +126,14 @@ impl Metrics {
         let notifications = Family::<Labels, Counter>::default();
         registry.register(
             "notifications",
-            "Notifications by channel and status (sent, failed, no_contact, suppressed)",
+            "Notifications by channel and status (sent, failed, retry, deferred, no_contact, suppressed)",
             notifications.clone(),
+        );
+        let anomalies = Family::<Labels, Counter>::default();
+        registry.register(
+            "anomalies_opened",
+            "Anomalies opened, by kind and severity",
+            anomalies.clone(),
         );
         Metrics {
             registry,
@@ -145,6 +152,7 @@ impl Metrics {
             kpi_rows,
             kpi_unreadable,
             notifications,
+            anomalies,
         }
     }
 

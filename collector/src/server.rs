@@ -25,7 +25,7 @@ pub enum StartError {
     Store(#[from] storage::StoreError),
     #[error("TLS: {0}")]
     Tls(#[from] netwarden_shared::tls::TlsError),
-    #[error("email: {0}")]
+    #[error("notifications: {0}")]
     Email(String),
     #[error("Cacti scraper: {0}")]
     Scraper(#[from] crate::cacti::job::ScrapeError),
@@ -116,10 +116,42 @@ pub async fn start(
             crate::grpc::telemetry::Telemetry::new(telemetry.clone()),
         )
         .max_decoding_message_size(settings.max_message_bytes);
+    let engine = Arc::new(crate::alert::engine::Engine::new(
+        store.clone(),
+        settings.alerting.clone(),
+        metrics.clone(),
+    ));
+    let detectors = crate::alert::watch::Detectors::new(
+        settings.detect.clone(),
+        crate::detect::speed::SpeedFloors {
+            download_mbps: settings.detect.speed_floor_download_mbps,
+            upload_mbps: settings.detect.speed_floor_upload_mbps,
+        },
+    );
+    let (watch, watch_task) =
+        crate::alert::watch::start(store.clone(), engine.clone(), detectors, shutdown.clone());
+    tasks.spawn(async move {
+        let _ = watch_task.await;
+        ("detection", Ok(()))
+    });
+    let dispatcher = dispatcher(
+        settings,
+        store.clone(),
+        metrics.clone(),
+        engine.wake.clone(),
+    )?;
+    if let Some(dispatcher) = dispatcher {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            dispatcher.run(stop).await;
+            ("notifications", Ok(()))
+        });
+    }
     let ingest = IngestServiceServer::new(Ingest::new(
         storage::GroupCommitter::start(store.clone()),
         metrics.clone(),
         shutdown.clone(),
+        Some(watch),
     ))
     .max_decoding_message_size(settings.max_message_bytes);
     let grpc_stop = shutdown.clone();
@@ -142,6 +174,7 @@ pub async fn start(
         store: store.clone(),
         metrics: metrics.clone(),
         telemetry: telemetry.clone(),
+        engine: engine.clone(),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {
@@ -227,6 +260,53 @@ impl Running {
             None => Ok(()),
         }
     }
+}
+
+/// The notification dispatcher, when any channel is configured.
+fn dispatcher(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<Option<Arc<crate::alert::dispatch::Dispatcher>>, StartError> {
+    use crate::alert::dispatch::{DispatchSettings, Dispatcher, EmailChannel};
+    let email = match &settings.email {
+        Some(email) => Some(EmailChannel {
+            mailer: crate::alert::email::Mailer::new(email).map_err(StartError::Email)?,
+            template: crate::alert::templates::Template::load(
+                "anomaly",
+                email.templates.as_deref(),
+                crate::alert::templates::ANOMALY_FIELDS,
+            )
+            .map_err(|e| StartError::Email(e.to_string()))?,
+        }),
+        None => None,
+    };
+    let telegram = match &settings.telegram {
+        Some(t) => Some(crate::alert::telegram::Telegram::new(t).map_err(StartError::Email)?),
+        None => None,
+    };
+    if email.is_none() && telegram.is_none() {
+        return Ok(None);
+    }
+    let a = &settings.alerting;
+    let holder = a
+        .instance
+        .clone()
+        .unwrap_or_else(crate::storage::poi::lease_holder);
+    Ok(Some(Arc::new(Dispatcher::new(
+        store,
+        metrics,
+        DispatchSettings {
+            holder,
+            lease: Duration::from_secs(a.claim_lease_secs),
+            retries: a.retries,
+            backoff: Duration::from_millis(a.backoff_ms),
+        },
+        email,
+        telegram,
+        wake,
+    ))))
 }
 
 fn describe(

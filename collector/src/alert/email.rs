@@ -183,6 +183,13 @@ impl EmailSettings {
     }
 }
 
+/// Why a send did not go; a permanent one is not worth retrying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendFailure {
+    pub permanent: bool,
+    pub message: String,
+}
+
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -221,6 +228,55 @@ impl Mailer {
         })
     }
 
+    fn build(
+        &self,
+        to: &[Mailbox],
+        cc: &[Mailbox],
+        message: &Rendered,
+        message_id: Option<String>,
+    ) -> Result<Message, String> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(message.subject.clone())
+            .message_id(message_id);
+        for m in to {
+            builder = builder.to(m.clone());
+        }
+        for m in cc {
+            builder = builder.cc(m.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(
+                message.text.clone(),
+                message.html.clone(),
+            ))
+            .map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// One attempt, for callers that keep their own retry schedule. A resend of the same
+    /// notification carries the same `message_id`, so mail clients show it once.
+    pub async fn send_once(
+        &self,
+        to: &[Mailbox],
+        message: &Rendered,
+        message_id: String,
+    ) -> Result<(), SendFailure> {
+        let email = self
+            .build(to, &[], message, Some(message_id))
+            .map_err(|message| SendFailure {
+                permanent: true,
+                message,
+            })?;
+        self.transport
+            .send(email)
+            .await
+            .map(|_| ())
+            .map_err(|e| SendFailure {
+                permanent: e.is_permanent(),
+                message: e.to_string(),
+            })
+    }
+
     /// Sends one message; returns the attempts made and the last error if it never went.
     pub async fn send(
         &self,
@@ -228,21 +284,9 @@ impl Mailer {
         cc: &[Mailbox],
         message: &Rendered,
     ) -> (u32, Result<(), String>) {
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .subject(message.subject.clone());
-        for m in to {
-            builder = builder.to(m.clone());
-        }
-        for m in cc {
-            builder = builder.cc(m.clone());
-        }
-        let email = match builder.multipart(MultiPart::alternative_plain_html(
-            message.text.clone(),
-            message.html.clone(),
-        )) {
+        let email = match self.build(to, cc, message, None) {
             Ok(email) => email,
-            Err(e) => return (0, Err(format!("cannot build the message: {e}"))),
+            Err(e) => return (0, Err(e)),
         };
         let mut attempts = 0;
         loop {

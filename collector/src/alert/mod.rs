@@ -1,7 +1,15 @@
-//! Alerting channels. So far: customer email for circuit maxouts (`customer`) over SMTP
-//! (`email`) with operator-editable templates (`templates`). The alert engine (routing,
-//! dedup, escalation, Telegram) comes with issue 7.
+//! Alerting. The engine (`engine`) turns detector signals into anomalies and queued
+//! notifications by the routes in `[alerting]` (`routing`); the dispatcher (`dispatch`)
+//! delivers them by email (`email`, templates in `templates`) and Telegram (`telegram`), and
+//! `watch` feeds the detectors from ingest. Customer email for circuit maxouts (`customer`)
+//! is separate: it goes to the customer, not the NOC.
 
 pub mod customer;
+pub mod dispatch;
 pub mod email;
+pub mod engine;
+pub mod render;
+pub mod routing;
+pub mod telegram;
 pub mod templates;
+pub mod watch;

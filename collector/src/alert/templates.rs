@@ -25,12 +25,36 @@ pub struct Rendered {
     pub html: String,
 }
 
-const SHIPPED: &[(&str, &str, &str, &str)] = &[(
-    "circuit_maxout",
-    include_str!("../../templates/circuit_maxout.subject"),
-    include_str!("../../templates/circuit_maxout.txt"),
-    include_str!("../../templates/circuit_maxout.html"),
-)];
+const SHIPPED: &[(&str, &str, &str, &str)] = &[
+    (
+        "circuit_maxout",
+        include_str!("../../templates/circuit_maxout.subject"),
+        include_str!("../../templates/circuit_maxout.txt"),
+        include_str!("../../templates/circuit_maxout.html"),
+    ),
+    (
+        "anomaly",
+        include_str!("../../templates/anomaly.subject"),
+        include_str!("../../templates/anomaly.txt"),
+        include_str!("../../templates/anomaly.html"),
+    ),
+];
+
+/// The placeholders an anomaly notification (NOC email) may use.
+pub const ANOMALY_FIELDS: &[&str] = &[
+    "event_title",
+    "severity",
+    "severity_upper",
+    "kind",
+    "subject",
+    "group",
+    "state",
+    "summary",
+    "opened_at",
+    "resolution",
+    "details",
+    "anomaly_id",
+];
 
 /// The placeholders a circuit maxout message may use.
 pub const CIRCUIT_MAXOUT_FIELDS: &[&str] = &[
@@ -161,9 +185,14 @@ mod tests {
 
     #[test]
     fn shipped_templates_use_only_known_fields_and_escape_html() {
-        for (_, subject, text, html) in SHIPPED {
+        for (kind, subject, text, html) in SHIPPED {
+            let fields = if *kind == "anomaly" {
+                ANOMALY_FIELDS
+            } else {
+                CIRCUIT_MAXOUT_FIELDS
+            };
             for part in [subject, text, html] {
-                check(part, CIRCUIT_MAXOUT_FIELDS).unwrap();
+                check(part, fields).unwrap();
             }
         }
         let t = Template::load("circuit_maxout", None, CIRCUIT_MAXOUT_FIELDS).unwrap();

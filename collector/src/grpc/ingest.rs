@@ -2,6 +2,7 @@
 //! validated, committed, and only then acknowledged.
 
 use super::AgentConnInfo;
+use crate::alert::watch::Watch;
 use crate::metrics::Metrics;
 use crate::storage::{GroupCommitter, IngestOutcome};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -26,14 +27,22 @@ pub struct Ingest {
     store: GroupCommitter,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    watch: Option<Watch>,
 }
 
 impl Ingest {
-    pub fn new(store: GroupCommitter, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    /// `watch` gets every newly stored batch's records for detection.
+    pub fn new(
+        store: GroupCommitter,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        watch: Option<Watch>,
+    ) -> Self {
         Ingest {
             store,
             metrics,
             shutdown,
+            watch,
         }
     }
 }
@@ -70,6 +79,7 @@ impl IngestService for Ingest {
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
             info: info.clone(),
+            watch: self.watch.clone(),
         };
         let span = tracing::info_span!("ingest_stream", agent = %info.agent, peer = %info.remote);
         tokio::spawn(worker.run(inbound, tx).instrument(span));
@@ -82,6 +92,7 @@ struct StreamWorker {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     info: AgentConnInfo,
+    watch: Option<Watch>,
 }
 
 impl StreamWorker {
@@ -176,6 +187,7 @@ impl StreamWorker {
             ));
         }
         let status = batch.status;
+        let for_detection = self.watch.as_ref().map(|_| batch.records.clone());
         let started = std::time::Instant::now();
         let outcome = self
             .store
@@ -206,6 +218,9 @@ impl StreamWorker {
                     .inc();
                 self.metrics.records.inc_by(u64::from(records));
                 tracing::debug!(sequence, records, "batch stored");
+                if let (Some(watch), Some(list)) = (&self.watch, for_detection) {
+                    watch.committed(agent.clone(), list).await;
+                }
                 Ack {
                     sequence,
                     stored: records,

@@ -1,5 +1,6 @@
 //! HTTP: `/health`, `/metrics`, the read API under `/api` and the speed-test endpoints.
 
+pub mod alerts;
 pub mod kpis;
 pub mod pois;
 pub mod speedtest;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub telemetry: crate::telemetry::TelemetryCommitter,
+    pub engine: Arc<crate::alert::engine::Engine>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices/{id}", get(device))
         .route("/api/devices/{id}/history", get(history))
         .route("/api/devices/{id}/changes", get(changes))
+        .merge(alerts::routes())
         .merge(pois::routes())
         .merge(kpis::routes())
         .merge(speedtest::routes())

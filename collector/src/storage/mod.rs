@@ -1,6 +1,7 @@
 //! Storage behind one trait, with SQLite (default, embedded) and PostgreSQL (production)
 //! backends. Both run the same test suite (`tests/it/storage.rs`).
 
+pub mod alerting;
 pub mod customers;
 mod group;
 pub mod kpi;
@@ -10,6 +11,7 @@ pub mod postgres;
 mod sqlite;
 pub mod telemetry;
 
+pub use alerting::AlertStore;
 pub use customers::CustomerStore;
 pub use group::GroupCommitter;
 pub use kpi::KpiStore;
@@ -181,7 +183,7 @@ pub struct IngestAudit {
 
 #[async_trait]
 pub trait Store:
-    PoiStore + KpiStore + TelemetryStore + CustomerStore + Send + Sync + 'static
+    PoiStore + KpiStore + TelemetryStore + CustomerStore + AlertStore + Send + Sync + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

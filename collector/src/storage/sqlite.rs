@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod alerting;
 mod customers;
 mod kpi;
 mod poi;
@@ -51,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_customers",
         include_str!("../../migrations/sqlite/0007_customers.sql"),
+    ),
+    (
+        "0008_alerting",
+        include_str!("../../migrations/sqlite/0008_alerting.sql"),
     ),
 ];
 

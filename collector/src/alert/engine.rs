@@ -1,0 +1,200 @@
+//! The alert engine: turns detector signals into anomalies and queued notifications.
+//! A firing signal opens (or refreshes) the anomaly with its dedup key; silences and
+//! inhibition (a silent agent, or a configured gateway that is down) store it without
+//! notifying. A clearing signal resolves it, at once or after `resolve_after_secs` clear.
+
+use super::routing::AlertingConfig;
+use crate::detect::{kinds, Signal};
+use crate::metrics::Metrics;
+use crate::storage::alerting::{dedup_key, NewAnomaly, Opened, Silence};
+use crate::storage::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Silences are read from the database at most this often.
+const SILENCE_TTL: Duration = Duration::from_secs(2);
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: AlertingConfig,
+    metrics: Arc<Metrics>,
+    /// Wakes the dispatcher when notifications are queued.
+    pub wake: Arc<Notify>,
+    silences: Mutex<Option<(std::time::Instant, Vec<Silence>)>>,
+    /// Dedup keys whose condition cleared, and since when (with `resolve_after_secs`).
+    clearing: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: AlertingConfig, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            store,
+            config,
+            metrics,
+            wake: Arc::new(Notify::new()),
+            silences: Mutex::new(None),
+            clearing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &AlertingConfig {
+        &self.config
+    }
+
+    /// Forgets the cached silences (one was created or deleted).
+    pub fn silences_changed(&self) {
+        *self.silences.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        if let Some((at, list)) = &*self.silences.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < SILENCE_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let list = self.store.silences(now).await?;
+        *self.silences.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// Why `anomaly` should notify nobody, if it should not.
+    async fn suppression(
+        &self,
+        anomaly: &NewAnomaly,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(s) = self
+            .active_silences(now)
+            .await?
+            .iter()
+            .find(|s| s.matches(anomaly, now))
+        {
+            return Ok(Some(format!("silence {}: {}", s.id, s.spec.comment)));
+        }
+        let Some(agent) = anomaly.group_key.as_deref() else {
+            return Ok(None);
+        };
+        if anomaly.kind != kinds::AGENT_SILENT {
+            if let Some(silent) = self
+                .store
+                .active_anomaly(&dedup_key(kinds::AGENT_SILENT, agent))
+                .await?
+            {
+                return Ok(Some(format!(
+                    "inhibited by anomaly {} (agent {agent} silent)",
+                    silent.id
+                )));
+            }
+        }
+        if let Some(gateway) = self.config.gateway_of(agent) {
+            if anomaly.subject != gateway {
+                if let Some(down) = self
+                    .store
+                    .active_anomaly(&dedup_key(kinds::DEVICE_OFFLINE, &gateway))
+                    .await?
+                {
+                    return Ok(Some(format!(
+                        "inhibited by anomaly {} (gateway {gateway} offline)",
+                        down.id
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores what the signals say, in order.
+    pub async fn apply(&self, signals: Vec<Signal>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        for signal in signals {
+            match signal {
+                Signal::Firing(anomaly) => self.fire(anomaly, now).await?,
+                Signal::Clear { kind, subject } => {
+                    let key = dedup_key(kind, &subject);
+                    if self.config.resolve_after_secs == 0 {
+                        self.resolve_key(&key, now).await?;
+                    } else {
+                        self.clearing
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(key)
+                            .or_insert(now);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fire(&self, anomaly: NewAnomaly, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let key = anomaly.dedup_key();
+        self.clearing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let suppressed = self.suppression(&anomaly, now).await?;
+        let plan = self.config.plan(&anomaly);
+        let opened = self
+            .store
+            .open_anomaly(&anomaly, suppressed.as_deref(), &plan, now)
+            .await?;
+        if let Opened::New(id) = opened {
+            self.metrics
+                .anomalies
+                .get_or_create(&Metrics::labels(&[
+                    ("kind", &anomaly.kind),
+                    ("severity", anomaly.severity.as_str()),
+                ]))
+                .inc();
+            tracing::warn!(
+                anomaly = id,
+                kind = %anomaly.kind,
+                subject = %anomaly.subject,
+                severity = anomaly.severity.as_str(),
+                suppressed = suppressed.as_deref().unwrap_or(""),
+                notifications = if suppressed.is_some() { 0 } else { plan.len() },
+                "{}",
+                anomaly.summary
+            );
+            if suppressed.is_none() && !plan.is_empty() {
+                self.wake.notify_waiters();
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve_key(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(active) = self.store.active_anomaly(key).await? {
+            self.store
+                .resolve_anomaly(active.id, "netwarden", Some("condition cleared"), now)
+                .await?;
+            tracing::info!(anomaly = active.id, kind = %active.kind, subject = %active.subject, "anomaly resolved");
+            self.wake.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Resolves the anomalies that have stayed clear for `resolve_after_secs`.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let after = chrono::Duration::seconds(self.config.resolve_after_secs as i64);
+        let due: Vec<String> = {
+            let mut clearing = self.clearing.lock().unwrap_or_else(|p| p.into_inner());
+            let due: Vec<String> = clearing
+                .iter()
+                .filter(|(_, since)| now - **since >= after)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &due {
+                clearing.remove(key);
+            }
+            due
+        };
+        for key in due {
+            self.resolve_key(&key, now).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! What a notification says: the email through the operator-editable `anomaly` template, the
+//! Telegram message as HTML built here (escaped, split to Telegram's limit).
+
+use super::telegram::{escape, split, MAX_MESSAGE_CHARS};
+use super::templates::{Rendered, Template};
+use crate::storage::alerting::{AlertEvent, AlertJob};
+use std::collections::BTreeMap;
+
+fn event_title(job: &AlertJob) -> String {
+    match job.alert.event {
+        AlertEvent::Open => "OPEN".to_string(),
+        AlertEvent::Repeat => format!("STILL OPEN (reminder {})", job.alert.step),
+        AlertEvent::Escalate => format!("ESCALATED (step {}, unacknowledged)", job.alert.step),
+        AlertEvent::Resolve => "RESOLVED".to_string(),
+    }
+}
+
+fn resolution(job: &AlertJob) -> String {
+    let a = &job.anomaly;
+    match (a.resolved_at, &a.resolved_by) {
+        (Some(at), by) => format!(
+            "resolved {} by {}{}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            by.as_deref().unwrap_or("netwarden"),
+            a.resolve_note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
+        ),
+        (None, _) => match (&a.acknowledged_by, a.acknowledged_at) {
+            (Some(by), Some(at)) => format!(
+                "acknowledged {} by {by}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            _ => "not acknowledged".to_string(),
+        },
+    }
+}
+
+pub fn values(job: &AlertJob) -> BTreeMap<&'static str, String> {
+    let a = &job.anomaly;
+    BTreeMap::from([
+        ("event_title", event_title(job)),
+        ("severity", job.alert.severity.as_str().to_string()),
+        (
+            "severity_upper",
+            job.alert.severity.as_str().to_ascii_uppercase(),
+        ),
+        ("kind", a.kind.clone()),
+        ("subject", a.subject.clone()),
+        ("group", a.group_key.clone().unwrap_or_else(|| "-".into())),
+        ("state", a.state.as_str().to_string()),
+        ("summary", a.summary.clone()),
+        (
+            "opened_at",
+            a.opened_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+        ("resolution", resolution(job)),
+        ("details", a.details.to_string()),
+        ("anomaly_id", a.id.to_string()),
+    ])
+}
+
+pub fn email(template: &Template, job: &AlertJob) -> Rendered {
+    template.render(&values(job))
+}
+
+/// Stable per notification, so a resend after a crash is the same message to mail clients.
+pub fn message_id(job: &AlertJob) -> String {
+    format!(
+        "<alert-{}.anomaly-{}@netwarden>",
+        job.alert.id, job.anomaly.id
+    )
+}
+
+pub fn telegram(job: &AlertJob) -> Vec<String> {
+    let v = values(job);
+    let icon = match job.alert.event {
+        AlertEvent::Resolve => "✅",
+        _ => "🚨",
+    };
+    let text = format!(
+        "{icon} <b>[{}] {}</b>\n{}\n<code>{}</code> · {} · {}\nopened {} · {}\nanomaly {}\n{}",
+        escape(&v["severity_upper"]),
+        escape(&v["event_title"]),
+        escape(&v["summary"]),
+        escape(&v["subject"]),
+        escape(&v["kind"]),
+        escape(&v["group"]),
+        escape(&v["opened_at"]),
+        escape(&v["resolution"]),
+        escape(&v["anomaly_id"]),
+        escape(&v["details"]),
+    );
+    split(&text, MAX_MESSAGE_CHARS)
+}

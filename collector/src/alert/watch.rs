@@ -1,0 +1,225 @@
+//! Runs the detectors on what agents send, after it is committed, and checks for agents that
+//! went silent. Detector state lives here, in memory: after a restart a device's debounce
+//! starts again and its latency baseline is learned anew.
+
+use super::engine::Engine;
+use crate::detect::device::{self, DeviceRef, DeviceRules, DeviceState};
+use crate::detect::identity::{self, Known};
+use crate::detect::speed::{self, SpeedFloors};
+use crate::detect::{firing, kinds, Signal};
+use crate::storage::alerting::Severity;
+use crate::storage::{DeviceQuery, Store};
+use chrono::Utc;
+use netwarden_shared::{AgentId, Record, RecordKind};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const AGENT_CHECK: Duration = Duration::from_secs(5);
+
+/// Handle the ingest path gives committed records to.
+#[derive(Clone)]
+pub struct Watch {
+    queue: mpsc::Sender<(AgentId, Vec<Record>)>,
+}
+
+impl Watch {
+    pub async fn committed(&self, agent: AgentId, records: Vec<Record>) {
+        // Bounded: a detection backlog slows acknowledgements rather than growing memory.
+        let _ = self.queue.send((agent, records)).await;
+    }
+}
+
+pub struct Detectors {
+    rules: DeviceRules,
+    floors: SpeedFloors,
+    devices: HashMap<(String, String), DeviceState>,
+    identities: HashMap<(String, String), Option<Known>>,
+    speed_low: HashMap<(String, &'static str), bool>,
+}
+
+impl Detectors {
+    pub fn new(rules: DeviceRules, floors: SpeedFloors) -> Self {
+        Detectors {
+            rules,
+            floors,
+            devices: HashMap::new(),
+            identities: HashMap::new(),
+            speed_low: HashMap::new(),
+        }
+    }
+
+    /// Devices the inventory already holds are not new.
+    pub fn know_device(&mut self, agent: &str, address: &str, mac: Option<String>) {
+        self.identities.insert(
+            (agent.to_string(), address.to_string()),
+            Some(Known { mac, ports: None }),
+        );
+    }
+
+    pub fn observe(&mut self, agent: &str, records: &[Record]) -> Vec<Signal> {
+        let mut out = Vec::new();
+        for record in records {
+            match &record.kind {
+                RecordKind::Probe(round) => {
+                    let address = round.target.to_string();
+                    let state = self
+                        .devices
+                        .entry((agent.to_string(), address.clone()))
+                        .or_default();
+                    let device = DeviceRef {
+                        agent,
+                        address: &address,
+                    };
+                    out.extend(device::observe(
+                        &self.rules,
+                        state,
+                        &device,
+                        round,
+                        record.observed_at,
+                    ));
+                }
+                RecordKind::Discovery(host) => {
+                    let known = self
+                        .identities
+                        .entry((agent.to_string(), host.address.to_string()))
+                        .or_insert(None);
+                    out.extend(identity::observe(agent, known, host));
+                }
+                RecordKind::SpeedTest(test) => {
+                    let direction = crate::storage::direction_name(test.direction);
+                    let low = self
+                        .speed_low
+                        .entry((agent.to_string(), direction))
+                        .or_default();
+                    out.extend(speed::observe(&self.floors, agent, test, low));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Starts the detection task; returns the handle for the ingest path.
+pub fn start(
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    detectors: Detectors,
+    stop: CancellationToken,
+) -> (Watch, tokio::task::JoinHandle<()>) {
+    let (queue, receiver) = mpsc::channel(256);
+    let task = tokio::spawn(run(store, engine, detectors, receiver, stop));
+    (Watch { queue }, task)
+}
+
+async fn seed_inventory(store: &dyn Store, detectors: &mut Detectors) {
+    let mut offset = 0;
+    loop {
+        let query = DeviceQuery {
+            limit: 1000,
+            offset,
+            ..DeviceQuery::default()
+        };
+        match store.devices(&query).await {
+            Ok(page) => {
+                for d in &page {
+                    detectors.know_device(&d.agent_id, &d.address, d.mac.clone());
+                }
+                if page.len() < 1000 {
+                    return;
+                }
+                offset += 1000;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the inventory; devices may be reported as new");
+                return;
+            }
+        }
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    mut detectors: Detectors,
+    mut receiver: mpsc::Receiver<(AgentId, Vec<Record>)>,
+    stop: CancellationToken,
+) {
+    seed_inventory(store.as_ref(), &mut detectors).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut agent_check = tokio::time::interval(AGENT_CHECK);
+    // Agents already reported silent (by this or another collector) are cleared when heard.
+    let mut silent: HashSet<String> = HashSet::new();
+    let open = crate::storage::alerting::AnomalyQuery {
+        kind: Some(kinds::AGENT_SILENT.to_string()),
+        limit: 10_000,
+        ..Default::default()
+    };
+    match store.anomalies(&open).await {
+        Ok(list) => silent.extend(
+            list.into_iter()
+                .filter(|a| a.state != crate::storage::alerting::AnomalyState::Resolved)
+                .map(|a| a.subject),
+        ),
+        Err(err) => tracing::warn!(error = %err, "cannot read silent agents"),
+    }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            received = receiver.recv() => {
+                let Some((agent, records)) = received else { break };
+                let signals = detectors.observe(agent.as_str(), &records);
+                if let Err(err) = engine.apply(signals, Utc::now()).await {
+                    tracing::error!(error = %err, "cannot store anomalies");
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(err) = engine.tick(Utc::now()).await {
+                    tracing::error!(error = %err, "cannot resolve cleared anomalies");
+                }
+            }
+            _ = agent_check.tick(), if engine.config().agent_silent_secs > 0 => {
+                if let Err(err) = check_agents(store.as_ref(), &engine, &mut silent).await {
+                    tracing::warn!(error = %err, "cannot check for silent agents");
+                }
+            }
+        }
+    }
+}
+
+async fn check_agents(
+    store: &dyn Store,
+    engine: &Engine,
+    silent: &mut HashSet<String>,
+) -> Result<(), crate::storage::StoreError> {
+    let now = Utc::now();
+    let limit = chrono::Duration::seconds(engine.config().agent_silent_secs as i64);
+    let mut signals = Vec::new();
+    for agent in store.agents().await? {
+        let quiet = now - agent.last_seen;
+        if quiet > limit {
+            if silent.insert(agent.id.clone()) {
+                signals.push(firing(
+                    kinds::AGENT_SILENT,
+                    &agent.id,
+                    &agent.id,
+                    Severity::Critical,
+                    format!(
+                        "agent {} has sent nothing for {} s",
+                        agent.id,
+                        quiet.num_seconds()
+                    ),
+                    serde_json::json!({ "last_seen": agent.last_seen }),
+                ));
+            }
+        } else if silent.remove(&agent.id) {
+            signals.push(Signal::Clear {
+                kind: kinds::AGENT_SILENT,
+                subject: agent.id.clone(),
+            });
+        }
+    }
+    engine.apply(signals, now).await
+}
