@@ -1,6 +1,7 @@
 //! Collector integration tests: the storage suite on both backends, mTLS refusals, ingest edge
 //! cases, the HTTP API, the CLI, and end-to-end runs of the real binaries.
 
+mod alert_e2e;
 mod alerting;
 mod api;
 mod cacti;

@@ -353,3 +353,49 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A test peer process from ../shared/tools (smtp-sink, telegram-fake): started with its
+/// arguments, its first stdout line (`listening on URL`) read, killed on drop.
+pub struct Peer {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Peer {
+    pub fn start(tool: &str, args: &[&str]) -> Peer {
+        use std::io::BufRead;
+        let var = tool.replace('-', "_").to_ascii_uppercase();
+        let program = std::env::var(&var).map(PathBuf::from).unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/tools/{tool}"))
+        });
+        let mut child = std::process::Command::new(&program)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{tool} said {line:?}"))
+            .to_string();
+        Peer { child, url }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A syntactically valid bot token for the Telegram fake.
+pub const BOT_TOKEN: &str = "123456789:AAHfakefakefakefakefakefakefake1234";
