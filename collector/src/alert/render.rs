@@ -7,11 +7,17 @@ use crate::storage::alerting::{AlertEvent, AlertJob};
 use std::collections::BTreeMap;
 
 fn event_title(job: &AlertJob) -> String {
-    match job.alert.event {
+    let title = match job.alert.event {
         AlertEvent::Open => "OPEN".to_string(),
         AlertEvent::Repeat => format!("STILL OPEN (reminder {})", job.alert.step),
         AlertEvent::Escalate => format!("ESCALATED (step {}, unacknowledged)", job.alert.step),
         AlertEvent::Resolve => "RESOLVED".to_string(),
+    };
+    if job.alert.recovered {
+        // The collector sending it vanished mid-send: it may have gone out already.
+        format!("{title} (possible repeat after a collector restart)")
+    } else {
+        title
     }
 }
 
