@@ -2,6 +2,7 @@
 //! cases, the HTTP API, the CLI, and end-to-end runs of the real binaries.
 
 mod alert_e2e;
+mod alert_engine;
 mod alert_restart;
 mod alerting;
 mod api;
