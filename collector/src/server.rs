@@ -107,20 +107,25 @@ pub async fn start(
         )),
         None => None,
     };
+    let engine = Arc::new(crate::alert::engine::Engine::new(
+        store.clone(),
+        settings.alerting.clone(),
+        metrics.clone(),
+    ));
     let telemetry = crate::telemetry::TelemetryCommitter::start(
         store.clone(),
-        crate::telemetry::detector::Detector::start(store.clone(), settings.maxout_rule, notifier),
+        crate::telemetry::detector::Detector::start(
+            store.clone(),
+            settings.maxout_rule,
+            notifier,
+            Some(engine.clone()),
+        ),
     );
     let telemetry_grpc =
         netwarden_proto::v1::telemetry_service_server::TelemetryServiceServer::new(
             crate::grpc::telemetry::Telemetry::new(telemetry.clone()),
         )
         .max_decoding_message_size(settings.max_message_bytes);
-    let engine = Arc::new(crate::alert::engine::Engine::new(
-        store.clone(),
-        settings.alerting.clone(),
-        metrics.clone(),
-    ));
     let detectors = crate::alert::watch::Detectors::new(
         settings.detect.clone(),
         crate::detect::speed::SpeedFloors {

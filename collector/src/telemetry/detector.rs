@@ -5,6 +5,8 @@
 use super::detect::{Capacity, CircuitState, MaxoutRule, Transition};
 use super::sample::TelemetrySample;
 use crate::alert::customer::CustomerNotifier;
+use crate::alert::engine::Engine;
+use crate::detect::{kinds, Signal};
 use crate::storage::telemetry::CircuitRecord;
 use crate::storage::Store;
 use chrono::Utc;
@@ -24,13 +26,15 @@ pub struct Detector {
 
 impl Detector {
     /// Starts the detection task; opened events go to `notifier` when there is one.
+    /// With `engine`, each event is also a `circuit_maxout` anomaly for the NOC.
     pub fn start(
         store: Arc<dyn Store>,
         rule: MaxoutRule,
         notifier: Option<Arc<CustomerNotifier>>,
+        engine: Option<Arc<Engine>>,
     ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(detect_loop(store, rule, notifier, receiver));
+        tokio::spawn(detect_loop(store, rule, notifier, engine, receiver));
         Detector { queue }
     }
 
@@ -51,6 +55,7 @@ async fn detect_loop(
     store: Arc<dyn Store>,
     rule: MaxoutRule,
     notifier: Option<Arc<CustomerNotifier>>,
+    engine: Option<Arc<Engine>>,
     mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
 ) {
     let mut circuits: HashMap<String, Tracked> = HashMap::new();
@@ -140,7 +145,46 @@ async fn detect_loop(
                 if let Err(err) = written {
                     tracing::error!(circuit = id, error = %err, "cannot record a circuit maxout change");
                 }
+                if let Some(engine) = &engine {
+                    if let Some(signal) = anomaly_signal(circuit, &change) {
+                        if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
+                            tracing::error!(circuit = id, error = %err, "cannot store a circuit maxout anomaly");
+                        }
+                    }
+                }
             }
         }
+    }
+}
+
+/// The NOC's view of a circuit maxout: opened with the event, cleared when it closes.
+fn anomaly_signal(circuit: &CircuitRecord, change: &Transition) -> Option<Signal> {
+    use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
+    match change {
+        Transition::Opened(event) => {
+            let pct = 100.0 * event.peak_mbps / circuit.provisioned_mbps.max(f64::EPSILON);
+            Some(Signal::Firing(NewAnomaly {
+                kind: kinds::CIRCUIT_MAXOUT.to_string(),
+                subject: circuit.circuit_id.clone(),
+                group_key: circuit.account.clone(),
+                severity: match event.severity {
+                    super::detect::Severity::Maxout => AnomalySeverity::High,
+                    super::detect::Severity::Burst => AnomalySeverity::Medium,
+                },
+                summary: format!(
+                    "circuit {} at {:.0} Mbps, {pct:.0}% of its {} Mbps",
+                    circuit.circuit_id, event.peak_mbps, circuit.provisioned_mbps
+                ),
+                details: serde_json::json!({
+                    "peak_mbps": event.peak_mbps, "provisioned_mbps": circuit.provisioned_mbps,
+                    "burst_mbps": circuit.burst_mbps, "severity": event.severity.as_str(),
+                }),
+            }))
+        }
+        Transition::Closed(_) => Some(Signal::Clear {
+            kind: kinds::CIRCUIT_MAXOUT,
+            subject: circuit.circuit_id.clone(),
+        }),
+        _ => None,
     }
 }

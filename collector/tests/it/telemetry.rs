@@ -228,6 +228,24 @@ async fn scenario(backend: Backend) {
     assert_eq!(event["severity"], "maxout");
     assert_eq!(event["duration_secs"], 3);
     assert_eq!(event["account"], "ACME");
+    // The NOC sees it as an anomaly too, resolved when the event closed (just after).
+    let mut anomalies = Value::Null;
+    for _ in 0..100 {
+        (_, anomalies) = send(
+            &http,
+            reqwest::Method::GET,
+            c.api("/api/anomalies?kind=circuit_maxout&subject=CIR-3"),
+            "",
+        )
+        .await;
+        if anomalies[0]["state"] == "resolved" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(anomalies[0]["severity"], "high", "{anomalies}");
+    assert_eq!(anomalies[0]["group_key"], "ACME");
+    assert_eq!(anomalies[0]["state"], "resolved");
     let (_, by_account) = send(
         &http,
         reqwest::Method::GET,
