@@ -3,7 +3,7 @@
 //! Every notification arrives; the only possible repeat is a send that was in flight at the
 //! kill, and the outbox marks exactly those (`recovered`).
 
-use super::support::{at, binary, free_port, Peer, Pki, BOT_TOKEN};
+use super::support::{binary, free_port, Peer, Pki, BOT_TOKEN};
 use netwarden_collector::storage::alerting::{
     AlertEvent, AlertQuery, NewAnomaly, PlannedAlert, Severity,
 };
@@ -43,7 +43,6 @@ async fn queue(db: &Path) {
             .await
             .unwrap();
     }
-    let _ = at(0);
 }
 
 async fn messages(peer: &Peer) -> Vec<Value> {

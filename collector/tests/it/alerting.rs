@@ -1,7 +1,7 @@
 //! The anomaly lifecycle and notification outbox on both backends, and the claim that keeps
 //! two collectors on one PostgreSQL from sending the same notification.
 
-use super::support::{at, postgres_store, sqlite_store, PgDatabase};
+use super::support::{at, both_backends, PgDatabase};
 use chrono::Duration as ChronoDuration;
 use netwarden_collector::storage::alerting::{
     AlertEvent, AlertOutcome, AlertQuery, AnomalyQuery, AnomalyState, NewAnomaly, NewSilence,
@@ -12,30 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-macro_rules! alerting_suite {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _guard) = super::sqlite_store().await;
-                    super::$case(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _guard) = super::postgres_store().await;
-                    super::$case(store).await;
-                }
-            )*
-        }
-    };
-}
-
-alerting_suite!(
+both_backends!(
     opening_twice_is_one_anomaly_with_one_set_of_notifications,
     resolving_cancels_what_is_pending_and_tells_only_those_who_heard,
     acknowledging_stops_repeats_and_escalation,

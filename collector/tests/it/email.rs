@@ -4,70 +4,37 @@
 //! the figures. A spike under the debounce sends nothing, a second maxout within the cooldown
 //! sends nothing, and an account without a contact is recorded as such.
 
-use super::support::{Backend, Pki, TestCollector};
+use super::support::{Backend, Peer, Pki, TestCollector};
 use netwarden_collector::alert::email::{EmailConfig, TlsMode};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct SmtpSink {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn smtp_sink_path() -> PathBuf {
-    std::env::var("SMTP_SINK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/smtp-sink")
-        })
-}
-
-fn start_sink(maildir: &Path, pki: &Pki) -> SmtpSink {
+fn start_sink(maildir: &Path, pki: &Pki) -> Peer {
     let cert = pki.path().join("server.pem");
     let key = pki.path().join("server.key");
-    let mut child = Command::new(smtp_sink_path())
-        .arg("--maildir")
-        .arg(maildir)
-        .arg("--starttls")
-        .arg(&cert)
-        .arg(&key)
-        .args([
+    Peer::start(
+        "smtp-sink",
+        &[
+            "--maildir",
+            maildir.to_str().unwrap(),
+            "--starttls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
             "--require-starttls",
             "--auth",
             "noc:s3cret",
             "--fail-next",
             "1",
             "451",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("smtp-sink starts (apt-get install python3-aiosmtpd)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("smtp-sink said {line:?}"));
-    SmtpSink { child, port }
+        ],
+    )
 }
 
 /// A collector whose `[email]` points at an smtp-sink (STARTTLS, AUTH) with its maildir.
 struct Mail {
-    sink: SmtpSink,
+    sink: Peer,
     maildir: PathBuf,
     collector: TestCollector,
     _pki: Pki,
@@ -83,7 +50,7 @@ impl Mail {
         std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
         let email = EmailConfig {
             smtp_host: Some("localhost".into()),
-            smtp_port: sink.port,
+            smtp_port: sink.port(),
             tls: TlsMode::Starttls,
             username: Some("noc".into()),
             password_file: Some(dir.path().join("smtp.pw")),

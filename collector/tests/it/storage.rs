@@ -1,36 +1,13 @@
 //! One storage suite, run against SQLite and PostgreSQL alike.
 
-use super::support::{at, batch, postgres_store, probe_record, sqlite_store};
+use super::support::{at, batch, both_backends, probe_record};
 use chrono::Duration;
 use netwarden_collector::storage::{DeviceQuery, HistoryQuery, IngestOutcome, Store};
 use netwarden_proto::v1;
 use netwarden_shared::{AgentId, DeviceStatus};
 use std::sync::Arc;
 
-macro_rules! storage_suite {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _guard) = super::sqlite_store().await;
-                    super::$case(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _guard) = super::postgres_store().await;
-                    super::$case(store).await;
-                }
-            )*
-        }
-    };
-}
-
-storage_suite!(
+both_backends!(
     a_replayed_batch_changes_nothing,
     devices_follow_the_newest_round,
     history_is_filtered_by_time_and_limited,

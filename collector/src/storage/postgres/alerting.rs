@@ -491,7 +491,8 @@ impl AlertStore for PostgresStore {
             sql.push_str(&format!(" AND state = ${}", args.len()));
         }
         if let Some(anomaly) = q.anomaly_id {
-            sql.push_str(&format!(" AND anomaly_id = {anomaly}"));
+            args.push(anomaly.to_string());
+            sql.push_str(&format!(" AND anomaly_id = ${}::bigint", args.len()));
         }
         match q.acknowledged {
             Some(true) => sql.push_str(" AND ack_at IS NOT NULL"),

@@ -476,7 +476,11 @@ impl AlertStore for SqliteStore {
                 sql.push_str(&format!(" AND state = ?{}", args.len()));
             }
             if let Some(anomaly) = q.anomaly_id {
-                sql.push_str(&format!(" AND anomaly_id = {anomaly}"));
+                args.push(anomaly.to_string());
+                sql.push_str(&format!(
+                    " AND anomaly_id = CAST(?{} AS INTEGER)",
+                    args.len()
+                ));
             }
             match q.acknowledged {
                 Some(true) => sql.push_str(" AND ack_ms IS NOT NULL"),
