@@ -191,7 +191,9 @@ pub async fn start(
     });
 
     if let Some(scrape) = &settings.scrape {
-        let scraper = crate::cacti::Scraper::new(scrape, store.clone(), metrics.clone()).await?;
+        let scraper = crate::cacti::Scraper::new(scrape, store.clone(), metrics.clone())
+            .await?
+            .with_engine(engine.clone());
         let stop = shutdown.clone();
         tracing::info!(
             sources = scrape.sources.len(),

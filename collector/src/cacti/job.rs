@@ -3,8 +3,10 @@
 //! what the run did. Runs every `interval` under a job lease (one collector scrapes, however
 //! many share the database), or once from `netwarden-collector cacti scrape --once`.
 
+use super::alerts::{self, GraphCheck};
 use super::client::{CactiClient, CactiError, GraphExport};
 use super::config::{ScrapeSettings, SourceSettings};
+use crate::alert::engine::Engine;
 use crate::metrics::Metrics;
 use crate::poi::title::ParsedTitle;
 use crate::poi::utilisation::{maxouts, Direction, MaxoutRule, Sample};
@@ -53,6 +55,8 @@ pub struct Scraper {
     interval: Duration,
     /// Who holds the job lease when this collector does.
     holder: String,
+    /// Where maxouts go as `poi_maxout` anomalies, when alerting runs.
+    engine: Option<Arc<Engine>>,
 }
 
 /// How far before the export window stored samples are read back for maxout detection, so a
@@ -92,7 +96,14 @@ impl Scraper {
             metrics,
             interval: settings.interval,
             holder: crate::storage::poi::lease_holder(),
+            engine: None,
         })
+    }
+
+    /// Sends maxouts to the alert engine too.
+    pub fn with_engine(mut self, engine: Arc<Engine>) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// Scrapes on every tick of the interval while this collector holds the job lease, until
@@ -211,6 +222,7 @@ impl Scraper {
             extended_maxouts: 0,
         };
         let mut pois: BTreeMap<String, PoiRecord> = BTreeMap::new();
+        let mut checked = Vec::new();
         for export in &report.fetched {
             let graph = export.graph as i64;
             match self.store_export(settings, export, now, &mut pois).await {
@@ -218,6 +230,7 @@ impl Scraper {
                     run.record.samples += stored.samples as i64;
                     run.extended_maxouts += stored.extended;
                     run.new_maxouts.extend(stored.created);
+                    checked.extend(stored.check);
                     if let Some(why) = stored.skipped {
                         run.record.skipped.push((graph, why));
                     }
@@ -228,6 +241,15 @@ impl Scraper {
         let pois: Vec<PoiRecord> = pois.into_values().collect();
         if let Err(err) = self.store.save_pois(&pois, now).await {
             run.record.failed.push((0, format!("saving POIs: {err}")));
+        }
+        if let Some(engine) = &self.engine {
+            let store = self.store.as_ref();
+            if let Err(err) =
+                alerts::alert(engine, store, &name, &checked, &run.new_maxouts, now).await
+            {
+                // The events stay unalerted in the store; the next run takes them.
+                tracing::warn!(source = %name, error = %err, "cannot raise POI maxout anomalies");
+            }
         }
         run.record.finished = Utc::now();
         if let Err(err) = self.store.save_scrape_run(&run.record).await {
@@ -370,6 +392,18 @@ impl Scraper {
                 capacity_bps: capacity as i64,
             })
             .collect();
+        // Ongoing: the maxout runs to the end of the last sample.
+        let last_end = series.last().map(|s| s.at + i64::from(step));
+        let ongoing = |direction: &str| {
+            detected
+                .iter()
+                .any(|m| m.direction == direction && Some(m.end.timestamp()) >= last_end)
+        };
+        stored.check = Some(GraphCheck {
+            graph_id,
+            ongoing_in: ongoing("in"),
+            ongoing_out: ongoing("out"),
+        });
         if !detected.is_empty() {
             let merge = self
                 .store
@@ -388,6 +422,8 @@ struct StoredExport {
     created: Vec<MaxoutRecord>,
     extended: u32,
     skipped: Option<String>,
+    /// Set when the maxout check ran (the graph has a capacity and a step).
+    check: Option<GraphCheck>,
 }
 
 impl StoredExport {

@@ -1,6 +1,7 @@
 //! Cacti: the HTTP client that logs in and fetches graph exports, the export parser, the
 //! `[cacti]` configuration, and the scrape job that turns exports into POI utilisation.
 
+pub mod alerts;
 pub mod client;
 pub mod config;
 pub mod export;

@@ -156,6 +156,11 @@ pub trait PoiStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<MaxoutMerge>;
     async fn save_scrape_run(&self, run: &ScrapeRunRecord) -> Result<()>;
+    /// Maxouts the alert engine has not taken yet, oldest first.
+    async fn unalerted_maxouts(&self, limit: u32) -> Result<Vec<MaxoutRecord>>;
+    /// Records that the alert engine took a maxout (after its anomaly is stored, so a crash
+    /// in between only repeats an idempotent, deduplicated firing).
+    async fn mark_maxout_alerted(&self, id: i64, at: DateTime<Utc>) -> Result<()>;
 
     /// POIs seen in titles, by code.
     async fn pois(&self) -> Result<Vec<PoiRecord>>;

@@ -6,8 +6,11 @@
 use super::cacti::FakeCacti;
 use super::support::{binary, postgres_store, sqlite_store, Backend, Pki, TestCollector};
 use chrono::{DateTime, TimeZone, Utc};
+use netwarden_collector::alert::engine::Engine;
+use netwarden_collector::alert::routing::AlertingConfig;
 use netwarden_collector::cacti::{CactiConfig, PoiConfig, ScrapeSettings, Scraper};
 use netwarden_collector::metrics::Metrics;
+use netwarden_collector::storage::alerting::{Anomaly, AnomalyQuery, AnomalyState};
 use netwarden_collector::storage::poi::{
     GraphRecord, MaxoutQuery, NewMaxout, PoiRecord, SampleRecord,
 };
@@ -299,6 +302,17 @@ fn aligned_now() -> i64 {
     now - now % 300
 }
 
+async fn poi_anomalies(store: &Arc<dyn Store>) -> Vec<Anomaly> {
+    store
+        .anomalies(&AnomalyQuery {
+            kind: Some("poi_maxout".into()),
+            limit: 10,
+            ..AnomalyQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
 async fn scrape_twice(store: Arc<dyn Store>) {
     let now = aligned_now();
     let fake = fake_cacti(now);
@@ -307,9 +321,16 @@ async fn scrape_twice(store: Arc<dyn Store>) {
     let settings = ScrapeSettings::from_config(&dir.path().join("collector.toml"), &cacti, &poi)
         .unwrap()
         .unwrap();
-    let scraper = Scraper::new(&settings, store.clone(), Arc::new(Metrics::new()))
+    let metrics = Arc::new(Metrics::new());
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        AlertingConfig::default(),
+        metrics.clone(),
+    ));
+    let scraper = Scraper::new(&settings, store.clone(), metrics)
         .await
-        .unwrap();
+        .unwrap()
+        .with_engine(engine);
 
     let runs = scraper.run_once(Utc.timestamp_opt(now, 0).unwrap()).await;
     assert_eq!(runs.len(), 1);
@@ -343,6 +364,17 @@ async fn scrape_twice(store: Arc<dyn Store>) {
     let outbound = &created[1];
     assert_eq!(outbound.start.timestamp(), now - 1200);
     assert_eq!(outbound.end.timestamp(), now, "goes on to the last sample");
+    // Both are anomalies for the NOC, grouped by POI; the finished one stays open until the
+    // next scrape, so a maxout between two scrapes is still heard of.
+    let open = poi_anomalies(&store).await;
+    assert_eq!(open.len(), 2, "{open:?}");
+    assert!(open
+        .iter()
+        .all(|a| a.state == AnomalyState::Open && a.group_key.as_deref() == Some("2ABT")));
+    assert!(open
+        .iter()
+        .any(|a| a.subject == "nbn/21 in" && a.summary.contains("120%")));
+    assert_eq!(store.unalerted_maxouts(10).await.unwrap(), vec![]);
 
     // The next run's window overlaps this one by all but ten minutes: no sample twice, the
     // ongoing maxout is extended rather than opened again, the finished one left alone.
@@ -351,6 +383,16 @@ async fn scrape_twice(store: Arc<dyn Store>) {
     let run = &runs[0];
     assert!(run.new_maxouts.is_empty(), "{:?}", run.new_maxouts);
     assert_eq!(run.extended_maxouts, 1);
+    // The inbound maxout is over: resolved. The outbound goes on: the same anomaly, still open.
+    let after = poi_anomalies(&store).await;
+    assert_eq!(
+        after.len(),
+        2,
+        "no second anomaly for the ongoing maxout: {after:?}"
+    );
+    let state = |subject: &str| after.iter().find(|a| a.subject == subject).unwrap().state;
+    assert_eq!(state("nbn/21 in"), AnomalyState::Resolved);
+    assert_eq!(state("nbn/21 out"), AnomalyState::Open);
     let samples = store
         .samples(
             "nbn",

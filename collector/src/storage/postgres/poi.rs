@@ -350,6 +350,31 @@ impl PoiStore for PostgresStore {
         Ok(())
     }
 
+    async fn unalerted_maxouts(&self, limit: u32) -> Result<Vec<MaxoutRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
+             WHERE alerted_at IS NULL ORDER BY id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing maxouts to alert"))?;
+        rows.iter()
+            .map(maxout_row)
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing maxouts to alert"))
+    }
+
+    async fn mark_maxout_alerted(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE poi_maxouts SET alerted_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("marking a maxout alerted"))?;
+        Ok(())
+    }
+
     async fn pois(&self) -> Result<Vec<PoiRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {POI_COLUMNS} FROM pois

@@ -382,6 +382,36 @@ impl PoiStore for SqliteStore {
         .await
     }
 
+    async fn unalerted_maxouts(&self, limit: u32) -> Result<Vec<MaxoutRecord>> {
+        self.read(move |conn| {
+            collect(
+                conn,
+                "listing maxouts to alert",
+                &format!(
+                    "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
+                     WHERE alerted_ms IS NULL ORDER BY id LIMIT ?1"
+                ),
+                [limit],
+                maxout_row,
+            )
+        })
+        .await
+    }
+
+    async fn mark_maxout_alerted(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    "UPDATE poi_maxouts SET alerted_ms = ?2 WHERE id = ?1",
+                    params![id, ms(at)],
+                )
+                .map_err(failed("marking a maxout alerted"))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn pois(&self) -> Result<Vec<PoiRecord>> {
         self.read(|conn| {
             collect(
