@@ -276,9 +276,10 @@ fn dispatcher(
     metrics: Arc<Metrics>,
     wake: Arc<tokio::sync::Notify>,
 ) -> Result<Option<Arc<crate::alert::dispatch::Dispatcher>>, StartError> {
-    use crate::alert::dispatch::{DispatchSettings, Dispatcher, EmailChannel};
-    let email = match &settings.email {
-        Some(email) => Some(EmailChannel {
+    use crate::alert::dispatch::{Channel, DispatchSettings, Dispatcher, EmailChannel};
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    if let Some(email) = &settings.email {
+        channels.push(Arc::new(EmailChannel {
             mailer: crate::alert::email::Mailer::new(email).map_err(StartError::Email)?,
             template: crate::alert::templates::Template::load(
                 "anomaly",
@@ -286,14 +287,14 @@ fn dispatcher(
                 crate::alert::templates::ANOMALY_FIELDS,
             )
             .map_err(|e| StartError::Email(e.to_string()))?,
-        }),
-        None => None,
-    };
-    let telegram = match &settings.telegram {
-        Some(t) => Some(crate::alert::telegram::Telegram::new(t).map_err(StartError::Email)?),
-        None => None,
-    };
-    if email.is_none() && telegram.is_none() {
+        }));
+    }
+    if let Some(t) = &settings.telegram {
+        channels.push(Arc::new(
+            crate::alert::telegram::Telegram::new(t).map_err(StartError::Email)?,
+        ));
+    }
+    if channels.is_empty() {
         return Ok(None);
     }
     let a = &settings.alerting;
@@ -309,9 +310,9 @@ fn dispatcher(
             lease: Duration::from_secs(a.claim_lease_secs),
             retries: a.retries,
             backoff: Duration::from_millis(a.backoff_ms),
+            clock: crate::alert::clock::system(),
         },
-        email,
-        telegram,
+        channels,
         wake,
     ))))
 }

@@ -3,6 +3,7 @@
 //! records each outcome as soon as it is known, so a crash leaves at most the one send in
 //! flight unconfirmed; that one is claimed again after the lease (and marked `recovered`).
 
+use super::clock::SharedClock;
 use super::email::Mailer;
 use super::render;
 use super::telegram::{Delivery, Telegram};
@@ -10,7 +11,7 @@ use super::templates::Template;
 use crate::metrics::Metrics;
 use crate::storage::alerting::{AlertJob, AlertOutcome};
 use crate::storage::Store;
-use chrono::Utc;
+use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -22,9 +23,74 @@ const CLAIM_BATCH: u32 = 8;
 const POLL: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// What one delivery attempt came to, in a channel's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Sent,
+    /// Not tried (a flood limit): again after the wait, not counted as an attempt.
+    Defer(Duration),
+    /// Failed, may work later: retried with backoff.
+    Transient(String),
+    /// Will not work: recorded as failed.
+    Permanent(String),
+}
+
+/// A way to tell people: email, Telegram (and in tests, a recorder).
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// The outbox's `channel` value this one delivers.
+    fn name(&self) -> &'static str;
+    async fn deliver(&self, job: &AlertJob) -> Attempt;
+}
+
 pub struct EmailChannel {
     pub mailer: Mailer,
     pub template: Template,
+}
+
+#[async_trait]
+impl Channel for EmailChannel {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    async fn deliver(&self, job: &AlertJob) -> Attempt {
+        let to = match job.alert.recipient.parse() {
+            Ok(mailbox) => mailbox,
+            Err(e) => {
+                return Attempt::Permanent(format!("recipient {:?}: {e}", job.alert.recipient))
+            }
+        };
+        let message = render::email(&self.template, job);
+        match self
+            .mailer
+            .send_once(&[to], &message, render::message_id(job))
+            .await
+        {
+            Ok(()) => Attempt::Sent,
+            Err(f) if f.permanent => Attempt::Permanent(f.message),
+            Err(f) => Attempt::Transient(f.message),
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for Telegram {
+    fn name(&self) -> &'static str {
+        "telegram"
+    }
+
+    async fn deliver(&self, job: &AlertJob) -> Attempt {
+        match self
+            .send(&job.alert.recipient, &render::telegram(job))
+            .await
+        {
+            Delivery::Sent => Attempt::Sent,
+            Delivery::Defer(wait) => Attempt::Defer(wait),
+            Delivery::Transient(error) => Attempt::Transient(error),
+            Delivery::Permanent(error) => Attempt::Permanent(error),
+        }
+    }
 }
 
 pub struct Dispatcher {
@@ -34,8 +100,8 @@ pub struct Dispatcher {
     lease: Duration,
     retries: u32,
     backoff: Duration,
-    email: Option<Arc<EmailChannel>>,
-    telegram: Option<Arc<Telegram>>,
+    clock: SharedClock,
+    channels: Vec<Arc<dyn Channel>>,
     wake: Arc<Notify>,
 }
 
@@ -44,6 +110,7 @@ pub struct DispatchSettings {
     pub lease: Duration,
     pub retries: u32,
     pub backoff: Duration,
+    pub clock: SharedClock,
 }
 
 impl Dispatcher {
@@ -51,8 +118,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         settings: DispatchSettings,
-        email: Option<EmailChannel>,
-        telegram: Option<Telegram>,
+        channels: Vec<Arc<dyn Channel>>,
         wake: Arc<Notify>,
     ) -> Dispatcher {
         Dispatcher {
@@ -62,65 +128,90 @@ impl Dispatcher {
             lease: settings.lease,
             retries: settings.retries,
             backoff: settings.backoff,
-            email: email.map(Arc::new),
-            telegram: telegram.map(Arc::new),
+            clock: settings.clock,
+            channels,
             wake,
         }
     }
 
-    /// Runs every configured channel's loop until `stop`.
+    /// Runs every channel's loop until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut loops = tokio::task::JoinSet::new();
-        if self.email.is_some() {
-            loops.spawn(self.clone().channel_loop("email", stop.clone()));
-        }
-        if self.telegram.is_some() {
-            loops.spawn(self.clone().channel_loop("telegram", stop.clone()));
+        for channel in &self.channels {
+            loops.spawn(self.clone().channel_loop(channel.clone(), stop.clone()));
         }
         while loops.join_next().await.is_some() {}
     }
 
-    async fn channel_loop(self: Arc<Self>, channel: &'static str, stop: CancellationToken) {
-        tracing::info!(channel, holder = %self.holder, "notification channel started");
+    async fn channel_loop(self: Arc<Self>, channel: Arc<dyn Channel>, stop: CancellationToken) {
+        let name = channel.name();
+        tracing::info!(channel = name, holder = %self.holder, "notification channel started");
         while !stop.is_cancelled() {
-            let jobs = match self
-                .store
-                .claim_alerts(channel, &self.holder, Utc::now(), self.lease, CLAIM_BATCH)
-                .await
-            {
-                Ok(jobs) => jobs,
-                Err(err) => {
-                    tracing::warn!(channel, error = %err, "cannot claim notifications; retrying");
-                    Vec::new()
-                }
-            };
-            if jobs.is_empty() {
-                let wait = match self.store.next_alert_due(channel).await {
-                    Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or_default().min(POLL),
-                    _ => POLL,
-                };
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
-                }
+            if self.poll_once(channel.as_ref(), &stop).await > 0 {
                 continue;
             }
-            let mut jobs = jobs.into_iter();
-            for job in jobs.by_ref() {
-                let outcome = self.deliver(channel, &job).await;
-                self.record(channel, &job, outcome).await;
-                if stop.is_cancelled() {
-                    break;
-                }
-            }
-            // Stopping: hand back what was claimed but not tried, untouched.
-            for job in jobs {
-                self.record(channel, &job, AlertOutcome::Defer { at: Utc::now() })
-                    .await;
+            let wait = match self.store.next_alert_due(name).await {
+                Ok(Some(due)) => (due - self.clock.now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(POLL),
+                _ => POLL,
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(5))) => {}
             }
         }
-        tracing::info!(channel, "notification channel stopped");
+        tracing::info!(channel = name, "notification channel stopped");
+    }
+
+    /// Claims what is due on `channel`, delivers it one by one and records each outcome;
+    /// returns how many were claimed. Stopping hands back, untouched, what was not tried.
+    pub async fn poll_once(&self, channel: &dyn Channel, stop: &CancellationToken) -> usize {
+        let name = channel.name();
+        let jobs = match self
+            .store
+            .claim_alerts(
+                name,
+                &self.holder,
+                self.clock.now(),
+                self.lease,
+                CLAIM_BATCH,
+            )
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(channel = name, error = %err, "cannot claim notifications; retrying");
+                return 0;
+            }
+        };
+        let claimed = jobs.len();
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
+            let outcome = self.outcome(&job, channel.deliver(&job).await);
+            self.record(name, &job, outcome).await;
+            if stop.is_cancelled() {
+                break;
+            }
+        }
+        for job in jobs {
+            let at = self.clock.now();
+            self.record(name, &job, AlertOutcome::Defer { at }).await;
+        }
+        claimed
+    }
+
+    fn outcome(&self, job: &AlertJob, attempt: Attempt) -> AlertOutcome {
+        match attempt {
+            Attempt::Sent => AlertOutcome::Sent,
+            Attempt::Defer(wait) => AlertOutcome::Defer {
+                at: self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+            },
+            Attempt::Transient(error) => self.retry_or_fail(job, error),
+            Attempt::Permanent(error) => AlertOutcome::Failed { error },
+        }
     }
 
     async fn record(&self, channel: &'static str, job: &AlertJob, outcome: AlertOutcome) {
@@ -157,7 +248,7 @@ impl Dispatcher {
         loop {
             match self
                 .store
-                .finish_alert(job.alert.id, &self.holder, &outcome, Utc::now())
+                .finish_alert(job.alert.id, &self.holder, &outcome, self.clock.now())
                 .await
             {
                 Ok(()) => return,
@@ -186,59 +277,8 @@ impl Dispatcher {
             .saturating_mul(2u32.saturating_pow(attempts - 1))
             .min(MAX_BACKOFF);
         AlertOutcome::Retry {
-            at: Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default(),
+            at: self.clock.now() + chrono::Duration::from_std(backoff).unwrap_or_default(),
             error,
-        }
-    }
-
-    async fn deliver(&self, channel: &str, job: &AlertJob) -> AlertOutcome {
-        match channel {
-            "email" => {
-                let Some(email) = &self.email else {
-                    return AlertOutcome::Failed {
-                        error: "email is not configured".into(),
-                    };
-                };
-                let to = match job.alert.recipient.parse() {
-                    Ok(mailbox) => mailbox,
-                    Err(e) => {
-                        return AlertOutcome::Failed {
-                            error: format!("recipient {:?}: {e}", job.alert.recipient),
-                        }
-                    }
-                };
-                let message = render::email(&email.template, job);
-                match email
-                    .mailer
-                    .send_once(&[to], &message, render::message_id(job))
-                    .await
-                {
-                    Ok(()) => AlertOutcome::Sent,
-                    Err(f) if f.permanent => AlertOutcome::Failed { error: f.message },
-                    Err(f) => self.retry_or_fail(job, f.message),
-                }
-            }
-            "telegram" => {
-                let Some(telegram) = &self.telegram else {
-                    return AlertOutcome::Failed {
-                        error: "Telegram is not configured".into(),
-                    };
-                };
-                match telegram
-                    .send(&job.alert.recipient, &render::telegram(job))
-                    .await
-                {
-                    Delivery::Sent => AlertOutcome::Sent,
-                    Delivery::Defer(wait) => AlertOutcome::Defer {
-                        at: Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
-                    },
-                    Delivery::Transient(error) => self.retry_or_fail(job, error),
-                    Delivery::Permanent(error) => AlertOutcome::Failed { error },
-                }
-            }
-            other => AlertOutcome::Failed {
-                error: format!("no channel {other:?}"),
-            },
         }
     }
 }

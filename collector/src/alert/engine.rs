@@ -3,6 +3,7 @@
 //! inhibition (a silent agent, or a configured gateway that is down) store it without
 //! notifying. A clearing signal resolves it, at once or after `resolve_after_secs` clear.
 
+use super::clock::{self, SharedClock};
 use super::routing::AlertingConfig;
 use crate::detect::{kinds, Signal};
 use crate::metrics::Metrics;
@@ -23,7 +24,9 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Wakes the dispatcher when notifications are queued.
     pub wake: Arc<Notify>,
-    silences: Mutex<Option<(std::time::Instant, Vec<Silence>)>>,
+    /// The silences as read at a time, for `SILENCE_TTL`.
+    silences: Mutex<Option<(DateTime<Utc>, Vec<Silence>)>>,
+    clock: SharedClock,
     /// Dedup keys whose condition cleared, and since when (with `resolve_after_secs`).
     clearing: Mutex<HashMap<String, DateTime<Utc>>>,
 }
@@ -37,7 +40,18 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             silences: Mutex::new(None),
             clearing: Mutex::new(HashMap::new()),
+            clock: clock::system(),
         }
+    }
+
+    /// Reads the time from `clock` (the scenario tests' scripted time) instead of the system.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn config(&self) -> &AlertingConfig {
@@ -50,14 +64,14 @@ impl Engine {
     }
 
     async fn active_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let ttl = chrono::Duration::from_std(SILENCE_TTL).unwrap_or_default();
         if let Some((at, list)) = &*self.silences.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < SILENCE_TTL {
+            if *at <= now && now - *at < ttl {
                 return Ok(list.clone());
             }
         }
         let list = self.store.silences(now).await?;
-        *self.silences.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), list.clone()));
+        *self.silences.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, list.clone()));
         Ok(list)
     }
 
@@ -78,17 +92,19 @@ impl Engine {
         let Some(agent) = anomaly.group_key.as_deref() else {
             return Ok(None);
         };
-        if anomaly.kind != kinds::AGENT_SILENT {
-            if let Some(silent) = self
-                .store
-                .active_anomaly(&dedup_key(kinds::AGENT_SILENT, agent))
-                .await?
-            {
-                return Ok(Some(format!(
-                    "inhibited by anomaly {} (agent {agent} silent)",
-                    silent.id
-                )));
-            }
+        // The agent's own silence is never muted: it is what mutes the rest.
+        if anomaly.kind == kinds::AGENT_SILENT {
+            return Ok(None);
+        }
+        if let Some(silent) = self
+            .store
+            .active_anomaly(&dedup_key(kinds::AGENT_SILENT, agent))
+            .await?
+        {
+            return Ok(Some(format!(
+                "inhibited by anomaly {} (agent {agent} silent)",
+                silent.id
+            )));
         }
         if let Some(gateway) = self.config.gateway_of(agent) {
             if anomaly.subject != gateway {

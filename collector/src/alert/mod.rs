@@ -2,8 +2,9 @@
 //! notifications by the routes in `[alerting]` (`routing`); the dispatcher (`dispatch`)
 //! delivers them by email (`email`, templates in `templates`) and Telegram (`telegram`), and
 //! `watch` feeds the detectors from ingest. Customer email for circuit maxouts (`customer`)
-//! is separate: it goes to the customer, not the NOC.
+//! is separate: it goes to the customer, not the NOC. All of it reads the time from `clock`.
 
+pub mod clock;
 pub mod customer;
 pub mod dispatch;
 pub mod email;

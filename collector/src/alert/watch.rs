@@ -9,7 +9,6 @@ use crate::detect::speed::{self, SpeedFloors};
 use crate::detect::{firing, kinds, Signal};
 use crate::storage::alerting::Severity;
 use crate::storage::{DeviceQuery, Store};
-use chrono::Utc;
 use netwarden_shared::{AgentId, Record, RecordKind};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -110,8 +109,106 @@ pub fn start(
     stop: CancellationToken,
 ) -> (Watch, tokio::task::JoinHandle<()>) {
     let (queue, receiver) = mpsc::channel(256);
-    let task = tokio::spawn(run(store, engine, detectors, receiver, stop));
+    let watcher = Watcher::new(store, engine, detectors);
+    let task = tokio::spawn(run(watcher, receiver, stop));
     (Watch { queue }, task)
+}
+
+/// The detectors and the agent-silence check, over the engine; the task drives it, and the
+/// scenario tests drive it step by step in scripted time.
+pub struct Watcher {
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    detectors: Detectors,
+    /// Agents reported silent (by this or another collector); cleared when heard.
+    silent: HashSet<String>,
+}
+
+impl Watcher {
+    pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, detectors: Detectors) -> Self {
+        Watcher {
+            store,
+            engine,
+            detectors,
+            silent: HashSet::new(),
+        }
+    }
+
+    /// Reads what the store already knows: the inventory (so known devices are not new) and
+    /// the agents already reported silent.
+    pub async fn load(&mut self) {
+        seed_inventory(self.store.as_ref(), &mut self.detectors).await;
+        let open = crate::storage::alerting::AnomalyQuery {
+            kind: Some(kinds::AGENT_SILENT.to_string()),
+            limit: 10_000,
+            ..Default::default()
+        };
+        match self.store.anomalies(&open).await {
+            Ok(list) => self.silent.extend(
+                list.into_iter()
+                    .filter(|a| a.state != crate::storage::alerting::AnomalyState::Resolved)
+                    .map(|a| a.subject),
+            ),
+            Err(err) => tracing::warn!(error = %err, "cannot read silent agents"),
+        }
+    }
+
+    /// Runs the detectors over committed records.
+    pub async fn committed(&mut self, agent: &str, records: &[Record]) {
+        let signals = self.detectors.observe(agent, records);
+        if let Err(err) = self.engine.apply(signals, self.engine.now()).await {
+            tracing::error!(error = %err, "cannot store anomalies");
+        }
+    }
+
+    /// Resolves what has stayed clear long enough.
+    pub async fn tick(&self) {
+        if let Err(err) = self.engine.tick(self.engine.now()).await {
+            tracing::error!(error = %err, "cannot resolve cleared anomalies");
+        }
+    }
+
+    /// Opens `agent_silent` for agents quiet longer than `agent_silent_secs`, and clears it
+    /// for those heard again (nothing when `agent_silent_secs` is 0: the check is off).
+    pub async fn check_agents(&mut self) {
+        if self.engine.config().agent_silent_secs == 0 {
+            return;
+        }
+        if let Err(err) = self.try_check_agents().await {
+            tracing::warn!(error = %err, "cannot check for silent agents");
+        }
+    }
+
+    async fn try_check_agents(&mut self) -> Result<(), crate::storage::StoreError> {
+        let now = self.engine.now();
+        let limit = chrono::Duration::seconds(self.engine.config().agent_silent_secs as i64);
+        let mut signals = Vec::new();
+        for agent in self.store.agents().await? {
+            let quiet = now - agent.last_seen;
+            if quiet > limit {
+                if self.silent.insert(agent.id.clone()) {
+                    signals.push(firing(
+                        kinds::AGENT_SILENT,
+                        &agent.id,
+                        &agent.id,
+                        Severity::Critical,
+                        format!(
+                            "agent {} has sent nothing for {} s",
+                            agent.id,
+                            quiet.num_seconds()
+                        ),
+                        serde_json::json!({ "last_seen": agent.last_seen }),
+                    ));
+                }
+            } else if self.silent.remove(&agent.id) {
+                signals.push(Signal::Clear {
+                    kind: kinds::AGENT_SILENT,
+                    subject: agent.id.clone(),
+                });
+            }
+        }
+        self.engine.apply(signals, now).await
+    }
 }
 
 async fn seed_inventory(store: &dyn Store, detectors: &mut Detectors) {
@@ -141,85 +238,22 @@ async fn seed_inventory(store: &dyn Store, detectors: &mut Detectors) {
 }
 
 async fn run(
-    store: Arc<dyn Store>,
-    engine: Arc<Engine>,
-    mut detectors: Detectors,
+    mut watcher: Watcher,
     mut receiver: mpsc::Receiver<(AgentId, Vec<Record>)>,
     stop: CancellationToken,
 ) {
-    seed_inventory(store.as_ref(), &mut detectors).await;
+    watcher.load().await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut agent_check = tokio::time::interval(AGENT_CHECK);
-    // Agents already reported silent (by this or another collector) are cleared when heard.
-    let mut silent: HashSet<String> = HashSet::new();
-    let open = crate::storage::alerting::AnomalyQuery {
-        kind: Some(kinds::AGENT_SILENT.to_string()),
-        limit: 10_000,
-        ..Default::default()
-    };
-    match store.anomalies(&open).await {
-        Ok(list) => silent.extend(
-            list.into_iter()
-                .filter(|a| a.state != crate::storage::alerting::AnomalyState::Resolved)
-                .map(|a| a.subject),
-        ),
-        Err(err) => tracing::warn!(error = %err, "cannot read silent agents"),
-    }
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             received = receiver.recv() => {
                 let Some((agent, records)) = received else { break };
-                let signals = detectors.observe(agent.as_str(), &records);
-                if let Err(err) = engine.apply(signals, Utc::now()).await {
-                    tracing::error!(error = %err, "cannot store anomalies");
-                }
+                watcher.committed(agent.as_str(), &records).await;
             }
-            _ = tick.tick() => {
-                if let Err(err) = engine.tick(Utc::now()).await {
-                    tracing::error!(error = %err, "cannot resolve cleared anomalies");
-                }
-            }
-            _ = agent_check.tick(), if engine.config().agent_silent_secs > 0 => {
-                if let Err(err) = check_agents(store.as_ref(), &engine, &mut silent).await {
-                    tracing::warn!(error = %err, "cannot check for silent agents");
-                }
-            }
+            _ = tick.tick() => watcher.tick().await,
+            _ = agent_check.tick() => watcher.check_agents().await,
         }
     }
-}
-
-async fn check_agents(
-    store: &dyn Store,
-    engine: &Engine,
-    silent: &mut HashSet<String>,
-) -> Result<(), crate::storage::StoreError> {
-    let now = Utc::now();
-    let limit = chrono::Duration::seconds(engine.config().agent_silent_secs as i64);
-    let mut signals = Vec::new();
-    for agent in store.agents().await? {
-        let quiet = now - agent.last_seen;
-        if quiet > limit {
-            if silent.insert(agent.id.clone()) {
-                signals.push(firing(
-                    kinds::AGENT_SILENT,
-                    &agent.id,
-                    &agent.id,
-                    Severity::Critical,
-                    format!(
-                        "agent {} has sent nothing for {} s",
-                        agent.id,
-                        quiet.num_seconds()
-                    ),
-                    serde_json::json!({ "last_seen": agent.last_seen }),
-                ));
-            }
-        } else if silent.remove(&agent.id) {
-            signals.push(Signal::Clear {
-                kind: kinds::AGENT_SILENT,
-                subject: agent.id.clone(),
-            });
-        }
-    }
-    engine.apply(signals, now).await
 }

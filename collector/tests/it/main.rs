@@ -4,6 +4,7 @@
 mod alert_e2e;
 mod alert_engine;
 mod alert_restart;
+mod alert_scenario;
 mod alerting;
 mod api;
 mod cacti;
