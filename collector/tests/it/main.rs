@@ -3,6 +3,7 @@
 
 mod alert_e2e;
 mod alert_engine;
+mod alert_lab;
 mod alert_restart;
 mod alert_scenario;
 mod alerting;

@@ -389,12 +389,26 @@ pub struct Peer {
 
 impl Peer {
     pub fn start(tool: &str, args: &[&str]) -> Peer {
+        Peer::start_in(None, tool, args)
+    }
+
+    /// Starts the peer in network namespace `netns` (on its loopback), or in ours.
+    pub fn start_in(netns: Option<&str>, tool: &str, args: &[&str]) -> Peer {
         use std::io::BufRead;
         let var = tool.replace('-', "_").to_ascii_uppercase();
         let program = std::env::var(&var).map(PathBuf::from).unwrap_or_else(|_| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/tools/{tool}"))
         });
-        let mut child = std::process::Command::new(&program)
+        let mut command = match netns {
+            // `ip netns exec` execs the program, so the child is the peer itself.
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&program);
+                c
+            }
+            None => std::process::Command::new(&program),
+        };
+        let mut child = command
             .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
