@@ -289,6 +289,24 @@ impl ProbePlan {
     }
 }
 
+/// Hosts under the `example` names reserved by RFC 2606: a config still naming one was not
+/// finished (the packaged example config names `collector.example`).
+fn is_example_address(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    host == "example"
+        || host.ends_with(".example")
+        || ["example.com", "example.net", "example.org"]
+            .iter()
+            .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+}
+
 impl Settings {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let raw: AgentConfig = config::load(path, ENV_PREFIX)?;
@@ -301,6 +319,15 @@ impl Settings {
             return Err(bad(
                 "collector.url",
                 "is not set; give the collector's gRPC address, e.g. https://collector.example:50051",
+            ));
+        }
+        if is_example_address(&raw.collector.url) {
+            return Err(bad(
+                "collector.url",
+                &format!(
+                    "{} is the example address (a reserved name that never resolves); set your collector's gRPC address",
+                    raw.collector.url
+                ),
             ));
         }
         if !raw.collector.url.starts_with("https://") {

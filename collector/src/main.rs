@@ -150,6 +150,16 @@ enum PkiCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Reissue the collector's server certificate from the existing CA (rotation).
+    IssueServer {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address agents use to reach the collector (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
     /// Issue a client certificate for an agent; its name becomes the agent's identity.
     IssueAgent {
         #[arg(long)]
@@ -318,9 +328,26 @@ async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Errors are printed whole (`error: context: cause`), without anyhow's debug dump, and exit 1.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = load(&args.config)?;
@@ -419,6 +446,15 @@ async fn main() -> Result<()> {
                 println!(
                     "Keep {} secret: it can issue agent certificates.",
                     ca.key.display()
+                );
+                Ok(())
+            }
+            PkiCommand::IssueServer { dir, hosts, days } => {
+                let server = pki::issue_server(&dir, &hosts, days)?;
+                println!(
+                    "server: {} (key {}); restart the collector to use it",
+                    server.cert.display(),
+                    server.key.display()
                 );
                 Ok(())
             }

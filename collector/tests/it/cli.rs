@@ -128,12 +128,24 @@ fn agent_validate_names_the_file_and_field() {
         &["validate", "--config", file],
         &[(
             "NETWARDEN_AGENT_COLLECTOR__URL",
+            "https://collector.noc.test:50051",
+        )],
+    );
+    assert!(
+        ok && stdout.contains("collector.noc.test"),
+        "{stdout}{stderr}"
+    );
+    // The packaged example's reserved address is refused, by name.
+    let (ok, _, stderr) = agent(
+        &["validate", "--config", file],
+        &[(
+            "NETWARDEN_AGENT_COLLECTOR__URL",
             "https://collector.example:50051",
         )],
     );
     assert!(
-        ok && stdout.contains("collector.example"),
-        "{stdout}{stderr}"
+        !ok && stderr.contains("collector.url") && stderr.contains("example address"),
+        "{stderr}"
     );
 }
 
