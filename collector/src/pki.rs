@@ -124,22 +124,36 @@ pub fn init(dir: &Path, hosts: &[String], days: u32, force: bool) -> Result<(Iss
         key: dir.join(CA_KEY),
     };
 
+    let server = issue_server_from(&Issuer::new(ca, ca_key), dir, hosts, days)?;
+    Ok((ca_files, server))
+}
+
+/// Issues a new server certificate and key from the existing CA in `dir` (rotation: agents
+/// keep trusting it).
+pub fn issue_server(dir: &Path, hosts: &[String], days: u32) -> Result<Issued> {
+    issue_server_from(&load_issuer(dir)?, dir, hosts, days)
+}
+
+fn issue_server_from(
+    issuer: &Issuer<'_, KeyPair>,
+    dir: &Path,
+    hosts: &[String],
+    days: u32,
+) -> Result<Issued> {
     let hosts: Vec<String> = if hosts.is_empty() {
         vec!["localhost".into(), "127.0.0.1".into()]
     } else {
         hosts.to_vec()
     };
-    let issuer = Issuer::new(ca, ca_key);
-    let server = issue(
-        &issuer,
+    issue(
+        issuer,
         &hosts[0],
         &hosts,
         ExtendedKeyUsagePurpose::ServerAuth,
         days,
         &dir.join(SERVER_CERT),
         &dir.join(SERVER_KEY),
-    )?;
-    Ok((ca_files, server))
+    )
 }
 
 fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>> {
@@ -255,5 +269,27 @@ mod tests {
             let mode = std::fs::metadata(&agent.key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_reissued_server_certificate_comes_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, server) = init(dir.path(), &[], 30, false).unwrap();
+        let ca_before = std::fs::read(&ca.cert).unwrap();
+        let cert_before = std::fs::read(&server.cert).unwrap();
+        let hosts = ["collector.noc.test".to_string()];
+        let again = issue_server(dir.path(), &hosts, 30).unwrap();
+        assert_eq!(again.cert, server.cert);
+        assert_ne!(std::fs::read(&again.cert).unwrap(), cert_before);
+        assert_eq!(
+            std::fs::read(&ca.cert).unwrap(),
+            ca_before,
+            "the CA is kept"
+        );
+        let info = netwarden_shared::tls::cert_file_info(&again.cert).unwrap();
+        assert_eq!(info.common_name, "collector.noc.test");
+        // Without a CA there is nothing to reissue from.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(issue_server(empty.path(), &hosts, 30).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod alert_restart;
 mod alert_scenario;
 mod alerting;
 mod api;
+mod backup;
 mod cacti;
 mod cli;
 mod e2e;
