@@ -20,6 +20,7 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub agent_backlog: Family<Labels, Gauge<u64, AtomicU64>>,
     pub agent_dropped: Family<Labels, Gauge<u64, AtomicU64>>,
+    pub agent_last_seen: Family<Labels, Gauge<i64>>,
     pub cacti_graphs: Family<Labels, Counter>,
     pub cacti_last_success: Family<Labels, Gauge<i64>>,
     pub poi_maxouts: Family<Labels, Counter>,
@@ -93,6 +94,12 @@ impl Metrics {
             "Cacti graph fetches, by source and outcome (fetched, skipped, failed)",
             cacti_graphs.clone(),
         );
+        let agent_last_seen = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "agent_last_seen_timestamp_seconds",
+            "When this collector last stored a batch from the agent (Prometheus alerts on silence)",
+            agent_last_seen.clone(),
+        );
         let cacti_last_success = Family::<Labels, Gauge<i64>>::default();
         registry.register(
             "cacti_last_success_timestamp_seconds",
@@ -145,6 +152,7 @@ impl Metrics {
             commit_seconds,
             agent_backlog,
             agent_dropped,
+            agent_last_seen,
             cacti_graphs,
             cacti_last_success,
             poi_maxouts,

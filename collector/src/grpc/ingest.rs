@@ -210,6 +210,10 @@ impl StreamWorker {
             .agent_dropped
             .get_or_create(&agent_label)
             .set(status.dropped_total);
+        self.metrics
+            .agent_last_seen
+            .get_or_create(&agent_label)
+            .set(chrono::Utc::now().timestamp());
         Ok(match outcome {
             IngestOutcome::Stored { records } => {
                 self.metrics

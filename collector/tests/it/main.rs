@@ -11,6 +11,7 @@ mod api;
 mod backup;
 mod cacti;
 mod cli;
+mod deploy;
 mod e2e;
 mod email;
 mod ingest;
