@@ -25,7 +25,16 @@ pub struct AgentConfig {
     pub probe: ProbeConfig,
     pub discovery: DiscoveryConfig,
     pub speedtest: SpeedTestConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+/// The optional Prometheus endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where to serve /metrics, e.g. "127.0.0.1:9464"; unset: no endpoint.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,6 +240,8 @@ pub struct Settings {
     pub probe: ProbePlan,
     pub discovery: DiscoveryPlan,
     pub speedtest: Option<SpeedTestPlan>,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub log: LogConfig,
 }
 
@@ -511,6 +522,15 @@ impl Settings {
                 })
             }
         };
+        let metrics_listen = match raw.metrics.listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                bad(
+                    "metrics.listen",
+                    &format!("{addr:?} is not an address and port, e.g. \"127.0.0.1:9464\""),
+                )
+            })?),
+        };
         Ok(Settings {
             source: path.to_path_buf(),
             collector_url: raw.collector.url,
@@ -524,6 +544,7 @@ impl Settings {
             probe,
             discovery,
             speedtest,
+            metrics_listen,
             log: raw.log,
         })
     }

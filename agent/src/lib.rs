@@ -5,6 +5,7 @@ pub mod buffer;
 pub mod config;
 pub mod discovery;
 pub mod icmp;
+pub mod metrics;
 pub mod probe;
 pub mod speedtest;
 pub mod targets;
@@ -29,6 +30,11 @@ pub enum AgentError {
     Buffer(#[from] buffer::BufferError),
     #[error("the agent certificate {path} does not name a valid agent: {message}")]
     Identity { path: String, message: String },
+    #[error("metrics.listen {addr}: cannot listen: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent until `shutdown`, then drains the buffer to the collector for up to the
@@ -99,6 +105,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         workers.push(tokio::spawn(speedtest_loop(
             plan,
             buffer.clone(),
+            probing.clone(),
+        )));
+    }
+    if let Some(addr) = settings.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+        tracing::info!(%addr, "Prometheus metrics at /metrics");
+        workers.push(tokio::spawn(metrics::serve(
+            listener,
+            buffer.clone(),
+            agent.to_string(),
             probing.clone(),
         )));
     }

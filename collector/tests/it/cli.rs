@@ -111,6 +111,7 @@ fn agent_validate_names_the_file_and_field() {
         ("[collector]\nurl = \"https://c:1\"\n[probe]\ncount = 20\ninterval_secs = 5\n", "probe.interval_secs"),
         ("[collector]\nurl = \"https://c:1\"\n[buffer]\nmax_records = 10\n", "buffer.max_records"),
         ("[collector]\nurl = \"https://c:1\"\n[probe]\ncuont = 3\n", "cuont"),
+        ("[collector]\nurl = \"https://c:1\"\n[metrics]\nlisten = \"9464\"\n", "metrics.listen"),
     ];
     for (extra, field) in cases {
         std::fs::write(&path, format!("{extra}{base}")).unwrap();

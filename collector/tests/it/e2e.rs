@@ -97,6 +97,8 @@ where
 struct Site {
     dir: tempfile::TempDir,
     http: u16,
+    /// The agent's Prometheus endpoint.
+    agent_metrics: u16,
 }
 
 fn write_configs(database_url: &str) -> Site {
@@ -115,7 +117,7 @@ fn write_configs(database_url: &str) -> Site {
             "e2e-agent",
         ],
     );
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http, agent_metrics) = (free_port(), free_port(), free_port());
     std::fs::write(
         dir.path().join("collector.toml"),
         format!(
@@ -133,11 +135,16 @@ fn write_configs(database_url: &str) -> Site {
              [buffer]\npath = \"agent-buffer.db\"\n\
              [uplink]\nbatch_max_records = 4\nmax_in_flight = 4\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\ndrain_timeout_secs = 20\n\
              [probe]\ntargets = [\"127.0.0.1\", \"127.0.0.2\", \"127.0.0.3\", \"::1\"]\n\
-             count = 2\ninterval_secs = 1\nping_interval_ms = 50\ntimeout_ms = 500\n"
+             count = 2\ninterval_secs = 1\nping_interval_ms = 50\ntimeout_ms = 500\n\
+             [metrics]\nlisten = \"127.0.0.1:{agent_metrics}\"\n"
         ),
     )
     .unwrap();
-    Site { dir, http }
+    Site {
+        dir,
+        http,
+        agent_metrics,
+    }
 }
 
 /// Starts the site's collector and waits until its HTTP API answers.
@@ -219,6 +226,22 @@ async fn outage_loses_and_duplicates_nothing(database_url: &str) {
     assert!(
         during_outage.0 > before_outage.0 + 40,
         "the agent kept probing and buffering during the outage: {before_outage:?} -> {during_outage:?}"
+    );
+    // The agent's own Prometheus endpoint shows the backlog the collector cannot see.
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", site.agent_metrics))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let backlog: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("netwarden_agent_buffer_backlog{agent=\"e2e-agent\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no backlog in the agent's metrics:\n{text}"));
+    assert!(
+        backlog >= 40,
+        "backlog {backlog} during the outage:\n{text}"
     );
 
     let mut collector = Proc::spawn(
