@@ -154,32 +154,21 @@ async fn backup_then_restore(source_url: &str, target_url: &str, dir: &Path) {
     // Online: the collector runs during the backup.
     let backups = dir.join("backups");
     let backups_arg = backups.to_str().unwrap();
-    let _running = serve(&config, &dir.join("during.log"));
+    let backup_args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--dest",
+        backups_arg,
+        "--keep",
+        "2",
+    ];
+    let running = serve(&config, &dir.join("during.log"));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let made = script(
-        "backup.sh",
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--dest",
-            backups_arg,
-            "--keep",
-            "2",
-        ],
-    );
-    drop(_running);
+    let made = script("backup.sh", &backup_args);
+    drop(running);
+    // Two more: retention keeps the newest two.
     for _ in 0..2 {
-        script(
-            "backup.sh",
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "--dest",
-                backups_arg,
-                "--keep",
-                "2",
-            ],
-        );
+        script("backup.sh", &backup_args);
     }
     let mut kept: Vec<PathBuf> = std::fs::read_dir(&backups)
         .unwrap()
