@@ -10,6 +10,8 @@ pub mod probe;
 pub mod speedtest;
 pub mod targets;
 pub mod uplink;
+#[cfg(windows)]
+pub mod winservice;
 
 use buffer::{Buffer, SharedBuffer};
 use config::{ProbePlan, Settings, Site, SpeedTestPlan};

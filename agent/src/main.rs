@@ -26,6 +26,16 @@ enum Command {
     Run(ConfigArg),
     /// Check a configuration file (and the certificates it names) and exit.
     Validate(ConfigArg),
+    /// Run as the Windows service (the service manager starts this; the MSI registers it).
+    #[cfg(windows)]
+    Service(ConfigArg),
+    /// Add or remove the Windows Firewall rule that lets ICMP echo replies in (the MSI runs
+    /// this at install and uninstall).
+    #[cfg(windows)]
+    Firewall {
+        #[arg(value_parser = ["add", "remove"])]
+        action: String,
+    },
     /// Ping hosts (addresses or CIDR prefixes) once and print each one's round statistics.
     Probe {
         #[arg(required = true, value_name = "HOST|CIDR")]
@@ -99,6 +109,19 @@ struct ConfigArg {
 /// Exit codes: 2 for bad input (as clap uses for usage errors), 77 (EX_NOPERM) when the
 /// privileges for ICMP are missing, 1 for anything else.
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    #[cfg(windows)]
+    if let Command::Service(args) = &cli.command {
+        // The service manager's dispatcher owns this thread until the service stops; the
+        // agent runs on the service's own thread and runtime.
+        return match netwarden_agent::winservice::run(args.config.clone()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err} (only the service manager starts `service`; from a console use `run`)");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -106,7 +129,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(Cli::parse().command)) {
+    match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -136,6 +159,16 @@ async fn run(command: Command) -> Result<()> {
             let shutdown = netwarden_shared::shutdown::on_signal();
             netwarden_agent::run(settings, shutdown).await?;
             Ok(())
+        }
+        #[cfg(windows)]
+        Command::Firewall { action } => {
+            netwarden_agent::winservice::firewall(action == "add")?;
+            Ok(())
+        }
+        // Handled in main, before any runtime exists.
+        #[cfg(windows)]
+        Command::Service(_) => {
+            Err(UsageError("`service` is only for the service manager".into()).into())
         }
         Command::Validate(args) => {
             let settings = Settings::load(&args.config)?;

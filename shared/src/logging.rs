@@ -45,3 +45,19 @@ pub fn init(config: &LogConfig) {
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = result;
 }
+
+/// Like `init`, but appends to `file`: a Windows service has no console to write to.
+pub fn init_to_file(config: &LogConfig, file: std::fs::File) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file));
+    let result = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    let _ = result;
+}
