@@ -20,7 +20,7 @@ build_debs() {
     fi
     echo "==> .deb packages, version $version"
     for crate in netwarden-agent netwarden-collector; do
-        cargo deb --locked -p "$crate" --output dist/ >/dev/null
+        cargo deb --locked --strip -p "$crate" --output dist/ >/dev/null
     done
     ls -l dist/netwarden-agent_"$version"-*.deb dist/netwarden-collector_"$version"-*.deb
 }
