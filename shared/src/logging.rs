@@ -30,34 +30,30 @@ impl Default for LogConfig {
 
 /// Installs the global subscriber; logs go to stderr so stdout stays for command output.
 pub fn init(config: &LogConfig) {
+    use std::io::IsTerminal;
+    install(config, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Like `init`, but appends to `file`: a Windows service has no console to write to.
+pub fn init_to_file(config: &LogConfig, file: std::fs::File) {
+    install(config, std::sync::Mutex::new(file), false);
+}
+
+fn install<W>(config: &LogConfig, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     // A second init (tests, embedded use) keeps the first subscriber.
-    let _ = result;
-}
-
-/// Like `init`, but appends to `file`: a Windows service has no console to write to.
-pub fn init_to_file(config: &LogConfig, file: std::fs::File) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file));
-    let result = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
     let _ = result;
 }
