@@ -4,6 +4,7 @@
 #   dist/netwarden-agent-<version>-x64.msi (the Windows agent, cross-built with mingw-w64 and
 #   packed with Debian's wixl)
 # Usage: scripts/package.sh [deb|msi]   (no argument: all three)
+#   MSI_VERSION=X.Y.Z overrides the MSI's version (the upgrade test builds a next one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
@@ -28,7 +29,7 @@ build_debs() {
 build_msi() {
     local target=x86_64-pc-windows-gnu
     # MSI versions are numbers only: 0.1.0-rc1 would be accepted and then refused by Windows.
-    local msi_version=${version%%[-+]*}
+    local msi_version=${MSI_VERSION:-${version%%[-+]*}}
     echo "==> Windows agent .msi, version $msi_version"
     rustup target list --installed | grep -qx "$target" || rustup target add "$target"
     cargo build --locked --release -p netwarden-agent --target "$target"

@@ -97,20 +97,16 @@ check "the agent reported stopped" grep -q "agent stopped" "$data/agent.log"
 
 echo "==> major upgrade keeps the edited config"
 next=$(echo "$version" | awk -F. '{printf "%d.%d.%d", $1, $2, $3 + 1}')
-stage=$(mktemp -d -p "$work")
-x86_64-w64-mingw32-strip -o "$stage/netwarden-agent.exe" "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/release/netwarden-agent.exe"
-cp packaging/wix/agent.toml "$stage/"
-(cd "$stage" && wixl -a x64 -D Version="$next" -D ExePath=netwarden-agent.exe -D ConfigPath=agent.toml \
-    -o "$work/next.msi" "$OLDPWD/packaging/wix/agent.wxs" >/dev/null 2>&1)
-msibuild "$work/next.msi" -q "UPDATE \`Component\` SET \`Attributes\` = 400 WHERE \`Component\` = 'AgentConfig'"
-$wine msiexec /i "$work/next.msi" /qn
+MSI_VERSION=$next scripts/package.sh msi >/dev/null
+$wine msiexec /i "dist/netwarden-agent-$next-x64.msi" /qn
 check "edited config kept by the upgrade" grep -q 'collector.noc.test' "$data/agent.toml"
 products=$($wine reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s 2>/dev/null | grep -c "DisplayName.*Netwarden Agent" || true)
 check "one Netwarden Agent installed after the upgrade ($products)" test "$products" = 1
 check "the upgrade's version is installed" sh -c "$wine reg query 'HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall' /s 2>/dev/null | grep -q 'DisplayVersion.*$next'"
 
 echo "==> uninstall"
-$wine msiexec /x "$work/next.msi" /qn
+$wine msiexec /x "dist/netwarden-agent-$next-x64.msi" /qn
+rm -f "dist/netwarden-agent-$next-x64.msi"
 check "program removed" test ! -e "$program/netwarden-agent.exe"
 check "service removed" sh -c "! $wine reg query 'HKLM\\System\\CurrentControlSet\\Services\\NetwardenAgent' >/dev/null 2>&1"
 check "config kept" test -f "$data/agent.toml"
