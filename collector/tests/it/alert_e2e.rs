@@ -65,11 +65,7 @@ async fn setup(backend: Backend) -> Setup {
 }
 
 fn index(maildir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(maildir.join("index.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    super::support::json_lines(&maildir.join("index.jsonl"))
 }
 
 async fn telegram_messages(peer: &Peer, count: usize, wait: u64) -> Vec<Value> {

@@ -10,7 +10,7 @@
 //!
 //! Needs root and `../shared/netlab`; CI sets `NETWARDEN_REQUIRE_LAB=1`.
 
-use super::support::{binary, free_port, Peer, BOT_TOKEN};
+use super::support::{binary, free_port, json_lines, Peer, BOT_TOKEN};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,14 +109,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn json_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn now_secs() -> f64 {

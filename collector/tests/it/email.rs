@@ -84,11 +84,7 @@ async fn call(method: reqwest::Method, url: String, body: Value) -> (u16, Value)
 }
 
 fn index(maildir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(maildir.join("index.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    super::support::json_lines(&maildir.join("index.jsonl"))
 }
 
 #[tokio::test]

@@ -439,3 +439,15 @@ impl Drop for Peer {
 
 /// A syntactically valid bot token for the Telegram fake.
 pub const BOT_TOKEN: &str = "123456789:AAHfakefakefakefakefakefakefake1234";
+
+/// The JSON lines of a file another process appends to (smtp-sink's `index.jsonl`,
+/// telegram-fake's `--log`): every complete line, parsed; a line still being written (no
+/// newline yet) is left for the next read. A missing file has none.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
