@@ -8,15 +8,14 @@
 //! PostgreSQL comes from TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test); a
 //! scratch database is created and dropped.
 
-use netwarden_collector::config::{CollectorConfig, Settings};
+mod common;
+
+use netwarden_collector::config::Settings;
 use netwarden_proto::v1;
 use netwarden_proto::v1::ingest_service_client::IngestServiceClient;
 use netwarden_shared::tls::{client_config, connect_channel, TlsFiles};
-use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 struct Options {
@@ -157,22 +156,8 @@ async fn run_agent(
         .unwrap();
     let mut client = IngestServiceClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
     let expected = batches.len();
-    let window = Arc::new(Semaphore::new(in_flight));
-    let (tx, rx) = mpsc::channel(in_flight);
-    let producer_window = window.clone();
-    tokio::spawn(async move {
-        for batch in batches {
-            producer_window.acquire().await.unwrap().forget();
-            if tx.send(batch).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut acks = client
-        .stream(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let (requests, window) = common::windowed(batches, in_flight);
+    let mut acks = client.stream(requests).await.unwrap().into_inner();
     let mut stored = 0usize;
     for _ in 0..expected {
         let ack = acks.message().await.unwrap().expect("ack");
@@ -186,41 +171,13 @@ async fn bench(backend: &str, o: &Options) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     netwarden_collector::pki::init(&pki, &[], 30, false).unwrap();
-    let mut raw = CollectorConfig::default();
-    raw.grpc.listen = "127.0.0.1:0".into();
-    raw.http.listen = "127.0.0.1:0".into();
-    raw.grpc.max_message_bytes = 64 * 1024 * 1024;
-    raw.tls.ca = pki.join("ca.pem");
-    raw.tls.cert = pki.join("server.pem");
-    raw.tls.key = pki.join("server.key");
+    let mut raw = common::collector_config(&pki);
     raw.database.sqlite_synchronous = match o.sqlite_sync.as_str() {
         "normal" => netwarden_collector::storage::SqliteSync::Normal,
         _ => netwarden_collector::storage::SqliteSync::Full,
     };
-    let mut scratch = None;
-    raw.database.url = match backend {
-        "sqlite" => format!("sqlite://{}", dir.path().join("bench.db").display()),
-        "postgres" => {
-            let base = std::env::var("TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-            let name = format!("nwbench_{}", std::process::id());
-            let mut admin = sqlx::PgConnection::connect(&base)
-                .await
-                .expect("PostgreSQL");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            scratch = Some((base.clone(), name.clone()));
-            format!("{prefix}/{name}")
-        }
-        other => panic!("unknown backend {other}"),
-    };
+    let (url, scratch) = common::database_url(backend, dir.path(), "nwbench").await;
+    raw.database.url = url;
     let settings = Settings::from_config(&dir.path().join("collector.toml"), raw).unwrap();
     let stop = CancellationToken::new();
     let running = netwarden_collector::start(&settings, stop.clone())
@@ -234,18 +191,7 @@ async fn bench(backend: &str, o: &Options) -> f64 {
     let per_agent = o.results / o.agents;
     let mut plans = Vec::new();
     for agent in 0..o.agents {
-        let issued = netwarden_collector::pki::issue_agent(
-            &pki,
-            &format!("bench-{agent}"),
-            &pki.join("agents"),
-            30,
-        )
-        .unwrap();
-        let files = TlsFiles {
-            ca: pki.join("ca.pem"),
-            cert: issued.cert,
-            key: issued.key,
-        };
+        let files = common::client_files(&pki, &format!("bench-{agent}"));
         plans.push((files, batches(agent, o, per_agent)));
     }
     let started = Instant::now();
@@ -314,12 +260,8 @@ async fn bench(backend: &str, o: &Options) -> f64 {
     stop.cancel();
     let _ = server.await;
     drop(store);
-    if let Some((base, name)) = scratch {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
-        }
+    if let Some(scratch) = scratch {
+        scratch.drop_database().await;
     }
     rate
 }
