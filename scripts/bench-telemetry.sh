@@ -27,7 +27,7 @@ counter = 0
 request = function()
   counter = counter + 1
   local body = string.format('{"circuit_id":"CIR-%d","utilization_mbps":%d.5}', counter % 1000, counter % 1200)
-  return wrk.format("POST", "/api/v1/telemetry", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/v1/telemetry", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("NETWARDEN_TOKEN")}, body)
 end
 LUA
 python3 - "$work/batch.json" <<'PY'
@@ -39,7 +39,7 @@ local f = io.open("$work/batch.json", "r")
 local body = f:read("*a")
 f:close()
 request = function()
-  return wrk.format("POST", "/api/v1/telemetry/batch", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/api/v1/telemetry/batch", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("NETWARDEN_TOKEN")}, body)
 end
 LUA
 
@@ -61,12 +61,16 @@ url = "$url"
 max_connections = 16
 [log]
 level = "warn"
+[auth]
+rate_per_sec = 0
 TOML
+    NETWARDEN_TOKEN=$("$collector" token create --role admin --name bench --config "$work/collector.toml" 2>/dev/null)
+    export NETWARDEN_TOKEN
     "$collector" serve --config "$work/collector.toml" & pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
     # The 1,000 circuits the samples name are registered (unknown ids are the rare path).
     for i in $(seq 0 999); do
-        curl -sf -X PUT -H 'Content-Type: application/json' -d '{"provisioned_mbps": 1000}' \
+        curl -sf -X PUT -H 'Content-Type: application/json' -H "Authorization: Bearer $NETWARDEN_TOKEN" -d '{"provisioned_mbps": 1000}' \
             "http://127.0.0.1:$port/api/circuits/CIR-$i" >/dev/null
     done
     echo "### $backend: single POSTs, 64 connections, ${secs}s"

@@ -71,6 +71,13 @@ CONF
 "$collector" validate --config "$work/collector.toml"
 "$agent" validate --config "$work/agent.toml"
 
+# The API needs a token; an admin one is made once and kept (mode 0600) beside the PKI.
+if [ ! -s "$work/admin.token" ]; then
+  (umask 077; "$collector" token create --role admin --name quickstart-admin \
+     --config "$work/collector.toml" > "$work/admin.token")
+fi
+token=$(cat "$work/admin.token")
+
 collector_pid=""
 agent_pid=""
 stop() {
@@ -99,11 +106,12 @@ agent_pid=$!
 
 cat <<MSG
 
-Netwarden is running.
-  API:      http://127.0.0.1:$http_port/api/devices
-  agents:   curl -s http://127.0.0.1:$http_port/api/agents
-  results:  curl -s http://127.0.0.1:$http_port/api/devices/1/history
-  metrics:  http://127.0.0.1:$http_port/metrics
+Netwarden is running. The admin API token is in $work/admin.token.
+  dashboard: http://127.0.0.1:$http_port/#token=$token
+  devices:  curl -s -H "Authorization: Bearer \$(cat $work/admin.token)" http://127.0.0.1:$http_port/api/devices
+  agents:   curl -s -H "Authorization: Bearer \$(cat $work/admin.token)" http://127.0.0.1:$http_port/api/agents
+  results:  curl -s -H "Authorization: Bearer \$(cat $work/admin.token)" http://127.0.0.1:$http_port/api/devices/1/history
+  metrics:  http://127.0.0.1:$http_port/metrics (open, for Prometheus)
 The agent probes 127.0.0.1-3 and ::1 every 10 s, sweeps 127.0.0.0/29 every minute and runs a
 speed test against the collector every 5 minutes. Press Ctrl-C to stop both.
 

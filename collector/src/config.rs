@@ -28,6 +28,7 @@ pub struct CollectorConfig {
     pub email: crate::alert::email::EmailConfig,
     pub detect: crate::detect::device::DeviceRules,
     pub alerting: crate::alert::routing::AlertingConfig,
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// `[telemetry]`: circuit maxout detection.
@@ -77,7 +78,8 @@ impl Default for GrpcConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// REST API, `/health` and `/metrics`. Loopback by default: the API has no tokens yet.
+    /// REST API, WebSocket, dashboard, `/health` and `/metrics`. Loopback by default; the API
+    /// needs tokens (`[auth]`) wherever it listens.
     pub listen: String,
 }
 
@@ -153,6 +155,7 @@ pub struct Settings {
     pub alerting: crate::alert::routing::AlertingConfig,
     /// `None` when `[alerting.telegram]` is not set.
     pub telegram: Option<crate::alert::telegram::TelegramSettings>,
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Settings {
@@ -245,6 +248,10 @@ impl Settings {
                 let (field, message) = message.split_once(": ").unwrap_or(("alerting", &message));
                 ConfigError::invalid(path, field, message.to_string())
             })?;
+        raw.auth.check().map_err(|message| {
+            let (field, message) = message.split_once(": ").unwrap_or(("auth", &message));
+            ConfigError::invalid(path, field, message.to_string())
+        })?;
         let maxout_rule = crate::telemetry::detect::MaxoutRule {
             threshold: raw.telemetry.maxout_threshold,
             consecutive: raw.telemetry.maxout_consecutive,
@@ -268,6 +275,7 @@ impl Settings {
             detect: raw.detect,
             alerting: raw.alerting,
             telegram,
+            auth: raw.auth,
         })
     }
 }

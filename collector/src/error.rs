@@ -9,6 +9,7 @@ use serde::Serialize;
 pub enum ErrorCode {
     InvalidArgument,
     NotFound,
+    AlreadyExists,
     PermissionDenied,
     Unauthenticated,
     ResourceExhausted,
@@ -21,6 +22,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::AlreadyExists => StatusCode::CONFLICT,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
@@ -33,6 +35,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
             ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::AlreadyExists => tonic::Code::AlreadyExists,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
@@ -120,6 +123,12 @@ mod tests {
                 tonic::Code::InvalidArgument,
             ),
             (ErrorCode::NotFound, 404, tonic::Code::NotFound),
+            (ErrorCode::AlreadyExists, 409, tonic::Code::AlreadyExists),
+            (
+                ErrorCode::ResourceExhausted,
+                429,
+                tonic::Code::ResourceExhausted,
+            ),
             (
                 ErrorCode::PermissionDenied,
                 403,

@@ -3,10 +3,12 @@
 //! and benchmarks drive the real thing.
 
 pub mod alert;
+pub mod auth;
 pub mod cacti;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod kpi;
 pub mod metrics;

@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: SimulateCommand,
     },
+    /// Manage operator API tokens (the token is printed once; only its hash is stored).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Manage the certificate authority for agents and the collector.
     Pki {
         #[command(subcommand)]
@@ -132,6 +137,32 @@ enum SimulateCommand {
         /// The account registered circuits belong to.
         #[arg(long)]
         account: Option<String>,
+        /// API token (operator to post; admin with --register).
+        #[arg(long, env = "NETWARDEN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (once).
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// viewer (read), operator (acknowledge, resolve, silence, post telemetry) or admin.
+        #[arg(long)]
+        role: netwarden_collector::auth::Role,
+        /// A name to know it by (letters, digits, '-', '_', '.'), e.g. the script or person.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (names, roles, dates; never the tokens).
+    List(ConfigArg),
+    /// Revoke the token with this name; collectors stop taking it within seconds.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
     },
 }
 
@@ -172,6 +203,55 @@ enum PkiCommand {
         #[arg(long, default_value_t = 825)]
         days: u32,
     },
+}
+
+async fn token(command: TokenCommand) -> Result<()> {
+    let config = match &command {
+        TokenCommand::Create { config, .. } | TokenCommand::Revoke { config, .. } => config,
+        TokenCommand::List(config) => config,
+    };
+    let settings = load(&config.config)?;
+    let store = storage::open(&settings.database, 1, settings.sqlite_sync).await?;
+    store.migrate().await?;
+    match command {
+        TokenCommand::Create { role, name, .. } => {
+            let (token, secret) =
+                netwarden_collector::rest::tokens::create_token(store.as_ref(), &name, role)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "token {:?} ({}) created; it is shown only now:",
+                token.name, token.role
+            );
+            println!("{secret}");
+        }
+        TokenCommand::List(_) => {
+            for t in store.tokens().await? {
+                let state = match t.revoked_at {
+                    Some(at) => format!("revoked {}", at.to_rfc3339()),
+                    None => "active".into(),
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated {}\t{state}",
+                    t.id,
+                    t.name,
+                    t.role,
+                    t.created_at.to_rfc3339()
+                );
+            }
+        }
+        TokenCommand::Revoke { name, .. } => {
+            let active = store
+                .tokens()
+                .await?
+                .into_iter()
+                .find(|t| t.name == name && t.revoked_at.is_none())
+                .with_context(|| format!("no active token named {name:?}"))?;
+            store.revoke_token(active.id, chrono::Utc::now()).await?;
+            println!("revoked {name:?}");
+        }
+    }
+    Ok(())
 }
 
 fn load(config: &std::path::Path) -> Result<Settings> {
@@ -406,6 +486,7 @@ async fn run(cli: Cli) -> Result<()> {
                     seed,
                     prefix,
                     account,
+                    token,
                 },
         } => {
             let options = netwarden_collector::telemetry::simulate::SimulateOptions {
@@ -421,6 +502,7 @@ async fn run(cli: Cli) -> Result<()> {
                 seed,
                 prefix,
                 account,
+                token,
             };
             let report = netwarden_collector::telemetry::simulate::run(&options).await?;
             println!(
@@ -429,6 +511,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Token { command } => token(command).await,
         Command::Pki { command } => match command {
             PkiCommand::Init {
                 dir,

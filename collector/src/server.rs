@@ -180,6 +180,10 @@ pub async fn start(
         metrics: metrics.clone(),
         telemetry: telemetry.clone(),
         engine: engine.clone(),
+        auth: Arc::new(crate::auth::Guard::new(
+            store.clone(),
+            settings.auth.clone(),
+        )),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {

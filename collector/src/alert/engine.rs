@@ -24,6 +24,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Wakes the dispatcher when notifications are queued.
     pub wake: Arc<Notify>,
+    /// Live events for WebSocket clients.
+    pub events: crate::events::EventBus,
     /// The silences as read at a time, for `SILENCE_TTL`.
     silences: Mutex<Option<(DateTime<Utc>, Vec<Silence>)>>,
     clock: SharedClock,
@@ -38,6 +40,7 @@ impl Engine {
             config,
             metrics,
             wake: Arc::new(Notify::new()),
+            events: crate::events::EventBus::default(),
             silences: Mutex::new(None),
             clearing: Mutex::new(HashMap::new()),
             clock: clock::system(),
@@ -178,8 +181,36 @@ impl Engine {
             if suppressed.is_none() && !plan.is_empty() {
                 self.wake.notify_waiters();
             }
+            self.announce(id, "opened").await;
         }
         Ok(())
+    }
+
+    /// Tells live clients about an anomaly as it now stands.
+    pub async fn announce(&self, id: i64, action: &'static str) {
+        match self.store.anomaly(id).await {
+            Ok(Some(anomaly)) => {
+                if action == "opened" && anomaly.kind.ends_with("maxout") {
+                    self.events.publish(crate::events::Event::Maxout {
+                        scope: if anomaly.kind == "poi_maxout" {
+                            "poi"
+                        } else {
+                            "circuit"
+                        },
+                        subject: anomaly.subject.clone(),
+                        severity: anomaly.severity.as_str().to_string(),
+                        summary: anomaly.summary.clone(),
+                        at: anomaly.opened_at,
+                    });
+                }
+                self.events
+                    .publish(crate::events::Event::Anomaly { action, anomaly });
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, anomaly = id, "cannot read an anomaly to announce")
+            }
+        }
     }
 
     async fn resolve_key(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -189,6 +220,7 @@ impl Engine {
                 .await?;
             tracing::info!(anomaly = active.id, kind = %active.kind, subject = %active.subject, "anomaly resolved");
             self.wake.notify_waiters();
+            self.announce(active.id, "resolved").await;
         }
         Ok(())
     }

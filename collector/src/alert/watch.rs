@@ -7,9 +7,10 @@ use crate::detect::device::{self, DeviceRef, DeviceRules, DeviceState};
 use crate::detect::identity::{self, Known};
 use crate::detect::speed::{self, SpeedFloors};
 use crate::detect::{firing, kinds, Signal};
+use crate::events::Event;
 use crate::storage::alerting::Severity;
 use crate::storage::{DeviceQuery, Store};
-use netwarden_shared::{AgentId, Record, RecordKind};
+use netwarden_shared::{AgentId, DeviceStatus, Record, RecordKind};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct Detectors {
     devices: HashMap<(String, String), DeviceState>,
     identities: HashMap<(String, String), Option<Known>>,
     speed_low: HashMap<(String, &'static str), bool>,
+    /// Each device's last reported status, for live status-change events.
+    statuses: HashMap<(String, String), DeviceStatus>,
 }
 
 impl Detectors {
@@ -47,6 +50,7 @@ impl Detectors {
             devices: HashMap::new(),
             identities: HashMap::new(),
             speed_low: HashMap::new(),
+            statuses: HashMap::new(),
         }
     }
 
@@ -56,6 +60,28 @@ impl Detectors {
             (agent.to_string(), address.to_string()),
             Some(Known { mac, ports: None }),
         );
+    }
+
+    /// Devices whose reported status differs from the last one seen (or was first seen).
+    pub fn status_changes(&mut self, agent: &str, records: &[Record]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for record in records {
+            let RecordKind::Probe(round) = &record.kind else {
+                continue;
+            };
+            let key = (agent.to_string(), round.target.to_string());
+            let previous = self.statuses.insert(key.clone(), round.status);
+            if previous != Some(round.status) {
+                out.push(Event::DeviceStatus {
+                    agent: key.0,
+                    address: key.1,
+                    status: round.status.as_str(),
+                    previous: previous.map(DeviceStatus::as_str),
+                    at: record.observed_at,
+                });
+            }
+        }
+        out
     }
 
     pub fn observe(&mut self, agent: &str, records: &[Record]) -> Vec<Signal> {
@@ -155,6 +181,9 @@ impl Watcher {
 
     /// Runs the detectors over committed records.
     pub async fn committed(&mut self, agent: &str, records: &[Record]) {
+        for event in self.detectors.status_changes(agent, records) {
+            self.engine.events.publish(event);
+        }
         let signals = self.detectors.observe(agent, records);
         if let Err(err) = self.engine.apply(signals, self.engine.now()).await {
             tracing::error!(error = %err, "cannot store anomalies");

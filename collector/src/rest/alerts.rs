@@ -3,7 +3,9 @@
 //! answers the anomaly as it stands.
 
 use super::{page_limit, AppState, MAX_PAGE};
+use crate::auth::guard::Caller;
 use crate::error::ApiError;
+use crate::events::Event;
 use crate::storage::alerting::{
     AlertQuery, AlertRow, Anomaly, AnomalyQuery, AnomalyState, NewSilence, Severity, Silence,
 };
@@ -12,6 +14,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -127,36 +130,53 @@ fn action(body: &Bytes) -> Result<ActionBody, ApiError> {
     Ok(body)
 }
 
+/// Who acted: the body's `by`, else the token's name.
+fn actor(by: &Option<String>, caller: &Option<Extension<Caller>>) -> String {
+    by.clone()
+        .or_else(|| caller.as_ref().map(|Extension(c)| c.name.clone()))
+        .unwrap_or_else(|| "operator".into())
+}
+
 async fn acknowledge(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     id: Result<Path<i64>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Anomaly>, ApiError> {
     let id = self::id("an anomaly", id)?;
     let body = action(&body)?;
-    let by = body.by.as_deref().unwrap_or("operator");
-    state
+    let by = actor(&body.by, &caller);
+    let anomaly = state
         .store
-        .acknowledge_anomaly(id, by, body.note.as_deref(), Utc::now())
+        .acknowledge_anomaly(id, &by, body.note.as_deref(), Utc::now())
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("anomaly {id} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("anomaly {id} not found")))?;
+    state.engine.events.publish(Event::Anomaly {
+        action: "acknowledged",
+        anomaly: anomaly.clone(),
+    });
+    Ok(Json(anomaly))
 }
 
 async fn resolve(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     id: Result<Path<i64>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<Anomaly>, ApiError> {
     let id = self::id("an anomaly", id)?;
     let body = action(&body)?;
-    let by = body.by.as_deref().unwrap_or("operator");
+    let by = actor(&body.by, &caller);
     let anomaly = state
         .store
-        .resolve_anomaly(id, by, body.note.as_deref(), Utc::now())
+        .resolve_anomaly(id, &by, body.note.as_deref(), Utc::now())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("anomaly {id} not found")))?;
     state.engine.wake.notify_waiters();
+    state.engine.events.publish(Event::Anomaly {
+        action: "resolved",
+        anomaly: anomaly.clone(),
+    });
     Ok(Json(anomaly))
 }
 
@@ -203,18 +223,24 @@ async fn alerts(
 
 async fn acknowledge_alert(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     id: Result<Path<i64>, PathRejection>,
     body: Bytes,
 ) -> Result<Json<AlertRow>, ApiError> {
     let id = self::id("an alert", id)?;
     let body = action(&body)?;
-    let by = body.by.as_deref().unwrap_or("operator");
-    state
+    let by = actor(&body.by, &caller);
+    let alert = state
         .store
-        .acknowledge_alert(id, by, Utc::now())
+        .acknowledge_alert(id, &by, Utc::now())
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("alert {id} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("alert {id} not found")))?;
+    state.engine.events.publish(Event::Alert {
+        action: "acknowledged",
+        alert_id: id,
+        by,
+    });
+    Ok(Json(alert))
 }
 
 async fn silences(State(state): State<AppState>) -> Result<Json<Vec<Silence>>, ApiError> {

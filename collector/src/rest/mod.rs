@@ -1,10 +1,15 @@
-//! HTTP: `/health`, `/metrics`, the read API under `/api` and the speed-test endpoints.
+//! HTTP: `/health`, `/metrics`, the API under `/api`, the live WebSocket `/ws`, the dashboard
+//! at `/` and the speed-test endpoints. Every route passes the token check in [`crate::auth`].
 
 pub mod alerts;
+pub mod dashboard;
 pub mod kpis;
+pub mod live;
+pub mod overview;
 pub mod pois;
 pub mod speedtest;
 pub mod telemetry;
+pub mod tokens;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -31,6 +36,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub telemetry: crate::telemetry::TelemetryCommitter,
     pub engine: Arc<crate::alert::engine::Engine>,
+    pub auth: Arc<crate::auth::Guard>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,7 +55,16 @@ pub fn router(state: AppState) -> Router {
         .merge(speedtest::routes())
         .merge(telemetry::routes())
         .merge(telemetry::customer_routes())
+        .merge(tokens::routes())
+        .merge(live::routes())
+        .merge(overview::routes())
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        // Outermost, so it also answers for unknown paths under /api.
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::guard::enforce,
+        ))
         .with_state(state)
 }
 
@@ -161,17 +176,45 @@ fn device_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
     Ok(id)
 }
 
+/// A device with what the list leaves out: its open ports and uptime.
+#[derive(Debug, serde::Serialize)]
+struct DeviceDetail {
+    #[serde(flatten)]
+    device: DeviceRow,
+    /// From the newest discovery that scanned ports (null: never scanned).
+    open_ports: Option<Vec<u16>>,
+    /// Percent of probe rounds answered over 7 and 30 days (null: no rounds).
+    uptime_7d_pct: Option<f64>,
+    uptime_30d_pct: Option<f64>,
+    probe_rounds_30d: i64,
+}
+
 async fn device(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<DeviceRow>, ApiError> {
+) -> Result<Json<DeviceDetail>, ApiError> {
     let id = device_id(id)?;
-    state
+    let device = state
         .store
         .device(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))?;
+    let now = Utc::now();
+    let week = state
+        .store
+        .device_uptime(id, now - Duration::days(7))
+        .await?;
+    let month = state
+        .store
+        .device_uptime(id, now - Duration::days(30))
+        .await?;
+    Ok(Json(DeviceDetail {
+        device,
+        open_ports: state.store.device_ports(id).await?,
+        uptime_7d_pct: week.percent(),
+        uptime_30d_pct: month.percent(),
+        probe_rounds_30d: month.rounds,
+    }))
 }
 
 /// The device's MAC/vendor change log (404 for an unknown device).

@@ -5,21 +5,25 @@ pub mod alerting;
 pub mod customers;
 mod group;
 pub mod kpi;
+pub mod overview;
 mod plan;
 pub mod poi;
 pub mod postgres;
 mod sqlite;
 pub mod telemetry;
+pub mod tokens;
 
 pub use alerting::AlertStore;
 pub use customers::CustomerStore;
 pub use group::GroupCommitter;
 pub use kpi::KpiStore;
+pub use overview::OverviewStore;
 pub use plan::{BatchPlan, DeviceLatest};
 pub use poi::PoiStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use telemetry::TelemetryStore;
+pub use tokens::TokenStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -183,7 +187,16 @@ pub struct IngestAudit {
 
 #[async_trait]
 pub trait Store:
-    PoiStore + KpiStore + TelemetryStore + CustomerStore + AlertStore + Send + Sync + 'static
+    PoiStore
+    + KpiStore
+    + TelemetryStore
+    + CustomerStore
+    + AlertStore
+    + TokenStore
+    + OverviewStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

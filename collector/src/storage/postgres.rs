@@ -18,8 +18,10 @@ use std::time::Duration;
 mod alerting;
 mod customers;
 mod kpi;
+mod overview;
 mod poi;
 mod telemetry;
+mod tokens;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -21,8 +21,10 @@ use std::sync::{Arc, Mutex};
 mod alerting;
 mod customers;
 mod kpi;
+mod overview;
 mod poi;
 mod telemetry;
+mod tokens;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -56,6 +58,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0008_alerting",
         include_str!("../../migrations/sqlite/0008_alerting.sql"),
+    ),
+    (
+        "0009_api_tokens",
+        include_str!("../../migrations/sqlite/0009_api_tokens.sql"),
     ),
 ];
 

@@ -30,6 +30,8 @@ pub struct SimulateOptions {
     pub prefix: String,
     /// The account registered circuits belong to.
     pub account: Option<String>,
+    /// API token: operator to post, admin to `register` too.
+    pub token: Option<String>,
 }
 
 /// What the simulator did.
@@ -131,7 +133,15 @@ pub async fn run(options: &SimulateOptions) -> Result<SimulateReport, SimulateEr
             "--circuits and --rate must be at least 1".into(),
         ));
     }
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &options.token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| SimulateError::Invalid("--token: not a valid header value".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| SimulateError::Http(e.to_string()))?;
@@ -231,6 +241,7 @@ mod tests {
             seed: 42,
             prefix: "SIM-".into(),
             account: None,
+            token: None,
         }
     }
 

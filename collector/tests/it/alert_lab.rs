@@ -219,6 +219,7 @@ fn an_outage_and_injected_loss_on_real_hosts_notify_once_per_channel_and_resolve
             "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
              [database]\nurl = \"sqlite://collector.db\"\n\
+             [auth]\nanonymous_role = \"viewer\"\n\
              [email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {smtp}\ntls = \"none\"\n\
              from = \"Netwarden <noc@netwarden.test>\"\n\
              [alerting]\n\

@@ -75,7 +75,8 @@ fn write_config(dir: &Path, name: &str, pki: &Pki, url: &str) -> (PathBuf, u16) 
         format!(
             "[grpc]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
-             [database]\nurl = \"{url}\"\n[alerting]\nagent_silent_secs = 0\n",
+             [database]\nurl = \"{url}\"\n[alerting]\nagent_silent_secs = 0\n\
+             [auth]\nanonymous_role = \"viewer\"\n",
             free_port(),
             pki.ca().display(),
             pki.path().join("server.pem").display(),

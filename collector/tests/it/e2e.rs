@@ -123,7 +123,8 @@ fn write_configs(database_url: &str) -> Site {
         format!(
             "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
-             [database]\nurl = \"{database_url}\"\n"
+             [database]\nurl = \"{database_url}\"\n\
+             [auth]\nanonymous_role = \"viewer\"\n"
         ),
     )
     .unwrap();

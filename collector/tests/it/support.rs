@@ -176,7 +176,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A collector running in this process on loopback ports.
+/// A collector running in this process on loopback ports. Tests of other features call its API
+/// without a token: it starts with `[auth] anonymous_role = "admin"`, which `auth.rs` switches off
+/// to test tokens and roles.
 pub struct TestCollector {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
@@ -204,6 +206,7 @@ impl TestCollector {
         raw.tls.ca = pki.ca();
         raw.tls.cert = pki.path().join("server.pem");
         raw.tls.key = pki.path().join("server.key");
+        raw.auth.anonymous_role = Some(netwarden_collector::auth::Role::Admin);
         let db = match backend {
             Backend::Sqlite => {
                 raw.database.url = format!("sqlite://{}", dir.path().join("c.db").display());

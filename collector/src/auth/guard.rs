@@ -1,0 +1,294 @@
+//! The middleware in front of every HTTP route: resolves the caller's token to a role (with a
+//! short cache, so a busy ingest client does not cost a database read per request), checks the
+//! route's policy, and applies the per-token rate limit.
+
+use super::policy::{self, Access};
+use super::{hash_token, AuthConfig, Role};
+use crate::error::{ApiError, ErrorCode};
+use crate::storage::Store;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// A revoked token stops working within this long on every collector.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Past this many cached hashes (most would be junk tokens) the cache starts over.
+const CACHE_LIMIT: usize = 10_000;
+/// The rate-limit key of requests without a token.
+const ANONYMOUS: i64 = -1;
+
+/// Who made a request; handlers read it from the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name, or `anonymous`.
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    id: i64,
+    name: String,
+    role: Role,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+pub struct Guard {
+    store: Arc<dyn Store>,
+    config: AuthConfig,
+    cache: RwLock<HashMap<String, (Option<Known>, Instant)>>,
+    buckets: Mutex<HashMap<i64, Bucket>>,
+}
+
+impl Guard {
+    pub fn new(store: Arc<dyn Store>, config: AuthConfig) -> Self {
+        Guard {
+            store,
+            config,
+            cache: RwLock::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn lookup(&self, token: &str) -> Result<Option<Known>, ApiError> {
+        let hash = hash_token(token);
+        if let Some(known) = self.cached(&hash) {
+            return Ok(known);
+        }
+        let known = self.store.token_by_hash(&hash).await?.map(|t| Known {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+        });
+        self.remember(hash, known.clone());
+        Ok(known)
+    }
+
+    // Lock guards stay in these two plain functions so none is held across an await.
+    fn cached(&self, hash: &str) -> Option<Option<Known>> {
+        let cache = self.cache.read().ok()?;
+        let (known, at) = cache.get(hash)?;
+        (at.elapsed() < CACHE_TTL).then(|| known.clone())
+    }
+
+    fn remember(&self, hash: String, known: Option<Known>) {
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(hash, (known, Instant::now()));
+        }
+    }
+
+    /// Forgets cached tokens, so a revocation on this collector applies at once.
+    pub fn forget(&self) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.clear();
+        }
+    }
+
+    /// `Err(seconds to wait)` when the key is over its rate.
+    fn take(&self, key: i64) -> Result<(), u64> {
+        let rate = f64::from(self.config.rate_per_sec);
+        if rate == 0.0 {
+            return Ok(());
+        }
+        let burst = f64::from(self.config.burst.max(1));
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let bucket = buckets.entry(key).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// What the request needs, and the token it presented (read before any await: a request's
+    /// body is not `Sync`, so the request cannot be borrowed across one).
+    fn requirement(
+        &self,
+        request: &Request,
+    ) -> Option<(Role, Option<Result<String, &'static str>>)> {
+        let need = match policy::required(
+            request.method(),
+            request.uri().path(),
+            self.config.open_health,
+            self.config.open_metrics,
+        ) {
+            Access::Open => return None,
+            Access::Needs(role) => role,
+        };
+        let presented = bearer(request.headers()).or_else(|| {
+            // Browsers cannot set headers on a WebSocket; the dashboard passes it in the query.
+            (request.uri().path() == "/ws")
+                .then(|| query_token(request.uri().query()))
+                .flatten()
+        });
+        Some((need, presented))
+    }
+
+    async fn authorise(
+        &self,
+        need: Role,
+        presented: Option<Result<String, &'static str>>,
+    ) -> Result<Caller, Response> {
+        let (key, caller) = match presented {
+            Some(Ok(token)) => match self
+                .lookup(&token)
+                .await
+                .map_err(IntoResponse::into_response)?
+            {
+                Some(known) => (
+                    known.id,
+                    Caller {
+                        name: known.name,
+                        role: known.role,
+                    },
+                ),
+                None => return Err(unauthenticated("the token is unknown or revoked")),
+            },
+            Some(Err(message)) => return Err(unauthenticated(message)),
+            None => match self.config.anonymous_role {
+                Some(role) => (
+                    ANONYMOUS,
+                    Caller {
+                        name: "anonymous".into(),
+                        role,
+                    },
+                ),
+                None => {
+                    return Err(unauthenticated(
+                        "a token is required: send Authorization: Bearer <token>",
+                    ))
+                }
+            },
+        };
+        if caller.role < need {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!("this needs the {need} role; the token has {}", caller.role),
+            )
+            .into_response());
+        }
+        if let Err(wait) = self.take(key) {
+            let mut response = ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "rate limit of {} requests/s exceeded; retry in {wait} s",
+                    self.config.rate_per_sec
+                ),
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Err(response);
+        }
+        Ok(caller)
+    }
+}
+
+fn unauthenticated(message: impl Into<String>) -> Response {
+    let mut response = ApiError::new(ErrorCode::Unauthenticated, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The bearer token in `Authorization`, if one was sent; `Err` when the header is malformed.
+fn bearer(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let parsed = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(str::to_string)
+        .ok_or("Authorization: expected \"Bearer <token>\"");
+    Some(parsed)
+}
+
+fn query_token(query: Option<&str>) -> Option<Result<String, &'static str>> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(|t| {
+            Some(t.to_string())
+                .filter(|t| !t.is_empty() && t.len() <= 256)
+                .ok_or("token: must be 1 to 256 characters")
+        })
+}
+
+/// Axum middleware: `from_fn_with_state(guard, enforce)`.
+pub async fn enforce(
+    State(guard): State<Arc<Guard>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some((need, presented)) = guard.requirement(&request) else {
+        return next.run(request).await;
+    };
+    match guard.authorise(need, presented).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(response) => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_headers_are_parsed_strictly() {
+        let mut headers = HeaderMap::new();
+        assert!(bearer(&headers).is_none());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nwt_abc"),
+        );
+        assert_eq!(bearer(&headers), Some(Ok("nwt_abc".into())));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcg=="),
+        );
+        assert!(matches!(bearer(&headers), Some(Err(_))));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert!(matches!(bearer(&headers), Some(Err(_))));
+    }
+
+    #[test]
+    fn the_query_token_is_found_among_other_parameters() {
+        assert_eq!(
+            query_token(Some("kinds=anomaly&token=nwt_x")),
+            Some(Ok("nwt_x".into()))
+        );
+        assert_eq!(query_token(Some("kinds=anomaly")), None);
+        assert!(matches!(query_token(Some("token=")), Some(Err(_))));
+    }
+}

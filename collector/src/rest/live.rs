@@ -1,0 +1,149 @@
+//! `/ws`: live events as JSON text messages with a `type` field. `?kinds=anomaly,maxout`
+//! filters at connect; a client may change the filter later by sending
+//! `{"kinds": ["device_status"]}`. The first message is `{"type":"hello","kinds":[...]}`; a
+//! client too slow to keep up gets `{"type":"lagged","missed":N}` and carries on.
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::events::{Published, KINDS};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Largest message a client may send (a filter change).
+const MAX_CLIENT_MESSAGE: usize = 4096;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    kinds: Option<String>,
+    /// Read by the auth layer; accepted here so it is not an unknown parameter.
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+fn parse_kinds<'a>(names: impl Iterator<Item = &'a str>) -> Result<HashSet<&'static str>, String> {
+    let mut kinds = HashSet::new();
+    for name in names.map(str::trim).filter(|n| !n.is_empty()) {
+        let known = KINDS
+            .iter()
+            .find(|k| **k == name)
+            .ok_or_else(|| format!("kinds: {name:?} is not one of {}", KINDS.join(", ")))?;
+        kinds.insert(*known);
+    }
+    if kinds.is_empty() {
+        kinds.extend(KINDS.iter().copied());
+    }
+    Ok(kinds)
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let kinds =
+        parse_kinds(params.kinds.as_deref().unwrap_or("").split(',')).map_err(ApiError::invalid)?;
+    let ws = ws.map_err(|e| ApiError::invalid(format!("/ws: {}", e.body_text())))?;
+    let events = state.engine.events.clone();
+    Ok(ws
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, events, kinds)))
+}
+
+fn hello(kinds: &HashSet<&'static str>) -> Message {
+    let mut list: Vec<&str> = kinds.iter().copied().collect();
+    list.sort_unstable();
+    Message::Text(Utf8Bytes::from(
+        serde_json::json!({"type": "hello", "kinds": list}).to_string(),
+    ))
+}
+
+async fn serve(
+    mut socket: WebSocket,
+    events: crate::events::EventBus,
+    mut kinds: HashSet<&'static str>,
+) {
+    let mut receiver = events.subscribe();
+    if socket.send(hello(&kinds)).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = receiver.recv() => {
+                let message = match event {
+                    Ok(event) => match wanted(&event, &kinds) {
+                        Some(text) => Message::Text(Utf8Bytes::from(text)),
+                        None => continue,
+                    },
+                    Err(RecvError::Lagged(missed)) => Message::Text(Utf8Bytes::from(
+                        serde_json::json!({"type": "lagged", "missed": missed}).to_string(),
+                    )),
+                    Err(RecvError::Closed) => return,
+                };
+                if socket.send(message).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let reply = match change_filter(text.as_str()) {
+                        Ok(new) => { kinds = new; hello(&kinds) }
+                        Err(message) => Message::Text(Utf8Bytes::from(
+                            serde_json::json!({"type": "error", "error": {"code": "invalid_argument", "message": message}}).to_string(),
+                        )),
+                    };
+                    if socket.send(reply).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {} // pings are answered by the library; binary is ignored
+            },
+        }
+    }
+}
+
+fn wanted(event: &Arc<Published>, kinds: &HashSet<&'static str>) -> Option<String> {
+    kinds.contains(event.kind).then(|| event.json.clone())
+}
+
+fn change_filter(text: &str) -> Result<HashSet<&'static str>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Filter {
+        kinds: Vec<String>,
+    }
+    let filter: Filter =
+        serde_json::from_str(text).map_err(|e| format!("expected {{\"kinds\": [...]}}: {e}"))?;
+    parse_kinds(filter.kinds.iter().map(String::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_default_to_all_and_unknown_ones_are_named() {
+        assert_eq!(parse_kinds("".split(',')).unwrap().len(), KINDS.len());
+        let some = parse_kinds("anomaly, maxout".split(',')).unwrap();
+        assert!(some.contains("anomaly") && some.contains("maxout") && some.len() == 2);
+        assert!(parse_kinds("anomaly,weather".split(','))
+            .unwrap_err()
+            .contains("\"weather\""));
+        assert!(change_filter("{\"kinds\":[\"alert\"]}")
+            .unwrap()
+            .contains("alert"));
+        assert!(change_filter("[1]").is_err());
+    }
+}

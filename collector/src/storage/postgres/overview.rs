@@ -1,0 +1,87 @@
+//! [`OverviewStore`] on PostgreSQL.
+
+use super::PostgresStore;
+use crate::storage::overview::{parse_ports, AnomalyCount, OverviewStore, StatusCount, Uptime};
+use crate::storage::{failed, status_name, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+#[async_trait]
+impl OverviewStore for PostgresStore {
+    async fn status_counts(&self) -> Result<Vec<StatusCount>> {
+        let rows = sqlx::query(
+            "SELECT agent_id, status::BIGINT AS status, COUNT(*) AS n FROM devices
+             GROUP BY agent_id, status ORDER BY agent_id, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("counting devices"))?;
+        rows.iter()
+            .map(|r| -> sqlx::Result<StatusCount> {
+                Ok(StatusCount {
+                    agent_id: r.try_get("agent_id")?,
+                    status: r.try_get::<Option<i64>, _>("status")?.and_then(status_name),
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("counting devices"))
+    }
+
+    async fn unresolved_anomaly_counts(&self) -> Result<Vec<AnomalyCount>> {
+        let rows = sqlx::query(
+            "SELECT group_key, severity, state, COUNT(*) AS n FROM anomalies
+             WHERE state <> 'resolved' GROUP BY group_key, severity, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("counting anomalies"))?;
+        rows.iter()
+            .map(|r| -> sqlx::Result<AnomalyCount> {
+                Ok(AnomalyCount {
+                    group_key: r.try_get("group_key")?,
+                    severity: r.try_get("severity")?,
+                    state: r.try_get("state")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("counting anomalies"))
+    }
+
+    async fn unacknowledged_alerts(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE state = 'sent' AND ack_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("counting alerts"))
+    }
+
+    async fn device_uptime(&self, id: i64, since: DateTime<Utc>) -> Result<Uptime> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS rounds, COUNT(*) FILTER (WHERE received > 0) AS answered
+             FROM probe_results WHERE device_id = $1 AND ts >= $2",
+        )
+        .bind(id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("reading uptime"))?;
+        Ok(Uptime {
+            rounds: row.try_get("rounds").map_err(failed("reading uptime"))?,
+            answered: row.try_get("answered").map_err(failed("reading uptime"))?,
+        })
+    }
+
+    async fn device_ports(&self, id: i64) -> Result<Option<Vec<u16>>> {
+        let ports: Option<String> = sqlx::query_scalar(
+            "SELECT open_ports FROM discoveries WHERE device_id = $1 AND open_ports IS NOT NULL
+             ORDER BY ts DESC, agent_record_id DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("reading ports"))?;
+        Ok(ports.map(|p| parse_ports(&p)))
+    }
+}

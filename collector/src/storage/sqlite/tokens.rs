@@ -1,0 +1,108 @@
+//! [`TokenStore`] on SQLite.
+
+use super::{from_ms, ms, SqliteStore};
+use crate::auth::Role;
+use crate::storage::tokens::{role_from_db, ApiToken, TokenStore};
+use crate::storage::{failed, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+const COLUMNS: &str = "id, name, role, created_ms, revoked_ms";
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
+    let role: String = r.get(2)?;
+    Ok(ApiToken {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: role_from_db(&role),
+        created_at: from_ms(r.get(3)?),
+        revoked_at: r.get::<_, Option<i64>>(4)?.map(from_ms),
+    })
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ApiToken>> {
+        let (name, hash) = (name.to_string(), token_hash.to_string());
+        self.write(move |w| {
+            // One writer: the check and the insert cannot interleave with another create.
+            let taken: Option<i64> = w
+                .conn
+                .query_row(
+                    "SELECT id FROM api_tokens WHERE name = ?1 AND revoked_ms IS NULL",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(failed("creating a token"))?;
+            if taken.is_some() {
+                return Ok(None);
+            }
+            w.conn
+                .execute(
+                    "INSERT INTO api_tokens (name, role, token_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![name, role.as_str(), hash, ms(now)],
+                )
+                .map_err(failed("creating a token"))?;
+            Ok(Some(ApiToken {
+                id: w.conn.last_insert_rowid(),
+                name,
+                role,
+                created_at: from_ms(ms(now)),
+                revoked_at: None,
+            }))
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let hash = token_hash.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL"
+                ),
+                [hash],
+                token_row,
+            )
+            .optional()
+            .map_err(failed("reading a token"))
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"))
+                .map_err(failed("listing tokens"))?;
+            let rows = stmt
+                .query_map([], token_row)
+                .map_err(failed("listing tokens"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(failed("listing tokens"))
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        self.write(move |w| {
+            let changed = w
+                .conn
+                .execute(
+                    "UPDATE api_tokens SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL",
+                    params![ms(now), id],
+                )
+                .map_err(failed("revoking a token"))?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
