@@ -29,6 +29,7 @@ pub struct CollectorConfig {
     pub detect: crate::detect::device::DeviceRules,
     pub alerting: crate::alert::routing::AlertingConfig,
     pub auth: crate::auth::AuthConfig,
+    pub retention: crate::rollup::RetentionConfig,
 }
 
 /// `[telemetry]`: circuit maxout detection.
@@ -156,6 +157,7 @@ pub struct Settings {
     /// `None` when `[alerting.telegram]` is not set.
     pub telegram: Option<crate::alert::telegram::TelegramSettings>,
     pub auth: crate::auth::AuthConfig,
+    pub retention: crate::rollup::RetentionConfig,
 }
 
 impl Settings {
@@ -248,6 +250,10 @@ impl Settings {
                 let (field, message) = message.split_once(": ").unwrap_or(("alerting", &message));
                 ConfigError::invalid(path, field, message.to_string())
             })?;
+        raw.retention.check().map_err(|message| {
+            let (field, message) = message.split_once(": ").unwrap_or(("retention", &message));
+            ConfigError::invalid(path, field, message.to_string())
+        })?;
         raw.auth.check().map_err(|message| {
             let (field, message) = message.split_once(": ").unwrap_or(("auth", &message));
             ConfigError::invalid(path, field, message.to_string())
@@ -276,6 +282,7 @@ impl Settings {
             alerting: raw.alerting,
             telegram,
             auth: raw.auth,
+            retention: raw.retention,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pki;
 pub mod poi;
 pub mod rest;
+pub mod rollup;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -152,6 +152,22 @@ pub async fn start(
             ("notifications", Ok(()))
         });
     }
+    let rollups = crate::rollup::job::RollupJob::new(
+        store.clone(),
+        settings.retention.raw_days,
+        watch.rollup.clone(),
+    );
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        rollups.run(stop).await;
+        ("probe-rollups", Ok(()))
+    });
+    let (retention_store, retention, stop) =
+        (store.clone(), settings.retention.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        crate::rollup::retention::run(retention_store, retention, stop).await;
+        ("probe-retention", Ok(()))
+    });
     let ingest = IngestServiceServer::new(Ingest::new(
         storage::GroupCommitter::start(store.clone()),
         metrics.clone(),

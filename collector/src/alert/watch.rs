@@ -23,10 +23,20 @@ const AGENT_CHECK: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Watch {
     queue: mpsc::Sender<(AgentId, Vec<Record>)>,
+    /// Tells the rollup job how far back committed rounds go.
+    pub rollup: crate::rollup::job::Committed,
 }
 
 impl Watch {
     pub async fn committed(&self, agent: AgentId, records: Vec<Record>) {
+        if let Some(oldest) = records
+            .iter()
+            .filter(|r| matches!(r.kind, RecordKind::Probe(_)))
+            .map(|r| r.observed_at)
+            .min()
+        {
+            self.rollup.saw(oldest);
+        }
         // Bounded: a detection backlog slows acknowledgements rather than growing memory.
         let _ = self.queue.send((agent, records)).await;
     }
@@ -137,7 +147,11 @@ pub fn start(
     let (queue, receiver) = mpsc::channel(256);
     let watcher = Watcher::new(store, engine, detectors);
     let task = tokio::spawn(run(watcher, receiver, stop));
-    (Watch { queue }, task)
+    let watch = Watch {
+        queue,
+        rollup: crate::rollup::job::Committed::default(),
+    };
+    (watch, task)
 }
 
 /// The detectors and the agent-silence check, over the engine; the task drives it, and the

@@ -14,7 +14,7 @@ pub mod tokens;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::storage::{
-    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, ProbeSample, Store,
+    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, Store,
 };
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -200,14 +200,8 @@ async fn device(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))?;
     let now = Utc::now();
-    let week = state
-        .store
-        .device_uptime(id, now - Duration::days(7))
-        .await?;
-    let month = state
-        .store
-        .device_uptime(id, now - Duration::days(30))
-        .await?;
+    let week = uptime(state.store.as_ref(), id, now - Duration::days(7)).await?;
+    let month = uptime(state.store.as_ref(), id, now - Duration::days(30)).await?;
     Ok(Json(DeviceDetail {
         device,
         open_ports: state.store.device_ports(id).await?,
@@ -229,26 +223,64 @@ async fn changes(
     Ok(Json(state.store.identity_changes(id).await?))
 }
 
+/// Rounds answered since `since`: 5-minute rollups up to their watermark, raw rounds after it
+/// (raw rounds are kept for less time than the 30 days asked for).
+async fn uptime(
+    store: &dyn Store,
+    id: i64,
+    since: DateTime<Utc>,
+) -> Result<crate::storage::overview::Uptime, ApiError> {
+    let Some(watermark) = store.rollup_watermark(300).await?.filter(|w| *w > since) else {
+        return Ok(store.device_uptime(id, since).await?);
+    };
+    let rolled = store.rollups(id, 300, since, watermark, 100_000).await?;
+    let mut total = store.device_uptime(id, watermark).await?;
+    total.rounds += rolled.iter().map(|r| r.rounds).sum::<i64>();
+    total.answered += rolled.iter().map(|r| r.answered).sum::<i64>();
+    Ok(total)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     limit: Option<u32>,
+    /// `raw` (default), `5m` or `1h`.
+    resolution: Option<String>,
 }
 
+/// Raw rounds, or 5-minute / 1-hour rollups (`resolution=5m|1h`), oldest first.
 async fn history(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<Vec<ProbeSample>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let id = device_id(id)?;
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let resolution = match params.resolution.as_deref() {
+        None | Some("raw") => None,
+        Some("5m") => Some(300),
+        Some("1h") => Some(3600),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "resolution: {other:?} is not one of raw, 5m, 1h"
+            )))
+        }
+    };
     let (from, to) = time_window(params.from, params.to, Duration::hours(24))?;
     let limit = page_limit(params.limit, 1000, MAX_HISTORY)?;
     if state.store.device(id).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id} not found")));
     }
-    let query = HistoryQuery { from, to, limit };
-    Ok(Json(state.store.device_history(id, &query).await?))
+    Ok(match resolution {
+        None => Json(
+            state
+                .store
+                .device_history(id, &HistoryQuery { from, to, limit })
+                .await?,
+        )
+        .into_response(),
+        Some(secs) => Json(state.store.rollups(id, secs, from, to, limit).await?).into_response(),
+    })
 }

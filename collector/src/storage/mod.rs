@@ -9,6 +9,7 @@ pub mod overview;
 mod plan;
 pub mod poi;
 pub mod postgres;
+pub mod rollup;
 mod sqlite;
 pub mod telemetry;
 pub mod tokens;
@@ -21,6 +22,7 @@ pub use overview::OverviewStore;
 pub use plan::{BatchPlan, DeviceLatest};
 pub use poi::PoiStore;
 pub use postgres::PostgresStore;
+pub use rollup::RollupStore;
 pub use sqlite::SqliteStore;
 pub use telemetry::TelemetryStore;
 pub use tokens::TokenStore;
@@ -194,6 +196,7 @@ pub trait Store:
     + AlertStore
     + TokenStore
     + OverviewStore
+    + RollupStore
     + Send
     + Sync
     + 'static

@@ -20,6 +20,7 @@ mod customers;
 mod kpi;
 mod overview;
 mod poi;
+mod rollup;
 mod telemetry;
 mod tokens;
 

@@ -23,6 +23,7 @@ mod customers;
 mod kpi;
 mod overview;
 mod poi;
+mod rollup;
 mod telemetry;
 mod tokens;
 
@@ -62,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_api_tokens",
         include_str!("../../migrations/sqlite/0009_api_tokens.sql"),
+    ),
+    (
+        "0010_probe_rollups",
+        include_str!("../../migrations/sqlite/0010_probe_rollups.sql"),
     ),
 ];
 

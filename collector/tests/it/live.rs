@@ -197,7 +197,30 @@ async fn live_updates_and_overview(backend: Backend) {
         assert_eq!(detail["uptime_30d_pct"], uptime);
         assert_eq!(detail["probe_rounds_30d"], 2);
         assert!(detail["open_ports"].is_null());
+        let raw = get(&c, &viewer, &format!("/api/devices/{id}/history")).await;
+        assert_eq!(raw.as_array().unwrap().len(), 2);
+        let response = reqwest::Client::new()
+            .get(c.api(&format!("/api/devices/{id}/history?resolution=2m")))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("raw, 5m, 1h"));
     }
+    // Rollups run every 30 s; the minute-old rounds' 5-minute bucket appears once it closes.
+    let id = devices[0]["id"].as_i64().unwrap();
+    let rolled = get(
+        &c,
+        &viewer,
+        &format!("/api/devices/{id}/history?resolution=5m&from=2020-01-01T00:00:00Z"),
+    )
+    .await;
+    assert!(rolled.is_array());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

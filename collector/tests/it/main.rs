@@ -20,6 +20,7 @@ mod ingest;
 mod kpi;
 mod live;
 mod poi;
+mod rollup;
 mod storage;
 mod support;
 mod telemetry;
