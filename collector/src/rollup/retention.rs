@@ -84,6 +84,9 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, shutdown: Cance
                 continue;
             }
         }
+        if let Err(err) = store.prepare_partitions(Utc::now()).await {
+            tracing::error!(error = %err, "cannot prepare probe partitions; will retry");
+        }
         match sweep(store.as_ref(), &config, Utc::now()).await {
             Ok(swept) if swept == Swept::default() => {}
             Ok(swept) => tracing::info!(?swept, "old probe data deleted"),

@@ -19,6 +19,7 @@ mod alerting;
 mod customers;
 mod kpi;
 mod overview;
+mod partitions;
 mod poi;
 mod rollup;
 mod telemetry;
@@ -105,6 +106,7 @@ impl Store for PostgresStore {
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        self.ensure_partitions(Utc::now()).await?;
         Ok(MIGRATOR
             .iter()
             .filter(|m| !before.contains(&m.version))

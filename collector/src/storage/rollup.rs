@@ -63,6 +63,10 @@ pub trait RollupStore: Send + Sync {
         cutoff: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64>;
+    /// Makes storage ready for the coming days' rounds (PostgreSQL: daily partitions).
+    async fn prepare_partitions(&self, _now: DateTime<Utc>) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) fn loss_pct(sent: i64, received: i64) -> f32 {

@@ -25,6 +25,8 @@ fn ms(t: DateTime<Utc>) -> i64 {
 async fn rollups_follow_closed_buckets_and_late_rounds(store: Arc<dyn Store>) {
     let agent = AgentId::new("site-1").unwrap();
     let t = base();
+    // PostgreSQL: that day's partition (the store made today's, whatever day the test runs).
+    store.prepare_partitions(t).await.unwrap();
     let rounds = vec![
         probe_record(1, ms(t), "10.0.0.1", 4),
         probe_record(2, ms(t + Duration::seconds(60)), "10.0.0.1", 4),
@@ -149,4 +151,65 @@ async fn rollups_follow_closed_buckets_and_late_rounds(store: Arc<dyn Store>) {
             .len(),
         1
     );
+}
+
+/// PostgreSQL: rows for a day without a partition wait in DEFAULT, move into the day's
+/// partition when it is made, and go with it when retention drops the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_days_are_partitions_made_ahead_and_dropped_whole() {
+    use netwarden_collector::storage::PostgresStore;
+    use sqlx::Connection;
+    let db = super::support::PgDatabase::create().await;
+    let store = PostgresStore::connect(&db.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let old = base() - Duration::days(30);
+    let agent = AgentId::new("site-1").unwrap();
+    let records = (0..6)
+        .map(|i| probe_record(i + 1, ms(old + Duration::hours(i as i64)), "10.0.0.1", 4))
+        .collect();
+    store.ingest(&agent, batch(1, records), old).await.unwrap();
+    let mut sql = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
+    let in_default: i64 = sqlx::query_scalar(&count("probe_results_default"))
+        .fetch_one(&mut sql)
+        .await
+        .unwrap();
+    assert_eq!(in_default, 6, "no partition for that day yet");
+
+    let made = store.ensure_partitions(old).await.unwrap();
+    assert!(made.contains(&old.date_naive()), "{made:?}");
+    let in_default: i64 = sqlx::query_scalar(&count("probe_results_default"))
+        .fetch_one(&mut sql)
+        .await
+        .unwrap();
+    let in_day: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM probe_results_p{}",
+        old.format("%Y%m%d")
+    ))
+    .fetch_one(&mut sql)
+    .await
+    .unwrap();
+    assert_eq!((in_default, in_day), (0, 6));
+    // Twice is harmless.
+    assert!(store.ensure_partitions(old).await.unwrap().is_empty());
+
+    let config = RetentionConfig::default();
+    let swept = retention::sweep(&store, &config, old + Duration::days(8))
+        .await
+        .unwrap();
+    assert_eq!(swept.raw, 6);
+    let gone: bool = sqlx::query_scalar(&format!(
+        "SELECT to_regclass('probe_results_p{}') IS NULL",
+        old.format("%Y%m%d")
+    ))
+    .fetch_one(&mut sql)
+    .await
+    .unwrap();
+    assert!(gone, "the day's partition is dropped, not emptied");
+    let left: i64 = sqlx::query_scalar(&count("probe_results"))
+        .fetch_one(&mut sql)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    drop(sql);
 }

@@ -132,7 +132,14 @@ impl RollupStore for PostgresStore {
         Ok(())
     }
 
+    async fn prepare_partitions(&self, now: DateTime<Utc>) -> Result<()> {
+        self.ensure_partitions(now).await.map(|_| ())
+    }
+
+    /// Whole days go by dropping their partitions; what is left (the DEFAULT partition, and
+    /// the part of a day before the cutoff) is deleted in slices.
     async fn delete_raw_rounds_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let dropped = self.drop_partitions_before(cutoff).await?;
         let done = sqlx::query(
             "DELETE FROM probe_results WHERE ctid IN
                  (SELECT ctid FROM probe_results WHERE ts < $1 LIMIT $2)",
@@ -142,7 +149,7 @@ impl RollupStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(failed("deleting old probe rounds"))?;
-        Ok(done.rows_affected())
+        Ok(dropped + done.rows_affected())
     }
 
     async fn delete_rollups_before(
