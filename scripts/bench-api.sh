@@ -33,6 +33,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 cat > "$work/collector.toml" <<TOML
 [grpc]
 listen = "127.0.0.1:0"
+query_listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:$port"
 [tls]

@@ -50,6 +50,7 @@ run() { # backend url
     cat > "$work/collector.toml" <<TOML
 [grpc]
 listen = "127.0.0.1:0"
+query_listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:$port"
 [tls]

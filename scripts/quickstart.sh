@@ -9,6 +9,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
 work=$root/.quickstart
 grpc_port=${NETWARDEN_GRPC_PORT:-50051}
 http_port=${NETWARDEN_HTTP_PORT:-8080}
+query_port=${NETWARDEN_QUERY_PORT:-50052}
 
 if ! command -v cargo >/dev/null; then
   echo "quickstart: cargo is not installed; install Rust from https://rustup.rs first" >&2
@@ -30,6 +31,7 @@ fi
 cat > "$work/collector.toml" <<CONF
 [grpc]
 listen = "127.0.0.1:$grpc_port"
+query_listen = "127.0.0.1:$query_port"
 [http]
 listen = "127.0.0.1:$http_port"
 [tls]
@@ -108,6 +110,7 @@ cat <<MSG
 
 Netwarden is running. The admin API token is in $work/admin.token.
   dashboard: http://127.0.0.1:$http_port/#token=$token
+  gRPC:     grpcurl -cacert $work/pki/ca.pem -H "authorization: Bearer \$(cat $work/admin.token)" 127.0.0.1:$query_port list
   devices:  curl -s -H "Authorization: Bearer \$(cat $work/admin.token)" http://127.0.0.1:$http_port/api/devices
   agents:   curl -s -H "Authorization: Bearer \$(cat $work/admin.token)" http://127.0.0.1:$http_port/api/agents
   results:  curl -s -H "Authorization: Bearer \$(cat $work/admin.token)" http://127.0.0.1:$http_port/api/devices/1/history

@@ -64,6 +64,9 @@ pub struct GrpcConfig {
     pub max_message_bytes: usize,
     /// A client that has not finished the TLS handshake by then is dropped.
     pub handshake_timeout_secs: u64,
+    /// The operators' `QueryService` (TLS with the server certificate, API tokens; no client
+    /// certificate). Empty: not served.
+    pub query_listen: String,
 }
 
 impl Default for GrpcConfig {
@@ -72,6 +75,7 @@ impl Default for GrpcConfig {
             listen: "0.0.0.0:50051".into(),
             max_message_bytes: 16 * 1024 * 1024,
             handshake_timeout_secs: 10,
+            query_listen: "127.0.0.1:50052".into(),
         }
     }
 }
@@ -136,6 +140,7 @@ pub struct Settings {
     pub source: PathBuf,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    pub query_listen: Option<SocketAddr>,
     pub max_message_bytes: usize,
     pub handshake_timeout: std::time::Duration,
     pub tls: TlsFiles,
@@ -180,6 +185,10 @@ impl Settings {
         };
         let grpc_listen = addr("grpc.listen", &raw.grpc.listen)?;
         let http_listen = addr("http.listen", &raw.http.listen)?;
+        let query_listen = match raw.grpc.query_listen.trim() {
+            "" => None,
+            value => Some(addr("grpc.query_listen", value)?),
+        };
         if !(64 * 1024..=256 * 1024 * 1024).contains(&raw.grpc.max_message_bytes) {
             return Err(ConfigError::invalid(
                 path,
@@ -266,6 +275,7 @@ impl Settings {
             source: path.to_path_buf(),
             grpc_listen,
             http_listen,
+            query_listen,
             max_message_bytes: raw.grpc.max_message_bytes,
             handshake_timeout: std::time::Duration::from_secs(raw.grpc.handshake_timeout_secs),
             tls,

@@ -36,12 +36,16 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
 }
 
 /// A started collector.
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The operators' gRPC query port, when served.
+    pub query_addr: Option<SocketAddr>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -90,6 +94,14 @@ pub async fn start(
     };
     let grpc_addr = bound(&grpc_listener, "gRPC", settings.grpc_listen)?;
     let http_addr = bound(&http_listener, "HTTP", settings.http_listen)?;
+    let query_listener = match settings.query_listen {
+        Some(addr) => Some(bind("gRPC query", addr).await?),
+        None => None,
+    };
+    let query_addr = match (&query_listener, settings.query_listen) {
+        (Some(listener), Some(addr)) => Some(bound(listener, "gRPC query", addr)?),
+        _ => None,
+    };
 
     let mut tasks = JoinSet::new();
     let accept_cancel = shutdown.child_token();
@@ -191,15 +203,42 @@ pub async fn start(
         ("grpc", result)
     });
 
+    let guard = Arc::new(crate::auth::Guard::new(
+        store.clone(),
+        settings.auth.clone(),
+    ));
+    if let Some(listener) = query_listener {
+        let tls = netwarden_shared::tls::server_config_without_client_auth(&settings.tls)?;
+        let incoming = crate::grpc::query::accept_loop(
+            listener,
+            tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            settings.handshake_timeout,
+            shutdown.child_token(),
+        );
+        let query = netwarden_proto::v1::query_service_server::QueryServiceServer::new(
+            crate::grpc::query::Query::new(store.clone(), engine.clone(), guard.clone()),
+        );
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(netwarden_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Reflection(e.to_string()))?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(query)
+                .add_service(reflection)
+                .serve_with_incoming_shutdown(ReceiverStream::new(incoming), stop.cancelled_owned())
+                .await
+                .map_err(|e| netwarden_shared::tls::error_chain(&e));
+            ("grpc-query", result)
+        });
+    }
     let app = router(AppState {
         store: store.clone(),
         metrics: metrics.clone(),
         telemetry: telemetry.clone(),
         engine: engine.clone(),
-        auth: Arc::new(crate::auth::Guard::new(
-            store.clone(),
-            settings.auth.clone(),
-        )),
+        auth: guard,
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {
@@ -248,10 +287,11 @@ pub async fn start(
         });
     }
 
-    tracing::info!(%grpc_addr, %http_addr, backend = store.backend(), "collector listening");
+    tracing::info!(%grpc_addr, %http_addr, query = ?query_addr, backend = store.backend(), "collector listening");
     Ok(Running {
         grpc_addr,
         http_addr,
+        query_addr,
         store,
         metrics,
         shutdown,

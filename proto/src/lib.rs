@@ -7,6 +7,9 @@ pub mod v1 {
     include!("gen/netwarden.v1.rs");
 }
 
+/// The encoded `FileDescriptorSet` of `netwarden.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");
+
 mod convert;
 
 pub use convert::{

@@ -9,6 +9,7 @@ fn generated_code_is_current() {
     let protos = [
         root.join("proto/netwarden/v1/ingest.proto"),
         root.join("proto/netwarden/v1/telemetry.proto"),
+        root.join("proto/netwarden/v1/query.proto"),
     ];
     let includes = [root.join("proto")];
     let out = tempfile::tempdir().unwrap();
@@ -21,6 +22,8 @@ fn generated_code_is_current() {
         .build_server(true)
         .emit_rerun_if_changed(false)
         .out_dir(out.path())
+        // For gRPC server reflection on the collector's query port.
+        .file_descriptor_set_path(out.path().join("descriptor.bin"))
         .compile_protos(&protos, &includes)
         .expect("generate code from the .proto files");
 
@@ -28,9 +31,9 @@ fn generated_code_is_current() {
     let mut stale = Vec::new();
     for entry in std::fs::read_dir(out.path()).unwrap() {
         let entry = entry.unwrap();
-        let fresh = std::fs::read_to_string(entry.path()).unwrap();
+        let fresh = std::fs::read(entry.path()).unwrap();
         let committed_path = gen_dir.join(entry.file_name());
-        let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+        let committed = std::fs::read(&committed_path).unwrap_or_default();
         if fresh != committed {
             if std::env::var_os("NETWARDEN_BLESS").is_some() {
                 std::fs::write(&committed_path, fresh).unwrap();

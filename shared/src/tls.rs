@@ -100,6 +100,36 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     Ok(config)
 }
 
+/// Server side without client certificates (the operators' query port, where API tokens
+/// authenticate): TLS 1.2+ with the same server certificate.
+pub fn server_config_without_client_auth(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Build(err.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(
+            load_certs(&files.cert, "a server certificate")?,
+            load_key(&files.key)?,
+        )
+        .map_err(|err| TlsError::Certificate {
+            path: files.cert.clone(),
+            message: err.to_string(),
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// Client side without a client certificate: trusts only the CA (operator tools).
+pub fn client_config_without_client_auth(ca: &Path) -> Result<ClientConfig, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Build(err.to_string()))?
+        .with_root_certificates(roots(ca)?)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
 /// Client side: trusts only the CA and presents the agent's certificate.
 pub fn client_config(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
     let mut config = ClientConfig::builder_with_provider(provider())

@@ -14,6 +14,7 @@ pub fn collector_config(pki: &Path) -> CollectorConfig {
     let mut raw = CollectorConfig::default();
     raw.grpc.listen = "127.0.0.1:0".into();
     raw.http.listen = "127.0.0.1:0".into();
+    raw.grpc.query_listen = "127.0.0.1:0".into();
     raw.grpc.max_message_bytes = 64 * 1024 * 1024;
     raw.tls.ca = pki.join("ca.pem");
     raw.tls.cert = pki.join("server.pem");

@@ -145,17 +145,22 @@ impl Guard {
         Some((need, presented))
     }
 
-    async fn authorise(
+    /// Resolves and checks a presented token (or the anonymous role) against the role needed.
+    /// REST, `/ws` and gRPC all come through here.
+    pub async fn authorise(
         &self,
         need: Role,
         presented: Option<Result<String, &'static str>>,
-    ) -> Result<Caller, Response> {
+    ) -> Result<Caller, Refusal> {
+        let unauthenticated = |message: &str| Refusal {
+            error: ApiError::new(ErrorCode::Unauthenticated, message),
+            retry_after: None,
+        };
         let (key, caller) = match presented {
-            Some(Ok(token)) => match self
-                .lookup(&token)
-                .await
-                .map_err(IntoResponse::into_response)?
-            {
+            Some(Ok(token)) => match self.lookup(&token).await.map_err(|error| Refusal {
+                error,
+                retry_after: None,
+            })? {
                 Some(known) => (
                     known.id,
                     Caller {
@@ -182,40 +187,71 @@ impl Guard {
             },
         };
         if caller.role < need {
-            return Err(ApiError::new(
-                ErrorCode::PermissionDenied,
-                format!("this needs the {need} role; the token has {}", caller.role),
-            )
-            .into_response());
+            return Err(Refusal {
+                error: ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("this needs the {need} role; the token has {}", caller.role),
+                ),
+                retry_after: None,
+            });
         }
         if let Err(wait) = self.take(key) {
-            let mut response = ApiError::new(
-                ErrorCode::ResourceExhausted,
-                format!(
-                    "rate limit of {} requests/s exceeded; retry in {wait} s",
-                    self.config.rate_per_sec
+            return Err(Refusal {
+                error: ApiError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!(
+                        "rate limit of {} requests/s exceeded; retry in {wait} s",
+                        self.config.rate_per_sec
+                    ),
                 ),
-            )
-            .into_response();
-            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return Err(response);
+                retry_after: Some(wait),
+            });
         }
         Ok(caller)
     }
 }
 
-fn unauthenticated(message: impl Into<String>) -> Response {
-    let mut response = ApiError::new(ErrorCode::Unauthenticated, message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+/// Why a request was refused.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    /// Seconds, when rate limited.
+    pub retry_after: Option<u64>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let code = self.error.code;
+        let mut response = self.error.into_response();
+        let headers = response.headers_mut();
+        if code == ErrorCode::Unauthenticated {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(value) = self
+            .retry_after
+            .and_then(|wait| HeaderValue::from_str(&wait.to_string()).ok())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+impl From<Refusal> for tonic::Status {
+    fn from(refusal: Refusal) -> Self {
+        let mut status = tonic::Status::from(refusal.error);
+        if let Some(value) = refusal
+            .retry_after
+            .and_then(|wait| tonic::metadata::MetadataValue::try_from(wait.to_string()).ok())
+        {
+            status.metadata_mut().insert("retry-after", value);
+        }
+        status
+    }
 }
 
 /// The bearer token in `Authorization`, if one was sent; `Err` when the header is malformed.
-fn bearer(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
     let value = headers.get(header::AUTHORIZATION)?;
     let parsed = value
         .to_str()
@@ -256,7 +292,7 @@ pub async fn enforce(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
 

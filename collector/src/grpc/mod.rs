@@ -1,7 +1,9 @@
-//! gRPC: the mutual-TLS listener, the agent ingest service and circuit telemetry.
+//! gRPC: the mutual-TLS listener, the agent ingest service and circuit telemetry; and on its
+//! own TLS port, the operators' query service.
 
 pub mod incoming;
 pub mod ingest;
+pub mod query;
 pub mod telemetry;
 
 pub use incoming::{AgentConnInfo, AgentStream};

@@ -39,7 +39,7 @@ fn id(what: &str, id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError>
         .map_err(|_| ApiError::invalid(format!("id: must be {what} number")))
 }
 
-fn parse<T>(
+pub(crate) fn parse<T>(
     field: &str,
     value: Option<&str>,
     parse: fn(&str) -> Option<T>,

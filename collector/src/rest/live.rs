@@ -31,7 +31,9 @@ struct Params {
     token: Option<String>,
 }
 
-fn parse_kinds<'a>(names: impl Iterator<Item = &'a str>) -> Result<HashSet<&'static str>, String> {
+pub(crate) fn parse_kinds<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Result<HashSet<&'static str>, String> {
     let mut kinds = HashSet::new();
     for name in names.map(str::trim).filter(|n| !n.is_empty()) {
         let known = KINDS

@@ -216,7 +216,7 @@ fn an_outage_and_injected_loss_on_real_hosts_notify_once_per_channel_and_resolve
     std::fs::write(
         path("collector.toml"),
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
              [database]\nurl = \"sqlite://collector.db\"\n\
              [auth]\nanonymous_role = \"viewer\"\n\

@@ -98,7 +98,7 @@ async fn a_collector_killed_mid_storm_delivers_every_notification_once() {
     std::fs::write(
         &config,
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+            "[grpc]\nlisten = \"127.0.0.1:{}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
              [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
              [database]\nurl = \"sqlite://{}\"\n\
              [alerting]\nclaim_lease_secs = 3\nagent_silent_secs = 0\n\
@@ -212,7 +212,7 @@ fn collector_config(
     std::fs::write(
         &config,
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+            "[grpc]\nlisten = \"127.0.0.1:{}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{}\"\n\
              [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
              [database]\nurl = \"{database_url}\"\n\
              [alerting]\ninstance = \"{name}\"\nagent_silent_secs = 0\n\

@@ -341,7 +341,7 @@ async fn the_token_cli_works_against_a_running_collector() {
     std::fs::write(
         &config,
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+            "[grpc]\nlisten = \"127.0.0.1:{}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
              [database]\nurl = \"sqlite://{}\"\n[alerting]\nagent_silent_secs = 0\n",
             free_port(),

@@ -73,7 +73,7 @@ fn write_config(dir: &Path, name: &str, pki: &Pki, url: &str) -> (PathBuf, u16) 
     std::fs::write(
         &path,
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+            "[grpc]\nlisten = \"127.0.0.1:{}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
              [database]\nurl = \"{url}\"\n[alerting]\nagent_silent_secs = 0\n\
              [auth]\nanonymous_role = \"viewer\"\n",

@@ -121,7 +121,7 @@ fn write_configs(database_url: &str) -> Site {
     std::fs::write(
         dir.path().join("collector.toml"),
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
              [database]\nurl = \"{database_url}\"\n\
              [auth]\nanonymous_role = \"viewer\"\n"

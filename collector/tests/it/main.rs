@@ -20,6 +20,7 @@ mod ingest;
 mod kpi;
 mod live;
 mod poi;
+mod query;
 mod rollup;
 mod storage;
 mod support;

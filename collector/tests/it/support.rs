@@ -182,6 +182,8 @@ pub enum Backend {
 pub struct TestCollector {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The operators' gRPC query port.
+    pub query: Option<SocketAddr>,
     pub pki: Pki,
     pub store: Arc<dyn Store>,
     stop: CancellationToken,
@@ -203,6 +205,7 @@ impl TestCollector {
         let mut raw = CollectorConfig::default();
         raw.grpc.listen = "127.0.0.1:0".into();
         raw.http.listen = "127.0.0.1:0".into();
+        raw.grpc.query_listen = "127.0.0.1:0".into();
         raw.tls.ca = pki.ca();
         raw.tls.cert = pki.path().join("server.pem");
         raw.tls.key = pki.path().join("server.key");
@@ -225,10 +228,12 @@ impl TestCollector {
             .await
             .unwrap();
         let (grpc, http, store) = (running.grpc_addr, running.http_addr, running.store.clone());
+        let query = running.query_addr;
         tokio::spawn(running.wait());
         TestCollector {
             grpc,
             http,
+            query,
             pki,
             store,
             stop,
