@@ -84,29 +84,28 @@ pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), provider())
             .build()
             .map_err(|err| TlsError::Build(err.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Build(err.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            load_certs(&files.cert, "a server certificate")?,
-            load_key(&files.key)?,
-        )
-        .map_err(|err| TlsError::Certificate {
-            path: files.cert.clone(),
-            message: err.to_string(),
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
+        .with_client_cert_verifier(verifier);
+    with_server_certificate(builder, files)
 }
 
 /// Server side without client certificates (the operators' query port, where API tokens
 /// authenticate): TLS 1.2+ with the same server certificate.
 pub fn server_config_without_client_auth(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Build(err.to_string()))?
-        .with_no_client_auth()
+        .with_no_client_auth();
+    with_server_certificate(builder, files)
+}
+
+fn with_server_certificate(
+    builder: rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>,
+    files: &TlsFiles,
+) -> Result<ServerConfig, TlsError> {
+    let mut config = builder
         .with_single_cert(
             load_certs(&files.cert, "a server certificate")?,
             load_key(&files.key)?,

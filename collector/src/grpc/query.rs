@@ -65,6 +65,55 @@ impl Query {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Action {
+    Acknowledge,
+    Resolve,
+}
+
+impl Query {
+    /// Acknowledges or resolves as the token's name, and tells live clients.
+    async fn act(
+        &self,
+        request: Request<v1::AnomalyActionRequest>,
+        action: Action,
+    ) -> Result<Response<v1::Anomaly>, Status> {
+        let caller = self.caller(&request, Role::Operator).await?;
+        let r = request.into_inner();
+        if r.note.len() > MAX_NOTE {
+            return Err(ApiError::invalid(format!("note: at most {MAX_NOTE} bytes")).into());
+        }
+        let (by, note, now) = (caller.name.as_str(), empty(r.note), Utc::now());
+        let done = match action {
+            Action::Acknowledge => {
+                self.store
+                    .acknowledge_anomaly(r.id, by, note.as_deref(), now)
+                    .await
+            }
+            Action::Resolve => {
+                self.store
+                    .resolve_anomaly(r.id, by, note.as_deref(), now)
+                    .await
+            }
+        }
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::not_found(format!("anomaly {} not found", r.id)))?;
+        let label = match action {
+            Action::Acknowledge => "acknowledged",
+            Action::Resolve => {
+                // Resolve notices go to whoever was told.
+                self.engine.wake.notify_waiters();
+                "resolved"
+            }
+        };
+        self.engine.events.publish(Event::Anomaly {
+            action: label,
+            anomaly: done.clone(),
+        });
+        Ok(Response::new(anomaly(done)))
+    }
+}
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -280,45 +329,14 @@ impl v1::query_service_server::QueryService for Query {
         &self,
         request: Request<v1::AnomalyActionRequest>,
     ) -> Result<Response<v1::Anomaly>, Status> {
-        let caller = self.caller(&request, Role::Operator).await?;
-        let r = request.into_inner();
-        if r.note.len() > MAX_NOTE {
-            return Err(ApiError::invalid(format!("note: at most {MAX_NOTE} bytes")).into());
-        }
-        let done = self
-            .store
-            .acknowledge_anomaly(r.id, &caller.name, empty(r.note).as_deref(), Utc::now())
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("anomaly {} not found", r.id)))?;
-        self.engine.events.publish(Event::Anomaly {
-            action: "acknowledged",
-            anomaly: done.clone(),
-        });
-        Ok(Response::new(anomaly(done)))
+        self.act(request, Action::Acknowledge).await
     }
 
     async fn resolve_anomaly(
         &self,
         request: Request<v1::AnomalyActionRequest>,
     ) -> Result<Response<v1::Anomaly>, Status> {
-        let caller = self.caller(&request, Role::Operator).await?;
-        let r = request.into_inner();
-        if r.note.len() > MAX_NOTE {
-            return Err(ApiError::invalid(format!("note: at most {MAX_NOTE} bytes")).into());
-        }
-        let done = self
-            .store
-            .resolve_anomaly(r.id, &caller.name, empty(r.note).as_deref(), Utc::now())
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("anomaly {} not found", r.id)))?;
-        self.engine.wake.notify_waiters();
-        self.engine.events.publish(Event::Anomaly {
-            action: "resolved",
-            anomaly: done.clone(),
-        });
-        Ok(Response::new(anomaly(done)))
+        self.act(request, Action::Resolve).await
     }
 
     type WatchEventsStream = ReceiverStream<Result<v1::LiveEvent, Status>>;

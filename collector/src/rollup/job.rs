@@ -64,7 +64,14 @@ impl RollupJob {
             let closed = bucket_start(now - GRACE, resolution);
             let floor = bucket_start(earliest, resolution);
             let watermark = self.store.rollup_watermark(resolution).await?;
-            let mut from = watermark.unwrap_or(floor);
+            let mut from = match watermark {
+                Some(w) => w,
+                // The first run starts at the oldest round (or, with none, at the present).
+                None => match self.store.oldest_raw_round().await? {
+                    Some(oldest) => bucket_start(oldest, resolution),
+                    None => closed,
+                },
+            };
             if let Some(late) = late {
                 from = from.min(bucket_start(late, resolution));
             }
@@ -79,6 +86,9 @@ impl RollupJob {
                     self.store.set_rollup_watermark(resolution, to).await?;
                 }
                 from = to;
+            }
+            if watermark.is_none() && from >= closed {
+                self.store.set_rollup_watermark(resolution, closed).await?;
             }
         }
         Ok(written)

@@ -41,6 +41,8 @@ pub struct RollupRow {
 pub trait RollupStore: Send + Sync {
     /// Raw rounds with `from <= ts < to`, of every device.
     async fn raw_rounds(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RawRound>>;
+    /// The time of the oldest raw round, if any (where a first rollup starts).
+    async fn oldest_raw_round(&self) -> Result<Option<DateTime<Utc>>>;
     /// Inserts or replaces these buckets.
     async fn save_rollups(&self, resolution_secs: u32, rows: &[RollupRow]) -> Result<()>;
     /// A device's buckets with `from <= ts < to`, oldest first.

@@ -210,6 +210,7 @@ fn the_quickstart_configs_validate() {
         script[from..to]
             .replace("$grpc_port", "50051")
             .replace("$http_port", "8080")
+            .replace("$query_port", "50052")
     };
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");

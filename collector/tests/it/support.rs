@@ -210,6 +210,12 @@ impl TestCollector {
         raw.tls.cert = pki.path().join("server.pem");
         raw.tls.key = pki.path().join("server.key");
         raw.auth.anonymous_role = Some(netwarden_collector::auth::Role::Admin);
+        // Fixtures use fixed dates; retention must not sweep them mid-test.
+        raw.retention = netwarden_collector::rollup::RetentionConfig {
+            raw_days: 0,
+            rollup_5m_days: 0,
+            rollup_1h_days: 0,
+        };
         let db = match backend {
             Backend::Sqlite => {
                 raw.database.url = format!("sqlite://{}", dir.path().join("c.db").display());

@@ -35,6 +35,14 @@ impl RollupStore for PostgresStore {
             .map_err(failed("reading rounds to roll up"))
     }
 
+    /// Read once, when no rollup was ever computed (it scans: `ts` has only a BRIN index).
+    async fn oldest_raw_round(&self) -> Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar("SELECT MIN(ts) FROM probe_results")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the oldest round"))
+    }
+
     async fn save_rollups(&self, resolution_secs: u32, rows: &[RollupRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());

@@ -34,6 +34,17 @@ impl RollupStore for SqliteStore {
         .await
     }
 
+    async fn oldest_raw_round(&self) -> Result<Option<DateTime<Utc>>> {
+        self.read(|conn| {
+            conn.query_row("SELECT MIN(ts_ms) FROM probe_results", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map(|v| v.map(from_ms))
+            .map_err(failed("reading the oldest round"))
+        })
+        .await
+    }
+
     async fn save_rollups(&self, resolution_secs: u32, rows: &[RollupRow]) -> Result<()> {
         let rows = rows.to_vec();
         self.write(move |w| {
