@@ -108,7 +108,12 @@ impl Driver {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let value = self.script(script).await;
-            if !(value.is_null() || value == false || value == "" || value == json!([])) {
+            let falsy = value.is_null()
+                || value == false
+                || value == 0
+                || value == ""
+                || value == json!([]);
+            if !falsy {
                 return value;
             }
             if Instant::now() > deadline {
