@@ -239,6 +239,7 @@ pub async fn start(
         telemetry: telemetry.clone(),
         engine: engine.clone(),
         auth: guard,
+        retention: settings.retention.clone(),
     });
     let http_stop = shutdown.clone();
     tasks.spawn(async move {

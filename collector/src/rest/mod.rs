@@ -37,6 +37,7 @@ pub struct AppState {
     pub telemetry: crate::telemetry::TelemetryCommitter,
     pub engine: Arc<crate::alert::engine::Engine>,
     pub auth: Arc<crate::auth::Guard>,
+    pub retention: crate::rollup::RetentionConfig,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -200,8 +201,9 @@ async fn device(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))?;
     let now = Utc::now();
-    let week = uptime(state.store.as_ref(), id, now - Duration::days(7)).await?;
-    let month = uptime(state.store.as_ref(), id, now - Duration::days(30)).await?;
+    let raw_days = state.retention.raw_days;
+    let week = uptime(state.store.as_ref(), id, now - Duration::days(7), raw_days).await?;
+    let month = uptime(state.store.as_ref(), id, now - Duration::days(30), raw_days).await?;
     Ok(Json(DeviceDetail {
         device,
         open_ports: state.store.device_ports(id).await?,
@@ -223,18 +225,25 @@ async fn changes(
     Ok(Json(state.store.identity_changes(id).await?))
 }
 
-/// Rounds answered since `since`: 5-minute rollups up to their watermark, raw rounds after it
-/// (raw rounds are kept for less time than the 30 days asked for).
+/// Rounds answered since `since`: raw rounds as far back as retention keeps them whole, and
+/// 5-minute rollups before that (raw rounds may be kept for less than the 30 days asked for).
+/// Not the rollup watermark as the boundary: rounds delivered late sit behind it, raw, until
+/// the next rollup run.
 async fn uptime(
     store: &dyn Store,
     id: i64,
     since: DateTime<Utc>,
+    raw_days: u32,
 ) -> Result<crate::storage::overview::Uptime, ApiError> {
-    let Some(watermark) = store.rollup_watermark(300).await?.filter(|w| *w > since) else {
+    let raw_from = (raw_days > 0).then(|| {
+        crate::rollup::bucket_start(Utc::now() - Duration::days(i64::from(raw_days)), 300)
+            + Duration::minutes(5)
+    });
+    let Some(boundary) = raw_from.filter(|b| *b > since) else {
         return Ok(store.device_uptime(id, since).await?);
     };
-    let rolled = store.rollups(id, 300, since, watermark, 100_000).await?;
-    let mut total = store.device_uptime(id, watermark).await?;
+    let rolled = store.rollups(id, 300, since, boundary, 100_000).await?;
+    let mut total = store.device_uptime(id, boundary).await?;
     total.rounds += rolled.iter().map(|r| r.rounds).sum::<i64>();
     total.answered += rolled.iter().map(|r| r.answered).sum::<i64>();
     Ok(total)
