@@ -129,6 +129,19 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ending the session makes chromedriver close Chromium, which killing chromedriver
+        // alone would leave running. A plain blocking request: Drop cannot await.
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://").to_string();
+        if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                stream,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
