@@ -27,6 +27,8 @@ pub struct Caller {
     /// The token's name, or `anonymous`.
     pub name: String,
     pub role: Role,
+    /// The token's hash (none when anonymous), so a long-lived stream can check it later.
+    pub token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +87,31 @@ impl Guard {
                 cache.clear();
             }
             cache.insert(hash, (known, Instant::now()));
+        }
+    }
+
+    /// Whether a stream opened by `caller` may go on: its token is still unrevoked (read
+    /// through the cache, so within [`CACHE_TTL`] of a revocation on any collector).
+    pub async fn still_valid(&self, caller: &Caller) -> bool {
+        let Some(hash) = &caller.token_hash else {
+            return self.config.anonymous_role.is_some();
+        };
+        if let Some(known) = self.cached(hash) {
+            return known.is_some();
+        }
+        match self.store.token_by_hash(hash).await {
+            Ok(found) => {
+                let known = found.map(|t| Known {
+                    id: t.id,
+                    name: t.name,
+                    role: t.role,
+                });
+                let valid = known.is_some();
+                self.remember(hash.clone(), known);
+                valid
+            }
+            // A database hiccup does not cut live streams; the next check decides.
+            Err(_) => true,
         }
     }
 
@@ -166,6 +193,7 @@ impl Guard {
                     Caller {
                         name: known.name,
                         role: known.role,
+                        token_hash: Some(hash_token(&token)),
                     },
                 ),
                 None => return Err(unauthenticated("the token is unknown or revoked")),
@@ -177,6 +205,7 @@ impl Guard {
                     Caller {
                         name: "anonymous".into(),
                         role,
+                        token_hash: None,
                     },
                 ),
                 None => {

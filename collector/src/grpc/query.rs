@@ -345,7 +345,8 @@ impl v1::query_service_server::QueryService for Query {
         &self,
         request: Request<v1::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        self.caller(&request, Role::Viewer).await?;
+        let caller = self.caller(&request, Role::Viewer).await?;
+        let guard = self.guard.clone();
         let kinds = request.into_inner().kinds;
         let kinds = crate::rest::live::parse_kinds(kinds.iter().map(String::as_str))
             .map_err(ApiError::invalid)?;
@@ -353,8 +354,22 @@ impl v1::query_service_server::QueryService for Query {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
+            let mut recheck = tokio::time::interval(std::time::Duration::from_secs(5));
+            recheck.tick().await;
             loop {
-                let message = match events.recv().await {
+                let event = tokio::select! {
+                    _ = recheck.tick() => {
+                        if !guard.still_valid(&caller).await {
+                            let _ = tx
+                                .send(Err(Status::unauthenticated("the token was revoked")))
+                                .await;
+                            return;
+                        }
+                        continue;
+                    }
+                    event = events.recv() => event,
+                };
+                let message = match event {
                     Ok(event) if kinds.contains(event.kind) => v1::LiveEvent {
                         r#type: event.kind.to_string(),
                         json: event.json.clone(),

@@ -4,9 +4,11 @@
 //! client too slow to keep up gets `{"type":"lagged","missed":N}` and carries on.
 
 use super::AppState;
+use crate::auth::guard::Caller;
+use crate::auth::Guard;
 use crate::error::ApiError;
 use crate::events::{Published, KINDS};
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -18,6 +20,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// Largest message a client may send (a filter change).
 const MAX_CLIENT_MESSAGE: usize = 4096;
+/// How often an open socket's token is checked again: a revoked token's socket is closed.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
@@ -50,6 +54,7 @@ pub(crate) fn parse_kinds<'a>(
 
 async fn upgrade(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -58,9 +63,10 @@ async fn upgrade(
         parse_kinds(params.kinds.as_deref().unwrap_or("").split(',')).map_err(ApiError::invalid)?;
     let ws = ws.map_err(|e| ApiError::invalid(format!("/ws: {}", e.body_text())))?;
     let events = state.engine.events.clone();
+    let access = caller.map(|axum::Extension(c)| (state.auth.clone(), c));
     Ok(ws
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, events, kinds)))
+        .on_upgrade(move |socket| serve(socket, events, kinds, access)))
 }
 
 fn hello(kinds: &HashSet<&'static str>) -> Message {
@@ -75,13 +81,29 @@ async fn serve(
     mut socket: WebSocket,
     events: crate::events::EventBus,
     mut kinds: HashSet<&'static str>,
+    access: Option<(Arc<Guard>, Caller)>,
 ) {
     let mut receiver = events.subscribe();
     if socket.send(hello(&kinds)).await.is_err() {
         return;
     }
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.tick().await;
     loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if let Some((guard, caller)) = &access {
+                    if !guard.still_valid(caller).await {
+                        let _ = socket
+                            .send(Message::Close(Some(CloseFrame {
+                                code: close_code::POLICY,
+                                reason: Utf8Bytes::from_static("the token was revoked"),
+                            })))
+                            .await;
+                        return;
+                    }
+                }
+            }
             event = receiver.recv() => {
                 let message = match event {
                     Ok(event) => match wanted(&event, &kinds) {

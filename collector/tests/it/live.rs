@@ -56,7 +56,7 @@ async fn live_updates_and_overview(backend: Backend) {
         c.retention = Default::default();
     })
     .await;
-    let (_, viewer) = create_token(c.store.as_ref(), "wall", Role::Viewer)
+    let (wall, viewer) = create_token(c.store.as_ref(), "wall", Role::Viewer)
         .await
         .unwrap();
     let (_, operator) = create_token(c.store.as_ref(), "noc-1", Role::Operator)
@@ -219,6 +219,29 @@ async fn live_updates_and_overview(backend: Backend) {
     }
     // Rollups run every 30 s; the minute-old rounds' 5-minute bucket appears once it closes.
     let id = devices[0]["id"].as_i64().unwrap();
+    // Revoking the token closes the open socket (checked every 5 s; the cache holds 5 s more).
+    c.store
+        .revoke_token(wall.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("the socket of a revoked token stayed open for 20 s");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                assert!(frame.reason.contains("revoked"));
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+    let (_, viewer) = create_token(c.store.as_ref(), "wall-2", Role::Viewer)
+        .await
+        .unwrap();
     let rolled = get(
         &c,
         &viewer,

@@ -34,7 +34,7 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 
 async fn the_query_service_serves_operators(backend: Backend) {
     let c = TestCollector::start_with(backend, |c| c.auth.anonymous_role = None).await;
-    let (_, viewer) = create_token(c.store.as_ref(), "wall", Role::Viewer)
+    let (wall, viewer) = create_token(c.store.as_ref(), "wall", Role::Viewer)
         .await
         .unwrap();
     let (_, operator) = create_token(c.store.as_ref(), "noc-2", Role::Operator)
@@ -229,6 +229,23 @@ async fn the_query_service_serves_operators(backend: Backend) {
         (resolved.state.as_str(), resolved.resolved_by.as_str()),
         ("resolved", "noc-2")
     );
+
+    // Revoking the token ends the live stream with UNAUTHENTICATED.
+    c.store
+        .revoke_token(wall.id, chrono::Utc::now())
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream of a revoked token stayed open for 20 s");
+    assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated);
 
     // Reflection names the service, so grpcurl and friends can discover it.
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
