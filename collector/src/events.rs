@@ -80,9 +80,13 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    pub fn has_subscribers(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     pub fn publish(&self, event: Event) {
         // Nobody listening is the common case; skip the serialisation then.
-        if self.sender.receiver_count() == 0 {
+        if !self.has_subscribers() {
             return;
         }
         match serde_json::to_string(&event) {

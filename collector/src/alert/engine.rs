@@ -188,6 +188,10 @@ impl Engine {
 
     /// Tells live clients about an anomaly as it now stands.
     pub async fn announce(&self, id: i64, action: &'static str) {
+        // The anomaly is read back only for live clients; none listening costs nothing.
+        if !self.events.has_subscribers() {
+            return;
+        }
         match self.store.anomaly(id).await {
             Ok(Some(anomaly)) => {
                 if action == "opened" && anomaly.kind.ends_with("maxout") {

@@ -60,17 +60,17 @@ impl Guard {
         }
     }
 
-    async fn lookup(&self, token: &str) -> Result<Option<Known>, ApiError> {
-        let hash = hash_token(token);
-        if let Some(known) = self.cached(&hash) {
+    /// The unrevoked token with this hash, from the cache or the database.
+    async fn lookup(&self, hash: &str) -> Result<Option<Known>, ApiError> {
+        if let Some(known) = self.cached(hash) {
             return Ok(known);
         }
-        let known = self.store.token_by_hash(&hash).await?.map(|t| Known {
+        let known = self.store.token_by_hash(hash).await?.map(|t| Known {
             id: t.id,
             name: t.name,
             role: t.role,
         });
-        self.remember(hash, known.clone());
+        self.remember(hash.to_string(), known.clone());
         Ok(known)
     }
 
@@ -96,23 +96,10 @@ impl Guard {
         let Some(hash) = &caller.token_hash else {
             return self.config.anonymous_role.is_some();
         };
-        if let Some(known) = self.cached(hash) {
-            return known.is_some();
-        }
-        match self.store.token_by_hash(hash).await {
-            Ok(found) => {
-                let known = found.map(|t| Known {
-                    id: t.id,
-                    name: t.name,
-                    role: t.role,
-                });
-                let valid = known.is_some();
-                self.remember(hash.clone(), known);
-                valid
-            }
-            // A database hiccup does not cut live streams; the next check decides.
-            Err(_) => true,
-        }
+        // A database hiccup does not cut live streams; the next check decides.
+        self.lookup(hash)
+            .await
+            .map_or(true, |known| known.is_some())
     }
 
     /// Forgets cached tokens, so a revocation on this collector applies at once.
@@ -184,20 +171,24 @@ impl Guard {
             retry_after: None,
         };
         let (key, caller) = match presented {
-            Some(Ok(token)) => match self.lookup(&token).await.map_err(|error| Refusal {
-                error,
-                retry_after: None,
-            })? {
-                Some(known) => (
-                    known.id,
-                    Caller {
-                        name: known.name,
-                        role: known.role,
-                        token_hash: Some(hash_token(&token)),
-                    },
-                ),
-                None => return Err(unauthenticated("the token is unknown or revoked")),
-            },
+            Some(Ok(token)) => {
+                // Hashed once per request: the cache key and the caller's record of it.
+                let hash = hash_token(&token);
+                match self.lookup(&hash).await.map_err(|error| Refusal {
+                    error,
+                    retry_after: None,
+                })? {
+                    Some(known) => (
+                        known.id,
+                        Caller {
+                            name: known.name,
+                            role: known.role,
+                            token_hash: Some(hash),
+                        },
+                    ),
+                    None => return Err(unauthenticated("the token is unknown or revoked")),
+                }
+            }
             Some(Err(message)) => return Err(unauthenticated(message)),
             None => match self.config.anonymous_role {
                 Some(role) => (
@@ -280,11 +271,14 @@ impl From<Refusal> for tonic::Status {
 }
 
 /// The bearer token in `Authorization`, if one was sent; `Err` when the header is malformed.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
+fn bearer(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
     let value = headers.get(header::AUTHORIZATION)?;
-    let parsed = value
-        .to_str()
-        .ok()
+    Some(bearer_token(value.to_str().ok()))
+}
+
+/// The token of an `Authorization` header or `authorization` metadata value (REST and gRPC).
+pub(crate) fn bearer_token(value: Option<&str>) -> Result<String, &'static str> {
+    value
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -292,8 +286,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<Result<String, &'static str>
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .map(str::to_string)
-        .ok_or("Authorization: expected \"Bearer <token>\"");
-    Some(parsed)
+        .ok_or("authorization: expected \"Bearer <token>\"")
 }
 
 fn query_token(query: Option<&str>) -> Option<Result<String, &'static str>> {

@@ -27,20 +27,30 @@ pub struct AgentConnInfo {
 }
 
 /// A TLS stream from an authenticated agent.
-pub struct AgentStream {
+pub type AgentStream = TlsConnection<AgentConnInfo>;
+
+/// A server-side TLS stream and what is known of its peer, which tonic puts in each request's
+/// extensions (the agents' port and the operators' query port both serve these).
+pub struct TlsConnection<I> {
     inner: TlsStream<TcpStream>,
-    info: AgentConnInfo,
+    info: I,
 }
 
-impl tonic::transport::server::Connected for AgentStream {
-    type ConnectInfo = AgentConnInfo;
+impl<I> TlsConnection<I> {
+    pub fn new(inner: TlsStream<TcpStream>, info: I) -> Self {
+        TlsConnection { inner, info }
+    }
+}
+
+impl<I: Clone + Send + Sync + 'static> tonic::transport::server::Connected for TlsConnection<I> {
+    type ConnectInfo = I;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.info.clone()
     }
 }
 
-impl AsyncRead for AgentStream {
+impl<I: Unpin> AsyncRead for TlsConnection<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -50,7 +60,7 @@ impl AsyncRead for AgentStream {
     }
 }
 
-impl AsyncWrite for AgentStream {
+impl<I: Unpin> AsyncWrite for TlsConnection<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -213,10 +223,7 @@ async fn handshake(
     match identity {
         Ok(agent) => {
             tracing::debug!(peer = %remote, %agent, "agent connected");
-            Some(AgentStream {
-                inner: tls,
-                info: AgentConnInfo { remote, agent },
-            })
+            Some(TlsConnection::new(tls, AgentConnInfo { remote, agent }))
         }
         Err(why) => {
             refuse(

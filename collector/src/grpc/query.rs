@@ -7,6 +7,7 @@ use crate::auth::guard::Caller;
 use crate::auth::{Guard, Role};
 use crate::error::ApiError;
 use crate::events::Event;
+use crate::grpc::incoming::TlsConnection;
 use crate::rest::alerts::parse;
 use crate::rest::{MAX_HISTORY, MAX_PAGE};
 use crate::storage::alerting::{Anomaly, AnomalyQuery, AnomalyState, Severity};
@@ -17,13 +18,9 @@ use netwarden_proto::v1;
 use netwarden_shared::DeviceStatus;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -48,19 +45,10 @@ impl Query {
     }
 
     async fn caller<T>(&self, request: &Request<T>, need: Role) -> Result<Caller, Status> {
-        let presented = request.metadata().get("authorization").map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && t.len() <= 256)
-                .map(str::to_string)
-                .ok_or("authorization: expected \"Bearer <token>\"")
-        });
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .map(|value| crate::auth::guard::bearer_token(value.to_str().ok()));
         Ok(self.guard.authorise(need, presented).await?)
     }
 }
@@ -390,44 +378,8 @@ impl v1::query_service_server::QueryService for Query {
     }
 }
 
-/// A TLS stream from an operator's client (no client certificate).
-pub struct OperatorStream(TlsStream<TcpStream>, SocketAddr);
-
-impl tonic::transport::server::Connected for OperatorStream {
-    type ConnectInfo = SocketAddr;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.1
-    }
-}
-
-impl AsyncRead for OperatorStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for OperatorStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
+/// A TLS stream from an operator's client (no client certificate), known by its address.
+pub type OperatorStream = TlsConnection<SocketAddr>;
 
 /// Accepts TLS connections until `cancel`; handshakes time out and failures are logged.
 pub fn accept_loop(
@@ -455,7 +407,7 @@ pub fn accept_loop(
                 let _ = tcp.set_nodelay(true);
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(OperatorStream(tls, remote))).await;
+                        let _ = tx.send(Ok(TlsConnection::new(tls, remote))).await;
                     }
                     Ok(Err(err)) => {
                         tracing::warn!(peer = %remote, error = %err, "refused gRPC query connection")
