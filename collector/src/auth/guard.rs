@@ -60,6 +60,10 @@ impl Guard {
         }
     }
 
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
     /// The unrevoked token with this hash, from the cache or the database.
     async fn lookup(&self, hash: &str) -> Result<Option<Known>, ApiError> {
         if let Some(known) = self.cached(hash) {

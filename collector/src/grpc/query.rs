@@ -71,7 +71,7 @@ impl Query {
         if r.note.len() > MAX_NOTE {
             return Err(ApiError::invalid(format!("note: at most {MAX_NOTE} bytes")).into());
         }
-        let (by, note, now) = (caller.name.as_str(), empty(r.note), Utc::now());
+        let (by, note, now) = (caller.name.as_str(), text("note", r.note)?, Utc::now());
         let done = match action {
             Action::Acknowledge => {
                 self.store
@@ -187,6 +187,17 @@ fn empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// A text field: unset when empty; a NUL is refused as REST refuses it (the database cannot
+/// store one).
+fn text(field: &str, value: String) -> Result<Option<String>, ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::invalid(format!(
+            "{field}: must not contain NUL characters"
+        )));
+    }
+    Ok(empty(value))
+}
+
 #[tonic::async_trait]
 impl v1::query_service_server::QueryService for Query {
     async fn list_devices(
@@ -208,7 +219,7 @@ impl v1::query_service_server::QueryService for Query {
             }
         };
         let query = DeviceQuery {
-            agent_id: empty(r.agent_id),
+            agent_id: text("agent_id", r.agent_id)?,
             status,
             limit: limit(r.limit, 100, MAX_PAGE)?,
             offset: r.offset,
@@ -301,7 +312,7 @@ impl v1::query_service_server::QueryService for Query {
                 AnomalyState::parse,
                 "open, acknowledged, resolved",
             )?,
-            kind: empty(r.kind),
+            kind: text("kind", r.kind)?,
             subject: None,
             group_key: None,
             limit: limit(r.limit, 100, MAX_PAGE)?,

@@ -116,7 +116,7 @@ pub fn maxouts(
 }
 
 /// A POI's day, in its local time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DailyFigure {
     pub date: NaiveDate,
     /// Mean and peak of the busier direction's utilisation (%), over the samples there are.

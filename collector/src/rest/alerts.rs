@@ -5,33 +5,62 @@
 use super::{page_limit, AppState, MAX_PAGE};
 use crate::auth::guard::Caller;
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::events::Event;
+use crate::rest::input::JsonBody;
+use crate::rest::openapi::{one_of, one_of_or_null};
 use crate::storage::alerting::{
     AlertQuery, AlertRow, Anomaly, AnomalyQuery, AnomalyState, NewSilence, Severity, Silence,
 };
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use axum::Extension;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Longest note or comment kept.
 const MAX_NOTE: usize = 2000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/anomalies", get(anomalies))
-        .route("/api/anomalies/{id}", get(anomaly))
-        .route("/api/anomalies/{id}/acknowledge", post(acknowledge))
-        .route("/api/anomalies/{id}/resolve", post(resolve))
-        .route("/api/alerts", get(alerts))
-        .route("/api/alerts/{id}/acknowledge", post(acknowledge_alert))
-        .route("/api/silences", get(silences).post(create_silence))
-        .route("/api/silences/{id}", delete(delete_silence))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(anomalies))
+        .routes(routes!(anomaly))
+        .routes(routes!(acknowledge))
+        .routes(routes!(resolve))
+        .routes(routes!(alerts))
+        .routes(routes!(acknowledge_alert))
+        .routes(routes!(silences, create_silence))
+        .routes(routes!(delete_silence))
+}
+
+fn severities() -> utoipa::openapi::Object {
+    one_of(&["critical", "high", "medium", "low"])
+}
+
+fn anomaly_states() -> utoipa::openapi::Object {
+    one_of(&["open", "acknowledged", "resolved"])
+}
+
+fn channels() -> utoipa::openapi::Object {
+    one_of(&["email", "telegram"])
+}
+
+fn alert_states() -> utoipa::openapi::Object {
+    one_of(&["pending", "sending", "sent", "failed", "cancelled"])
+}
+
+fn anomaly_kinds_or_null() -> utoipa::openapi::Object {
+    one_of_or_null(crate::detect::kinds::ALL)
+}
+
+fn severities_or_null() -> utoipa::openapi::Object {
+    one_of_or_null(&["critical", "high", "medium", "low"])
 }
 
 fn id(what: &str, id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
@@ -53,18 +82,30 @@ pub(crate) fn parse<T>(
         .transpose()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AnomalyParams {
+    #[param(schema_with = severities)]
     severity: Option<String>,
+    #[param(schema_with = anomaly_states)]
     state: Option<String>,
+    /// The anomaly kind (`device_down`, `maxout`, ...).
     kind: Option<String>,
+    /// The subject, exactly (a device address, a POI code, a circuit id, ...).
     subject: Option<String>,
+    /// The group key (`agent:<id>`, a POI code or an account).
     group: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    #[param(maximum = 2147483647)]
     offset: Option<u32>,
 }
 
+/// Anomalies, newest first.
+#[utoipa::path(get, path = "/api/anomalies", tag = "alerting", params(AnomalyParams),
+    responses((status = 200, description = "A page of anomalies", body = Vec<Anomaly>)))]
 async fn anomalies(
     State(state): State<AppState>,
     params: Result<Query<AnomalyParams>, QueryRejection>,
@@ -87,11 +128,17 @@ async fn anomalies(
         subject: p.subject,
         group_key: p.group,
         limit: page_limit(p.limit, 100, MAX_PAGE)?,
-        offset: p.offset.unwrap_or(0),
+        offset: super::page_offset(p.offset)?,
     };
     Ok(Json(state.store.anomalies(&query).await?))
 }
 
+/// One anomaly.
+#[utoipa::path(get, path = "/api/anomalies/{id}", tag = "alerting",
+    params(("id" = i64, Path, description = "The anomaly's id")),
+    responses(
+        (status = 200, description = "The anomaly", body = Anomaly),
+        (status = 404, description = "No such anomaly", body = ErrorBody)))]
 async fn anomaly(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -105,11 +152,15 @@ async fn anomaly(
         .ok_or_else(|| ApiError::not_found(format!("anomaly {id} not found")))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An optional body; an empty body is the same as `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
-    /// Who does it (until API tokens name the operator).
+    /// Who does it (default: the token's name), at most 2000 bytes.
+    #[schema(max_length = 2000)]
     by: Option<String>,
+    /// At most 2000 bytes.
+    #[schema(max_length = 2000)]
     note: Option<String>,
 }
 
@@ -118,7 +169,17 @@ fn action(body: &Bytes) -> Result<ActionBody, ApiError> {
     let body: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("body: {e}")))?
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("body: {e}")))?;
+        if let Some(field) = crate::rest::input::field_with_nul(&value, "") {
+            return Err(ApiError::invalid(format!(
+                "{field}: must not contain NUL characters"
+            )));
+        }
+        // `null` is no body, as an empty one is.
+        serde_json::from_value::<Option<ActionBody>>(value)
+            .map_err(|e| ApiError::invalid(format!("body: {e}")))?
+            .unwrap_or_default()
     };
     for (field, value) in [("by", &body.by), ("note", &body.note)] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_NOTE) {
@@ -137,6 +198,13 @@ fn actor(by: &Option<String>, caller: &Option<Extension<Caller>>) -> String {
         .unwrap_or_else(|| "operator".into())
 }
 
+/// Acknowledges an anomaly: its escalation stops. Harmless when repeated.
+#[utoipa::path(post, path = "/api/anomalies/{id}/acknowledge", tag = "alerting",
+    params(("id" = i64, Path, description = "The anomaly's id")),
+    request_body(content = Option<ActionBody>, description = "Who and why (optional)"),
+    responses(
+        (status = 200, description = "The anomaly as it now stands", body = Anomaly),
+        (status = 404, description = "No such anomaly", body = ErrorBody)))]
 async fn acknowledge(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
@@ -158,6 +226,13 @@ async fn acknowledge(
     Ok(Json(anomaly))
 }
 
+/// Resolves an anomaly by hand. Harmless when repeated.
+#[utoipa::path(post, path = "/api/anomalies/{id}/resolve", tag = "alerting",
+    params(("id" = i64, Path, description = "The anomaly's id")),
+    request_body(content = Option<ActionBody>, description = "Who and why (optional)"),
+    responses(
+        (status = 200, description = "The anomaly as it now stands", body = Anomaly),
+        (status = 404, description = "No such anomaly", body = ErrorBody)))]
 async fn resolve(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
@@ -180,17 +255,27 @@ async fn resolve(
     Ok(Json(anomaly))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AlertParams {
+    #[param(schema_with = channels)]
     channel: Option<String>,
     acknowledged: Option<bool>,
+    /// Only the notifications of this anomaly.
     anomaly: Option<i64>,
+    #[param(schema_with = alert_states)]
     state: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    #[param(maximum = 2147483647)]
     offset: Option<u32>,
 }
 
+/// Notifications (email and Telegram) planned and sent for anomalies, newest first.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerting", params(AlertParams),
+    responses((status = 200, description = "A page of notifications", body = Vec<AlertRow>)))]
 async fn alerts(
     State(state): State<AppState>,
     params: Result<Query<AlertParams>, QueryRejection>,
@@ -216,11 +301,18 @@ async fn alerts(
         anomaly_id: p.anomaly,
         state: p.state,
         limit: page_limit(p.limit, 100, MAX_PAGE)?,
-        offset: p.offset.unwrap_or(0),
+        offset: super::page_offset(p.offset)?,
     };
     Ok(Json(state.store.alerts(&query).await?))
 }
 
+/// Acknowledges one notification.
+#[utoipa::path(post, path = "/api/alerts/{id}/acknowledge", tag = "alerting",
+    params(("id" = i64, Path, description = "The notification's id")),
+    request_body(content = Option<ActionBody>, description = "Who (optional)"),
+    responses(
+        (status = 200, description = "The notification", body = AlertRow),
+        (status = 404, description = "No such notification", body = ErrorBody)))]
 async fn acknowledge_alert(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
@@ -243,28 +335,43 @@ async fn acknowledge_alert(
     Ok(Json(alert))
 }
 
+/// Silences in force or still to come.
+#[utoipa::path(get, path = "/api/silences", tag = "alerting",
+    responses((status = 200, description = "The silences", body = Vec<Silence>)))]
 async fn silences(State(state): State<AppState>) -> Result<Json<Vec<Silence>>, ApiError> {
     Ok(Json(state.store.silences(Utc::now()).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// A silence mutes notifications of anomalies matching every matcher given (at least one).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SilenceBody {
+    #[schema(schema_with = anomaly_kinds_or_null)]
     kind: Option<String>,
+    /// A subject; `*` matches any run of characters.
     subject: Option<String>,
     group: Option<String>,
+    #[schema(schema_with = severities_or_null)]
     severity: Option<String>,
+    /// Default: now.
     starts_at: Option<DateTime<Utc>>,
+    /// Must be after `starts_at`.
     ends_at: DateTime<Utc>,
+    /// Who, 1 to 200 bytes.
+    #[schema(min_length = 1, max_length = 200)]
     created_by: String,
+    /// Why, at most 2000 bytes.
+    #[schema(max_length = 2000)]
     comment: String,
 }
 
+/// Creates a silence.
+#[utoipa::path(post, path = "/api/silences", tag = "alerting", request_body = SilenceBody,
+    responses((status = 201, description = "The silence", body = Silence)))]
 async fn create_silence(
     State(state): State<AppState>,
-    body: Result<Json<SilenceBody>, JsonRejection>,
+    JsonBody(b): JsonBody<SilenceBody>,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
-    let Json(b) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     let now = Utc::now();
     let starts_at = b.starts_at.unwrap_or(now);
     if b.ends_at <= starts_at {
@@ -311,6 +418,12 @@ async fn create_silence(
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
+/// Ends a silence.
+#[utoipa::path(delete, path = "/api/silences/{id}", tag = "alerting",
+    params(("id" = i64, Path, description = "The silence's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such silence", body = ErrorBody)))]
 async fn delete_silence(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,

@@ -4,8 +4,8 @@
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/app.js");
@@ -15,13 +15,16 @@ const STYLE: &str = include_str!("dashboard/app.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(index))
-        .route("/assets/app.js", get(script))
-        .route("/assets/app.css", get(style))
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(script))
+        .routes(routes!(style))
 }
 
+/// The dashboard's page (it asks for a token).
+#[utoipa::path(get, path = "/", tag = "system",
+    responses((status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String)))]
 async fn index() -> impl IntoResponse {
     (
         [
@@ -34,6 +37,9 @@ async fn index() -> impl IntoResponse {
     )
 }
 
+/// The dashboard's script.
+#[utoipa::path(get, path = "/assets/app.js", tag = "system",
+    responses((status = 200, description = "The script", content_type = "text/javascript; charset=utf-8", body = String)))]
 async fn script() -> impl IntoResponse {
     (
         [
@@ -44,6 +50,9 @@ async fn script() -> impl IntoResponse {
     )
 }
 
+/// The dashboard's stylesheet.
+#[utoipa::path(get, path = "/assets/app.css", tag = "system",
+    responses((status = 200, description = "The stylesheet", content_type = "text/css; charset=utf-8", body = String)))]
 async fn style() -> impl IntoResponse {
     (
         [

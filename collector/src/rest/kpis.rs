@@ -3,49 +3,135 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::storage::kpi::{Granularity, Kpi, KpiIssueRecord, KpiQuery, KpiRow};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub const MAX_PAGE_SIZE: u32 = 10_000;
 pub const MAX_TOP: u32 = 1_000_000;
+/// The last page there can be (`page * page_size` stays within `u32`).
+pub const MAX_PAGE: u32 = u32::MAX / MAX_PAGE_SIZE;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/kpis", get(list))
-        .route("/api/KPIs/", get(list))
-        .route("/api/kpis/issues", get(issues))
-        .route("/api/kpis/{id}", get(rows))
-        .route("/api/KPIs/{id}/", get(rows))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(list_alias))
+        .routes(routes!(issues))
+        .routes(routes!(rows))
+        .routes(routes!(rows_alias))
 }
 
-async fn list() -> Json<Value> {
-    Json(Value::Array(
+#[derive(Debug, Serialize, ToSchema)]
+struct KpiName {
+    id: i64,
+    name: &'static str,
+}
+
+/// The KPIs there are.
+#[utoipa::path(get, path = "/api/kpis", tag = "kpis",
+    responses((status = 200, description = "Each KPI's id and name", body = Vec<KpiName>)))]
+async fn list() -> Json<Vec<KpiName>> {
+    Json(
         Kpi::ALL
             .iter()
-            .map(|k| json!({"id": *k as i64, "name": k.name()}))
+            .map(|k| KpiName {
+                id: *k as i64,
+                name: k.name(),
+            })
             .collect(),
-    ))
+    )
+}
+
+/// The same as `/api/kpis`, under the network-analysis project's spelling.
+#[utoipa::path(get, path = "/api/KPIs/", tag = "kpis",
+    responses((status = 200, description = "Each KPI's id and name", body = Vec<KpiName>)))]
+async fn list_alias() -> Json<Vec<KpiName>> {
+    list().await
 }
 
 /// Query parameters; empty values (`interval_end_timestamp__lte=`) mean "not set", as in the
 /// Django filters this API follows.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RowParams {
+    /// Intervals starting at or after this ISO 8601 time.
     #[serde(rename = "interval_start_timestamp__gte")]
+    #[param(rename = "interval_start_timestamp__gte", schema_with = time_or_empty)]
     start_gte: Option<String>,
+    /// Intervals ending at or before this ISO 8601 time.
     #[serde(rename = "interval_end_timestamp__lte")]
+    #[param(rename = "interval_end_timestamp__lte", schema_with = time_or_empty)]
     end_lte: Option<String>,
+    /// 1: 5-minute intervals, 2: 1-hour intervals (default: both).
+    #[param(schema_with = interval_or_empty)]
     interval: Option<String>,
+    /// The top N ids of each interval, 1 to 1000000 (default 3).
+    #[param(schema_with = top_or_empty)]
     top: Option<String>,
+    /// The page, from 1 (default 1).
+    #[param(schema_with = page_or_empty)]
     page: Option<String>,
+    /// Rows per page, 1 to 10000 (default 1000).
+    #[param(schema_with = page_size_or_empty)]
     page_size: Option<String>,
+}
+
+/// `schema`, or an empty value (which means "not set", as in Django's filters).
+fn or_empty(schema: ObjectBuilder) -> Schema {
+    let one_of = OneOfBuilder::new()
+        .item(schema)
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([""])),
+        )
+        .build();
+    Schema::OneOf(one_of)
+}
+
+fn time_or_empty() -> Schema {
+    or_empty(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+    )
+}
+
+fn integer_or_empty(min: u32, max: u32) -> Schema {
+    or_empty(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min))
+            .maximum(Some(max)),
+    )
+}
+
+fn interval_or_empty() -> Schema {
+    integer_or_empty(1, 2)
+}
+
+fn top_or_empty() -> Schema {
+    integer_or_empty(1, MAX_TOP)
+}
+
+fn page_or_empty() -> Schema {
+    integer_or_empty(1, MAX_PAGE)
+}
+
+fn page_size_or_empty() -> Schema {
+    integer_or_empty(1, MAX_PAGE_SIZE)
 }
 
 fn set(value: &Option<String>) -> Option<&str> {
@@ -81,7 +167,55 @@ fn number(name: &str, value: &Option<String>, min: u32, max: u32) -> Result<Opti
         .transpose()
 }
 
+/// One row: the id and value columns are named for the KPI (`service_id` and `total_bytes`,
+/// or `cell_id` and `number_of_unique_users`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct KpiRowJson {
+    id: i64,
+    interval_start_timestamp: DateTime<Utc>,
+    interval_end_timestamp: DateTime<Utc>,
+    /// 1: 5 minutes, 2: 1 hour.
+    interval: i64,
+    #[schema(nullable = false)]
+    service_id: Option<i64>,
+    #[schema(nullable = false)]
+    total_bytes: Option<i64>,
+    #[schema(nullable = false)]
+    cell_id: Option<i64>,
+    #[schema(nullable = false)]
+    number_of_unique_users: Option<i64>,
+}
+
+/// The KPI's top ids per interval.
+#[utoipa::path(get, path = "/api/kpis/{id}", tag = "kpis",
+    params(("id" = i64, Path, minimum = 1, maximum = 2, description = "The KPI's id (see /api/kpis)"), RowParams),
+    responses(
+        (status = 200, description = "Rows, by interval then rank", body = Vec<KpiRowJson>),
+        (status = 404, description = "No such KPI", body = ErrorBody)))]
 async fn rows(
+    state: State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<RowParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    kpi_rows(state, id, params).await
+}
+
+/// The same as `/api/kpis/{id}`, under the network-analysis project's spelling.
+#[utoipa::path(get, path = "/api/KPIs/{id}/", tag = "kpis",
+    params(("id" = i64, Path, minimum = 1, maximum = 2, description = "The KPI's id (see /api/kpis)"), RowParams),
+    responses(
+        (status = 200, description = "Rows, by interval then rank", body = Vec<KpiRowJson>),
+        (status = 404, description = "No such KPI", body = ErrorBody)))]
+async fn rows_alias(
+    state: State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<RowParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    kpi_rows(state, id, params).await
+}
+
+async fn kpi_rows(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     params: Result<Query<RowParams>, QueryRejection>,
@@ -96,7 +230,7 @@ async fn rows(
     let granularity = number("interval", &params.interval, 1, 2)?
         .and_then(|g| Granularity::from_id(i64::from(g)));
     let page_size = number("page_size", &params.page_size, 1, MAX_PAGE_SIZE)?.unwrap_or(1000);
-    let page = number("page", &params.page, 1, u32::MAX / MAX_PAGE_SIZE)?.unwrap_or(1);
+    let page = number("page", &params.page, 1, MAX_PAGE)?.unwrap_or(1);
     let query = KpiQuery {
         kpi,
         granularity,
@@ -129,13 +263,18 @@ fn row_json(kpi: Kpi, row: &KpiRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct IssueParams {
+    /// Most issues, 1 to 10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
 /// Malformed rows and unreadable files, newest first.
+#[utoipa::path(get, path = "/api/kpis/issues", tag = "kpis", params(IssueParams),
+    responses((status = 200, description = "The issues", body = Vec<KpiIssueRecord>)))]
 async fn issues(
     State(state): State<AppState>,
     params: Result<Query<IssueParams>, QueryRejection>,

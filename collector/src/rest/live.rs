@@ -11,24 +11,28 @@ use crate::events::{Published, KINDS};
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest message a client may send (a filter change).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 /// How often an open socket's token is checked again: a revoked token's socket is closed.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Params {
+    /// Comma-separated kinds to receive: `anomaly`, `alert`, `device_status`, `maxout`
+    /// (default: all).
     kinds: Option<String>,
     /// Read by the auth layer; accepted here so it is not an unknown parameter.
     #[allow(dead_code)]
@@ -52,6 +56,12 @@ pub(crate) fn parse_kinds<'a>(
     Ok(kinds)
 }
 
+/// Live events over a WebSocket: JSON text messages with a `type` field (`hello`, `anomaly`,
+/// `alert`, `device_status`, `maxout`, `lagged`). Send `{"kinds": [...]}` to change the filter.
+#[utoipa::path(get, path = "/ws", tag = "system", params(Params),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade, or an unknown kind", body = crate::error::ErrorBody)))]
 async fn upgrade(
     State(state): State<AppState>,
     caller: Option<axum::Extension<Caller>>,

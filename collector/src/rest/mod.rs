@@ -3,8 +3,10 @@
 
 pub mod alerts;
 pub mod dashboard;
+pub mod input;
 pub mod kpis;
 pub mod live;
+pub mod openapi;
 pub mod overview;
 pub mod pois;
 pub mod speedtest;
@@ -12,20 +14,26 @@ pub mod telemetry;
 pub mod tokens;
 
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::metrics::Metrics;
+use crate::storage::rollup::RollupRow;
 use crate::storage::{
-    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, Store,
+    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, ProbeSample, Store,
 };
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use netwarden_shared::{AgentId, DeviceStatus};
 use serde::Deserialize;
 use std::sync::Arc;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub const MAX_PAGE: u32 = 1000;
 pub const MAX_HISTORY: u32 = 10_000;
@@ -41,15 +49,16 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/api/agents", get(agents))
-        .route("/api/agents/{id}/audit", get(agent_audit))
-        .route("/api/devices", get(devices))
-        .route("/api/devices/{id}", get(device))
-        .route("/api/devices/{id}/history", get(history))
-        .route("/api/devices/{id}/changes", get(changes))
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(agents))
+        .routes(routes!(agent_audit))
+        .routes(routes!(devices))
+        .routes(routes!(device))
+        .routes(routes!(history))
+        .routes(routes!(changes))
         .merge(alerts::routes())
         .merge(pois::routes())
         .merge(kpis::routes())
@@ -60,13 +69,33 @@ pub fn router(state: AppState) -> Router {
         .merge(live::routes())
         .merge(overview::routes())
         .merge(dashboard::routes())
+        .split_for_parts();
+    openapi::complete(&mut doc, state.auth.config());
+    let document = OpenApiJson(Arc::from(doc.to_json().unwrap_or_default()));
+    routes
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(Extension(document))
+        .layer(axum::middleware::from_fn(input::reject_nul))
         // Outermost, so it also answers for unknown paths under /api.
         .layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             crate::auth::guard::enforce,
         ))
         .with_state(state)
+}
+
+/// The finished document, rendered once when the router is built.
+#[derive(Clone)]
+struct OpenApiJson(Arc<str>);
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
+async fn openapi_json(Extension(document): Extension<OpenApiJson>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.0.to_string(),
+    )
 }
 
 /// A `limit` parameter: `default` when absent, else 1 to `max` (an error names it).
@@ -79,6 +108,19 @@ pub(crate) fn page_limit(value: Option<u32>, default: u32, max: u32) -> Result<u
     }
     Ok(limit)
 }
+
+/// An `offset` parameter: 0 when absent, at most `i32::MAX` (the document's `int32`).
+pub(crate) fn page_offset(value: Option<u32>) -> Result<u32, ApiError> {
+    let offset = value.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::invalid(format!(
+            "offset: must be at most {MAX_OFFSET}"
+        )));
+    }
+    Ok(offset)
+}
+
+pub const MAX_OFFSET: u32 = i32::MAX as u32;
 
 /// A `[from, to)` window from optional parameters: `to` defaults to now, `from` to `default`
 /// before `to`; `from` must come first.
@@ -95,6 +137,21 @@ pub(crate) fn time_window(
     Ok((from, to))
 }
 
+#[derive(serde::Serialize, ToSchema)]
+struct Health {
+    /// `ok`, or `degraded` when the database does not answer.
+    status: String,
+    /// `ok` or `unavailable`.
+    database: String,
+    /// `sqlite` or `postgres`.
+    backend: String,
+    version: String,
+}
+
+/// Liveness and the database's state, for load balancers and systemd.
+#[utoipa::path(get, path = "/health", tag = "system", responses(
+    (status = 200, description = "Up, and the database answers", body = Health),
+    (status = 503, description = "Up, but the database does not answer", body = Health)))]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let (status, database) = match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok".to_string()),
@@ -105,15 +162,24 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(serde_json::json!({
-            "status": if status == StatusCode::OK { "ok" } else { "degraded" },
-            "database": database,
-            "backend": state.store.backend(),
-            "version": netwarden_shared::VERSION,
-        })),
+        Json(Health {
+            status: if status == StatusCode::OK {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .into(),
+            database,
+            backend: state.store.backend().to_string(),
+            version: netwarden_shared::VERSION.to_string(),
+        }),
     )
 }
 
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "system", responses(
+    (status = 200, description = "The metrics", body = String,
+     content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
@@ -124,10 +190,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Every agent that has reported, with its ingest counters.
+#[utoipa::path(get, path = "/api/agents", tag = "devices",
+    responses((status = 200, description = "The agents", body = Vec<AgentRow>)))]
 async fn agents(State(state): State<AppState>) -> Result<Json<Vec<AgentRow>>, ApiError> {
     Ok(Json(state.store.agents().await?))
 }
 
+/// Totals that show an agent's ingest was exactly-once (every batch and record once).
+#[utoipa::path(get, path = "/api/agents/{id}/audit", tag = "devices",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$", description = "The agent's id")),
+    responses((status = 200, description = "The agent's totals", body = IngestAudit)))]
 async fn agent_audit(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -137,15 +210,30 @@ async fn agent_audit(
     Ok(Json(state.store.ingest_audit(&agent).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeviceParams {
+    /// Only the devices this agent (site) watches.
     agent: Option<String>,
+    /// Only devices in this status.
+    #[param(schema_with = device_statuses)]
     status: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// Devices to skip (default 0).
+    #[param(maximum = 2147483647)]
     offset: Option<u32>,
 }
 
+fn device_statuses() -> utoipa::openapi::Object {
+    openapi::one_of(&["online", "degraded", "offline"])
+}
+
+/// Devices by id, with their newest probe figures.
+#[utoipa::path(get, path = "/api/devices", tag = "devices", params(DeviceParams),
+    responses((status = 200, description = "A page of devices", body = Vec<DeviceRow>)))]
 async fn devices(
     State(state): State<AppState>,
     params: Result<Query<DeviceParams>, QueryRejection>,
@@ -167,7 +255,7 @@ async fn devices(
         agent_id: params.agent,
         status,
         limit,
-        offset: params.offset.unwrap_or(0),
+        offset: page_offset(params.offset)?,
     };
     Ok(Json(state.store.devices(&query).await?))
 }
@@ -178,7 +266,7 @@ fn device_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
 }
 
 /// A device with what the list leaves out: its open ports and uptime.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, ToSchema)]
 struct DeviceDetail {
     #[serde(flatten)]
     device: DeviceRow,
@@ -190,6 +278,12 @@ struct DeviceDetail {
     probe_rounds_30d: i64,
 }
 
+/// One device with its open ports and 7- and 30-day uptime.
+#[utoipa::path(get, path = "/api/devices/{id}", tag = "devices",
+    params(("id" = i64, Path, description = "The device's id")),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetail),
+        (status = 404, description = "No such device", body = ErrorBody)))]
 async fn device(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -214,6 +308,11 @@ async fn device(
 }
 
 /// The device's MAC/vendor change log (404 for an unknown device).
+#[utoipa::path(get, path = "/api/devices/{id}/changes", tag = "devices",
+    params(("id" = i64, Path, description = "The device's id")),
+    responses(
+        (status = 200, description = "Each change of MAC address, oldest first", body = Vec<IdentityChange>),
+        (status = 404, description = "No such device", body = ErrorBody)))]
 async fn changes(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -249,17 +348,50 @@ async fn uptime(
     Ok(total)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
+    /// Start of the window (default: 24 hours before `to`); must be before `to`.
     from: Option<DateTime<Utc>>,
+    /// End of the window, exclusive (default: now).
     to: Option<DateTime<Utc>>,
+    /// Most points, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// `raw` (default), `5m` or `1h`.
+    #[param(schema_with = resolutions)]
     resolution: Option<String>,
 }
 
+fn resolutions() -> utoipa::openapi::Object {
+    openapi::one_of(&["raw", "5m", "1h"])
+}
+
+/// Raw probe rounds, or 5-minute or 1-hour rollups, by `resolution`.
+struct HistoryPoints;
+
+impl PartialSchema for HistoryPoints {
+    fn schema() -> RefOr<Schema> {
+        openapi::list_of_either(&ProbeSample::name(), &RollupRow::name())
+    }
+}
+
+impl ToSchema for HistoryPoints {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((ProbeSample::name().into(), ProbeSample::schema()));
+        schemas.push((RollupRow::name().into(), RollupRow::schema()));
+        ProbeSample::schemas(schemas);
+        RollupRow::schemas(schemas);
+    }
+}
+
 /// Raw rounds, or 5-minute / 1-hour rollups (`resolution=5m|1h`), oldest first.
+#[utoipa::path(get, path = "/api/devices/{id}/history", tag = "devices",
+    params(("id" = i64, Path, description = "The device's id"), HistoryParams),
+    responses(
+        (status = 200, description = "Raw rounds (`ProbeSample`) or rollups (`RollupRow`), oldest first", body = HistoryPoints),
+        (status = 404, description = "No such device", body = ErrorBody)))]
 async fn history(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,

@@ -5,16 +5,18 @@
 use super::AppState;
 use crate::error::ApiError;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/statistics", get(statistics))
-        .route("/api/sites", get(sites))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(statistics))
+        .routes(routes!(sites))
 }
 
 /// Counts by name; every known name is present, with 0 when there are none.
@@ -25,7 +27,7 @@ fn zeroed(names: &[&str]) -> BTreeMap<String, i64> {
 const STATUSES: &[&str] = &["online", "degraded", "offline", "unknown"];
 const SEVERITIES: &[&str] = &["critical", "high", "medium", "low"];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Statistics {
     devices_total: i64,
     devices_by_status: BTreeMap<String, i64>,
@@ -37,6 +39,9 @@ struct Statistics {
     generated_at: DateTime<Utc>,
 }
 
+/// Devices by status, unresolved anomalies by severity, unacknowledged notifications.
+#[utoipa::path(get, path = "/api/statistics", tag = "devices",
+    responses((status = 200, description = "The counts", body = Statistics)))]
 async fn statistics(State(state): State<AppState>) -> Result<Json<Statistics>, ApiError> {
     let mut by_status = zeroed(STATUSES);
     let mut total = 0;
@@ -65,7 +70,7 @@ async fn statistics(State(state): State<AppState>) -> Result<Json<Statistics>, A
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Site {
     /// The agent's id.
     id: String,
@@ -76,6 +81,9 @@ struct Site {
     anomalies_by_severity: BTreeMap<String, i64>,
 }
 
+/// Each site (an agent) with its devices by status and its unresolved anomalies.
+#[utoipa::path(get, path = "/api/sites", tag = "devices",
+    responses((status = 200, description = "The sites", body = Vec<Site>)))]
 async fn sites(State(state): State<AppState>) -> Result<Json<Vec<Site>>, ApiError> {
     let mut sites: BTreeMap<String, Site> = state
         .store

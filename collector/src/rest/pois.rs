@@ -3,16 +3,22 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::poi::utilisation::{daily, DailyFigure, Sample};
+use crate::rest::openapi::{list_of_either, one_of};
 use crate::storage::poi::ScrapeRunRecord;
 use crate::storage::poi::{GraphRecord, MaxoutQuery, MaxoutRecord, PoiRecord, SampleRecord};
-use crate::storage::telemetry::CircuitMaxoutQuery;
+use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitMaxoutRecord};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The longest utilisation window one request may ask for.
 pub const MAX_UTILISATION_DAYS: i64 = 31;
@@ -20,21 +26,27 @@ pub const MAX_MAXOUTS: u32 = 10_000;
 /// Days of daily figures in a POI's detail.
 pub const DAILY_DAYS: i64 = 7;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/pois", get(pois))
-        .route("/api/pois/unparsed", get(unparsed))
-        .route("/api/pois/{code}", get(poi))
-        .route("/api/pois/{code}/utilisation", get(utilisation))
-        .route("/api/maxouts", get(maxouts_list))
-        .route("/api/maxouts/summary", get(maxout_summary))
-        .route("/api/cacti/runs", get(runs))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(pois))
+        .routes(routes!(unparsed))
+        .routes(routes!(poi))
+        .routes(routes!(utilisation))
+        .routes(routes!(maxouts_list))
+        .routes(routes!(maxout_summary))
+        .routes(routes!(runs))
 }
 
+/// Every POI, from the XLSX reference and the graphs scraped.
+#[utoipa::path(get, path = "/api/pois", tag = "pois",
+    responses((status = 200, description = "The POIs", body = Vec<PoiRecord>)))]
 async fn pois(State(state): State<AppState>) -> Result<Json<Vec<PoiRecord>>, ApiError> {
     Ok(Json(state.store.pois().await?))
 }
 
+/// Graphs whose titles no pattern could read.
+#[utoipa::path(get, path = "/api/pois/unparsed", tag = "pois",
+    responses((status = 200, description = "The graphs", body = Vec<GraphRecord>)))]
 async fn unparsed(State(state): State<AppState>) -> Result<Json<Vec<GraphRecord>>, ApiError> {
     Ok(Json(state.store.unparsed_graphs().await?))
 }
@@ -53,7 +65,7 @@ fn poi_code(code: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
     Ok(code.to_ascii_uppercase())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct GraphDetail {
     #[serde(flatten)]
     graph: GraphRecord,
@@ -62,7 +74,7 @@ struct GraphDetail {
     daily: Vec<DailyFigure>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct PoiDetail {
     #[serde(flatten)]
     poi: PoiRecord,
@@ -71,6 +83,12 @@ struct PoiDetail {
     recent_maxouts: Vec<MaxoutRecord>,
 }
 
+/// One POI with its graphs' daily figures and recent maxouts.
+#[utoipa::path(get, path = "/api/pois/{code}", tag = "pois",
+    params(("code" = String, Path, pattern = "^[1-7][A-Za-z]{3}$", description = "The POI code, e.g. 2ABT")),
+    responses(
+        (status = 200, description = "The POI", body = PoiDetail),
+        (status = 404, description = "No such POI", body = ErrorBody)))]
 async fn poi(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,
@@ -154,10 +172,13 @@ fn as_series(samples: &[SampleRecord]) -> Vec<Sample> {
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct WindowParams {
+    /// Start of the window (default: 24 hours before `to`); before `to`, at most 31 days.
     from: Option<DateTime<Utc>>,
+    /// End of the window, exclusive (default: now).
     to: Option<DateTime<Utc>>,
 }
 
@@ -178,7 +199,7 @@ fn window(
     Ok((from, to))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct GraphUtilisation {
     source: String,
     graph_id: i64,
@@ -188,6 +209,12 @@ struct GraphUtilisation {
     samples: Vec<SampleRecord>,
 }
 
+/// Each of the POI's graphs with its samples in the window.
+#[utoipa::path(get, path = "/api/pois/{code}/utilisation", tag = "pois",
+    params(("code" = String, Path, pattern = "^[1-7][A-Za-z]{3}$", description = "The POI code, e.g. 2ABT"), WindowParams),
+    responses(
+        (status = 200, description = "The graphs and samples", body = Vec<GraphUtilisation>),
+        (status = 404, description = "No such POI", body = ErrorBody)))]
 async fn utilisation(
     State(state): State<AppState>,
     code: Result<Path<String>, PathRejection>,
@@ -218,21 +245,56 @@ async fn utilisation(
     Ok(Json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MaxoutParams {
+    /// A POI code (POI maxouts only).
+    #[param(pattern = "^[1-7][A-Za-z]{3}$")]
     poi: Option<String>,
+    /// An account id (circuit maxouts).
     account: Option<String>,
+    /// A circuit id (circuit maxouts).
     circuit: Option<String>,
     /// `poi` (Cacti POI maxouts, the default) or `circuit` (customer circuits; implied by
     /// `account` or `circuit`).
+    #[param(schema_with = maxout_kinds)]
     kind: Option<String>,
+    /// Start of the window (default: 7 days before `to`); before `to`, at most 366 days.
     from: Option<DateTime<Utc>>,
+    /// End of the window, exclusive (default: now).
     to: Option<DateTime<Utc>>,
+    /// Most events, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
+fn maxout_kinds() -> utoipa::openapi::Object {
+    one_of(&["poi", "circuit"])
+}
+
+/// POI maxouts (`MaxoutRecord`) or circuit maxouts (`CircuitMaxoutRecord`), by `kind`.
+struct Maxouts;
+
+impl PartialSchema for Maxouts {
+    fn schema() -> RefOr<Schema> {
+        list_of_either(&MaxoutRecord::name(), &CircuitMaxoutRecord::name())
+    }
+}
+
+impl ToSchema for Maxouts {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((MaxoutRecord::name().into(), MaxoutRecord::schema()));
+        schemas.push((
+            CircuitMaxoutRecord::name().into(),
+            CircuitMaxoutRecord::schema(),
+        ));
+    }
+}
+
 /// POI maxouts (`?poi=`) or circuit maxouts (`?account=` / `?circuit=` / `?kind=circuit`).
+#[utoipa::path(get, path = "/api/maxouts", tag = "pois", params(MaxoutParams),
+    responses((status = 200, description = "Maxout events, oldest first", body = Maxouts)))]
 async fn maxouts_list(
     State(state): State<AppState>,
     params: Result<Query<MaxoutParams>, QueryRejection>,
@@ -292,16 +354,20 @@ async fn maxouts_list(
     Ok(Json(serde_json::to_value(events).unwrap_or_default()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SummaryParams {
+    /// Only this account.
     account: Option<String>,
+    /// Start of the window (default: 30 days before `to`); before `to`, at most 366 days.
     from: Option<DateTime<Utc>>,
+    /// End of the window, exclusive (default: now).
     to: Option<DateTime<Utc>>,
 }
 
 /// Per account, for CX and account management: events, hours at max, peak.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, ToSchema)]
 struct AccountSummary {
     account: Option<String>,
     events: u32,
@@ -311,6 +377,9 @@ struct AccountSummary {
     peak_pct: f64,
 }
 
+/// Circuit maxouts summed per account.
+#[utoipa::path(get, path = "/api/maxouts/summary", tag = "pois", params(SummaryParams),
+    responses((status = 200, description = "One row per account", body = Vec<AccountSummary>)))]
 async fn maxout_summary(
     State(state): State<AppState>,
     params: Result<Query<SummaryParams>, QueryRejection>,
@@ -360,12 +429,18 @@ async fn maxout_summary(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RunParams {
+    /// Most runs, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
+/// The Cacti scraper's runs, newest first.
+#[utoipa::path(get, path = "/api/cacti/runs", tag = "pois", params(RunParams),
+    responses((status = 200, description = "The runs", body = Vec<ScrapeRunRecord>)))]
 async fn runs(
     State(state): State<AppState>,
     params: Result<Query<RunParams>, QueryRejection>,

@@ -9,11 +9,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The most one request may move either way (1 GiB).
 pub const MAX_BYTES: u64 = 1 << 30;
@@ -21,20 +23,26 @@ const DEFAULT_BYTES: u64 = 10_000_000;
 const CHUNK: usize = 64 * 1024;
 static FILLER: [u8; CHUNK] = [0x4e; CHUNK];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/speedtest/download", get(download))
-        .route(
-            "/speedtest/upload",
-            post(upload).layer(DefaultBodyLimit::max(MAX_BYTES as usize)),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, upload) = routes!(upload);
+    OpenApiRouter::new().routes(routes!(download)).routes((
+        schemas,
+        paths,
+        upload.layer(DefaultBodyLimit::max(MAX_BYTES as usize)),
+    ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DownloadQuery {
+    /// Bytes to send, 0 to 1073741824 (default 10000000).
+    #[param(minimum = 0, maximum = 1073741824)]
     bytes: Option<u64>,
 }
 
+/// Streams `bytes` bytes, for an agent's download test.
+#[utoipa::path(get, path = "/speedtest/download", tag = "system", params(DownloadQuery),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>)))]
 async fn download(
     query: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -66,7 +74,20 @@ async fn download(
         .into_response())
 }
 
-async fn upload(body: Body) -> Result<Json<serde_json::Value>, ApiError> {
+#[derive(Serialize, ToSchema)]
+struct Uploaded {
+    bytes: u64,
+    duration_ms: f64,
+}
+
+/// Counts what it is sent (up to 1 GiB), for an agent's upload test.
+#[utoipa::path(post, path = "/speedtest/upload", tag = "system",
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+        description = "Any bytes; none is a valid (empty) upload"),
+    responses(
+        (status = 200, description = "What arrived, and how long it took", body = Uploaded),
+        (status = 413, description = "Over 1 GiB")))]
+async fn upload(body: Body) -> Result<Json<Uploaded>, ApiError> {
     let started = Instant::now();
     let mut stream = body.into_data_stream();
     let mut bytes: u64 = 0;
@@ -74,8 +95,8 @@ async fn upload(body: Body) -> Result<Json<serde_json::Value>, ApiError> {
         let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
         bytes += chunk.len() as u64;
     }
-    Ok(Json(serde_json::json!({
-        "bytes": bytes,
-        "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
-    })))
+    Ok(Json(Uploaded {
+        bytes,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
 }

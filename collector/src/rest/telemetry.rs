@@ -5,39 +5,130 @@
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::error::ErrorBody;
+use crate::rest::input::JsonBody;
 use crate::storage::customers::{Account, Employee, NotificationRecord};
 use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, UnknownCircuit};
 use crate::telemetry::sample::{self, FieldError};
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 /// Largest single-sample body.
 pub const MAX_SINGLE_BYTES: usize = 64 * 1024;
 /// Largest batch body.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/telemetry",
-            post(single).layer(DefaultBodyLimit::max(MAX_SINGLE_BYTES)),
-        )
-        .route(
-            "/api/v1/telemetry/batch",
-            post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
-        )
-        .route("/api/circuits", get(circuits))
-        .route("/api/circuits/unknown", get(unknown))
-        .route("/api/circuits/{id}", get(circuit).put(put_circuit))
-        .route("/api/circuits/{id}/telemetry", get(telemetry))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(limited(routes!(single), MAX_SINGLE_BYTES))
+        .routes(limited(routes!(batch), MAX_BATCH_BYTES))
+        .routes(routes!(circuits))
+        .routes(routes!(unknown))
+        .routes(routes!(circuit, put_circuit))
+        .routes(routes!(telemetry))
+}
+
+/// A route whose body may be at most `bytes`.
+fn limited(
+    (schemas, paths, router): UtoipaMethodRouter<AppState>,
+    bytes: usize,
+) -> UtoipaMethodRouter<AppState> {
+    (schemas, paths, router.layer(DefaultBodyLimit::max(bytes)))
+}
+
+/// One telemetry sample. Other fields are ignored, as the MaxOut-Capacity API does.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TelemetrySampleBody {
+    /// 1 to 64 letters, digits or `. _ : / -`.
+    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,64}$")]
+    circuit_id: String,
+    /// Mbps, 0 to 10000000.
+    #[schema(minimum = 0, maximum = 10000000)]
+    utilization_mbps: f64,
+    /// RFC 3339 (a time without a zone is UTC) or Unix seconds; at most 30 days old and 5
+    /// minutes ahead. Default: now.
+    #[schema(value_type = Option<String>)]
+    timestamp: Option<String>,
+}
+
+/// A JSON batch: 1 to 100000 samples.
+struct TelemetryBatch;
+
+impl utoipa::PartialSchema for TelemetryBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name(
+                TelemetrySampleBody::name(),
+            ))
+            .min_items(Some(1))
+            .max_items(Some(sample::MAX_BATCH))
+            .into()
+    }
+}
+
+impl ToSchema for TelemetryBatch {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            TelemetrySampleBody::name().into(),
+            <TelemetrySampleBody as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct Recorded {
+    /// `success`.
+    status: String,
+    message: String,
+    recorded_utilization: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BatchRecorded {
+    /// `success`.
+    status: String,
+    message: String,
+    recorded: usize,
+    /// Circuits not (yet) configured: stored and listed at `/api/circuits/unknown`.
+    unknown_circuits: Vec<String>,
+}
+
+/// A 422 in FastAPI's shape (`detail`) and ours (`error`), naming the field.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Unprocessable {
+    /// `error`.
+    status: String,
+    message: String,
+    detail: Vec<FieldDetail>,
+    error: crate::error::ErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct FieldDetail {
+    /// `body`, the item's index in a batch, then the field.
+    #[schema(value_type = Vec<serde_json::Value>)]
+    loc: Vec<Value>,
+    msg: String,
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 /// 422 with the field named, in FastAPI's shape (`detail[].loc/msg/type`, as clients of the
@@ -70,6 +161,13 @@ fn body_error(message: String) -> Response {
     })
 }
 
+/// Records one sample (MaxOut-Capacity's `POST /api/v1/telemetry`).
+#[utoipa::path(post, path = "/api/v1/telemetry", tag = "telemetry",
+    request_body = TelemetrySampleBody,
+    responses(
+        (status = 201, description = "Recorded", body = Recorded),
+        (status = 413, description = "The body is over 64 KiB"),
+        (status = 422, description = "A field is missing or invalid; `detail` names it", body = Unprocessable)))]
 async fn single(State(state): State<AppState>, body: Bytes) -> Response {
     let value: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
@@ -101,6 +199,15 @@ async fn single(State(state): State<AppState>, body: Bytes) -> Response {
     }
 }
 
+/// Records up to 100000 samples, all or nothing: a JSON array, or NDJSON (one object a line).
+#[utoipa::path(post, path = "/api/v1/telemetry/batch", tag = "telemetry",
+    request_body(content(
+        (TelemetryBatch = "application/json"),
+        (String = "application/x-ndjson"))),
+    responses(
+        (status = 201, description = "Recorded", body = BatchRecorded),
+        (status = 413, description = "The body is over 16 MiB"),
+        (status = 422, description = "An item is invalid; `detail` names its index and field", body = Unprocessable)))]
 async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
     let samples = match sample::batch_from_bytes(&body, Utc::now()) {
         Ok(samples) => samples,
@@ -122,13 +229,20 @@ async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PageParams {
+    /// Page size, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
+    #[param(maximum = 2147483647)]
     offset: Option<u32>,
 }
 
+/// Configured circuits, by id.
+#[utoipa::path(get, path = "/api/circuits", tag = "telemetry", params(PageParams),
+    responses((status = 200, description = "A page of circuits", body = Vec<CircuitRecord>)))]
 async fn circuits(
     State(state): State<AppState>,
     params: Result<Query<PageParams>, QueryRejection>,
@@ -138,11 +252,14 @@ async fn circuits(
     Ok(Json(
         state
             .store
-            .circuits(limit, params.offset.unwrap_or(0))
+            .circuits(limit, super::page_offset(params.offset)?)
             .await?,
     ))
 }
 
+/// Circuits that telemetry named but nobody configured.
+#[utoipa::path(get, path = "/api/circuits/unknown", tag = "telemetry",
+    responses((status = 200, description = "The circuits", body = Vec<UnknownCircuit>)))]
 async fn unknown(State(state): State<AppState>) -> Result<Json<Vec<UnknownCircuit>>, ApiError> {
     Ok(Json(state.store.unknown_circuits().await?))
 }
@@ -151,6 +268,12 @@ fn circuit_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
     entity_id("circuit_id", id)
 }
 
+/// One circuit.
+#[utoipa::path(get, path = "/api/circuits/{id}", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The circuit's id")),
+    responses(
+        (status = 200, description = "The circuit", body = CircuitRecord),
+        (status = 404, description = "No such circuit", body = ErrorBody)))]
 async fn circuit(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -165,11 +288,15 @@ async fn circuit(
 }
 
 /// The circuit's facts; the id comes from the path.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CircuitBody {
+    /// The account's id.
     account: Option<String>,
+    /// Above 0.
+    #[schema(exclusive_minimum = 0)]
     provisioned_mbps: f64,
+    /// At least `provisioned_mbps`.
     burst_mbps: Option<f64>,
     pop: Option<String>,
     provisioned_at: Option<DateTime<Utc>>,
@@ -177,13 +304,17 @@ struct CircuitBody {
     decommissioned_at: Option<DateTime<Utc>>,
 }
 
+/// Creates or replaces a circuit.
+#[utoipa::path(put, path = "/api/circuits/{id}", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The circuit's id")),
+    request_body = CircuitBody,
+    responses((status = 200, description = "The circuit as stored", body = CircuitRecord)))]
 async fn put_circuit(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Json<CircuitBody>, JsonRejection>,
+    JsonBody(body): JsonBody<CircuitBody>,
 ) -> Result<Json<CircuitRecord>, ApiError> {
     let id = circuit_id(id)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     if !(body.provisioned_mbps.is_finite() && body.provisioned_mbps > 0.0) {
         return Err(ApiError::invalid(
             "provisioned_mbps: must be a number above 0",
@@ -210,14 +341,23 @@ async fn put_circuit(
     Ok(Json(record))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct WindowParams {
+    /// Start of the window (default: 24 hours before `to`); must be before `to`.
     from: Option<DateTime<Utc>>,
+    /// End of the window, exclusive (default: now).
     to: Option<DateTime<Utc>>,
+    /// Most points, 1 to 100000 (default 10000).
+    #[param(minimum = 1, maximum = 100000)]
     limit: Option<u32>,
 }
 
+/// A circuit's samples in the window, oldest first.
+#[utoipa::path(get, path = "/api/circuits/{id}/telemetry", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The circuit's id"), WindowParams),
+    responses((status = 200, description = "The samples", body = Vec<TelemetryPoint>)))]
 async fn telemetry(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -230,12 +370,12 @@ async fn telemetry(
     Ok(Json(state.store.telemetry(&id, from, to, limit).await?))
 }
 
-pub fn customer_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/accounts", get(accounts))
-        .route("/api/accounts/{id}", get(account).put(put_account))
-        .route("/api/employees/{id}", get(employee).put(put_employee))
-        .route("/api/notifications", get(notifications))
+pub fn customer_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(accounts))
+        .routes(routes!(account, put_account))
+        .routes(routes!(employee, put_employee))
+        .routes(routes!(notifications))
 }
 
 /// A circuit, account or employee id from the path.
@@ -250,10 +390,19 @@ fn entity_id(what: &str, id: Result<Path<String>, PathRejection>) -> Result<Stri
     Ok(id)
 }
 
+/// Every customer account.
+#[utoipa::path(get, path = "/api/accounts", tag = "telemetry",
+    responses((status = 200, description = "The accounts", body = Vec<Account>)))]
 async fn accounts(State(state): State<AppState>) -> Result<Json<Vec<Account>>, ApiError> {
     Ok(Json(state.store.accounts().await?))
 }
 
+/// One account.
+#[utoipa::path(get, path = "/api/accounts/{id}", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The account's id")),
+    responses(
+        (status = 200, description = "The account", body = Account),
+        (status = 404, description = "No such account", body = ErrorBody)))]
 async fn account(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -267,13 +416,19 @@ async fn account(
         .ok_or_else(|| ApiError::not_found(format!("account {id} not found")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccountBody {
+    /// Not blank.
+    #[schema(pattern = "\\S")]
     name: String,
     contact_name: Option<String>,
+    /// The customer's address: alerts about the account go to it.
+    #[schema(format = Email)]
     contact_email: Option<String>,
+    /// An employee's id (PUT /api/employees/{id} first); copied on the account's alerts.
     account_manager: Option<String>,
+    /// An employee's id; copied on the account's alerts.
     cx_manager: Option<String>,
 }
 
@@ -286,13 +441,17 @@ fn check_email(field: &str, value: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Creates or replaces an account.
+#[utoipa::path(put, path = "/api/accounts/{id}", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The account's id")),
+    request_body = AccountBody,
+    responses((status = 200, description = "The account as stored", body = Account)))]
 async fn put_account(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Json<AccountBody>, JsonRejection>,
+    JsonBody(body): JsonBody<AccountBody>,
 ) -> Result<Json<Account>, ApiError> {
     let id = entity_id("account", id)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     if body.name.trim().is_empty() {
         return Err(ApiError::invalid("name: is required"));
     }
@@ -321,6 +480,12 @@ async fn put_account(
     Ok(Json(record))
 }
 
+/// One employee.
+#[utoipa::path(get, path = "/api/employees/{id}", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The employee's id")),
+    responses(
+        (status = 200, description = "The employee", body = Employee),
+        (status = 404, description = "No such employee", body = ErrorBody)))]
 async fn employee(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -334,21 +499,28 @@ async fn employee(
         .ok_or_else(|| ApiError::not_found(format!("employee {id} not found")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmployeeBody {
+    /// Not blank.
+    #[schema(pattern = "\\S")]
     name: String,
+    #[schema(format = Email)]
     email: String,
     phone: Option<String>,
 }
 
+/// Creates or replaces an employee (an account or CX manager).
+#[utoipa::path(put, path = "/api/employees/{id}", tag = "telemetry",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The employee's id")),
+    request_body = EmployeeBody,
+    responses((status = 200, description = "The employee as stored", body = Employee)))]
 async fn put_employee(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-    body: Result<Json<EmployeeBody>, JsonRejection>,
+    JsonBody(body): JsonBody<EmployeeBody>,
 ) -> Result<Json<Employee>, ApiError> {
     let id = entity_id("employee", id)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     if body.name.trim().is_empty() {
         return Err(ApiError::invalid("name: is required"));
     }
@@ -363,13 +535,19 @@ async fn put_employee(
     Ok(Json(record))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct NotificationParams {
+    /// The kind of event (default: `circuit_maxout`).
     event_kind: Option<String>,
+    /// Only this event's notifications.
     event_id: Option<i64>,
 }
 
+/// Customer notifications sent (or tried) for events.
+#[utoipa::path(get, path = "/api/notifications", tag = "telemetry", params(NotificationParams),
+    responses((status = 200, description = "The notifications", body = Vec<NotificationRecord>)))]
 async fn notifications(
     State(state): State<AppState>,
     params: Result<Query<NotificationParams>, QueryRejection>,

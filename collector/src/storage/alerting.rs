@@ -12,7 +12,19 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How bad an anomaly is, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -52,7 +64,7 @@ impl Severity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AnomalyState {
     Open,
@@ -101,7 +113,7 @@ pub fn dedup_key(kind: &str, subject: &str) -> String {
     format!("{kind}:{subject}")
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Anomaly {
     pub id: i64,
     pub kind: String,
@@ -124,7 +136,9 @@ pub struct Anomaly {
 }
 
 /// Why a notification is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertEvent {
     Open,
@@ -179,7 +193,7 @@ pub enum Opened {
     Existing(i64),
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertRow {
     pub id: i64,
     pub anomaly_id: i64,
@@ -250,7 +264,7 @@ pub struct AlertQuery {
 
 /// Mutes notifications of matching anomalies between `starts_at` and `ends_at`. Unset
 /// matchers match anything; `subject` may use `*` as a wildcard.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NewSilence {
     pub kind: Option<String>,
     pub subject: Option<String>,
@@ -262,7 +276,7 @@ pub struct NewSilence {
     pub comment: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Silence {
     pub id: i64,
     #[serde(flatten)]

@@ -66,7 +66,7 @@ pub struct KpiFileState {
 }
 
 /// A reported problem with a file or a row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KpiIssueRecord {
     pub interval_end: DateTime<Utc>,
     pub file: String,

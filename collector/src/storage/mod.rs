@@ -71,7 +71,7 @@ pub enum IngestOutcome {
     Duplicate,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AgentRow {
     pub id: String,
     pub first_seen: DateTime<Utc>,
@@ -85,7 +85,17 @@ pub struct AgentRow {
     pub dropped_total: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A device's status as the API spells it (the API document's name for the strings rows hold).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusName {
+    Online,
+    Degraded,
+    Offline,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DeviceRow {
     pub id: i64,
     pub agent_id: String,
@@ -94,6 +104,7 @@ pub struct DeviceRow {
     pub vendor: Option<String>,
     pub hostname: Option<String>,
     /// `online`, `degraded`, `offline`, or null when never probed.
+    #[schema(value_type = Option<StatusName>)]
     pub status: Option<&'static str>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -110,7 +121,7 @@ pub struct DeviceQuery {
     pub offset: u32,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct IdentityChange {
     /// When the new identity was first reported.
     pub at: DateTime<Utc>,
@@ -148,7 +159,7 @@ pub(crate) fn identity_changes(
     changes
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ProbeSample {
     pub ts: DateTime<Utc>,
     pub agent_record_id: i64,
@@ -163,6 +174,7 @@ pub struct ProbeSample {
     pub rtt_stddev_ms: Option<f32>,
     pub jitter_ms: Option<f32>,
     pub rtts_ms: Vec<f32>,
+    #[schema(value_type = StatusName)]
     pub status: &'static str,
 }
 
@@ -174,7 +186,7 @@ pub struct HistoryQuery {
 }
 
 /// Totals that prove ingest was exactly-once for one agent: every batch once, every record once.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct IngestAudit {
     pub batches: i64,
     pub min_sequence: i64,

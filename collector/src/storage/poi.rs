@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// A Cacti graph and what its title said.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GraphRecord {
     pub source: String,
     pub graph_id: i64,
@@ -32,7 +32,7 @@ pub struct GraphRecord {
 }
 
 /// The reference workbook's row for a POI, as last joined.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default, utoipa::ToSchema)]
 pub struct PoiRecord {
     pub code: String,
     pub name: Option<String>,
@@ -47,7 +47,7 @@ pub struct PoiRecord {
 }
 
 /// One utilisation sample of a graph; `None` values are gaps in Cacti's data.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SampleRecord {
     pub ts: DateTime<Utc>,
     pub in_bps: Option<f64>,
@@ -72,7 +72,7 @@ pub struct NewMaxout {
 }
 
 /// A stored maxout event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MaxoutRecord {
     pub id: i64,
     pub source: String,
@@ -110,7 +110,7 @@ pub struct MaxoutQuery {
 }
 
 /// One scrape of one Cacti source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ScrapeRunRecord {
     pub source: String,
     pub started: DateTime<Utc>,

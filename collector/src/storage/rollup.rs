@@ -18,7 +18,7 @@ pub struct RawRound {
 }
 
 /// One device's bucket.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RollupRow {
     #[serde(skip)]
     pub device_id: i64,

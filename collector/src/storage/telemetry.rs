@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// A customer circuit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CircuitRecord {
     pub circuit_id: String,
     pub account: Option<String>,
@@ -23,7 +23,7 @@ pub struct CircuitRecord {
 }
 
 /// A circuit id that sent samples but is not known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UnknownCircuit {
     pub circuit_id: String,
     pub samples: i64,
@@ -32,14 +32,14 @@ pub struct UnknownCircuit {
 }
 
 /// A stored sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TelemetryPoint {
     pub timestamp: DateTime<Utc>,
     pub utilization_mbps: f64,
 }
 
 /// A stored circuit maxout event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CircuitMaxoutRecord {
     pub id: i64,
     pub circuit_id: String,

@@ -213,6 +213,30 @@ async fn roles_are_enforced(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An admin token cannot revoke itself (a lock-out by mistake); it still works after.
+    let (root, _) = c
+        .store
+        .token_by_hash(&netwarden_collector::auth::hash_token(&admin))
+        .await
+        .unwrap()
+        .map(|t| (t.id, t.name))
+        .unwrap();
+    let (status, body) = call(
+        &c,
+        Some(&admin),
+        Method::DELETE,
+        &format!("/api/tokens/{root}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("making this request"));
+    let (status, _) = call(&c, Some(&admin), Method::GET, "/api/tokens", None).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 async fn closed_health_and_metrics_need_a_viewer(backend: Backend) {

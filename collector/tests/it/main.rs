@@ -19,6 +19,7 @@ mod email;
 mod ingest;
 mod kpi;
 mod live;
+mod openapi;
 mod poi;
 mod query;
 mod rollup;
