@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, clippy with warnings as errors, and all tests.
 # Needs PostgreSQL (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test) and
-# root or CAP_NET_RAW for the ICMP end-to-end tests.
+# root or CAP_NET_RAW for the ICMP end-to-end tests, and python3 with venv (schemathesis is
+# installed from PyPI into ~/.cache on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
@@ -16,3 +17,6 @@ echo "==> cargo build --bins (the end-to-end tests run the real binaries)"
 cargo build --workspace --bins --locked
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> schemathesis against the live collector's /api/openapi.json (SQLite, then PostgreSQL)"
+scripts/api-conformance.sh
+scripts/api-conformance.sh --postgres
