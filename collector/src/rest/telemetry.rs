@@ -25,6 +25,8 @@ use utoipa_axum::routes;
 
 /// Largest single-sample body.
 pub const MAX_SINGLE_BYTES: usize = 64 * 1024;
+/// The slowest circuit there is (1 kb/s): below it utilisation percentages lose meaning.
+pub const MIN_CIRCUIT_MBPS: f64 = 0.001;
 /// Largest batch body.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
@@ -293,10 +295,11 @@ async fn circuit(
 struct CircuitBody {
     /// The account's id.
     account: Option<String>,
-    /// Above 0.
-    #[schema(exclusive_minimum = 0)]
+    /// 0.001 (1 kb/s) to 10000000 (10 Tb/s).
+    #[schema(minimum = 0.001, maximum = 10000000)]
     provisioned_mbps: f64,
-    /// At least `provisioned_mbps`.
+    /// At least `provisioned_mbps`, at most 10000000.
+    #[schema(maximum = 10000000)]
     burst_mbps: Option<f64>,
     pop: Option<String>,
     provisioned_at: Option<DateTime<Utc>>,
@@ -315,16 +318,19 @@ async fn put_circuit(
     JsonBody(body): JsonBody<CircuitBody>,
 ) -> Result<Json<CircuitRecord>, ApiError> {
     let id = circuit_id(id)?;
-    if !(body.provisioned_mbps.is_finite() && body.provisioned_mbps > 0.0) {
-        return Err(ApiError::invalid(
-            "provisioned_mbps: must be a number above 0",
-        ));
+    // Bounded both ways: a rate of 5e-324 Mb/s makes every sample an infinite percentage.
+    if !(MIN_CIRCUIT_MBPS..=sample::MAX_UTILIZATION_MBPS).contains(&body.provisioned_mbps) {
+        return Err(ApiError::invalid(format!(
+            "provisioned_mbps: must be from {MIN_CIRCUIT_MBPS} to {}",
+            sample::MAX_UTILIZATION_MBPS
+        )));
     }
     if let Some(burst) = body.burst_mbps {
-        if !(burst.is_finite() && burst >= body.provisioned_mbps) {
-            return Err(ApiError::invalid(
-                "burst_mbps: must be at least provisioned_mbps",
-            ));
+        if !(burst >= body.provisioned_mbps && burst <= sample::MAX_UTILIZATION_MBPS) {
+            return Err(ApiError::invalid(format!(
+                "burst_mbps: must be from provisioned_mbps to {}",
+                sample::MAX_UTILIZATION_MBPS
+            )));
         }
     }
     let record = CircuitRecord {
