@@ -133,6 +133,7 @@ fn device(d: DeviceRow) -> v1::Device {
         last_probe_ms: d.last_probe_at.map(ms).unwrap_or_default(),
         last_loss_pct: d.last_loss_pct,
         last_rtt_ms: d.last_rtt_ms,
+        r#type: d.device_type.unwrap_or_default(),
     }
 }
 
@@ -221,6 +222,9 @@ impl v1::query_service_server::QueryService for Query {
         let query = DeviceQuery {
             agent_id: text("agent_id", r.agent_id)?,
             status,
+            device_type: empty(r.r#type)
+                .map(|t| crate::rest::device_type("type", &t, true))
+                .transpose()?,
             limit: limit(r.limit, 100, MAX_PAGE)?,
             offset: r.offset,
         };

@@ -16,9 +16,11 @@ pub mod tokens;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::metrics::Metrics;
+use crate::rest::input::JsonBody;
 use crate::storage::rollup::RollupRow;
 use crate::storage::{
-    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, ProbeSample, Store,
+    AgentRow, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit, ProbeSample,
+    Store, DEVICE_TYPES, UNASSIGNED,
 };
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(agent_audit))
         .routes(routes!(devices))
         .routes(routes!(device))
+        .routes(routes!(put_device_type))
         .routes(routes!(history))
         .routes(routes!(changes))
         .merge(alerts::routes())
@@ -219,6 +222,10 @@ struct DeviceParams {
     /// Only devices in this status.
     #[param(schema_with = device_statuses)]
     status: Option<String>,
+    /// Only devices of this type (`unassigned`: those not given one).
+    #[serde(rename = "type")]
+    #[param(rename = "type", schema_with = device_type_filters)]
+    device_type: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
@@ -229,6 +236,27 @@ struct DeviceParams {
 
 fn device_statuses() -> utoipa::openapi::Object {
     openapi::one_of(&["online", "degraded", "offline"])
+}
+
+fn device_type_filters() -> utoipa::openapi::Object {
+    let mut names = DEVICE_TYPES.to_vec();
+    names.push(UNASSIGNED);
+    openapi::one_of(&names)
+}
+
+/// `name` checked against the device types (and `unassigned` where `filter`).
+pub(crate) fn device_type(field: &str, name: &str, filter: bool) -> Result<String, ApiError> {
+    if DEVICE_TYPES.contains(&name) || filter && name == UNASSIGNED {
+        return Ok(name.to_string());
+    }
+    let mut allowed = DEVICE_TYPES.join(", ");
+    if filter {
+        allowed.push_str(", ");
+        allowed.push_str(UNASSIGNED);
+    }
+    Err(ApiError::invalid(format!(
+        "{field}: {name:?} is not one of {allowed}"
+    )))
 }
 
 /// Devices by id, with their newest probe figures.
@@ -254,6 +282,10 @@ async fn devices(
     let query = DeviceQuery {
         agent_id: params.agent,
         status,
+        device_type: params
+            .device_type
+            .map(|t| device_type("type", &t, true))
+            .transpose()?,
         limit,
         offset: page_offset(params.offset)?,
     };
@@ -305,6 +337,44 @@ async fn device(
         uptime_30d_pct: month.percent(),
         probe_rounds_30d: month.rounds,
     }))
+}
+
+/// A device's type; `null` clears it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeviceTypeBody {
+    #[serde(rename = "type")]
+    #[schema(schema_with = device_types_or_null)]
+    device_type: Option<String>,
+}
+
+fn device_types_or_null() -> utoipa::openapi::Object {
+    openapi::one_of_or_null(DEVICE_TYPES)
+}
+
+/// Says what a device is (`router`, `switch`, `server`, ...), for the `type` filter.
+#[utoipa::path(put, path = "/api/devices/{id}/type", tag = "devices",
+    params(("id" = i64, Path, description = "The device's id")),
+    request_body = DeviceTypeBody,
+    responses(
+        (status = 200, description = "The device as it now stands", body = DeviceRow),
+        (status = 404, description = "No such device", body = ErrorBody)))]
+async fn put_device_type(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    JsonBody(body): JsonBody<DeviceTypeBody>,
+) -> Result<Json<DeviceRow>, ApiError> {
+    let id = device_id(id)?;
+    let device_type = body
+        .device_type
+        .map(|t| device_type("type", &t, false))
+        .transpose()?;
+    state
+        .store
+        .set_device_type(id, device_type.as_deref())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))
 }
 
 /// The device's MAC/vendor change log (404 for an unknown device).

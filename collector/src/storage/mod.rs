@@ -111,12 +111,40 @@ pub struct DeviceRow {
     pub last_probe_at: Option<DateTime<Utc>>,
     pub last_loss_pct: Option<f32>,
     pub last_rtt_ms: Option<f32>,
+    /// What an operator says the device is (null: not assigned).
+    #[serde(rename = "type")]
+    #[schema(schema_with = device_type_or_null)]
+    pub device_type: Option<String>,
+}
+
+/// The types an operator may give a device.
+pub const DEVICE_TYPES: &[&str] = &[
+    "router",
+    "switch",
+    "firewall",
+    "access_point",
+    "server",
+    "workstation",
+    "printer",
+    "phone",
+    "camera",
+    "ups",
+    "other",
+];
+
+/// The `type` filter value for devices no one has given a type.
+pub const UNASSIGNED: &str = "unassigned";
+
+fn device_type_or_null() -> utoipa::openapi::Object {
+    crate::rest::openapi::one_of_or_null(DEVICE_TYPES)
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceQuery {
     pub agent_id: Option<String>,
     pub status: Option<DeviceStatus>,
+    /// One of [`DEVICE_TYPES`], or [`UNASSIGNED`].
+    pub device_type: Option<String>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -246,6 +274,12 @@ pub trait Store:
     async fn agents(&self) -> Result<Vec<AgentRow>>;
     async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRow>>;
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>>;
+    /// Sets (or with `None` clears) a device's type; `None` when there is no such device.
+    async fn set_device_type(
+        &self,
+        id: i64,
+        device_type: Option<&str>,
+    ) -> Result<Option<DeviceRow>>;
     async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>>;
     async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit>;
     /// MAC (and with it vendor) changes of a device, oldest first.

@@ -4,7 +4,7 @@
 use super::{
     device_id, direction_name, failed, identity_changes, loss, method_name, pack_rtts, ports_text,
     status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
-    IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError,
+    IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError, UNASSIGNED,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -80,11 +80,12 @@ fn device_row(row: &PgRow) -> sqlx::Result<DeviceRow> {
         last_probe_at: row.try_get("last_probe_at")?,
         last_loss_pct: row.try_get("last_loss_pct")?,
         last_rtt_ms: row.try_get("last_rtt_ms")?,
+        device_type: row.try_get("device_type")?,
     })
 }
 
 const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen,
-    last_seen, last_probe_at, last_loss_pct, last_rtt_ms";
+    last_seen, last_probe_at, last_loss_pct, last_rtt_ms, device_type";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -170,12 +171,14 @@ impl Store for PostgresStore {
         let rows = sqlx::query(&format!(
             "SELECT {DEVICE_COLUMNS} FROM devices
              WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::smallint IS NULL OR status = $2)
+               AND ($5::text IS NULL OR coalesce(device_type, '{UNASSIGNED}') = $5)
              ORDER BY id LIMIT $3 OFFSET $4"
         ))
         .bind(&query.agent_id)
         .bind(query.status.map(DeviceStatus::code))
         .bind(i64::from(query.limit))
         .bind(i64::from(query.offset))
+        .bind(&query.device_type)
         .fetch_all(&self.pool)
         .await
         .map_err(failed("listing devices"))?;
@@ -183,6 +186,25 @@ impl Store for PostgresStore {
             .map(device_row)
             .collect::<sqlx::Result<Vec<_>>>()
             .map_err(failed("listing devices"))
+    }
+
+    async fn set_device_type(
+        &self,
+        id: i64,
+        device_type: Option<&str>,
+    ) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(&format!(
+            "UPDATE devices SET device_type = $2 WHERE id = $1 RETURNING {DEVICE_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(device_type)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("setting a device's type"))?;
+        row.as_ref()
+            .map(device_row)
+            .transpose()
+            .map_err(failed("setting a device's type"))
     }
 
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {

@@ -8,6 +8,7 @@ use super::{
     device_id, direction_name, failed, identity_changes, loss, method_name, pack_rtts, ports_text,
     status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
     IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
+    UNASSIGNED,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,6 +68,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_probe_rollups",
         include_str!("../../migrations/sqlite/0010_probe_rollups.sql"),
+    ),
+    (
+        "0011_device_type",
+        include_str!("../../migrations/sqlite/0011_device_type.sql"),
     ),
 ];
 
@@ -537,7 +542,7 @@ fn ingest_one(
 }
 
 const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen_ms,
-    last_seen_ms, last_probe_ms, last_loss_pct, last_rtt_ms";
+    last_seen_ms, last_probe_ms, last_loss_pct, last_rtt_ms, device_type";
 
 fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {
@@ -553,6 +558,7 @@ fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         last_probe_at: row.get::<_, Option<i64>>(9)?.map(from_ms),
         last_loss_pct: row.get(10)?,
         last_rtt_ms: row.get(11)?,
+        device_type: row.get(12)?,
     })
 }
 
@@ -652,6 +658,7 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {DEVICE_COLUMNS} FROM devices
                  WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?5 IS NULL OR coalesce(device_type, '{UNASSIGNED}') = ?5)
                  ORDER BY id LIMIT ?3 OFFSET ?4"
             );
             let mut stmt = conn
@@ -663,13 +670,41 @@ impl Store for SqliteStore {
                         query.agent_id,
                         query.status.map(DeviceStatus::code),
                         query.limit,
-                        query.offset
+                        query.offset,
+                        query.device_type
                     ],
                     device_row,
                 )
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(failed("listing devices"))?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_device_type(
+        &self,
+        id: i64,
+        device_type: Option<&str>,
+    ) -> Result<Option<DeviceRow>> {
+        let device_type = device_type.map(str::to_string);
+        self.write(move |w| {
+            let changed = w
+                .conn
+                .execute(
+                    "UPDATE devices SET device_type = ?2 WHERE id = ?1",
+                    params![id, device_type],
+                )
+                .map_err(failed("setting a device's type"))?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            w.conn
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
+                ))
+                .and_then(|mut s| s.query_row([id], device_row).optional())
+                .map_err(failed("setting a device's type"))
         })
         .await
     }

@@ -69,6 +69,55 @@ async fn api_serves_what_was_ingested(backend: Backend) {
     assert_eq!(history[1]["loss_pct"], 25.0);
     assert_eq!(history[0]["rtts_ms"].as_array().unwrap().len(), 4);
 
+    // An admin says what a device is; the list filters by it (`unassigned`: no type yet).
+    let client = reqwest::Client::new();
+    let typed = client
+        .put(collector.api(&format!("/api/devices/{id}/type")))
+        .json(&serde_json::json!({"type": "router"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typed.status(), 200);
+    assert_eq!(typed.json::<Value>().await.unwrap()["type"], "router");
+    let (_, routers) = get(&collector, "/api/devices?type=router").await;
+    assert_eq!(routers.as_array().unwrap().len(), 1);
+    assert_eq!(routers[0]["id"], id);
+    let (_, rest) = get(&collector, "/api/devices?type=unassigned&status=offline").await;
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["type"], Value::Null);
+    let (status, error) = get(&collector, "/api/devices?type=toaster").await;
+    assert_eq!(status, 400);
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("type: \"toaster\" is not one of router"));
+    for (path, body, expected) in [
+        (
+            format!("/api/devices/{id}/type"),
+            r#"{"type":"toaster"}"#,
+            400,
+        ),
+        (
+            "/api/devices/999999/type".to_string(),
+            r#"{"type":"switch"}"#,
+            404,
+        ),
+        (
+            format!("/api/devices/{id}/type"),
+            r#"{"kind":"switch"}"#,
+            400,
+        ),
+    ] {
+        let response = client
+            .put(collector.api(&path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{path} {body}");
+    }
+
     let (status, audit) = get(&collector, "/api/agents/site-7/audit").await;
     assert_eq!((status, audit["batches"].as_i64()), (200, Some(2)));
 

@@ -125,6 +125,30 @@ async fn the_query_service_serves_operators(backend: Backend) {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
+    // The type filter, as REST has it: a type, `unassigned`, or an error naming the field.
+    c.store.set_device_type(id, Some("server")).await.unwrap();
+    let typed = |t: &str| {
+        with_token(
+            v1::ListDevicesRequest {
+                r#type: t.into(),
+                ..Default::default()
+            },
+            &viewer,
+        )
+    };
+    let servers = query
+        .list_devices(typed("server"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(servers.devices.len(), 1);
+    assert_eq!(servers.devices[0].r#type, "server");
+    let unassigned = query.list_devices(typed("unassigned")).await.unwrap();
+    assert!(unassigned.into_inner().devices.iter().all(|d| d.id != id));
+    let wrong = query.list_devices(typed("toaster")).await.unwrap_err();
+    assert_eq!(wrong.code(), Code::InvalidArgument);
+    assert!(wrong.message().starts_with("type: "), "{}", wrong.message());
+
     let history = query
         .device_history(with_token(
             v1::DeviceHistoryRequest {

@@ -321,6 +321,7 @@ async fn device_listing_filters_and_pages(store: Arc<dyn Store>) {
     let q = |agent_id: Option<&str>, status, limit, offset| DeviceQuery {
         agent_id: agent_id.map(String::from),
         status,
+        device_type: None,
         limit,
         offset,
     };
@@ -357,6 +358,36 @@ async fn device_listing_filters_and_pages(store: Arc<dyn Store>) {
     let page2 = store.devices(&q(None, None, 2, 2)).await.unwrap();
     assert_eq!(page1.len(), 2);
     assert!(page1.iter().all(|d| page2.iter().all(|e| e.id != d.id)));
+
+    // A type an operator gives survives the agent reporting the device again, and filters.
+    let router = page1[0].id;
+    let set = store.set_device_type(router, Some("router")).await.unwrap();
+    assert_eq!(set.unwrap().device_type.as_deref(), Some("router"));
+    assert!(store
+        .set_device_type(999_999, Some("router"))
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .ingest(
+            &agent("a1"),
+            batch(2, vec![probe_record(5, T0 + 60_000, "10.0.0.1", 4)]),
+            at(T0 + 60_000),
+        )
+        .await
+        .unwrap();
+    let typed = |t: &str| DeviceQuery {
+        device_type: Some(t.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let routers = store.devices(&typed("router")).await.unwrap();
+    assert_eq!(routers.iter().map(|d| d.id).collect::<Vec<_>>(), [router]);
+    assert_eq!(routers[0].device_type.as_deref(), Some("router"));
+    assert_eq!(store.devices(&typed("unassigned")).await.unwrap().len(), 4);
+    assert!(store.devices(&typed("switch")).await.unwrap().is_empty());
+    store.set_device_type(router, None).await.unwrap();
+    assert_eq!(store.devices(&typed("unassigned")).await.unwrap().len(), 5);
 }
 
 async fn a_group_stores_each_new_batch_once(store: Arc<dyn Store>) {

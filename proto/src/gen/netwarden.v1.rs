@@ -969,6 +969,9 @@ pub struct Device {
     pub last_loss_pct: ::core::option::Option<f32>,
     #[prost(float, optional, tag = "12")]
     pub last_rtt_ms: ::core::option::Option<f32>,
+    /// What an operator says it is (router, switch, server, ...); empty when not assigned.
+    #[prost(string, tag = "13")]
+    pub r#type: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -983,6 +986,9 @@ pub struct ListDevicesRequest {
     pub limit: u32,
     #[prost(uint32, tag = "4")]
     pub offset: u32,
+    /// A device type, or "unassigned"; empty for all.
+    #[prost(string, tag = "5")]
+    pub r#type: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -183,11 +183,11 @@ async function overview() {
         el("td", {}, Object.values(x.anomalies_by_severity).reduce((p, q) => p + q, 0)), el("td", {}, when(x.last_seen))))),
     el("h2", {}, "Devices"),
     el("table", { id: "devices" },
-      el("tr", {}, ["status", "agent", "address", "hostname", "vendor", "RTT ms", "loss %", "last probe"].map((h) => el("th", {}, h))),
+      el("tr", {}, ["status", "agent", "address", "hostname", "type", "vendor", "RTT ms", "loss %", "last probe"].map((h) => el("th", {}, h))),
       devices.map((d) => el("tr", { "data-device": d.id },
         el("td", {}, badge(d.status)), el("td", {}, d.agent_id),
         el("td", {}, el("a", { href: "#/device/" + d.id }, d.address)), el("td", {}, d.hostname || ""),
-        el("td", {}, d.vendor || ""), el("td", {}, fixed(d.last_rtt_ms, 1)), el("td", {}, fixed(d.last_loss_pct, 0)),
+        el("td", {}, d.type || ""), el("td", {}, d.vendor || ""), el("td", {}, fixed(d.last_rtt_ms, 1)), el("td", {}, fixed(d.last_loss_pct, 0)),
         el("td", {}, when(d.last_probe_at))))));
 }
 
@@ -233,7 +233,7 @@ async function deviceView(id) {
     tiles([["status", d.status || "unknown"], ["uptime 7 d", fixed(d.uptime_7d_pct, 2) + " %"], ["uptime 30 d", fixed(d.uptime_30d_pct, 2) + " %"],
            ["RTT ms", fixed(d.last_rtt_ms, 1)], ["loss %", fixed(d.last_loss_pct, 0)]]),
     el("table", {},
-      ["mac", "vendor", "hostname", "first_seen", "last_seen"].map((k) => el("tr", {}, el("th", {}, k), el("td", {}, d[k] || "—"))),
+      ["type", "mac", "vendor", "hostname", "first_seen", "last_seen"].map((k) => el("tr", {}, el("th", {}, k), el("td", {}, d[k] || "—"))),
       el("tr", {}, el("th", {}, "open ports"), el("td", {}, d.open_ports ? d.open_ports.join(", ") || "none" : "not scanned"))),
     el("h2", {}, "RTT (ms): mean, last 24 h"),
     chart([{ cls: "rtt", points: points.map(([t, h]) => [t, h.rtt_mean_ms]) }], { unit: "" }),
