@@ -481,17 +481,23 @@ async fn history(
     };
     let (from, to) = time_window(params.from, params.to, Duration::hours(24))?;
     let limit = page_limit(params.limit, 1000, MAX_HISTORY)?;
-    if state.store.device(id).await?.is_none() {
-        return Err(ApiError::not_found(format!("device {id} not found")));
-    }
-    Ok(match resolution {
-        None => Json(
-            state
+    // Points first: only an empty answer needs the second query that tells an unknown device
+    // (404) from a quiet one.
+    let (empty, response) = match resolution {
+        None => {
+            let points = state
                 .store
                 .device_history(id, &HistoryQuery { from, to, limit })
-                .await?,
-        )
-        .into_response(),
-        Some(secs) => Json(state.store.rollups(id, secs, from, to, limit).await?).into_response(),
-    })
+                .await?;
+            (points.is_empty(), Json(points).into_response())
+        }
+        Some(secs) => {
+            let points = state.store.rollups(id, secs, from, to, limit).await?;
+            (points.is_empty(), Json(points).into_response())
+        }
+    };
+    if empty && state.store.device(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id} not found")));
+    }
+    Ok(response)
 }

@@ -68,6 +68,27 @@ async fn api_serves_what_was_ingested(backend: Backend) {
     assert_eq!(history.len(), 2);
     assert_eq!(history[1]["loss_pct"], 25.0);
     assert_eq!(history[0]["rtts_ms"].as_array().unwrap().len(), 4);
+    // A known device with nothing in the window is an empty list; an unknown one is 404, at
+    // every resolution.
+    let quiet = "from=2001-01-01T00:00:00Z&to=2001-01-02T00:00:00Z";
+    for resolution in ["raw", "5m", "1h"] {
+        let (status, points) = get(
+            &collector,
+            &format!("/api/devices/{id}/history?{quiet}&resolution={resolution}"),
+        )
+        .await;
+        assert_eq!(
+            (status, points),
+            (200, serde_json::json!([])),
+            "{resolution}"
+        );
+        let (status, _) = get(
+            &collector,
+            &format!("/api/devices/999999/history?resolution={resolution}"),
+        )
+        .await;
+        assert_eq!(status, 404, "{resolution}");
+    }
 
     // An admin says what a device is; the list filters by it (`unassigned`: no type yet).
     let client = reqwest::Client::new();
