@@ -50,14 +50,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 database=sqlite://collector.db
 if $postgres; then
   psql "$server/postgres" -qc "CREATE DATABASE $pg_database"
   database=$server/$pg_database
 fi
-http_port=$(free_port)
-grpc_port=$(free_port)
+# Two distinct free ports, chosen while both are held.
+read -r http_port grpc_port < <(python3 -c '
+import socket
+held = [socket.socket() for _ in range(2)]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in held])')
 "$bin/netwarden-collector" pki init --dir "$work/pki" --host 127.0.0.1 >/dev/null
 "$bin/netwarden-collector" pki issue-agent --dir "$work/pki" --name conformance-agent >/dev/null
 cat > "$work/collector.toml" <<CONF
@@ -109,10 +112,17 @@ api -X PUT "$base/api/accounts/acme" -d '{"name":"Acme","contact_email":"noc@acm
 api -X PUT "$base/api/circuits/ACME-1" -d '{"account":"acme","provisioned_mbps":100}' >/dev/null
 api -X POST "$base/api/v1/telemetry/batch" \
   -d '[{"circuit_id":"ACME-1","utilization_mbps":40},{"circuit_id":"ACME-9","utilization_mbps":5}]' >/dev/null
+devices=0
 for _ in $(seq 1 150); do
-  [ "$(api "$base/api/devices" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge 2 ] && break
+  devices=$(api "$base/api/devices" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+  [ "$devices" -ge 2 ] && break
   sleep 0.2
 done
+if [ "$devices" -lt 2 ]; then
+  echo "api-conformance: the agent reported $devices devices in 30 s (ICMP needs root or CAP_NET_RAW); its log:" >&2
+  tail -n 30 "$work/agent.log" >&2
+  exit 1
+fi
 
 echo "==> schemathesis against $base/api/openapi.json (${database%%:*})"
 reports=${NETWARDEN_ARTIFACTS:-$work}/schemathesis

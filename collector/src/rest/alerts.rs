@@ -156,10 +156,10 @@ async fn anomaly(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
-    /// Who does it (default: the token's name), at most 2000 bytes.
+    /// Who does it (default: the token's name), at most 2000 characters.
     #[schema(max_length = 2000)]
     by: Option<String>,
-    /// At most 2000 bytes.
+    /// At most 2000 characters.
     #[schema(max_length = 2000)]
     note: Option<String>,
 }
@@ -182,9 +182,10 @@ fn action(body: &Bytes) -> Result<ActionBody, ApiError> {
             .unwrap_or_default()
     };
     for (field, value) in [("by", &body.by), ("note", &body.note)] {
-        if value.as_ref().is_some_and(|v| v.len() > MAX_NOTE) {
+        // Characters, as the document's `maxLength` counts them.
+        if value.as_ref().is_some_and(|v| v.chars().count() > MAX_NOTE) {
             return Err(ApiError::invalid(format!(
-                "{field}: at most {MAX_NOTE} bytes"
+                "{field}: at most {MAX_NOTE} characters"
             )));
         }
     }
@@ -357,10 +358,10 @@ struct SilenceBody {
     starts_at: Option<DateTime<Utc>>,
     /// Must be after `starts_at`.
     ends_at: DateTime<Utc>,
-    /// Who, 1 to 200 bytes.
+    /// Who, 1 to 200 characters.
     #[schema(min_length = 1, max_length = 200)]
     created_by: String,
-    /// Why, at most 2000 bytes.
+    /// Why, at most 2000 characters.
     #[schema(max_length = 2000)]
     comment: String,
 }
@@ -398,10 +399,13 @@ async fn create_silence(
     if b.created_by.trim().is_empty() {
         return Err(ApiError::invalid("created_by: must not be empty"));
     }
-    if b.comment.len() > MAX_NOTE || b.created_by.len() > 200 {
+    if b.comment.chars().count() > MAX_NOTE {
         return Err(ApiError::invalid(format!(
-            "comment: at most {MAX_NOTE} bytes"
+            "comment: at most {MAX_NOTE} characters"
         )));
+    }
+    if b.created_by.chars().count() > 200 {
+        return Err(ApiError::invalid("created_by: at most 200 characters"));
     }
     let spec = NewSilence {
         kind: b.kind,

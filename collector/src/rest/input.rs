@@ -49,10 +49,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "{field}: must not contain NUL characters"
             )));
         }
-        serde_json::from_value(value)
+        serde_path_to_error::deserialize(value)
             .map(JsonBody)
-            .map_err(|e| ApiError::invalid(format!("body: {e}")))
+            .map_err(|e| ApiError::invalid(describe(&e)))
     }
+}
+
+/// `field: what is wrong`, or `body: ...` when the body as a whole is wrong.
+fn describe(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let field = if path == "." { "body" } else { path.as_str() };
+    format!("{field}: {}", error.inner())
 }
 
 /// The path (`comment`, `items[2].name`) of the first string, or key, holding a NUL.
@@ -102,6 +109,25 @@ mod tests {
             Some("items[1].id".into())
         );
         assert_eq!(field_with_nul(&json!("\u{0}"), ""), Some("body".into()));
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Circuit {
+            provisioned_mbps: f64,
+        }
+        let error =
+            serde_path_to_error::deserialize::<_, Circuit>(json!({"provisioned_mbps": "x"}))
+                .unwrap_err();
+        assert!(
+            describe(&error).starts_with("provisioned_mbps: invalid type"),
+            "{}",
+            describe(&error)
+        );
+        let error = serde_path_to_error::deserialize::<_, Circuit>(json!({})).unwrap_err();
+        assert_eq!(describe(&error), "body: missing field `provisioned_mbps`");
     }
 
     #[test]

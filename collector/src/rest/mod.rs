@@ -339,13 +339,19 @@ async fn device(
     }))
 }
 
-/// A device's type; `null` clears it.
+/// A device's type; `null` clears it (and must be said: a body without `type` is refused).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeviceTypeBody {
-    #[serde(rename = "type")]
-    #[schema(schema_with = device_types_or_null)]
+    #[serde(rename = "type", deserialize_with = "required_nullable")]
+    #[schema(schema_with = device_types_or_null, required = true)]
     device_type: Option<String>,
+}
+
+/// An `Option` field that must be present (as `null` or a value): serde treats a missing
+/// `Option` as `None` unless a field has its own deserializer.
+fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
 }
 
 fn device_types_or_null() -> utoipa::openapi::Object {

@@ -32,6 +32,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ))
 }
 
+/// Raw bytes (the document's `string`/`binary`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct RawBytes(Vec<u8>);
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DownloadQuery {
@@ -42,7 +48,7 @@ struct DownloadQuery {
 
 /// Streams `bytes` bytes, for an agent's download test.
 #[utoipa::path(get, path = "/speedtest/download", tag = "system", params(DownloadQuery),
-    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>)))]
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = RawBytes)))]
 async fn download(
     query: Result<Query<DownloadQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -82,7 +88,7 @@ struct Uploaded {
 
 /// Counts what it is sent (up to 1 GiB), for an agent's upload test.
 #[utoipa::path(post, path = "/speedtest/upload", tag = "system",
-    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream",
+    request_body(content = Option<RawBytes>, content_type = "application/octet-stream",
         description = "Any bytes; none is a valid (empty) upload"),
     responses(
         (status = 200, description = "What arrived, and how long it took", body = Uploaded),

@@ -25,8 +25,6 @@ use utoipa_axum::routes;
 
 /// Largest single-sample body.
 pub const MAX_SINGLE_BYTES: usize = 64 * 1024;
-/// The slowest circuit there is (1 kb/s): below it utilisation percentages lose meaning.
-pub const MIN_CIRCUIT_MBPS: f64 = 0.001;
 /// Largest batch body.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
@@ -52,15 +50,16 @@ fn limited(
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct TelemetrySampleBody {
-    /// 1 to 64 letters, digits or `. _ : / -`.
-    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,64}$")]
+    /// 1 to 64 letters, digits or `. _ : / -` (spaces, tabs and line ends around it are
+    /// dropped).
+    #[schema(pattern = "^[ \t\n\r]*[A-Za-z0-9._:/-]{1,64}[ \t\n\r]*$")]
     circuit_id: String,
     /// Mbps, 0 to 10000000.
     #[schema(minimum = 0, maximum = 10000000)]
     utilization_mbps: f64,
     /// RFC 3339 (a time without a zone is UTC) or Unix seconds; at most 30 days old and 5
     /// minutes ahead. Default: now.
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = time_or_seconds)]
     timestamp: Option<String>,
 }
 
@@ -91,6 +90,18 @@ impl ToSchema for TelemetryBatch {
             <TelemetrySampleBody as utoipa::PartialSchema>::schema(),
         ));
     }
+}
+
+/// A sample's time: text (RFC 3339) or a number (Unix seconds), or null for now.
+fn time_or_seconds() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Null,
+        ]))
+        .build()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -318,21 +329,8 @@ async fn put_circuit(
     JsonBody(body): JsonBody<CircuitBody>,
 ) -> Result<Json<CircuitRecord>, ApiError> {
     let id = circuit_id(id)?;
-    // Bounded both ways: a rate of 5e-324 Mb/s makes every sample an infinite percentage.
-    if !(MIN_CIRCUIT_MBPS..=sample::MAX_UTILIZATION_MBPS).contains(&body.provisioned_mbps) {
-        return Err(ApiError::invalid(format!(
-            "provisioned_mbps: must be from {MIN_CIRCUIT_MBPS} to {}",
-            sample::MAX_UTILIZATION_MBPS
-        )));
-    }
-    if let Some(burst) = body.burst_mbps {
-        if !(burst >= body.provisioned_mbps && burst <= sample::MAX_UTILIZATION_MBPS) {
-            return Err(ApiError::invalid(format!(
-                "burst_mbps: must be from provisioned_mbps to {}",
-                sample::MAX_UTILIZATION_MBPS
-            )));
-        }
-    }
+    sample::check_rates(body.provisioned_mbps, body.burst_mbps)
+        .map_err(|(field, message)| ApiError::invalid(format!("{field}: {message}")))?;
     let record = CircuitRecord {
         circuit_id: id,
         account: body.account,

@@ -269,11 +269,13 @@ fn circuits_from_rows(rows: &[Vec<Cell>]) -> Result<Vec<CircuitRecord>, Vec<Impo
             }
         };
         let provisioned = match number(cell("provisioned_mbps")) {
-            Ok(Some(v)) if v.is_finite() && v > 0.0 => Some(v),
-            Ok(Some(v)) => {
-                fail("provisioned_mbps", format!("{v} must be above 0"));
-                None
-            }
+            Ok(Some(v)) => match super::sample::check_rates(v, None) {
+                Ok(()) => Some(v),
+                Err((field, message)) => {
+                    fail(field, message);
+                    None
+                }
+            },
             Ok(None) => {
                 fail("provisioned_mbps", "is required".into());
                 None
@@ -284,14 +286,15 @@ fn circuits_from_rows(rows: &[Vec<Cell>]) -> Result<Vec<CircuitRecord>, Vec<Impo
             }
         };
         let burst = match number(cell("burst_mbps")) {
-            Ok(Some(b)) if provisioned.is_some_and(|p| b.is_finite() && b >= p) => Some(b),
-            Ok(Some(b)) => {
-                fail(
-                    "burst_mbps",
-                    format!("{b} must be at least provisioned_mbps"),
-                );
-                None
-            }
+            Ok(Some(b)) => match provisioned.map(|p| super::sample::check_rates(p, Some(b))) {
+                Some(Ok(())) => Some(b),
+                Some(Err((field, message))) => {
+                    fail(field, message);
+                    None
+                }
+                // The provisioned rate is already at fault.
+                None => None,
+            },
             Ok(None) => None,
             Err(e) => {
                 fail("burst_mbps", e);

@@ -13,6 +13,27 @@ pub const MAX_AGE_DAYS: i64 = 30;
 /// How far ahead a timestamp may be (clock skew).
 pub const MAX_SKEW_SECS: i64 = 300;
 
+/// The slowest circuit there is (1 kb/s): below it utilisation percentages lose meaning (a
+/// rate of 5e-324 Mb/s made every sample an infinite percentage).
+pub const MIN_CIRCUIT_MBPS: f64 = 0.001;
+
+/// Checks a circuit's provisioned rate and optional burst rate, naming the field at fault.
+pub fn check_rates(provisioned: f64, burst: Option<f64>) -> Result<(), (&'static str, String)> {
+    if !(MIN_CIRCUIT_MBPS..=MAX_UTILIZATION_MBPS).contains(&provisioned) {
+        return Err((
+            "provisioned_mbps",
+            format!("{provisioned} must be from {MIN_CIRCUIT_MBPS} to {MAX_UTILIZATION_MBPS}"),
+        ));
+    }
+    match burst {
+        Some(b) if !(b >= provisioned && b <= MAX_UTILIZATION_MBPS) => Err((
+            "burst_mbps",
+            format!("{b} must be from provisioned_mbps to {MAX_UTILIZATION_MBPS}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What circuit, account and employee ids may be, said in errors.
 pub const ID_RULE: &str = "must be 1 to 64 letters, digits or . _ : / -";
 
@@ -104,7 +125,8 @@ pub fn check(
     at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<TelemetrySample, FieldError> {
-    let circuit_id = circuit_id.trim();
+    // ASCII whitespace only, as the API document's pattern says.
+    let circuit_id = circuit_id.trim_matches([' ', '\t', '\n', '\r']);
     if !valid_id(circuit_id) {
         return Err(error("circuit_id", ID_RULE));
     }

@@ -128,6 +128,8 @@ async fn api_serves_what_was_ingested(backend: Backend) {
             r#"{"kind":"switch"}"#,
             400,
         ),
+        // Clearing a type must be said (`null`), not implied by a missing field.
+        (format!("/api/devices/{id}/type"), r#"{}"#, 400),
     ] {
         let response = client
             .put(collector.api(&path))

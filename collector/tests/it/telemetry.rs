@@ -178,6 +178,28 @@ async fn scenario(backend: Backend) {
     .await;
     assert_eq!(status, 400);
     assert!(body.to_string().contains("burst_mbps"));
+    for (circuit, field) in [
+        (json!({"provisioned_mbps": 5e-324}), "provisioned_mbps: "),
+        (
+            json!({"provisioned_mbps": "fast"}),
+            "provisioned_mbps: invalid type",
+        ),
+        (
+            json!({"provisioned_mbps": 10, "burst_mbps": 2e7}),
+            "burst_mbps: ",
+        ),
+    ] {
+        let (status, body) = send(
+            &http,
+            reqwest::Method::PUT,
+            c.api("/api/circuits/CIR-2"),
+            circuit.to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "{circuit}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{message}");
+    }
     let (status, _) = send(&http, reqwest::Method::GET, c.api("/api/circuits/NOPE"), "").await;
     assert_eq!(status, 404);
     let (status, listed) = send(&http, reqwest::Method::GET, c.api("/api/circuits"), "").await;
@@ -327,7 +349,8 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
     let bad = dir.path().join("bad.csv");
     std::fs::write(
         &bad,
-        "circuit_id,provisioned_mbps,burst_mbps\nCIR-1,1000,1200\nCIR-2,-5,\nCIR-3,100,50\n",
+        "circuit_id,provisioned_mbps,burst_mbps\nCIR-1,1000,1200\nCIR-2,-5,\nCIR-3,100,50\n\
+         CIR-4,5e-324,\nCIR-5,100,2e7\n",
     )
     .unwrap();
     let (code, _, stderr) = import(&bad);
@@ -337,6 +360,12 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         "{stderr}"
     );
     assert!(stderr.contains("row 4, column burst_mbps"), "{stderr}");
+    // The same bounds as the REST API: no rate so small every percentage is infinite.
+    assert!(
+        stderr.contains("row 5, column provisioned_mbps"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("row 6, column burst_mbps"), "{stderr}");
     assert!(stderr.contains("nothing was imported"), "{stderr}");
     assert!(store().await.circuits(100, 0).await.unwrap().is_empty());
 
