@@ -138,6 +138,26 @@ pub fn accept_loop(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> mpsc::Receiver<io::Result<AgentStream>> {
+    accept_with(listener, "gRPC", cancel, move |tcp, remote| {
+        let (acceptor, metrics) = (acceptor.clone(), metrics.clone());
+        async move { handshake(tcp, remote, acceptor, handshake_timeout, &metrics).await }
+    })
+}
+
+/// Accepts TCP connections until `cancel`, runs `handshake` on each in its own task, and sends
+/// the streams it yields (`None`: refused, already logged) to the receiver. Shared by the
+/// agents' port and the operators' query port.
+pub fn accept_with<S, H, F>(
+    listener: TcpListener,
+    what: &'static str,
+    cancel: CancellationToken,
+    handshake: H,
+) -> mpsc::Receiver<io::Result<S>>
+where
+    S: Send + 'static,
+    H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
+    F: std::future::Future<Output = Option<S>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -147,19 +167,16 @@ pub fn accept_loop(
                     Ok(pair) => pair,
                     Err(err) => {
                         // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %err, "gRPC accept failed");
+                        tracing::warn!(error = %err, "{what} accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            let metrics = metrics.clone();
+            let _ = tcp.set_nodelay(true);
+            let (stream, tx) = (handshake(tcp, remote), tx.clone());
             tokio::spawn(async move {
-                if let Some(stream) =
-                    handshake(tcp, remote, acceptor, handshake_timeout, &metrics).await
-                {
+                if let Some(stream) = stream.await {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -182,7 +199,6 @@ async fn handshake(
             .inc();
         tracing::warn!(peer = %remote, reason, "refused gRPC connection: {why}");
     };
-    let _ = tcp.set_nodelay(true);
     // A TLS client speaks first with a handshake record (0x16); anything else is plaintext.
     let mut first = [0u8; 1];
     match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {

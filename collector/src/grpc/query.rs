@@ -403,34 +403,20 @@ pub fn accept_loop(
     handshake_timeout: std::time::Duration,
     cancel: CancellationToken,
 ) -> mpsc::Receiver<io::Result<OperatorStream>> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, remote) = tokio::select! {
-                _ = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "gRPC query accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(TlsConnection::new(tls, remote))).await;
-                    }
-                    Ok(Err(err)) => {
-                        tracing::warn!(peer = %remote, error = %err, "refused gRPC query connection")
-                    }
-                    Err(_) => tracing::warn!(peer = %remote, "gRPC query TLS handshake timed out"),
+    crate::grpc::incoming::accept_with(listener, "gRPC query", cancel, move |tcp, remote| {
+        let acceptor = acceptor.clone();
+        async move {
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Some(TlsConnection::new(tls, remote)),
+                Ok(Err(err)) => {
+                    tracing::warn!(peer = %remote, error = %err, "refused gRPC query connection");
+                    None
                 }
-            });
+                Err(_) => {
+                    tracing::warn!(peer = %remote, "gRPC query TLS handshake timed out");
+                    None
+                }
+            }
         }
-    });
-    rx
+    })
 }
