@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 mod alerting;
 mod customers;
+mod intake;
 mod kpi;
 mod overview;
 mod poi;
@@ -73,6 +74,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_device_type",
         include_str!("../../migrations/sqlite/0011_device_type.sql"),
     ),
+    (
+        "0012_telemetry_intake",
+        include_str!("../../migrations/sqlite/0012_telemetry_intake.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never
@@ -86,11 +91,39 @@ struct Writer {
     /// Circuit ids known to exist (circuits are only added through this writer, and never
     /// deleted), so storing telemetry does not look each one up.
     known_circuits: std::collections::HashSet<String>,
+    /// How this connection syncs commits (the fold relaxes it for its own).
+    sync: SqliteSync,
+    /// Rows in `telemetry_intake`, counted on first use and kept up to date after.
+    intake_rows: Option<i64>,
+}
+
+impl Writer {
+    /// Runs `work` with `synchronous = NORMAL`, for commits that need no fsync of their own
+    /// (the fold's). The next fsync of the WAL covers them too: it is one file, written in
+    /// order.
+    fn without_fsync<T, E: From<rusqlite::Error>>(
+        &mut self,
+        work: impl FnOnce(&mut Writer) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let relax = self.sync == SqliteSync::Full;
+        if relax {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let result = work(self);
+        if relax {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        result
+    }
 }
 
 pub struct SqliteStore {
     /// The checkpoint thread runs while this is alive.
     _alive: Arc<()>,
+    /// Starts the intake fold once the schema has its table (after `migrate`).
+    folding: Arc<std::sync::Once>,
+    /// Held by a fold cycle, the fold thread's or [`SqliteStore::fold_telemetry_intake`]'s.
+    fold_cycle: Arc<Mutex<()>>,
     path: PathBuf,
     writer: Arc<Mutex<Writer>>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -181,17 +214,45 @@ impl SqliteStore {
             message: format!("{}: {err}", path.display()),
         })?;
         start_checkpointer(path.to_path_buf(), Arc::downgrade(&writer_flag));
+        let writer = Arc::new(Mutex::new(Writer {
+            conn: writer,
+            device_ids: HashMap::new(),
+            known_circuits: std::collections::HashSet::new(),
+            sync,
+            intake_rows: None,
+        }));
         Ok(SqliteStore {
             _alive: writer_flag,
+            folding: Arc::new(std::sync::Once::new()),
+            fold_cycle: Arc::new(Mutex::new(())),
             path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(Writer {
-                conn: writer,
-                device_ids: HashMap::new(),
-                known_circuits: std::collections::HashSet::new(),
-            })),
+            writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             max_readers: max_connections.clamp(1, 16) as usize,
         })
+    }
+
+    /// Folds the telemetry intake into the indexed table now, as the fold thread does every
+    /// second; returns how many samples moved.
+    pub async fn fold_telemetry_intake(&self) -> Result<usize> {
+        let writer = self.writer.clone();
+        let path = self.path.clone();
+        let one_at_a_time = self.fold_cycle.clone();
+        tokio::task::spawn_blocking(move || {
+            let action = "folding the telemetry intake";
+            let reader = open_connection(&path, SqliteSync::Normal).map_err(failed(action))?;
+            let mut moved = 0;
+            loop {
+                let n =
+                    intake::fold_cycle(&reader, &writer, &one_at_a_time).map_err(failed(action))?;
+                moved += n;
+                if n == 0 {
+                    return Ok(moved);
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
     async fn write<T, F>(&self, work: F) -> Result<T>
@@ -569,42 +630,49 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<Vec<String>> {
-        self.write(|writer| {
-            let conn = &mut writer.conn;
-            conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
+        let applied = self
+            .write(|writer| {
+                let conn = &mut writer.conn;
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (
                      version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)",
-            )
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
-            let mut applied = Vec::new();
-            for (version, sql) in MIGRATIONS {
-                let tx = conn
-                    .transaction()
-                    .map_err(|e| StoreError::Migration(e.to_string()))?;
-                let done: Option<String> = tx
-                    .query_row(
-                        "SELECT version FROM schema_migrations WHERE version = ?1",
-                        [version],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(|e| StoreError::Migration(e.to_string()))?;
-                if done.is_none() {
-                    tx.execute_batch(sql)
-                        .map_err(|e| StoreError::Migration(format!("{version}: {e}")))?;
-                    tx.execute(
-                        "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                        params![version, ms(Utc::now())],
-                    )
-                    .map_err(|e| StoreError::Migration(e.to_string()))?;
-                    applied.push((*version).to_string());
+                )
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+                let mut applied = Vec::new();
+                for (version, sql) in MIGRATIONS {
+                    let tx = conn
+                        .transaction()
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    let done: Option<String> = tx
+                        .query_row(
+                            "SELECT version FROM schema_migrations WHERE version = ?1",
+                            [version],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    if done.is_none() {
+                        tx.execute_batch(sql)
+                            .map_err(|e| StoreError::Migration(format!("{version}: {e}")))?;
+                        tx.execute(
+                            "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+                            params![version, ms(Utc::now())],
+                        )
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
+                        applied.push((*version).to_string());
+                    }
+                    tx.commit()
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
                 }
-                tx.commit()
-                    .map_err(|e| StoreError::Migration(e.to_string()))?;
-            }
-            Ok(applied)
-        })
-        .await
+                Ok(applied)
+            })
+            .await?;
+        let writer = Arc::downgrade(&self.writer);
+        let path = self.path.clone();
+        let one_at_a_time = self.fold_cycle.clone();
+        self.folding
+            .call_once(|| intake::start_folder(path, writer, one_at_a_time));
+        Ok(applied)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -511,3 +511,230 @@ async fn retention_deletes_old_samples_only() {
         );
     }
 }
+
+/// SQLite keeps new samples in an unindexed intake and folds them into the indexed table:
+/// reads see every sample once, in time order, before, during and after a fold, and the
+/// store's own fold thread empties the intake.
+#[tokio::test]
+async fn sqlite_intake_folds_without_loss_or_duplicates() {
+    use netwarden_collector::storage::{SqliteStore, SqliteSync, Store, TelemetryStore};
+    use netwarden_collector::telemetry::TelemetrySample;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fold.db");
+    let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = chrono::Utc::now();
+    let sample = |circuit: &str, minutes_ago: i64| TelemetrySample {
+        circuit_id: circuit.into(),
+        utilization_mbps: minutes_ago as f64,
+        at: now - chrono::Duration::minutes(minutes_ago),
+    };
+    let count = |table: &str| -> i64 {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let read = |limit: u32| {
+        store.telemetry(
+            "F-1",
+            now - chrono::Duration::hours(2),
+            now + chrono::Duration::seconds(1),
+            limit,
+        )
+    };
+    let minutes = |points: &[netwarden_collector::storage::telemetry::TelemetryPoint]| {
+        points
+            .iter()
+            .map(|p| (now - p.timestamp).num_minutes())
+            .collect::<Vec<_>>()
+    };
+
+    // Out of order, two circuits, three commits.
+    for group in [vec![30, 10], vec![50], vec![20, 40]] {
+        let mut samples: Vec<_> = group.iter().map(|m| sample("F-1", *m)).collect();
+        samples.push(sample("F-2", group[0]));
+        store.save_telemetry(&samples, now).await.unwrap();
+    }
+    // (The store's own fold may run at any point here: what reads see must not change.)
+    assert_eq!(count("telemetry_intake") + count("telemetry"), 8);
+    assert_eq!(minutes(&read(100).await.unwrap()), vec![50, 40, 30, 20, 10]);
+
+    assert!(store.fold_telemetry_intake().await.unwrap() <= 8);
+    assert_eq!(store.fold_telemetry_intake().await.unwrap(), 0);
+    assert_eq!((count("telemetry_intake"), count("telemetry")), (0, 8));
+    assert_eq!(minutes(&read(100).await.unwrap()), vec![50, 40, 30, 20, 10]);
+
+    // Half folded, half not: one ordered answer, and the limit counts both.
+    store
+        .save_telemetry(&[sample("F-1", 45), sample("F-1", 5)], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        minutes(&read(100).await.unwrap()),
+        vec![50, 45, 40, 30, 20, 10, 5]
+    );
+    assert_eq!(minutes(&read(3).await.unwrap()), vec![50, 45, 40]);
+
+    // The store folds by itself, about once a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while count("telemetry_intake") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fold thread never emptied the intake"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(count("telemetry"), 10);
+    assert_eq!(read(100).await.unwrap().len(), 7);
+}
+
+/// A fold cut off between two chunks (the process stopped) resumes where its last chunk
+/// committed; meanwhile reads see each sample once, moved or not.
+#[tokio::test]
+async fn sqlite_fold_resumes_after_a_partial_cycle() {
+    use netwarden_collector::storage::{SqliteStore, SqliteSync, Store, TelemetryStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resume.db");
+    let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = chrono::Utc::now();
+    // What a fold leaves after its first chunk (circuit A) committed: nine intake rows, A's
+    // copied, the cycle covering all nine, the circuits before "B" done. Written in one
+    // transaction, so the store's own fold sees all of it or none.
+    let mut raw = rusqlite::Connection::open(&path).unwrap();
+    let tx = raw.transaction().unwrap();
+    for circuit in ["A", "B", "C"] {
+        for m in 1..=3i64 {
+            tx.execute(
+                "INSERT INTO telemetry_intake (circuit_id, ts_ms, utilization_mbps, received_ms)
+                 VALUES (?1, ?2, ?3, ?2)",
+                rusqlite::params![
+                    circuit,
+                    (now - chrono::Duration::minutes(m)).timestamp_millis(),
+                    m as f64
+                ],
+            )
+            .unwrap();
+        }
+    }
+    tx.execute_batch(
+        "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
+           SELECT circuit_id, ts_ms, utilization_mbps, received_ms FROM telemetry_intake
+            WHERE circuit_id = 'A';
+         UPDATE telemetry_fold SET cycle_upto = (SELECT max(id) FROM telemetry_intake),
+                                   done_below = 'B';",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    let seen = |circuit: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .telemetry(circuit, now - chrono::Duration::hours(1), now, 100)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    for circuit in ["A", "B", "C"] {
+        assert_eq!(seen(circuit).await, 3, "{circuit} mid-cycle");
+    }
+
+    // B and C only (or nothing, if the store's own fold resumed the cycle first).
+    let moved = store.fold_telemetry_intake().await.unwrap();
+    assert!(moved == 6 || moved == 0, "{moved}");
+    let per_circuit = |table: &str| -> Vec<(String, i64)> {
+        raw.prepare(&format!(
+            "SELECT circuit_id, count(*) FROM {table} GROUP BY circuit_id ORDER BY circuit_id"
+        ))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    };
+    assert_eq!(
+        per_circuit("telemetry"),
+        vec![("A".into(), 3), ("B".into(), 3), ("C".into(), 3)]
+    );
+    assert!(per_circuit("telemetry_intake").is_empty());
+    for circuit in ["A", "B", "C"] {
+        assert_eq!(seen(circuit).await, 3, "{circuit} after the fold");
+    }
+    let state: (i64, i64, String) = raw
+        .query_row(
+            "SELECT folded_upto, cycle_upto, done_below FROM telemetry_fold",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(state, (9, 9, String::new()));
+}
+
+/// When the fold falls far behind (a flood of batches), samples go straight into the indexed
+/// table, so reads, which scan the intake, stay fast; nothing is lost either way.
+#[tokio::test]
+async fn sqlite_full_intake_stores_straight_into_the_indexed_table() {
+    use netwarden_collector::storage::{SqliteStore, SqliteSync, Store, TelemetryStore};
+    use netwarden_collector::telemetry::TelemetrySample;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    let now = chrono::Utc::now();
+    {
+        let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+        store.migrate().await.unwrap();
+    }
+    // A backlog of 100,000 unfolded samples of one circuit, an hour ago and older.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+         INSERT INTO telemetry_intake (circuit_id, ts_ms, utilization_mbps, received_ms)
+           SELECT 'BACKLOG', ?1 - i, 1.0, ?1 FROM n",
+        [(now - chrono::Duration::hours(1)).timestamp_millis()],
+    )
+    .unwrap();
+    // Reopened without `migrate`, so no fold thread runs and the backlog stays.
+    let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+    let sample = |circuit: &str| TelemetrySample {
+        circuit_id: circuit.into(),
+        utilization_mbps: 5.0,
+        at: now,
+    };
+    store
+        .save_telemetry(&[sample("LATE-1"), sample("LATE-2")], now)
+        .await
+        .unwrap();
+    let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM telemetry_intake"), 100_000);
+    assert_eq!(
+        count("SELECT count(*) FROM telemetry WHERE circuit_id LIKE 'LATE-%'"),
+        2
+    );
+    let seen = store
+        .telemetry(
+            "LATE-1",
+            now - chrono::Duration::minutes(1),
+            now + chrono::Duration::minutes(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    let backlog = store
+        .telemetry("BACKLOG", now - chrono::Duration::hours(2), now, 200_000)
+        .await
+        .unwrap();
+    assert_eq!(backlog.len(), 100_000);
+
+    // Once folded, the intake takes samples again.
+    assert_eq!(store.fold_telemetry_intake().await.unwrap(), 100_000);
+    store
+        .save_telemetry(&[sample("LATE-3")], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM telemetry_intake WHERE circuit_id = 'LATE-3'"),
+        1
+    );
+}

@@ -1,6 +1,7 @@
 //! [`TelemetryStore`] on SQLite (times in Unix ms).
 
-use super::{from_ms, ms, SqliteStore};
+use super::intake::{INTAKE_LIMIT, NOT_YET_FOLDED};
+use super::{from_ms, ms, SqliteStore, Writer};
 use crate::storage::telemetry::{
     CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint, TelemetryStore,
     UnknownCircuit,
@@ -32,6 +33,87 @@ fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     })
 }
 
+/// Stores samples in the intake in one transaction, on the calling thread; returns the
+/// unknown circuit ids among them.
+fn store_samples(
+    writer: &mut Writer,
+    samples: &[TelemetrySample],
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<String>> {
+    let action = "storing telemetry";
+    let intake_rows = match writer.intake_rows {
+        Some(rows) => rows,
+        None => writer
+            .conn
+            .query_row("SELECT count(*) FROM telemetry_intake", [], |r| r.get(0))
+            .map_err(failed(action))?,
+    };
+    let into_intake = intake_rows < INTAKE_LIMIT;
+    let tx = writer.conn.transaction().map_err(failed(action))?;
+    // Per circuit id: (samples, first, last), to find and record the unknown ones.
+    let mut seen: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+    {
+        let mut insert = tx
+            .prepare_cached(if into_intake {
+                "INSERT INTO telemetry_intake (circuit_id, ts_ms, utilization_mbps, received_ms)
+                 VALUES (?1, ?2, ?3, ?4)"
+            } else {
+                "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
+                 VALUES (?1, ?2, ?3, ?4)"
+            })
+            .map_err(failed(action))?;
+        for s in samples {
+            let at = ms(s.at);
+            insert
+                .execute(params![s.circuit_id, at, s.utilization_mbps, ms(now)])
+                .map_err(failed(action))?;
+            let entry = seen.entry(&s.circuit_id).or_insert((0, at, at));
+            entry.0 += 1;
+            entry.1 = entry.1.min(at);
+            entry.2 = entry.2.max(at);
+        }
+    }
+    let mut unknown = BTreeSet::new();
+    let mut newly_known = Vec::new();
+    {
+        let mut known = tx
+            .prepare_cached("SELECT 1 FROM circuits WHERE circuit_id = ?1")
+            .map_err(failed(action))?;
+        let mut record = tx
+            .prepare_cached(
+                "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (circuit_id) DO UPDATE SET
+                     samples = samples + excluded.samples,
+                     first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+            )
+            .map_err(failed(action))?;
+        for (id, (count, first, last)) in &seen {
+            if writer.known_circuits.contains(*id) {
+                continue;
+            }
+            let exists = known
+                .query_row([id], |_| Ok(()))
+                .optional()
+                .map_err(failed(action))?
+                .is_some();
+            if exists {
+                newly_known.push(id.to_string());
+            } else {
+                record
+                    .execute(params![id, count, first, last])
+                    .map_err(failed(action))?;
+                unknown.insert(id.to_string());
+            }
+        }
+    }
+    tx.commit().map_err(failed(action))?;
+    writer.known_circuits.extend(newly_known);
+    writer.intake_rows = Some(intake_rows + if into_intake { samples.len() as i64 } else { 0 });
+    Ok(unknown)
+}
+
 #[async_trait]
 impl TelemetryStore for SqliteStore {
     async fn save_telemetry(
@@ -40,69 +122,8 @@ impl TelemetryStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<BTreeSet<String>> {
         let samples = samples.to_vec();
-        self.write(move |writer| {
-            let action = "storing telemetry";
-            let tx = writer.conn.transaction().map_err(failed(action))?;
-            // Per circuit id: (samples, first, last), to find and record the unknown ones.
-            let mut seen: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .map_err(failed(action))?;
-                for s in &samples {
-                    let at = ms(s.at);
-                    insert
-                        .execute(params![s.circuit_id, at, s.utilization_mbps, ms(now)])
-                        .map_err(failed(action))?;
-                    let entry = seen.entry(&s.circuit_id).or_insert((0, at, at));
-                    entry.0 += 1;
-                    entry.1 = entry.1.min(at);
-                    entry.2 = entry.2.max(at);
-                }
-            }
-            let mut unknown = BTreeSet::new();
-            let mut newly_known = Vec::new();
-            {
-                let mut known = tx
-                    .prepare_cached("SELECT 1 FROM circuits WHERE circuit_id = ?1")
-                    .map_err(failed(action))?;
-                let mut record = tx
-                    .prepare_cached(
-                        "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
-                         VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (circuit_id) DO UPDATE SET
-                             samples = samples + excluded.samples,
-                             first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
-                             last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
-                    )
-                    .map_err(failed(action))?;
-                for (id, (count, first, last)) in &seen {
-                    if writer.known_circuits.contains(*id) {
-                        continue;
-                    }
-                    let exists = known
-                        .query_row([id], |_| Ok(()))
-                        .optional()
-                        .map_err(failed(action))?
-                        .is_some();
-                    if exists {
-                        newly_known.push(id.to_string());
-                    } else {
-                        record
-                            .execute(params![id, count, first, last])
-                            .map_err(failed(action))?;
-                        unknown.insert(id.to_string());
-                    }
-                }
-            }
-            tx.commit().map_err(failed(action))?;
-            writer.known_circuits.extend(newly_known);
-            Ok(unknown)
-        })
-        .await
+        self.write(move |writer| store_samples(writer, &samples, now))
+            .await
     }
 
     async fn telemetry(
@@ -114,10 +135,17 @@ impl TelemetryStore for SqliteStore {
     ) -> Result<Vec<TelemetryPoint>> {
         let circuit_id = circuit_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT ts_ms, utilization_mbps FROM telemetry
-                 WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms LIMIT ?4",
-            )
+            // Both tables, in one statement (one snapshot): the intake's rows the fold has
+            // not moved yet.
+            conn.prepare_cached(&format!(
+                "SELECT ts_ms, utilization_mbps FROM (
+                     SELECT ts_ms, utilization_mbps FROM telemetry
+                      WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+                     UNION ALL
+                     SELECT ts_ms, utilization_mbps FROM telemetry_intake, telemetry_fold f
+                      WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND {NOT_YET_FOLDED})
+                 ORDER BY ts_ms LIMIT ?4",
+            ))
             .and_then(|mut stmt| {
                 stmt.query_map(params![circuit_id, ms(from), ms(to), limit], |r| {
                     Ok(TelemetryPoint {
@@ -227,15 +255,28 @@ impl TelemetryStore for SqliteStore {
 
     async fn delete_telemetry_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
         self.write(move |writer| {
-            writer
+            let action = "deleting old telemetry";
+            // The intake holds about a second of samples: old ones there are rare (a backlog
+            // sent late), and a scan of it is cheap.
+            let from_intake = writer
+                .conn
+                .execute(
+                    "DELETE FROM telemetry_intake WHERE ts_ms < ?1",
+                    params![ms(cutoff)],
+                )
+                .map_err(failed(action))?;
+            if let Some(rows) = writer.intake_rows.as_mut() {
+                *rows -= from_intake as i64;
+            }
+            let from_table = writer
                 .conn
                 .execute(
                     "DELETE FROM telemetry WHERE rowid IN
                          (SELECT rowid FROM telemetry WHERE ts_ms < ?1 LIMIT ?2)",
                     params![ms(cutoff), limit],
                 )
-                .map(|n| n as u64)
-                .map_err(failed("deleting old telemetry"))
+                .map_err(failed(action))?;
+            Ok((from_intake + from_table) as u64)
         })
         .await
     }
