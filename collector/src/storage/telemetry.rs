@@ -67,6 +67,10 @@ pub struct CircuitMaxoutQuery {
     pub limit: u32,
 }
 
+/// Stores samples as [`TelemetryStore::save_telemetry`] does, on the calling thread.
+pub type BlockingTelemetrySaver =
+    Box<dyn FnMut(&[TelemetrySample], DateTime<Utc>) -> Result<BTreeSet<String>> + Send>;
+
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {
     /// Stores samples in one transaction; returns the circuit ids among them that are not
@@ -76,6 +80,12 @@ pub trait TelemetryStore: Send + Sync {
         samples: &[TelemetrySample],
         now: DateTime<Utc>,
     ) -> Result<BTreeSet<String>>;
+    /// A blocking form of `save_telemetry`, for a backend whose commits block a thread
+    /// anyway (SQLite): the committer then runs on a thread of its own, with no hop to a
+    /// blocking pool per commit.
+    fn blocking_telemetry_saver(&self) -> Option<BlockingTelemetrySaver> {
+        None
+    }
     async fn telemetry(
         &self,
         circuit_id: &str,

@@ -4,6 +4,7 @@
 
 use super::detector::Detector;
 use super::sample::TelemetrySample;
+use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::{Result, Store, StoreError};
 use chrono::Utc;
 use std::collections::BTreeSet;
@@ -30,7 +31,23 @@ impl TelemetryCommitter {
         // Unbounded is safe: each HTTP request waits for its answer, so what waits here is
         // bounded by the open requests (and their body limits).
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(store, detector, receiver));
+        match store.blocking_telemetry_saver() {
+            Some(saver) => {
+                let spawned = std::thread::Builder::new()
+                    .name("telemetry-commit".into())
+                    .spawn({
+                        let detector = detector.clone();
+                        move || commit_thread(saver, detector, receiver)
+                    });
+                if let Err(err) = spawned {
+                    // The receiver went with the closure: saves fail with "stopped".
+                    tracing::error!(error = %err, "cannot start the telemetry commit thread");
+                }
+            }
+            None => {
+                tokio::spawn(commit_loop(store, detector, receiver));
+            }
+        }
         TelemetryCommitter { queue }
     }
 
@@ -47,6 +64,61 @@ impl TelemetryCommitter {
     }
 }
 
+/// Takes what waits (up to [`MAX_GROUP_SAMPLES`]) after `first`.
+fn gather(first: Pending, receiver: &mut mpsc::UnboundedReceiver<Pending>) -> Vec<Pending> {
+    let mut count = first.samples.len();
+    let mut group = vec![first];
+    while count < MAX_GROUP_SAMPLES {
+        match receiver.try_recv() {
+            Ok(next) => {
+                count += next.samples.len();
+                group.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    group
+}
+
+/// The committer on a thread of its own, for a blocking backend: no task spawned and no hop
+/// to a blocking pool per commit, and while it commits, the next group gathers.
+fn commit_thread(
+    mut save: BlockingTelemetrySaver,
+    detector: Detector,
+    mut receiver: mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(first) = receiver.blocking_recv() {
+        let group = gather(first, &mut receiver);
+        // Moved, not cloned: each request's share is a range of the one vector.
+        let mut samples = Vec::with_capacity(group.iter().map(|p| p.samples.len()).sum());
+        let mut shares = Vec::with_capacity(group.len());
+        for pending in group {
+            let start = samples.len();
+            samples.extend(pending.samples);
+            shares.push((start..samples.len(), pending.reply));
+        }
+        match save(&samples, Utc::now()) {
+            Ok(unknown) => {
+                for (range, reply) in shares {
+                    let mine = samples[range]
+                        .iter()
+                        .filter(|s| unknown.contains(&s.circuit_id))
+                        .map(|s| s.circuit_id.clone())
+                        .collect();
+                    let _ = reply.send(Ok(mine));
+                }
+                detector.committed(samples);
+            }
+            Err(err) => {
+                let message = err.to_string();
+                for (_, reply) in shares {
+                    let _ = reply.send(Err(StoreError::Worker(message.clone())));
+                }
+            }
+        }
+    }
+}
+
 async fn commit_loop(
     store: Arc<dyn Store>,
     detector: Detector,
@@ -60,17 +132,7 @@ async fn commit_loop(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let mut group = vec![first];
-        let mut count = group[0].samples.len();
-        while count < MAX_GROUP_SAMPLES {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    count += next.samples.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+        let group = gather(first, &mut receiver);
         let store = store.clone();
         let detector = detector.clone();
         tokio::spawn(async move {

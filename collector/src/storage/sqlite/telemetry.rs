@@ -2,11 +2,12 @@
 
 use super::intake::{INTAKE_LIMIT, NOT_YET_FOLDED};
 use super::{from_ms, ms, SqliteStore, Writer};
+use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
     CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint, TelemetryStore,
     UnknownCircuit,
 };
-use crate::storage::{failed, Result};
+use crate::storage::{failed, Result, StoreError};
 use crate::telemetry::detect::CircuitEvent;
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
@@ -124,6 +125,16 @@ impl TelemetryStore for SqliteStore {
         let samples = samples.to_vec();
         self.write(move |writer| store_samples(writer, &samples, now))
             .await
+    }
+
+    fn blocking_telemetry_saver(&self) -> Option<BlockingTelemetrySaver> {
+        let writer = self.writer.clone();
+        Some(Box::new(move |samples, now| {
+            let mut guard = writer
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?;
+            store_samples(&mut guard, samples, now)
+        }))
     }
 
     async fn telemetry(
