@@ -672,7 +672,7 @@ async fn sqlite_fold_resumes_after_a_partial_cycle() {
     assert_eq!(state, (9, 9, String::new()));
 }
 
-/// When the fold falls far behind (a flood of batches), samples go straight into the indexed
+/// When the fold falls far behind, or a commit is large, samples go straight into the indexed
 /// table, so reads, which scan the intake, stay fast; nothing is lost either way.
 #[tokio::test]
 async fn sqlite_full_intake_stores_straight_into_the_indexed_table() {
@@ -736,5 +736,13 @@ async fn sqlite_full_intake_stores_straight_into_the_indexed_table() {
     assert_eq!(
         count("SELECT count(*) FROM telemetry_intake WHERE circuit_id = 'LATE-3'"),
         1
+    );
+    // A commit of a thousand samples writes each index page once for many samples anyway: it
+    // goes straight into the indexed table.
+    let batch: Vec<_> = (0..1_000).map(|i| sample(&format!("BATCH-{i}"))).collect();
+    store.save_telemetry(&batch, now).await.unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM telemetry WHERE circuit_id LIKE 'BATCH-%'"),
+        1_000
     );
 }

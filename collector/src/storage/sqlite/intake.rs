@@ -30,6 +30,9 @@ const DELETE_ROWS: i64 = 2_000;
 /// straight into the indexed table: slower to store, but reads, which scan the intake, stay
 /// fast.
 pub(super) const INTAKE_LIMIT: i64 = 100_000;
+/// A commit this large goes straight into the indexed table: it writes each index page once
+/// for many samples anyway, and through the intake it would be written twice.
+pub(super) const DIRECT_COMMIT: usize = 1_000;
 /// The pause between two chunks, so that waiting sample commits take the writer first.
 const BETWEEN_CHUNKS: Duration = Duration::from_micros(500);
 

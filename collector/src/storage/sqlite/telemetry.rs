@@ -1,6 +1,6 @@
 //! [`TelemetryStore`] on SQLite (times in Unix ms).
 
-use super::intake::{INTAKE_LIMIT, NOT_YET_FOLDED};
+use super::intake::{DIRECT_COMMIT, INTAKE_LIMIT, NOT_YET_FOLDED};
 use super::{from_ms, ms, SqliteStore, Writer};
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
@@ -34,8 +34,8 @@ fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     })
 }
 
-/// Stores samples in the intake in one transaction, on the calling thread; returns the
-/// unknown circuit ids among them.
+/// Stores samples in one transaction, on the calling thread: in the intake, or in the indexed
+/// table when the commit is large or the intake full. Returns the unknown circuit ids among them.
 fn store_samples(
     writer: &mut Writer,
     samples: &[TelemetrySample],
@@ -49,7 +49,7 @@ fn store_samples(
             .query_row("SELECT count(*) FROM telemetry_intake", [], |r| r.get(0))
             .map_err(failed(action))?,
     };
-    let into_intake = intake_rows < INTAKE_LIMIT;
+    let into_intake = intake_rows < INTAKE_LIMIT && samples.len() < DIRECT_COMMIT;
     let tx = writer.conn.transaction().map_err(failed(action))?;
     // Per circuit id: (samples, first, last), to find and record the unknown ones.
     let mut seen: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
