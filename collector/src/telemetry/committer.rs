@@ -14,9 +14,12 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 /// Most samples one transaction takes.
 const MAX_GROUP_SAMPLES: usize = 50_000;
 
+/// Where a request waits for the unknown circuit ids among its samples.
+type Reply = oneshot::Sender<Result<BTreeSet<String>>>;
+
 struct Pending {
     samples: Vec<TelemetrySample>,
-    reply: oneshot::Sender<Result<BTreeSet<String>>>,
+    reply: Reply,
 }
 
 /// Cloneable handle to the committing task.
@@ -80,6 +83,49 @@ fn gather(first: Pending, receiver: &mut mpsc::UnboundedReceiver<Pending>) -> Ve
     group
 }
 
+/// One group's samples in one vector, moved, not cloned; each request's share is a range of it.
+struct Group {
+    samples: Vec<TelemetrySample>,
+    shares: Vec<(std::ops::Range<usize>, Reply)>,
+}
+
+impl Group {
+    fn new(pending: Vec<Pending>) -> Self {
+        let mut samples = Vec::with_capacity(pending.iter().map(|p| p.samples.len()).sum());
+        let mut shares = Vec::with_capacity(pending.len());
+        for p in pending {
+            let start = samples.len();
+            samples.extend(p.samples);
+            shares.push((start..samples.len(), p.reply));
+        }
+        Group { samples, shares }
+    }
+
+    /// Answers each request with the unknown circuit ids among its own samples, or the
+    /// error; committed samples then go to detection.
+    fn answer(self, saved: Result<BTreeSet<String>>, detector: &Detector) {
+        match saved {
+            Ok(unknown) => {
+                for (range, reply) in self.shares {
+                    let mine = self.samples[range]
+                        .iter()
+                        .filter(|s| unknown.contains(&s.circuit_id))
+                        .map(|s| s.circuit_id.clone())
+                        .collect();
+                    let _ = reply.send(Ok(mine));
+                }
+                detector.committed(self.samples);
+            }
+            Err(err) => {
+                let message = err.to_string();
+                for (_, reply) in self.shares {
+                    let _ = reply.send(Err(StoreError::Worker(message.clone())));
+                }
+            }
+        }
+    }
+}
+
 /// The committer on a thread of its own, for a blocking backend: no task spawned and no hop
 /// to a blocking pool per commit, and while it commits, the next group gathers.
 fn commit_thread(
@@ -88,34 +134,9 @@ fn commit_thread(
     mut receiver: mpsc::UnboundedReceiver<Pending>,
 ) {
     while let Some(first) = receiver.blocking_recv() {
-        let group = gather(first, &mut receiver);
-        // Moved, not cloned: each request's share is a range of the one vector.
-        let mut samples = Vec::with_capacity(group.iter().map(|p| p.samples.len()).sum());
-        let mut shares = Vec::with_capacity(group.len());
-        for pending in group {
-            let start = samples.len();
-            samples.extend(pending.samples);
-            shares.push((start..samples.len(), pending.reply));
-        }
-        match save(&samples, Utc::now()) {
-            Ok(unknown) => {
-                for (range, reply) in shares {
-                    let mine = samples[range]
-                        .iter()
-                        .filter(|s| unknown.contains(&s.circuit_id))
-                        .map(|s| s.circuit_id.clone())
-                        .collect();
-                    let _ = reply.send(Ok(mine));
-                }
-                detector.committed(samples);
-            }
-            Err(err) => {
-                let message = err.to_string();
-                for (_, reply) in shares {
-                    let _ = reply.send(Err(StoreError::Worker(message.clone())));
-                }
-            }
-        }
+        let group = Group::new(gather(first, &mut receiver));
+        let saved = save(&group.samples, Utc::now());
+        group.answer(saved, &detector);
     }
 }
 
@@ -132,35 +153,13 @@ async fn commit_loop(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let group = gather(first, &mut receiver);
+        let group = Group::new(gather(first, &mut receiver));
         let store = store.clone();
         let detector = detector.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let samples: Vec<TelemetrySample> = group
-                .iter()
-                .flat_map(|p| p.samples.iter().cloned())
-                .collect();
-            match store.save_telemetry(&samples, Utc::now()).await {
-                Ok(unknown) => {
-                    detector.committed(samples);
-                    for p in group {
-                        let mine = p
-                            .samples
-                            .iter()
-                            .filter(|s| unknown.contains(&s.circuit_id))
-                            .map(|s| s.circuit_id.clone())
-                            .collect();
-                        let _ = p.reply.send(Ok(mine));
-                    }
-                }
-                Err(err) => {
-                    let message = err.to_string();
-                    for p in group {
-                        let _ = p.reply.send(Err(StoreError::Worker(message.clone())));
-                    }
-                }
-            }
+            let saved = store.save_telemetry(&group.samples, Utc::now()).await;
+            group.answer(saved, &detector);
         });
     }
 }
