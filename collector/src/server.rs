@@ -233,14 +233,14 @@ pub async fn start(
             ("grpc-query", result)
         });
     }
-    let app = router(AppState {
+    let app = router(AppState::new(crate::rest::Services {
         store: store.clone(),
         metrics: metrics.clone(),
         telemetry: telemetry.clone(),
         engine: engine.clone(),
         auth: guard,
         retention: settings.retention.clone(),
-    });
+    }));
     let http_stop = shutdown.clone();
     tasks.spawn(async move {
         let result = axum::serve(http_listener, app)

@@ -3,7 +3,7 @@
 //! route's policy, and applies the per-token rate limit.
 
 use super::policy::{self, Access};
-use super::{hash_token, AuthConfig, Role};
+use super::{AuthConfig, Role, TokenDigest};
 use crate::error::{ApiError, ErrorCode};
 use crate::storage::Store;
 use axum::extract::{Request, State};
@@ -24,17 +24,17 @@ const ANONYMOUS: i64 = -1;
 /// Who made a request; handlers read it from the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The token's name, or `anonymous`.
-    pub name: String,
+    /// The token's name, or `anonymous` (shared with the cache: no copy per request).
+    pub name: Arc<str>,
     pub role: Role,
     /// The token's hash (none when anonymous), so a long-lived stream can check it later.
-    pub token_hash: Option<String>,
+    pub token_hash: Option<TokenDigest>,
 }
 
 #[derive(Debug, Clone)]
 struct Known {
     id: i64,
-    name: String,
+    name: Arc<str>,
     role: Role,
 }
 
@@ -46,7 +46,7 @@ struct Bucket {
 pub struct Guard {
     store: Arc<dyn Store>,
     config: AuthConfig,
-    cache: RwLock<HashMap<String, (Option<Known>, Instant)>>,
+    cache: RwLock<HashMap<TokenDigest, (Option<Known>, Instant)>>,
     buckets: Mutex<HashMap<i64, Bucket>>,
 }
 
@@ -65,43 +65,47 @@ impl Guard {
     }
 
     /// The unrevoked token with this hash, from the cache or the database.
-    async fn lookup(&self, hash: &str) -> Result<Option<Known>, ApiError> {
-        if let Some(known) = self.cached(hash) {
+    async fn lookup(&self, digest: TokenDigest) -> Result<Option<Known>, ApiError> {
+        if let Some(known) = self.cached(&digest) {
             return Ok(known);
         }
-        let known = self.store.token_by_hash(hash).await?.map(|t| Known {
-            id: t.id,
-            name: t.name,
-            role: t.role,
-        });
-        self.remember(hash.to_string(), known.clone());
+        let known = self
+            .store
+            .token_by_hash(&digest.hex())
+            .await?
+            .map(|t| Known {
+                id: t.id,
+                name: t.name.into(),
+                role: t.role,
+            });
+        self.remember(digest, known.clone());
         Ok(known)
     }
 
     // Lock guards stay in these two plain functions so none is held across an await.
-    fn cached(&self, hash: &str) -> Option<Option<Known>> {
+    fn cached(&self, digest: &TokenDigest) -> Option<Option<Known>> {
         let cache = self.cache.read().ok()?;
-        let (known, at) = cache.get(hash)?;
+        let (known, at) = cache.get(digest)?;
         (at.elapsed() < CACHE_TTL).then(|| known.clone())
     }
 
-    fn remember(&self, hash: String, known: Option<Known>) {
+    fn remember(&self, digest: TokenDigest, known: Option<Known>) {
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(hash, (known, Instant::now()));
+            cache.insert(digest, (known, Instant::now()));
         }
     }
 
     /// Whether a stream opened by `caller` may go on: its token is still unrevoked (read
     /// through the cache, so within [`CACHE_TTL`] of a revocation on any collector).
     pub async fn still_valid(&self, caller: &Caller) -> bool {
-        let Some(hash) = &caller.token_hash else {
+        let Some(digest) = caller.token_hash else {
             return self.config.anonymous_role.is_some();
         };
         // A database hiccup does not cut live streams; the next check decides.
-        self.lookup(hash)
+        self.lookup(digest)
             .await
             .map_or(true, |known| known.is_some())
     }
@@ -177,8 +181,8 @@ impl Guard {
         let (key, caller) = match presented {
             Some(Ok(token)) => {
                 // Hashed once per request: the cache key and the caller's record of it.
-                let hash = hash_token(&token);
-                match self.lookup(&hash).await.map_err(|error| Refusal {
+                let digest = TokenDigest::of(&token);
+                match self.lookup(digest).await.map_err(|error| Refusal {
                     error,
                     retry_after: None,
                 })? {
@@ -187,7 +191,7 @@ impl Guard {
                         Caller {
                             name: known.name,
                             role: known.role,
-                            token_hash: Some(hash),
+                            token_hash: Some(digest),
                         },
                     ),
                     None => return Err(unauthenticated("the token is unknown or revoked")),

@@ -121,14 +121,30 @@ pub fn generate_token() -> String {
     token
 }
 
+/// A token's SHA-256: what is stored (as hex) and what the token cache is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Lowercase hex, as the database stores it.
+    pub fn hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for b in self.0 {
+            hex.push(DIGITS[usize::from(b >> 4)] as char);
+            hex.push(DIGITS[usize::from(b & 0xf)] as char);
+        }
+        hex
+    }
+}
+
 /// What is stored and looked up for a token.
 pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    TokenDigest::of(token).hex()
 }
 
 /// A token name: 1 to 64 letters, digits, `-`, `_` or `.`.

@@ -71,7 +71,7 @@ impl Query {
         if r.note.len() > MAX_NOTE {
             return Err(ApiError::invalid(format!("note: at most {MAX_NOTE} bytes")).into());
         }
-        let (by, note, now) = (caller.name.as_str(), text("note", r.note)?, Utc::now());
+        let (by, note, now) = (&*caller.name, text("note", r.note)?, Utc::now());
         let done = match action {
             Action::Acknowledge => {
                 self.store

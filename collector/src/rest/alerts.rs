@@ -195,7 +195,7 @@ fn action(body: &Bytes) -> Result<ActionBody, ApiError> {
 /// Who acted: the body's `by`, else the token's name.
 fn actor(by: &Option<String>, caller: &Option<Extension<Caller>>) -> String {
     by.clone()
-        .or_else(|| caller.as_ref().map(|Extension(c)| c.name.clone()))
+        .or_else(|| caller.as_ref().map(|Extension(c)| c.name.to_string()))
         .unwrap_or_else(|| "operator".into())
 }
 

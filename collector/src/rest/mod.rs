@@ -40,8 +40,26 @@ use utoipa_axum::routes;
 pub const MAX_PAGE: u32 = 1000;
 pub const MAX_HISTORY: u32 = 10_000;
 
+/// What every handler reads. One `Arc`, because axum clones the state for every request: one
+/// atomic add, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub telemetry: crate::telemetry::TelemetryCommitter,

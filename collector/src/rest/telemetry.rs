@@ -107,7 +107,7 @@ fn time_or_seconds() -> utoipa::openapi::Object {
 #[derive(Serialize, ToSchema)]
 struct Recorded {
     /// `success`.
-    status: String,
+    status: &'static str,
     message: String,
     recorded_utilization: f64,
 }
@@ -166,14 +166,6 @@ fn unprocessable(err: &FieldError) -> Response {
         .into_response()
 }
 
-fn body_error(message: String) -> Response {
-    unprocessable(&FieldError {
-        index: None,
-        field: "body",
-        message,
-    })
-}
-
 /// Records one sample (MaxOut-Capacity's `POST /api/v1/telemetry`).
 #[utoipa::path(post, path = "/api/v1/telemetry", tag = "telemetry",
     request_body = TelemetrySampleBody,
@@ -182,11 +174,7 @@ fn body_error(message: String) -> Response {
         (status = 413, description = "The body is over 64 KiB"),
         (status = 422, description = "A field is missing or invalid; `detail` names it", body = Unprocessable)))]
 async fn single(State(state): State<AppState>, body: Bytes) -> Response {
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
-        Err(e) => return body_error(format!("is not JSON: {e}")),
-    };
-    let sample = match sample::from_json(&value, Utc::now()) {
+    let sample = match sample::from_bytes(&body, Utc::now()) {
         Ok(sample) => sample,
         Err(err) => return unprocessable(&err),
     };
@@ -194,17 +182,17 @@ async fn single(State(state): State<AppState>, body: Bytes) -> Response {
     match state.telemetry.save(vec![sample]).await {
         Ok(unknown) => {
             let note = if unknown.is_empty() {
-                String::new()
+                ""
             } else {
-                " (unknown circuit: stored and listed at /api/circuits/unknown)".into()
+                " (unknown circuit: stored and listed at /api/circuits/unknown)"
             };
             (
                 StatusCode::CREATED,
-                Json(json!({
-                    "status": "success",
-                    "message": format!("Telemetry recorded for circuit {circuit}{note}"),
-                    "recorded_utilization": utilization,
-                })),
+                Json(Recorded {
+                    status: "success",
+                    message: format!("Telemetry recorded for circuit {circuit}{note}"),
+                    recorded_utilization: utilization,
+                }),
             )
                 .into_response()
         }

@@ -97,11 +97,8 @@ async fn revoke(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path(id) = id.map_err(|_| ApiError::invalid("id: must be a token number"))?;
-    if let Some(hash) = caller
-        .as_ref()
-        .and_then(|Extension(c)| c.token_hash.as_deref())
-    {
-        let own = state.store.token_by_hash(hash).await?;
+    if let Some(digest) = caller.as_ref().and_then(|Extension(c)| c.token_hash) {
+        let own = state.store.token_by_hash(&digest.hex()).await?;
         if own.is_some_and(|t| t.id == id) {
             return Err(ApiError::new(
                 ErrorCode::AlreadyExists,

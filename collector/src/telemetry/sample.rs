@@ -96,26 +96,54 @@ pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, F
         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
         Some(_) => return Err(error("utilization_mbps", "must be a number")),
     };
-    let at = match object.get("timestamp") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(
-            parse_time(text.trim())
-                .ok_or_else(|| error("timestamp", format!("{text:?} is not an ISO 8601 time")))?,
-        ),
-        Some(Value::Number(n)) => Some(
-            n.as_f64()
-                .filter(|s| s.is_finite())
-                .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
-                .ok_or_else(|| error("timestamp", "is not a Unix time"))?,
-        ),
-        Some(_) => {
-            return Err(error(
-                "timestamp",
-                "must be an ISO 8601 string or Unix seconds",
-            ))
-        }
-    };
+    let at = timestamp(object.get("timestamp"))?;
     check(circuit_id, utilization_mbps, at, now)
+}
+
+/// The optional `timestamp` field: RFC 3339, a naive ISO time taken as UTC, or Unix seconds.
+fn timestamp(value: Option<&Value>) -> Result<Option<DateTime<Utc>>, FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => parse_time(text.trim())
+            .map(Some)
+            .ok_or_else(|| error("timestamp", format!("{text:?} is not an ISO 8601 time"))),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite())
+            .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
+            .map(Some)
+            .ok_or_else(|| error("timestamp", "is not a Unix time")),
+        Some(_) => Err(error(
+            "timestamp",
+            "must be an ISO 8601 string or Unix seconds",
+        )),
+    }
+}
+
+/// The fields of a well-formed single sample, borrowed from the body where it has no escapes.
+#[derive(serde::Deserialize)]
+struct Plain<'a> {
+    #[serde(borrow)]
+    circuit_id: std::borrow::Cow<'a, str>,
+    utilization_mbps: f64,
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
+/// One sample from a request body. A well-formed object is read straight into its fields
+/// (no JSON tree per request); anything else goes through [`from_json`], whose errors name the
+/// field, so both ways accept and refuse exactly the same bodies.
+pub fn from_bytes(body: &[u8], now: DateTime<Utc>) -> Result<TelemetrySample, FieldError> {
+    // serde would also read a struct from an array; only objects take the direct way.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if let Ok(plain) = serde_json::from_slice::<Plain>(body) {
+            let at = timestamp(plain.timestamp.as_ref())?;
+            return check(&plain.circuit_id, plain.utilization_mbps, at, now);
+        }
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| error("body", format!("is not JSON: {e}")))?;
+    from_json(&value, now)
 }
 
 /// Checks one sample's values, whatever they came from (JSON, protobuf); `at` `None` is now.
@@ -231,6 +259,44 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-21T06:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_direct_way_accepts_and_refuses_what_the_tree_does() {
+        let bodies: &[&str] = &[
+            r#"{"circuit_id":"CIR-1","utilization_mbps":12.5}"#,
+            r#" {"circuit_id":" CIR-1\t","utilization_mbps":12,"extra":[1,{"a":null}]}"#,
+            r#"{"circuit_id":"CIR\u002d1","utilization_mbps":1e3,"timestamp":null}"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":5,"timestamp":"2026-11-21T05:00:00Z"}"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":5,"timestamp":1795748400.5}"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":5,"timestamp":"yesterday"}"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":5,"timestamp":true}"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":-1}"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":"5"}"#,
+            r#"{"circuit_id":"CIR 1","utilization_mbps":5}"#,
+            r#"{"circuit_id":null,"utilization_mbps":5}"#,
+            r#"{"circuit_id":"A","circuit_id":"B","utilization_mbps":5}"#,
+            r#"{"utilization_mbps":5}"#,
+            r#"["CIR-1",5]"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":5} trailing"#,
+            r#"{"circuit_id":"CIR-1","utilization_mbps":5"#,
+            "",
+        ];
+        for body in bodies {
+            let by_tree = serde_json::from_slice::<Value>(body.as_bytes())
+                .map_err(|e| error("body", format!("is not JSON: {e}")))
+                .and_then(|value| from_json(&value, now()));
+            assert_eq!(from_bytes(body.as_bytes(), now()), by_tree, "{body}");
+        }
+        let duplicate = from_bytes(
+            br#"{"circuit_id":"A","circuit_id":"B","utilization_mbps":5}"#,
+            now(),
+        );
+        assert_eq!(
+            duplicate.unwrap().circuit_id,
+            "B",
+            "the last duplicate wins, as in the tree"
+        );
     }
 
     #[test]
