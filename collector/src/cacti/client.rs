@@ -145,6 +145,15 @@ impl CactiClient {
     /// Logs in: fetch the login page for its CSRF token and cookie, post the form, and check
     /// that Cacti did not show the login form again.
     pub async fn login(&self) -> Result<(), CactiError> {
+        match self.login_once().await {
+            // csrf-magic answers 403 ("CSRF Timeout") to a token that went stale between the
+            // page and the post; a fresh page carries a fresh one.
+            Err(LoginFailure::Forbidden(_)) => self.login_once().await.map_err(Into::into),
+            other => other.map_err(Into::into),
+        }
+    }
+
+    async fn login_once(&self) -> Result<(), LoginFailure> {
         let page = self.get_page("index.php", &[]).await?;
         if !is_login_page(&page) {
             return Ok(()); // the cookie still holds a session
@@ -173,9 +182,14 @@ impl CactiClient {
             return Err(CactiError::Login {
                 source_name: self.source.name.clone(),
                 user: self.source.username.clone(),
-            });
+            }
+            .into());
         }
-        Err(self.http_error(format!("login: HTTP {status}")))
+        let error = self.http_error(format!("login: HTTP {status}"));
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(LoginFailure::Forbidden(error));
+        }
+        Err(error.into())
     }
 
     async fn fetch(&self, graph: u64, start: i64, end: i64) -> Result<Fetched, CactiError> {
@@ -364,6 +378,26 @@ fn unescape(text: &str) -> String {
         .replace("&#039;", "'")
         .replace("&#x27;", "'")
         .replace("&amp;", "&")
+}
+
+/// Why one login attempt failed: a 403 is worth one more try with a fresh page.
+enum LoginFailure {
+    Forbidden(CactiError),
+    Other(CactiError),
+}
+
+impl From<CactiError> for LoginFailure {
+    fn from(error: CactiError) -> Self {
+        LoginFailure::Other(error)
+    }
+}
+
+impl From<LoginFailure> for CactiError {
+    fn from(failure: LoginFailure) -> Self {
+        match failure {
+            LoginFailure::Forbidden(error) | LoginFailure::Other(error) => error,
+        }
+    }
 }
 
 fn is_login_page(body: &str) -> bool {

@@ -118,6 +118,35 @@ async fn exports_are_fetched_after_a_csrf_login_with_and_without_bom() {
 }
 
 #[tokio::test]
+async fn a_stale_csrf_token_is_refreshed_once_and_twice_is_an_error() {
+    let mut config =
+        graphs(json!({"11": {"title": "2ABT Albert Park CVC000000123456 1G", "rows": 12}}));
+    config["stale_tokens"] = json!(1);
+    let fake = FakeCacti::start(config);
+    let client = CactiClient::new(fake.source(&[11])).unwrap();
+    let report = client.scrape(NOW).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.fetched.len(), 1);
+    let stats = fake.stats().await;
+    assert_eq!(
+        (stats["stale_tokens"].as_u64(), stats["logins"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let mut config =
+        graphs(json!({"11": {"title": "2ABT Albert Park CVC000000123456 1G", "rows": 12}}));
+    config["stale_tokens"] = json!(2);
+    let fake = FakeCacti::start(config);
+    let error = CactiClient::new(fake.source(&[11]))
+        .unwrap()
+        .login()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("login: HTTP 403"), "{error}");
+    assert_eq!(fake.stats().await["logins"], 0);
+}
+
+#[tokio::test]
 async fn an_expired_session_logs_in_again_once_and_loses_nothing() {
     let list: serde_json::Map<String, Value> = (1..=8)
         .map(|id| {

@@ -19,7 +19,8 @@ exports agree; "levels" sets the values (bits/s) for Unix times in [FROM, UNTIL)
 The flow, as Cacti 1.2 does it:
 - GET /index.php: the login page, with a __csrf_magic hidden field; sets the Cacti cookie.
 - POST /index.php (action=login, login_username, login_password, __csrf_magic): checks the
-  token and the password; success redirects (302) to /index.php, failure shows the login page
+  token (any token issued to this session, as csrf-magic accepts every unexpired token it
+  signed; a wrong one is a 403 "CSRF Timeout") and the password; success redirects (302) to /index.php, failure shows the login page
   again with "Invalid User Name/Password".
 - GET /graph_view.php?action=list&page=N: the graph list, list_page_size graphs a page, each
   a link to graph.php?local_graph_id=ID with the title as its text (HTML-escaped).
@@ -40,8 +41,8 @@ from urllib.parse import parse_qs, urlparse
 
 CONFIG = json.load(open(sys.argv[1]))
 LOCK = threading.Lock()
-SESSIONS = {}  # cookie -> {"csrf": token, "user": name or None, "exports": n}
-STATS = {"logins": 0, "failed_logins": 0, "exports": {}, "expired": 0}
+SESSIONS = {}  # cookie -> {"csrf": {issued tokens}, "user": name or None, "exports": n}
+STATS = {"logins": 0, "failed_logins": 0, "stale_tokens": 0, "exports": {}, "expired": 0}
 
 LOGIN_PAGE = """<!DOCTYPE html><html><head><title>Login to Cacti</title></head><body>
 <form name='login' method='post' action='/index.php'>
@@ -139,9 +140,10 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             if session is None:
                 sid = secrets.token_hex(16)
-                session = SESSIONS[sid] = {"csrf": None, "user": None, "exports": 0}
-            session["csrf"] = "sid:%s,%d" % (secrets.token_hex(20), int(time.time()))
-        page = LOGIN_PAGE.format(csrf=session["csrf"], error=error)
+                session = SESSIONS[sid] = {"csrf": set(), "user": None, "exports": 0}
+            token = "sid:%s,%d" % (secrets.token_hex(20), int(time.time()))
+            session["csrf"].add(token)
+        page = LOGIN_PAGE.format(csrf=token, error=error)
         self.send(200, page, headers=[("Set-Cookie", "Cacti=%s; path=/; HttpOnly" % sid)])
 
     def do_GET(self):
@@ -201,7 +203,12 @@ class Handler(BaseHTTPRequestHandler):
         if url.path != "/index.php" or field("action") != "login":
             return self.send(404, "<html><body>Not found</body></html>")
         sid, session = self.session()
-        ok_csrf = session is not None and field("__csrf_magic") == session["csrf"]
+        ok_csrf = session is not None and field("__csrf_magic") in session["csrf"]
+        with LOCK:
+            # "stale_tokens": N: the first N tokens posted have expired, as after a long wait.
+            if ok_csrf and STATS["stale_tokens"] < int(CONFIG.get("stale_tokens", 0)):
+                STATS["stale_tokens"] += 1
+                ok_csrf = False
         ok_user = field("login_username") == CONFIG["username"] and field("login_password") == CONFIG["password"]
         if not ok_csrf:
             return self.send(403, "<html><body>CSRF Timeout</body></html>")
