@@ -13,7 +13,6 @@ pub use guard::Guard;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 
 /// What a token may do; each role may do everything the ones before it may.
 #[derive(
@@ -113,12 +112,18 @@ pub const TOKEN_PREFIX: &str = "nwt_";
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let mut token = String::with_capacity(TOKEN_PREFIX.len() + 64);
-    token.push_str(TOKEN_PREFIX);
+    format!("{TOKEN_PREFIX}{}", hex(&bytes))
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(token, "{b:02x}");
+        hex.push(DIGITS[usize::from(b >> 4)] as char);
+        hex.push(DIGITS[usize::from(b & 0xf)] as char);
     }
-    token
+    hex
 }
 
 /// A token's SHA-256: what is stored (as hex) and what the token cache is keyed by.
@@ -132,13 +137,7 @@ impl TokenDigest {
 
     /// Lowercase hex, as the database stores it.
     pub fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(64);
-        for b in self.0 {
-            hex.push(DIGITS[usize::from(b >> 4)] as char);
-            hex.push(DIGITS[usize::from(b & 0xf)] as char);
-        }
-        hex
+        hex(&self.0)
     }
 }
 

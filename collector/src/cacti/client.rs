@@ -145,51 +145,45 @@ impl CactiClient {
     /// Logs in: fetch the login page for its CSRF token and cookie, post the form, and check
     /// that Cacti did not show the login form again.
     pub async fn login(&self) -> Result<(), CactiError> {
-        match self.login_once().await {
-            // csrf-magic answers 403 ("CSRF Timeout") to a token that went stale between the
-            // page and the post; a fresh page carries a fresh one.
-            Err(LoginFailure::Forbidden(_)) => self.login_once().await.map_err(Into::into),
-            other => other.map_err(Into::into),
-        }
-    }
-
-    async fn login_once(&self) -> Result<(), LoginFailure> {
-        let page = self.get_page("index.php", &[]).await?;
-        if !is_login_page(&page) {
-            return Ok(()); // the cookie still holds a session
-        }
-        let token = csrf_token(&page).unwrap_or_default();
-        let form = [
-            ("action", "login"),
-            ("login_username", self.source.username.as_str()),
-            ("login_password", self.source.password.as_str()),
-            ("__csrf_magic", token.as_str()),
-        ];
-        let response = self
-            .http
-            .post(self.url("index.php"))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| self.http_error(error_chain(&e)))?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        if status.is_success() && !is_login_page(&body) {
-            tracing::debug!(source = %self.source.name, "logged in to Cacti");
-            return Ok(());
-        }
-        if status.is_success() {
-            return Err(CactiError::Login {
-                source_name: self.source.name.clone(),
-                user: self.source.username.clone(),
+        // csrf-magic answers 403 ("CSRF Timeout") to a token that went stale between the page
+        // and the post; a fresh page carries a fresh one, so a 403 gets one more try.
+        let mut tries_left = 2;
+        loop {
+            tries_left -= 1;
+            let page = self.get_page("index.php", &[]).await?;
+            if !is_login_page(&page) {
+                return Ok(()); // the cookie still holds a session
             }
-            .into());
+            let token = csrf_token(&page).unwrap_or_default();
+            let form = [
+                ("action", "login"),
+                ("login_username", self.source.username.as_str()),
+                ("login_password", self.source.password.as_str()),
+                ("__csrf_magic", token.as_str()),
+            ];
+            let response = self
+                .http
+                .post(self.url("index.php"))
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| self.http_error(error_chain(&e)))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if status.is_success() && !is_login_page(&body) {
+                tracing::debug!(source = %self.source.name, "logged in to Cacti");
+                return Ok(());
+            }
+            if status.is_success() {
+                return Err(CactiError::Login {
+                    source_name: self.source.name.clone(),
+                    user: self.source.username.clone(),
+                });
+            }
+            if status != reqwest::StatusCode::FORBIDDEN || tries_left == 0 {
+                return Err(self.http_error(format!("login: HTTP {status}")));
+            }
         }
-        let error = self.http_error(format!("login: HTTP {status}"));
-        if status == reqwest::StatusCode::FORBIDDEN {
-            return Err(LoginFailure::Forbidden(error));
-        }
-        Err(error.into())
     }
 
     async fn fetch(&self, graph: u64, start: i64, end: i64) -> Result<Fetched, CactiError> {
@@ -378,26 +372,6 @@ fn unescape(text: &str) -> String {
         .replace("&#039;", "'")
         .replace("&#x27;", "'")
         .replace("&amp;", "&")
-}
-
-/// Why one login attempt failed: a 403 is worth one more try with a fresh page.
-enum LoginFailure {
-    Forbidden(CactiError),
-    Other(CactiError),
-}
-
-impl From<CactiError> for LoginFailure {
-    fn from(error: CactiError) -> Self {
-        LoginFailure::Other(error)
-    }
-}
-
-impl From<LoginFailure> for CactiError {
-    fn from(failure: LoginFailure) -> Self {
-        match failure {
-            LoginFailure::Forbidden(error) | LoginFailure::Other(error) => error,
-        }
-    }
 }
 
 fn is_login_page(body: &str) -> bool {
