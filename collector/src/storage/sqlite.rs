@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 mod alerting;
+mod checkpoint;
 mod customers;
 mod intake;
 mod kpi;
@@ -118,8 +119,6 @@ impl Writer {
 }
 
 pub struct SqliteStore {
-    /// The checkpoint thread runs while this is alive.
-    _alive: Arc<()>,
     /// Starts the intake fold once the schema has its table (after `migrate`).
     folding: Arc<std::sync::Once>,
     /// Held by a fold cycle, the fold thread's or [`SqliteStore::fold_telemetry_intake`]'s.
@@ -155,33 +154,6 @@ fn open_connection(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection
     Ok(conn)
 }
 
-/// Copies the WAL back into the database file every second from a separate connection, so the
-/// writer never pauses for it; ends when the store is dropped.
-fn start_checkpointer(path: PathBuf, alive: std::sync::Weak<()>) {
-    let spawned = std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || {
-            let conn = match open_connection(&path, SqliteSync::Full) {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot open the checkpoint connection; the WAL will grow");
-                    return;
-                }
-            };
-            while alive.upgrade().is_some() {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %err, "WAL checkpoint failed; will retry");
-                }
-            }
-            // Leave a small WAL behind for the next start.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        });
-    if let Err(err) = spawned {
-        tracing::error!(error = %err, "cannot start the checkpoint thread");
-    }
-}
-
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -200,10 +172,9 @@ impl SqliteStore {
             })?;
         }
         let owned = path.to_path_buf();
-        let writer_flag = Arc::new(());
         let writer = tokio::task::spawn_blocking(move || {
             let conn = open_connection(&owned, sync)?;
-            // Checkpoints run on their own thread (below), not inline in the writer's commits.
+            // Checkpoints run on their own thread (`checkpoint`), not in the writer's commits.
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             Ok::<_, rusqlite::Error>(conn)
         })
@@ -213,7 +184,6 @@ impl SqliteStore {
             action: "opening the SQLite database",
             message: format!("{}: {err}", path.display()),
         })?;
-        start_checkpointer(path.to_path_buf(), Arc::downgrade(&writer_flag));
         let writer = Arc::new(Mutex::new(Writer {
             conn: writer,
             device_ids: HashMap::new(),
@@ -221,8 +191,12 @@ impl SqliteStore {
             sync,
             intake_rows: None,
         }));
+        checkpoint::start(
+            path.to_path_buf(),
+            Arc::downgrade(&writer),
+            checkpoint::WAL_LIMIT_BYTES,
+        );
         Ok(SqliteStore {
-            _alive: writer_flag,
             folding: Arc::new(std::sync::Once::new()),
             fold_cycle: Arc::new(Mutex::new(())),
             path: path.to_path_buf(),
