@@ -191,11 +191,7 @@ impl SqliteStore {
             sync,
             intake_rows: None,
         }));
-        checkpoint::start(
-            path.to_path_buf(),
-            Arc::downgrade(&writer),
-            checkpoint::WAL_LIMIT_BYTES,
-        );
+        checkpoint::start(path.to_path_buf(), Arc::downgrade(&writer));
         Ok(SqliteStore {
             folding: Arc::new(std::sync::Once::new()),
             fold_cycle: Arc::new(Mutex::new(())),
