@@ -99,6 +99,20 @@ struct Writer {
 }
 
 impl Writer {
+    /// Opens the write connection. It never checkpoints itself, so its commits never pause
+    /// for one: the `checkpoint` thread does that beside it.
+    fn open(path: &Path, sync: SqliteSync) -> rusqlite::Result<Writer> {
+        let conn = open_connection(path, sync)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(Writer {
+            conn,
+            device_ids: HashMap::new(),
+            known_circuits: std::collections::HashSet::new(),
+            sync,
+            intake_rows: None,
+        })
+    }
+
     /// Runs `work` with `synchronous = NORMAL`, for commits that need no fsync of their own
     /// (the fold's). The next fsync of the WAL covers them too: it is one file, written in
     /// order.
@@ -172,25 +186,14 @@ impl SqliteStore {
             })?;
         }
         let owned = path.to_path_buf();
-        let writer = tokio::task::spawn_blocking(move || {
-            let conn = open_connection(&owned, sync)?;
-            // Checkpoints run on their own thread (`checkpoint`), not in the writer's commits.
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            Ok::<_, rusqlite::Error>(conn)
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
-        .map_err(|err| StoreError::Backend {
-            action: "opening the SQLite database",
-            message: format!("{}: {err}", path.display()),
-        })?;
-        let writer = Arc::new(Mutex::new(Writer {
-            conn: writer,
-            device_ids: HashMap::new(),
-            known_circuits: std::collections::HashSet::new(),
-            sync,
-            intake_rows: None,
-        }));
+        let writer = tokio::task::spawn_blocking(move || Writer::open(&owned, sync))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+            .map_err(|err| StoreError::Backend {
+                action: "opening the SQLite database",
+                message: format!("{}: {err}", path.display()),
+            })?;
+        let writer = Arc::new(Mutex::new(writer));
         checkpoint::start(path.to_path_buf(), Arc::downgrade(&writer));
         Ok(SqliteStore {
             folding: Arc::new(std::sync::Once::new()),

@@ -235,17 +235,12 @@ mod tests {
     fn the_wal_stays_bounded_under_continuous_commits() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
-        let conn = open_connection(&db, SqliteSync::Normal).unwrap();
-        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        conn.execute_batch("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)")
+        let writer = Writer::open(&db, SqliteSync::Normal).unwrap();
+        writer
+            .conn
+            .execute_batch("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)")
             .unwrap();
-        let writer = Arc::new(Mutex::new(Writer {
-            conn,
-            device_ids: Default::default(),
-            known_circuits: Default::default(),
-            sync: SqliteSync::Normal,
-            intake_rows: None,
-        }));
+        let writer = Arc::new(Mutex::new(writer));
         let stop = Arc::new(AtomicBool::new(false));
         let writing = {
             let (db, writer, stop) = (db.clone(), writer.clone(), stop.clone());
