@@ -3,7 +3,8 @@
 
 A backup is one tar.gz holding:
   database.sqlite   SQLite: an online copy through SQLite's backup API (consistent while the
-                    collector writes), or
+                    collector writes), with the telemetry intake's unfolded samples folded in
+                    (the intake file itself is not kept: a restored database starts a new one), or
   database.pgdump   PostgreSQL: `pg_dump -Fc` inside a snapshot shared with the row counts;
   config/           the collector's config file;
   pki/              the directory of its [tls] files (CA, server certificate and key);
@@ -55,6 +56,59 @@ def sqlite_path(url, base):
     if not path:
         raise Failure(f"database.url {url!r} names no file")
     return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def intake_path(db):
+    """The collector's telemetry intake file beside the SQLite file `db`: <stem>.intake.db."""
+    folder, name = os.path.split(db)
+    return os.path.join(folder, os.path.splitext(name)[0] + ".intake.db")
+
+
+def sqlite_files(db):
+    """The files of a SQLite database in WAL mode."""
+    return [db + suffix for suffix in ("", "-wal", "-shm")]
+
+
+# Intake rows the fold has not moved into `telemetry` yet (collector/src/storage/sqlite/intake.rs).
+NOT_YET_FOLDED = """intake.telemetry_intake.id > f.folded_upto
+    AND NOT (intake.telemetry_intake.id <= f.cycle_upto
+             AND intake.telemetry_intake.circuit_id < f.done_below)"""
+
+
+def sqlite_backup(source, target):
+    """Copies `source` into `target` in one snapshot, folding in its intake's unmoved samples."""
+    intake = intake_path(source)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, isolation_level=None)
+    dst = sqlite3.connect(target, isolation_level=None)
+    try:
+        src.execute("BEGIN")
+        has_intake = os.path.exists(intake)
+        if has_intake:
+            src.execute("ATTACH DATABASE ? AS intake", (f"file:{intake}?mode=ro",))
+            # The intake's snapshot before the main file's, as the collector's readers take
+            # them: rows moved and deleted between the two would otherwise be in neither.
+            src.execute("SELECT 1 FROM intake.telemetry_intake LIMIT 1").fetchall()
+        src.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        src.backup(dst)  # the online backup API, inside the snapshot just taken
+        if has_intake:
+            rows = src.execute(
+                "SELECT circuit_id, ts_ms, utilization_mbps, received_ms"
+                " FROM intake.telemetry_intake, telemetry_fold f WHERE " + NOT_YET_FOLDED
+            ).fetchall()
+            dst.execute("BEGIN")
+            dst.executemany(
+                "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)"
+                " VALUES (?, ?, ?, ?)", rows)
+            # The restored file pairs with a new, empty intake file.
+            dst.execute("UPDATE telemetry_fold SET folded_upto = 0, cycle_upto = 0,"
+                        " done_below = '', intake_token = NULL")
+            dst.execute("COMMIT")
+        src.execute("COMMIT")
+    except sqlite3.Error as e:
+        raise Failure(f"backing up {source}: {e}")
+    finally:
+        dst.close()
+        src.close()
 
 
 def backend(url):
@@ -139,12 +193,7 @@ def backup(args):
             if not os.path.exists(source):
                 raise Failure(f"database {source} does not exist")
             target = os.path.join(root, "database.sqlite")
-            src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-            dst = sqlite3.connect(target)
-            with dst:
-                src.backup(dst)  # the online backup API: one consistent snapshot
-            dst.close()
-            src.close()
+            sqlite_backup(source, target)
             counts = sqlite_counts(target)
         else:
             session = Psql(url)
@@ -219,14 +268,18 @@ def restore(args):
                           f"the target database.url is {kind}")
         if kind == "sqlite":
             target = sqlite_path(url, base)
-            if os.path.exists(target) and not args.force:
-                raise Failure(f"{target} exists; stop the collector and pass --force to replace it")
+            intake = intake_path(target)
+            for existing in (target, intake):
+                if os.path.exists(existing) and not args.force:
+                    raise Failure(f"{existing} exists; stop the collector and pass --force to replace it")
             os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
             partial = target + ".restoring"
             shutil.copyfile(os.path.join(root, "database.sqlite"), partial)
-            for suffix in ("-wal", "-shm"):
-                if os.path.exists(target + suffix):
-                    os.remove(target + suffix)
+            # The backup holds the intake's samples; an intake file left here belongs to the
+            # database being replaced.
+            for stale in sqlite_files(target)[1:] + sqlite_files(intake):
+                if os.path.exists(stale):
+                    os.remove(stale)
             os.replace(partial, target)
             counts = sqlite_counts(target)
         else:

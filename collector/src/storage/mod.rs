@@ -23,7 +23,7 @@ pub use plan::{BatchPlan, DeviceLatest};
 pub use poi::PoiStore;
 pub use postgres::PostgresStore;
 pub use rollup::RollupStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{intake_path as sqlite_intake_path, SqliteStore};
 pub use telemetry::TelemetryStore;
 pub use tokens::TokenStore;
 

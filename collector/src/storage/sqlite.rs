@@ -24,6 +24,9 @@ mod checkpoint;
 mod customers;
 mod intake;
 mod kpi;
+
+pub use intake::intake_path;
+use intake::IntakeWriter;
 mod overview;
 mod poi;
 mod rollup;
@@ -79,6 +82,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_telemetry_intake",
         include_str!("../../migrations/sqlite/0012_telemetry_intake.sql"),
     ),
+    (
+        "0013_intake_file",
+        include_str!("../../migrations/sqlite/0013_intake_file.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never
@@ -94,8 +101,6 @@ struct Writer {
     known_circuits: std::collections::HashSet<String>,
     /// How this connection syncs commits (the fold relaxes it for its own).
     sync: SqliteSync,
-    /// Rows in `telemetry_intake`, counted on first use and kept up to date after.
-    intake_rows: Option<i64>,
 }
 
 impl Writer {
@@ -109,7 +114,6 @@ impl Writer {
             device_ids: HashMap::new(),
             known_circuits: std::collections::HashSet::new(),
             sync,
-            intake_rows: None,
         })
     }
 
@@ -139,6 +143,8 @@ pub struct SqliteStore {
     fold_cycle: Arc<Mutex<()>>,
     path: PathBuf,
     writer: Arc<Mutex<Writer>>,
+    /// The intake file's writer: samples commit through it, beside the main writer.
+    intake: Arc<Mutex<IntakeWriter>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     max_readers: usize,
 }
@@ -193,13 +199,34 @@ impl SqliteStore {
                 action: "opening the SQLite database",
                 message: format!("{}: {err}", path.display()),
             })?;
+        let owned = path.to_path_buf();
+        let intake = tokio::task::spawn_blocking(move || IntakeWriter::open(&owned, sync))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
+            .map_err(|err| StoreError::Backend {
+                action: "opening the SQLite telemetry intake",
+                message: format!("{}: {err}", intake::intake_path(path).display()),
+            })?;
         let writer = Arc::new(Mutex::new(writer));
-        checkpoint::start(path.to_path_buf(), Arc::downgrade(&writer));
+        let intake = Arc::new(Mutex::new(intake));
+        checkpoint::start(
+            path.to_path_buf(),
+            Arc::downgrade(&writer),
+            checkpoint::WAL_LIMIT_BYTES,
+            "sqlite-checkpoint",
+        );
+        checkpoint::start(
+            intake::intake_path(path),
+            Arc::downgrade(&intake),
+            intake::WAL_LIMIT_BYTES,
+            "intake-checkpoint",
+        );
         Ok(SqliteStore {
             folding: Arc::new(std::sync::Once::new()),
             fold_cycle: Arc::new(Mutex::new(())),
             path: path.to_path_buf(),
             writer,
+            intake,
             readers: Arc::new(Mutex::new(Vec::new())),
             max_readers: max_connections.clamp(1, 16) as usize,
         })
@@ -209,15 +236,17 @@ impl SqliteStore {
     /// second; returns how many samples moved.
     pub async fn fold_telemetry_intake(&self) -> Result<usize> {
         let writer = self.writer.clone();
+        let intake = self.intake.clone();
         let path = self.path.clone();
         let one_at_a_time = self.fold_cycle.clone();
         tokio::task::spawn_blocking(move || {
             let action = "folding the telemetry intake";
-            let reader = open_connection(&path, SqliteSync::Normal).map_err(failed(action))?;
+            let reader =
+                intake::open_with_intake(&path, SqliteSync::Normal).map_err(failed(action))?;
             let mut moved = 0;
             loop {
-                let n =
-                    intake::fold_cycle(&reader, &writer, &one_at_a_time).map_err(failed(action))?;
+                let n = intake::fold_cycle(&reader, &writer, &intake, &one_at_a_time)
+                    .map_err(failed(action))?;
                 moved += n;
                 if n == 0 {
                     return Ok(moved);
@@ -260,7 +289,7 @@ impl SqliteStore {
             let conn = match pooled {
                 Some(conn) => conn,
                 None => {
-                    let conn = open_connection(&path, SqliteSync::Normal)
+                    let conn = intake::open_with_intake(&path, SqliteSync::Normal)
                         .map_err(failed("opening a read connection"))?;
                     conn.pragma_update(None, "query_only", "ON")
                         .map_err(failed("opening a read connection"))?;
@@ -640,11 +669,23 @@ impl Store for SqliteStore {
                 Ok(applied)
             })
             .await?;
+        let intake = self.intake.clone();
+        let file = intake::intake_path(&self.path);
+        self.write(move |writer| {
+            let mut intake = intake
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?;
+            intake::pair(writer, &mut intake, &file).map_err(|err| {
+                StoreError::Migration(format!("pairing the telemetry intake: {err}"))
+            })
+        })
+        .await?;
         let writer = Arc::downgrade(&self.writer);
+        let intake = Arc::downgrade(&self.intake);
         let path = self.path.clone();
         let one_at_a_time = self.fold_cycle.clone();
         self.folding
-            .call_once(|| intake::start_folder(path, writer, one_at_a_time));
+            .call_once(|| intake::start_folder(path, writer, intake, one_at_a_time));
         Ok(applied)
     }
 

@@ -215,3 +215,98 @@ async fn backup_and_restore_on_postgres() {
     populate(&PostgresStore::connect(&source.url, 2).await.unwrap()).await;
     backup_then_restore(&source.url, &target.url, dir.path()).await;
 }
+
+/// Samples still in the SQLite telemetry intake (a file of its own) are in the backup, each
+/// once; the restore leaves no intake file of the replaced database behind, and a store on
+/// the restored file reads them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backup_holds_the_unfolded_intake() {
+    use netwarden_collector::storage::{sqlite_intake_path, TelemetryStore};
+    use netwarden_collector::telemetry::TelemetrySample;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("collector.db");
+    let now = chrono::Utc::now();
+    let sample = |minutes_ago: i64| TelemetrySample {
+        circuit_id: "B-1".into(),
+        utilization_mbps: minutes_ago as f64,
+        at: now - chrono::Duration::minutes(minutes_ago),
+    };
+    {
+        let store = SqliteStore::open(&db, 2, SqliteSync::Full).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .save_telemetry(&[sample(1), sample(2), sample(3)], now)
+            .await
+            .unwrap();
+        assert_eq!(store.fold_telemetry_intake().await.unwrap(), 3);
+        store
+            .save_telemetry(&[sample(4), sample(5)], now)
+            .await
+            .unwrap();
+    }
+    // (No store is open now, so no fold moves the last two.)
+    let pki = Pki::new();
+    let (config, _) = write_config(
+        dir.path(),
+        "collector",
+        &pki,
+        &format!("sqlite://{}", db.display()),
+    );
+    let backups = dir.path().join("backups");
+    script(
+        "backup.sh",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--dest",
+            backups.to_str().unwrap(),
+        ],
+    );
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    // The target's old intake file, with a row of its own, must not survive the restore.
+    let target = dir.path().join("restored.db");
+    std::fs::copy(sqlite_intake_path(&db), sqlite_intake_path(&target)).unwrap();
+    let url = format!("sqlite://{}", target.display());
+    let refused = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/restore.sh"))
+        .args([
+            archive.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("restored.intake.db exists"));
+    let restored = script(
+        "restore.sh",
+        &[
+            archive.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--force",
+        ],
+    );
+    assert!(restored.contains("every count verified"), "{restored}");
+    assert!(!sqlite_intake_path(&target).exists());
+
+    let store = SqliteStore::open(&target, 2, SqliteSync::Full)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let points = store
+        .telemetry("B-1", now - chrono::Duration::hours(1), now, 100)
+        .await
+        .unwrap();
+    let values: Vec<f64> = points.iter().map(|p| p.utilization_mbps).collect();
+    assert_eq!(values, vec![5.0, 4.0, 3.0, 2.0, 1.0]);
+}

@@ -10,16 +10,19 @@
 //! here). It does not shrink the file, which would also hold the writer while the filesystem
 //! frees the blocks (80-170 ms for 300 MB here); the file is truncated once the writer has
 //! been quiet for a whole pass instead.
+//!
+//! Each file has its own checkpoint thread: the main one, held through the main writer, and
+//! the telemetry intake's, held through the intake writer.
 
-use super::{open_connection, SqliteSync, Writer};
+use super::{open_connection, SqliteSync};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// The WAL in use past which the writer is held for a restart, and the file size past which
-/// it is truncated when quiet.
-const WAL_LIMIT_BYTES: u64 = 256 << 20;
+/// The main file's WAL in use past which the writer is held for a restart, and the file size
+/// past which it is truncated when quiet.
+pub(super) const WAL_LIMIT_BYTES: u64 = 256 << 20;
 
 const EVERY: Duration = Duration::from_secs(1);
 
@@ -100,7 +103,7 @@ impl Checkpointer {
     /// Passive checkpoints, then, with the writer held: a truncation if the file is over the
     /// limit and nothing was written since the last pass, or a restart if the frames in use
     /// are over it.
-    pub(super) fn pass(&mut self, writer: &Mutex<Writer>) -> rusqlite::Result<Held> {
+    pub(super) fn pass<W>(&mut self, writer: &Mutex<W>) -> rusqlite::Result<Held> {
         let mut seen = checkpoint(&self.conn, "PASSIVE")?;
         for _ in 1..PASSIVE_PASSES {
             let next = checkpoint(&self.conn, "PASSIVE")?;
@@ -150,16 +153,22 @@ impl Checkpointer {
     }
 }
 
-/// Checkpoints every [`EVERY`] on a thread of its own until the store is dropped, then tries to leave
-/// an empty WAL behind (a reader still in it leaves it to the last connection to close).
-pub(super) fn start(db: PathBuf, writer: Weak<Mutex<Writer>>) {
+/// Checkpoints the file `db`, written through `writer`, every [`EVERY`] on a thread of its own
+/// until the store is dropped, then tries to leave an empty WAL behind (a reader still in it
+/// leaves it to the last connection to close).
+pub(super) fn start<W: Send + 'static>(
+    db: PathBuf,
+    writer: Weak<Mutex<W>>,
+    limit: u64,
+    thread: &str,
+) {
     let spawned = std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
+        .name(thread.into())
         .spawn(move || {
-            let mut checkpointer = match Checkpointer::open(&db, WAL_LIMIT_BYTES) {
+            let mut checkpointer = match Checkpointer::open(&db, limit) {
                 Ok(checkpointer) => checkpointer,
                 Err(err) => {
-                    tracing::error!(error = %err, "cannot open the checkpoint connection; the WAL will grow");
+                    tracing::error!(error = %err, file = %db.display(), "cannot open the checkpoint connection; the WAL will grow");
                     return;
                 }
             };
@@ -183,7 +192,7 @@ pub(super) fn start(db: PathBuf, writer: Weak<Mutex<Writer>>) {
                         }
                     }
                     Ok(_) => refused = 0,
-                    Err(err) => tracing::warn!(error = %err, "WAL checkpoint failed; will retry"),
+                    Err(err) => tracing::warn!(error = %err, file = %db.display(), "WAL checkpoint failed; will retry"),
                 }
             }
             let _ = checkpoint(&checkpointer.conn, "TRUNCATE");
@@ -195,6 +204,7 @@ pub(super) fn start(db: PathBuf, writer: Weak<Mutex<Writer>>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Writer;
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! [`TelemetryStore`] on SQLite (times in Unix ms).
 
-use super::intake::{DIRECT_COMMIT, INTAKE_LIMIT, NOT_YET_FOLDED};
+use super::intake::{begin_read, IntakeWriter, DIRECT_COMMIT, INTAKE_LIMIT, NOT_YET_FOLDED};
 use super::{from_ms, ms, SqliteStore, Writer};
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
@@ -13,7 +13,8 @@ use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
 
 const CIRCUIT_COLUMNS: &str = "circuit_id, account, provisioned_mbps, burst_mbps, pop,
     provisioned_ms, upgraded_ms, decommissioned_ms";
@@ -34,85 +35,198 @@ fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     })
 }
 
-/// Stores samples in one transaction, on the calling thread: in the intake, or in the indexed
-/// table when the commit is large or the intake full. Returns the unknown circuit ids among them.
+/// Per circuit id among samples: (samples, first, last), to record the unknown ones.
+type Tally<'a> = BTreeMap<&'a str, (i64, i64, i64)>;
+
+/// Stores samples, on the calling thread: in the intake through its own writer, or in the
+/// indexed table through the main writer when the commit is large or the intake full.
+/// Returns the unknown circuit ids among them.
 fn store_samples(
+    writer: &Mutex<Writer>,
+    intake: &Mutex<IntakeWriter>,
+    samples: &[TelemetrySample],
+    now: DateTime<Utc>,
+) -> Result<BTreeSet<String>> {
+    let action = "storing telemetry";
+    let unknown = {
+        let mut intake = intake
+            .lock()
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
+        let rows = intake.rows().map_err(failed(action))?;
+        if rows < INTAKE_LIMIT && samples.len() < DIRECT_COMMIT {
+            Some(store_in_intake(&mut intake, samples, now)?)
+        } else {
+            None
+        }
+    };
+    // The main writer only when needed: the fold holds it for its chunks.
+    if unknown.as_ref().is_some_and(BTreeMap::is_empty) {
+        return Ok(BTreeSet::new());
+    }
+    let mut writer = writer
+        .lock()
+        .map_err(|e| StoreError::Worker(e.to_string()))?;
+    match unknown {
+        // Recorded after the samples' commit, through the main writer; the samples are safe
+        // either way, and an unknown circuit is rare.
+        Some(unknown) => {
+            let tx = writer.conn.transaction().map_err(failed(action))?;
+            let recorded = record_unknown(&tx, &unknown)?;
+            tx.commit().map_err(failed(action))?;
+            Ok(recorded)
+        }
+        None => store_direct(&mut writer, samples, now),
+    }
+}
+
+/// Commits samples to the intake; returns the tally of those whose circuit is unknown.
+fn store_in_intake<'a>(
+    intake: &mut IntakeWriter,
+    samples: &'a [TelemetrySample],
+    now: DateTime<Utc>,
+) -> Result<Tally<'a>> {
+    let action = "storing telemetry";
+    let tx = intake.conn.transaction().map_err(failed(action))?;
+    let tally = insert_samples(&tx, "intake.telemetry_intake", samples, now)?;
+    let (unknown, newly_known) = split_unknown(&tx, &intake.known_circuits, tally)?;
+    tx.commit().map_err(failed(action))?;
+    intake.known_circuits.extend(newly_known);
+    if let Some(rows) = intake.rows.as_mut() {
+        *rows += samples.len() as i64;
+    }
+    Ok(unknown)
+}
+
+/// Commits samples straight into the indexed table, with the unknown circuits among them.
+fn store_direct(
     writer: &mut Writer,
     samples: &[TelemetrySample],
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>> {
     let action = "storing telemetry";
-    let intake_rows = match writer.intake_rows {
-        Some(rows) => rows,
-        None => writer
-            .conn
-            .query_row("SELECT count(*) FROM telemetry_intake", [], |r| r.get(0))
-            .map_err(failed(action))?,
-    };
-    let into_intake = intake_rows < INTAKE_LIMIT && samples.len() < DIRECT_COMMIT;
     let tx = writer.conn.transaction().map_err(failed(action))?;
-    // Per circuit id: (samples, first, last), to find and record the unknown ones.
-    let mut seen: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
-    {
-        let mut insert = tx
-            .prepare_cached(if into_intake {
-                "INSERT INTO telemetry_intake (circuit_id, ts_ms, utilization_mbps, received_ms)
-                 VALUES (?1, ?2, ?3, ?4)"
-            } else {
-                "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
-                 VALUES (?1, ?2, ?3, ?4)"
-            })
-            .map_err(failed(action))?;
-        for s in samples {
-            let at = ms(s.at);
-            insert
-                .execute(params![s.circuit_id, at, s.utilization_mbps, ms(now)])
-                .map_err(failed(action))?;
-            let entry = seen.entry(&s.circuit_id).or_insert((0, at, at));
-            entry.0 += 1;
-            entry.1 = entry.1.min(at);
-            entry.2 = entry.2.max(at);
-        }
-    }
-    let mut unknown = BTreeSet::new();
-    let mut newly_known = Vec::new();
-    {
-        let mut known = tx
-            .prepare_cached("SELECT 1 FROM circuits WHERE circuit_id = ?1")
-            .map_err(failed(action))?;
-        let mut record = tx
-            .prepare_cached(
-                "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (circuit_id) DO UPDATE SET
-                     samples = samples + excluded.samples,
-                     first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
-                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
-            )
-            .map_err(failed(action))?;
-        for (id, (count, first, last)) in &seen {
-            if writer.known_circuits.contains(*id) {
-                continue;
-            }
-            let exists = known
-                .query_row([id], |_| Ok(()))
-                .optional()
-                .map_err(failed(action))?
-                .is_some();
-            if exists {
-                newly_known.push(id.to_string());
-            } else {
-                record
-                    .execute(params![id, count, first, last])
-                    .map_err(failed(action))?;
-                unknown.insert(id.to_string());
-            }
-        }
-    }
+    let tally = insert_samples(&tx, "telemetry", samples, now)?;
+    let (unknown, newly_known) = split_unknown(&tx, &writer.known_circuits, tally)?;
+    let recorded = record_unknown(&tx, &unknown)?;
     tx.commit().map_err(failed(action))?;
     writer.known_circuits.extend(newly_known);
-    writer.intake_rows = Some(intake_rows + if into_intake { samples.len() as i64 } else { 0 });
-    Ok(unknown)
+    Ok(recorded)
+}
+
+fn insert_samples<'a>(
+    tx: &rusqlite::Connection,
+    table: &str,
+    samples: &'a [TelemetrySample],
+    now: DateTime<Utc>,
+) -> Result<Tally<'a>> {
+    let action = "storing telemetry";
+    let mut tally = Tally::new();
+    let mut insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {table} (circuit_id, ts_ms, utilization_mbps, received_ms)
+             VALUES (?1, ?2, ?3, ?4)"
+        ))
+        .map_err(failed(action))?;
+    for s in samples {
+        let at = ms(s.at);
+        insert
+            .execute(params![s.circuit_id, at, s.utilization_mbps, ms(now)])
+            .map_err(failed(action))?;
+        let entry = tally.entry(&s.circuit_id).or_insert((0, at, at));
+        entry.0 += 1;
+        entry.1 = entry.1.min(at);
+        entry.2 = entry.2.max(at);
+    }
+    Ok(tally)
+}
+
+/// Splits a tally into its unknown circuits and the ids newly found registered (to cache once
+/// the transaction commits), looking up only those not in `known`.
+fn split_unknown<'a>(
+    tx: &rusqlite::Connection,
+    known: &HashSet<String>,
+    tally: Tally<'a>,
+) -> Result<(Tally<'a>, Vec<String>)> {
+    let action = "storing telemetry";
+    let mut lookup = tx
+        .prepare_cached("SELECT 1 FROM main.circuits WHERE circuit_id = ?1")
+        .map_err(failed(action))?;
+    let mut unknown = Tally::new();
+    let mut newly_known = Vec::new();
+    for (id, counts) in tally {
+        if known.contains(id) {
+            continue;
+        }
+        let exists = lookup
+            .query_row([id], |_| Ok(()))
+            .optional()
+            .map_err(failed(action))?
+            .is_some();
+        if exists {
+            newly_known.push(id.to_string());
+        } else {
+            unknown.insert(id, counts);
+        }
+    }
+    Ok((unknown, newly_known))
+}
+
+/// Records samples of unknown circuits in `telemetry_unknown`, unless the circuit has been
+/// registered meanwhile; returns the ids recorded.
+fn record_unknown(tx: &rusqlite::Connection, unknown: &Tally<'_>) -> Result<BTreeSet<String>> {
+    let action = "storing telemetry";
+    let mut record = tx
+        .prepare_cached(
+            "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
+             SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS
+                 (SELECT 1 FROM circuits WHERE circuit_id = ?1)
+             ON CONFLICT (circuit_id) DO UPDATE SET
+                 samples = samples + excluded.samples,
+                 first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
+                 last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+        )
+        .map_err(failed(action))?;
+    let mut recorded = BTreeSet::new();
+    for (id, (count, first, last)) in unknown {
+        if record
+            .execute(params![id, count, first, last])
+            .map_err(failed(action))?
+            > 0
+        {
+            recorded.insert(id.to_string());
+        }
+    }
+    Ok(recorded)
+}
+
+/// A circuit's samples in `[from, to)`, oldest first, from both tables: the intake's rows the
+/// fold has not moved yet. `tx` must come from [`begin_read`].
+fn points_in(
+    tx: &rusqlite::Transaction<'_>,
+    circuit_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<TelemetryPoint>> {
+    tx.prepare_cached(&format!(
+        "SELECT ts_ms, utilization_mbps FROM (
+             SELECT ts_ms, utilization_mbps FROM telemetry
+              WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+             UNION ALL
+             SELECT ts_ms, utilization_mbps FROM intake.telemetry_intake, telemetry_fold f
+              WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND {NOT_YET_FOLDED})
+         ORDER BY ts_ms LIMIT ?4",
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_map(params![circuit_id, ms(from), ms(to), limit], |r| {
+            Ok(TelemetryPoint {
+                timestamp: from_ms(r.get(0)?),
+                utilization_mbps: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(failed("reading telemetry"))
 }
 
 #[async_trait]
@@ -123,17 +237,16 @@ impl TelemetryStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<BTreeSet<String>> {
         let samples = samples.to_vec();
-        self.write(move |writer| store_samples(writer, &samples, now))
+        let (writer, intake) = (self.writer.clone(), self.intake.clone());
+        tokio::task::spawn_blocking(move || store_samples(&writer, &intake, &samples, now))
             .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?
     }
 
     fn blocking_telemetry_saver(&self) -> Option<BlockingTelemetrySaver> {
-        let writer = self.writer.clone();
+        let (writer, intake) = (self.writer.clone(), self.intake.clone());
         Some(Box::new(move |samples, now| {
-            let mut guard = writer
-                .lock()
-                .map_err(|e| StoreError::Worker(e.to_string()))?;
-            store_samples(&mut guard, samples, now)
+            store_samples(&writer, &intake, samples, now)
         }))
     }
 
@@ -146,27 +259,8 @@ impl TelemetryStore for SqliteStore {
     ) -> Result<Vec<TelemetryPoint>> {
         let circuit_id = circuit_id.to_string();
         self.read(move |conn| {
-            // Both tables, in one statement (one snapshot): the intake's rows the fold has
-            // not moved yet.
-            conn.prepare_cached(&format!(
-                "SELECT ts_ms, utilization_mbps FROM (
-                     SELECT ts_ms, utilization_mbps FROM telemetry
-                      WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-                     UNION ALL
-                     SELECT ts_ms, utilization_mbps FROM telemetry_intake, telemetry_fold f
-                      WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND {NOT_YET_FOLDED})
-                 ORDER BY ts_ms LIMIT ?4",
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_map(params![circuit_id, ms(from), ms(to), limit], |r| {
-                    Ok(TelemetryPoint {
-                        timestamp: from_ms(r.get(0)?),
-                        utilization_mbps: r.get(1)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(failed("reading telemetry"))
+            let tx = begin_read(conn).map_err(failed("reading telemetry"))?;
+            points_in(&tx, &circuit_id, from, to, limit)
         })
         .await
     }
@@ -265,31 +359,39 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn delete_telemetry_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        self.write(move |writer| {
-            let action = "deleting old telemetry";
-            // The intake holds about a second of samples: old ones there are rare (a backlog
-            // sent late), and a scan of it is cheap.
-            let from_intake = writer
+        let action = "deleting old telemetry";
+        // The intake holds about a second of samples: old ones there are rare (a backlog
+        // sent late), and a scan of it is cheap.
+        let intake = self.intake.clone();
+        let from_intake = tokio::task::spawn_blocking(move || {
+            let mut intake = intake
+                .lock()
+                .map_err(|e| StoreError::Worker(e.to_string()))?;
+            let deleted = intake
                 .conn
                 .execute(
-                    "DELETE FROM telemetry_intake WHERE ts_ms < ?1",
+                    "DELETE FROM intake.telemetry_intake WHERE ts_ms < ?1",
                     params![ms(cutoff)],
                 )
                 .map_err(failed(action))?;
-            if let Some(rows) = writer.intake_rows.as_mut() {
-                *rows -= from_intake as i64;
-            }
-            let from_table = writer
-                .conn
-                .execute(
-                    "DELETE FROM telemetry WHERE rowid IN
-                         (SELECT rowid FROM telemetry WHERE ts_ms < ?1 LIMIT ?2)",
-                    params![ms(cutoff), limit],
-                )
-                .map_err(failed(action))?;
-            Ok((from_intake + from_table) as u64)
+            intake.count_removed(deleted);
+            Ok::<_, StoreError>(deleted)
         })
         .await
+        .map_err(|e| StoreError::Worker(e.to_string()))??;
+        let from_table = self
+            .write(move |writer| {
+                writer
+                    .conn
+                    .execute(
+                        "DELETE FROM telemetry WHERE rowid IN
+                         (SELECT rowid FROM telemetry WHERE ts_ms < ?1 LIMIT ?2)",
+                        params![ms(cutoff), limit],
+                    )
+                    .map_err(failed(action))
+            })
+            .await?;
+        Ok((from_intake + from_table) as u64)
     }
 
     async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>> {
@@ -410,5 +512,47 @@ impl TelemetryStore for SqliteStore {
             .map_err(failed("listing circuit maxouts"))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{SqliteSync, Store};
+
+    /// A read whose snapshot began before a whole fold cycle (moved and deleted) still sees
+    /// each sample once: the intake's snapshot is taken first. The other way round, the rows
+    /// would be in neither snapshot.
+    #[tokio::test]
+    async fn a_read_begun_before_a_fold_sees_each_sample_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.db");
+        let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+        // No fold thread: this test folds by itself, at the moment it chooses.
+        store.folding.call_once(|| ());
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let samples: Vec<_> = (1..=5)
+            .map(|m| TelemetrySample {
+                circuit_id: "C-1".into(),
+                utilization_mbps: m as f64,
+                at: now - chrono::Duration::minutes(m),
+            })
+            .collect();
+        store.save_telemetry(&samples, now).await.unwrap();
+        let from = now - chrono::Duration::hours(1);
+
+        let conn = super::super::intake::open_with_intake(&path, SqliteSync::Normal).unwrap();
+        let tx = begin_read(&conn).unwrap();
+        assert_eq!(store.fold_telemetry_intake().await.unwrap(), 5);
+        let intake_rows: i64 = rusqlite::Connection::open(super::super::intake_path(&path))
+            .unwrap()
+            .query_row("SELECT count(*) FROM telemetry_intake", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(intake_rows, 0, "the fold deleted what it moved");
+        assert_eq!(points_in(&tx, "C-1", from, now, 100).unwrap().len(), 5);
+        drop(tx);
+        let fresh = begin_read(&conn).unwrap();
+        assert_eq!(points_in(&fresh, "C-1", from, now, 100).unwrap().len(), 5);
     }
 }
