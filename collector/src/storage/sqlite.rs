@@ -117,20 +117,27 @@ impl Writer {
         })
     }
 
-    /// Runs `work` with `synchronous = NORMAL`, for commits that need no fsync of their own
-    /// (the fold's). The next fsync of the WAL covers them too: it is one file, written in
-    /// order.
-    fn without_fsync<T, E: From<rusqlite::Error>>(
+    /// Runs `work` with `synchronous` at `level` instead of the configured one: NORMAL for
+    /// commits that need no fsync of their own (the fold's chunks: the next fsync of the WAL
+    /// covers them too, as it is one file written in order), FULL for one that must be
+    /// durable before the intake lets go of its rows, whatever the configuration.
+    fn synchronous_at<T, E: From<rusqlite::Error>>(
         &mut self,
+        level: SqliteSync,
         work: impl FnOnce(&mut Writer) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let relax = self.sync == SqliteSync::Full;
-        if relax {
-            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let name = |sync| match sync {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
+        let switch = self.sync != level;
+        if switch {
+            self.conn.pragma_update(None, "synchronous", name(level))?;
         }
         let result = work(self);
-        if relax {
-            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        if switch {
+            self.conn
+                .pragma_update(None, "synchronous", name(self.sync))?;
         }
         result
     }

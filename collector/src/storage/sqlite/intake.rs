@@ -188,10 +188,10 @@ pub(super) fn pair(
     intake: &mut IntakeWriter,
     file: &Path,
 ) -> rusqlite::Result<()> {
-    let expected: Option<String> = writer.conn.query_row(
-        "SELECT intake_token FROM telemetry_fold WHERE id = 1",
+    let (expected, counted_upto): (Option<String>, i64) = writer.conn.query_row(
+        "SELECT intake_token, max(folded_upto, cycle_upto) FROM telemetry_fold WHERE id = 1",
         [],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let found: Option<String> = intake
         .conn
@@ -202,7 +202,7 @@ pub(super) fn pair(
         )
         .optional()?;
     if found.is_some() && found == expected {
-        return Ok(());
+        return keep_ids_ahead(intake, counted_upto, file);
     }
     let waiting = intake.rows()?;
     if waiting > 0 {
@@ -227,6 +227,39 @@ pub(super) fn pair(
         [&token],
     )?;
     Ok(())
+}
+
+/// Raises the intake's id counter to the fold's progress if it is behind, as after a power
+/// cut under `synchronous = normal` that lost intake commits the fold had already moved: new
+/// samples would otherwise get ids the progress has passed, and be hidden as moved.
+fn keep_ids_ahead(intake: &IntakeWriter, upto: i64, file: &Path) -> rusqlite::Result<()> {
+    let seq: Option<i64> = intake
+        .conn
+        .query_row(
+            "SELECT seq FROM intake.sqlite_sequence WHERE name = 'telemetry_intake'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if seq.unwrap_or(0) >= upto {
+        return Ok(());
+    }
+    tracing::warn!(
+        intake = %file.display(),
+        ids_from = seq.unwrap_or(0),
+        raised_to = upto,
+        "the telemetry intake's ids were behind the fold's progress (commits lost in a crash); raised them"
+    );
+    let tx = intake.conn.unchecked_transaction()?;
+    tx.execute(
+        "DELETE FROM intake.sqlite_sequence WHERE name = 'telemetry_intake'",
+        [],
+    )?;
+    tx.execute(
+        "INSERT INTO intake.sqlite_sequence (name, seq) VALUES ('telemetry_intake', ?1)",
+        [upto],
+    )?;
+    tx.commit()
 }
 
 /// The intake rows a reader must not see (they are in `telemetry` already), as a condition
@@ -266,10 +299,14 @@ fn state(conn: &Connection) -> rusqlite::Result<FoldState> {
 }
 
 /// The cycle to run (resumed, or a new one over the oldest unfolded rows) and its rows
-/// sorted by circuit and time; `None` when nothing waits. Reads one snapshot.
+/// sorted by circuit and time; `None` when nothing waits. Reads in one transaction.
 /// Also returns the state as read, which the first chunk's commit checks is unchanged.
 fn plan(reader: &Connection) -> rusqlite::Result<Option<(FoldState, FoldState, Vec<IntakeRow>)>> {
-    let tx = begin_read(reader)?;
+    // The progress before the rows (the reverse of `begin_read`): the rows seen are then at
+    // least those the progress counts on, and a fold in another process that moves on after
+    // this read fails the first chunk's compare-and-set. (The other order could resume a cycle
+    // another process started over rows this snapshot does not have, and close it.)
+    let tx = reader.unchecked_transaction()?;
     let read = state(&tx)?;
     let mut cycle = read.clone();
     if cycle.cycle_upto <= cycle.folded_upto {
@@ -442,13 +479,15 @@ pub(super) fn fold_cycle(
             };
             let held = std::time::Instant::now();
             // Lost in a power cut, a fold commit takes its progress with it: its rows are
-            // simply still in the intake. The last one is synced, and the ones before it with
-            // it (one WAL, written in order), before any row is deleted from the intake.
-            let moved = if i == last {
-                move_chunk(&mut guard, chunk, &before, &after)?
+            // simply still in the intake. The last one is synced, even with `synchronous =
+            // normal` configured, and the ones before it with it (one WAL, written in order),
+            // before any row is deleted from the intake.
+            let level = if i == last {
+                SqliteSync::Full
             } else {
-                guard.without_fsync(|w| move_chunk(w, chunk, &before, &after))?
+                SqliteSync::Normal
             };
+            let moved = guard.synchronous_at(level, |w| move_chunk(w, chunk, &before, &after))?;
             if !moved {
                 return Ok(0);
             }
