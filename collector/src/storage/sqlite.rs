@@ -24,14 +24,14 @@ mod checkpoint;
 mod customers;
 mod intake;
 mod kpi;
-
-pub use intake::intake_path;
-use intake::IntakeWriter;
 mod overview;
 mod poi;
 mod rollup;
 mod telemetry;
 mod tokens;
+
+pub use intake::intake_path;
+use intake::IntakeWriter;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -126,18 +126,13 @@ impl Writer {
         level: SqliteSync,
         work: impl FnOnce(&mut Writer) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let name = |sync| match sync {
-            SqliteSync::Full => "FULL",
-            SqliteSync::Normal => "NORMAL",
-        };
         let switch = self.sync != level;
         if switch {
-            self.conn.pragma_update(None, "synchronous", name(level))?;
+            set_synchronous(&self.conn, None, level)?;
         }
         let result = work(self);
         if switch {
-            self.conn
-                .pragma_update(None, "synchronous", name(self.sync))?;
+            set_synchronous(&self.conn, None, self.sync)?;
         }
         result
     }
@@ -165,20 +160,27 @@ fn open_connection(path: &Path, sync: SqliteSync) -> rusqlite::Result<Connection
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            SqliteSync::Full => "FULL",
-            SqliteSync::Normal => "NORMAL",
-        },
-    )?;
+    set_synchronous(&conn, None, sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Device rows and the (device, time) index are updated all over the file on every batch;
     // a 64 MiB page cache keeps those pages in memory instead of re-reading them.
     conn.pragma_update(None, "cache_size", -65536)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Sets `synchronous` for database `db` of `conn` (`main` when `None`; the setting is per
+/// attached database).
+fn set_synchronous(
+    conn: &Connection,
+    db: Option<rusqlite::DatabaseName<'_>>,
+    sync: SqliteSync,
+) -> rusqlite::Result<()> {
+    let value = match sync {
+        SqliteSync::Full => "FULL",
+        SqliteSync::Normal => "NORMAL",
+    };
+    conn.pragma_update(db, "synchronous", value)
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -199,21 +201,23 @@ impl SqliteStore {
             })?;
         }
         let owned = path.to_path_buf();
-        let writer = tokio::task::spawn_blocking(move || Writer::open(&owned, sync))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
-            .map_err(|err| StoreError::Backend {
-                action: "opening the SQLite database",
-                message: format!("{}: {err}", path.display()),
-            })?;
-        let owned = path.to_path_buf();
-        let intake = tokio::task::spawn_blocking(move || IntakeWriter::open(&owned, sync))
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?
-            .map_err(|err| StoreError::Backend {
-                action: "opening the SQLite telemetry intake",
-                message: format!("{}: {err}", intake::intake_path(path).display()),
-            })?;
+        let (writer, intake) = tokio::task::spawn_blocking(move || {
+            let failed_on = |action: &'static str, file: PathBuf| {
+                move |err: rusqlite::Error| StoreError::Backend {
+                    action,
+                    message: format!("{}: {err}", file.display()),
+                }
+            };
+            let writer = Writer::open(&owned, sync)
+                .map_err(failed_on("opening the SQLite database", owned.clone()))?;
+            let intake = IntakeWriter::open(&owned, sync).map_err(failed_on(
+                "opening the SQLite telemetry intake",
+                intake::intake_path(&owned),
+            ))?;
+            Ok::<_, StoreError>((writer, intake))
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))??;
         let writer = Arc::new(Mutex::new(writer));
         let intake = Arc::new(Mutex::new(intake));
         checkpoint::start(

@@ -26,7 +26,7 @@
 //! for: both hold a token (`telemetry_fold.intake_token`, `intake_pairing.token`), checked by
 //! [`pair`] at migration. A missing or replaced intake file resets the progress.
 
-use super::{open_connection, SqliteSync, Writer};
+use super::{open_connection, set_synchronous, SqliteSync, Writer};
 use rusqlite::{params, Connection, DatabaseName, OptionalExtension};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -92,15 +92,8 @@ pub(super) fn open_with_intake(db: &Path, sync: SqliteSync) -> rusqlite::Result<
     conn.execute("ATTACH DATABASE ?1 AS intake", [intake])?;
     // Per-database settings: `open_connection` set them for `main` only.
     conn.pragma_update(Some(INTAKE), "journal_mode", "WAL")?;
-    conn.pragma_update(Some(INTAKE), "synchronous", sync_name(sync))?;
+    set_synchronous(&conn, Some(INTAKE), sync)?;
     Ok(conn)
-}
-
-fn sync_name(sync: SqliteSync) -> &'static str {
-    match sync {
-        SqliteSync::Full => "FULL",
-        SqliteSync::Normal => "NORMAL",
-    }
 }
 
 /// Starts a read of both files: the intake's snapshot is taken first (see the module's note).
@@ -148,13 +141,11 @@ impl IntakeWriter {
     ) -> rusqlite::Result<T> {
         let relax = self.sync == SqliteSync::Full;
         if relax {
-            self.conn
-                .pragma_update(Some(INTAKE), "synchronous", "NORMAL")?;
+            set_synchronous(&self.conn, Some(INTAKE), SqliteSync::Normal)?;
         }
         let result = work(self);
         if relax {
-            self.conn
-                .pragma_update(Some(INTAKE), "synchronous", "FULL")?;
+            set_synchronous(&self.conn, Some(INTAKE), SqliteSync::Full)?;
         }
         result
     }

@@ -35,6 +35,12 @@ fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     })
 }
 
+const STORING: &str = "storing telemetry";
+const INSERT_INTAKE: &str = "INSERT INTO intake.telemetry_intake
+    (circuit_id, ts_ms, utilization_mbps, received_ms) VALUES (?1, ?2, ?3, ?4)";
+const INSERT_TABLE: &str = "INSERT INTO telemetry
+    (circuit_id, ts_ms, utilization_mbps, received_ms) VALUES (?1, ?2, ?3, ?4)";
+
 /// Per circuit id among samples: (samples, first, last), to record the unknown ones.
 type Tally<'a> = BTreeMap<&'a str, (i64, i64, i64)>;
 
@@ -47,7 +53,7 @@ fn store_samples(
     samples: &[TelemetrySample],
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>> {
-    let action = "storing telemetry";
+    let action = STORING;
     let unknown = {
         let mut intake = intake
             .lock()
@@ -85,9 +91,9 @@ fn store_in_intake<'a>(
     samples: &'a [TelemetrySample],
     now: DateTime<Utc>,
 ) -> Result<Tally<'a>> {
-    let action = "storing telemetry";
+    let action = STORING;
     let tx = intake.conn.transaction().map_err(failed(action))?;
-    let tally = insert_samples(&tx, "intake.telemetry_intake", samples, now)?;
+    let tally = insert_samples(&tx, INSERT_INTAKE, samples, now)?;
     let (unknown, newly_known) = split_unknown(&tx, &intake.known_circuits, tally)?;
     tx.commit().map_err(failed(action))?;
     intake.known_circuits.extend(newly_known);
@@ -103,9 +109,9 @@ fn store_direct(
     samples: &[TelemetrySample],
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>> {
-    let action = "storing telemetry";
+    let action = STORING;
     let tx = writer.conn.transaction().map_err(failed(action))?;
-    let tally = insert_samples(&tx, "telemetry", samples, now)?;
+    let tally = insert_samples(&tx, INSERT_TABLE, samples, now)?;
     let (unknown, newly_known) = split_unknown(&tx, &writer.known_circuits, tally)?;
     let recorded = record_unknown(&tx, &unknown)?;
     tx.commit().map_err(failed(action))?;
@@ -115,18 +121,13 @@ fn store_direct(
 
 fn insert_samples<'a>(
     tx: &rusqlite::Connection,
-    table: &str,
+    insert_sql: &str,
     samples: &'a [TelemetrySample],
     now: DateTime<Utc>,
 ) -> Result<Tally<'a>> {
-    let action = "storing telemetry";
+    let action = STORING;
     let mut tally = Tally::new();
-    let mut insert = tx
-        .prepare_cached(&format!(
-            "INSERT INTO {table} (circuit_id, ts_ms, utilization_mbps, received_ms)
-             VALUES (?1, ?2, ?3, ?4)"
-        ))
-        .map_err(failed(action))?;
+    let mut insert = tx.prepare_cached(insert_sql).map_err(failed(action))?;
     for s in samples {
         let at = ms(s.at);
         insert
@@ -147,7 +148,7 @@ fn split_unknown<'a>(
     known: &HashSet<String>,
     tally: Tally<'a>,
 ) -> Result<(Tally<'a>, Vec<String>)> {
-    let action = "storing telemetry";
+    let action = STORING;
     let mut lookup = tx
         .prepare_cached("SELECT 1 FROM main.circuits WHERE circuit_id = ?1")
         .map_err(failed(action))?;
@@ -174,7 +175,7 @@ fn split_unknown<'a>(
 /// Records samples of unknown circuits in `telemetry_unknown`, unless the circuit has been
 /// registered meanwhile; returns the ids recorded.
 fn record_unknown(tx: &rusqlite::Connection, unknown: &Tally<'_>) -> Result<BTreeSet<String>> {
-    let action = "storing telemetry";
+    let action = STORING;
     let mut record = tx
         .prepare_cached(
             "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
