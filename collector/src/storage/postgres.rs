@@ -30,6 +30,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PostgresStore {
     pool: PgPool,
     max_connections: u32,
+    /// Circuit ids known to exist (circuits are never deleted, so this never goes stale, also
+    /// with other collectors on the database): a group of samples whose circuits are all here
+    /// is stored without looking any up.
+    known_circuits: std::sync::RwLock<HashSet<String>>,
 }
 
 /// Hides the password of a connection URL, for messages and logs.
@@ -60,6 +64,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             max_connections: max_connections.max(1),
+            known_circuits: Default::default(),
         })
     }
 }

@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Most samples one transaction takes.
 const MAX_GROUP_SAMPLES: usize = 50_000;
+/// A request with at least this many samples may commit beside another commit; smaller ones
+/// wait for every commit to finish, and join the next group instead.
+const LARGE_REQUEST: usize = 1_000;
 
 /// Where a request waits for the unknown circuit ids among its samples.
 type Reply = oneshot::Sender<Result<BTreeSet<String>>>;
@@ -145,12 +148,21 @@ async fn commit_loop(
     detector: Detector,
     mut receiver: mpsc::UnboundedReceiver<Pending>,
 ) {
-    // At most two commits at once: larger groups beat more parallel small ones here (each
-    // commit waits on a WAL flush either way).
-    let slots = Arc::new(Semaphore::new(store.concurrent_commits().min(2)));
+    // At most two commits at once, and two only for large requests. Each commit costs a
+    // statement and a WAL flush whatever its size, so small ones run one at a time and the
+    // requests that arrive meanwhile make the next group larger (PostgreSQL took single
+    // POSTs faster, and with less of its CPU, one commit at a time than two). Batches gain
+    // from the overlap: about 1.6 times the samples a second of one at a time.
+    let slots = store.concurrent_commits().clamp(1, 2) as u32;
+    let semaphore = Arc::new(Semaphore::new(slots as usize));
     while let Some(first) = receiver.recv().await {
-        // Wait for a free commit slot first: while waiting, more requests pile up and join.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        // Wait for the commit slots first: while waiting, more requests pile up and join.
+        let needed = if first.samples.len() >= LARGE_REQUEST {
+            1
+        } else {
+            slots
+        };
+        let Ok(permit) = semaphore.clone().acquire_many_owned(needed).await else {
             break;
         };
         let group = Group::new(gather(first, &mut receiver));
