@@ -109,7 +109,8 @@ enum ImportCommand {
 #[derive(Subcommand)]
 enum SimulateCommand {
     /// Post realistic circuit utilisation (diurnal curve, noise, spikes, sustained maxouts)
-    /// to a collector's batch endpoint; deterministic with --seed.
+    /// to a collector's batch endpoint. The same --seed gives the same circuits and values;
+    /// with --start too, the same timestamps (and so exactly the same samples).
     Telemetry {
         /// The collector's HTTP base URL, e.g. http://127.0.0.1:8080
         #[arg(long)]
@@ -146,6 +147,14 @@ enum SimulateCommand {
         /// API token (operator to post; admin with --register).
         #[arg(long, env = "NETWARDEN_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Timestamp samples from this time (RFC 3339) instead of now: each circuit's samples
+        /// are --step apart from here (the collector takes samples up to 30 days old).
+        #[arg(long)]
+        start: Option<chrono::DateTime<chrono::Utc>>,
+        /// Seconds between one circuit's samples with --start (default: as posted,
+        /// circuits ÷ rate).
+        #[arg(long, requires = "start")]
+        step: Option<f64>,
     },
 }
 
@@ -493,8 +502,20 @@ async fn run(cli: Cli) -> Result<()> {
                     prefix,
                     account,
                     token,
+                    start,
+                    step,
                 },
         } => {
+            let step = step
+                .map(|secs| {
+                    std::time::Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--step: {secs} is not a positive number of seconds")
+                        })
+                })
+                .transpose()?;
             let options = netwarden_collector::telemetry::simulate::SimulateOptions {
                 url,
                 circuits,
@@ -509,6 +530,8 @@ async fn run(cli: Cli) -> Result<()> {
                 prefix,
                 account,
                 token,
+                start,
+                step,
             };
             let report = netwarden_collector::telemetry::simulate::run(&options).await?;
             println!(

@@ -112,18 +112,23 @@ pub async fn start(
         metrics.clone(),
         accept_cancel.clone(),
     );
-    let notifier = match &settings.email {
-        Some(email) => Some(Arc::new(
-            crate::alert::customer::CustomerNotifier::new(email, store.clone(), metrics.clone())
-                .map_err(StartError::Email)?,
-        )),
-        None => None,
-    };
     let engine = Arc::new(crate::alert::engine::Engine::new(
         store.clone(),
         settings.alerting.clone(),
         metrics.clone(),
     ));
+    let notifier = match &settings.email {
+        Some(email) => Some(Arc::new(
+            crate::alert::customer::CustomerNotifier::new(
+                email,
+                store.clone(),
+                metrics.clone(),
+                Some(engine.clone()),
+            )
+            .map_err(StartError::Email)?,
+        )),
+        None => None,
+    };
     let telemetry = crate::telemetry::TelemetryCommitter::start(
         store.clone(),
         crate::telemetry::detector::Detector::start(

@@ -1,11 +1,18 @@
 //! Customer maxout email: when a circuit maxout event opens, an HTML + text message To the
 //! account's primary contact, Cc its account manager and CX manager, at most once per circuit
-//! per cooldown. Every send (or why there was none) is recorded in `notifications`; an
-//! account with no contact still has its event stored and raises an internal alert.
+//! per cooldown. The cooldown counts in event time from the start of the last event the
+//! customer was emailed about (`circuit_maxouts.notified_*`), so it holds across restarts and
+//! for telemetry that arrives late. Every send (or why there was none) is recorded in
+//! `notifications`; when the customer could not be told (no contact, or the send failed) the
+//! event is stored all the same and the NOC gets a `customer_not_notified` anomaly, which
+//! resolves with the next email that reaches the customer.
 
 use super::email::{EmailSettings, Mailer};
+use super::engine::Engine;
 use super::templates::{Template, CIRCUIT_MAXOUT_FIELDS};
+use crate::detect::{kinds, Signal};
 use crate::metrics::Metrics;
+use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
 use crate::storage::customers::NotificationRecord;
 use crate::storage::telemetry::CircuitRecord;
 use crate::storage::Store;
@@ -14,7 +21,7 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const EVENT_KIND: &str = "circuit_maxout";
 
@@ -24,7 +31,19 @@ pub struct CustomerNotifier {
     mailer: Mailer,
     template: Template,
     cooldown: Duration,
-    last_sent: Mutex<HashMap<String, Instant>>,
+    /// Per circuit, the start (Unix ms) of the last event whose customer was emailed (or is
+    /// being emailed), once read from the store.
+    last_sent: Mutex<HashMap<String, Option<i64>>>,
+    /// Where a customer who could not be told becomes a NOC anomaly.
+    engine: Option<Arc<Engine>>,
+}
+
+/// Whether an event's customer is emailed.
+enum Claim {
+    /// Yes; on failure the circuit's last sent start goes back to `previous`.
+    Send { previous: Option<i64> },
+    /// No: within the cooldown of an email about an earlier event.
+    Suppressed,
 }
 
 impl CustomerNotifier {
@@ -32,6 +51,7 @@ impl CustomerNotifier {
         settings: &EmailSettings,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        engine: Option<Arc<Engine>>,
     ) -> Result<Self, String> {
         Ok(CustomerNotifier {
             mailer: Mailer::new(settings)?,
@@ -45,15 +65,59 @@ impl CustomerNotifier {
             store,
             metrics,
             last_sent: Mutex::new(HashMap::new()),
+            engine,
         })
     }
 
-    /// Handles a newly opened event (call it on its own task: sending may take retries).
+    /// Handles a newly opened event. Call it in event order (the cooldown is decided here);
+    /// the sending, which may take retries, goes on on a task of its own.
     pub async fn maxout_opened(
+        self: &Arc<Self>,
+        circuit: &CircuitRecord,
+        event_id: i64,
+        event: &CircuitEvent,
+    ) {
+        let claim = self.claim(&circuit.circuit_id, event.start).await;
+        let (this, circuit, event) = (self.clone(), circuit.clone(), event.clone());
+        tokio::spawn(async move { this.deliver(&circuit, event_id, &event, claim).await });
+    }
+
+    /// Decides whether an event starting at `start` (Unix ms) is emailed, and if so counts
+    /// the circuit's cooldown from it.
+    async fn claim(&self, circuit_id: &str, start: i64) -> Claim {
+        let cached = self
+            .last_sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(circuit_id)
+            .copied();
+        let last = match cached {
+            Some(last) => last,
+            None => match self.store.last_notified_circuit_maxout(circuit_id).await {
+                Ok(at) => at.map(|t| t.timestamp_millis()),
+                Err(err) => {
+                    tracing::error!(circuit = circuit_id, error = %err, "cannot read when the customer was last emailed; counting the cooldown from now on");
+                    None
+                }
+            },
+        };
+        let cooldown = i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX);
+        let mut map = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
+        // Also an event older than the last emailed one: the customer heard about a later one.
+        if last.is_some_and(|last| start < last.saturating_add(cooldown)) {
+            map.insert(circuit_id.to_string(), last);
+            return Claim::Suppressed;
+        }
+        map.insert(circuit_id.to_string(), Some(start));
+        Claim::Send { previous: last }
+    }
+
+    async fn deliver(
         &self,
         circuit: &CircuitRecord,
         event_id: i64,
         event: &CircuitEvent,
+        claim: Claim,
     ) {
         let record = |recipients: String,
                       subject: String,
@@ -72,26 +136,34 @@ impl CustomerNotifier {
                 created_at: Utc::now(),
             }
         };
-        let in_cooldown = {
-            let mut last = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
-            match last.get(&circuit.circuit_id) {
-                Some(at) if at.elapsed() < self.cooldown => true,
-                _ => {
-                    last.insert(circuit.circuit_id.clone(), Instant::now());
-                    false
-                }
-            }
-        };
-        let outcome = if in_cooldown {
-            record(
+        let outcome = match claim {
+            Claim::Suppressed => record(
                 String::new(),
                 String::new(),
                 "suppressed",
                 Some("within the cooldown of an earlier email".into()),
                 0,
-            )
-        } else {
-            self.send(circuit, event, &record).await
+            ),
+            Claim::Send { previous } => {
+                let outcome = self.send(circuit, event, &record).await;
+                if outcome.status == "sent" {
+                    if let Err(err) = self
+                        .store
+                        .mark_circuit_maxout_notified(event_id, Utc::now())
+                        .await
+                    {
+                        tracing::error!(error = %err, event_id, "cannot record that the customer was emailed");
+                    }
+                } else {
+                    // Not told: the next event tries again.
+                    self.last_sent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(circuit.circuit_id.clone(), previous);
+                }
+                self.tell_noc(circuit, &outcome).await;
+                outcome
+            }
         };
         self.metrics
             .notifications
@@ -105,6 +177,38 @@ impl CustomerNotifier {
         }
     }
 
+    /// A customer who could not be told is the NOC's problem (a `customer_not_notified`
+    /// anomaly for the circuit); one who was told clears it.
+    async fn tell_noc(&self, circuit: &CircuitRecord, outcome: &NotificationRecord) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let signal = if outcome.status == "sent" {
+            Signal::Clear {
+                kind: kinds::CUSTOMER_NOT_NOTIFIED,
+                subject: circuit.circuit_id.clone(),
+            }
+        } else {
+            let why = outcome.error.clone().unwrap_or_default();
+            Signal::Firing(NewAnomaly {
+                kind: kinds::CUSTOMER_NOT_NOTIFIED.to_string(),
+                subject: circuit.circuit_id.clone(),
+                group_key: circuit.account.clone(),
+                severity: AnomalySeverity::High,
+                summary: format!(
+                    "the customer of circuit {} was not emailed about its maxout: {why}",
+                    circuit.circuit_id
+                ),
+                details: serde_json::json!({
+                    "account": circuit.account, "status": outcome.status, "error": why,
+                }),
+            })
+        };
+        if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
+            tracing::error!(circuit = %circuit.circuit_id, error = %err, "cannot raise the customer-not-notified anomaly");
+        }
+    }
+
     async fn employee(&self, id: &Option<String>) -> Option<crate::storage::customers::Employee> {
         self.store.employee(id.as_deref()?).await.ok().flatten()
     }
@@ -115,31 +219,38 @@ impl CustomerNotifier {
         event: &CircuitEvent,
         record: &impl Fn(String, String, &str, Option<String>, i32) -> NotificationRecord,
     ) -> NotificationRecord {
-        let account = match &circuit.account {
-            Some(id) => self.store.account(id).await.ok().flatten(),
-            None => None,
+        let found = match &circuit.account {
+            Some(id) => self.store.account(id).await,
+            None => Ok(None),
         };
-        let contact = account.and_then(|a| {
-            let email = a.contact_email.as_deref()?;
-            let mailbox = format!("{} <{email}>", a.contact_name.as_deref().unwrap_or(&a.name))
+        let contact = match (&circuit.account, found) {
+            (None, _) => Err("the circuit has no account".to_string()),
+            (Some(id), Ok(None)) => Err(format!("account {id} does not exist")),
+            (Some(id), Err(err)) => Err(format!("cannot read account {id}: {err}")),
+            (Some(id), Ok(Some(account))) => match account.contact_email.as_deref() {
+                None => Err(format!("account {id} has no contact email")),
+                Some(email) => format!(
+                    "{} <{email}>",
+                    account.contact_name.as_deref().unwrap_or(&account.name)
+                )
                 .parse::<Mailbox>()
-                .ok()?;
-            Some((a, mailbox))
-        });
-        let Some((account, contact)) = contact else {
-            // Internal alert: the NOC must fix the account so the customer hears next time.
-            tracing::error!(
-                circuit = %circuit.circuit_id,
-                account = circuit.account.as_deref().unwrap_or("(none)"),
-                "circuit maxout with no customer contact to email: add the account's contact"
-            );
-            return record(
-                String::new(),
-                String::new(),
-                "no_contact",
-                Some("the account has no contact email".into()),
-                0,
-            );
+                .map(|mailbox| (account.clone(), mailbox))
+                .map_err(|err| format!("account {id}'s contact email is not usable: {err}")),
+            },
+        };
+        let (account, contact) = match contact {
+            Ok(found) => found,
+            Err(why) => {
+                // The NOC hears of it (`tell_noc`) and fixes the account, so that the
+                // customer hears next time.
+                tracing::error!(
+                    circuit = %circuit.circuit_id,
+                    account = circuit.account.as_deref().unwrap_or("(none)"),
+                    reason = %why,
+                    "circuit maxout with no customer contact to email"
+                );
+                return record(String::new(), String::new(), "no_contact", Some(why), 0);
+            }
         };
         let am = self.employee(&account.account_manager).await;
         let cx = self.employee(&account.cx_manager).await;

@@ -43,6 +43,8 @@ pub mod kinds {
     pub const AGENT_SILENT: &str = "agent_silent";
     pub const CIRCUIT_MAXOUT: &str = "circuit_maxout";
     pub const POI_MAXOUT: &str = "poi_maxout";
+    /// A circuit maxout whose customer could not be emailed (no contact, or the send failed).
+    pub const CUSTOMER_NOT_NOTIFIED: &str = "customer_not_notified";
 
     pub const ALL: &[&str] = &[
         DEVICE_OFFLINE,
@@ -57,6 +59,7 @@ pub mod kinds {
         AGENT_SILENT,
         CIRCUIT_MAXOUT,
         POI_MAXOUT,
+        CUSTOMER_NOT_NOTIFIED,
     ];
 }
 

@@ -332,6 +332,7 @@ async fn maxouts_list(
                 circuit_id: params.circuit,
                 from: Some(from),
                 to: Some(to),
+                open_only: false,
                 limit,
             })
             .await?;
@@ -400,6 +401,7 @@ async fn maxout_summary(
             circuit_id: None,
             from: Some(from),
             to: Some(to),
+            open_only: false,
             limit: 1_000_000,
         })
         .await?;

@@ -64,6 +64,8 @@ pub struct CircuitMaxoutQuery {
     pub circuit_id: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Only events still open.
+    pub open_only: bool,
     pub limit: u32,
 }
 
@@ -117,4 +119,10 @@ pub trait TelemetryStore: Send + Sync {
     async fn update_circuit_maxout(&self, id: i64, event: &CircuitEvent, open: bool) -> Result<()>;
     async fn circuit_maxouts(&self, query: &CircuitMaxoutQuery)
         -> Result<Vec<CircuitMaxoutRecord>>;
+    /// Records that the customer was emailed about an event.
+    async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// The start of the latest event of a circuit whose customer was emailed: the customer
+    /// email's cooldown counts from there, across restarts.
+    async fn last_notified_circuit_maxout(&self, circuit_id: &str)
+        -> Result<Option<DateTime<Utc>>>;
 }

@@ -89,6 +89,16 @@ pub enum Transition {
 }
 
 impl CircuitState {
+    /// The state of a circuit whose event was open when the process stopped: the next sample
+    /// after its end goes on with it or closes it, instead of opening a second one.
+    pub fn resumed(event: CircuitEvent) -> Self {
+        CircuitState {
+            pending: Vec::new(),
+            last_at: Some(event.end),
+            open: Some(event),
+        }
+    }
+
     pub fn open_event(&self) -> Option<&CircuitEvent> {
         self.open.as_ref()
     }
@@ -194,6 +204,32 @@ mod tests {
         assert!(matches!(&t[0], Transition::Opened(e) if e.severity == Severity::Burst));
         let t = run(&[1100.0, 1050.0, 1100.0, 1250.0], MaxoutRule::default());
         assert!(matches!(&t[1], Transition::Extended(e) if e.severity == Severity::Maxout));
+    }
+
+    #[test]
+    fn a_resumed_event_goes_on_or_closes_and_never_opens_twice() {
+        let event = CircuitEvent {
+            start: 60,
+            end: 180,
+            samples: 3,
+            peak_mbps: 1300.0,
+            severity: Severity::Maxout,
+        };
+        let mut state = CircuitState::resumed(event.clone());
+        assert_eq!(state.feed(120, 1500.0, CAP, MaxoutRule::default()), None);
+        let Some(Transition::Extended(on)) = state.feed(240, 1500.0, CAP, MaxoutRule::default())
+        else {
+            panic!("a sample over goes on with the resumed event")
+        };
+        assert_eq!(
+            (on.start, on.end, on.samples, on.peak_mbps),
+            (60, 240, 4, 1500.0)
+        );
+        let mut state = CircuitState::resumed(event);
+        assert!(matches!(
+            state.feed(240, 100.0, CAP, MaxoutRule::default()),
+            Some(Transition::Closed(e)) if e.end == 180
+        ));
     }
 
     #[test]

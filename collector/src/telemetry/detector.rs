@@ -2,12 +2,12 @@
 //! each circuit's state lives here, and each event is written as it opens, goes on and closes
 //! (`circuit_maxouts`, where the alert engine and the CX/AM views find it).
 
-use super::detect::{Capacity, CircuitState, MaxoutRule, Transition};
+use super::detect::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Severity, Transition};
 use super::sample::TelemetrySample;
 use crate::alert::customer::CustomerNotifier;
 use crate::alert::engine::Engine;
 use crate::detect::{kinds, Signal};
-use crate::storage::telemetry::CircuitRecord;
+use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord};
 use crate::storage::Store;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
@@ -58,7 +58,7 @@ async fn detect_loop(
     engine: Option<Arc<Engine>>,
     mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
 ) {
-    let mut circuits: HashMap<String, Tracked> = HashMap::new();
+    let mut circuits = resume_open_events(store.as_ref()).await;
     // Circuit facts (or their absence) as last read, for CIRCUIT_TTL: detection reads the
     // database for a circuit at most that often, not on every commit.
     let mut known: HashMap<String, (Option<CircuitRecord>, Instant)> = HashMap::new();
@@ -122,11 +122,7 @@ async fn detect_loop(
                                 );
                                 tracked.event_id = Some(event_id);
                                 if let Some(notifier) = &notifier {
-                                    let (notifier, circuit, event) =
-                                        (notifier.clone(), circuit.clone(), event.clone());
-                                    tokio::spawn(async move {
-                                        notifier.maxout_opened(&circuit, event_id, &event).await;
-                                    });
+                                    notifier.maxout_opened(circuit, event_id, event).await;
                                 }
                                 Ok(())
                             }
@@ -157,6 +153,45 @@ async fn detect_loop(
     }
 }
 
+/// The events the last run left open, so that they go on or close with the next samples
+/// instead of a second event opening beside each.
+async fn resume_open_events(store: &dyn Store) -> HashMap<String, Tracked> {
+    let query = CircuitMaxoutQuery {
+        open_only: true,
+        limit: u32::MAX,
+        ..CircuitMaxoutQuery::default()
+    };
+    let events = match store.circuit_maxouts(&query).await {
+        Ok(events) => events,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot read the open circuit maxouts; any still open stay so and new ones open beside them");
+            return HashMap::new();
+        }
+    };
+    // Oldest first: should a circuit have two, the later one is resumed.
+    events
+        .into_iter()
+        .map(|e| {
+            let event = CircuitEvent {
+                start: e.start.timestamp_millis(),
+                end: e.end.timestamp_millis(),
+                samples: u32::try_from(e.samples).unwrap_or(0),
+                peak_mbps: e.peak_mbps,
+                severity: if e.severity == Severity::Burst.as_str() {
+                    Severity::Burst
+                } else {
+                    Severity::Maxout
+                },
+            };
+            let tracked = Tracked {
+                state: CircuitState::resumed(event),
+                event_id: Some(e.id),
+            };
+            (e.circuit_id, tracked)
+        })
+        .collect()
+}
+
 /// The NOC's view of a circuit maxout: opened with the event, cleared when it closes.
 fn anomaly_signal(circuit: &CircuitRecord, change: &Transition) -> Option<Signal> {
     use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
@@ -168,8 +203,8 @@ fn anomaly_signal(circuit: &CircuitRecord, change: &Transition) -> Option<Signal
                 subject: circuit.circuit_id.clone(),
                 group_key: circuit.account.clone(),
                 severity: match event.severity {
-                    super::detect::Severity::Maxout => AnomalySeverity::High,
-                    super::detect::Severity::Burst => AnomalySeverity::Medium,
+                    Severity::Maxout => AnomalySeverity::High,
+                    Severity::Burst => AnomalySeverity::Medium,
                 },
                 summary: format!(
                     "circuit {} at {:.0} Mbps, {pct:.0}% of its {} Mbps",

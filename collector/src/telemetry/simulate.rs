@@ -1,6 +1,7 @@
 //! The telemetry simulator: realistic utilisation for many circuits (a diurnal curve, noise,
 //! single-sample spikes and sustained maxouts), posted to a collector's batch endpoint at a
-//! steady rate, for demos, load tests and detection tests. Deterministic with a seed.
+//! steady rate, for demos, load tests and detection tests. A seed gives the same circuits and
+//! values; a start time too gives the same timestamps, so exactly the same samples.
 
 use chrono::{DateTime, Timelike, Utc};
 use rand::rngs::StdRng;
@@ -32,6 +33,10 @@ pub struct SimulateOptions {
     pub account: Option<String>,
     /// API token: operator to post, admin to `register` too.
     pub token: Option<String>,
+    /// Timestamps from this time on, `step` apart per circuit, instead of the time of posting.
+    pub start: Option<DateTime<Utc>>,
+    /// The time between one circuit's samples with `start` (default: circuits ÷ rate).
+    pub step: Option<Duration>,
 }
 
 /// What the simulator did.
@@ -119,6 +124,12 @@ pub fn next_value(
     (value.max(0.0), Kind::Normal)
 }
 
+/// The time of a circuit's sample after `sent` earlier ones, counted from `start`.
+fn sample_time(start: DateTime<Utc>, step: Duration, sent: u64) -> DateTime<Utc> {
+    let offset = step.as_secs_f64() * sent as f64;
+    start + chrono::Duration::milliseconds((offset * 1000.0).round() as i64)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Normal,
@@ -165,6 +176,9 @@ pub async fn run(options: &SimulateOptions) -> Result<SimulateReport, SimulateEr
     // Ten requests a second, each carrying a tenth of a second's samples.
     let tick = Duration::from_millis(100);
     let per_tick = (options.rate as f64 / 10.0).max(1.0);
+    let step = options.step.unwrap_or_else(|| {
+        Duration::from_secs_f64(f64::from(options.circuits) / f64::from(options.rate))
+    });
     let started = Instant::now();
     let mut owed = 0.0;
     let mut next_circuit = 0usize;
@@ -188,14 +202,19 @@ pub async fn run(options: &SimulateOptions) -> Result<SimulateReport, SimulateEr
             let count = circuits.len();
             let c = &mut circuits[next_circuit];
             next_circuit = (next_circuit + 1) % count;
-            let (value, kind) = next_value(c, now, options, &mut rng);
+            // With a start time, the circuit's nth sample is at start + (n - 1) × step;
+            // otherwise now, with samples of one circuit in one batch at distinct, increasing
+            // times.
+            let at = match options.start {
+                Some(start) => sample_time(start, step, c.sent),
+                None => now + chrono::Duration::milliseconds(batch.len() as i64),
+            };
+            let (value, kind) = next_value(c, at, options, &mut rng);
             match kind {
                 Kind::Spike => report.spikes += 1,
                 Kind::Maxout => report.maxout_samples += 1,
                 Kind::Normal => {}
             }
-            // Samples of one circuit in one batch get distinct, increasing times.
-            let at = now + chrono::Duration::milliseconds(batch.len() as i64);
             batch.push(json!({"circuit_id": c.id, "utilization_mbps": (value * 100.0).round() / 100.0,
                               "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}));
         }
@@ -242,6 +261,8 @@ mod tests {
             prefix: "SIM-".into(),
             account: None,
             token: None,
+            start: None,
+            step: None,
         }
     }
 

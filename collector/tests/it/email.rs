@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-fn start_sink(maildir: &Path, pki: &Pki) -> Peer {
+/// An smtp-sink requiring STARTTLS and AUTH, refusing the first `refuse.0` messages with
+/// reply `refuse.1`.
+fn start_sink(maildir: &Path, pki: &Pki, refuse: (u32, u16)) -> Peer {
     let cert = pki.path().join("server.pem");
     let key = pki.path().join("server.key");
+    let (count, code) = (refuse.0.to_string(), refuse.1.to_string());
     Peer::start(
         "smtp-sink",
         &[
@@ -26,8 +29,8 @@ fn start_sink(maildir: &Path, pki: &Pki) -> Peer {
             "--auth",
             "noc:s3cret",
             "--fail-next",
-            "1",
-            "451",
+            &count,
+            &code,
         ],
     )
 }
@@ -42,11 +45,16 @@ struct Mail {
 }
 
 impl Mail {
+    /// The first message is refused with a 451 (temporary: retried).
     async fn start() -> Mail {
+        Mail::refusing((1, 451)).await
+    }
+
+    async fn refusing(refuse: (u32, u16)) -> Mail {
         let pki = Pki::new();
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("mail");
-        let sink = start_sink(&maildir, &pki);
+        let sink = start_sink(&maildir, &pki, refuse);
         std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
         let email = EmailConfig {
             smtp_host: Some("localhost".into()),
@@ -272,20 +280,128 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
         );
     }
     assert!(unfolded.contains("<table"), "the HTML part");
+
+    // The customer of CIR-8 was not told: the NOC has an anomaly saying why.
+    let anomaly = not_notified(&c, "CIR-8").await;
+    assert_eq!(anomaly["state"], "open", "{anomaly}");
+    let summary = anomaly["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("account LOST has no contact email"),
+        "{summary}"
+    );
     drop(sink);
 }
 
+/// The `customer_not_notified` anomaly of a circuit, once there is one.
+async fn not_notified(c: &TestCollector, circuit: &str) -> Value {
+    for _ in 0..200 {
+        let (_, found) = call(
+            reqwest::Method::GET,
+            c.api(&format!(
+                "/api/anomalies?kind=customer_not_notified&subject={circuit}"
+            )),
+            Value::Null,
+        )
+        .await;
+        if let Some(first) = found.as_array().and_then(|a| a.first()) {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no customer_not_notified anomaly for {circuit}");
+}
+
+/// An email the SMTP server refuses for good (550) is not retried, is recorded as failed
+/// with the server's reply, and raises a `customer_not_notified` anomaly for the NOC; the
+/// next maxout is emailed (the failed one did not start a cooldown) and resolves it.
+#[tokio::test]
+async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
+    let Mail {
+        sink,
+        maildir,
+        collector: c,
+        _pki,
+        _dir,
+    } = Mail::refusing((1, 550)).await;
+    let put = |path: &str, body: Value| call(reqwest::Method::PUT, c.api(path), body);
+    assert_eq!(
+        put(
+            "/api/accounts/ACME",
+            json!({"name": "Acme", "contact_email": "dana@acme.test"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        put(
+            "/api/circuits/CIR-5",
+            json!({"account": "ACME", "provisioned_mbps": 100})
+        )
+        .await
+        .0,
+        200
+    );
+    let base = chrono::Utc::now().timestamp() - 600;
+    let maxout = |start: i64| {
+        let samples: Vec<Value> = (0..4)
+            .map(|i| {
+                let v = if i < 3 { 150.0 } else { 10.0 };
+                json!({"circuit_id": "CIR-5", "utilization_mbps": v, "timestamp": start + i})
+            })
+            .collect();
+        call(
+            reqwest::Method::POST,
+            c.api("/api/v1/telemetry/batch"),
+            Value::Array(samples),
+        )
+    };
+    assert_eq!(maxout(base).await.0, 201);
+    let anomaly = not_notified(&c, "CIR-5").await;
+    assert_eq!(anomaly["state"], "open", "{anomaly}");
+    let (_, notes) = call(
+        reqwest::Method::GET,
+        c.api("/api/notifications"),
+        Value::Null,
+    )
+    .await;
+    let failed = &notes.as_array().unwrap()[0];
+    assert_eq!(failed["status"], "failed", "{notes}");
+    assert_eq!(
+        failed["attempts"], 1,
+        "a permanent refusal is not retried: {failed}"
+    );
+    assert!(
+        failed["error"].as_str().unwrap().contains("550"),
+        "{failed}"
+    );
+    assert!(index(&maildir).is_empty());
+
+    // A minute later, within what would be the cooldown: emailed, and the anomaly resolves.
+    assert_eq!(maxout(base + 60).await.0, 201);
+    let mut anomaly = Value::Null;
+    for _ in 0..200 {
+        anomaly = not_notified(&c, "CIR-5").await;
+        if anomaly["state"] == "resolved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(anomaly["state"], "resolved", "{anomaly}");
+    assert_eq!(index(&maildir).len(), 1);
+    drop(sink);
+}
+
+/// Runs the simulator (seed 7 unless `args` names one) against the collector at `url`.
 fn simulate(url: &str, args: &[&str]) -> String {
+    let seed: &[&str] = if args.contains(&"--seed") {
+        &[]
+    } else {
+        &["--seed", "7"]
+    };
     let out = Command::new(super::support::binary("netwarden-collector"))
-        .args([
-            "simulate",
-            "telemetry",
-            "--url",
-            url,
-            "--register",
-            "--seed",
-            "7",
-        ])
+        .args(["simulate", "telemetry", "--url", url, "--register"])
+        .args(seed)
         .args(args)
         .output()
         .unwrap();
@@ -298,8 +414,35 @@ fn simulate(url: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// The simulator drives a running collector: spikes alone raise nothing; sustained maxouts
-/// raise events, and each circuit's customer gets exactly one email per cooldown.
+/// The two parts of a delivered message, decoded (quoted-printable, base64).
+struct Delivered {
+    text: String,
+    html: String,
+}
+
+fn delivered(maildir: &Path, entry: &Value) -> Delivered {
+    let raw = std::fs::read(maildir.join(entry["file"].as_str().unwrap())).unwrap();
+    let mail = mailparse::parse_mail(&raw).unwrap();
+    assert_eq!(mail.ctype.mimetype, "multipart/alternative");
+    let part = |mime: &str| {
+        mail.subparts
+            .iter()
+            .find(|p| p.ctype.mimetype == mime)
+            .unwrap_or_else(|| panic!("no {mime} part"))
+            .get_body()
+            .unwrap()
+    };
+    Delivered {
+        text: part("text/plain"),
+        html: part("text/html"),
+    }
+}
+
+/// The simulator drives a running collector with a day's worth of circuit time (samples
+/// stamped from `--start`, `--step` apart): spikes alone raise nothing; sustained maxouts
+/// raise events; each circuit's customer gets exactly one email per cooldown (two here:
+/// the cooldown runs out between the sixth and seventh maxout), To the contact, Cc the
+/// account and CX managers, with the event's figures in both parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_drives_detection_and_email() {
     // Every field bound (a `..` would drop the maildir's directory here).
@@ -310,24 +453,40 @@ async fn the_simulator_drives_detection_and_email() {
         _pki,
         _dir,
     } = Mail::start().await;
+    for (id, name, email) in [
+        ("am7", "Alice Account", "alice@isp.test"),
+        ("cx7", "Carl Care", "carl@isp.test"),
+    ] {
+        let (status, _) = call(
+            reqwest::Method::PUT,
+            c.api(&format!("/api/employees/{id}")),
+            json!({"name": name, "email": email}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
     let (status, _) = call(
         reqwest::Method::PUT,
         c.api("/api/accounts/SIMCO"),
-        json!({"name": "Sim Co", "contact_email": "ops@sim.test"}),
+        json!({"name": "Sim Co", "contact_name": "Sam Ops", "contact_email": "ops@sim.test",
+               "account_manager": "am7", "cx_manager": "cx7"}),
     )
     .await;
     assert_eq!(status, 200);
     let url = format!("http://{}", c.http);
+    // Whole seconds, three hours back: the 90 samples of a circuit, 70 s apart, end in the past.
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 3 * 3600, 0)
+        .unwrap()
+        .to_rfc3339();
+    let timed = ["--start", start.as_str(), "--step", "70", "--rate", "600"];
 
-    let out = simulate(
-        &url,
+    let spikes = [
+        &timed[..],
         &[
             "--prefix",
             "SPK-",
             "--circuits",
             "3",
-            "--rate",
-            "120",
             "--samples",
             "60",
             "--spike-every",
@@ -335,19 +494,21 @@ async fn the_simulator_drives_detection_and_email() {
             "--account",
             "SIMCO",
         ],
-    );
+    ]
+    .concat();
+    let out = simulate(&url, &spikes);
     assert!(out.starts_with("posted 60 samples"), "{out}");
-    let out = simulate(
-        &url,
+    // Maxouts of 5 samples every 10 (samples 10-14, 20-24, ... of each circuit): eight
+    // events a circuit, the 90th sample's maxout cut off under the debounce.
+    let maxouts = [
+        &timed[..],
         &[
             "--prefix",
             "MAX-",
             "--circuits",
             "3",
-            "--rate",
-            "120",
             "--samples",
-            "90",
+            "270",
             "--maxout-every",
             "10",
             "--maxout-samples",
@@ -355,8 +516,10 @@ async fn the_simulator_drives_detection_and_email() {
             "--account",
             "SIMCO",
         ],
-    );
-    assert!(out.starts_with("posted 90 samples"), "{out}");
+    ]
+    .concat();
+    let out = simulate(&url, &maxouts);
+    assert!(out.starts_with("posted 270 samples"), "{out}");
 
     let mut notes = Vec::new();
     for _ in 0..200 {
@@ -367,13 +530,13 @@ async fn the_simulator_drives_detection_and_email() {
         )
         .await;
         notes = found.as_array().cloned().unwrap_or_default();
-        if notes.len() >= 6 {
+        if notes.len() >= 24 && index(&maildir).len() >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let count = |status: &str| notes.iter().filter(|n| n["status"] == status).count();
-    assert_eq!((count("sent"), count("suppressed")), (3, 3), "{notes:?}");
+    assert_eq!((count("sent"), count("suppressed")), (6, 18), "{notes:?}");
     let (_, events) = call(
         reqwest::Method::GET,
         c.api("/api/maxouts?kind=circuit&limit=100"),
@@ -383,8 +546,8 @@ async fn the_simulator_drives_detection_and_email() {
     let events = events.as_array().unwrap();
     assert_eq!(
         events.len(),
-        6,
-        "two sustained maxouts per circuit: {events:?}"
+        24,
+        "eight sustained maxouts per circuit: {events:?}"
     );
     assert!(
         events
@@ -392,17 +555,188 @@ async fn the_simulator_drives_detection_and_email() {
             .all(|e| e["circuit_id"].as_str().unwrap().starts_with("MAX-")),
         "spikes raised nothing"
     );
-    let mut subjects: Vec<String> = index(&maildir)
+    // Per circuit, the emailed events are the first and the first an hour (of sample time)
+    // after it: samples 10 and 70, 9 × 70 s and 69 × 70 s after the start.
+    let sent_ids: Vec<i64> = notes
         .iter()
-        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .filter(|n| n["status"] == "sent")
+        .map(|n| n["event_id"].as_i64().unwrap())
         .collect();
-    subjects.sort();
-    assert_eq!(subjects.len(), 3, "{subjects:?}");
-    for (i, subject) in subjects.iter().enumerate() {
+    let start_secs = chrono::DateTime::parse_from_rfc3339(&start)
+        .unwrap()
+        .timestamp();
+    let mut emailed: Vec<(String, i64)> = events
+        .iter()
+        .filter(|e| sent_ids.contains(&e["id"].as_i64().unwrap()))
+        .map(|e| {
+            let at = chrono::DateTime::parse_from_rfc3339(e["start"].as_str().unwrap()).unwrap();
+            (
+                e["circuit_id"].as_str().unwrap().to_string(),
+                at.timestamp() - start_secs,
+            )
+        })
+        .collect();
+    emailed.sort();
+    let expected: Vec<(String, i64)> = (0..3)
+        .flat_map(|i| [(format!("MAX-{i}"), 9 * 70), (format!("MAX-{i}"), 69 * 70)])
+        .collect();
+    assert_eq!(emailed, expected);
+
+    // Every message: the envelope, To, Cc, Subject, and in both parts the event's figures.
+    let messages = index(&maildir);
+    assert_eq!(messages.len(), 6, "{messages:?}");
+    for m in &messages {
+        let mut rcpt: Vec<&str> = m["rcpt_tos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        rcpt.sort();
+        assert_eq!(rcpt, ["alice@isp.test", "carl@isp.test", "ops@sim.test"]);
         assert!(
-            subject.starts_with(&format!("Circuit MAX-{i} reached")),
-            "{subject}"
+            m["to"].as_str().unwrap().contains("Sam Ops <ops@sim.test>"),
+            "{m}"
         );
+        let cc = m["cc"].as_str().unwrap();
+        assert!(
+            cc.contains("Alice Account <alice@isp.test>")
+                && cc.contains("Carl Care <carl@isp.test>"),
+            "{cc}"
+        );
+        let subject = m["subject"].as_str().unwrap();
+        let circuit = subject
+            .strip_prefix("Circuit ")
+            .and_then(|s| s.split(' ').next())
+            .unwrap_or_else(|| panic!("{subject}"));
+        let Delivered { text, html } = delivered(&maildir, m);
+        // The message went when the event opened: its figures are those of the event's first
+        // three samples (the debounce), read back from the stored telemetry. Which of the
+        // circuit's two emailed events it is about, its start says.
+        let mut about = None;
+        for e in events
+            .iter()
+            .filter(|e| e["circuit_id"] == circuit && sent_ids.contains(&e["id"].as_i64().unwrap()))
+        {
+            let start = chrono::DateTime::parse_from_rfc3339(e["start"].as_str().unwrap()).unwrap();
+            if !text.contains(&format!("(since {} UTC)", start.format("%Y-%m-%d %H:%M"))) {
+                continue;
+            }
+            let from = e["start"].as_str().unwrap().replace('+', "%2B");
+            let (_, points) = call(
+                reqwest::Method::GET,
+                c.api(&format!(
+                    "/api/circuits/{circuit}/telemetry?from={from}&limit=3"
+                )),
+                Value::Null,
+            )
+            .await;
+            let points = points.as_array().unwrap().clone();
+            assert_eq!(points.len(), 3, "{points:?}");
+            let peak = points
+                .iter()
+                .map(|p| p["utilization_mbps"].as_f64().unwrap())
+                .fold(0.0, f64::max);
+            about = Some((e.clone(), peak));
+        }
+        let (event, peak) =
+            about.unwrap_or_else(|| panic!("no emailed event of {circuit} in:\n{text}"));
+        let provisioned = event["provisioned_mbps"].as_f64().unwrap();
+        let burst = event["burst_mbps"].as_f64().unwrap();
+        assert_eq!(
+            subject,
+            format!(
+                "Circuit {circuit} reached {:.0}% of its {provisioned:.0} Mbps",
+                100.0 * peak / provisioned
+            )
+        );
+        for (part, body) in [("text", &text), ("html", &html)] {
+            for figure in [
+                format!("{peak:.1} Mbps"),
+                format!("{:.0}% of provisioned", 100.0 * peak / provisioned),
+                format!("{provisioned:.0} Mbps"),
+                format!("{burst:.0} Mbps"),
+                // Over the threshold for three samples, 70 s apart, when it was detected.
+                "2 min 20 s".to_string(),
+                "Alice Account".into(),
+                "alice@isp.test".into(),
+                "Carl Care".into(),
+                "carl@isp.test".into(),
+                "Sam Ops".into(),
+            ] {
+                assert!(
+                    body.contains(&figure),
+                    "{figure} missing from the {part} part:\n{body}"
+                );
+            }
+        }
+        assert!(html.contains("<table"), "{html}");
+        assert!(!text.contains("<table"), "{text}");
     }
     drop(sink);
+}
+
+/// The same seed and start give exactly the same samples: the simulator run twice (two
+/// circuit prefixes) stores the same timestamps and values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_and_start_give_the_same_samples() {
+    let c = TestCollector::start(Backend::Sqlite).await;
+    let url = format!("http://{}", c.http);
+    let start = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 3600, 0)
+        .unwrap()
+        .to_rfc3339();
+    for prefix in ["A-", "B-"] {
+        let args = [
+            "--prefix",
+            prefix,
+            "--circuits",
+            "4",
+            "--samples",
+            "80",
+            "--rate",
+            "400",
+            "--start",
+            &start,
+            "--step",
+            "30",
+            "--spike-every",
+            "7",
+            "--maxout-every",
+            "11",
+        ];
+        let out = simulate(&url, &args);
+        assert!(out.starts_with("posted 80 samples"), "{out}");
+    }
+    let series = |circuit: String| {
+        let url = c.api(&format!("/api/circuits/{circuit}/telemetry?limit=1000"));
+        async move { call(reqwest::Method::GET, url, Value::Null).await }
+    };
+    for n in 0..4 {
+        let (status, a) = series(format!("A-{n}")).await;
+        assert_eq!(status, 200, "{a}");
+        let (_, b) = series(format!("B-{n}")).await;
+        assert_eq!(a.as_array().map(Vec::len), Some(20), "{a}");
+        assert_eq!(a, b, "circuit {n}");
+    }
+    // And a different seed gives other values.
+    let args = [
+        "--prefix",
+        "C-",
+        "--circuits",
+        "4",
+        "--samples",
+        "80",
+        "--rate",
+        "400",
+        "--start",
+        &start,
+        "--step",
+        "30",
+        "--seed",
+        "8",
+    ];
+    simulate(&url, &args);
+    let (_, a) = series("A-0".into()).await;
+    let (_, other) = series("C-0".into()).await;
+    assert_ne!(a, other);
 }

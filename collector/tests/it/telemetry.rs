@@ -287,6 +287,24 @@ async fn scenario(backend: Backend) {
     assert_eq!(summary[0]["events"], 1);
     assert_eq!(summary[0]["circuits"], 1);
     assert_eq!(summary[0]["peak_mbps"], 1400.0);
+    assert_eq!(summary[0]["hours_at_max"], 3.0 / 3600.0, "{summary}");
+    // A window after the event holds none of it.
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let window = format!(
+        "from={}&to={}",
+        later.format("%Y-%m-%dT%H:%M:%SZ"),
+        (later + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    for path in ["/api/maxouts?account=ACME&", "/api/maxouts/summary?"] {
+        let (status, found) = send(
+            &http,
+            reqwest::Method::GET,
+            c.api(&format!("{path}{window}")),
+            "",
+        )
+        .await;
+        assert_eq!((status, found), (200, json!([])), "{path}");
+    }
     let (status, _) = send(
         &http,
         reqwest::Method::GET,
@@ -295,6 +313,91 @@ async fn scenario(backend: Backend) {
     )
     .await;
     assert_eq!(status, 400);
+}
+
+/// A maxout open when the collector stops goes on after the restart: the next samples extend
+/// and close the stored event instead of leaving it open for ever beside a new one.
+#[tokio::test]
+async fn an_open_maxout_goes_on_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("restart.db").display());
+    let http = reqwest::Client::new();
+    let base = chrono::Utc::now().timestamp() - 60;
+    let post = |c: &TestCollector, values: &[(i64, f64)]| {
+        let batch: Vec<Value> = values
+            .iter()
+            .map(|(t, v)| json!({"circuit_id": "CIR-R", "utilization_mbps": v, "timestamp": base + t}))
+            .collect();
+        send(
+            &http,
+            reqwest::Method::POST,
+            c.api("/api/v1/telemetry/batch"),
+            Value::Array(batch).to_string(),
+        )
+    };
+    let events = |c: &TestCollector| {
+        send(
+            &http,
+            reqwest::Method::GET,
+            c.api("/api/maxouts?circuit=CIR-R"),
+            "",
+        )
+    };
+    let first = TestCollector::start_with(Backend::Sqlite, {
+        let url = url.clone();
+        move |raw| raw.database.url = url
+    })
+    .await;
+    let (status, _) = send(
+        &http,
+        reqwest::Method::PUT,
+        first.api("/api/circuits/CIR-R"),
+        json!({"provisioned_mbps": 100}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        post(&first, &[(0, 150.0), (1, 150.0), (2, 160.0), (3, 150.0)])
+            .await
+            .0,
+        201
+    );
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        (_, found) = events(&first).await;
+        if found[0]["samples"] == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found[0]["open"], true, "{found}");
+    assert_eq!(found[0]["samples"], 4, "{found}");
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let second =
+        TestCollector::start_with(Backend::Sqlite, move |raw| raw.database.url = url).await;
+    assert_eq!(
+        post(&second, &[(4, 170.0), (5, 150.0), (6, 50.0)]).await.0,
+        201
+    );
+    for _ in 0..100 {
+        (_, found) = events(&second).await;
+        if found[0]["open"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        found.as_array().map(Vec::len),
+        Some(1),
+        "one event: {found}"
+    );
+    let event = &found[0];
+    assert_eq!(event["open"], false, "{event}");
+    assert_eq!(event["samples"], 6, "{event}");
+    assert_eq!(event["peak_mbps"], 170.0, "{event}");
+    assert_eq!(event["duration_secs"], 5, "{event}");
 }
 
 #[tokio::test]

@@ -304,6 +304,7 @@ impl TelemetryStore for PostgresStore {
              WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR circuit_id = $2)
                AND ($3::timestamptz IS NULL OR end_at >= $3)
                AND ($4::timestamptz IS NULL OR start_at < $4)
+               AND (NOT $6 OR open)
              ORDER BY start_at, id LIMIT $5",
         )
         .bind(&q.account)
@@ -311,6 +312,7 @@ impl TelemetryStore for PostgresStore {
         .bind(q.from)
         .bind(q.to)
         .bind(i64::from(q.limit))
+        .bind(q.open_only)
         .fetch_all(&self.pool)
         .await
         .map_err(failed("listing circuit maxouts"))?;
@@ -338,6 +340,30 @@ impl TelemetryStore for PostgresStore {
             })
             .collect::<sqlx::Result<_>>()
             .map_err(failed("listing circuit maxouts"))
+    }
+
+    async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE circuit_maxouts SET notified_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("marking a circuit maxout notified"))?;
+        Ok(())
+    }
+
+    async fn last_notified_circuit_maxout(
+        &self,
+        circuit_id: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(
+            "SELECT max(start_at) FROM circuit_maxouts
+             WHERE circuit_id = $1 AND notified_at IS NOT NULL",
+        )
+        .bind(circuit_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("reading a circuit's last notified maxout"))
     }
 }
 

@@ -475,6 +475,7 @@ impl TelemetryStore for SqliteStore {
                      provisioned_mbps, burst_mbps, open FROM circuit_maxouts
                  WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR circuit_id = ?2)
                    AND (?3 IS NULL OR end_ms >= ?3) AND (?4 IS NULL OR start_ms < ?4)
+                   AND (?6 = 0 OR open = 1)
                  ORDER BY start_ms, id LIMIT ?5",
             )
             .and_then(|mut stmt| {
@@ -484,7 +485,8 @@ impl TelemetryStore for SqliteStore {
                         q.circuit_id,
                         q.from.map(ms),
                         q.to.map(ms),
-                        q.limit
+                        q.limit,
+                        q.open_only
                     ],
                     |r| {
                         let start = from_ms(r.get(4)?);
@@ -511,6 +513,38 @@ impl TelemetryStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(failed("listing circuit maxouts"))
+        })
+        .await
+    }
+
+    async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    "UPDATE circuit_maxouts SET notified_ms = ?2 WHERE id = ?1",
+                    params![id, ms(now)],
+                )
+                .map_err(failed("marking a circuit maxout notified"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_notified_circuit_maxout(
+        &self,
+        circuit_id: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let circuit_id = circuit_id.to_string();
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT max(start_ms) FROM circuit_maxouts
+                 WHERE circuit_id = ?1 AND notified_ms IS NOT NULL",
+                [circuit_id],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|start| start.map(from_ms))
+            .map_err(failed("reading a circuit's last notified maxout"))
         })
         .await
     }
