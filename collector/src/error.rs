@@ -13,6 +13,8 @@ pub enum ErrorCode {
     PermissionDenied,
     Unauthenticated,
     ResourceExhausted,
+    /// A request body over its endpoint's limit.
+    PayloadTooLarge,
     Unavailable,
     Internal,
 }
@@ -26,6 +28,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -39,6 +42,8 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
+            // What tonic answers for a message over its limit.
+            ErrorCode::PayloadTooLarge => tonic::Code::OutOfRange,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Internal => tonic::Code::Internal,
         }

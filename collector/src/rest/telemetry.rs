@@ -11,7 +11,7 @@ use crate::storage::customers::{Account, Employee, NotificationRecord};
 use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, UnknownCircuit};
 use crate::telemetry::sample::{self, FieldError};
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -166,14 +166,33 @@ fn unprocessable(err: &FieldError) -> Response {
         .into_response()
 }
 
+/// The request body, or the error naming it: a 413 in our shape (not axum's plain text)
+/// when it is over `limit` bytes.
+fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                crate::error::ErrorCode::PayloadTooLarge,
+                format!("body: larger than {limit} bytes"),
+            )
+        } else {
+            ApiError::invalid(format!("body: {}", rejection.body_text()))
+        }
+    })
+}
+
 /// Records one sample (MaxOut-Capacity's `POST /api/v1/telemetry`).
 #[utoipa::path(post, path = "/api/v1/telemetry", tag = "telemetry",
     request_body = TelemetrySampleBody,
     responses(
         (status = 201, description = "Recorded", body = Recorded),
-        (status = 413, description = "The body is over 64 KiB"),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
         (status = 422, description = "A field is missing or invalid; `detail` names it", body = Unprocessable)))]
-async fn single(State(state): State<AppState>, body: Bytes) -> Response {
+async fn single(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match read_body(body, MAX_SINGLE_BYTES) {
+        Ok(body) => body,
+        Err(err) => return err.into_response(),
+    };
     let sample = match sample::from_bytes(&body, Utc::now()) {
         Ok(sample) => sample,
         Err(err) => return unprocessable(&err),
@@ -207,9 +226,13 @@ async fn single(State(state): State<AppState>, body: Bytes) -> Response {
         (String = "application/x-ndjson"))),
     responses(
         (status = 201, description = "Recorded", body = BatchRecorded),
-        (status = 413, description = "The body is over 16 MiB"),
+        (status = 413, description = "The body is over 16 MiB", body = ErrorBody),
         (status = 422, description = "An item is invalid; `detail` names its index and field", body = Unprocessable)))]
-async fn batch(State(state): State<AppState>, body: Bytes) -> Response {
+async fn batch(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match read_body(body, MAX_BATCH_BYTES) {
+        Ok(body) => body,
+        Err(err) => return err.into_response(),
+    };
     let samples = match sample::batch_from_bytes(&body, Utc::now()) {
         Ok(samples) => samples,
         Err(err) => return unprocessable(&err),
@@ -306,7 +329,7 @@ struct CircuitBody {
     decommissioned_at: Option<DateTime<Utc>>,
 }
 
-/// Creates or replaces a circuit.
+/// Creates or replaces a circuit. Its account, if given, must exist.
 #[utoipa::path(put, path = "/api/circuits/{id}", tag = "telemetry",
     params(("id" = String, Path, pattern = "^[A-Za-z0-9._:/-]{1,64}$", description = "The circuit's id")),
     request_body = CircuitBody,
@@ -319,6 +342,14 @@ async fn put_circuit(
     let id = circuit_id(id)?;
     sample::check_rates(body.provisioned_mbps, body.burst_mbps)
         .map_err(|(field, message)| ApiError::invalid(format!("{field}: {message}")))?;
+    // As `import circuits` does: a circuit's maxout emails go to its account's contacts.
+    if let Some(account) = &body.account {
+        if state.store.account(account).await?.is_none() {
+            return Err(ApiError::invalid(format!(
+                "account: no account {account:?}; create it first (PUT /api/accounts/{{id}})"
+            )));
+        }
+    }
     let record = CircuitRecord {
         circuit_id: id,
         account: body.account,

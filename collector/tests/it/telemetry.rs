@@ -41,6 +41,26 @@ async fn scenario(backend: Backend) {
         &http,
         reqwest::Method::PUT,
         c.api("/api/circuits/CIR-1"),
+        json!({"account": "ACME", "provisioned_mbps": 1000}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400, "an account that does not exist: {circuit}");
+    assert!(circuit["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("account:"));
+    let (status, _) = send(
+        &http,
+        reqwest::Method::PUT,
+        c.api("/api/accounts/ACME"),
+        json!({"name": "Acme"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, circuit) = send(
+        &http,
+        reqwest::Method::PUT,
+        c.api("/api/circuits/CIR-1"),
         json!({"account": "ACME", "provisioned_mbps": 1000, "burst_mbps": 1200}).to_string(),
     )
     .await;
@@ -77,6 +97,16 @@ async fn scenario(backend: Backend) {
             json!({"circuit_id": "CIR-1", "utilization_mbps": 5, "timestamp": "yesterday"}),
             "timestamp",
         ),
+        (
+            json!({"circuit_id": "CIR-1", "utilization_mbps": 5,
+                   "timestamp": chrono::Utc::now().timestamp() - 40 * 86_400}),
+            "timestamp",
+        ),
+        (
+            json!({"circuit_id": "CIR-1", "utilization_mbps": 5,
+                   "timestamp": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}),
+            "timestamp",
+        ),
     ] {
         let (status, reply) = post("/api/v1/telemetry", body.to_string()).await;
         assert_eq!(status, 422, "{body}: {reply}");
@@ -99,7 +129,16 @@ async fn scenario(backend: Backend) {
         "{{\"circuit_id\":\"CIR-1\",\"utilization_mbps\":1,\"pad\":\"{}\"}}",
         "x".repeat(100_000)
     );
-    assert_eq!(post("/api/v1/telemetry", huge).await.0, 413);
+    let (status, reply) = post("/api/v1/telemetry", huge).await;
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["error"]["code"], "payload_too_large", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: larger than 65536 bytes"),
+        "{reply}"
+    );
 
     // Unknown circuits: stored and listed, not lost.
     let (status, body) = post(
