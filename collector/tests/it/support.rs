@@ -385,13 +385,33 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A free TCP port on loopback (tiny race with other processes, fine for tests).
+/// A free TCP port on loopback for a process a test starts, from the 12,000 ports just below
+/// the kernel's ephemeral range: a port the kernel chose (`:0`) could be handed to another
+/// test's outgoing connection before the process binds it (CI failed on that once), and
+/// these never are. Each call in a run takes the next one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    const SPAN: u32 = 12_000;
+    if ephemeral_low <= SPAN + 1024 {
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let offset = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = ephemeral_low - SPAN + (offset + n) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port below {ephemeral_low}");
 }
 
 /// A test peer process from ../shared/tools (smtp-sink, telegram-fake): started with its
