@@ -146,6 +146,7 @@ mod tests {
                 401,
                 tonic::Code::Unauthenticated,
             ),
+            (ErrorCode::PayloadTooLarge, 413, tonic::Code::OutOfRange),
             (ErrorCode::Unavailable, 503, tonic::Code::Unavailable),
         ];
         for (code, http, grpc) in cases {

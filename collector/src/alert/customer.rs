@@ -31,11 +31,20 @@ pub struct CustomerNotifier {
     mailer: Mailer,
     template: Template,
     cooldown: Duration,
-    /// Per circuit, the start (Unix ms) of the last event whose customer was emailed (or is
-    /// being emailed), once read from the store.
-    last_sent: Mutex<HashMap<String, Option<i64>>>,
+    /// Per circuit, what its customer was emailed about, once read from the store.
+    emailed: Mutex<HashMap<String, Emailed>>,
     /// Where a customer who could not be told becomes a NOC anomaly.
     engine: Option<Arc<Engine>>,
+}
+
+/// A circuit's customer emails, as event starts (Unix ms).
+#[derive(Debug, Clone, Copy, Default)]
+struct Emailed {
+    /// The last event emailed, or being emailed: the cooldown counts from it.
+    last: Option<i64>,
+    /// The latest event an email was tried for: sends run on tasks of their own and may
+    /// finish in any order, so only its outcome raises or clears the NOC's anomaly.
+    latest_try: Option<i64>,
 }
 
 /// Whether an event's customer is emailed.
@@ -64,7 +73,7 @@ impl CustomerNotifier {
             cooldown: settings.cooldown,
             store,
             metrics,
-            last_sent: Mutex::new(HashMap::new()),
+            emailed: Mutex::new(HashMap::new()),
             engine,
         })
     }
@@ -85,31 +94,38 @@ impl CustomerNotifier {
     /// Decides whether an event starting at `start` (Unix ms) is emailed, and if so counts
     /// the circuit's cooldown from it.
     async fn claim(&self, circuit_id: &str, start: i64) -> Claim {
-        let cached = self
-            .last_sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(circuit_id)
-            .copied();
-        let last = match cached {
-            Some(last) => last,
+        let cached = self.emailed().get(circuit_id).copied();
+        let known = match cached {
+            Some(known) => known,
             None => match self.store.last_notified_circuit_maxout(circuit_id).await {
-                Ok(at) => at.map(|t| t.timestamp_millis()),
+                Ok(at) => Emailed {
+                    last: at.map(|t| t.timestamp_millis()),
+                    latest_try: None,
+                },
                 Err(err) => {
                     tracing::error!(circuit = circuit_id, error = %err, "cannot read when the customer was last emailed; counting the cooldown from now on");
-                    None
+                    Emailed::default()
                 }
             },
         };
         let cooldown = i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX);
-        let mut map = self.last_sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.emailed();
+        let entry = map.entry(circuit_id.to_string()).or_insert(known);
         // Also an event older than the last emailed one: the customer heard about a later one.
-        if last.is_some_and(|last| start < last.saturating_add(cooldown)) {
-            map.insert(circuit_id.to_string(), last);
+        if entry
+            .last
+            .is_some_and(|last| start < last.saturating_add(cooldown))
+        {
             return Claim::Suppressed;
         }
-        map.insert(circuit_id.to_string(), Some(start));
-        Claim::Send { previous: last }
+        let previous = entry.last;
+        entry.last = Some(start);
+        entry.latest_try = Some(start);
+        Claim::Send { previous }
+    }
+
+    fn emailed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Emailed>> {
+        self.emailed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn deliver(
@@ -136,6 +152,7 @@ impl CustomerNotifier {
                 created_at: Utc::now(),
             }
         };
+        let tried = matches!(claim, Claim::Send { .. });
         let outcome = match claim {
             Claim::Suppressed => record(
                 String::new(),
@@ -154,14 +171,13 @@ impl CustomerNotifier {
                     {
                         tracing::error!(error = %err, event_id, "cannot record that the customer was emailed");
                     }
-                } else {
-                    // Not told: the next event tries again.
-                    self.last_sent
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(circuit.circuit_id.clone(), previous);
+                } else if let Some(entry) = self.emailed().get_mut(&circuit.circuit_id) {
+                    // Not told: the next event tries again, unless a later one was claimed
+                    // meanwhile (the cooldown then counts from that one).
+                    if entry.last == Some(event.start) {
+                        entry.last = previous;
+                    }
                 }
-                self.tell_noc(circuit, &outcome).await;
                 outcome
             }
         };
@@ -174,6 +190,13 @@ impl CustomerNotifier {
             .inc();
         if let Err(err) = self.store.save_notification(&outcome).await {
             tracing::error!(error = %err, event_id, "cannot record a notification");
+        }
+        let latest = self
+            .emailed()
+            .get(&circuit.circuit_id)
+            .is_some_and(|e| e.latest_try == Some(event.start));
+        if tried && latest {
+            self.tell_noc(circuit, &outcome).await;
         }
     }
 

@@ -77,6 +77,8 @@ pub struct CircuitState {
     pending: Vec<(i64, f64)>,
     open: Option<CircuitEvent>,
     last_at: Option<i64>,
+    /// The open event was resumed after a restart and no sample has come since.
+    resumed: bool,
 }
 
 /// What one sample did.
@@ -96,7 +98,20 @@ impl CircuitState {
             pending: Vec::new(),
             last_at: Some(event.end),
             open: Some(event),
+            resumed: true,
         }
+    }
+
+    /// Closes a resumed event at its stored end when the first sample since comes more than
+    /// `gap` (ms) after it: the circuit was not watched meanwhile, so the event is not
+    /// stretched over the downtime; that sample then starts afresh.
+    pub fn expire_resumed(&mut self, at: i64, gap: i64) -> Option<CircuitEvent> {
+        let event = self.open.as_ref()?;
+        if !self.resumed || at.saturating_sub(event.end) <= gap {
+            return None;
+        }
+        self.resumed = false;
+        self.open.take()
     }
 
     pub fn open_event(&self) -> Option<&CircuitEvent> {
@@ -116,6 +131,7 @@ impl CircuitState {
             return None;
         }
         self.last_at = Some(at);
+        self.resumed = false;
         let over = mbps >= rule.threshold * capacity.provisioned_mbps;
         if !over {
             self.pending.clear();
@@ -225,11 +241,22 @@ mod tests {
             (on.start, on.end, on.samples, on.peak_mbps),
             (60, 240, 4, 1500.0)
         );
-        let mut state = CircuitState::resumed(event);
+        let mut state = CircuitState::resumed(event.clone());
         assert!(matches!(
             state.feed(240, 100.0, CAP, MaxoutRule::default()),
             Some(Transition::Closed(e)) if e.end == 180
         ));
+        // The first sample long after: the event ends where it was, and the sample counts
+        // afresh (the start of a new debounce, not a stretch over the downtime).
+        let mut state = CircuitState::resumed(event.clone());
+        assert_eq!(state.expire_resumed(240, 600), None, "within the gap");
+        assert_eq!(state.expire_resumed(10_000, 600), Some(event.clone()));
+        assert_eq!(state.feed(10_000, 1500.0, CAP, MaxoutRule::default()), None);
+        assert!(state.open_event().is_none());
+        // Only the first sample after a resume is measured so.
+        let mut state = CircuitState::resumed(event);
+        state.feed(240, 1500.0, CAP, MaxoutRule::default());
+        assert_eq!(state.expire_resumed(10_000, 600), None);
     }
 
     #[test]

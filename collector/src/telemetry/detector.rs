@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 
 /// How long detection trusts what it read about a circuit (capacity, account).
 const CIRCUIT_TTL: Duration = Duration::from_secs(30);
+/// An event resumed after a restart goes on only with a sample this close to its end (three
+/// five-minute polls); later, it is closed where it ended.
+const RESUME_GAP_MS: i64 = 15 * 60 * 1000;
 
 /// Handle the committer sends committed samples to.
 #[derive(Clone)]
@@ -104,50 +107,70 @@ async fn detect_loop(
             list.sort_by_key(|s| s.at);
             let tracked = circuits.entry(id.to_string()).or_default();
             for s in list {
-                let Some(change) =
-                    tracked
-                        .state
-                        .feed(s.at.timestamp_millis(), s.utilization_mbps, capacity, rule)
-                else {
-                    continue;
-                };
-                let written = match (&change, tracked.event_id) {
-                    (Transition::Opened(event), _) => {
-                        match store.open_circuit_maxout(circuit, event, Utc::now()).await {
-                            Ok(event_id) => {
-                                tracing::warn!(
-                                    circuit = id,
-                                    peak_mbps = event.peak_mbps,
-                                    "circuit maxout"
-                                );
-                                tracked.event_id = Some(event_id);
-                                if let Some(notifier) = &notifier {
-                                    notifier.maxout_opened(circuit, event_id, event).await;
-                                }
-                                Ok(())
-                            }
-                            Err(err) => Err(err),
-                        }
-                    }
-                    (Transition::Extended(event), Some(event_id)) => {
-                        store.update_circuit_maxout(event_id, event, true).await
-                    }
-                    (Transition::Closed(event), Some(event_id)) => {
-                        tracked.event_id = None;
-                        store.update_circuit_maxout(event_id, event, false).await
-                    }
-                    _ => Ok(()),
-                };
-                if let Err(err) = written {
-                    tracing::error!(circuit = id, error = %err, "cannot record a circuit maxout change");
+                let at = s.at.timestamp_millis();
+                // Before the sample is fed: it decides whether a resumed event is stale.
+                let expired = tracked
+                    .state
+                    .expire_resumed(at, RESUME_GAP_MS)
+                    .map(Transition::Closed);
+                let fed = tracked.state.feed(at, s.utilization_mbps, capacity, rule);
+                for change in expired.into_iter().chain(fed) {
+                    record_change(
+                        store.as_ref(),
+                        notifier.as_ref(),
+                        engine.as_ref(),
+                        circuit,
+                        tracked,
+                        &change,
+                    )
+                    .await;
                 }
-                if let Some(engine) = &engine {
-                    if let Some(signal) = anomaly_signal(circuit, &change) {
-                        if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
-                            tracing::error!(circuit = id, error = %err, "cannot store a circuit maxout anomaly");
-                        }
+            }
+        }
+    }
+}
+
+/// Stores a change of a circuit's event, tells the customer notifier of an opened one and
+/// the alert engine of every one.
+async fn record_change(
+    store: &dyn Store,
+    notifier: Option<&Arc<CustomerNotifier>>,
+    engine: Option<&Arc<Engine>>,
+    circuit: &CircuitRecord,
+    tracked: &mut Tracked,
+    change: &Transition,
+) {
+    let id = circuit.circuit_id.as_str();
+    let written = match (change, tracked.event_id) {
+        (Transition::Opened(event), _) => {
+            match store.open_circuit_maxout(circuit, event, Utc::now()).await {
+                Ok(event_id) => {
+                    tracing::warn!(circuit = id, peak_mbps = event.peak_mbps, "circuit maxout");
+                    tracked.event_id = Some(event_id);
+                    if let Some(notifier) = notifier {
+                        notifier.maxout_opened(circuit, event_id, event).await;
                     }
+                    Ok(())
                 }
+                Err(err) => Err(err),
+            }
+        }
+        (Transition::Extended(event), Some(event_id)) => {
+            store.update_circuit_maxout(event_id, event, true).await
+        }
+        (Transition::Closed(event), Some(event_id)) => {
+            tracked.event_id = None;
+            store.update_circuit_maxout(event_id, event, false).await
+        }
+        _ => Ok(()),
+    };
+    if let Err(err) = written {
+        tracing::error!(circuit = id, error = %err, "cannot record a circuit maxout change");
+    }
+    if let Some(engine) = engine {
+        if let Some(signal) = anomaly_signal(circuit, change) {
+            if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
+                tracing::error!(circuit = id, error = %err, "cannot store a circuit maxout anomaly");
             }
         }
     }
@@ -168,28 +191,34 @@ async fn resume_open_events(store: &dyn Store) -> HashMap<String, Tracked> {
             return HashMap::new();
         }
     };
-    // Oldest first: should a circuit have two, the later one is resumed.
-    events
-        .into_iter()
-        .map(|e| {
-            let event = CircuitEvent {
-                start: e.start.timestamp_millis(),
-                end: e.end.timestamp_millis(),
-                samples: u32::try_from(e.samples).unwrap_or(0),
-                peak_mbps: e.peak_mbps,
-                severity: if e.severity == Severity::Burst.as_str() {
-                    Severity::Burst
-                } else {
-                    Severity::Maxout
-                },
-            };
-            let tracked = Tracked {
-                state: CircuitState::resumed(event),
-                event_id: Some(e.id),
-            };
-            (e.circuit_id, tracked)
-        })
-        .collect()
+    // Oldest first: should a circuit have two (left by a version that did not resume), the
+    // later one is resumed and the earlier closed where it ended.
+    let mut resumed: HashMap<String, Tracked> = HashMap::new();
+    for e in events {
+        let event = CircuitEvent {
+            start: e.start.timestamp_millis(),
+            end: e.end.timestamp_millis(),
+            samples: u32::try_from(e.samples).unwrap_or(0),
+            peak_mbps: e.peak_mbps,
+            severity: if e.severity == Severity::Burst.as_str() {
+                Severity::Burst
+            } else {
+                Severity::Maxout
+            },
+        };
+        let tracked = Tracked {
+            state: CircuitState::resumed(event),
+            event_id: Some(e.id),
+        };
+        if let Some(earlier) = resumed.insert(e.circuit_id.clone(), tracked) {
+            if let (Some(id), Some(event)) = (earlier.event_id, earlier.state.open_event()) {
+                if let Err(err) = store.update_circuit_maxout(id, event, false).await {
+                    tracing::error!(circuit = %e.circuit_id, error = %err, "cannot close a duplicate open circuit maxout");
+                }
+            }
+        }
+    }
+    resumed
 }
 
 /// The NOC's view of a circuit maxout: opened with the event, cleared when it closes.

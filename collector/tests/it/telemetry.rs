@@ -356,10 +356,17 @@ async fn scenario(backend: Backend) {
 
 /// A maxout open when the collector stops goes on after the restart: the next samples extend
 /// and close the stored event instead of leaving it open for ever beside a new one.
-#[tokio::test]
-async fn an_open_maxout_goes_on_across_a_restart() {
+async fn an_open_maxout_goes_on_across_a_restart(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("restart.db").display());
+    // The database outlives the first collector: a file, or a database of the test's own.
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(super::support::PgDatabase::create().await),
+    };
+    let url = match &pg {
+        None => format!("sqlite://{}", dir.path().join("restart.db").display()),
+        Some(db) => db.url.clone(),
+    };
     let http = reqwest::Client::new();
     let base = chrono::Utc::now().timestamp() - 60;
     let post = |c: &TestCollector, values: &[(i64, f64)]| {
@@ -402,7 +409,7 @@ async fn an_open_maxout_goes_on_across_a_restart() {
         201
     );
     let mut found = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..600 {
         (_, found) = events(&first).await;
         if found[0]["samples"] == 4 {
             break;
@@ -420,7 +427,7 @@ async fn an_open_maxout_goes_on_across_a_restart() {
         post(&second, &[(4, 170.0), (5, 150.0), (6, 50.0)]).await.0,
         201
     );
-    for _ in 0..100 {
+    for _ in 0..600 {
         (_, found) = events(&second).await;
         if found[0]["open"] == false {
             break;
@@ -437,6 +444,18 @@ async fn an_open_maxout_goes_on_across_a_restart() {
     assert_eq!(event["samples"], 6, "{event}");
     assert_eq!(event["peak_mbps"], 170.0, "{event}");
     assert_eq!(event["duration_secs"], 5, "{event}");
+    drop(second);
+    drop(pg);
+}
+
+#[tokio::test]
+async fn an_open_maxout_goes_on_across_a_restart_on_sqlite() {
+    an_open_maxout_goes_on_across_a_restart(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_open_maxout_goes_on_across_a_restart_on_postgres() {
+    an_open_maxout_goes_on_across_a_restart(Backend::Postgres).await;
 }
 
 #[tokio::test]

@@ -57,7 +57,8 @@ WITH batch AS (
     WHERE k.known IS NULL
 ), listed AS (
     INSERT INTO telemetry_unknown (circuit_id, samples, first_seen, last_seen)
-    SELECT circuit_id, samples, first_seen, last_seen FROM unknown
+    -- In id order: two statements sharing new ids then lock their rows in the same order.
+    SELECT circuit_id, samples, first_seen, last_seen FROM unknown ORDER BY circuit_id
     ON CONFLICT (circuit_id) DO UPDATE SET
         samples = telemetry_unknown.samples + excluded.samples,
         first_seen = least(telemetry_unknown.first_seen, excluded.first_seen),
