@@ -124,6 +124,35 @@ pub fn next_value(
     (value.max(0.0), Kind::Normal)
 }
 
+/// Refuses a start whose samples the collector would refuse (more than 30 days old, or more
+/// than 5 minutes ahead), before anything is posted.
+fn check_timestamps(
+    start: DateTime<Utc>,
+    step: Duration,
+    options: &SimulateOptions,
+) -> Result<(), SimulateError> {
+    let now = Utc::now();
+    if start < now - chrono::Duration::days(super::sample::MAX_AGE_DAYS) {
+        return Err(SimulateError::Invalid(format!(
+            "--start: {start} is more than {} days ago; the collector refuses such samples",
+            super::sample::MAX_AGE_DAYS
+        )));
+    }
+    let total = options.samples.unwrap_or_else(|| {
+        (f64::from(options.rate) * options.duration.as_secs_f64()).ceil() as u64
+    });
+    let per_circuit = total.div_ceil(u64::from(options.circuits));
+    let last = sample_time(start, step, per_circuit.saturating_sub(1));
+    if last > now + chrono::Duration::seconds(super::sample::MAX_SKEW_SECS) {
+        return Err(SimulateError::Invalid(format!(
+            "--start: the last samples would be stamped {last}, more than {} s ahead; start \
+             earlier, or send fewer samples or a shorter --step",
+            super::sample::MAX_SKEW_SECS
+        )));
+    }
+    Ok(())
+}
+
 /// The time of a circuit's sample after `sent` earlier ones, counted from `start`.
 fn sample_time(start: DateTime<Utc>, step: Duration, sent: u64) -> DateTime<Utc> {
     let offset = step.as_secs_f64() * sent as f64;
@@ -179,6 +208,9 @@ pub async fn run(options: &SimulateOptions) -> Result<SimulateReport, SimulateEr
     let step = options.step.unwrap_or_else(|| {
         Duration::from_secs_f64(f64::from(options.circuits) / f64::from(options.rate))
     });
+    if let Some(start) = options.start {
+        check_timestamps(start, step, options)?;
+    }
     let started = Instant::now();
     let mut owed = 0.0;
     let mut next_circuit = 0usize;
@@ -283,6 +315,22 @@ mod tests {
         let cs = circuits(&options());
         assert_eq!(cs.len(), 20);
         assert!(cs.iter().all(|c| c.burst_mbps > c.provisioned_mbps));
+    }
+
+    #[test]
+    fn a_start_whose_samples_the_collector_would_refuse_is_refused_first() {
+        let mut o = options();
+        o.samples = Some(200); // 10 a circuit
+        let step = Duration::from_secs(60);
+        let now = Utc::now();
+        let ok = now - chrono::Duration::hours(1);
+        assert!(check_timestamps(ok, step, &o).is_ok());
+        let ahead = check_timestamps(now, step, &o).unwrap_err().to_string();
+        assert!(ahead.starts_with("--start: the last samples"), "{ahead}");
+        let old = check_timestamps(now - chrono::Duration::days(31), step, &o)
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("more than 30 days ago"), "{old}");
     }
 
     #[test]
