@@ -8,7 +8,7 @@ use crate::poi::utilisation::{daily, DailyFigure, Sample};
 use crate::rest::openapi::{list_of_either, one_of};
 use crate::storage::poi::ScrapeRunRecord;
 use crate::storage::poi::{GraphRecord, MaxoutQuery, MaxoutRecord, PoiRecord, SampleRecord};
-use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitMaxoutRecord};
+use crate::storage::telemetry::{AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -367,24 +367,13 @@ struct SummaryParams {
     to: Option<DateTime<Utc>>,
 }
 
-/// Per account, for CX and account management: events, hours at max, peak.
-#[derive(Debug, Default, serde::Serialize, ToSchema)]
-struct AccountSummary {
-    account: Option<String>,
-    events: u32,
-    circuits: u32,
-    hours_at_max: f64,
-    peak_mbps: f64,
-    peak_pct: f64,
-}
-
 /// Circuit maxouts summed per account.
 #[utoipa::path(get, path = "/api/maxouts/summary", tag = "pois", params(SummaryParams),
-    responses((status = 200, description = "One row per account", body = Vec<AccountSummary>)))]
+    responses((status = 200, description = "One row per account", body = Vec<AccountMaxoutSummary>)))]
 async fn maxout_summary(
     State(state): State<AppState>,
     params: Result<Query<SummaryParams>, QueryRejection>,
-) -> Result<Json<Vec<AccountSummary>>, ApiError> {
+) -> Result<Json<Vec<AccountMaxoutSummary>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let (from, to) = window(
         Ok(Query(WindowParams {
@@ -394,40 +383,16 @@ async fn maxout_summary(
         Duration::days(30),
         Duration::days(366),
     )?;
-    let events = state
-        .store
-        .circuit_maxouts(&CircuitMaxoutQuery {
-            account: params.account,
-            circuit_id: None,
-            from: Some(from),
-            to: Some(to),
-            open_only: false,
-            limit: 1_000_000,
-        })
-        .await?;
-    let mut by_account: std::collections::BTreeMap<
-        Option<String>,
-        (AccountSummary, std::collections::BTreeSet<String>),
-    > = std::collections::BTreeMap::new();
-    for e in events {
-        let (summary, circuits) = by_account.entry(e.account.clone()).or_default();
-        summary.account = e.account.clone();
-        summary.events += 1;
-        summary.hours_at_max += e.duration_secs as f64 / 3600.0;
-        if e.peak_pct > summary.peak_pct {
-            summary.peak_pct = e.peak_pct;
-            summary.peak_mbps = e.peak_mbps;
-        }
-        circuits.insert(e.circuit_id);
-    }
     Ok(Json(
-        by_account
-            .into_values()
-            .map(|(mut summary, circuits)| {
-                summary.circuits = circuits.len() as u32;
-                summary
+        state
+            .store
+            .circuit_maxout_summary(&CircuitMaxoutQuery {
+                account: params.account,
+                from: Some(from),
+                to: Some(to),
+                ..CircuitMaxoutQuery::default()
             })
-            .collect(),
+            .await?,
     ))
 }
 

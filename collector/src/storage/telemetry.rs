@@ -58,6 +58,19 @@ pub struct CircuitMaxoutRecord {
     pub open: bool,
 }
 
+/// Circuit maxouts summed per account, for CX and account management.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AccountMaxoutSummary {
+    pub account: Option<String>,
+    pub events: i64,
+    pub circuits: i64,
+    /// Hours over the threshold, all events together (an open one so far).
+    pub hours_at_max: f64,
+    /// The highest peak relative to its circuit's provisioned capacity, and that peak.
+    pub peak_mbps: f64,
+    pub peak_pct: f64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CircuitMaxoutQuery {
     pub account: Option<String>,
@@ -119,6 +132,12 @@ pub trait TelemetryStore: Send + Sync {
     async fn update_circuit_maxout(&self, id: i64, event: &CircuitEvent, open: bool) -> Result<()>;
     async fn circuit_maxouts(&self, query: &CircuitMaxoutQuery)
         -> Result<Vec<CircuitMaxoutRecord>>;
+    /// Circuit maxouts in the window (`query.from`, `.to`, `.account`) summed per account,
+    /// by account id.
+    async fn circuit_maxout_summary(
+        &self,
+        query: &CircuitMaxoutQuery,
+    ) -> Result<Vec<AccountMaxoutSummary>>;
     /// Records that the customer was emailed about an event.
     async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()>;
     /// The start of the latest event of a circuit whose customer was emailed: the customer

@@ -326,7 +326,9 @@ async fn scenario(backend: Backend) {
     assert_eq!(summary[0]["events"], 1);
     assert_eq!(summary[0]["circuits"], 1);
     assert_eq!(summary[0]["peak_mbps"], 1400.0);
-    assert_eq!(summary[0]["hours_at_max"], 3.0 / 3600.0, "{summary}");
+    let hours = summary[0]["hours_at_max"].as_f64().unwrap();
+    assert!((hours - 3.0 / 3600.0).abs() < 1e-12, "{summary}");
+    assert_eq!(summary[0]["peak_pct"], 140.0, "{summary}");
     // A window after the event holds none of it.
     let later = chrono::Utc::now() + chrono::Duration::minutes(1);
     let window = format!(

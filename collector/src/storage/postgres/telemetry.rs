@@ -2,8 +2,8 @@
 
 use super::PostgresStore;
 use crate::storage::telemetry::{
-    CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint, TelemetryStore,
-    UnknownCircuit,
+    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint,
+    TelemetryStore, UnknownCircuit,
 };
 use crate::storage::{failed, Result};
 use crate::telemetry::detect::CircuitEvent;
@@ -341,6 +341,42 @@ impl TelemetryStore for PostgresStore {
             })
             .collect::<sqlx::Result<_>>()
             .map_err(failed("listing circuit maxouts"))
+    }
+
+    async fn circuit_maxout_summary(
+        &self,
+        q: &CircuitMaxoutQuery,
+    ) -> Result<Vec<AccountMaxoutSummary>> {
+        let rows = sqlx::query(
+            "SELECT account, count(*) AS events, count(DISTINCT circuit_id) AS circuits,
+                 (sum(extract(epoch FROM end_at - start_at)) / 3600.0)::float8 AS hours_at_max,
+                 max(100.0 * peak_mbps / provisioned_mbps) AS peak_pct,
+                 (array_agg(peak_mbps ORDER BY peak_mbps / provisioned_mbps DESC))[1] AS peak_mbps
+             FROM circuit_maxouts
+             WHERE ($1::text IS NULL OR account = $1)
+               AND ($2::timestamptz IS NULL OR end_at >= $2)
+               AND ($3::timestamptz IS NULL OR start_at < $3)
+             GROUP BY account ORDER BY account",
+        )
+        .bind(&q.account)
+        .bind(q.from)
+        .bind(q.to)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("summing circuit maxouts"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccountMaxoutSummary {
+                    account: r.try_get("account")?,
+                    events: r.try_get("events")?,
+                    circuits: r.try_get("circuits")?,
+                    hours_at_max: r.try_get("hours_at_max")?,
+                    peak_mbps: r.try_get("peak_mbps")?,
+                    peak_pct: r.try_get("peak_pct")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("summing circuit maxouts"))
     }
 
     async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()> {

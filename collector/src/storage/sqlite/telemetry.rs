@@ -4,8 +4,8 @@ use super::intake::{begin_read, IntakeWriter, DIRECT_COMMIT, INTAKE_LIMIT, NOT_Y
 use super::{from_ms, ms, SqliteStore, Writer};
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
-    CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint, TelemetryStore,
-    UnknownCircuit,
+    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint,
+    TelemetryStore, UnknownCircuit,
 };
 use crate::storage::{failed, Result, StoreError};
 use crate::telemetry::detect::CircuitEvent;
@@ -513,6 +513,40 @@ impl TelemetryStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(failed("listing circuit maxouts"))
+        })
+        .await
+    }
+
+    async fn circuit_maxout_summary(
+        &self,
+        q: &CircuitMaxoutQuery,
+    ) -> Result<Vec<AccountMaxoutSummary>> {
+        let q = q.clone();
+        self.read(move |conn| {
+            // With one max() in the query, SQLite takes peak_mbps from the row that has it.
+            conn.prepare_cached(
+                "SELECT account, count(*), count(DISTINCT circuit_id),
+                     sum(end_ms - start_ms) / 3600000.0,
+                     max(100.0 * peak_mbps / provisioned_mbps), peak_mbps
+                 FROM circuit_maxouts
+                 WHERE (?1 IS NULL OR account = ?1)
+                   AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms < ?3)
+                 GROUP BY account ORDER BY account",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![q.account, q.from.map(ms), q.to.map(ms)], |r| {
+                    Ok(AccountMaxoutSummary {
+                        account: r.get(0)?,
+                        events: r.get(1)?,
+                        circuits: r.get(2)?,
+                        hours_at_max: r.get(3)?,
+                        peak_pct: r.get(4)?,
+                        peak_mbps: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed("summing circuit maxouts"))
         })
         .await
     }
