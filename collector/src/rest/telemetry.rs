@@ -397,6 +397,7 @@ pub fn customer_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(accounts))
         .routes(routes!(account, put_account))
+        .routes(routes!(employees))
         .routes(routes!(employee, put_employee))
         .routes(routes!(notifications))
 }
@@ -501,6 +502,13 @@ async fn put_account(
     };
     state.store.save_account(&record, Utc::now()).await?;
     Ok(Json(record))
+}
+
+/// Every employee (account and CX managers).
+#[utoipa::path(get, path = "/api/employees", tag = "telemetry",
+    responses((status = 200, description = "The employees", body = Vec<Employee>)))]
+async fn employees(State(state): State<AppState>) -> Result<Json<Vec<Employee>>, ApiError> {
+    Ok(Json(state.store.employees().await?))
 }
 
 /// One employee.

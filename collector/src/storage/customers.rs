@@ -44,6 +44,7 @@ pub struct NotificationRecord {
 pub trait CustomerStore: Send + Sync {
     async fn save_employee(&self, employee: &Employee, now: DateTime<Utc>) -> Result<()>;
     async fn employee(&self, id: &str) -> Result<Option<Employee>>;
+    async fn employees(&self) -> Result<Vec<Employee>>;
     async fn save_account(&self, account: &Account, now: DateTime<Utc>) -> Result<()>;
     async fn account(&self, id: &str) -> Result<Option<Account>>;
     async fn accounts(&self) -> Result<Vec<Account>>;

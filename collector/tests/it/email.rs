@@ -124,6 +124,15 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
         .0,
         200
     );
+    let (status, listed) = call(reqwest::Method::GET, c.api("/api/employees"), Value::Null).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["am1", "cx1"], "{listed}");
     let (status, body) = put(
         "/api/accounts/ACME",
         json!({"name": "Acme Pty Ltd", "contact_name": "Dana Ops", "contact_email": "dana@acme.test",

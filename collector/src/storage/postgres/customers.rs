@@ -58,6 +58,24 @@ impl CustomerStore for PostgresStore {
         .map_err(failed("reading an employee"))
     }
 
+    async fn employees(&self) -> Result<Vec<Employee>> {
+        let rows = sqlx::query("SELECT id, name, email, phone FROM employees ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing employees"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Employee {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    email: r.try_get("email")?,
+                    phone: r.try_get("phone")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("listing employees"))
+    }
+
     async fn save_account(&self, a: &Account, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO accounts (id, name, contact_name, contact_email, account_manager,

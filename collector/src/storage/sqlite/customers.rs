@@ -59,6 +59,25 @@ impl CustomerStore for SqliteStore {
         .await
     }
 
+    async fn employees(&self) -> Result<Vec<Employee>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT id, name, email, phone FROM employees ORDER BY id")
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        Ok(Employee {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            email: r.get(2)?,
+                            phone: r.get(3)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed("listing employees"))
+        })
+        .await
+    }
+
     async fn save_account(&self, a: &Account, now: DateTime<Utc>) -> Result<()> {
         let a = a.clone();
         self.write(move |w| {
