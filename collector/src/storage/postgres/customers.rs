@@ -19,6 +19,15 @@ fn account_row(r: &PgRow) -> sqlx::Result<Account> {
     })
 }
 
+fn employee_row(r: &PgRow) -> sqlx::Result<Employee> {
+    Ok(Employee {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+    })
+}
+
 const ACCOUNT_COLUMNS: &str = "id, name, contact_name, contact_email, account_manager, cx_manager";
 
 #[async_trait]
@@ -46,16 +55,10 @@ impl CustomerStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("reading an employee"))?;
-        row.map(|r| -> sqlx::Result<Employee> {
-            Ok(Employee {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                email: r.try_get("email")?,
-                phone: r.try_get("phone")?,
-            })
-        })
-        .transpose()
-        .map_err(failed("reading an employee"))
+        row.as_ref()
+            .map(employee_row)
+            .transpose()
+            .map_err(failed("reading an employee"))
     }
 
     async fn employees(&self) -> Result<Vec<Employee>> {
@@ -64,14 +67,7 @@ impl CustomerStore for PostgresStore {
             .await
             .map_err(failed("listing employees"))?;
         rows.iter()
-            .map(|r| {
-                Ok(Employee {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    email: r.try_get("email")?,
-                    phone: r.try_get("phone")?,
-                })
-            })
+            .map(employee_row)
             .collect::<sqlx::Result<_>>()
             .map_err(failed("listing employees"))
     }

@@ -18,6 +18,15 @@ fn account_row(r: &Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
+fn employee_row(r: &Row<'_>) -> rusqlite::Result<Employee> {
+    Ok(Employee {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        email: r.get(2)?,
+        phone: r.get(3)?,
+    })
+}
+
 const ACCOUNT_COLUMNS: &str = "id, name, contact_name, contact_email, account_manager, cx_manager";
 
 #[async_trait]
@@ -44,14 +53,7 @@ impl CustomerStore for SqliteStore {
             conn.query_row(
                 "SELECT id, name, email, phone FROM employees WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok(Employee {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        email: r.get(2)?,
-                        phone: r.get(3)?,
-                    })
-                },
+                employee_row,
             )
             .optional()
             .map_err(failed("reading an employee"))
@@ -63,15 +65,8 @@ impl CustomerStore for SqliteStore {
         self.read(|conn| {
             conn.prepare_cached("SELECT id, name, email, phone FROM employees ORDER BY id")
                 .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok(Employee {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            email: r.get(2)?,
-                            phone: r.get(3)?,
-                        })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                    s.query_map([], employee_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(failed("listing employees"))
         })
