@@ -1,8 +1,9 @@
-//! Customer maxout email end to end: telemetry drives a real collector, a real SMTP server
-//! process (../shared/tools/smtp-sink: STARTTLS required, AUTH, the first message refused with
-//! 451) receives the message; the test reads it back: envelope, To, Cc, Subject, both parts,
-//! the figures. A spike under the debounce sends nothing, a second maxout within the cooldown
-//! sends nothing, and an account without a contact is recorded as such.
+//! Customer maxout email end to end: telemetry (posted directly, or by the simulator) drives a
+//! real collector, and a real SMTP server process (../shared/tools/smtp-sink: STARTTLS or
+//! implicit TLS required, AUTH, the first message refused with a 451 or a 550) receives the
+//! messages; the tests read them back: envelope, To, Cc, Subject, both parts, the figures. A
+//! spike under the debounce sends nothing, a maxout within the cooldown sends nothing and one
+//! after it sends again, and a customer who cannot be told is recorded and raised to the NOC.
 
 use super::support::{Backend, Peer, Pki, TestCollector};
 use netwarden_collector::alert::email::{EmailConfig, TlsMode};
@@ -11,28 +12,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// An smtp-sink requiring STARTTLS and AUTH, refusing the first `refuse.0` messages with
-/// reply `refuse.1`.
-fn start_sink(maildir: &Path, pki: &Pki, refuse: (u32, u16)) -> Peer {
+/// An smtp-sink requiring TLS (STARTTLS, or implicit with `TlsMode::Tls`) and AUTH, refusing
+/// the first `refuse.0` messages with reply `refuse.1`.
+fn start_sink(maildir: &Path, pki: &Pki, tls: TlsMode, refuse: (u32, u16)) -> Peer {
     let cert = pki.path().join("server.pem");
     let key = pki.path().join("server.key");
     let (count, code) = (refuse.0.to_string(), refuse.1.to_string());
-    Peer::start(
-        "smtp-sink",
+    let tls_args: &[&str] = match tls {
+        TlsMode::Tls => &["--tls"],
+        _ => &["--require-starttls", "--starttls"],
+    };
+    let args = [
+        &["--maildir", maildir.to_str().unwrap()][..],
+        tls_args,
         &[
-            "--maildir",
-            maildir.to_str().unwrap(),
-            "--starttls",
             cert.to_str().unwrap(),
             key.to_str().unwrap(),
-            "--require-starttls",
             "--auth",
             "noc:s3cret",
             "--fail-next",
             &count,
             &code,
         ],
-    )
+    ]
+    .concat();
+    Peer::start("smtp-sink", &args)
 }
 
 /// A collector whose `[email]` points at an smtp-sink (STARTTLS, AUTH) with its maildir.
@@ -47,19 +51,19 @@ struct Mail {
 impl Mail {
     /// The first message is refused with a 451 (temporary: retried).
     async fn start() -> Mail {
-        Mail::refusing((1, 451)).await
+        Mail::with(TlsMode::Starttls, (1, 451)).await
     }
 
-    async fn refusing(refuse: (u32, u16)) -> Mail {
+    async fn with(tls: TlsMode, refuse: (u32, u16)) -> Mail {
         let pki = Pki::new();
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("mail");
-        let sink = start_sink(&maildir, &pki, refuse);
+        let sink = start_sink(&maildir, &pki, tls, refuse);
         std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
         let email = EmailConfig {
             smtp_host: Some("localhost".into()),
             smtp_port: sink.port(),
-            tls: TlsMode::Starttls,
+            tls,
             username: Some("noc".into()),
             password_file: Some(dir.path().join("smtp.pw")),
             ca_file: Some(pki.ca()),
@@ -322,7 +326,8 @@ async fn not_notified(c: &TestCollector, circuit: &str) -> Value {
 
 /// An email the SMTP server refuses for good (550) is not retried, is recorded as failed
 /// with the server's reply, and raises a `customer_not_notified` anomaly for the NOC; the
-/// next maxout is emailed (the failed one did not start a cooldown) and resolves it.
+/// next maxout is emailed (the failed one did not start a cooldown) and resolves it. Over
+/// implicit TLS (SMTPS), where the other tests use STARTTLS.
 #[tokio::test]
 async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
     let Mail {
@@ -331,7 +336,7 @@ async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
         collector: c,
         _pki,
         _dir,
-    } = Mail::refusing((1, 550)).await;
+    } = Mail::with(TlsMode::Tls, (1, 550)).await;
     let put = |path: &str, body: Value| call(reqwest::Method::PUT, c.api(path), body);
     assert_eq!(
         put(
@@ -404,7 +409,18 @@ async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(anomaly["state"], "resolved", "{anomaly}");
-    assert_eq!(index(&maildir).len(), 1);
+    let messages = index(&maildir);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        (
+            &messages[0]["tls"],
+            &messages[0]["starttls"],
+            &messages[0]["auth_user"]
+        ),
+        (&json!(true), &json!(false), &json!("noc")),
+        "implicit TLS, authenticated: {}",
+        messages[0]
+    );
     drop(sink);
 }
 
