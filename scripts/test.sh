@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The SMTP peer (../shared/tools/smtp-sink) runs on `python3` from PATH and needs aiosmtpd,
+# which Debian's python3-aiosmtpd gives /usr/bin/python3; a pyenv python3 first in PATH lacks it.
+if ! python3 -c 'import aiosmtpd' 2>/dev/null && /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+  export PATH="/usr/bin:$PATH"
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
