@@ -1,11 +1,12 @@
 //! Customer maxout email: when a circuit maxout event opens, an HTML + text message To the
 //! account's primary contact, Cc its account manager and CX manager, at most once per circuit
-//! per cooldown. The cooldown counts in event time from the start of the last event the
-//! customer was emailed about (`circuit_maxouts.notified_*`), so it holds across restarts and
-//! for telemetry that arrives late. Every send (or why there was none) is recorded in
-//! `notifications`; when the customer could not be told (no contact, or the send failed) the
-//! event is stored all the same and the NOC gets a `customer_not_notified` anomaly, which
-//! resolves with the next email that reaches the customer.
+//! per cooldown. The cooldown counts in event time from the start of the last event whose email
+//! was claimed (`customer_email_claims`, claimed in the database), so it holds across restarts,
+//! for telemetry that arrives late, and across collectors sharing one database. Every send (or
+//! why there was none) is recorded in `notifications`; when the customer could not be told (no
+//! contact, or the send failed) the event is stored all the same and the NOC gets a
+//! `customer_not_notified` anomaly, which resolves with the next email that reaches the
+//! customer.
 
 use super::email::{EmailSettings, Mailer};
 use super::engine::Engine;
@@ -14,7 +15,7 @@ use crate::detect::{kinds, Signal};
 use crate::metrics::Metrics;
 use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
 use crate::storage::customers::NotificationRecord;
-use crate::storage::telemetry::CircuitRecord;
+use crate::storage::telemetry::{CircuitRecord, EmailClaim};
 use crate::storage::Store;
 use crate::telemetry::detect::{CircuitEvent, Severity};
 use chrono::{DateTime, Utc};
@@ -25,32 +26,26 @@ use std::time::Duration;
 
 pub const EVENT_KIND: &str = "circuit_maxout";
 
+const CENTURY_MS: i64 = 100 * 365 * 86_400_000;
+
 pub struct CustomerNotifier {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     mailer: Mailer,
     template: Template,
     cooldown: Duration,
-    /// Per circuit, what its customer was emailed about, once read from the store.
-    emailed: Mutex<HashMap<String, Emailed>>,
+    /// Per circuit, the start of the latest event an email was tried for (Unix ms): sends run
+    /// on tasks of their own and may finish in any order, so only its outcome raises or
+    /// clears the NOC's anomaly.
+    latest_try: Mutex<HashMap<String, i64>>,
     /// Where a customer who could not be told becomes a NOC anomaly.
     engine: Option<Arc<Engine>>,
 }
 
-/// A circuit's customer emails, as event starts (Unix ms).
-#[derive(Debug, Clone, Copy, Default)]
-struct Emailed {
-    /// The last event emailed, or being emailed: the cooldown counts from it.
-    last: Option<i64>,
-    /// The latest event an email was tried for: sends run on tasks of their own and may
-    /// finish in any order, so only its outcome raises or clears the NOC's anomaly.
-    latest_try: Option<i64>,
-}
-
 /// Whether an event's customer is emailed.
 enum Claim {
-    /// Yes; on failure the circuit's last sent start goes back to `previous`.
-    Send { previous: Option<i64> },
+    /// Yes; a failed send gives the claim back (none when the database could not be asked).
+    Send { claim: Option<EmailClaim> },
     /// No: within the cooldown of an email about an earlier event.
     Suppressed,
 }
@@ -73,7 +68,7 @@ impl CustomerNotifier {
             cooldown: settings.cooldown,
             store,
             metrics,
-            emailed: Mutex::new(HashMap::new()),
+            latest_try: Mutex::new(HashMap::new()),
             engine,
         })
     }
@@ -94,38 +89,29 @@ impl CustomerNotifier {
     /// Decides whether an event starting at `start` (Unix ms) is emailed, and if so counts
     /// the circuit's cooldown from it.
     async fn claim(&self, circuit_id: &str, start: i64) -> Claim {
-        let cached = self.emailed().get(circuit_id).copied();
-        let known = match cached {
-            Some(known) => known,
-            None => match self.store.last_notified_circuit_maxout(circuit_id).await {
-                Ok(at) => Emailed {
-                    last: at.map(|t| t.timestamp_millis()),
-                    latest_try: None,
-                },
-                Err(err) => {
-                    tracing::error!(circuit = circuit_id, error = %err, "cannot read when the customer was last emailed; counting the cooldown from now on");
-                    Emailed::default()
-                }
-            },
-        };
-        let cooldown = i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX);
-        let mut map = self.emailed();
-        let entry = map.entry(circuit_id.to_string()).or_insert(known);
-        // Also an event older than the last emailed one: the customer heard about a later one.
-        if entry
-            .last
-            .is_some_and(|last| start < last.saturating_add(cooldown))
+        // At most a century, so that start + cooldown stays a BIGINT.
+        let cooldown = i64::try_from(self.cooldown.as_millis())
+            .unwrap_or(i64::MAX)
+            .min(CENTURY_MS);
+        let claim = match self
+            .store
+            .claim_customer_email(circuit_id, start, cooldown)
+            .await
         {
-            return Claim::Suppressed;
-        }
-        let previous = entry.last;
-        entry.last = Some(start);
-        entry.latest_try = Some(start);
-        Claim::Send { previous }
+            Ok(Some(claim)) => Some(claim),
+            Ok(None) => return Claim::Suppressed,
+            Err(err) => {
+                // Better a customer told twice than not at all.
+                tracing::error!(circuit = circuit_id, error = %err, "cannot claim the customer email in the database; sending it");
+                None
+            }
+        };
+        self.latest_try().insert(circuit_id.to_string(), start);
+        Claim::Send { claim }
     }
 
-    fn emailed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Emailed>> {
-        self.emailed.lock().unwrap_or_else(|e| e.into_inner())
+    fn latest_try(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.latest_try.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn deliver(
@@ -161,7 +147,7 @@ impl CustomerNotifier {
                 Some("within the cooldown of an earlier email".into()),
                 0,
             ),
-            Claim::Send { previous } => {
+            Claim::Send { claim } => {
                 let outcome = self.send(circuit, event, &record).await;
                 if outcome.status == "sent" {
                     if let Err(err) = self
@@ -171,11 +157,15 @@ impl CustomerNotifier {
                     {
                         tracing::error!(error = %err, event_id, "cannot record that the customer was emailed");
                     }
-                } else if let Some(entry) = self.emailed().get_mut(&circuit.circuit_id) {
+                } else if let Some(claim) = claim {
                     // Not told: the next event tries again, unless a later one was claimed
                     // meanwhile (the cooldown then counts from that one).
-                    if entry.last == Some(event.start) {
-                        entry.last = previous;
+                    if let Err(err) = self
+                        .store
+                        .release_customer_email(&circuit.circuit_id, &claim)
+                        .await
+                    {
+                        tracing::error!(error = %err, event_id, "cannot give back the customer email claim");
                     }
                 }
                 outcome
@@ -191,10 +181,7 @@ impl CustomerNotifier {
         if let Err(err) = self.store.save_notification(&outcome).await {
             tracing::error!(error = %err, event_id, "cannot record a notification");
         }
-        let latest = self
-            .emailed()
-            .get(&circuit.circuit_id)
-            .is_some_and(|e| e.latest_try == Some(event.start));
+        let latest = self.latest_try().get(&circuit.circuit_id) == Some(&event.start);
         if tried && latest {
             self.tell_noc(circuit, &outcome).await;
         }

@@ -86,6 +86,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_intake_file",
         include_str!("../../migrations/sqlite/0013_intake_file.sql"),
     ),
+    (
+        "0014_customer_email_claims",
+        include_str!("../../migrations/sqlite/0014_customer_email_claims.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never

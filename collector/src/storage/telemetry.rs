@@ -140,8 +140,42 @@ pub trait TelemetryStore: Send + Sync {
     ) -> Result<Vec<AccountMaxoutSummary>>;
     /// Records that the customer was emailed about an event.
     async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()>;
-    /// The start of the latest event of a circuit whose customer was emailed: the customer
-    /// email's cooldown counts from there, across restarts.
-    async fn last_notified_circuit_maxout(&self, circuit_id: &str)
-        -> Result<Option<DateTime<Utc>>>;
+    /// Claims the customer email about a circuit's event starting at `start` (Unix ms): it is
+    /// granted unless the circuit's last claimed event starts less than `cooldown_ms` before
+    /// it, or after it (the customer heard of a later one). Atomic across collectors on one
+    /// database: of two claims within a cooldown, one is granted.
+    async fn claim_customer_email(
+        &self,
+        circuit_id: &str,
+        start: i64,
+        cooldown_ms: i64,
+    ) -> Result<Option<EmailClaim>>;
+    /// Gives back a claim whose email could not be sent: the cooldown counts from the claim
+    /// before it again, unless a later claim was granted meanwhile.
+    async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()>;
 }
+
+/// A granted customer email claim (event starts in Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmailClaim {
+    /// The claimed event's start.
+    pub start: i64,
+    /// The circuit's last claimed start before this one, if any.
+    pub previous: Option<i64>,
+}
+
+/// The claim as one conditional upsert, the same on both backends (`$1` circuit, `$2` start,
+/// `$3` cooldown in ms). A conflicting row is locked by the upsert, so concurrent claims on
+/// PostgreSQL are decided one after the other.
+pub(crate) const CLAIM_CUSTOMER_EMAIL: &str = "
+    INSERT INTO customer_email_claims AS c (circuit_id, last_start_ms, previous_start_ms)
+    VALUES ($1, $2, NULL)
+    ON CONFLICT (circuit_id) DO UPDATE
+       SET previous_start_ms = c.last_start_ms, last_start_ms = excluded.last_start_ms
+     WHERE c.last_start_ms IS NULL OR excluded.last_start_ms >= c.last_start_ms + $3
+    RETURNING previous_start_ms";
+
+/// Restores the claim before (`$3`) if the circuit's last claim is still `$2`.
+pub(crate) const RELEASE_CUSTOMER_EMAIL: &str = "
+    UPDATE customer_email_claims SET last_start_ms = $3, previous_start_ms = NULL
+     WHERE circuit_id = $1 AND last_start_ms = $2";

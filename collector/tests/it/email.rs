@@ -5,7 +5,7 @@
 //! spike under the debounce sends nothing, a maxout within the cooldown sends nothing and one
 //! after it sends again, and a customer who cannot be told is recorded and raised to the NOC.
 
-use super::support::{Backend, Peer, Pki, TestCollector};
+use super::support::{Backend, Peer, PgDatabase, Pki, TestCollector};
 use netwarden_collector::alert::email::{EmailConfig, TlsMode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ struct Mail {
     sink: Peer,
     maildir: PathBuf,
     collector: TestCollector,
+    /// The collector's `[email]` and database, for [`Mail::another`].
+    email: EmailConfig,
+    database: Option<String>,
     _pki: Pki,
     _dir: tempfile::TempDir,
 }
@@ -55,6 +58,11 @@ impl Mail {
     }
 
     async fn with(tls: TlsMode, refuse: (u32, u16)) -> Mail {
+        Mail::on(tls, refuse, None).await
+    }
+
+    /// With the collector on `database` (a URL) instead of a SQLite file of its own.
+    async fn on(tls: TlsMode, refuse: (u32, u16), database: Option<String>) -> Mail {
         let pki = Pki::new();
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("mail");
@@ -72,15 +80,32 @@ impl Mail {
             backoff_ms: 50,
             ..EmailConfig::default()
         };
-        let collector =
-            TestCollector::start_with(Backend::Sqlite, move |raw| raw.email = email).await;
+        let collector = Mail::collector(&email, &database).await;
         Mail {
             sink,
             maildir,
             collector,
+            email,
+            database,
             _pki: pki,
             _dir: dir,
         }
+    }
+
+    async fn collector(email: &EmailConfig, database: &Option<String>) -> TestCollector {
+        let (email, database) = (email.clone(), database.clone());
+        TestCollector::start_with(Backend::Sqlite, move |raw| {
+            raw.email = email;
+            if let Some(url) = database {
+                raw.database.url = url;
+            }
+        })
+        .await
+    }
+
+    /// A second collector beside the first: the same mail server and database.
+    async fn another(&self) -> TestCollector {
+        Mail::collector(&self.email, &self.database).await
     }
 }
 
@@ -106,6 +131,8 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
         sink,
         maildir,
         collector: c,
+        email: _,
+        database: _,
         _pki,
         _dir,
     } = Mail::start().await;
@@ -334,6 +361,8 @@ async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
         sink,
         maildir,
         collector: c,
+        email: _,
+        database: _,
         _pki,
         _dir,
     } = Mail::with(TlsMode::Tls, (1, 550)).await;
@@ -424,6 +453,93 @@ async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
     drop(sink);
 }
 
+/// Two collectors on one PostgreSQL, as behind a load balancer: a circuit's samples reach both,
+/// each detector opens the maxout, and the customer is emailed once; the other collector
+/// records its notification as suppressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_on_one_postgres_email_a_maxout_once() {
+    let db = PgDatabase::create().await;
+    let mail = Mail::on(TlsMode::Starttls, (0, 451), Some(db.url.clone())).await;
+    let second = mail.another().await;
+    let first = &mail.collector;
+    let put = |path: &str, body: Value| call(reqwest::Method::PUT, first.api(path), body);
+    assert_eq!(
+        put(
+            "/api/accounts/ACME",
+            json!({"name": "Acme", "contact_email": "dana@acme.test"})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        put(
+            "/api/circuits/CIR-7",
+            json!({"account": "ACME", "provisioned_mbps": 100})
+        )
+        .await
+        .0,
+        200
+    );
+    let start = chrono::Utc::now().timestamp() - 300;
+    let maxout: Vec<Value> = (0..5)
+        .map(|i| json!({"circuit_id": "CIR-7", "utilization_mbps": 150.0, "timestamp": start + i}))
+        .collect();
+    let (a, b) = tokio::join!(
+        call(
+            reqwest::Method::POST,
+            first.api("/api/v1/telemetry/batch"),
+            Value::Array(maxout.clone())
+        ),
+        call(
+            reqwest::Method::POST,
+            second.api("/api/v1/telemetry/batch"),
+            Value::Array(maxout)
+        ),
+    );
+    assert_eq!((a.0, b.0), (201, 201));
+    let mut notes = Vec::new();
+    for _ in 0..600 {
+        let (_, found) = call(
+            reqwest::Method::GET,
+            first.api("/api/notifications"),
+            Value::Null,
+        )
+        .await;
+        notes = found.as_array().cloned().unwrap_or_default();
+        if notes.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut statuses: Vec<&str> = notes
+        .iter()
+        .map(|n| n["status"].as_str().unwrap())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["sent", "suppressed"], "{notes:?}");
+    let (_, events) = call(
+        reqwest::Method::GET,
+        first.api("/api/maxouts?kind=circuit&circuit=CIR-7"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(2),
+        "each collector saw the maxout: {events}"
+    );
+    // Both sends would have been over by now; give a late one time to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        index(&mail.maildir).len(),
+        1,
+        "one email reached the customer"
+    );
+    drop(second);
+    drop(mail);
+}
+
 /// Runs the simulator (seed 7 unless `args` names one) against the collector at `url`.
 fn simulate(url: &str, args: &[&str]) -> String {
     let seed: &[&str] = if args.contains(&"--seed") {
@@ -482,6 +598,8 @@ async fn the_simulator_drives_detection_and_email() {
         sink,
         maildir,
         collector: c,
+        email: _,
+        database: _,
         _pki,
         _dir,
     } = Mail::start().await;

@@ -12,6 +12,7 @@ mod auth;
 mod backup;
 mod cacti;
 mod cli;
+mod customer_claims;
 mod dashboard;
 mod deploy;
 mod e2e;

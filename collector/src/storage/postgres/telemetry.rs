@@ -2,8 +2,8 @@
 
 use super::PostgresStore;
 use crate::storage::telemetry::{
-    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint,
-    TelemetryStore, UnknownCircuit,
+    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
+    TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL, RELEASE_CUSTOMER_EMAIL,
 };
 use crate::storage::{failed, Result};
 use crate::telemetry::detect::CircuitEvent;
@@ -389,18 +389,31 @@ impl TelemetryStore for PostgresStore {
         Ok(())
     }
 
-    async fn last_notified_circuit_maxout(
+    async fn claim_customer_email(
         &self,
         circuit_id: &str,
-    ) -> Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar(
-            "SELECT max(start_at) FROM circuit_maxouts
-             WHERE circuit_id = $1 AND notified_at IS NOT NULL",
-        )
-        .bind(circuit_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(failed("reading a circuit's last notified maxout"))
+        start: i64,
+        cooldown_ms: i64,
+    ) -> Result<Option<EmailClaim>> {
+        let granted: Option<Option<i64>> = sqlx::query_scalar(CLAIM_CUSTOMER_EMAIL)
+            .bind(circuit_id)
+            .bind(start)
+            .bind(cooldown_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("claiming a customer email"))?;
+        Ok(granted.map(|previous| EmailClaim { start, previous }))
+    }
+
+    async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()> {
+        sqlx::query(RELEASE_CUSTOMER_EMAIL)
+            .bind(circuit_id)
+            .bind(claim.start)
+            .bind(claim.previous)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("giving back a customer email claim"))?;
+        Ok(())
     }
 }
 

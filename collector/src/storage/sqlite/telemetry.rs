@@ -4,8 +4,8 @@ use super::intake::{begin_read, IntakeWriter, DIRECT_COMMIT, INTAKE_LIMIT, NOT_Y
 use super::{from_ms, ms, SqliteStore, Writer};
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
-    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, TelemetryPoint,
-    TelemetryStore, UnknownCircuit,
+    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
+    TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL, RELEASE_CUSTOMER_EMAIL,
 };
 use crate::storage::{failed, Result, StoreError};
 use crate::telemetry::detect::CircuitEvent;
@@ -565,23 +565,50 @@ impl TelemetryStore for SqliteStore {
         .await
     }
 
-    async fn last_notified_circuit_maxout(
+    async fn claim_customer_email(
         &self,
         circuit_id: &str,
-    ) -> Result<Option<DateTime<Utc>>> {
+        start: i64,
+        cooldown_ms: i64,
+    ) -> Result<Option<EmailClaim>> {
         let circuit_id = circuit_id.to_string();
-        self.read(move |conn| {
-            conn.query_row(
-                "SELECT max(start_ms) FROM circuit_maxouts
-                 WHERE circuit_id = ?1 AND notified_ms IS NOT NULL",
-                [circuit_id],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|start| start.map(from_ms))
-            .map_err(failed("reading a circuit's last notified maxout"))
+        self.write(move |writer| {
+            writer
+                .conn
+                .prepare_cached(&positional(CLAIM_CUSTOMER_EMAIL))
+                .and_then(|mut claim| {
+                    claim
+                        .query_row(params![circuit_id, start, cooldown_ms], |r| {
+                            r.get::<_, Option<i64>>(0)
+                        })
+                        .optional()
+                })
+                .map(|granted| granted.map(|previous| EmailClaim { start, previous }))
+                .map_err(failed("claiming a customer email"))
         })
         .await
     }
+
+    async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()> {
+        let (circuit_id, claim) = (circuit_id.to_string(), *claim);
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    &positional(RELEASE_CUSTOMER_EMAIL),
+                    params![circuit_id, claim.start, claim.previous],
+                )
+                .map_err(failed("giving back a customer email claim"))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// PostgreSQL's `$n` parameters as SQLite's `?n`: SQLite reads `$n` as a name, numbered in
+/// order of first use, not by `n`.
+fn positional(sql: &str) -> String {
+    sql.replace('$', "?")
 }
 
 #[cfg(test)]

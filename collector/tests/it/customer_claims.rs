@@ -1,0 +1,188 @@
+//! The customer email's cooldown, claimed in the database: per circuit, in event time, given
+//! back only by its own failed send, seeded from the events already emailed, and granted to one
+//! of two collectors claiming on one PostgreSQL at once.
+
+use super::support::{at, both_backends, PgDatabase};
+use netwarden_collector::storage::telemetry::{CircuitRecord, EmailClaim};
+use netwarden_collector::storage::{PostgresStore, SqliteStore, SqliteSync, Store};
+use netwarden_collector::telemetry::detect::{CircuitEvent, Severity};
+use sqlx::Connection;
+use std::sync::Arc;
+
+both_backends!(customer_email_claims_follow_the_cooldown);
+
+const HOUR: i64 = 3_600_000;
+const T: i64 = 1_800_000_000_000;
+
+async fn claim(store: &Arc<dyn Store>, circuit: &str, start: i64) -> Option<EmailClaim> {
+    store
+        .claim_customer_email(circuit, start, HOUR)
+        .await
+        .unwrap()
+}
+
+async fn customer_email_claims_follow_the_cooldown(store: Arc<dyn Store>) {
+    let first = claim(&store, "C-1", T).await;
+    assert_eq!(
+        first,
+        Some(EmailClaim {
+            start: T,
+            previous: None
+        })
+    );
+    assert_eq!(claim(&store, "C-1", T + 10 * 60_000).await, None, "within");
+    assert_eq!(claim(&store, "C-1", T - 5 * 60_000).await, None, "older");
+    assert!(
+        claim(&store, "C-2", T + 60_000).await.is_some(),
+        "another circuit has a cooldown of its own"
+    );
+    let second = claim(&store, "C-1", T + HOUR).await.expect("a cooldown on");
+    assert_eq!(second.previous, Some(T));
+
+    // Its send failed: the cooldown counts from the claim before it again.
+    store.release_customer_email("C-1", &second).await.unwrap();
+    let third = claim(&store, "C-1", T + HOUR + 1)
+        .await
+        .expect("given back");
+    assert_eq!(third.previous, Some(T));
+
+    // A failed send of a claim that is no longer the last gives nothing back.
+    let fourth = claim(&store, "C-1", T + 2 * HOUR + 1)
+        .await
+        .expect("a cooldown on");
+    store.release_customer_email("C-1", &third).await.unwrap();
+    assert_eq!(claim(&store, "C-1", T + 2 * HOUR + 2).await, None);
+    assert_eq!(fourth.previous, Some(T + HOUR + 1));
+
+    // A first claim given back leaves no cooldown at all.
+    let only = claim(&store, "C-3", T).await.expect("first");
+    store.release_customer_email("C-3", &only).await.unwrap();
+    assert!(claim(&store, "C-3", T - 24 * HOUR).await.is_some());
+}
+
+/// Two collectors (two pools) on one PostgreSQL, each claiming every circuit's email for the
+/// same maxout at once, as when a circuit's samples are spread over both: one email each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_collectors_on_postgres_claim_each_customer_email_once() {
+    let db = PgDatabase::create().await;
+    let first = PostgresStore::connect(&db.url, 8).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = PostgresStore::connect(&db.url, 8).await.unwrap();
+    let (first, second): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(first), Arc::new(second));
+    let circuits = 200;
+    let claims = |store: Arc<dyn Store>, offset: i64| {
+        tokio::spawn(async move {
+            let tries = (0..circuits).map(|i| {
+                let store = store.clone();
+                // Each collector saw the event open at a slightly different sample.
+                async move { claim(&store, &format!("C-{i}"), T + offset).await.is_some() }
+            });
+            futures::future::join_all(tries).await
+        })
+    };
+    let (a, b) = (claims(first, 0), claims(second, 1_000));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let granted: Vec<usize> = (0..circuits)
+        .map(|i| usize::from(a[i]) + usize::from(b[i]))
+        .collect();
+    assert!(
+        granted.iter().all(|&n| n == 1),
+        "every circuit's email granted exactly once: {granted:?}"
+    );
+    let (won_a, won_b) = (
+        a.iter().filter(|x| **x).count(),
+        b.iter().filter(|x| **x).count(),
+    );
+    assert!(won_a > 0 && won_b > 0, "both took part: {won_a} / {won_b}");
+}
+
+fn circuit() -> CircuitRecord {
+    CircuitRecord {
+        circuit_id: "C-9".into(),
+        account: None,
+        provisioned_mbps: 100.0,
+        burst_mbps: None,
+        pop: None,
+        provisioned_at: None,
+        upgraded_at: None,
+        decommissioned_at: None,
+    }
+}
+
+/// Stores an event at `start` whose customer was emailed, and one (later) that was not.
+async fn emailed_event(store: &Arc<dyn Store>, start: i64) {
+    let event = |start: i64| CircuitEvent {
+        start,
+        end: start + 60_000,
+        samples: 3,
+        peak_mbps: 120.0,
+        severity: Severity::Maxout,
+    };
+    let id = store
+        .open_circuit_maxout(&circuit(), &event(start), at(start))
+        .await
+        .unwrap();
+    store
+        .mark_circuit_maxout_notified(id, at(start + 1_000))
+        .await
+        .unwrap();
+    store
+        .open_circuit_maxout(&circuit(), &event(start + 20 * 60_000), at(start))
+        .await
+        .unwrap();
+}
+
+/// After the upgrade, the cooldown counts from the last event already emailed.
+async fn assert_seeded(store: &Arc<dyn Store>) {
+    assert_eq!(claim(store, "C-9", T + 30 * 60_000).await, None);
+    let next = claim(store, "C-9", T + HOUR).await.expect("after it");
+    assert_eq!(next.previous, Some(T));
+}
+
+#[tokio::test]
+async fn upgrading_sqlite_seeds_the_claims_from_emailed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+        store.migrate().await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        emailed_event(&store, T).await;
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE customer_email_claims;
+             DELETE FROM schema_migrations WHERE version = '0014_customer_email_claims';",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        vec!["0014_customer_email_claims"]
+    );
+    assert_seeded(&(Arc::new(store) as Arc<dyn Store>)).await;
+}
+
+#[tokio::test]
+async fn upgrading_postgres_seeds_the_claims_from_emailed_events() {
+    let db = PgDatabase::create().await;
+    {
+        let store = PostgresStore::connect(&db.url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        emailed_event(&store, T).await;
+    }
+    let mut raw = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TABLE customer_email_claims;
+         DELETE FROM _sqlx_migrations WHERE version = 13;",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    let store = PostgresStore::connect(&db.url, 2).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap().len(), 1);
+    assert_seeded(&(Arc::new(store) as Arc<dyn Store>)).await;
+}
