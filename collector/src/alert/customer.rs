@@ -36,7 +36,7 @@ pub struct CustomerNotifier {
     cooldown: Duration,
     /// Per circuit, the start of the latest event an email was tried for (Unix ms): sends run
     /// on tasks of their own and may finish in any order, so only its outcome raises or
-    /// clears the NOC's anomaly.
+    /// clears the NOC's anomaly. Also the cooldown while the database cannot be asked.
     latest_try: Mutex<HashMap<String, i64>>,
     /// Where a customer who could not be told becomes a NOC anomaly.
     engine: Option<Arc<Engine>>,
@@ -89,10 +89,11 @@ impl CustomerNotifier {
     /// Decides whether an event starting at `start` (Unix ms) is emailed, and if so counts
     /// the circuit's cooldown from it.
     async fn claim(&self, circuit_id: &str, start: i64) -> Claim {
-        // At most a century, so that start + cooldown stays a BIGINT.
+        // At most a century, so that start + cooldown stays a BIGINT; at least a millisecond,
+        // so that two collectors' events with one start are one email (and one claim).
         let cooldown = i64::try_from(self.cooldown.as_millis())
             .unwrap_or(i64::MAX)
-            .min(CENTURY_MS);
+            .clamp(1, CENTURY_MS);
         let claim = match self
             .store
             .claim_customer_email(circuit_id, start, cooldown)
@@ -101,8 +102,13 @@ impl CustomerNotifier {
             Ok(Some(claim)) => Some(claim),
             Ok(None) => return Claim::Suppressed,
             Err(err) => {
-                // Better a customer told twice than not at all.
-                tracing::error!(circuit = circuit_id, error = %err, "cannot claim the customer email in the database; sending it");
+                // This collector's own tries keep the cooldown meanwhile: a customer may then
+                // hear from each collector, which is better than from none.
+                tracing::error!(circuit = circuit_id, error = %err, "cannot claim the customer email in the database; deciding on this collector's own emails");
+                let last = self.latest_try().get(circuit_id).copied();
+                if last.is_some_and(|last| start < last.saturating_add(cooldown)) {
+                    return Claim::Suppressed;
+                }
                 None
             }
         };

@@ -54,6 +54,12 @@ async fn customer_email_claims_follow_the_cooldown(store: Arc<dyn Store>) {
     assert_eq!(claim(&store, "C-1", T + 2 * HOUR + 2).await, None);
     assert_eq!(fourth.previous, Some(T + HOUR + 1));
 
+    // The shortest cooldown the notifier asks for (1 ms): one start is still one claim.
+    for granted in [true, false] {
+        let got = store.claim_customer_email("C-4", T, 1).await.unwrap();
+        assert_eq!(got.is_some(), granted);
+    }
+
     // A first claim given back leaves no cooldown at all.
     let only = claim(&store, "C-3", T).await.expect("first");
     store.release_customer_email("C-3", &only).await.unwrap();
