@@ -332,6 +332,15 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
     drop(sink);
 }
 
+/// Account ACME (contact dana@acme.test, no managers) and its 100 Mbps `circuit`.
+async fn acme_circuit(c: &TestCollector, circuit: &str) {
+    let put = |path: String, body: Value| call(reqwest::Method::PUT, c.api(&path), body);
+    let account = json!({"name": "Acme", "contact_email": "dana@acme.test"});
+    assert_eq!(put("/api/accounts/ACME".into(), account).await.0, 200);
+    let line = json!({"account": "ACME", "provisioned_mbps": 100});
+    assert_eq!(put(format!("/api/circuits/{circuit}"), line).await.0, 200);
+}
+
 /// The `customer_not_notified` anomaly of a circuit, once there is one.
 async fn not_notified(c: &TestCollector, circuit: &str) -> Value {
     for _ in 0..600 {
@@ -366,25 +375,7 @@ async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
         _pki,
         _dir,
     } = Mail::with(TlsMode::Tls, (1, 550)).await;
-    let put = |path: &str, body: Value| call(reqwest::Method::PUT, c.api(path), body);
-    assert_eq!(
-        put(
-            "/api/accounts/ACME",
-            json!({"name": "Acme", "contact_email": "dana@acme.test"})
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        put(
-            "/api/circuits/CIR-5",
-            json!({"account": "ACME", "provisioned_mbps": 100})
-        )
-        .await
-        .0,
-        200
-    );
+    acme_circuit(&c, "CIR-5").await;
     let base = chrono::Utc::now().timestamp() - 600;
     let maxout = |start: i64| {
         let samples: Vec<Value> = (0..4)
@@ -462,25 +453,7 @@ async fn two_collectors_on_one_postgres_email_a_maxout_once() {
     let mail = Mail::on(TlsMode::Starttls, (0, 451), Some(db.url.clone())).await;
     let second = mail.another().await;
     let first = &mail.collector;
-    let put = |path: &str, body: Value| call(reqwest::Method::PUT, first.api(path), body);
-    assert_eq!(
-        put(
-            "/api/accounts/ACME",
-            json!({"name": "Acme", "contact_email": "dana@acme.test"})
-        )
-        .await
-        .0,
-        200
-    );
-    assert_eq!(
-        put(
-            "/api/circuits/CIR-7",
-            json!({"account": "ACME", "provisioned_mbps": 100})
-        )
-        .await
-        .0,
-        200
-    );
+    acme_circuit(first, "CIR-7").await;
     let start = chrono::Utc::now().timestamp() - 300;
     let maxout: Vec<Value> = (0..5)
         .map(|i| json!({"circuit_id": "CIR-7", "utilization_mbps": 150.0, "timestamp": start + i}))
