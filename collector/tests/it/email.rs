@@ -249,25 +249,8 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
         201
     );
 
-    let mut notes = Vec::new();
-    for _ in 0..600 {
-        let (_, found) = call(
-            reqwest::Method::GET,
-            c.api("/api/notifications"),
-            Value::Null,
-        )
-        .await;
-        notes = found.as_array().cloned().unwrap_or_default();
-        if notes.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut statuses: Vec<&str> = notes
-        .iter()
-        .map(|n| n["status"].as_str().unwrap())
-        .collect();
-    statuses.sort();
+    let notes = notes_when(&c, |n| n.len() >= 3).await;
+    let statuses = sorted_statuses(&notes);
     assert_eq!(
         statuses,
         vec!["no_contact", "sent", "suppressed"],
@@ -332,6 +315,35 @@ async fn a_sustained_maxout_emails_the_customer_once_with_cx_and_am_copied() {
     drop(sink);
 }
 
+/// The collector's customer notifications, once `done` holds for them (or after 30 s).
+async fn notes_when(c: &TestCollector, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut notes = Vec::new();
+    for _ in 0..600 {
+        let (_, found) = call(
+            reqwest::Method::GET,
+            c.api("/api/notifications"),
+            Value::Null,
+        )
+        .await;
+        notes = found.as_array().cloned().unwrap_or_default();
+        if done(&notes) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    notes
+}
+
+/// The notifications' statuses, sorted.
+fn sorted_statuses(notes: &[Value]) -> Vec<&str> {
+    let mut statuses: Vec<&str> = notes
+        .iter()
+        .map(|n| n["status"].as_str().unwrap())
+        .collect();
+    statuses.sort();
+    statuses
+}
+
 /// Account ACME (contact dana@acme.test, no managers) and its 100 Mbps `circuit`.
 async fn acme_circuit(c: &TestCollector, circuit: &str) {
     let put = |path: String, body: Value| call(reqwest::Method::PUT, c.api(&path), body);
@@ -393,21 +405,9 @@ async fn a_refused_email_is_recorded_and_the_noc_told_until_one_goes() {
     assert_eq!(maxout(base).await.0, 201);
     let anomaly = not_notified(&c, "CIR-5").await;
     assert_eq!(anomaly["state"], "open", "{anomaly}");
-    let mut notes = Value::Null;
-    for _ in 0..600 {
-        (_, notes) = call(
-            reqwest::Method::GET,
-            c.api("/api/notifications"),
-            Value::Null,
-        )
-        .await;
-        if notes.as_array().is_some_and(|n| !n.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let failed = &notes.as_array().unwrap()[0];
-    assert_eq!(failed["status"], "failed", "{notes}");
+    let notes = notes_when(&c, |n| !n.is_empty()).await;
+    let failed = &notes[0];
+    assert_eq!(failed["status"], "failed", "{notes:?}");
     assert_eq!(
         failed["attempts"], 1,
         "a permanent refusal is not retried: {failed}"
@@ -471,25 +471,8 @@ async fn two_collectors_on_one_postgres_email_a_maxout_once() {
         ),
     );
     assert_eq!((a.0, b.0), (201, 201));
-    let mut notes = Vec::new();
-    for _ in 0..600 {
-        let (_, found) = call(
-            reqwest::Method::GET,
-            first.api("/api/notifications"),
-            Value::Null,
-        )
-        .await;
-        notes = found.as_array().cloned().unwrap_or_default();
-        if notes.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut statuses: Vec<&str> = notes
-        .iter()
-        .map(|n| n["status"].as_str().unwrap())
-        .collect();
-    statuses.sort();
+    let notes = notes_when(first, |n| n.len() >= 2).await;
+    let statuses = sorted_statuses(&notes);
     assert_eq!(statuses, ["sent", "suppressed"], "{notes:?}");
     let (_, events) = call(
         reqwest::Method::GET,
@@ -644,20 +627,7 @@ async fn the_simulator_drives_detection_and_email() {
     let out = simulate(&url, &maxouts);
     assert!(out.starts_with("posted 270 samples"), "{out}");
 
-    let mut notes = Vec::new();
-    for _ in 0..600 {
-        let (_, found) = call(
-            reqwest::Method::GET,
-            c.api("/api/notifications"),
-            Value::Null,
-        )
-        .await;
-        notes = found.as_array().cloned().unwrap_or_default();
-        if notes.len() >= 24 && index(&maildir).len() >= 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let notes = notes_when(&c, |n| n.len() >= 24 && index(&maildir).len() >= 6).await;
     let count = |status: &str| notes.iter().filter(|n| n["status"] == status).count();
     assert_eq!((count("sent"), count("suppressed")), (6, 18), "{notes:?}");
     let (_, events) = call(
