@@ -3,7 +3,12 @@
 # the same refused before storage (the ceiling without it), and batches of 1,000 samples, into a real collector process on SQLite and on PostgreSQL.
 # Prints requests/s and the latency percentiles for docs/benchmarks.md.
 #
-#   scripts/bench-telemetry.sh [sqlite|postgres|all] [SECONDS]
+#   scripts/bench-telemetry.sh [sqlite|postgres|peer|all] [SECONDS]
+#
+# The peer is scripts/bench-peer/telemetry_fastapi.py: the same endpoint in the seed's stack
+# (FastAPI, uvicorn), one durable SQLite commit per request, run on uvicorn's asyncio and uvloop
+# stacks with the same wrk script. Its virtualenv is made once under ~/.cache (PyPI). The last
+# lines print each collector's single-POST rate as a ratio to the faster peer run.
 #
 # PostgreSQL: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test); a database
 # nwbench_telemetry is made and dropped.
@@ -67,6 +72,30 @@ init = function(args)
 end
 LUA
 
+declare -A rates=()
+single_posts() { # label port: wrk's single POSTs, printed and their rate kept in rates[label]
+    local out
+    out=$(wrk -t2 -c64 -d"${secs}s" --latency -s "$work/single.lua" "http://127.0.0.1:$2")
+    echo "$out" | grep -E "Requests/sec|Latency|50%|90%|99%|requests in|Non-2xx"
+    rates[$1]=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+}
+
+peer() { # the FastAPI peer on uvicorn's asyncio and uvloop stacks
+    local venv=$HOME/.cache/netwarden-bench-venv port loop ppid
+    if ! "$venv/bin/python" -c 'import fastapi, uvicorn, uvloop, httptools' 2>/dev/null; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q fastapi 'uvicorn[standard]' >&2
+    fi
+    for loop in asyncio uvloop; do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        rm -f "$work/peer.db"*
+        "$venv/bin/python" scripts/bench-peer/telemetry_fastapi.py "$work/peer.db" "$port" "$loop" & ppid=$!
+        for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/docs" && break; sleep 0.1; done
+        echo "### peer (FastAPI, uvicorn $loop): single POSTs, 64 connections, ${secs}s"
+        NETWARDEN_TOKEN=${NETWARDEN_TOKEN:-none} single_posts "peer-$loop" "$port"
+        kill "$ppid"; wait "$ppid" 2>/dev/null || true
+    done
+}
+
 run() { # backend url
     local backend=$1 url=$2 port
     "$collector" pki init --dir "$work/pki" --force >/dev/null
@@ -99,7 +128,7 @@ TOML
             "http://127.0.0.1:$port/api/circuits/CIR-$i" >/dev/null
     done
     echo "### $backend: single POSTs, 64 connections, ${secs}s"
-    wrk -t2 -c64 -d"${secs}s" --latency -s "$work/single.lua" "http://127.0.0.1:$port" | grep -E "Requests/sec|Latency|50%|90%|99%|requests in|Non-2xx"
+    single_posts "$backend" "$port"
     echo "### $backend: refused POSTs (422, nothing stored), 64 connections, ${secs}s"
     wrk -t2 -c64 -d"${secs}s" --latency -s "$work/refused.lua" "http://127.0.0.1:$port" | grep -E "Requests/sec|50%|99%|requests in"
     echo "### $backend: batches of 1,000 samples, 8 connections, ${secs}s"
@@ -107,6 +136,9 @@ TOML
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
 
+if [ "$what" = peer ] || [ "$what" = all ]; then
+    peer
+fi
 if [ "$what" = sqlite ] || [ "$what" = all ]; then
     run sqlite "sqlite://$work/bench.db"
 fi
@@ -115,4 +147,13 @@ if [ "$what" = postgres ] || [ "$what" = all ]; then
     psql "$pg_url" -qc "DROP DATABASE IF EXISTS nwbench_telemetry" -qc "CREATE DATABASE nwbench_telemetry"
     run postgres "$base/nwbench_telemetry"
     psql "$pg_url" -qc "DROP DATABASE IF EXISTS nwbench_telemetry WITH (FORCE)"
+fi
+if [ -n "${rates[peer-uvloop]:-}" ]; then
+    best=$(printf '%s\n' "${rates[peer-uvloop]}" "${rates[peer-asyncio]:-0}" | sort -g | tail -1)
+    for backend in sqlite postgres; do
+        if [ -n "${rates[$backend]:-}" ]; then
+            awk -v a="${rates[$backend]}" -v b="$best" -v n="$backend" \
+                'BEGIN { printf "### ratio: %s single POSTs / the faster FastAPI peer run = %.1f\n", n, a / b }'
+        fi
+    done
 fi
