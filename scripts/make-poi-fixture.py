@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes collector/tests/resources/poi-reference*.xlsx, the small synthetic POI reference
-workbooks the tests use, and circuits.xlsx for the circuit import test (Python openpyxl:
+workbooks the tests use, and circuits*.xlsx for the circuit import test (Python openpyxl:
 pip install openpyxl). Every value is made up.
 poi-reference.xlsx is the good one; -v2 adds a POI (for reload tests); -bad has a latitude
 that is not a number in row 4.
@@ -61,4 +61,21 @@ def write_circuits(name):
     wb.save(os.path.join(here, name))
 
 
+def write_circuits_below_empty_rows(name):
+    """The header on row 3 under two empty rows, so errors must name the sheet's own rows:
+    XL-4 (row 4) names no account, a blank row 5, XL-5 (row 6) names one the test never makes."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Circuits"
+    for column, value in enumerate(["circuit_id", "provisioned_mbps", "account"], start=1):
+        ws.cell(row=3, column=column, value=value)
+    ws.cell(row=4, column=1, value="XL-4")
+    ws.cell(row=4, column=2, value=100)
+    ws.cell(row=6, column=1, value="XL-5")
+    ws.cell(row=6, column=2, value=100)
+    ws.cell(row=6, column=3, value="NOPE")
+    wb.save(os.path.join(here, name))
+
+
 write_circuits("circuits.xlsx")
+write_circuits_below_empty_rows("circuits-below-empty-rows.xlsx")

@@ -284,14 +284,14 @@ async fn import_circuits(config: &std::path::Path, file: &std::path::Path) -> Re
         }
         anyhow::anyhow!("{} problems; nothing was imported", errors.len())
     };
-    let circuits = read_circuits(file).map_err(report)?;
-    // Accounts named must exist (row numbers follow the file: header is row 1).
+    let read = read_circuits(file).map_err(report)?;
+    // Accounts named must exist.
     let mut missing = Vec::new();
-    for (i, c) in circuits.iter().enumerate() {
-        if let Some(account) = &c.account {
+    for c in &read {
+        if let Some(account) = &c.circuit.account {
             if store.account(account).await?.is_none() {
                 missing.push(ImportError {
-                    row: i + 2,
+                    row: c.row,
                     column: "account".into(),
                     message: format!("no account {account:?} (PUT /api/accounts/{account} first)"),
                 });
@@ -301,6 +301,7 @@ async fn import_circuits(config: &std::path::Path, file: &std::path::Path) -> Re
     if !missing.is_empty() {
         return Err(report(missing));
     }
+    let circuits: Vec<_> = read.into_iter().map(|c| c.circuit).collect();
     store.save_circuits(&circuits, chrono::Utc::now()).await?;
     println!(
         "imported {} circuits from {}",

@@ -51,8 +51,16 @@ const COLUMNS: [&str; 8] = [
     "decommissioned_at",
 ];
 
+/// A circuit read from the file, with the row it came from (the header is row 1), so that a
+/// problem found later (an unknown account) names the right row even after blank lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedCircuit {
+    pub row: usize,
+    pub circuit: CircuitRecord,
+}
+
 /// Reads the file (`.csv`, `.xlsx`) into circuits, or every problem found.
-pub fn read_circuits(path: &Path) -> Result<Vec<CircuitRecord>, Vec<ImportError>> {
+pub fn read_circuits(path: &Path) -> Result<Vec<ImportedCircuit>, Vec<ImportError>> {
     let whole = |message: String| {
         vec![ImportError {
             row: 0,
@@ -64,16 +72,19 @@ pub fn read_circuits(path: &Path) -> Result<Vec<CircuitRecord>, Vec<ImportError>
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let rows: Vec<Vec<Cell>> = match extension.as_str() {
+    // The header's row in the file: a sheet's used range may start below empty rows.
+    let (header_row, rows): (usize, Vec<Vec<Cell>>) = match extension.as_str() {
         "csv" => {
             let text = std::fs::read_to_string(path).map_err(|e| whole(e.to_string()))?;
-            parse_csv(text.trim_start_matches('\u{feff}')).map_err(|(row, message)| {
-                vec![ImportError {
-                    row,
-                    column: "-".into(),
-                    message,
-                }]
-            })?
+            let rows =
+                parse_csv(text.trim_start_matches('\u{feff}')).map_err(|(row, message)| {
+                    vec![ImportError {
+                        row,
+                        column: "-".into(),
+                        message,
+                    }]
+                })?;
+            (1, rows)
         }
         "xlsx" | "xlsm" | "xls" | "ods" => read_sheet(path).map_err(whole)?,
         other => {
@@ -82,10 +93,11 @@ pub fn read_circuits(path: &Path) -> Result<Vec<CircuitRecord>, Vec<ImportError>
             )))
         }
     };
-    circuits_from_rows(&rows)
+    circuits_from_rows(&rows, header_row)
 }
 
-fn read_sheet(path: &Path) -> Result<Vec<Vec<Cell>>, String> {
+/// The first sheet with a `circuit_id` header: its header's row number and its rows.
+fn read_sheet(path: &Path) -> Result<(usize, Vec<Vec<Cell>>), String> {
     use calamine::{open_workbook_auto, Data, Reader};
     let mut workbook = open_workbook_auto(path).map_err(|e| e.to_string())?;
     let sheets = workbook.sheet_names().to_vec();
@@ -115,7 +127,8 @@ fn read_sheet(path: &Path) -> Result<Vec<Vec<Cell>>, String> {
                 .any(|c| matches!(c, Cell::Text(t) if t.trim().eq_ignore_ascii_case("circuit_id")))
         });
         if has_header {
-            return Ok(rows);
+            let first = range.start().map_or(0, |(row, _)| row as usize);
+            return Ok((first + 1, rows));
         }
     }
     Err("no sheet has a circuit_id column".into())
@@ -197,10 +210,14 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<Cell>>, (usize, String)> {
     Ok(rows)
 }
 
-fn circuits_from_rows(rows: &[Vec<Cell>]) -> Result<Vec<CircuitRecord>, Vec<ImportError>> {
+/// `header_row` is the file's row number of `rows[0]`, so errors name the file's rows.
+fn circuits_from_rows(
+    rows: &[Vec<Cell>],
+    header_row: usize,
+) -> Result<Vec<ImportedCircuit>, Vec<ImportError>> {
     let header_error = |message: String| {
         vec![ImportError {
-            row: 1,
+            row: header_row,
             column: "header".into(),
             message,
         }]
@@ -231,7 +248,7 @@ fn circuits_from_rows(rows: &[Vec<Cell>]) -> Result<Vec<CircuitRecord>, Vec<Impo
     let mut circuits = Vec::new();
     let mut seen = std::collections::HashMap::new();
     for (i, row) in rows.iter().enumerate().skip(1) {
-        let row_no = i + 1;
+        let row_no = header_row + i;
         if row.iter().all(|c| *c == Cell::Empty) {
             continue;
         }
@@ -321,15 +338,18 @@ fn circuits_from_rows(rows: &[Vec<Cell>]) -> Result<Vec<CircuitRecord>, Vec<Impo
             time("decommissioned_at"),
         );
         if let Some(provisioned_mbps) = provisioned {
-            circuits.push(CircuitRecord {
-                circuit_id: id,
-                account: text(cell("account")),
-                provisioned_mbps,
-                burst_mbps: burst,
-                pop: text(cell("pop")),
-                provisioned_at,
-                upgraded_at,
-                decommissioned_at,
+            circuits.push(ImportedCircuit {
+                row: row_no,
+                circuit: CircuitRecord {
+                    circuit_id: id,
+                    account: text(cell("account")),
+                    provisioned_mbps,
+                    burst_mbps: burst,
+                    pop: text(cell("pop")),
+                    provisioned_at,
+                    upgraded_at,
+                    decommissioned_at,
+                },
             });
         }
     }
@@ -367,7 +387,8 @@ mod tests {
     use super::*;
 
     fn rows(text: &str) -> Result<Vec<CircuitRecord>, Vec<ImportError>> {
-        circuits_from_rows(&parse_csv(text).unwrap())
+        circuits_from_rows(&parse_csv(text).unwrap(), 1)
+            .map(|read| read.into_iter().map(|c| c.circuit).collect())
     }
 
     #[test]

@@ -537,8 +537,19 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/resources/circuits.xlsx");
     let (code, _, stderr) = import(&xlsx);
     assert_eq!(code, Some(1));
+    // Row 4 of the sheet is empty, so XL-3 is on row 5.
     assert!(
-        stderr.contains("column account") && stderr.contains("ACME"),
+        stderr.contains("row 2, column account: no account \"ACME\"")
+            && stderr.contains("row 5, column account: no account \"ACME\""),
+        "{stderr}"
+    );
+    // A sheet whose header sits under empty rows: errors name the sheet's own rows.
+    let below = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/resources/circuits-below-empty-rows.xlsx");
+    let (code, _, stderr) = import(&below);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("row 6, column account: no account \"NOPE\""),
         "{stderr}"
     );
     store()
@@ -567,6 +578,20 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         "2024-03-01T00:00:00+00:00"
     );
     assert_eq!(circuits[2].burst_mbps, Some(12000.0));
+
+    // A row's number is the file's, blank lines and all, also for an unknown account.
+    let gaps = dir.path().join("gaps.csv");
+    std::fs::write(
+        &gaps,
+        "circuit_id,provisioned_mbps,account\nCIR-5,100,ACME\n,,\n\nCIR-6,100,NOPE\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = import(&gaps);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("row 5, column account") && stderr.contains("NOPE"),
+        "{stderr}"
+    );
 
     let good = dir.path().join("good.csv");
     std::fs::write(
