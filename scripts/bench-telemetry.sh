@@ -19,11 +19,17 @@ secs=${2:-20}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
 target_dir=$CARGO_TARGET_DIR
 pg_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 cargo build --release --locked -p netwarden-collector >&2
 collector=$target_dir/release/netwarden-collector
 work=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+ppid=""
+cleanup() {
+    for p in $pid $ppid; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 # The requests are formatted once per wrk thread, not per request: wrk runs on the same two
@@ -81,7 +87,7 @@ single_posts() { # label port: wrk's single POSTs, printed and their rate kept i
 }
 
 peer() { # the FastAPI peer on uvicorn's asyncio and uvloop stacks
-    local venv=$HOME/.cache/netwarden-bench-venv port loop ppid
+    local venv=$HOME/.cache/netwarden-bench-venv port loop
     if ! "$venv/bin/python" -c 'import fastapi, uvicorn, uvloop, httptools' 2>/dev/null; then
         python3 -m venv "$venv" && "$venv/bin/pip" install -q fastapi 'uvicorn[standard]' >&2
     fi
@@ -90,9 +96,13 @@ peer() { # the FastAPI peer on uvicorn's asyncio and uvloop stacks
         rm -f "$work/peer.db"*
         "$venv/bin/python" scripts/bench-peer/telemetry_fastapi.py "$work/peer.db" "$port" "$loop" & ppid=$!
         for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/docs" && break; sleep 0.1; done
+        if ! curl -s -o /dev/null "http://127.0.0.1:$port/docs"; then
+            echo "the FastAPI peer ($loop) did not start on port $port" >&2
+            exit 1
+        fi
         echo "### peer (FastAPI, uvicorn $loop): single POSTs, 64 connections, ${secs}s"
         NETWARDEN_TOKEN=${NETWARDEN_TOKEN:-none} single_posts "peer-$loop" "$port"
-        kill "$ppid"; wait "$ppid" 2>/dev/null || true
+        kill "$ppid"; wait "$ppid" 2>/dev/null || true; ppid=""
     done
 }
 
@@ -153,7 +163,7 @@ if [ -n "${rates[peer-uvloop]:-}" ]; then
     for backend in sqlite postgres; do
         if [ -n "${rates[$backend]:-}" ]; then
             awk -v a="${rates[$backend]}" -v b="$best" -v n="$backend" \
-                'BEGIN { printf "### ratio: %s single POSTs / the faster FastAPI peer run = %.1f\n", n, a / b }'
+                'BEGIN { if (b > 0) printf "### ratio: %s single POSTs / the faster FastAPI peer run = %.1f\n", n, a / b }'
         fi
     done
 fi

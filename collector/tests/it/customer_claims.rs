@@ -117,8 +117,8 @@ async fn two_collectors_on_postgres_claim_each_customer_email_once() {
 
 /// A claim made while another collector's claim of the same circuit is not yet committed waits
 /// for it and is then refused, both for a circuit never claimed (the insert path) and for one
-/// claimed before (the update path). The other collector's claim is held open in a transaction,
-/// so the contention does not depend on scheduling.
+/// claimed before (the update path). The other collector's claim is held open in a transaction
+/// until PostgreSQL reports the store's claim waiting on its lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_waits_for_a_concurrent_uncommitted_claim_and_is_refused() {
     let db = PgDatabase::create().await;
@@ -147,11 +147,31 @@ async fn a_claim_waits_for_a_concurrent_uncommitted_claim_and_is_refused() {
             let store = store.clone();
             tokio::spawn(async move { claim(&store, circuit, T + 1_000).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert!(
-            !waiting.is_finished(),
-            "{circuit}: the claim must wait for the uncommitted one, not decide past it"
-        );
+        // Deterministic, not a sleep: PostgreSQL itself says the claim waits for a lock.
+        let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let waiting_on_lock: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting_on_lock > 0 {
+                break;
+            }
+            assert!(
+                !waiting.is_finished(),
+                "{circuit}: the claim must wait for the uncommitted one, not decide past it"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{circuit}: the claim neither waited for the lock nor finished"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(!waiting.is_finished(), "{circuit}: still waiting");
         held.commit().await.unwrap();
         let got = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
             .await
