@@ -501,6 +501,11 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let import_csv = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        import(&file)
+    };
     let store = || async {
         let store = SqliteStore::open(&dir.path().join("c.db"), 1, SqliteSync::Full)
             .await
@@ -509,14 +514,11 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         store
     };
 
-    let bad = dir.path().join("bad.csv");
-    std::fs::write(
-        &bad,
+    let (code, _, stderr) = import_csv(
+        "bad.csv",
         "circuit_id,provisioned_mbps,burst_mbps\nCIR-1,1000,1200\nCIR-2,-5,\nCIR-3,100,50\n\
          CIR-4,5e-324,\nCIR-5,100,2e7\n",
-    )
-    .unwrap();
-    let (code, _, stderr) = import(&bad);
+    );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("row 3, column provisioned_mbps"),
@@ -580,26 +582,20 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
     assert_eq!(circuits[2].burst_mbps, Some(12000.0));
 
     // A row's number is the file's, blank lines and all, also for an unknown account.
-    let gaps = dir.path().join("gaps.csv");
-    std::fs::write(
-        &gaps,
+    let (code, _, stderr) = import_csv(
+        "gaps.csv",
         "circuit_id,provisioned_mbps,account\nCIR-5,100,ACME\n,,\n\nCIR-6,100,NOPE\n",
-    )
-    .unwrap();
-    let (code, _, stderr) = import(&gaps);
+    );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("row 5, column account") && stderr.contains("NOPE"),
         "{stderr}"
     );
 
-    let good = dir.path().join("good.csv");
-    std::fs::write(
-        &good,
+    let (code, stdout, _) = import_csv(
+        "good.csv",
         "circuit_id,provisioned_mbps\r\nCIR-7,100\r\nCIR-8,200",
-    )
-    .unwrap();
-    let (code, stdout, _) = import(&good);
+    );
     assert_eq!(code, Some(0));
     assert!(stdout.contains("imported 2 circuits"));
 }
