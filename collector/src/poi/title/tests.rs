@@ -1,185 +1,128 @@
 use super::*;
 
-struct Want {
-    poi: Option<&'static str>,
-    name: Option<&'static str>,
-    id: Option<&'static str>,
-    bps: Option<u64>,
-    tc: Option<&'static str>,
-    dir: Option<&'static str>,
-}
-
-const fn want(poi: &'static str, name: &'static str, id: &'static str, bps: u64) -> Want {
-    Want {
-        poi: Some(poi),
-        name: if name.is_empty() { None } else { Some(name) },
-        id: if id.is_empty() { None } else { Some(id) },
-        bps: if bps == 0 { None } else { Some(bps) },
-        tc: None,
-        dir: None,
-    }
-}
-
 const G: u64 = 1_000_000_000;
 const M: u64 = 1_000_000;
 
-fn cases() -> Vec<(&'static str, Want)> {
-    vec![
-        (
-            "2ABT Albert Park CVC000000123456 1000Mbps",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "  2ABT   Albert   Park    CVC000000123456   1000 Mbps  ",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "2abt_albert_park_cvc000000123456_1000M",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "2ABT - Albert Park - CVC000000123456 - 1 Gbps",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "POI: 2ABT | Albert Park | CVC000000123456 | 2.5 G",
-            want("2ABT", "Albert Park", "CVC000000123456", 2_500 * M),
-        ),
-        (
-            "Traffic - 3MEL Melbourne - NNI000000654321 - 10G",
-            want("3MEL", "Melbourne", "NNI000000654321", 10 * G),
-        ),
-        (
-            "CVC000000123456 (2ABT Albert Park) 500M",
-            want("2ABT", "Albert Park", "CVC000000123456", 500 * M),
-        ),
-        (
-            "CVC-000000123456 2ABT Albert Park 500 Mb/s",
-            want("2ABT", "Albert Park", "CVC000000123456", 500 * M),
-        ),
-        (
-            "Albert Park 2ABT CVC000000123456 1Gbps",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "4BRI Brisbane AVC000012345678 100Mbps",
-            want("4BRI", "Brisbane", "AVC000012345678", 100 * M),
-        ),
-        (
-            "5ADL Adelaide CVC000000000001",
-            want("5ADL", "Adelaide", "CVC000000000001", 0),
-        ),
-        ("6PER Perth 1000Mbps", want("6PER", "Perth", "", G)),
-        ("7HOB Hobart", want("7HOB", "Hobart", "", 0)),
-        (
-            "1SYD St. Leonards CVC000000111111 1G",
-            want("1SYD", "St. Leonards", "CVC000000111111", G),
-        ),
-        (
-            "2ABT ALBERT PARK CVC000000123456 1GBPS",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "[2ABT] [Albert Park] [CVC000000123456] [1000M]",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "2ABT,Albert Park,CVC000000123456,1000Mbps",
-            want("2ABT", "Albert Park", "CVC000000123456", G),
-        ),
-        (
-            "CVC Utilisation: 3BAL Ballarat CVC000000222222 300 Mbps",
-            want("3BAL", "Ballarat", "CVC000000222222", 300 * M),
-        ),
-        (
-            "2ABT CVC000000123456 1G",
-            want("2ABT", "", "CVC000000123456", G),
-        ),
-        (
-            "2abt albert park cvc000000123456 1000mbps tc-4 inbound",
-            Want {
-                tc: Some("TC-4"),
-                dir: Some("in"),
-                ..want("2ABT", "Albert Park", "CVC000000123456", G)
-            },
-        ),
-        (
-            "2ABT Albert Park CVC000000123456 TC-1 250M Outbound",
-            Want {
-                tc: Some("TC-1"),
-                dir: Some("out"),
-                ..want("2ABT", "Albert Park", "CVC000000123456", 250 * M)
-            },
-        ),
-        (
-            "3MEL Melbourne NNI000000654321 10 G TC4 down",
-            Want {
-                tc: Some("TC-4"),
-                dir: Some("down"),
-                ..want("3MEL", "Melbourne", "NNI000000654321", 10 * G)
-            },
-        ),
-        (
-            "2ABT Albert Park CVC000000123456 1.5Tbps",
-            want("2ABT", "Albert Park", "CVC000000123456", 1_500 * G),
-        ),
-    ]
+/// One corpus row: the title and every field it must be read as.
+#[derive(Debug)]
+struct Case {
+    line: usize,
+    title: String,
+    poi: Option<String>,
+    name: Option<String>,
+    id: Option<String>,
+    bps: Option<u64>,
+    dir: Option<String>,
+    tc: Option<String>,
+}
+
+fn corpus() -> Vec<Case> {
+    let field = |f: &str| (f != "-").then(|| f.to_string());
+    include_str!("corpus.tsv")
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 7, "corpus.tsv line {}: {l:?}", i + 1);
+            Case {
+                line: i + 1,
+                title: f[0].to_string(),
+                poi: field(f[1]),
+                name: field(f[2]),
+                id: field(f[3]),
+                bps: field(f[4]).map(|b| b.parse().expect("capacity in bits/s")),
+                dir: field(f[5]),
+                tc: field(f[6]),
+            }
+        })
+        .collect()
 }
 
 #[test]
-fn the_shipped_patterns_read_messy_titles() {
+fn every_title_of_the_corpus_is_read_field_by_field() {
     let parser = TitleParser::new(&[]).unwrap();
-    let cases = cases();
-    assert!(cases.len() >= 20);
-    for (title, want) in cases {
-        let got = parser
-            .parse(title)
-            .unwrap_or_else(|| panic!("no pattern parsed {title:?}"));
-        assert_eq!(
-            got.poi_code.as_deref(),
-            want.poi,
-            "{title:?} ({})",
-            got.pattern
+    let cases = corpus();
+    assert!(cases.len() >= 60, "the corpus has {} titles", cases.len());
+    assert!(cases.iter().filter(|c| c.poi.is_none()).count() >= 5);
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let got = parser.parse(&case.title);
+        let got = (
+            got.as_ref().and_then(|p| p.poi_code.clone()),
+            got.as_ref().and_then(|p| p.poi_name.clone()),
+            got.as_ref().and_then(|p| p.circuit_id.clone()),
+            got.as_ref().and_then(|p| p.capacity_bps),
+            got.as_ref().and_then(|p| p.direction.map(str::to_string)),
+            got.as_ref().and_then(|p| p.traffic_class.clone()),
         );
-        assert_eq!(
-            got.poi_name.as_deref(),
-            want.name,
-            "{title:?} ({})",
-            got.pattern
+        let want = (
+            case.poi.clone(),
+            case.name.clone(),
+            case.id.clone(),
+            case.bps,
+            case.dir.clone(),
+            case.tc.clone(),
         );
-        assert_eq!(
-            got.circuit_id.as_deref(),
-            want.id,
-            "{title:?} ({})",
-            got.pattern
-        );
-        assert_eq!(got.capacity_bps, want.bps, "{title:?} ({})", got.pattern);
-        assert_eq!(
-            got.traffic_class.as_deref(),
-            want.tc,
-            "{title:?} ({})",
-            got.pattern
-        );
-        assert_eq!(got.direction, want.dir, "{title:?} ({})", got.pattern);
+        if got != want {
+            wrong.push(format!(
+                "line {} {:?}:\n   got {got:?}\n  want {want:?}",
+                case.line, case.title
+            ));
+        }
     }
+    assert!(
+        wrong.is_empty(),
+        "{} titles misread:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
-fn titles_no_pattern_fully_parses_are_not_guessed() {
+fn a_title_naming_neither_code_nor_id_is_not_a_poi_title() {
     let parser = TitleParser::new(&[]).unwrap();
-    for title in [
-        "",
-        "Localhost - Memory Usage",
-        "Interface Traffic eth0",
-        "2ABT",                                    // a code alone says nothing
-        "8XYZ Nowhere CVC000000123456 1G",         // no state 8
-        "2ABT Albert Park CVC00000012345 1G",      // 11 digits
-        "2ABT Albert Park CVC000000123456 1G %%%", // leftovers
-        "2ABT Albert Park CVC000000123456 0M",     // zero capacity
-    ] {
+    for title in ["", "   ", "::", "Localhost - Memory Usage", "10G", "CVC 1G"] {
         assert_eq!(parser.parse(title), None, "{title:?}");
     }
     assert_eq!(parser.parse(&"2ABT ".repeat(200)), None, "bounded");
+    // Parts found anywhere: the same facts in any order.
+    let a = parser
+        .parse("2ABT Albury CVC000000123456 1G TC-4 out")
+        .unwrap();
+    let b = parser
+        .parse("out | TC-4 | 1G | CVC000000123456 | 2abt Albury")
+        .unwrap();
+    assert_eq!(
+        (
+            &a.poi_code,
+            &a.circuit_id,
+            a.capacity_bps,
+            &a.traffic_class,
+            a.direction
+        ),
+        (
+            &b.poi_code,
+            &b.circuit_id,
+            b.capacity_bps,
+            &b.traffic_class,
+            b.direction
+        )
+    );
+    assert_eq!(a.poi_name.as_deref(), Some("Albury"));
+    assert_eq!(b.poi_name.as_deref(), Some("Albury"));
+}
+
+#[test]
+fn poi_codes_are_a_state_digit_and_three_letters() {
+    for code in ["0DAR", "2PAR", "3mel", "4IPS", "5SAL", "6FRE", "7LAU"] {
+        assert!(is_poi_code(code), "{code}");
+    }
+    for word in [
+        "1SYD", "8XYZ", "9ABC", "2AB", "2ABCD", "22AB", "5GHz", "2Mbs", "ABCD",
+    ] {
+        assert!(!is_poi_code(word), "{word}");
+    }
 }
 
 #[test]
@@ -195,8 +138,12 @@ fn operator_patterns_come_first_and_are_checked() {
         (got.poi_code.as_deref(), got.capacity_bps),
         (Some("2ABT"), Some(400 * M))
     );
-    // The defaults still apply after them.
-    assert_eq!(parser.parse("7HOB Hobart").unwrap().pattern, "poi-name");
+    // The built-in reader still applies after them.
+    assert_eq!(parser.parse("7HOB Hobart").unwrap().pattern, BUILT_IN);
+    // A pattern that matches but yields neither code nor id does not stop the reader.
+    let loose = vec![("loose".to_string(), r"^(?P<poi>x)?.*$".to_string())];
+    let parser = TitleParser::new(&loose).unwrap();
+    assert_eq!(parser.parse("7HOB Hobart").unwrap().pattern, BUILT_IN);
 
     let bad = vec![("broken".to_string(), "(?P<poi>[".to_string())];
     let err = TitleParser::new(&bad).err().unwrap();
