@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Writes collector/tests/resources/poi-reference*.xlsx, the small synthetic POI reference
+"""Writes collector/tests/resources/poi-reference*.xlsx (or only the files named as arguments),
+the small synthetic POI reference
 workbooks the tests use, and circuits*.xlsx for the circuit import test (Python openpyxl:
 pip install openpyxl). Every value is made up.
 poi-reference.xlsx is the good one; -v2 adds a POI (for reload tests); -bad has a latitude
-that is not a number in row 4.
+that is not a number in row 4; -bad-state a state that is not one in row 5.
 
 Sheet "POIs" is the reference; a first sheet "Read me" is there so the code must find the
 reference sheet by name, and the columns are in an order of their own so it must find them by
@@ -14,7 +15,7 @@ import openpyxl
 here = os.path.join(os.path.dirname(__file__), "..", "collector", "tests", "resources")
 
 
-def write(name, extra_rows=(), bad_latitude=False):
+def write(name, extra_rows=(), bad_latitude=False, bad_state=False):
     out = os.path.join(here, name)
     wb = openpyxl.Workbook()
     readme = wb.active
@@ -37,14 +38,30 @@ def write(name, extra_rows=(), bad_latitude=False):
         ws.append(list(row))
     if bad_latitude:
         ws["F4"] = "north-ish"
+    if bad_state:
+        ws["D5"] = "Narnia"
     os.makedirs(here, exist_ok=True)
     wb.save(out)
     print("wrote", os.path.normpath(out))
 
 
-write("poi-reference.xlsx")
-write("poi-reference-v2.xlsx", extra_rows=[("new", "1SYD", "Sydney", "NSW", "ExampleNet", -33.8688, 151.2093, "")])
-write("poi-reference-bad.xlsx", bad_latitude=True)
+import sys
+
+WANTED = set(sys.argv[1:])  # file names to write; none: all
+
+
+def wanted(name):
+    return not WANTED or name in WANTED
+
+
+if wanted("poi-reference.xlsx"):
+    write("poi-reference.xlsx")
+if wanted("poi-reference-v2.xlsx"):
+    write("poi-reference-v2.xlsx", extra_rows=[("new", "2SYD", "Sydney", "NSW", "ExampleNet", -33.8688, 151.2093, "")])
+if wanted("poi-reference-bad.xlsx"):
+    write("poi-reference-bad.xlsx", bad_latitude=True)
+if wanted("poi-reference-bad-state.xlsx"):
+    write("poi-reference-bad-state.xlsx", bad_state=True)
 
 
 def write_circuits(name):
@@ -77,5 +94,23 @@ def write_circuits_below_empty_rows(name):
     wb.save(os.path.join(here, name))
 
 
-write_circuits("circuits.xlsx")
-write_circuits_below_empty_rows("circuits-below-empty-rows.xlsx")
+def write_lab(name):
+    """For the lab Cacti's graphs (../shared/cacti-lab): a capacity for 4TWB, whose title says
+    "capacity TBC"; an override for 3CBG, whose title says 1Gbps; 2PAR filed under the ACT
+    (the workbook's word wins over the code's digit)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "POIs"
+    ws.append(["POI Code", "POI Name", "State", "Capacity Override"])
+    ws.append(["4TWB", "Toowoomba", "QLD", "300 Mbps"])
+    ws.append(["3CBG", "Coburg", "Victoria", "2G"])
+    ws.append(["2PAR", "Parramatta", "ACT", ""])
+    wb.save(os.path.join(here, name))
+
+
+if wanted("circuits.xlsx"):
+    write_circuits("circuits.xlsx")
+if wanted("circuits-below-empty-rows.xlsx"):
+    write_circuits_below_empty_rows("circuits-below-empty-rows.xlsx")
+if wanted("poi-reference-lab.xlsx"):
+    write_lab("poi-reference-lab.xlsx")

@@ -157,7 +157,7 @@ pub fn load(
                 return Err(at(
                     columns.code,
                     &layout.code,
-                    format!("{code:?} is not a POI code (digit 1-7 and 3 letters, e.g. 2ABT)"),
+                    format!("{code:?} is not a POI code (a state digit 0 or 2-7 and 3 letters, e.g. 2ABT)"),
                 ));
             }
             let number = |col: Option<usize>,
@@ -199,9 +199,19 @@ pub fn load(
                     }
                 }
             };
+            let state = text(columns.state);
+            if let (Some(written), Some(c)) = (&state, columns.state) {
+                if super::state::State::from_name(written).is_none() {
+                    return Err(at(
+                        c,
+                        &layout.state,
+                        format!("{written:?} is not an Australian state (NT, NSW, ACT, VIC, QLD, SA, WA or TAS)"),
+                    ));
+                }
+            }
             let reference = PoiReference {
                 name: text(columns.name),
-                state: text(columns.state),
+                state,
                 latitude: number(columns.latitude, &layout.latitude, -90.0..=90.0)?,
                 longitude: number(columns.longitude, &layout.longitude, -180.0..=180.0)?,
                 provider: text(columns.provider),
@@ -238,8 +248,7 @@ struct Columns {
 }
 
 fn is_poi_code(code: &str) -> bool {
-    let b = code.as_bytes();
-    b.len() == 4 && (b'1'..=b'7').contains(&b[0]) && b[1..].iter().all(u8::is_ascii_uppercase)
+    super::title::is_code_shape(code)
 }
 
 /// 0 -> A, 25 -> Z, 26 -> AA.

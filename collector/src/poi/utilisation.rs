@@ -6,7 +6,8 @@ use chrono::{NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-/// One sample of a CVC: bits/s each way; `None` is a gap in Cacti's data.
+/// One sample of a CVC: the average bits/s each way over the interval that ends at `at`
+/// (one step long); `None` is a gap in Cacti's data.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub at: i64,
@@ -38,12 +39,14 @@ impl Default for MaxoutRule {
     }
 }
 
-/// A maxout: from the first to the last sample of a run at or over the threshold.
+/// A maxout: from the start of the first interval of a run at or over the threshold to the
+/// end of its last.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Maxout {
     pub direction: Direction,
+    /// The start of the first interval over (its sample's time - the step).
     pub start: i64,
-    /// The end of the last sample's interval (its time + the step).
+    /// The end of the last interval over (its sample's time).
     pub end: i64,
     pub samples: u32,
     pub peak_bps: f64,
@@ -57,7 +60,8 @@ impl Maxout {
 }
 
 /// Maxouts in time order, each direction on its own. A gap ends a run (we do not know what
-/// happened in it): a gap value, or a missing sample (more than a step since the last). `step_secs` is the sample interval, for the end of the last sample.
+/// happened in it): a gap value, or a missing sample (more than a step since the last).
+/// `step_secs` is the sample interval: a run starts a step before its first sample.
 pub fn maxouts(
     samples: &[Sample],
     capacity_bps: u64,
@@ -93,14 +97,14 @@ pub fn maxouts(
                 (Some(v), Some(p)) if p >= rule.threshold_pct => {
                     let m = run.get_or_insert(Maxout {
                         direction,
-                        start: s.at,
+                        start: s.at - i64::from(step_secs),
                         end: s.at,
                         samples: 0,
                         peak_bps: v,
                         peak_pct: p,
                     });
                     m.samples += 1;
-                    m.end = s.at + i64::from(step_secs);
+                    m.end = s.at;
                     if v > m.peak_bps {
                         m.peak_bps = v;
                         m.peak_pct = p;
@@ -128,7 +132,9 @@ pub struct DailyFigure {
 }
 
 /// Daily figures per local date, in date order; samples with no value either way are gaps.
-pub fn daily(samples: &[Sample], capacity_bps: u64, tz: Tz) -> Vec<DailyFigure> {
+/// A sample counts in the day and hour its interval starts in (`at - step_secs`): the one
+/// stamped 22:00 covers 21:55-22:00, inside the busy hour.
+pub fn daily(samples: &[Sample], capacity_bps: u64, step_secs: u32, tz: Tz) -> Vec<DailyFigure> {
     use std::collections::BTreeMap;
     if capacity_bps == 0 {
         return Vec::new();
@@ -149,7 +155,7 @@ pub fn daily(samples: &[Sample], capacity_bps: u64, tz: Tz) -> Vec<DailyFigure> 
             (None, None) => continue,
         };
         let pct = 100.0 * busier / capacity_bps as f64;
-        let Some(local) = tz.timestamp_opt(s.at, 0).single() else {
+        let Some(local) = tz.timestamp_opt(s.at - i64::from(step_secs), 0).single() else {
             continue;
         };
         let acc = days.entry(local.date_naive()).or_default();
@@ -202,9 +208,10 @@ mod tests {
         let found = maxouts(&s, G, 300, MaxoutRule::default());
         assert_eq!(found.len(), 1);
         let m = &found[0];
+        // Samples at 1_000_300..=1_000_900 end the three intervals over capacity.
         assert_eq!(
             (m.direction, m.start, m.end, m.samples),
-            (Direction::In, 1_000_300, 1_001_200, 3)
+            (Direction::In, 1_000_000, 1_000_900, 3)
         );
         assert_eq!(m.duration_secs(), 900);
         assert!((m.peak_pct - 120.0).abs() < 1e-9);
@@ -226,7 +233,7 @@ mod tests {
         };
         let found = maxouts(&s, G, 300, rule);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!((found[0].start, found[0].samples), (1_000_600, 2));
+        assert_eq!((found[0].start, found[0].samples), (1_000_300, 2));
         // A lower threshold sees more; a zero capacity sees nothing (no division by zero).
         let rule = MaxoutRule {
             threshold_pct: 90.0,
@@ -238,11 +245,12 @@ mod tests {
 
     #[test]
     fn daily_figures_use_local_days_and_the_busy_hour() {
-        // Brisbane is UTC+10 without daylight saving. 2025-01-15 00:00 local = 14:00 UTC the day before.
+        // Brisbane is UTC+10 without daylight saving. 2025-01-15 00:00 local = 14:00 UTC the
+        // day before. Samples are stamped at their intervals' ends: 00:05 .. 24:00.
         let day_start = 1_736_863_200;
         let samples: Vec<Sample> = (0..288)
             .map(|i| {
-                let at = day_start + 300 * i;
+                let at = day_start + 300 * (i + 1);
                 let hour = i / 12;
                 let bps = if (19..22).contains(&hour) {
                     0.9e9
@@ -256,7 +264,7 @@ mod tests {
                 }
             })
             .collect();
-        let days = daily(&samples, G, chrono_tz::Australia::Brisbane);
+        let days = daily(&samples, G, 300, chrono_tz::Australia::Brisbane);
         assert_eq!(days.len(), 1, "{days:?}");
         let d = &days[0];
         assert_eq!(d.date, NaiveDate::from_ymd_opt(2025, 1, 15).unwrap());

@@ -54,12 +54,9 @@ async fn unparsed(State(state): State<AppState>) -> Result<Json<Vec<GraphRecord>
 /// POI codes are a state digit and three letters (`2ABT`); case is ignored.
 fn poi_code(code: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(code) = code.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let valid = code.len() == 4
-        && matches!(code.as_bytes()[0], b'1'..=b'7')
-        && code[1..].bytes().all(|b| b.is_ascii_alphabetic());
-    if !valid {
+    if !crate::poi::title::is_code_shape(&code) {
         return Err(ApiError::invalid(format!(
-            "code: {code:?} is not a POI code (a state digit 1-7 and three letters, e.g. 2ABT)"
+            "code: {code:?} is not a POI code (a state digit 0 or 2-7 and three letters, e.g. 2ABT)"
         )));
     }
     Ok(code.to_ascii_uppercase())
@@ -85,7 +82,7 @@ struct PoiDetail {
 
 /// One POI with its graphs' daily figures and recent maxouts.
 #[utoipa::path(get, path = "/api/pois/{code}", tag = "pois",
-    params(("code" = String, Path, pattern = "^[1-7][A-Za-z]{3}$", description = "The POI code, e.g. 2ABT")),
+    params(("code" = String, Path, pattern = "^[02-7][A-Za-z]{3}$", description = "The POI code, e.g. 2ABT")),
     responses(
         (status = 200, description = "The POI", body = PoiDetail),
         (status = 404, description = "No such POI", body = ErrorBody)))]
@@ -100,7 +97,7 @@ async fn poi(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("POI {code} not found")))?;
     let to = Utc::now() + Duration::seconds(1);
-    let zone = poi_zone(&code);
+    let zone = crate::poi::poi_zone(&code, poi.state.as_deref());
     // Whole local days: from midnight, DAILY_DAYS - 1 days before today, in the POI's zone.
     let from = local_midnight(zone, to, DAILY_DAYS - 1);
     let mut graphs = Vec::new();
@@ -109,8 +106,12 @@ async fn poi(
             .store
             .samples(&graph.source, graph.graph_id, from, to)
             .await?;
+        // Graphs stored before the step was recorded were all scraped at Cacti's 5 minutes.
+        let step = graph.step_secs.unwrap_or(300) as u32;
         let figures = match graph.capacity_bps {
-            Some(capacity) if capacity > 0 => daily(&as_series(&samples), capacity as u64, zone),
+            Some(capacity) if capacity > 0 => {
+                daily(&as_series(&samples), capacity as u64, step, zone)
+            }
             _ => Vec::new(),
         };
         graphs.push(GraphDetail {
@@ -132,23 +133,6 @@ async fn poi(
         graphs,
         recent_maxouts,
     }))
-}
-
-/// The zone of a POI's state, from its code's first digit (NBN numbering: 1 NSW/ACT, 2 VIC,
-/// 3 QLD, 4 SA, 5 WA, 6 TAS, 7 NT): the busy hour is 7-10 pm where the customers are, not
-/// where the Cacti server is.
-pub fn poi_zone(code: &str) -> chrono_tz::Tz {
-    use chrono_tz::Australia;
-    match code.as_bytes().first() {
-        Some(b'1') => Australia::Sydney,
-        Some(b'2') => Australia::Melbourne,
-        Some(b'3') => Australia::Brisbane,
-        Some(b'4') => Australia::Adelaide,
-        Some(b'5') => Australia::Perth,
-        Some(b'6') => Australia::Hobart,
-        Some(b'7') => Australia::Darwin,
-        _ => chrono_tz::UTC,
-    }
 }
 
 /// Midnight, `days_back` days before the local date of `at`, in `zone`.
@@ -211,7 +195,7 @@ struct GraphUtilisation {
 
 /// Each of the POI's graphs with its samples in the window.
 #[utoipa::path(get, path = "/api/pois/{code}/utilisation", tag = "pois",
-    params(("code" = String, Path, pattern = "^[1-7][A-Za-z]{3}$", description = "The POI code, e.g. 2ABT"), WindowParams),
+    params(("code" = String, Path, pattern = "^[02-7][A-Za-z]{3}$", description = "The POI code, e.g. 2ABT"), WindowParams),
     responses(
         (status = 200, description = "The graphs and samples", body = Vec<GraphUtilisation>),
         (status = 404, description = "No such POI", body = ErrorBody)))]
@@ -250,7 +234,7 @@ async fn utilisation(
 #[serde(deny_unknown_fields)]
 struct MaxoutParams {
     /// A POI code (POI maxouts only).
-    #[param(pattern = "^[1-7][A-Za-z]{3}$")]
+    #[param(pattern = "^[02-7][A-Za-z]{3}$")]
     poi: Option<String>,
     /// An account id (circuit maxouts).
     account: Option<String>,

@@ -47,6 +47,20 @@ fn a_bad_cell_is_named_by_file_sheet_row_and_column() {
 }
 
 #[test]
+fn a_state_that_is_not_one_is_named_by_its_cell() {
+    let err = load(
+        &fixture("poi-reference-bad-state.xlsx"),
+        &ReferenceLayout::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.ends_with("poi-reference-bad-state.xlsx, sheet \"POIs\", row 5, column D (State): \"Narnia\" is not an Australian state (NT, NSW, ACT, VIC, QLD, SA, WA or TAS)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_missing_sheet_or_column_says_what_there_is() {
     let layout = ReferenceLayout {
         sheet: Some("Sites".into()),
@@ -82,7 +96,7 @@ fn the_file_is_reloaded_when_it_changes_and_a_bad_version_keeps_the_last_good() 
     std::fs::copy(fixture("poi-reference-v2.xlsx"), &path).unwrap();
     assert!(file.refresh().unwrap());
     assert_eq!(
-        file.get("1syd").and_then(|p| p.name.as_deref()),
+        file.get("2syd").and_then(|p| p.name.as_deref()),
         Some("Sydney")
     );
     std::fs::copy(fixture("poi-reference-bad.xlsx"), &path).unwrap();
