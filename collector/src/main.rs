@@ -71,8 +71,10 @@ struct ConfigArg {
 
 #[derive(Subcommand)]
 enum CactiCommand {
-    /// Scrape every configured source: once with --once (exit 1 if a graph failed), else on
-    /// the configured interval until stopped.
+    /// Scrape every configured source: once with --once, else on the configured interval
+    /// until stopped. With --once the exit status is 0 when every graph was fetched, 1 when a
+    /// graph failed (or another error), 3 when a source's graphs were fetched but not one of
+    /// their titles names a POI (3 wins over 1).
     Scrape {
         #[command(flatten)]
         config: ConfigArg,
@@ -387,18 +389,26 @@ async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
     let runs = scraper.run_once(chrono::Utc::now()).await;
     scraper.release().await?;
     let mut failures = 0;
+    let mut understood_nothing = Vec::new();
     for run in &runs {
         let r = &run.record;
         println!(
-            "{}: fetched {} graphs, {} samples written, {} skipped, {} failed, {} new maxouts ({} extended)",
+            "{}: fetched {} graphs, {} samples written, {} skipped, {} failed, {} new maxouts ({} extended), {} titles naming no POI",
             r.source,
             r.fetched,
             r.samples,
             r.skipped.len(),
             r.failed.len(),
             run.new_maxouts.len(),
-            run.extended_maxouts
+            run.extended_maxouts,
+            run.no_poi.len()
         );
+        for (graph, title) in &run.no_poi {
+            println!("  no POI in the title of graph {graph}: {title:?}");
+        }
+        if run.understood_nothing() {
+            understood_nothing.push(r.source.clone());
+        }
         for (graph, why) in &r.skipped {
             println!("  skipped graph {graph}: {why}");
         }
@@ -418,11 +428,39 @@ async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
         }
         failures += r.failed.len();
     }
+    if !understood_nothing.is_empty() {
+        return Err(Exit {
+            code: EXIT_NO_POI,
+            message: format!(
+                "{}: graphs were fetched but no title names a POI, so no maxout can be seen (add [[cacti.titles]] patterns, or check the graph ids)",
+                understood_nothing.join(", ")
+            ),
+        }
+        .into());
+    }
     if failures > 0 {
         anyhow::bail!("{failures} graph fetches failed (listed above)");
     }
     Ok(())
 }
+
+/// `cacti scrape --once`: a source yielded graphs, none with a POI title.
+const EXIT_NO_POI: u8 = 3;
+
+/// An error that ends the process with its own exit status.
+#[derive(Debug)]
+struct Exit {
+    code: u8,
+    message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 /// Errors are printed whole (`error: context: cause`), without anyhow's debug dump, and exit 1.
 fn main() -> std::process::ExitCode {
@@ -438,7 +476,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            match err.downcast_ref::<Exit>() {
+                Some(exit) => std::process::ExitCode::from(exit.code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

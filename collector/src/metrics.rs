@@ -23,6 +23,7 @@ pub struct Metrics {
     pub agent_last_seen: Family<Labels, Gauge<i64>>,
     pub cacti_graphs: Family<Labels, Counter>,
     pub cacti_last_success: Family<Labels, Gauge<i64>>,
+    pub cacti_unparsed_graphs: Family<Labels, Gauge<i64>>,
     pub poi_maxouts: Family<Labels, Counter>,
     pub kpi_intervals: Family<Labels, Counter>,
     pub kpi_rows: Family<Labels, Counter>,
@@ -106,6 +107,12 @@ impl Metrics {
             "When a scrape of the source last fetched every graph",
             cacti_last_success.clone(),
         );
+        let cacti_unparsed_graphs = Family::<Labels, Gauge<i64>>::default();
+        registry.register(
+            "cacti_unparsed_graphs",
+            "Graphs of the source's last scrape whose titles name no POI",
+            cacti_unparsed_graphs.clone(),
+        );
         let poi_maxouts = Family::<Labels, Counter>::default();
         registry.register(
             "poi_maxouts",
@@ -155,6 +162,7 @@ impl Metrics {
             agent_last_seen,
             cacti_graphs,
             cacti_last_success,
+            cacti_unparsed_graphs,
             poi_maxouts,
             kpi_intervals,
             kpi_rows,

@@ -50,6 +50,44 @@ fn firing(m: &MaxoutRecord) -> Signal {
     })
 }
 
+/// Graphs titles shown in an anomaly's summary; the details list them all.
+const TITLES_SHOWN: usize = 3;
+
+/// The low-severity `cacti_titles_unparsed` anomaly for a source: firing while any graph it
+/// fetched has a title naming no POI (such a graph's maxouts can never be seen), clear once
+/// every title is understood.
+pub fn titles_signal(source: &str, fetched: i32, no_poi: &[(i64, String)]) -> Signal {
+    if no_poi.is_empty() {
+        return Signal::Clear {
+            kind: kinds::CACTI_TITLES_UNPARSED,
+            subject: source.to_string(),
+        };
+    }
+    let shown: Vec<String> = no_poi
+        .iter()
+        .take(TITLES_SHOWN)
+        .map(|(graph, title)| format!("{graph} {title:?}"))
+        .collect();
+    let more = no_poi.len().saturating_sub(TITLES_SHOWN);
+    Signal::Firing(NewAnomaly {
+        kind: kinds::CACTI_TITLES_UNPARSED.to_string(),
+        subject: source.to_string(),
+        group_key: Some(format!("cacti/{source}")),
+        severity: Severity::Low,
+        summary: format!(
+            "Cacti source {source}: {} of {fetched} graph titles name no POI ({}{}); add [[cacti.titles]] patterns",
+            no_poi.len(),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+        details: serde_json::json!({
+            "source": source,
+            "fetched": fetched,
+            "graphs": no_poi.iter().map(|(graph, title)| serde_json::json!({"graph_id": graph, "title": title})).collect::<Vec<_>>(),
+        }),
+    })
+}
+
 /// Fires every maxout not yet taken, then clears the directions of `checked` graphs that are
 /// no longer maxed out. A maxout created in this very run is left open until the next, so
 /// one that began and ended between two scrapes is still heard of.

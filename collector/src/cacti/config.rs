@@ -1,7 +1,7 @@
 //! The `[cacti]` and `[poi]` sections of `collector.toml`, and their checks. Errors name the
 //! field, as `cacti.sources[0].timezone`.
 
-use super::client::CactiSource;
+use super::client::{CactiSource, RowLabels};
 use crate::poi::utilisation::MaxoutRule;
 use crate::poi::{ReferenceLayout, TitleParser};
 use netwarden_shared::config::{self, ConfigError};
@@ -85,6 +85,9 @@ pub struct CactiSourceConfig {
     /// Legends of the inbound and outbound columns, tried in order (case ignored).
     pub in_columns: Vec<String>,
     pub out_columns: Vec<String>,
+    /// How the server dates export rows: `cacti` (Cacti 1.x: one step after the interval's
+    /// end) or `interval-end`.
+    pub row_labels: RowLabels,
 }
 
 impl Default for CactiSourceConfig {
@@ -106,6 +109,7 @@ impl Default for CactiSourceConfig {
             window_hours: 12,
             in_columns: vec!["Inbound".into(), "In".into(), "Traffic In".into()],
             out_columns: vec!["Outbound".into(), "Out".into(), "Traffic Out".into()],
+            row_labels: RowLabels::Cacti,
         }
     }
 }
@@ -333,6 +337,7 @@ fn source_settings(
             retries: raw.retries,
             backoff: Duration::from_millis(raw.backoff_ms),
             window: Duration::from_secs(raw.window_hours * 3600),
+            row_labels: raw.row_labels,
         },
         discover,
         in_columns: raw.in_columns.clone(),

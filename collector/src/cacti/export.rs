@@ -251,7 +251,7 @@ impl<R: BufRead> ExportReader<R> {
                 // A line across a buffer boundary, the last line without a newline, or an
                 // overlong one: copy it out (read_line enforces the length bound).
                 if !self.read_line()? {
-                    return Ok(None);
+                    return self.end_of_rows();
                 }
                 if is_blank(&self.line) {
                     continue;
@@ -276,6 +276,20 @@ impl<R: BufRead> ExportReader<R> {
             at: self.rows.last_at.unwrap_or_default(),
             values: &self.rows.values,
         }))
+    }
+}
+
+impl<R: BufRead> ExportReader<R> {
+    /// The end of the file: an export that says how many rows it has must have them all (a
+    /// body cut short by a proxy or a dropped connection would otherwise pass as a short one).
+    fn end_of_rows(&self) -> Result<Option<Row<'_>>, ExportError> {
+        match self.rows.header.total_rows {
+            Some(total) if self.rows.rows < total => Err(self.fail(format!(
+                "the export ends after {} of its {total} rows (\"Total Rows\"): cut short",
+                self.rows.rows
+            ))),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -43,6 +43,16 @@ pub struct SourceRun {
     pub new_maxouts: Vec<MaxoutRecord>,
     /// Stored maxouts this run extended (still going on).
     pub extended_maxouts: u32,
+    /// (graph, title) of the fetched graphs whose titles name no POI.
+    pub no_poi: Vec<(i64, String)>,
+}
+
+impl SourceRun {
+    /// Graphs were fetched and not one title named a POI: the titles are not understood (or
+    /// the source lists the wrong graphs), and nothing of it will ever raise a maxout.
+    pub fn understood_nothing(&self) -> bool {
+        self.record.fetched > 0 && self.no_poi.len() == self.record.fetched as usize
+    }
 }
 
 pub struct Scraper {
@@ -220,6 +230,7 @@ impl Scraper {
             },
             new_maxouts: Vec::new(),
             extended_maxouts: 0,
+            no_poi: Vec::new(),
         };
         let mut pois: BTreeMap<String, PoiRecord> = BTreeMap::new();
         let mut checked = Vec::new();
@@ -231,6 +242,10 @@ impl Scraper {
                     run.extended_maxouts += stored.extended;
                     run.new_maxouts.extend(stored.created);
                     checked.extend(stored.check);
+                    if stored.no_poi {
+                        run.no_poi
+                            .push((graph, export.header.title.trim().to_string()));
+                    }
                     if let Some(why) = stored.skipped {
                         run.record.skipped.push((graph, why));
                     }
@@ -250,6 +265,12 @@ impl Scraper {
                 // The events stay unalerted in the store; the next run takes them.
                 tracing::warn!(source = %name, error = %err, "cannot raise POI maxout anomalies");
             }
+            if run.record.fetched > 0 {
+                let signal = alerts::titles_signal(&name, run.record.fetched, &run.no_poi);
+                if let Err(err) = engine.apply(vec![signal], now).await {
+                    tracing::warn!(source = %name, error = %err, "cannot record the unparsed-titles anomaly");
+                }
+            }
         }
         run.record.finished = Utc::now();
         if let Err(err) = self.store.save_scrape_run(&run.record).await {
@@ -261,6 +282,12 @@ impl Scraper {
 
     fn count(&self, run: &SourceRun) {
         let source = run.record.source.as_str();
+        if run.record.fetched > 0 {
+            self.metrics
+                .cacti_unparsed_graphs
+                .get_or_create(&Metrics::label("source", source))
+                .set(run.no_poi.len() as i64);
+        }
         let skipped = run.record.skipped.len() as u64;
         let failed = run.record.failed.len() as u64;
         let fetched = (run.record.fetched as u64).saturating_sub(skipped);
@@ -294,7 +321,10 @@ impl Scraper {
         }
     }
 
-    /// Stores one graph's export: its title facts, its samples, and its maxouts.
+    /// Stores one graph's export: its title facts, its samples, and its maxouts. The checks
+    /// come in the order a NOC fixes them: a title that names no POI (its samples would sit
+    /// where no endpoint serves them, so they are not stored), no in/out column, then no
+    /// capacity (samples stored, no maxout check).
     async fn store_export(
         &self,
         settings: &SourceSettings,
@@ -306,30 +336,43 @@ impl Scraper {
         let graph_id = export.graph as i64;
         let title = export.header.title.trim().to_string();
         let parsed = self.titles.parse(&title);
-        let reference = parsed
-            .as_ref()
-            .and_then(|p| p.poi_code.as_deref())
+        let poi_code = parsed.as_ref().and_then(|p| p.poi_code.clone());
+        let reference = poi_code
+            .as_deref()
             .and_then(|code| self.reference_for(code));
         let (capacity_bps, capacity_from) = effective_capacity(parsed.as_ref(), reference.as_ref());
-        if let Some(code) = parsed.as_ref().and_then(|p| p.poi_code.clone()) {
+        if let Some(code) = &poi_code {
             pois.insert(
                 code.clone(),
-                poi_record(&code, parsed.as_ref(), reference.as_ref()),
+                poi_record(code, parsed.as_ref(), reference.as_ref()),
             );
         }
+        let step = export.header.step_secs;
         self.store
             .save_graph(&graph_record(
                 source,
                 graph_id,
                 &title,
                 parsed.as_ref(),
-                capacity_bps,
-                capacity_from,
+                (capacity_bps, capacity_from),
                 settings.client.timezone.name(),
+                step,
                 now,
             ))
             .await?;
 
+        let Some(poi_code) = poi_code else {
+            let also = match parsed.as_ref().and_then(|p| p.circuit_id.as_deref()) {
+                Some(id) => format!(" (it names {id}, but no POI code)"),
+                None => String::new(),
+            };
+            return Ok(StoredExport {
+                no_poi: true,
+                ..StoredExport::skipped(format!(
+                    "not a POI title: {title:?} names no POI{also}; samples not stored (add a [[cacti.titles]] pattern if it is one)"
+                ))
+            });
+        };
         let columns = (
             find_column(export, &settings.in_columns),
             find_column(export, &settings.out_columns),
@@ -348,7 +391,7 @@ impl Scraper {
             samples: written,
             ..StoredExport::default()
         };
-        let (Some(capacity), Some(step)) = (capacity_bps, export.header.step_secs) else {
+        let (Some(capacity), Some(step)) = (capacity_bps, step) else {
             stored.skipped = Some(if capacity_bps.is_none() {
                 "no capacity: neither the title nor the reference gives one; samples stored, no maxout check".into()
             } else {
@@ -356,11 +399,10 @@ impl Scraper {
             });
             return Ok(stored);
         };
-        if parsed.as_ref().and_then(|p| p.poi_code.as_ref()).is_none() {
-            stored.skipped = Some("the title names no POI; samples stored".into());
-        }
         // Detect on what is stored, from before the window, so a maxout that began earlier is
-        // seen whole and one that goes on is extended rather than opened again.
+        // seen whole and one that goes on is extended rather than opened again. Samples are
+        // stamped at their intervals' ends, none after `now`: every complete interval this
+        // export carried is checked in this run.
         let window = chrono::Duration::from_std(settings.client.window)
             .unwrap_or_else(|_| chrono::Duration::hours(12));
         let from = now - window * LOOKBACK_FACTOR;
@@ -375,11 +417,12 @@ impl Scraper {
                 out_bps: s.out_bps,
             })
             .collect();
+        let circuit_id = parsed.as_ref().and_then(|p| p.circuit_id.clone());
         let detected: Vec<NewMaxout> = maxouts(&series, capacity, step, self.rule)
             .into_iter()
             .map(|m| NewMaxout {
-                poi_code: parsed.as_ref().and_then(|p| p.poi_code.clone()),
-                circuit_id: parsed.as_ref().and_then(|p| p.circuit_id.clone()),
+                poi_code: Some(poi_code.clone()),
+                circuit_id: circuit_id.clone(),
                 direction: match m.direction {
                     Direction::In => "in",
                     Direction::Out => "out",
@@ -392,8 +435,8 @@ impl Scraper {
                 capacity_bps: capacity as i64,
             })
             .collect();
-        // Ongoing: the maxout runs to the end of the last sample.
-        let last_end = series.last().map(|s| s.at + i64::from(step));
+        // Ongoing: the maxout runs to the end of the last stored interval.
+        let last_end = series.last().map(|s| s.at);
         let ongoing = |direction: &str| {
             detected
                 .iter()
@@ -422,6 +465,8 @@ struct StoredExport {
     created: Vec<MaxoutRecord>,
     extended: u32,
     skipped: Option<String>,
+    /// The title names no POI.
+    no_poi: bool,
     /// Set when the maxout check ran (the graph has a capacity and a step).
     check: Option<GraphCheck>,
 }
@@ -465,7 +510,9 @@ fn poi_record(
                 .name
                 .clone()
                 .or_else(|| parsed.and_then(|p| p.poi_name.clone())),
-            state: r.state.clone(),
+            state: r.state.clone().or_else(|| {
+                crate::poi::State::from_code(code).map(|s| s.abbreviation().to_string())
+            }),
             latitude: r.latitude,
             longitude: r.longitude,
             provider: r.provider.clone(),
@@ -476,6 +523,7 @@ fn poi_record(
         None => PoiRecord {
             code: code.to_string(),
             name: parsed.and_then(|p| p.poi_name.clone()),
+            state: crate::poi::State::from_code(code).map(|s| s.abbreviation().to_string()),
             in_reference: false,
             ..PoiRecord::default()
         },
@@ -488,9 +536,9 @@ fn graph_record(
     graph_id: i64,
     title: &str,
     parsed: Option<&ParsedTitle>,
-    capacity_bps: Option<u64>,
-    capacity_from: Option<&str>,
+    (capacity_bps, capacity_from): (Option<u64>, Option<&str>),
     timezone: &str,
+    step_secs: Option<u32>,
     now: DateTime<Utc>,
 ) -> GraphRecord {
     GraphRecord {
@@ -506,6 +554,7 @@ fn graph_record(
         traffic_class: parsed.and_then(|p| p.traffic_class.clone()),
         direction: parsed.and_then(|p| p.direction.map(str::to_string)),
         timezone: timezone.to_string(),
+        step_secs: step_secs.map(i64::from),
         first_seen: now,
         last_seen: now,
     }
@@ -548,17 +597,22 @@ fn sample_records(
 pub fn log_run(run: &SourceRun) {
     let r = &run.record;
     let line = format!(
-        "fetched {} graphs, {} samples, {} skipped, {} failed, {} new maxouts",
+        "fetched {} graphs, {} samples written, {} skipped, {} failed, {} new maxouts, {} titles naming no POI",
         r.fetched,
         r.samples,
         r.skipped.len(),
         r.failed.len(),
-        run.new_maxouts.len()
+        run.new_maxouts.len(),
+        run.no_poi.len()
     );
-    if r.failed.is_empty() {
-        tracing::info!(source = %r.source, "Cacti scrape: {line}");
-    } else {
+    if run.understood_nothing() {
+        tracing::error!(source = %r.source, titles = ?run.no_poi, "Cacti scrape: {line}: no title names a POI, so no maxout can be seen; add [[cacti.titles]] patterns or check the graph list");
+    } else if !r.failed.is_empty() {
         tracing::warn!(source = %r.source, failed = ?r.failed, "Cacti scrape: {line}");
+    } else if !run.no_poi.is_empty() {
+        tracing::warn!(source = %r.source, titles = ?run.no_poi, "Cacti scrape: {line}");
+    } else {
+        tracing::info!(source = %r.source, "Cacti scrape: {line}");
     }
     for m in &run.new_maxouts {
         tracing::warn!(
@@ -588,6 +642,7 @@ mod tests {
                 ..ExportHeader::default()
             },
             rows,
+            incomplete: 0,
         }
     }
 

@@ -7,7 +7,7 @@ pub mod config;
 pub mod export;
 pub mod job;
 
-pub use client::{CactiClient, CactiError, CactiSource, GraphExport, ScrapeReport};
+pub use client::{CactiClient, CactiError, CactiSource, GraphExport, RowLabels, ScrapeReport};
 pub use config::{CactiConfig, PoiConfig, ScrapeSettings};
 pub use export::{ExportError, ExportHeader, ExportReader, Limits, Row};
 pub use job::{Scraper, SourceRun};

@@ -43,6 +43,8 @@ pub mod kinds {
     pub const AGENT_SILENT: &str = "agent_silent";
     pub const CIRCUIT_MAXOUT: &str = "circuit_maxout";
     pub const POI_MAXOUT: &str = "poi_maxout";
+    /// A Cacti source's graphs whose titles name no POI (their maxouts can never be seen).
+    pub const CACTI_TITLES_UNPARSED: &str = "cacti_titles_unparsed";
     /// A circuit maxout whose customer could not be emailed (no contact, or the send failed).
     pub const CUSTOMER_NOT_NOTIFIED: &str = "customer_not_notified";
 
@@ -59,6 +61,7 @@ pub mod kinds {
         AGENT_SILENT,
         CIRCUIT_MAXOUT,
         POI_MAXOUT,
+        CACTI_TITLES_UNPARSED,
         CUSTOMER_NOT_NOTIFIED,
     ];
 }

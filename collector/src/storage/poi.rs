@@ -25,8 +25,12 @@ pub struct GraphRecord {
     pub capacity_from: Option<String>,
     pub traffic_class: Option<String>,
     pub direction: Option<String>,
-    /// The Cacti source's time zone (IANA name): local days and the busy hour use it.
+    /// The Cacti source's time zone (IANA name), in which its exports are dated. (Local days
+    /// and the busy hour use the POI's state's zone.)
     pub timezone: String,
+    /// Seconds each sample averages (the export's `Step`); `None` for graphs stored before it
+    /// was recorded.
+    pub step_secs: Option<i64>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
 }
@@ -46,7 +50,8 @@ pub struct PoiRecord {
     pub in_reference: bool,
 }
 
-/// One utilisation sample of a graph; `None` values are gaps in Cacti's data.
+/// One utilisation sample of a graph: the average over the step that ends at `ts`; `None`
+/// values are gaps in Cacti's data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SampleRecord {
     pub ts: DateTime<Utc>,
@@ -116,7 +121,8 @@ pub struct ScrapeRunRecord {
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub fetched: i32,
-    /// Samples written (inserted or updated).
+    /// Samples written: new ones, and stored ones whose value changed (a sample fetched again
+    /// unchanged, as overlapping windows do, is not counted).
     pub samples: i64,
     /// (graph, why): fetched but not usable for utilisation.
     pub skipped: Vec<(i64, String)>,

@@ -90,6 +90,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_customer_email_claims",
         include_str!("../../migrations/sqlite/0014_customer_email_claims.sql"),
     ),
+    (
+        "0015_cacti_interval_ends",
+        include_str!("../../migrations/sqlite/0015_cacti_interval_ends.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never

@@ -13,7 +13,8 @@ use sqlx::Row;
 use std::time::Duration;
 
 const GRAPH_COLUMNS: &str = "source, graph_id, title, pattern, poi_code, poi_name, circuit_id,
-    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen, last_seen";
+    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen, last_seen,
+    step_secs";
 
 fn graph_row(row: &PgRow) -> sqlx::Result<GraphRecord> {
     Ok(GraphRecord {
@@ -31,6 +32,7 @@ fn graph_row(row: &PgRow) -> sqlx::Result<GraphRecord> {
         timezone: row.try_get("timezone")?,
         first_seen: row.try_get("first_seen")?,
         last_seen: row.try_get("last_seen")?,
+        step_secs: row.try_get::<Option<i32>, _>("step_secs")?.map(i64::from),
     })
 }
 
@@ -98,15 +100,16 @@ impl PoiStore for PostgresStore {
         sqlx::query(
             "INSERT INTO cacti_graphs (source, graph_id, title, parsed, pattern, poi_code,
                  poi_name, circuit_id, capacity_bps, capacity_from, traffic_class, direction,
-                 timezone, first_seen, last_seen)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 timezone, first_seen, last_seen, step_secs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (source, graph_id) DO UPDATE SET
                  title = excluded.title, parsed = excluded.parsed, pattern = excluded.pattern,
                  poi_code = excluded.poi_code, poi_name = excluded.poi_name,
                  circuit_id = excluded.circuit_id, capacity_bps = excluded.capacity_bps,
                  capacity_from = excluded.capacity_from, traffic_class = excluded.traffic_class,
                  direction = excluded.direction, timezone = excluded.timezone,
-                 last_seen = excluded.last_seen",
+                 last_seen = excluded.last_seen,
+                 step_secs = coalesce(excluded.step_secs, cacti_graphs.step_secs)",
         )
         .bind(&g.source)
         .bind(g.graph_id)
@@ -123,6 +126,7 @@ impl PoiStore for PostgresStore {
         .bind(&g.timezone)
         .bind(g.first_seen)
         .bind(g.last_seen)
+        .bind(g.step_secs.and_then(|s| i32::try_from(s).ok()))
         .execute(&self.pool)
         .await
         .map_err(failed("saving a Cacti graph"))?;
@@ -174,7 +178,17 @@ impl PoiStore for PostgresStore {
                  in_bps = coalesce(excluded.in_bps, poi_samples.in_bps),
                  out_bps = coalesce(excluded.out_bps, poi_samples.out_bps),
                  in_pct = coalesce(excluded.in_pct, poi_samples.in_pct),
-                 out_pct = coalesce(excluded.out_pct, poi_samples.out_pct)",
+                 out_pct = coalesce(excluded.out_pct, poi_samples.out_pct)
+             -- Only a new value is a write: the same export fetched again (the windows
+             -- overlap) changes nothing and counts nothing.
+             WHERE coalesce(excluded.in_bps, poi_samples.in_bps)
+                       IS DISTINCT FROM poi_samples.in_bps
+                OR coalesce(excluded.out_bps, poi_samples.out_bps)
+                       IS DISTINCT FROM poi_samples.out_bps
+                OR coalesce(excluded.in_pct, poi_samples.in_pct)
+                       IS DISTINCT FROM poi_samples.in_pct
+                OR coalesce(excluded.out_pct, poi_samples.out_pct)
+                       IS DISTINCT FROM poi_samples.out_pct",
         )
         .bind(source)
         .bind(graph_id)

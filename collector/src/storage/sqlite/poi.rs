@@ -12,7 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::time::Duration;
 
 const GRAPH_COLUMNS: &str = "source, graph_id, title, pattern, poi_code, poi_name, circuit_id,
-    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen_ms, last_seen_ms";
+    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen_ms, last_seen_ms,
+    step_secs";
 
 fn graph_row(row: &Row<'_>) -> rusqlite::Result<GraphRecord> {
     Ok(GraphRecord {
@@ -30,6 +31,7 @@ fn graph_row(row: &Row<'_>) -> rusqlite::Result<GraphRecord> {
         timezone: row.get(11)?,
         first_seen: from_ms(row.get(12)?),
         last_seen: from_ms(row.get(13)?),
+        step_secs: row.get(14)?,
     })
 }
 
@@ -100,8 +102,9 @@ impl PoiStore for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO cacti_graphs (source, graph_id, title, parsed, pattern, poi_code,
                          poi_name, circuit_id, capacity_bps, capacity_from, traffic_class,
-                         direction, timezone, first_seen_ms, last_seen_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                         direction, timezone, first_seen_ms, last_seen_ms, step_secs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         ?16)
                      ON CONFLICT (source, graph_id) DO UPDATE SET
                          title = excluded.title, parsed = excluded.parsed,
                          pattern = excluded.pattern, poi_code = excluded.poi_code,
@@ -109,7 +112,8 @@ impl PoiStore for SqliteStore {
                          capacity_bps = excluded.capacity_bps,
                          capacity_from = excluded.capacity_from,
                          traffic_class = excluded.traffic_class, direction = excluded.direction,
-                         timezone = excluded.timezone, last_seen_ms = excluded.last_seen_ms",
+                         timezone = excluded.timezone, last_seen_ms = excluded.last_seen_ms,
+                         step_secs = coalesce(excluded.step_secs, step_secs)",
                 )
                 .and_then(|mut stmt| {
                     stmt.execute(params![
@@ -128,6 +132,7 @@ impl PoiStore for SqliteStore {
                         g.timezone,
                         ms(g.first_seen),
                         ms(g.last_seen),
+                        g.step_secs,
                     ])
                 })
                 .map_err(failed("saving a Cacti graph"))?;
@@ -199,7 +204,13 @@ impl PoiStore for SqliteStore {
                              in_bps = coalesce(excluded.in_bps, in_bps),
                              out_bps = coalesce(excluded.out_bps, out_bps),
                              in_pct = coalesce(excluded.in_pct, in_pct),
-                             out_pct = coalesce(excluded.out_pct, out_pct)",
+                             out_pct = coalesce(excluded.out_pct, out_pct)
+                         -- Only a new value is a write: the same export fetched again (the
+                         -- windows overlap) changes nothing and counts nothing.
+                         WHERE coalesce(excluded.in_bps, in_bps) IS NOT in_bps
+                            OR coalesce(excluded.out_bps, out_bps) IS NOT out_bps
+                            OR coalesce(excluded.in_pct, in_pct) IS NOT in_pct
+                            OR coalesce(excluded.out_pct, out_pct) IS NOT out_pct",
                     )
                     .map_err(failed("saving POI samples"))?;
                 for s in &samples {
