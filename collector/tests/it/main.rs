@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod backup;
 mod cacti;
+mod cacti_lab;
 mod cli;
 mod customer_claims;
 mod dashboard;

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""A fake Cacti 1.x server for Netwarden's tests: a separate process that speaks Cacti's HTTP
-flow, with faults on demand. Python standard library only.
+"""A fake Cacti 1.x server for the faults a real Cacti cannot be made to produce (the real one,
+../shared/cacti-lab, is the peer of every other Cacti test): a 500 with a page, a slow or
+truncated export, a malformed number, a stale CSRF token answered with 403, a session that
+expires every few exports, and the Cacti 0.8 export dialect (no BOM, "Title:" keys). It speaks
+the real wire format otherwise: Cacti 1.2.24's 14 kB login page with the form past the first
+4 kB, exports whose rows are labelled one step after the interval they average, HTTP 500 with
+an empty body for an unknown graph. Python standard library only.
 
     fake-cacti.py CONFIG.json     # prints "listening PORT" on stdout, serves until killed
 
 CONFIG: {"username": "...", "password": "...",
          "session_exports": N,            # a session expires after N exports (0 = never)
          "graphs": {"ID": {"title": "...", "rows": N, "start": "YYYY-MM-DD HH:MM:SS",
-                           "fault": null | "500" | "slow" | "malformed" | "nan",
+                           "fault": null | "500" | "slow" | "malformed" | "nan" | "truncated"
+                                    | "html",
                            "bom": true|false, "colon_keys": true|false,
                            "window": true|false, "levels": [[FROM, UNTIL, IN, OUT], ...]}},
          "timezone": "Australia/Sydney"}
@@ -44,7 +50,10 @@ LOCK = threading.Lock()
 SESSIONS = {}  # cookie -> {"csrf": {issued tokens}, "user": name or None, "exports": n}
 STATS = {"logins": 0, "failed_logins": 0, "stale_tokens": 0, "exports": {}, "expired": 0}
 
-LOGIN_PAGE = """<!DOCTYPE html><html><head><title>Login to Cacti</title></head><body>
+# Cacti 1.2.24's login page carries ~10 kB of scripts and styles before its form.
+PADDING = "<script type='text/javascript'>var csrfMagicToken = '';</script>\n" * 160
+
+LOGIN_PAGE = """<!DOCTYPE html><html><head><title>Login to Cacti</title>""" + PADDING + """</head><body>
 <form name='login' method='post' action='/index.php'>
 <input type='hidden' name='__csrf_magic' value="{csrf}" />
 <input type='hidden' name='action' value='login'>
@@ -67,17 +76,22 @@ def window_body(graph_id, graph, query):
     start = int(query.get("graph_start", ["0"])[0])
     end = int(query.get("graph_end", ["0"])[0])
     first = -(-start // 300) * 300
-    stamps = list(range(first, end, 300))
+    # Interval ends from the first at or after the start to the one still being written;
+    # Cacti 1.2 labels each row one step late (start + j * step, j from 1).
+    ends = list(range(first, end - end % 300 + 301, 300))
     local = lambda ts: datetime.fromtimestamp(ts, timezone.utc).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
     lines = ['"%s","%s"' % (k, v.replace('"', '""')) for k, v in [
         ("Title", graph.get("title", "")), ("Vertical Label", "bits per second"),
         ("Start Date", local(start)), ("End Date", local(end)), ("Step", "300"),
-        ("Total Rows", str(len(stamps))), ("Graph ID", str(graph_id)), ("Host ID", "1")]]
+        ("Total Rows", str(len(ends))), ("Graph ID", str(graph_id)), ("Host ID", "1")]]
     lines += ['""', '"Date","Inbound","Outbound"']
-    for ts in stamps:
+    for ts in ends:
+        if ts > end:
+            lines.append('"%s","NaN","NaN"' % local(ts + 300))
+            continue
         inbound, outbound = window_values(graph, ts)
-        lines.append('"%s","%.10e","%.10e"' % (local(ts), inbound, outbound))
-    return "\ufeff" + "\r\n".join(lines) + "\r\n"
+        lines.append('"%s","%.10e","%.10e"' % (local(ts + 300), inbound, outbound))
+    return "\ufeff" + "\n".join(lines) + "\n"
 
 
 def export_body(graph_id, graph, query):
@@ -105,6 +119,8 @@ def export_body(graph_id, graph, query):
         else:
             lines.append('"%s","%.10e","%.10e"' % (at, inbound, outbound))
     text = "\r\n".join(lines) + "\r\n"
+    if graph.get("fault") == "truncated":
+        text = text[: len(text) * 2 // 3]
     return ("\ufeff" if graph.get("bom", True) else "") + text
 
 
@@ -186,7 +202,9 @@ class Handler(BaseHTTPRequestHandler):
                 session["exports"] += 1
                 STATS["exports"][graph_id] = STATS["exports"].get(graph_id, 0) + 1
             if graph is None:
-                return self.send(200, "<html><body>Graph not found</body></html>")
+                return self.send(500, "")
+            if graph.get("fault") == "html":
+                return self.send(200, "<html><body><h1>Proxy Error</h1></body></html>")
             if graph.get("fault") == "500":
                 return self.send(500, "<html><body>Internal Server Error</body></html>")
             if graph.get("fault") == "slow":
