@@ -273,8 +273,14 @@ async fn assert_moved(store: &Arc<dyn Store>) {
         .unwrap();
     assert_eq!((maxouts[0].start, maxouts[0].end), (t(300), t(1200)));
     // The graph table has its new column: a graph saves with its step.
-    store.save_graph(&graph(1, "2ABT Albert Park", Some("2ABT"))).await.unwrap();
-    assert_eq!(store.poi_graphs("2ABT").await.unwrap()[0].step_secs, Some(300));
+    store
+        .save_graph(&graph(1, "2ABT Albert Park", Some("2ABT")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.poi_graphs("2ABT").await.unwrap()[0].step_secs,
+        Some(300)
+    );
 }
 
 #[tokio::test]
