@@ -42,6 +42,10 @@ pub struct TelemetryConfig {
     pub maxout_consecutive: u32,
     /// Raw samples older than this are deleted (0 keeps them forever).
     pub retention_days: u32,
+    /// How far behind its circuit's newest sample a late sample is still evaluated in time
+    /// order (it can open, grow, split or withdraw an event); later ones are stored, counted
+    /// and listed at /api/telemetry/late, for `import telemetry` to evaluate.
+    pub reorder_horizon_secs: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -51,6 +55,7 @@ impl Default for TelemetryConfig {
             maxout_threshold: rule.threshold,
             maxout_consecutive: rule.consecutive,
             retention_days: 90,
+            reorder_horizon_secs: 15 * 60,
         }
     }
 }
@@ -152,7 +157,8 @@ pub struct Settings {
     pub scrape: Option<ScrapeSettings>,
     /// The KPI job; `None` when `[kpi] directory` is not set.
     pub kpi: Option<KpiSettings>,
-    pub maxout_rule: crate::telemetry::detect::MaxoutRule,
+    /// Circuit maxout detection: the rule and the reorder horizon.
+    pub telemetry_detection: crate::telemetry::detector::DetectionSettings,
     /// Customer email; `None` when `[email] smtp_host` is not set.
     pub email: Option<crate::alert::email::EmailSettings>,
     /// Telemetry retention in days; 0 keeps samples forever.
@@ -267,9 +273,19 @@ impl Settings {
             let (field, message) = message.split_once(": ").unwrap_or(("auth", &message));
             ConfigError::invalid(path, field, message.to_string())
         })?;
-        let maxout_rule = crate::telemetry::detect::MaxoutRule {
-            threshold: raw.telemetry.maxout_threshold,
-            consecutive: raw.telemetry.maxout_consecutive,
+        if raw.telemetry.reorder_horizon_secs > 86_400 {
+            return Err(ConfigError::invalid(
+                path,
+                "telemetry.reorder_horizon_secs",
+                "must be at most 86400 (a day)",
+            ));
+        }
+        let telemetry_detection = crate::telemetry::detector::DetectionSettings {
+            rule: crate::telemetry::detect::MaxoutRule {
+                threshold: raw.telemetry.maxout_threshold,
+                consecutive: raw.telemetry.maxout_consecutive,
+            },
+            horizon: std::time::Duration::from_secs(raw.telemetry.reorder_horizon_secs),
         };
         Ok(Settings {
             source: path.to_path_buf(),
@@ -285,7 +301,7 @@ impl Settings {
             log: raw.log,
             scrape,
             kpi,
-            maxout_rule,
+            telemetry_detection,
             email,
             telemetry_retention_days: raw.telemetry.retention_days,
             detect: raw.detect,

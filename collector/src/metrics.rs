@@ -24,6 +24,7 @@ pub struct Metrics {
     pub cacti_graphs: Family<Labels, Counter>,
     pub cacti_last_success: Family<Labels, Gauge<i64>>,
     pub cacti_unparsed_graphs: Family<Labels, Gauge<i64>>,
+    pub telemetry_late: Family<Labels, Counter>,
     pub poi_maxouts: Family<Labels, Counter>,
     pub kpi_intervals: Family<Labels, Counter>,
     pub kpi_rows: Family<Labels, Counter>,
@@ -113,6 +114,12 @@ impl Metrics {
             "Graphs of the source's last scrape whose titles name no POI",
             cacti_unparsed_graphs.clone(),
         );
+        let telemetry_late = Family::<Labels, Counter>::default();
+        registry.register(
+            "telemetry_late_samples",
+            "Telemetry samples older than their circuit's newest: reordered (within the horizon, evaluated in place) or beyond_horizon (stored, not evaluated)",
+            telemetry_late.clone(),
+        );
         let poi_maxouts = Family::<Labels, Counter>::default();
         registry.register(
             "poi_maxouts",
@@ -163,6 +170,7 @@ impl Metrics {
             cacti_graphs,
             cacti_last_success,
             cacti_unparsed_graphs,
+            telemetry_late,
             poi_maxouts,
             kpi_intervals,
             kpi_rows,

@@ -133,9 +133,10 @@ pub async fn start(
         store.clone(),
         crate::telemetry::detector::Detector::start(
             store.clone(),
-            settings.maxout_rule,
+            settings.telemetry_detection,
             notifier,
             Some(engine.clone()),
+            metrics.clone(),
         ),
     );
     let telemetry_grpc =

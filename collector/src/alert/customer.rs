@@ -360,9 +360,15 @@ fn values<'a>(
         ("start", time(event.start)),
         (
             "severity",
-            match event.severity {
-                Severity::Burst => "over provisioned, within burst".into(),
-                Severity::Maxout => "at or over the maximum".into(),
+            // The words follow the one rule (detect.rs): the ceiling itself is `burst`.
+            match (event.severity, circuit.burst_mbps) {
+                (Severity::Burst, _) => {
+                    "at or over the provisioned rate, within the burst ceiling".into()
+                }
+                (Severity::Maxout, Some(b)) if b > circuit.provisioned_mbps => {
+                    "above the burst ceiling".into()
+                }
+                (Severity::Maxout, _) => "at or over the provisioned rate (no burst)".into(),
             },
         ),
         ("am_name", name),

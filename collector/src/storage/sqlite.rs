@@ -94,6 +94,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_cacti_interval_ends",
         include_str!("../../migrations/sqlite/0015_cacti_interval_ends.sql"),
     ),
+    (
+        "0016_telemetry_in_time_order",
+        include_str!("../../migrations/sqlite/0016_telemetry_in_time_order.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never

@@ -44,7 +44,7 @@ pub struct CircuitMaxoutRecord {
     pub id: i64,
     pub circuit_id: String,
     pub account: Option<String>,
-    /// `burst` (over provisioned, within burst) or `maxout`.
+    /// `burst` (over the threshold, at or below the burst ceiling) or `maxout` (above it).
     pub severity: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -52,10 +52,26 @@ pub struct CircuitMaxoutRecord {
     pub samples: i32,
     pub peak_mbps: f64,
     pub peak_pct: f64,
+    /// When the peak was (its first sample); absent for events recorded before it was kept.
+    pub peak_at: Option<DateTime<Utc>>,
     pub provisioned_mbps: f64,
     pub burst_mbps: Option<f64>,
     /// True while the circuit is still over the threshold.
     pub open: bool,
+    /// Found by a backfill of old samples (`import telemetry`), not as they came.
+    pub historical: bool,
+}
+
+/// A sample that came later than the reorder horizon behind its circuit's newest: stored,
+/// not evaluated (a backfill can evaluate it).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LateSample {
+    pub circuit_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub utilization_mbps: f64,
+    /// The circuit's newest sample when this one came.
+    pub newest: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
 }
 
 /// Circuit maxouts summed per account, for CX and account management.
@@ -121,15 +137,28 @@ pub trait TelemetryStore: Send + Sync {
     async fn delete_telemetry_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
     /// The circuits among these ids that are known.
     async fn circuits_by_ids(&self, ids: &[String]) -> Result<Vec<CircuitRecord>>;
-    /// Records a maxout event that just opened; returns its id.
+    /// Records a maxout event that just opened (or, `open` false, one a backfill found
+    /// whole); returns its id.
     async fn open_circuit_maxout(
         &self,
         circuit: &CircuitRecord,
         event: &CircuitEvent,
+        open: bool,
+        historical: bool,
         now: DateTime<Utc>,
     ) -> Result<i64>;
-    /// Updates an event as it goes on, or closes it.
+    /// Updates an event as it goes on, closes, or is reshaped by a late sample (its start,
+    /// end, samples, peak and severity).
     async fn update_circuit_maxout(&self, id: i64, event: &CircuitEvent, open: bool) -> Result<()>;
+    /// Withdraws an event a late sample undid: kept, no longer listed or summed.
+    async fn withdraw_circuit_maxout(&self, id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// Bumped by every change to the circuits (a trigger): detection re-reads what it cached
+    /// when it moves.
+    async fn circuits_version(&self) -> Result<i64>;
+    /// Lists samples that came beyond the reorder horizon.
+    async fn save_late_telemetry(&self, samples: &[LateSample]) -> Result<()>;
+    /// The latest `limit` late samples, newest received first.
+    async fn late_telemetry(&self, limit: u32) -> Result<Vec<LateSample>>;
     async fn circuit_maxouts(&self, query: &CircuitMaxoutQuery)
         -> Result<Vec<CircuitMaxoutRecord>>;
     /// Circuit maxouts in the window (`query.from`, `.to`, `.account`) summed per account,

@@ -1,7 +1,12 @@
 //! Circuit maxout detection, a pure function over each circuit's samples in time order:
 //! utilisation at or over `threshold × provisioned` for `consecutive` samples in a row opens an
-//! event; it stays open while samples stay over, and closes at the first sample under. Above
-//! provisioned but within the burst capacity is its own, lower severity.
+//! event; it stays open while samples stay over, and closes at the first sample under.
+//! ([`super::timeline`] puts samples in time order whatever order they arrive in.)
+//!
+//! One severity rule decides the stored event, the customer email and the API: a sample at or
+//! below the burst ceiling is `burst`, above it `maxout` (the ceiling itself is the lower class,
+//! as "at or over provisioned" counts provisioned itself as a breach); a circuit without a burst
+//! ceiling above its provisioned rate has only `maxout`.
 
 use serde::Serialize;
 
@@ -25,9 +30,9 @@ impl Default for MaxoutRule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
-    /// Over provisioned capacity but within burst.
+    /// At or over the threshold, at or below the burst ceiling.
     Burst,
-    /// At or over the burst capacity (or provisioned, when there is no burst).
+    /// Above the burst ceiling (or at or over the threshold, when there is no burst).
     Maxout,
 }
 
@@ -49,10 +54,10 @@ pub struct Capacity {
 }
 
 impl Capacity {
-    /// The severity of a sample over the threshold.
-    fn severity(self, mbps: f64) -> Severity {
+    /// The severity of a sample over the threshold: the ceiling itself is still `burst`.
+    pub fn severity(self, mbps: f64) -> Severity {
         match self.burst_mbps {
-            Some(burst) if burst > self.provisioned_mbps && mbps < burst => Severity::Burst,
+            Some(burst) if burst > self.provisioned_mbps && mbps <= burst => Severity::Burst,
             _ => Severity::Maxout,
         }
     }
@@ -67,6 +72,8 @@ pub struct CircuitEvent {
     pub end: i64,
     pub samples: u32,
     pub peak_mbps: f64,
+    /// Unix milliseconds of the (first) sample at the peak.
+    pub peak_at: i64,
     pub severity: Severity,
 }
 
@@ -118,6 +125,11 @@ impl CircuitState {
         self.open.as_ref()
     }
 
+    /// The last sample fed.
+    pub fn last_at(&self) -> Option<i64> {
+        self.last_at
+    }
+
     /// Feeds one sample (Unix milliseconds, Mbps). Samples older than the last one seen are
     /// ignored here (they are stored all the same): detection follows time forwards.
     pub fn feed(
@@ -141,7 +153,10 @@ impl CircuitState {
         if let Some(event) = &mut self.open {
             event.end = at;
             event.samples += 1;
-            event.peak_mbps = event.peak_mbps.max(mbps);
+            if mbps > event.peak_mbps {
+                event.peak_mbps = mbps;
+                event.peak_at = at;
+            }
             event.severity = event.severity.max(severity);
             return Some(Transition::Extended(event.clone()));
         }
@@ -149,11 +164,18 @@ impl CircuitState {
         if self.pending.len() < rule.consecutive.max(1) as usize {
             return None;
         }
+        // The first sample at the peak, so a tie does not depend on anything but time.
+        let (peak_at, peak_mbps) =
+            self.pending.iter().copied().fold(
+                (at, f64::MIN),
+                |best, p| if p.1 > best.1 { p } else { best },
+            );
         let event = CircuitEvent {
             start: self.pending[0].0,
             end: at,
             samples: self.pending.len() as u32,
-            peak_mbps: self.pending.iter().map(|p| p.1).fold(0.0, f64::max),
+            peak_mbps,
+            peak_at,
             severity: self
                 .pending
                 .iter()
@@ -229,6 +251,7 @@ mod tests {
             end: 180,
             samples: 3,
             peak_mbps: 1300.0,
+            peak_at: 120,
             severity: Severity::Maxout,
         };
         let mut state = CircuitState::resumed(event.clone());

@@ -1,25 +1,49 @@
-//! Runs maxout detection on committed samples, in commit order, one task for all circuits:
-//! each circuit's state lives here, and each event is written as it opens, goes on and closes
-//! (`circuit_maxouts`, where the alert engine and the CX/AM views find it).
+//! Runs maxout detection on committed samples, one task for all circuits: each circuit's
+//! [`Timeline`] lives here (samples in time order, late ones within the reorder horizon put in
+//! their place), and each change to an event is written as it happens (`circuit_maxouts`,
+//! where the alert engine and the CX/AM views find it). Samples that come later than the
+//! horizon are stored, counted and listed (`late_telemetry`), not evaluated.
 
-use super::detect::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Severity, Transition};
+use super::detect::{Capacity, CircuitEvent, MaxoutRule, Severity};
 use super::sample::TelemetrySample;
+use super::timeline::{Change, Placed, Timeline};
 use crate::alert::customer::CustomerNotifier;
 use crate::alert::engine::Engine;
 use crate::detect::{kinds, Signal};
-use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord};
+use crate::metrics::Metrics;
+use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord, LateSample};
 use crate::storage::Store;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How long detection trusts what it read about a circuit (capacity, account).
-const CIRCUIT_TTL: Duration = Duration::from_secs(30);
 /// An event resumed after a restart goes on only with a sample this close to its end (three
 /// five-minute polls); later, it is closed where it ended.
 const RESUME_GAP_MS: i64 = 15 * 60 * 1000;
+/// Samples a circuit's window holds at most (a circuit reporting every second keeps about an
+/// hour of them): beyond it the horizon is shorter rather than the memory unbounded.
+pub const MAX_WINDOW_SAMPLES: usize = 4096;
+/// Late samples listed per commit at most (the metric counts them all).
+const MAX_LATE_LISTED: usize = 1000;
+
+/// How detection follows time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectionSettings {
+    pub rule: MaxoutRule,
+    /// How far behind a circuit's newest sample a late one is still evaluated in order.
+    pub horizon: Duration,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        DetectionSettings {
+            rule: MaxoutRule::default(),
+            horizon: Duration::from_secs(15 * 60),
+        }
+    }
+}
 
 /// Handle the committer sends committed samples to.
 #[derive(Clone)]
@@ -32,12 +56,20 @@ impl Detector {
     /// With `engine`, each event is also a `circuit_maxout` anomaly for the NOC.
     pub fn start(
         store: Arc<dyn Store>,
-        rule: MaxoutRule,
+        settings: DetectionSettings,
         notifier: Option<Arc<CustomerNotifier>>,
         engine: Option<Arc<Engine>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(detect_loop(store, rule, notifier, engine, receiver));
+        let outlets = Outlets {
+            store,
+            notifier,
+            engine,
+            metrics,
+            historical: false,
+        };
+        tokio::spawn(detect_loop(outlets, settings, receiver));
         Detector { queue }
     }
 
@@ -47,107 +79,214 @@ impl Detector {
     }
 }
 
+/// Where detection's results go.
+pub(crate) struct Outlets {
+    pub store: Arc<dyn Store>,
+    pub notifier: Option<Arc<CustomerNotifier>>,
+    pub engine: Option<Arc<Engine>>,
+    pub metrics: Arc<Metrics>,
+    /// Events found by a backfill of old samples: recorded as historical, no NOC anomaly.
+    pub historical: bool,
+}
+
+/// A circuit being followed: its timeline and the stored id of each event it reported.
+pub(crate) struct Tracked {
+    pub timeline: Timeline,
+    ids: HashMap<u64, i64>,
+}
+
+impl Tracked {
+    pub fn new(settings: &DetectionSettings) -> Self {
+        Tracked {
+            timeline: Timeline::new(horizon_ms(settings), MAX_WINDOW_SAMPLES),
+            ids: HashMap::new(),
+        }
+    }
+}
+
+fn horizon_ms(settings: &DetectionSettings) -> i64 {
+    i64::try_from(settings.horizon.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Circuits as detection last read them, valid while the circuits' version stays put.
 #[derive(Default)]
-struct Tracked {
-    state: CircuitState,
-    /// The stored event's id while one is open.
-    event_id: Option<i64>,
+pub(crate) struct CircuitCache {
+    version: Option<i64>,
+    known: HashMap<String, Option<CircuitRecord>>,
+}
+
+impl CircuitCache {
+    /// Makes sure `ids` are read (a circuit registered or changed since, by this collector,
+    /// another one or the import command, is read again: it is evaluated from its next
+    /// sample). False when the store cannot be read.
+    pub async fn refresh(&mut self, store: &dyn Store, ids: &[&str]) -> bool {
+        match store.circuits_version().await {
+            Ok(version) if self.version != Some(version) => {
+                self.known.clear();
+                self.version = Some(version);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "maxout detection cannot read the circuits' version");
+                return false;
+            }
+        }
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !self.known.contains_key(**id))
+            .map(|id| id.to_string())
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        match store.circuits_by_ids(&missing).await {
+            Ok(found) => {
+                for id in missing {
+                    self.known.insert(id, None);
+                }
+                for c in found {
+                    self.known.insert(c.circuit_id.clone(), Some(c));
+                }
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "maxout detection cannot read circuits; samples skipped for detection");
+                false
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&CircuitRecord> {
+        self.known.get(id).and_then(Option::as_ref)
+    }
 }
 
 async fn detect_loop(
-    store: Arc<dyn Store>,
-    rule: MaxoutRule,
-    notifier: Option<Arc<CustomerNotifier>>,
-    engine: Option<Arc<Engine>>,
+    outlets: Outlets,
+    settings: DetectionSettings,
     mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
 ) {
-    let mut circuits = resume_open_events(store.as_ref()).await;
-    // Circuit facts (or their absence) as last read, for CIRCUIT_TTL: detection reads the
-    // database for a circuit at most that often, not on every commit.
-    let mut known: HashMap<String, (Option<CircuitRecord>, Instant)> = HashMap::new();
+    let mut circuits = resume_open_events(outlets.store.as_ref(), &settings).await;
+    let mut cache = CircuitCache::default();
     while let Some(samples) = receiver.recv().await {
-        let mut by_circuit: BTreeMap<&str, Vec<&TelemetrySample>> = BTreeMap::new();
+        let mut by_circuit: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
         for s in &samples {
-            by_circuit.entry(&s.circuit_id).or_default().push(s);
+            by_circuit
+                .entry(&s.circuit_id)
+                .or_default()
+                .push((s.at.timestamp_millis(), s.utilization_mbps));
         }
-        let stale: Vec<String> = by_circuit
-            .keys()
-            .filter(|id| {
-                known
-                    .get(**id)
-                    .is_none_or(|(_, at)| at.elapsed() > CIRCUIT_TTL)
-            })
-            .map(|id| id.to_string())
-            .collect();
-        if !stale.is_empty() {
-            match store.circuits_by_ids(&stale).await {
-                Ok(found) => {
-                    let now = Instant::now();
-                    for id in &stale {
-                        known.insert(id.clone(), (None, now));
-                    }
-                    for c in found {
-                        known.insert(c.circuit_id.clone(), (Some(c), now));
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "maxout detection cannot read circuits; samples skipped for detection");
-                    continue;
-                }
-            }
+        let ids: Vec<&str> = by_circuit.keys().copied().collect();
+        if !cache.refresh(outlets.store.as_ref(), &ids).await {
+            continue;
         }
-        for (id, mut list) in by_circuit {
-            let Some((Some(circuit), _)) = known.get(id) else {
+        let mut late = Vec::new();
+        for (id, points) in by_circuit {
+            let Some(circuit) = cache.get(id) else {
                 continue; // unknown circuit: no capacity to measure against
             };
-            let capacity = Capacity {
-                provisioned_mbps: circuit.provisioned_mbps,
-                burst_mbps: circuit.burst_mbps,
-            };
-            list.sort_by_key(|s| s.at);
-            let tracked = circuits.entry(id.to_string()).or_default();
-            for s in list {
-                let at = s.at.timestamp_millis();
-                // Before the sample is fed: it decides whether a resumed event is stale.
-                let expired = tracked
-                    .state
-                    .expire_resumed(at, RESUME_GAP_MS)
-                    .map(Transition::Closed);
-                let fed = tracked.state.feed(at, s.utilization_mbps, capacity, rule);
-                for change in expired.into_iter().chain(fed) {
-                    record_change(
-                        store.as_ref(),
-                        notifier.as_ref(),
-                        engine.as_ref(),
-                        circuit,
-                        tracked,
-                        &change,
-                    )
-                    .await;
-                }
+            let tracked = circuits
+                .entry(id.to_string())
+                .or_insert_with(|| Tracked::new(&settings));
+            late.extend(evaluate(&outlets, &settings, circuit, tracked, &points).await);
+        }
+        if !late.is_empty() {
+            late.truncate(MAX_LATE_LISTED);
+            if let Err(err) = outlets.store.save_late_telemetry(&late).await {
+                tracing::error!(error = %err, "cannot list late telemetry");
             }
         }
     }
 }
 
-/// Stores a change of a circuit's event, tells the customer notifier of an opened one and
-/// the alert engine of every one.
-async fn record_change(
-    store: &dyn Store,
-    notifier: Option<&Arc<CustomerNotifier>>,
-    engine: Option<&Arc<Engine>>,
+/// Feeds one circuit's samples to its timeline and records every change. Returns the
+/// samples that came beyond the horizon.
+pub(crate) async fn evaluate(
+    outlets: &Outlets,
+    settings: &DetectionSettings,
     circuit: &CircuitRecord,
     tracked: &mut Tracked,
-    change: &Transition,
+    points: &[(i64, f64)],
+) -> Vec<LateSample> {
+    let capacity = Capacity {
+        provisioned_mbps: circuit.provisioned_mbps,
+        burst_mbps: circuit.burst_mbps,
+    };
+    let newest_before = tracked.timeline.newest();
+    let (placed, changes) = tracked
+        .timeline
+        .feed(points, capacity, settings.rule, RESUME_GAP_MS);
+    let now = Utc::now();
+    let mut late = Vec::new();
+    let (mut reordered, mut beyond) = (0u64, 0u64);
+    for (&(at, mbps), place) in points.iter().zip(&placed) {
+        match place {
+            Placed::InOrder => {}
+            Placed::Reordered => reordered += 1,
+            Placed::BeyondHorizon => {
+                beyond += 1;
+                late.push(LateSample {
+                    circuit_id: circuit.circuit_id.clone(),
+                    timestamp: at_ms(at),
+                    utilization_mbps: mbps,
+                    newest: at_ms(newest_before.or(tracked.timeline.newest()).unwrap_or(at)),
+                    received_at: now,
+                });
+            }
+        }
+    }
+    if reordered + beyond > 0 {
+        for (outcome, n) in [("reordered", reordered), ("beyond_horizon", beyond)] {
+            outlets
+                .metrics
+                .telemetry_late
+                .get_or_create(&Metrics::label("outcome", outcome))
+                .inc_by(n);
+        }
+    }
+    if beyond > 0 {
+        tracing::warn!(
+            circuit = %circuit.circuit_id,
+            samples = beyond,
+            horizon_secs = settings.horizon.as_secs(),
+            "telemetry later than the reorder horizon: stored, not evaluated (listed at /api/telemetry/late; `import telemetry` evaluates it)"
+        );
+    }
+    for change in &changes {
+        record(outlets, circuit, tracked, change).await;
+    }
+    let Tracked { timeline, ids } = tracked;
+    ids.retain(|key, _| timeline.is_live(*key));
+    late
+}
+
+fn at_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Stores a change of a circuit's events, tells the customer notifier of an opened one and
+/// the alert engine of every one.
+async fn record(
+    outlets: &Outlets,
+    circuit: &CircuitRecord,
+    tracked: &mut Tracked,
+    change: &Change,
 ) {
     let id = circuit.circuit_id.as_str();
-    let written = match (change, tracked.event_id) {
-        (Transition::Opened(event), _) => {
-            match store.open_circuit_maxout(circuit, event, Utc::now()).await {
+    let store = outlets.store.as_ref();
+    let now = Utc::now();
+    let written = match change {
+        Change::Opened { key, event, open } => {
+            match store
+                .open_circuit_maxout(circuit, event, *open, outlets.historical, now)
+                .await
+            {
                 Ok(event_id) => {
-                    tracing::warn!(circuit = id, peak_mbps = event.peak_mbps, "circuit maxout");
-                    tracked.event_id = Some(event_id);
-                    if let Some(notifier) = notifier {
+                    if !outlets.historical {
+                        tracing::warn!(circuit = id, peak_mbps = event.peak_mbps, "circuit maxout");
+                    }
+                    tracked.ids.insert(*key, event_id);
+                    if let Some(notifier) = &outlets.notifier {
                         notifier.maxout_opened(circuit, event_id, event).await;
                     }
                     Ok(())
@@ -155,21 +294,31 @@ async fn record_change(
                 Err(err) => Err(err),
             }
         }
-        (Transition::Extended(event), Some(event_id)) => {
-            store.update_circuit_maxout(event_id, event, true).await
-        }
-        (Transition::Closed(event), Some(event_id)) => {
-            tracked.event_id = None;
-            store.update_circuit_maxout(event_id, event, false).await
-        }
-        _ => Ok(()),
+        Change::Updated { key, event, open } => match tracked.ids.get(key) {
+            Some(&event_id) => store.update_circuit_maxout(event_id, event, *open).await,
+            None => Ok(()),
+        },
+        Change::Withdrawn { key, .. } => match tracked.ids.remove(key) {
+            Some(event_id) => {
+                tracing::info!(
+                    circuit = id,
+                    event = event_id,
+                    "a late sample withdrew a circuit maxout"
+                );
+                store.withdraw_circuit_maxout(event_id, now).await
+            }
+            None => Ok(()),
+        },
     };
     if let Err(err) = written {
         tracing::error!(circuit = id, error = %err, "cannot record a circuit maxout change");
     }
-    if let Some(engine) = engine {
-        if let Some(signal) = anomaly_signal(circuit, change) {
-            if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
+    if outlets.historical {
+        return;
+    }
+    if let Some(engine) = &outlets.engine {
+        for signal in anomaly_signals(circuit, change, tracked.timeline.open_event().is_some()) {
+            if let Err(err) = engine.apply(vec![signal], now).await {
                 tracing::error!(circuit = id, error = %err, "cannot store a circuit maxout anomaly");
             }
         }
@@ -178,7 +327,10 @@ async fn record_change(
 
 /// The events the last run left open, so that they go on or close with the next samples
 /// instead of a second event opening beside each.
-async fn resume_open_events(store: &dyn Store) -> HashMap<String, Tracked> {
+async fn resume_open_events(
+    store: &dyn Store,
+    settings: &DetectionSettings,
+) -> HashMap<String, Tracked> {
     let query = CircuitMaxoutQuery {
         open_only: true,
         limit: u32::MAX,
@@ -193,41 +345,57 @@ async fn resume_open_events(store: &dyn Store) -> HashMap<String, Tracked> {
     };
     // Oldest first: should a circuit have two (left by a version that did not resume), the
     // later one is resumed and the earlier closed where it ended.
-    let mut resumed: HashMap<String, Tracked> = HashMap::new();
+    let mut resumed: HashMap<String, (Tracked, i64, CircuitEvent)> = HashMap::new();
     for e in events {
         let event = CircuitEvent {
             start: e.start.timestamp_millis(),
             end: e.end.timestamp_millis(),
             samples: u32::try_from(e.samples).unwrap_or(0),
             peak_mbps: e.peak_mbps,
+            peak_at: e
+                .peak_at
+                .map_or(e.end.timestamp_millis(), |t| t.timestamp_millis()),
             severity: if e.severity == Severity::Burst.as_str() {
                 Severity::Burst
             } else {
                 Severity::Maxout
             },
         };
+        let (timeline, key) =
+            Timeline::resumed(horizon_ms(settings), MAX_WINDOW_SAMPLES, event.clone());
         let tracked = Tracked {
-            state: CircuitState::resumed(event),
-            event_id: Some(e.id),
+            timeline,
+            ids: HashMap::from([(key, e.id)]),
         };
-        if let Some(earlier) = resumed.insert(e.circuit_id.clone(), tracked) {
-            if let (Some(id), Some(event)) = (earlier.event_id, earlier.state.open_event()) {
-                if let Err(err) = store.update_circuit_maxout(id, event, false).await {
-                    tracing::error!(circuit = %e.circuit_id, error = %err, "cannot close a duplicate open circuit maxout");
-                }
+        if let Some((_, earlier_id, earlier)) =
+            resumed.insert(e.circuit_id.clone(), (tracked, e.id, event))
+        {
+            if let Err(err) = store
+                .update_circuit_maxout(earlier_id, &earlier, false)
+                .await
+            {
+                tracing::error!(circuit = %e.circuit_id, error = %err, "cannot close a duplicate open circuit maxout");
             }
         }
     }
     resumed
+        .into_iter()
+        .map(|(id, (tracked, _, _))| (id, tracked))
+        .collect()
 }
 
-/// The NOC's view of a circuit maxout: opened with the event, cleared when it closes.
-fn anomaly_signal(circuit: &CircuitRecord, change: &Transition) -> Option<Signal> {
+/// The NOC's view of a circuit maxout: opened with the event, cleared when no event of the
+/// circuit is open any more.
+fn anomaly_signals(circuit: &CircuitRecord, change: &Change, still_open: bool) -> Vec<Signal> {
     use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
+    let clear = || Signal::Clear {
+        kind: kinds::CIRCUIT_MAXOUT,
+        subject: circuit.circuit_id.clone(),
+    };
     match change {
-        Transition::Opened(event) => {
+        Change::Opened { event, open, .. } => {
             let pct = 100.0 * event.peak_mbps / circuit.provisioned_mbps.max(f64::EPSILON);
-            Some(Signal::Firing(NewAnomaly {
+            let firing = Signal::Firing(NewAnomaly {
                 kind: kinds::CIRCUIT_MAXOUT.to_string(),
                 subject: circuit.circuit_id.clone(),
                 group_key: circuit.account.clone(),
@@ -243,12 +411,17 @@ fn anomaly_signal(circuit: &CircuitRecord, change: &Transition) -> Option<Signal
                     "peak_mbps": event.peak_mbps, "provisioned_mbps": circuit.provisioned_mbps,
                     "burst_mbps": circuit.burst_mbps, "severity": event.severity.as_str(),
                 }),
-            }))
+            });
+            // One a late sample found whole (already over) is heard of, then cleared.
+            if *open || still_open {
+                vec![firing]
+            } else {
+                vec![firing, clear()]
+            }
         }
-        Transition::Closed(_) => Some(Signal::Clear {
-            kind: kinds::CIRCUIT_MAXOUT,
-            subject: circuit.circuit_id.clone(),
-        }),
-        _ => None,
+        Change::Updated { open: false, .. } | Change::Withdrawn { .. } if !still_open => {
+            vec![clear()]
+        }
+        _ => Vec::new(),
     }
 }

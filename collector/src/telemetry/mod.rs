@@ -2,6 +2,7 @@
 //! (`sample`), stored through a group committer (`committer`). Every sample is kept, also for
 //! circuit ids not known yet (they are listed, not dropped).
 
+pub mod backfill;
 pub mod committer;
 pub mod detect;
 pub mod detector;
@@ -9,6 +10,7 @@ pub mod import;
 pub mod retention;
 pub mod sample;
 pub mod simulate;
+pub mod timeline;
 
 pub use committer::TelemetryCommitter;
 pub use sample::{FieldError, TelemetrySample};

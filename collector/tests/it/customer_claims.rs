@@ -204,10 +204,11 @@ async fn emailed_event(store: &Arc<dyn Store>, start: i64) {
         end: start + 60_000,
         samples: 3,
         peak_mbps: 120.0,
+        peak_at: start,
         severity: Severity::Maxout,
     };
     let id = store
-        .open_circuit_maxout(&circuit(), &event(start), at(start))
+        .open_circuit_maxout(&circuit(), &event(start), true, false, at(start))
         .await
         .unwrap();
     store
@@ -215,7 +216,13 @@ async fn emailed_event(store: &Arc<dyn Store>, start: i64) {
         .await
         .unwrap();
     store
-        .open_circuit_maxout(&circuit(), &event(start + 20 * 60_000), at(start))
+        .open_circuit_maxout(
+            &circuit(),
+            &event(start + 20 * 60_000),
+            true,
+            false,
+            at(start),
+        )
         .await
         .unwrap();
 }

@@ -3,7 +3,8 @@
 use super::PostgresStore;
 use crate::storage::telemetry::{
     AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
-    TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL, RELEASE_CUSTOMER_EMAIL,
+    LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL,
+    RELEASE_CUSTOMER_EMAIL,
 };
 use crate::storage::{failed, Result};
 use crate::telemetry::detect::CircuitEvent;
@@ -259,12 +260,15 @@ impl TelemetryStore for PostgresStore {
         &self,
         c: &CircuitRecord,
         e: &CircuitEvent,
+        open: bool,
+        historical: bool,
         now: DateTime<Utc>,
     ) -> Result<i64> {
         sqlx::query_scalar(
             "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_at, end_at,
-                 samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10) RETURNING id",
+                 samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_at, peak_at,
+                 historical)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(&c.circuit_id)
         .bind(&c.account)
@@ -275,7 +279,10 @@ impl TelemetryStore for PostgresStore {
         .bind(e.peak_mbps)
         .bind(c.provisioned_mbps)
         .bind(c.burst_mbps)
+        .bind(open)
         .bind(now)
+        .bind(at(e.peak_at))
+        .bind(historical)
         .fetch_one(&self.pool)
         .await
         .map_err(failed("recording a circuit maxout"))
@@ -283,13 +290,15 @@ impl TelemetryStore for PostgresStore {
 
     async fn update_circuit_maxout(&self, id: i64, e: &CircuitEvent, open: bool) -> Result<()> {
         sqlx::query(
-            "UPDATE circuit_maxouts SET end_at = $2, samples = $3, peak_mbps = $4, severity = $5,
-                 open = $6 WHERE id = $1",
+            "UPDATE circuit_maxouts SET start_at = $2, end_at = $3, samples = $4, peak_mbps = $5,
+                 peak_at = $6, severity = $7, open = $8 WHERE id = $1",
         )
         .bind(id)
+        .bind(at(e.start))
         .bind(at(e.end))
         .bind(e.samples as i32)
         .bind(e.peak_mbps)
+        .bind(at(e.peak_at))
         .bind(e.severity.as_str())
         .bind(open)
         .execute(&self.pool)
@@ -298,14 +307,83 @@ impl TelemetryStore for PostgresStore {
         Ok(())
     }
 
+    async fn withdraw_circuit_maxout(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE circuit_maxouts SET withdrawn_at = $2, open = false WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("withdrawing a circuit maxout"))?;
+        Ok(())
+    }
+
+    async fn circuits_version(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT version FROM circuit_changes WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the circuits' version"))
+    }
+
+    async fn save_late_telemetry(&self, samples: &[LateSample]) -> Result<()> {
+        let column =
+            |f: fn(&LateSample) -> DateTime<Utc>| samples.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO late_telemetry (circuit_id, ts, utilization_mbps, newest, received_at)
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[],
+                 $4::timestamptz[], $5::timestamptz[])",
+        )
+        .bind(
+            samples
+                .iter()
+                .map(|l| l.circuit_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|l| l.timestamp))
+        .bind(
+            samples
+                .iter()
+                .map(|l| l.utilization_mbps)
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|l| l.newest))
+        .bind(column(|l| l.received_at))
+        .execute(&self.pool)
+        .await
+        .map_err(failed("listing late telemetry"))?;
+        Ok(())
+    }
+
+    async fn late_telemetry(&self, limit: u32) -> Result<Vec<LateSample>> {
+        let rows = sqlx::query(
+            "SELECT circuit_id, ts, utilization_mbps, newest, received_at FROM late_telemetry
+             ORDER BY received_at DESC, ctid DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading late telemetry"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(LateSample {
+                    circuit_id: r.try_get("circuit_id")?,
+                    timestamp: r.try_get("ts")?,
+                    utilization_mbps: r.try_get("utilization_mbps")?,
+                    newest: r.try_get("newest")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(failed("reading late telemetry"))
+    }
+
     async fn circuit_maxouts(&self, q: &CircuitMaxoutQuery) -> Result<Vec<CircuitMaxoutRecord>> {
         let rows = sqlx::query(
             "SELECT id, circuit_id, account, severity, start_at, end_at, samples, peak_mbps,
-                 provisioned_mbps, burst_mbps, open FROM circuit_maxouts
+                 provisioned_mbps, burst_mbps, open, peak_at, historical FROM circuit_maxouts
              WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR circuit_id = $2)
                AND ($3::timestamptz IS NULL OR end_at >= $3)
                AND ($4::timestamptz IS NULL OR start_at < $4)
-               AND (NOT $6 OR open)
+               AND (NOT $6 OR open) AND withdrawn_at IS NULL
              ORDER BY start_at, id LIMIT $5",
         )
         .bind(&q.account)
@@ -337,6 +415,8 @@ impl TelemetryStore for PostgresStore {
                     provisioned_mbps: provisioned,
                     burst_mbps: r.try_get("burst_mbps")?,
                     open: r.try_get("open")?,
+                    peak_at: r.try_get("peak_at")?,
+                    historical: r.try_get("historical")?,
                 })
             })
             .collect::<sqlx::Result<_>>()
@@ -356,6 +436,7 @@ impl TelemetryStore for PostgresStore {
              WHERE ($1::text IS NULL OR account = $1)
                AND ($2::timestamptz IS NULL OR end_at >= $2)
                AND ($3::timestamptz IS NULL OR start_at < $3)
+               AND withdrawn_at IS NULL
              GROUP BY account ORDER BY account",
         )
         .bind(&q.account)

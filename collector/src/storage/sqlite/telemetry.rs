@@ -5,7 +5,8 @@ use super::{from_ms, ms, SqliteStore, Writer};
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
     AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
-    TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL, RELEASE_CUSTOMER_EMAIL,
+    LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL,
+    RELEASE_CUSTOMER_EMAIL,
 };
 use crate::storage::{failed, Result, StoreError};
 use crate::telemetry::detect::CircuitEvent;
@@ -422,6 +423,8 @@ impl TelemetryStore for SqliteStore {
         &self,
         c: &CircuitRecord,
         e: &CircuitEvent,
+        open: bool,
+        historical: bool,
         now: DateTime<Utc>,
     ) -> Result<i64> {
         let (c, e) = (c.clone(), e.clone());
@@ -430,8 +433,10 @@ impl TelemetryStore for SqliteStore {
                 .conn
                 .query_row(
                     "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_ms, end_ms,
-                         samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10) RETURNING id",
+                         samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_ms,
+                         peak_ms, historical)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     RETURNING id",
                     params![
                         c.circuit_id,
                         c.account,
@@ -442,7 +447,10 @@ impl TelemetryStore for SqliteStore {
                         e.peak_mbps,
                         c.provisioned_mbps,
                         c.burst_mbps,
-                        ms(now)
+                        open,
+                        ms(now),
+                        e.peak_at,
+                        historical
                     ],
                     |r| r.get(0),
                 )
@@ -457,12 +465,97 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE circuit_maxouts SET end_ms = ?2, samples = ?3, peak_mbps = ?4,
-                         severity = ?5, open = ?6 WHERE id = ?1",
-                    params![id, e.end, e.samples, e.peak_mbps, e.severity.as_str(), open],
+                    "UPDATE circuit_maxouts SET start_ms = ?2, end_ms = ?3, samples = ?4,
+                         peak_mbps = ?5, peak_ms = ?6, severity = ?7, open = ?8 WHERE id = ?1",
+                    params![
+                        id,
+                        e.start,
+                        e.end,
+                        e.samples,
+                        e.peak_mbps,
+                        e.peak_at,
+                        e.severity.as_str(),
+                        open
+                    ],
                 )
                 .map_err(failed("updating a circuit maxout"))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn withdraw_circuit_maxout(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.write(move |writer| {
+            writer
+                .conn
+                .execute(
+                    "UPDATE circuit_maxouts SET withdrawn_ms = ?2, open = 0 WHERE id = ?1",
+                    params![id, ms(now)],
+                )
+                .map_err(failed("withdrawing a circuit maxout"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn circuits_version(&self) -> Result<i64> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT version FROM circuit_changes WHERE id = 1")
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+                .map_err(failed("reading the circuits' version"))
+        })
+        .await
+    }
+
+    async fn save_late_telemetry(&self, samples: &[LateSample]) -> Result<()> {
+        let samples = samples.to_vec();
+        self.write(move |writer| {
+            let tx = writer
+                .conn
+                .transaction()
+                .map_err(failed("listing late telemetry"))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO late_telemetry (circuit_id, ts_ms, utilization_mbps,
+                             newest_ms, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(failed("listing late telemetry"))?;
+                for l in &samples {
+                    stmt.execute(params![
+                        l.circuit_id,
+                        ms(l.timestamp),
+                        l.utilization_mbps,
+                        ms(l.newest),
+                        ms(l.received_at)
+                    ])
+                    .map_err(failed("listing late telemetry"))?;
+                }
+            }
+            tx.commit().map_err(failed("listing late telemetry"))
+        })
+        .await
+    }
+
+    async fn late_telemetry(&self, limit: u32) -> Result<Vec<LateSample>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT circuit_id, ts_ms, utilization_mbps, newest_ms, received_ms
+                 FROM late_telemetry ORDER BY received_ms DESC, rowid DESC LIMIT ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([limit], |r| {
+                    Ok(LateSample {
+                        circuit_id: r.get(0)?,
+                        timestamp: from_ms(r.get(1)?),
+                        utilization_mbps: r.get(2)?,
+                        newest: from_ms(r.get(3)?),
+                        received_at: from_ms(r.get(4)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed("reading late telemetry"))
         })
         .await
     }
@@ -472,10 +565,10 @@ impl TelemetryStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, circuit_id, account, severity, start_ms, end_ms, samples, peak_mbps,
-                     provisioned_mbps, burst_mbps, open FROM circuit_maxouts
+                     provisioned_mbps, burst_mbps, open, peak_ms, historical FROM circuit_maxouts
                  WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR circuit_id = ?2)
                    AND (?3 IS NULL OR end_ms >= ?3) AND (?4 IS NULL OR start_ms < ?4)
-                   AND (?6 = 0 OR open = 1)
+                   AND (?6 = 0 OR open = 1) AND withdrawn_ms IS NULL
                  ORDER BY start_ms, id LIMIT ?5",
             )
             .and_then(|mut stmt| {
@@ -507,6 +600,8 @@ impl TelemetryStore for SqliteStore {
                             provisioned_mbps: provisioned,
                             burst_mbps: r.get(9)?,
                             open: r.get(10)?,
+                            peak_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
+                            historical: r.get(12)?,
                         })
                     },
                 )?
@@ -531,6 +626,7 @@ impl TelemetryStore for SqliteStore {
                  FROM circuit_maxouts
                  WHERE (?1 IS NULL OR account = ?1)
                    AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms < ?3)
+                   AND withdrawn_ms IS NULL
                  GROUP BY account ORDER BY account",
             )
             .and_then(|mut stmt| {
