@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod auth;
 pub mod cacti;
+pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod error;

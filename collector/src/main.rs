@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use netwarden_collector::config::Settings;
-use netwarden_collector::{cacti, pki, server, storage};
+use netwarden_collector::{cacti, commands, pki, server, storage};
 use std::path::PathBuf;
 
 // A request allocates and frees a few dozen small blocks on whichever worker polls it; glibc's
@@ -87,25 +87,60 @@ enum CactiCommand {
 enum KpiCommand {
     /// Compute every completed interval not computed yet (catching up after downtime, and
     /// again for late files): once with --once (exit 1 if a file could not be read), else on
-    /// the configured scan interval until stopped.
+    /// the configured scan interval until stopped. With --from and --to, once over that
+    /// window whatever the look-back (history, or files the look-back left out).
     Run {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long)]
         once: bool,
+        /// Start of a window to compute (RFC 3339); needs --once and --to.
+        #[arg(long, requires_all = ["once", "to"])]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// End of the window (RFC 3339).
+        #[arg(long, requires = "from")]
+        to: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
 #[derive(Subcommand)]
 enum ImportCommand {
-    /// Circuits from CSV or XLSX (columns by header: circuit_id, provisioned_mbps, burst_mbps,
-    /// account, pop, provisioned_at, upgraded_at, decommissioned_at). Every row is checked
-    /// first; any problem (named by row and column) imports nothing.
+    /// Circuits from CSV or XLSX (columns by header, case and spaces ignored: circuit_id,
+    /// provisioned_mbps, burst_mbps, account, pop, provisioned_at, upgraded_at,
+    /// decommissioned_at; rates may carry units, `1 Gbps`). Good rows are imported; each
+    /// refused one is named by row and column (exit 1 if any).
     Circuits {
         #[command(flatten)]
         config: ConfigArg,
         file: PathBuf,
+        /// Our column from the file's header: `--map provisioned_mbps="Speed (Mbps)"`.
+        #[arg(long = "map", value_name = "COLUMN=HEADER")]
+        map: Vec<String>,
+        /// What the burst column means: a ceiling (at least the provisioned rate) or headroom
+        /// above the provisioned rate.
+        #[arg(long, value_enum, default_value_t = BurstMeans::Ceiling)]
+        burst_means: BurstMeans,
+        /// Create accounts the file names that do not exist (id derived from the name:
+        /// "Acme Pty Ltd" is acme-pty-ltd). Accounts are matched by id or by name.
+        #[arg(long)]
+        create_accounts: bool,
     },
+    /// Telemetry history of any age (NDJSON, or CSV with circuit_id, utilization_mbps,
+    /// timestamp): stored, and evaluated in time order for maxouts (recorded as historical).
+    Telemetry {
+        #[command(flatten)]
+        config: ConfigArg,
+        file: PathBuf,
+        /// Email customers about the maxouts found (off by default: it is history).
+        #[arg(long)]
+        notify: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BurstMeans {
+    Ceiling,
+    Headroom,
 }
 
 #[derive(Subcommand)]
@@ -275,93 +310,16 @@ fn load(config: &std::path::Path) -> Result<Settings> {
     Ok(Settings::load(config)?)
 }
 
-async fn import_circuits(config: &std::path::Path, file: &std::path::Path) -> Result<()> {
-    use netwarden_collector::telemetry::import::{read_circuits, ImportError};
-    let settings = load(config)?;
-    let store = storage::open(&settings.database, 2, settings.sqlite_sync).await?;
-    store.migrate().await?;
-    let report = |errors: Vec<ImportError>| -> anyhow::Error {
-        for e in &errors {
-            eprintln!("{}: {e}", file.display());
-        }
-        anyhow::anyhow!("{} problems; nothing was imported", errors.len())
-    };
-    let read = read_circuits(file).map_err(report)?;
-    // Accounts named must exist.
-    let mut missing = Vec::new();
-    for c in &read {
-        if let Some(account) = &c.circuit.account {
-            if store.account(account).await?.is_none() {
-                missing.push(ImportError {
-                    row: c.row,
-                    column: "account".into(),
-                    message: format!("no account {account:?} (PUT /api/accounts/{account} first)"),
-                });
-            }
-        }
-    }
-    if !missing.is_empty() {
-        return Err(report(missing));
-    }
-    let circuits: Vec<_> = read.into_iter().map(|c| c.circuit).collect();
-    store.save_circuits(&circuits, chrono::Utc::now()).await?;
-    println!(
-        "imported {} circuits from {}",
-        circuits.len(),
-        file.display()
-    );
-    Ok(())
-}
-
-async fn kpi_run(config: &std::path::Path, once: bool) -> Result<()> {
-    let settings = load(config)?;
-    netwarden_shared::logging::init(&settings.log);
-    let Some(kpi) = &settings.kpi else {
-        anyhow::bail!(
-            "{}: [kpi] directory is not set; nothing to do",
-            config.display()
-        );
-    };
-    let store = storage::open(&settings.database, 2, settings.sqlite_sync).await?;
-    store.migrate().await?;
-    let metrics = std::sync::Arc::new(netwarden_collector::metrics::Metrics::new());
-    let job = netwarden_collector::kpi::KpiJob::new(kpi.clone(), store, metrics);
-    if !once {
-        job.run(netwarden_shared::shutdown::on_signal()).await;
-        return Ok(());
-    }
-    let outcome = job.run_once(chrono::Utc::now()).await;
-    if !matches!(outcome, Err(netwarden_collector::kpi::job::KpiError::Busy)) {
-        job.release().await?;
-    }
-    let report = outcome?;
-    println!(
-        "{} intervals and {} hours computed from {} files: {} rows counted, {} skipped",
-        report.intervals.len(),
-        report.hours.len(),
-        report.files_read,
-        report.rows,
-        report.skipped_rows
-    );
-    for start in &report.intervals {
-        println!("  interval {start}");
-    }
-    for start in &report.hours {
-        println!("  hour {start}");
-    }
-    for (name, why) in &report.bad_names {
-        println!("  ignored {name}: {why}");
-    }
-    for hour in &report.incomplete_hours {
-        println!("  hour {hour} not recomputed: files it was computed from are gone");
-    }
-    if !report.unreadable.is_empty() {
-        anyhow::bail!(
-            "could not read {} (their intervals wait for the next run)",
-            report.unreadable.join(", ")
-        );
-    }
-    Ok(())
+/// `--map COLUMN=HEADER` options, checked.
+fn column_map(map: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    map.iter()
+        .map(|m| {
+            let (ours, theirs) = m
+                .split_once('=')
+                .with_context(|| format!("--map {m:?}: write COLUMN=HEADER"))?;
+            Ok((ours.trim().to_string(), theirs.trim().to_string()))
+        })
+        .collect()
 }
 
 async fn scrape(config: &std::path::Path, once: bool) -> Result<()> {
@@ -523,11 +481,66 @@ async fn run(cli: Cli) -> Result<()> {
             command: CactiCommand::Scrape { config, once },
         } => scrape(&config.config, once).await,
         Command::Kpi {
-            command: KpiCommand::Run { config, once },
-        } => kpi_run(&config.config, once).await,
+            command:
+                KpiCommand::Run {
+                    config,
+                    once,
+                    from,
+                    to,
+                },
+        } => {
+            let settings = load(&config.config)?;
+            netwarden_shared::logging::init(&settings.log);
+            if once {
+                commands::kpi_once(&settings, &config.config, from.zip(to)).await
+            } else {
+                let Some(kpi) = &settings.kpi else {
+                    anyhow::bail!(
+                        "{}: [kpi] directory is not set; nothing to do",
+                        config.config.display()
+                    );
+                };
+                let store = storage::open(&settings.database, 2, settings.sqlite_sync).await?;
+                store.migrate().await?;
+                let metrics = std::sync::Arc::new(netwarden_collector::metrics::Metrics::new());
+                netwarden_collector::kpi::KpiJob::new(kpi.clone(), store, metrics)
+                    .run(netwarden_shared::shutdown::on_signal())
+                    .await;
+                Ok(())
+            }
+        }
         Command::Import {
-            command: ImportCommand::Circuits { config, file },
-        } => import_circuits(&config.config, &file).await,
+            command:
+                ImportCommand::Circuits {
+                    config,
+                    file,
+                    map,
+                    burst_means,
+                    create_accounts,
+                },
+        } => {
+            let options = netwarden_collector::telemetry::import::circuits::CircuitImportOptions {
+                columns: column_map(&map)?,
+                burst_means: match burst_means {
+                    BurstMeans::Ceiling => {
+                        netwarden_collector::telemetry::import::circuits::BurstMeans::Ceiling
+                    }
+                    BurstMeans::Headroom => {
+                        netwarden_collector::telemetry::import::circuits::BurstMeans::Headroom
+                    }
+                },
+                create_accounts,
+            };
+            commands::import_circuits(&load(&config.config)?, &file, &options).await
+        }
+        Command::Import {
+            command:
+                ImportCommand::Telemetry {
+                    config,
+                    file,
+                    notify,
+                },
+        } => commands::import_telemetry(&load(&config.config)?, &file, notify).await,
         Command::Simulate {
             command:
                 SimulateCommand::Telemetry {

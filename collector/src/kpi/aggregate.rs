@@ -28,7 +28,69 @@ pub struct Issue {
     pub file: String,
     /// 1-based; `None` for a problem with the whole file.
     pub line: Option<u64>,
+    pub reason: IssueReason,
     pub message: String,
+}
+
+/// What kind of problem an issue is, for machines (the message says it for people).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueReason {
+    /// A row with more or fewer columns than the header.
+    ColumnCount,
+    /// A value that is not a whole number.
+    NonNumeric,
+    /// A byte count below zero.
+    NegativeBytes,
+    /// A value over its bound (bytes one record may carry, an id over 63 bits, a total over
+    /// 64 bits).
+    OutOfRange,
+    /// A line over the length bound.
+    LineTooLong,
+    /// The header is missing, not UTF-8, or lacks a needed column.
+    BadHeader,
+    /// The file could not be opened or read.
+    Unreadable,
+    /// More rows were malformed than are listed.
+    NotListed,
+    /// Files an interval or hour was computed from are gone, so it was not recomputed.
+    FilesGone,
+    /// Files older than the look-back, not computed (`kpi run --once --from --to` does).
+    TooOld,
+}
+
+impl IssueReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueReason::ColumnCount => "column_count",
+            IssueReason::NonNumeric => "non_numeric",
+            IssueReason::NegativeBytes => "negative_bytes",
+            IssueReason::OutOfRange => "out_of_range",
+            IssueReason::LineTooLong => "line_too_long",
+            IssueReason::BadHeader => "bad_header",
+            IssueReason::Unreadable => "unreadable",
+            IssueReason::NotListed => "not_listed",
+            IssueReason::FilesGone => "files_gone",
+            IssueReason::TooOld => "too_old",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IssueReason> {
+        [
+            IssueReason::ColumnCount,
+            IssueReason::NonNumeric,
+            IssueReason::NegativeBytes,
+            IssueReason::OutOfRange,
+            IssueReason::LineTooLong,
+            IssueReason::BadHeader,
+            IssueReason::Unreadable,
+            IssueReason::NotListed,
+            IssueReason::FilesGone,
+            IssueReason::TooOld,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
 }
 
 /// What reading one file gave.
@@ -86,6 +148,7 @@ impl Aggregate {
         let file = std::fs::File::open(path).map_err(|e| Issue {
             file: name.to_string(),
             line: None,
+            reason: IssueReason::Unreadable,
             message: format!("cannot open: {e}"),
         })?;
         self.add_reader(
@@ -134,7 +197,10 @@ impl Aggregate {
             let buf = match reader.fill_buf() {
                 Ok(buf) => buf,
                 Err(e) => {
-                    return Err(file.whole(format!("read failed at line {}: {e}", file.line_no + 1)))
+                    return Err(file.whole(
+                        IssueReason::Unreadable,
+                        format!("read failed at line {}: {e}", file.line_no + 1),
+                    ))
                 }
             };
             if buf.is_empty() {
@@ -171,13 +237,14 @@ impl Aggregate {
             reader.consume(len);
         }
         if file.columns.is_none() {
-            return Err(file.whole("empty: no header line".into()));
+            return Err(file.whole(IssueReason::BadHeader, "empty: no header line".into()));
         }
         if file.reported > max_issues {
             let more = file.reported - max_issues;
             file.issues.push(Issue {
                 file: name.to_string(),
                 line: None,
+                reason: IssueReason::NotListed,
                 message: format!("{more} more malformed rows not listed"),
             });
         }
@@ -189,7 +256,10 @@ impl Aggregate {
     fn line(&mut self, file: &mut FileState<'_>, line: &[u8], overlong: bool) -> Result<(), Issue> {
         file.line_no += 1;
         if overlong {
-            file.skipped(format!("longer than {MAX_LINE_BYTES} bytes"));
+            file.skipped(
+                IssueReason::LineTooLong,
+                format!("longer than {MAX_LINE_BYTES} bytes"),
+            );
             return Ok(());
         }
         let text = trim_line_end(line);
@@ -198,15 +268,17 @@ impl Aggregate {
         }
         let Some(cols) = &file.columns else {
             let header = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
-            file.columns = Some(Columns::from_header(header).map_err(|m| file.whole(m))?);
+            file.columns = Some(
+                Columns::from_header(header).map_err(|m| file.whole(IssueReason::BadHeader, m))?,
+            );
             return Ok(());
         };
         let row = match cols.fast_row(text) {
             Some(row) => row,
             None => match cols.parse_row(text) {
                 Ok(row) => row,
-                Err(message) => {
-                    file.skipped(message);
+                Err((reason, message)) => {
+                    file.skipped(reason, message);
                     return Ok(());
                 }
             },
@@ -218,10 +290,10 @@ impl Aggregate {
         {
             Some(sum) => *total = sum,
             None => {
-                file.skipped(format!(
-                    "service {}'s total would overflow 64 bits",
-                    row.service
-                ));
+                file.skipped(
+                    IssueReason::OutOfRange,
+                    format!("service {}'s total would overflow 64 bits", row.service),
+                );
                 return Ok(());
             }
         }
@@ -243,21 +315,23 @@ struct FileState<'a> {
 }
 
 impl FileState<'_> {
-    fn whole(&self, message: String) -> Issue {
+    fn whole(&self, reason: IssueReason, message: String) -> Issue {
         Issue {
             file: self.name.to_string(),
             line: None,
+            reason,
             message,
         }
     }
 
-    fn skipped(&mut self, message: String) {
+    fn skipped(&mut self, reason: IssueReason, message: String) {
         self.stats.skipped_rows += 1;
         self.reported += 1;
         if self.reported <= self.max_issues {
             self.issues.push(Issue {
                 file: self.name.to_string(),
                 line: Some(self.line_no),
+                reason,
                 message,
             });
         }
@@ -379,7 +453,7 @@ impl Columns {
     }
 
     #[inline]
-    fn parse_row(&self, line: &[u8]) -> Result<Row, String> {
+    fn parse_row(&self, line: &[u8]) -> Result<Row, (IssueReason, String)> {
         let mut fields = [&[][..]; 64];
         let mut n = 0;
         for field in line.split(|b| *b == b',') {
@@ -391,17 +465,20 @@ impl Columns {
             n += 1;
         }
         if n != self.count {
-            return Err(format!(
-                "{} columns, the header has {}",
-                if n > self.count {
-                    format!("more than {}", self.count)
-                } else {
-                    n.to_string()
-                },
-                self.count
+            return Err((
+                IssueReason::ColumnCount,
+                format!(
+                    "{} columns, the header has {}",
+                    if n > self.count {
+                        format!("more than {}", self.count)
+                    } else {
+                        n.to_string()
+                    },
+                    self.count
+                ),
             ));
         }
-        let value = |i: usize| -> Result<u64, String> {
+        let value = |i: usize| -> Result<u64, (IssueReason, String)> {
             let field = fields[self.at[i]];
             parse_u64(field).ok_or_else(|| {
                 let name = &self.names[self.at[i]];
@@ -409,9 +486,15 @@ impl Columns {
                 if text.trim().starts_with('-')
                     && text.trim()[1..].bytes().all(|b| b.is_ascii_digit())
                 {
-                    format!("{name}: {text} is negative")
+                    (
+                        IssueReason::NegativeBytes,
+                        format!("{name}: {text} is negative"),
+                    )
                 } else {
-                    format!("{name}: {text:?} is not a whole number")
+                    (
+                        IssueReason::NonNumeric,
+                        format!("{name}: {text:?} is not a whole number"),
+                    )
                 }
             })
         };
@@ -424,17 +507,20 @@ impl Columns {
         };
         for (i, bytes) in [(1, row.uplink), (2, row.downlink)] {
             if bytes > MAX_RECORD_BYTES {
-                return Err(format!(
-                    "{}: {bytes} is more than the {MAX_RECORD_BYTES} bytes one record may carry",
-                    self.names[self.at[i]]
+                return Err((
+                    IssueReason::OutOfRange,
+                    format!(
+                        "{}: {bytes} is more than the {MAX_RECORD_BYTES} bytes one record may carry",
+                        self.names[self.at[i]]
+                    ),
                 ));
             }
         }
         for (i, id) in [(3, row.service), (4, row.cell)] {
             if id > i64::MAX as u64 {
-                return Err(format!(
-                    "{}: {id} does not fit 63 bits",
-                    self.names[self.at[i]]
+                return Err((
+                    IssueReason::OutOfRange,
+                    format!("{}: {id} does not fit 63 bits", self.names[self.at[i]]),
                 ));
             }
         }

@@ -4,7 +4,7 @@
 //! that is new or has such an interval. Each result replaces the stored one in one
 //! transaction: no file is ever counted twice.
 
-use super::aggregate::{Aggregate, FileStats, Issue};
+use super::aggregate::{Aggregate, FileStats, Issue, IssueReason};
 use super::files::{scan, FlowFile, Scan, HOUR_MS, INTERVAL_MS};
 use crate::metrics::Metrics;
 use crate::storage::kpi::{Granularity, KpiFileRecord, KpiFileState, KpiIssueRecord, KpiResult};
@@ -131,6 +131,29 @@ pub struct KpiRunReport {
     /// Intervals and hours not recomputed because files they were computed from are gone.
     pub incomplete_hours: Vec<DateTime<Utc>>,
     pub incomplete_intervals: Vec<DateTime<Utc>>,
+    /// Files older than the look-back, not computed (a run over their range computes them).
+    pub too_old: Option<TooOld>,
+}
+
+/// Files the look-back leaves out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TooOld {
+    pub files: usize,
+    /// The start of the first of their intervals and the end of the last.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub lookback_hours: u64,
+}
+
+impl TooOld {
+    /// What to run to compute them.
+    pub fn command(&self) -> String {
+        format!(
+            "netwarden-collector kpi run --once --from {} --to {}",
+            self.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            self.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
 }
 
 pub struct KpiJob {
@@ -198,8 +221,27 @@ impl KpiJob {
         Ok(self.store.release_job(JOB_NAME, &self.holder).await?)
     }
 
-    /// One pass over the directory, under the job lease.
+    /// One pass over the directory's last `lookback`, under the job lease.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<KpiRunReport, KpiError> {
+        self.run_span(now, None).await
+    }
+
+    /// One pass over the intervals in `[from, to)` (whole hours around them), whatever the
+    /// look-back: history loaded late, or files the look-back left out.
+    pub async fn run_range(
+        &self,
+        now: DateTime<Utc>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<KpiRunReport, KpiError> {
+        self.run_span(now, Some((from, to))).await
+    }
+
+    async fn run_span(
+        &self,
+        now: DateTime<Utc>,
+        range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<KpiRunReport, KpiError> {
         self.claim().await?;
         let dir = self.settings.directory.clone();
         let found: Scan = tokio::task::spawn_blocking(move || scan(&dir))
@@ -216,8 +258,22 @@ impl KpiJob {
         let lookback = chrono::Duration::from_std(self.settings.lookback).unwrap_or_default();
         let grace = chrono::Duration::from_std(self.settings.grace).unwrap_or_default();
         // Hours are computed whole: the window starts on an hour, so none is cut in two.
-        let oldest = ceil_hour((now - lookback).timestamp_millis());
-        let cutoff = (now - grace).timestamp_millis();
+        let (oldest, cutoff) = match range {
+            None => (
+                ceil_hour((now - lookback).timestamp_millis()),
+                (now - grace).timestamp_millis(),
+            ),
+            Some((from, to)) => {
+                let from = from.timestamp_millis();
+                (
+                    from - from.rem_euclid(HOUR_MS),
+                    ceil_hour(to.timestamp_millis()).min((now - grace).timestamp_millis()),
+                )
+            }
+        };
+        if range.is_none() {
+            report.too_old = self.too_old(&found, oldest, now).await?;
+        }
         let since = at(oldest - HOUR_MS);
         let recorded = self.store.kpi_files(since).await?;
         let computed_hours: BTreeSet<i64> = self
@@ -265,6 +321,7 @@ impl KpiJob {
                         interval_end: at(hour + HOUR_MS),
                         file: "*".into(),
                         line: None,
+                        reason: IssueReason::FilesGone.as_str().into(),
                         message: format!(
                             "the hour from {} was not computed again: files it was computed from are no longer in the directory",
                             at(hour)
@@ -292,6 +349,7 @@ impl KpiJob {
                             interval_end: at(end),
                             file: gone.join(", "),
                             line: None,
+                            reason: IssueReason::FilesGone.as_str().into(),
                             message: "a new or changed file arrived, but files this interval was counted from are no longer in the directory; its figures were kept, not recomputed short".into(),
                             recorded_at: now,
                         }])
@@ -336,6 +394,44 @@ impl KpiJob {
         }
         self.count(&report);
         Ok(report)
+    }
+
+    /// The files before the look-back's first interval, recorded as one `too_old` issue
+    /// (kept on the last of their intervals: recomputing it clears the issue).
+    async fn too_old(
+        &self,
+        found: &Scan,
+        oldest: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TooOld>, KpiError> {
+        let old = found.intervals.range(..oldest + INTERVAL_MS);
+        let files: usize = old.clone().map(|(_, files)| files.len()).sum();
+        let (Some((first, _)), Some((last, _))) = (old.clone().next(), old.last()) else {
+            return Ok(None);
+        };
+        let too_old = TooOld {
+            files,
+            from: at(first - INTERVAL_MS),
+            to: at(*last),
+            lookback_hours: self.settings.lookback.as_secs() / 3600,
+        };
+        self.store
+            .save_kpi_issues(&[KpiIssueRecord {
+                interval_end: too_old.to,
+                file: "(older than the look-back)".into(),
+                line: None,
+                reason: IssueReason::TooOld.as_str().into(),
+                message: format!(
+                    "{files} flow files from {} to {} are older than the look-back ({} h) and were not computed; run `{}`",
+                    too_old.from,
+                    too_old.to,
+                    too_old.lookback_hours,
+                    too_old.command()
+                ),
+                recorded_at: now,
+            }])
+            .await?;
+        Ok(Some(too_old))
     }
 
     async fn read_interval(&self, files: Vec<FlowFile>) -> Result<IntervalRead, KpiError> {
@@ -469,6 +565,7 @@ fn to_records(issues: &[Issue], end: i64, now: DateTime<Utc>) -> Vec<KpiIssueRec
             interval_end: at(end),
             file: i.file.clone(),
             line: i.line.map(|l| l as i64),
+            reason: i.reason.as_str().into(),
             message: i.message.clone(),
             recorded_at: now,
         })
@@ -494,5 +591,15 @@ pub fn log_report(report: &KpiRunReport) {
     }
     for hour in &report.incomplete_hours {
         tracing::warn!(%hour, "KPI hour not recomputed: files it was computed from are gone");
+    }
+    if let Some(old) = &report.too_old {
+        tracing::warn!(
+            files = old.files,
+            from = %old.from,
+            to = %old.to,
+            "KPI flow files older than the look-back ({} h) were not computed; to compute them run: {}",
+            old.lookback_hours,
+            old.command()
+        );
     }
 }

@@ -71,6 +71,10 @@ pub struct KpiIssueRecord {
     pub interval_end: DateTime<Utc>,
     pub file: String,
     pub line: Option<i64>,
+    /// For machines: `column_count`, `non_numeric`, `negative_bytes`, `out_of_range`,
+    /// `line_too_long`, `bad_header`, `unreadable`, `not_listed`, `files_gone`, `too_old`
+    /// (`unclassified` for issues recorded before reasons were).
+    pub reason: String,
     pub message: String,
     pub recorded_at: DateTime<Utc>,
 }

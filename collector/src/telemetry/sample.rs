@@ -83,6 +83,15 @@ fn error(field: &'static str, message: impl Into<String>) -> FieldError {
 /// `timestamp` (RFC 3339, a naive ISO time taken as UTC, or Unix seconds; default `now`).
 /// Other fields are ignored, as the MaxOut-Capacity API does.
 pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, FieldError> {
+    from_json_aged(value, now, Some(MAX_AGE_DAYS))
+}
+
+/// [`from_json`], with the oldest age accepted (`None`: any age).
+pub fn from_json_aged(
+    value: &Value,
+    now: DateTime<Utc>,
+    max_age_days: Option<i64>,
+) -> Result<TelemetrySample, FieldError> {
     let object = value
         .as_object()
         .ok_or_else(|| error("body", "must be a JSON object"))?;
@@ -97,7 +106,7 @@ pub fn from_json(value: &Value, now: DateTime<Utc>) -> Result<TelemetrySample, F
         Some(_) => return Err(error("utilization_mbps", "must be a number")),
     };
     let at = timestamp(object.get("timestamp"))?;
-    check(circuit_id, utilization_mbps, at, now)
+    check_aged(circuit_id, utilization_mbps, at, now, max_age_days)
 }
 
 /// The optional `timestamp` field: RFC 3339, a naive ISO time taken as UTC, or Unix seconds.
@@ -147,11 +156,24 @@ pub fn from_bytes(body: &[u8], now: DateTime<Utc>) -> Result<TelemetrySample, Fi
 }
 
 /// Checks one sample's values, whatever they came from (JSON, protobuf); `at` `None` is now.
+/// Samples older than [`MAX_AGE_DAYS`] are refused: history is loaded with
+/// `netwarden-collector import telemetry`, which evaluates it in time order.
 pub fn check(
     circuit_id: &str,
     utilization_mbps: f64,
     at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+) -> Result<TelemetrySample, FieldError> {
+    check_aged(circuit_id, utilization_mbps, at, now, Some(MAX_AGE_DAYS))
+}
+
+/// [`check`], with the oldest age accepted (`None`: any age, for history).
+pub fn check_aged(
+    circuit_id: &str,
+    utilization_mbps: f64,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_age_days: Option<i64>,
 ) -> Result<TelemetrySample, FieldError> {
     // ASCII whitespace only, as the API document's pattern says.
     let circuit_id = circuit_id.trim_matches([' ', '\t', '\n', '\r']);
@@ -174,11 +196,15 @@ pub fn check(
     if at > now + Duration::seconds(MAX_SKEW_SECS) {
         return Err(error("timestamp", format!("{at} is in the future")));
     }
-    if at < now - Duration::days(MAX_AGE_DAYS) {
-        return Err(error(
-            "timestamp",
-            format!("{at} is more than {MAX_AGE_DAYS} days old"),
-        ));
+    if let Some(days) = max_age_days {
+        if at < now - Duration::days(days) {
+            return Err(error(
+                "timestamp",
+                format!(
+                    "{at} is more than {days} days old: load history with `netwarden-collector import telemetry FILE`"
+                ),
+            ));
+        }
     }
     Ok(TelemetrySample {
         circuit_id: circuit_id.to_string(),
@@ -187,7 +213,8 @@ pub fn check(
     })
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+/// A time as the API takes it: RFC 3339, or a naive ISO time taken as UTC.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }

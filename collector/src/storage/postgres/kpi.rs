@@ -34,15 +34,16 @@ async fn insert_issues(conn: &mut PgConnection, issues: &[KpiIssueRecord]) -> sq
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "INSERT INTO kpi_issues (interval_end, file, line, message, recorded_at)
+        "INSERT INTO kpi_issues (interval_end, file, line, message, recorded_at, reason)
          SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[], $4::text[],
-             $5::timestamptz[])",
+             $5::timestamptz[], $6::text[])",
     )
     .bind(&ends)
     .bind(&files)
     .bind(issues.iter().map(|i| i.line).collect::<Vec<_>>())
     .bind(issues.iter().map(|i| i.message.clone()).collect::<Vec<_>>())
     .bind(issues.iter().map(|i| i.recorded_at).collect::<Vec<_>>())
+    .bind(issues.iter().map(|i| i.reason.clone()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -215,7 +216,7 @@ impl KpiStore for PostgresStore {
 
     async fn kpi_issues(&self, limit: u32) -> Result<Vec<KpiIssueRecord>> {
         let rows = sqlx::query(
-            "SELECT interval_end, file, line, message, recorded_at FROM kpi_issues
+            "SELECT interval_end, file, line, message, recorded_at, reason FROM kpi_issues
              ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -230,6 +231,7 @@ impl KpiStore for PostgresStore {
                     line: r.try_get("line")?,
                     message: r.try_get("message")?,
                     recorded_at: r.try_get("recorded_at")?,
+                    reason: r.try_get("reason")?,
                 })
             })
             .collect::<sqlx::Result<_>>()

@@ -25,6 +25,7 @@ fn issue_row(row: &Row<'_>) -> rusqlite::Result<KpiIssueRecord> {
         line: row.get(2)?,
         message: row.get(3)?,
         recorded_at: from_ms(row.get(4)?),
+        reason: row.get(5)?,
     })
 }
 
@@ -38,8 +39,8 @@ fn insert_issues(tx: &Transaction<'_>, issues: &[KpiIssueRecord]) -> rusqlite::R
         }
     }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO kpi_issues (interval_end_ms, file, line, message, recorded_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO kpi_issues (interval_end_ms, file, line, message, recorded_ms, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for i in issues {
         insert.execute(params![
@@ -47,7 +48,8 @@ fn insert_issues(tx: &Transaction<'_>, issues: &[KpiIssueRecord]) -> rusqlite::R
             i.file,
             i.line,
             i.message,
-            ms(i.recorded_at)
+            ms(i.recorded_at),
+            i.reason
         ])?;
     }
     Ok(())
@@ -227,7 +229,7 @@ impl KpiStore for SqliteStore {
     async fn kpi_issues(&self, limit: u32) -> Result<Vec<KpiIssueRecord>> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT interval_end_ms, file, line, message, recorded_ms FROM kpi_issues
+                "SELECT interval_end_ms, file, line, message, recorded_ms, reason FROM kpi_issues
                  ORDER BY id DESC LIMIT ?1",
             )
             .and_then(|mut stmt| {

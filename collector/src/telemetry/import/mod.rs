@@ -1,8 +1,10 @@
-//! Bulk circuit import from CSV or XLSX (`netwarden-collector import circuits FILE`): columns
-//! found by header name, every row checked before anything is written, and every problem
-//! named by row and column. All or nothing.
+//! Importing people's files: circuits (`import circuits`, [`circuits`]) and telemetry history
+//! (`import telemetry`, [`samples`]). Both read CSV or a spreadsheet, find columns by header
+//! name, and name every problem by row and column as the file shows them.
 
-use crate::storage::telemetry::CircuitRecord;
+pub mod circuits;
+pub mod samples;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::path::Path;
 
@@ -40,33 +42,13 @@ pub enum Cell {
     Time(NaiveDateTime),
 }
 
-const COLUMNS: [&str; 8] = [
-    "circuit_id",
-    "provisioned_mbps",
-    "burst_mbps",
-    "account",
-    "pop",
-    "provisioned_at",
-    "upgraded_at",
-    "decommissioned_at",
-];
-
-/// A circuit read from the file, with the row it came from (the header is row 1), so that a
-/// problem found later (an unknown account) names the right row even after blank lines.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImportedCircuit {
-    pub row: usize,
-    pub circuit: CircuitRecord,
-}
-
-/// Reads the file (`.csv`, `.xlsx`) into circuits, or every problem found.
-pub fn read_circuits(path: &Path) -> Result<Vec<ImportedCircuit>, Vec<ImportError>> {
-    let whole = |message: String| {
-        vec![ImportError {
-            row: 0,
-            column: path.display().to_string(),
-            message,
-        }]
+/// Reads a table from a `.csv` file or a sheet (the first whose header names `key`): the
+/// header's row number in the file and the rows, header first.
+pub fn read_table(path: &Path, key: &str) -> Result<(usize, Vec<Vec<Cell>>), ImportError> {
+    let whole = |message: String| ImportError {
+        row: 0,
+        column: path.display().to_string(),
+        message,
     };
     let extension = path
         .extension()
@@ -78,26 +60,34 @@ pub fn read_circuits(path: &Path) -> Result<Vec<ImportedCircuit>, Vec<ImportErro
             let text = std::fs::read_to_string(path).map_err(|e| whole(e.to_string()))?;
             let rows =
                 parse_csv(text.trim_start_matches('\u{feff}')).map_err(|(row, message)| {
-                    vec![ImportError {
+                    ImportError {
                         row,
                         column: "-".into(),
                         message,
-                    }]
+                    }
                 })?;
             (1, rows)
         }
-        "xlsx" | "xlsm" | "xls" | "ods" => read_sheet(path).map_err(whole)?,
+        "xlsx" | "xlsm" | "xls" | "ods" => read_sheet(path, key).map_err(whole)?,
         other => {
             return Err(whole(format!(
                 "unknown file type {other:?}: use .csv or .xlsx"
             )))
         }
     };
-    circuits_from_rows(&rows, header_row)
+    Ok((header_row, rows))
 }
 
-/// The first sheet with a `circuit_id` header: its header's row number and its rows.
-fn read_sheet(path: &Path) -> Result<(usize, Vec<Vec<Cell>>), String> {
+/// A header as compared: lower case, letters and digits only (`Circuit ID` = `circuit_id`).
+pub fn header_key(text: &str) -> String {
+    text.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The first sheet with a `key` header: its header's row number and its rows.
+fn read_sheet(path: &Path, key: &str) -> Result<(usize, Vec<Vec<Cell>>), String> {
     use calamine::{open_workbook_auto, Data, Reader};
     let mut workbook = open_workbook_auto(path).map_err(|e| e.to_string())?;
     let sheets = workbook.sheet_names().to_vec();
@@ -124,14 +114,14 @@ fn read_sheet(path: &Path) -> Result<(usize, Vec<Vec<Cell>>), String> {
         let has_header = rows.first().is_some_and(|header| {
             header
                 .iter()
-                .any(|c| matches!(c, Cell::Text(t) if t.trim().eq_ignore_ascii_case("circuit_id")))
+                .any(|c| matches!(c, Cell::Text(t) if header_key(t) == header_key(key)))
         });
         if has_header {
             let first = range.start().map_or(0, |(row, _)| row as usize);
             return Ok((first + 1, rows));
         }
     }
-    Err("no sheet has a circuit_id column".into())
+    Err(format!("no sheet has a {key} column"))
 }
 
 /// An Excel serial date (days since 1899-12-30, the fraction being the time of day).
@@ -210,157 +200,9 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<Cell>>, (usize, String)> {
     Ok(rows)
 }
 
-/// `header_row` is the file's row number of `rows[0]`, so errors name the file's rows.
-fn circuits_from_rows(
-    rows: &[Vec<Cell>],
-    header_row: usize,
-) -> Result<Vec<ImportedCircuit>, Vec<ImportError>> {
-    let header_error = |message: String| {
-        vec![ImportError {
-            row: header_row,
-            column: "header".into(),
-            message,
-        }]
-    };
-    let header = rows
-        .first()
-        .ok_or_else(|| header_error("the file is empty".into()))?;
-    let names: Vec<String> = header
-        .iter()
-        .map(|c| match c {
-            Cell::Text(t) => t.trim().to_ascii_lowercase(),
-            _ => String::new(),
-        })
-        .collect();
-    let at = |name: &str| names.iter().position(|n| n == name);
-    for required in ["circuit_id", "provisioned_mbps"] {
-        if at(required).is_none() {
-            return Err(header_error(format!(
-                "no {required} column (columns: {})",
-                COLUMNS.join(", ")
-            )));
-        }
-    }
-    if rows.len() > MAX_ROWS + 1 {
-        return Err(header_error(format!("more than {MAX_ROWS} rows")));
-    }
-    let mut errors = Vec::new();
-    let mut circuits = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (i, row) in rows.iter().enumerate().skip(1) {
-        let row_no = header_row + i;
-        if row.iter().all(|c| *c == Cell::Empty) {
-            continue;
-        }
-        let cell = |name: &str| at(name).and_then(|i| row.get(i)).unwrap_or(&Cell::Empty);
-        let mut fail = |column: &str, message: String| {
-            errors.push(ImportError {
-                row: row_no,
-                column: column.into(),
-                message,
-            })
-        };
-        let id = match cell("circuit_id") {
-            Cell::Text(t) => t.trim().to_string(),
-            Cell::Number(n) if n.fract() == 0.0 => format!("{n:.0}"),
-            _ => String::new(),
-        };
-        if !crate::telemetry::sample::valid_id(&id) {
-            fail(
-                "circuit_id",
-                format!("{id:?} {}", crate::telemetry::sample::ID_RULE),
-            );
-        } else if let Some(first) = seen.insert(id.clone(), row_no) {
-            fail("circuit_id", format!("{id} is also on row {first}"));
-        }
-        let number = |c: &Cell| -> Result<Option<f64>, String> {
-            match c {
-                Cell::Empty => Ok(None),
-                Cell::Number(n) => Ok(Some(*n)),
-                Cell::Text(t) => t
-                    .trim()
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| format!("{t:?} is not a number")),
-                Cell::Time(_) => Err("is a date, not a number".into()),
-            }
-        };
-        let provisioned = match number(cell("provisioned_mbps")) {
-            Ok(Some(v)) => match super::sample::check_rates(v, None) {
-                Ok(()) => Some(v),
-                Err((field, message)) => {
-                    fail(field, message);
-                    None
-                }
-            },
-            Ok(None) => {
-                fail("provisioned_mbps", "is required".into());
-                None
-            }
-            Err(e) => {
-                fail("provisioned_mbps", e);
-                None
-            }
-        };
-        let burst = match number(cell("burst_mbps")) {
-            Ok(Some(b)) => match provisioned.map(|p| super::sample::check_rates(p, Some(b))) {
-                Some(Ok(())) => Some(b),
-                Some(Err((field, message))) => {
-                    fail(field, message);
-                    None
-                }
-                // The provisioned rate is already at fault.
-                None => None,
-            },
-            Ok(None) => None,
-            Err(e) => {
-                fail("burst_mbps", e);
-                None
-            }
-        };
-        let text = |c: &Cell| match c {
-            Cell::Text(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
-            Cell::Number(n) => Some(format!("{n}")),
-            _ => None,
-        };
-        let mut time = |name: &str| -> Option<DateTime<Utc>> {
-            match parse_time(cell(name)) {
-                Ok(t) => t,
-                Err(e) => {
-                    fail(name, e);
-                    None
-                }
-            }
-        };
-        let (provisioned_at, upgraded_at, decommissioned_at) = (
-            time("provisioned_at"),
-            time("upgraded_at"),
-            time("decommissioned_at"),
-        );
-        if let Some(provisioned_mbps) = provisioned {
-            circuits.push(ImportedCircuit {
-                row: row_no,
-                circuit: CircuitRecord {
-                    circuit_id: id,
-                    account: text(cell("account")),
-                    provisioned_mbps,
-                    burst_mbps: burst,
-                    pop: text(cell("pop")),
-                    provisioned_at,
-                    upgraded_at,
-                    decommissioned_at,
-                },
-            });
-        }
-    }
-    if errors.is_empty() {
-        Ok(circuits)
-    } else {
-        Err(errors)
-    }
-}
-
-fn parse_time(cell: &Cell) -> Result<Option<DateTime<Utc>>, String> {
+/// A date or time cell: RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC), or a
+/// spreadsheet date.
+pub fn parse_time(cell: &Cell) -> Result<Option<DateTime<Utc>>, String> {
     match cell {
         Cell::Empty => Ok(None),
         Cell::Time(t) => Ok(Some(t.and_utc())),
@@ -386,60 +228,17 @@ fn parse_time(cell: &Cell) -> Result<Option<DateTime<Utc>>, String> {
 mod tests {
     use super::*;
 
-    fn rows(text: &str) -> Result<Vec<CircuitRecord>, Vec<ImportError>> {
-        circuits_from_rows(&parse_csv(text).unwrap(), 1)
-            .map(|read| read.into_iter().map(|c| c.circuit).collect())
-    }
-
-    #[test]
-    fn a_good_file_imports_every_row() {
-        let text = "Circuit_ID,provisioned_mbps,burst_mbps,account,pop,provisioned_at\r\n\
-                    CIR-1,1000,1200,ACME,\"Sydney, Pitt St\",2024-03-01\r\n\
-                    CIR-2,500,,,,\r\n";
-        let got = rows(text).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].pop.as_deref(), Some("Sydney, Pitt St"));
-        assert_eq!(got[0].burst_mbps, Some(1200.0));
-        assert_eq!(
-            got[0].provisioned_at.unwrap().to_rfc3339(),
-            "2024-03-01T00:00:00+00:00"
-        );
-        assert_eq!(got[1].account, None);
-    }
-
-    #[test]
-    fn every_problem_is_named_by_row_and_column_and_nothing_is_taken() {
-        let text = "circuit_id,provisioned_mbps,burst_mbps,provisioned_at\n\
-                    CIR-1,1000,900,\n\
-                    ,100,,\n\
-                    CIR-3,lots,,\n\
-                    CIR-1,100,,yesterday\n";
-        let errors = rows(text).unwrap_err();
-        let got: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(got.len(), 5, "{got:?}");
-        assert!(got[0].starts_with("row 2, column burst_mbps"), "{got:?}");
-        assert!(got[1].starts_with("row 3, column circuit_id"), "{got:?}");
-        assert!(
-            got[2].starts_with("row 4, column provisioned_mbps"),
-            "{got:?}"
-        );
-        assert!(
-            got[3].contains("row 5, column circuit_id") && got[3].contains("row 2"),
-            "{got:?}"
-        );
-        assert!(
-            got[4].starts_with("row 5, column provisioned_at"),
-            "{got:?}"
-        );
-        let missing = rows("id,speed\n1,2\n").unwrap_err();
-        assert!(missing[0].to_string().contains("no circuit_id column"));
-    }
-
     #[test]
     fn csv_quotes_and_line_endings() {
         let parsed = parse_csv("a,\"b \"\"q\"\" ,c\",d\r\n1,2,3").unwrap();
         assert_eq!(parsed[0][1], Cell::Text("b \"q\" ,c".into()));
         assert_eq!(parsed[1].len(), 3);
         assert!(parse_csv("a,\"open\n").is_err());
+    }
+
+    #[test]
+    fn headers_compare_by_letters_and_digits() {
+        assert_eq!(header_key(" Circuit ID "), header_key("circuit_id"));
+        assert_ne!(header_key("burst"), header_key("burst_mbps"));
     }
 }
