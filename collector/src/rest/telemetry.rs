@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::rest::input::JsonBody;
 use crate::storage::customers::{Account, Employee, NotificationRecord};
-use crate::storage::telemetry::{CircuitRecord, TelemetryPoint, UnknownCircuit};
+use crate::storage::telemetry::{CircuitRecord, LateSample, TelemetryPoint, UnknownCircuit};
 use crate::telemetry::sample::{self, FieldError};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -36,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unknown))
         .routes(routes!(circuit, put_circuit))
         .routes(routes!(telemetry))
+        .routes(routes!(late))
 }
 
 /// A route whose body may be at most `bytes`.
@@ -574,6 +575,9 @@ struct NotificationParams {
     event_kind: Option<String>,
     /// Only this event's notifications.
     event_id: Option<i64>,
+    /// The latest this many, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
 }
 
 /// Customer notifications sent (or tried) for events.
@@ -587,7 +591,44 @@ async fn notifications(
     let kind = params
         .event_kind
         .unwrap_or_else(|| crate::alert::customer::EVENT_KIND.into());
+    let limit = page_limit(params.limit)?;
     Ok(Json(
-        state.store.notifications(&kind, params.event_id).await?,
+        state
+            .store
+            .notifications(&kind, params.event_id, limit)
+            .await?,
     ))
+}
+
+/// A list's `limit`: 1 to 10000, 1000 when not given.
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(1000) {
+        n @ 1..=10_000 => Ok(n),
+        n => Err(ApiError::invalid(format!(
+            "limit: {n} must be from 1 to 10000"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct LateParams {
+    /// The latest this many, 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+/// Samples that came later than the reorder horizon (`[telemetry] reorder_horizon_secs`)
+/// behind their circuit's newest: stored, not evaluated. `netwarden-collector import telemetry`
+/// evaluates a file of them (or of any history) in time order.
+#[utoipa::path(get, path = "/api/telemetry/late", tag = "telemetry", params(LateParams),
+    responses((status = 200, description = "The late samples, latest received first", body = Vec<LateSample>)))]
+async fn late(
+    State(state): State<AppState>,
+    params: Result<Query<LateParams>, QueryRejection>,
+) -> Result<Json<Vec<LateSample>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = page_limit(params.limit)?;
+    Ok(Json(state.store.late_telemetry(limit).await?))
 }

@@ -49,10 +49,11 @@ pub trait CustomerStore: Send + Sync {
     async fn account(&self, id: &str) -> Result<Option<Account>>;
     async fn accounts(&self) -> Result<Vec<Account>>;
     async fn save_notification(&self, record: &NotificationRecord) -> Result<()>;
-    /// Notifications of an event kind (and id), oldest first.
+    /// The latest `limit` notifications of an event kind (and id), oldest first.
     async fn notifications(
         &self,
         event_kind: &str,
         event_id: Option<i64>,
+        limit: u32,
     ) -> Result<Vec<NotificationRecord>>;
 }

@@ -145,14 +145,19 @@ impl CustomerStore for PostgresStore {
         &self,
         kind: &str,
         event_id: Option<i64>,
+        limit: u32,
     ) -> Result<Vec<NotificationRecord>> {
         let rows = sqlx::query(
             "SELECT event_kind, event_id, channel, recipients, subject, status, error, attempts,
-                 created_at FROM notifications
-             WHERE event_kind = $1 AND ($2::int8 IS NULL OR event_id = $2) ORDER BY id",
+                 created_at FROM (
+                 SELECT * FROM notifications
+                 WHERE event_kind = $1 AND ($2::int8 IS NULL OR event_id = $2)
+                 ORDER BY id DESC LIMIT $3) latest
+             ORDER BY id",
         )
         .bind(kind)
         .bind(event_id)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(failed("listing notifications"))?;

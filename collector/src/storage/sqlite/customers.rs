@@ -158,16 +158,20 @@ impl CustomerStore for SqliteStore {
         &self,
         kind: &str,
         event_id: Option<i64>,
+        limit: u32,
     ) -> Result<Vec<NotificationRecord>> {
         let kind = kind.to_string();
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT event_kind, event_id, channel, recipients, subject, status, error, attempts,
-                     created_ms FROM notifications
-                 WHERE event_kind = ?1 AND (?2 IS NULL OR event_id = ?2) ORDER BY id",
+                     created_ms FROM (
+                     SELECT * FROM notifications
+                     WHERE event_kind = ?1 AND (?2 IS NULL OR event_id = ?2)
+                     ORDER BY id DESC LIMIT ?3)
+                 ORDER BY id",
             )
             .and_then(|mut s| {
-                s.query_map(params![kind, event_id], |r| {
+                s.query_map(params![kind, event_id, limit], |r| {
                     Ok(NotificationRecord {
                         event_kind: r.get(0)?,
                         event_id: r.get(1)?,
