@@ -823,3 +823,116 @@ async fn the_same_seed_and_start_give_the_same_samples() {
     let (_, other) = series("C-0".into()).await;
     assert_ne!(a, other);
 }
+
+/// A sample two minutes late completes the debounce it belongs to: the event opens and the
+/// customer is emailed once, posted one sample a request (on the code before, the late sample
+/// was dropped and neither happened).
+#[tokio::test]
+async fn a_sample_two_minutes_late_opens_the_event_and_emails_once() {
+    let mail = Mail::with(TlsMode::Starttls, (0, 451)).await;
+    let c = &mail.collector;
+    acme_circuit(c, "LATE-1").await;
+    let minute = 60;
+    let t0 = chrono::Utc::now().timestamp() - 3600;
+    // Over at minutes 1..=3 (the debounce is three in a row), minute 2 sent after minute 4.
+    for (m, mbps) in [(0, 50.0), (1, 130.0), (3, 130.0), (4, 50.0), (2, 130.0)] {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            c.api("/api/v1/telemetry"),
+            json!({"circuit_id": "LATE-1", "utilization_mbps": mbps, "timestamp": t0 + m * minute}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let notes = notes_when(c, |n| !n.is_empty()).await;
+    assert_eq!(sorted_statuses(&notes), vec!["sent"], "{notes:?}");
+    let (_, events) = call(
+        reqwest::Method::GET,
+        c.api("/api/maxouts?circuit=LATE-1"),
+        Value::Null,
+    )
+    .await;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let start = chrono::DateTime::parse_from_rfc3339(events[0]["start"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert_eq!(
+        (start, events[0]["samples"].as_i64()),
+        (t0 + minute, Some(3))
+    );
+    // Nothing more arrives later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(index(&mail.maildir).len(), 1);
+}
+
+/// One severity rule for the stored event, the email and the API: a run at exactly the
+/// provisioned rate is a breach, one at exactly the burst ceiling is still `burst`, one a
+/// hundredth above it is `maxout`; a hundredth under provisioned is nothing.
+#[tokio::test]
+async fn severity_boundaries_agree_in_event_email_and_api() {
+    let mail = Mail::with(TlsMode::Starttls, (0, 451)).await;
+    let c = &mail.collector;
+    let put = |path: String, body: Value| call(reqwest::Method::PUT, c.api(&path), body);
+    assert_eq!(
+        put(
+            "/api/accounts/ACME".into(),
+            json!({"name": "Acme", "contact_email": "dana@acme.test"})
+        )
+        .await
+        .0,
+        200
+    );
+    let cases = [
+        ("B-UNDER", 999.99, None),
+        ("B-PROV", 1000.0, Some("burst")),
+        ("B-CEIL", 1200.0, Some("burst")),
+        ("B-ABOVE", 1200.01, Some("maxout")),
+    ];
+    let t0 = chrono::Utc::now().timestamp() - 600;
+    for (circuit, mbps, _) in cases {
+        let line = json!({"account": "ACME", "provisioned_mbps": 1000, "burst_mbps": 1200});
+        assert_eq!(put(format!("/api/circuits/{circuit}"), line).await.0, 200);
+        let body: Vec<Value> = (0..3)
+            .map(|i| json!({"circuit_id": circuit, "utilization_mbps": mbps, "timestamp": t0 + i * 60}))
+            .collect();
+        let (status, _) = call(
+            reqwest::Method::POST,
+            c.api("/api/v1/telemetry/batch"),
+            Value::Array(body),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    notes_when(c, |n| n.len() >= 3).await;
+    for (circuit, _, severity) in cases {
+        let (_, events) = call(
+            reqwest::Method::GET,
+            c.api(&format!("/api/maxouts?circuit={circuit}")),
+            Value::Null,
+        )
+        .await;
+        let got = events
+            .as_array()
+            .unwrap()
+            .first()
+            .map(|e| e["severity"].as_str().unwrap().to_string());
+        assert_eq!(got.as_deref(), severity, "{circuit}: {events}");
+    }
+    let entries = index(&mail.maildir);
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    for entry in &entries {
+        let mail_text = delivered(&mail.maildir, entry).text;
+        let circuit = ["B-PROV", "B-CEIL", "B-ABOVE"]
+            .into_iter()
+            .find(|c| mail_text.contains(c))
+            .unwrap_or_else(|| panic!("which circuit? {mail_text}"));
+        let within = mail_text.contains("within the burst ceiling");
+        let above = mail_text.contains("above the burst ceiling");
+        assert_eq!(
+            (within, above),
+            (circuit != "B-ABOVE", circuit == "B-ABOVE"),
+            "{circuit}: {mail_text}"
+        );
+    }
+}

@@ -486,3 +486,68 @@ fn kpi_run_once_from_the_cli() {
     assert_eq!(code, Some(0));
     assert!(stdout.starts_with("0 intervals"), "{stdout}");
 }
+
+/// Flow files two years old: a run over the look-back leaves them, says so (the run's
+/// report, an issue with the reason `too_old` naming the command to run) and a run over their
+/// window computes them, clearing the issue.
+async fn old_files_are_reported_then_computed_on_request(store: Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let two_years = now.timestamp_millis() - 2 * 365 * 86_400_000;
+    let end = two_years - two_years.rem_euclid(300_000);
+    copy_seed(dir.path(), end);
+    let job = job(store.clone(), dir.path());
+    let report = job.run_once(now).await.unwrap();
+    assert!(report.intervals.is_empty(), "{report:?}");
+    let old = report.too_old.clone().expect("the old files are reported");
+    assert_eq!(old.files, 2);
+    assert_eq!((old.from, old.to), (t(end - 300_000), t(end)));
+    assert!(
+        old.command().contains("kpi run --once --from"),
+        "{}",
+        old.command()
+    );
+    let issues = store.kpi_issues(10).await.unwrap();
+    let too_old: Vec<_> = issues.iter().filter(|i| i.reason == "too_old").collect();
+    assert_eq!(too_old.len(), 1, "{issues:?}");
+    assert!(
+        too_old[0].message.contains(&old.command()),
+        "{}",
+        too_old[0].message
+    );
+    // Again: one issue still, not one per run.
+    job.run_once(now).await.unwrap();
+    let again = store.kpi_issues(10).await.unwrap();
+    assert_eq!(again.iter().filter(|i| i.reason == "too_old").count(), 1);
+
+    let report = job.run_range(now, old.from, old.to).await.unwrap();
+    assert_eq!(report.intervals, vec![t(end - 300_000)], "{report:?}");
+    assert_eq!(report.files_read, 2);
+    assert!(report.too_old.is_none(), "a window run does not look back");
+    let seed = top(
+        &store,
+        Kpi::ServiceTrafficVolume,
+        Granularity::FiveMinutes,
+        end - 300_000,
+        3,
+    )
+    .await;
+    assert!(!seed.is_empty(), "the interval's figures are stored");
+    let left = store.kpi_issues(10).await.unwrap();
+    assert!(
+        left.iter().all(|i| i.reason != "too_old"),
+        "computing it clears the issue: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn old_files_are_reported_then_computed_on_request_on_sqlite() {
+    let (store, _guard) = sqlite_store().await;
+    old_files_are_reported_then_computed_on_request(store).await;
+}
+
+#[tokio::test]
+async fn old_files_are_reported_then_computed_on_request_on_postgres() {
+    let (store, _guard) = postgres_store().await;
+    old_files_are_reported_then_computed_on_request(store).await;
+}

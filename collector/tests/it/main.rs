@@ -28,4 +28,5 @@ mod rollup;
 mod storage;
 mod support;
 mod telemetry;
+mod telemetry_order;
 mod tls;

@@ -473,7 +473,7 @@ async fn telemetry_on_postgres() {
 /// `import circuits FILE`: CSV and XLSX, every problem named by row and column, nothing
 /// imported from a file with any problem.
 #[tokio::test]
-async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
+async fn circuits_import_from_csv_and_xlsx_row_by_row() {
     use netwarden_collector::storage::{
         customers::Account, CustomerStore, SqliteStore, SqliteSync, Store, TelemetryStore,
     };
@@ -514,45 +514,59 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         store
     };
 
-    let (code, _, stderr) = import_csv(
+    let (code, stdout, stderr) = import_csv(
         "bad.csv",
         "circuit_id,provisioned_mbps,burst_mbps\nCIR-1,1000,1200\nCIR-2,-5,\nCIR-3,100,50\n\
          CIR-4,5e-324,\nCIR-5,100,2e7\n",
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("row 3, column provisioned_mbps"),
-        "{stderr}"
+        stdout.contains("row 3, column provisioned_mbps"),
+        "{stdout}"
     );
-    assert!(stderr.contains("row 4, column burst_mbps"), "{stderr}");
+    assert!(stdout.contains("row 4, column burst_mbps"), "{stdout}");
     // The same bounds as the REST API: no rate so small every percentage is infinite.
     assert!(
-        stderr.contains("row 5, column provisioned_mbps"),
-        "{stderr}"
+        stdout.contains("row 5, column provisioned_mbps"),
+        "{stdout}"
     );
-    assert!(stderr.contains("row 6, column burst_mbps"), "{stderr}");
-    assert!(stderr.contains("nothing was imported"), "{stderr}");
-    assert!(store().await.circuits(100, 0).await.unwrap().is_empty());
+    assert!(stdout.contains("row 6, column burst_mbps"), "{stdout}");
+    assert!(
+        stdout.contains("1 circuits imported (1 new, 0 changed, 0 unchanged), 4 rows refused"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("the other rows were imported"), "{stderr}");
+    let ids = |circuits: Vec<netwarden_collector::storage::telemetry::CircuitRecord>| {
+        circuits
+            .into_iter()
+            .map(|c| c.circuit_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store().await.circuits(100, 0).await.unwrap()),
+        vec!["CIR-1"]
+    );
 
     // An unknown account is refused too; once it exists, the XLSX imports.
     let xlsx =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/resources/circuits.xlsx");
-    let (code, _, stderr) = import(&xlsx);
+    let (code, stdout, _) = import(&xlsx);
     assert_eq!(code, Some(1));
-    // Row 4 of the sheet is empty, so XL-3 is on row 5.
+    // Row 4 of the sheet is empty, so XL-3 is on row 5. The error names a way that works.
     assert!(
-        stderr.contains("row 2, column account: no account \"ACME\"")
-            && stderr.contains("row 5, column account: no account \"ACME\""),
-        "{stderr}"
+        stdout.contains("row 2, column account: no account has the id or name \"ACME\"")
+            && stdout.contains("row 5, column account: no account has the id or name \"ACME\"")
+            && stdout.contains("--create-accounts"),
+        "{stdout}"
     );
     // A sheet whose header sits under empty rows: errors name the sheet's own rows.
     let below = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/resources/circuits-below-empty-rows.xlsx");
-    let (code, _, stderr) = import(&below);
+    let (code, stdout, stderr) = import(&below);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("row 6, column account: no account \"NOPE\""),
-        "{stderr}"
+        stdout.contains("row 6, column account: no account has the id or name \"NOPE\""),
+        "{stdout}"
     );
     store()
         .await
@@ -571,25 +585,29 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         .unwrap();
     let (code, stdout, stderr) = import(&xlsx);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("imported 3 circuits"), "{stdout}");
+    // XL-2 names no account: it came in with the first try.
+    assert!(
+        stdout.contains("3 circuits imported (2 new, 0 changed, 1 unchanged)"),
+        "{stdout}"
+    );
     let circuits = store().await.circuits(100, 0).await.unwrap();
     let ids: Vec<&str> = circuits.iter().map(|c| c.circuit_id.as_str()).collect();
-    assert_eq!(ids, vec!["XL-1", "XL-2", "XL-3"]);
+    assert_eq!(ids, vec!["CIR-1", "XL-1", "XL-2", "XL-3", "XL-4"]);
     assert_eq!(
-        circuits[0].provisioned_at.unwrap().to_rfc3339(),
+        circuits[1].provisioned_at.unwrap().to_rfc3339(),
         "2024-03-01T00:00:00+00:00"
     );
-    assert_eq!(circuits[2].burst_mbps, Some(12000.0));
+    assert_eq!(circuits[3].burst_mbps, Some(12000.0));
 
     // A row's number is the file's, blank lines and all, also for an unknown account.
-    let (code, _, stderr) = import_csv(
+    let (code, stdout, stderr) = import_csv(
         "gaps.csv",
         "circuit_id,provisioned_mbps,account\nCIR-5,100,ACME\n,,\n\nCIR-6,100,NOPE\n",
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("row 5, column account") && stderr.contains("NOPE"),
-        "{stderr}"
+        stdout.contains("row 5, column account") && stdout.contains("NOPE"),
+        "{stdout}"
     );
 
     let (code, stdout, _) = import_csv(
@@ -597,7 +615,7 @@ async fn circuits_import_from_csv_and_xlsx_all_or_nothing() {
         "circuit_id,provisioned_mbps\r\nCIR-7,100\r\nCIR-8,200",
     );
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("imported 2 circuits"));
+    assert!(stdout.contains("2 circuits imported (2 new"), "{stdout}");
 }
 
 /// The gRPC method: batches over mutual TLS, acknowledged once committed; a bad sample is
