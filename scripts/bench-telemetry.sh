@@ -5,13 +5,17 @@
 #
 #   scripts/bench-telemetry.sh [sqlite|postgres|peer|all] [SECONDS]
 #
-# The peer is scripts/bench-peer/telemetry_fastapi.py: the same endpoint in the seed's stack
-# (FastAPI, uvicorn), one durable SQLite commit per request, run on uvicorn's asyncio and uvloop
-# stacks with the same wrk script. Its virtualenv is made once under ~/.cache (PyPI). The last
-# lines print each collector's single-POST rate as a ratio to the faster peer run.
+# Two peers, the same endpoint in the seed's stack, driven by the same wrk script:
+# - scripts/bench-peer/telemetry_fastapi.py (FastAPI, uvicorn): one durable SQLite commit per
+#   request under a global lock, run on uvicorn's asyncio and uvloop stacks. A floor, not a match.
+# - scripts/bench-peer/telemetry_sqlalchemy.py: the stack as the seed built it (FastAPI,
+#   SQLAlchemy 2 async on asyncpg, PostgreSQL, uvicorn with one worker per core on uvloop and
+#   httptools): a transaction per request, a connection pool, no lock. The fairer peer.
+# Their virtualenvs are made once under ~/.cache (PyPI). The last lines print each collector's
+# single-POST rate as a ratio to the faster FastAPI peer run and to the SQLAlchemy peer.
 #
-# PostgreSQL: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test); a database
-# nwbench_telemetry is made and dropped.
+# PostgreSQL: TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test); databases
+# nwbench_telemetry (the collector) and nwbench_peer (the SQLAlchemy peer) are made and dropped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -25,9 +29,14 @@ collector=$target_dir/release/netwarden-collector
 work=$(mktemp -d)
 pid=""
 ppid=""
+peer_db=""
+peer_workers=$(nproc) # the SQLAlchemy peer's uvicorn workers: one per core, as it is deployed
 cleanup() {
+    # uvicorn's supervisor stops its workers on SIGTERM; wait lets them close their connections
+    # before the peer's database is dropped.
     for p in $pid $ppid; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [ -n "$peer_db" ]; then psql "$pg_url" -qc "DROP DATABASE IF EXISTS $peer_db WITH (FORCE)" || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -86,7 +95,7 @@ single_posts() { # label port: wrk's single POSTs, printed and their rate kept i
     rates[$1]=$(echo "$out" | awk '/Requests\/sec/{print $2}')
 }
 
-peer() { # the FastAPI peer on uvicorn's asyncio and uvloop stacks
+peer_fastapi() { # the FastAPI + SQLite peer on uvicorn's asyncio and uvloop stacks
     local venv=$HOME/.cache/netwarden-bench-venv port loop
     if ! "$venv/bin/python" -c 'import fastapi, uvicorn, uvloop, httptools' 2>/dev/null; then
         python3 -m venv "$venv" && "$venv/bin/pip" install -q fastapi 'uvicorn[standard]' >&2
@@ -104,6 +113,47 @@ peer() { # the FastAPI peer on uvicorn's asyncio and uvloop stacks
         NETWARDEN_TOKEN=${NETWARDEN_TOKEN:-none} single_posts "peer-$loop" "$port"
         kill "$ppid"; wait "$ppid" 2>/dev/null || true; ppid=""
     done
+}
+
+peer_sqlalchemy() { # the FastAPI + SQLAlchemy peer on PostgreSQL, one uvicorn worker per core
+    # A venv of its own: SQLAlchemy's asyncio extension needs greenlet, which only its
+    # [asyncio] extra installs (since SQLAlchemy 2.1).
+    local venv=$HOME/.cache/netwarden-bench-venv-sqlalchemy port code
+    if ! "$venv/bin/python" -c 'import fastapi, uvicorn, uvloop, httptools, greenlet, asyncpg, sqlalchemy.ext.asyncio' 2>/dev/null; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q fastapi 'uvicorn[standard]' 'sqlalchemy[asyncio]>=2' asyncpg >&2
+    fi
+    command -v psql >/dev/null || { echo "psql is needed for the SQLAlchemy peer: apt-get install postgresql-client" >&2; exit 1; }
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    psql "$pg_url" -qc "DROP DATABASE IF EXISTS nwbench_peer WITH (FORCE)" -qc "CREATE DATABASE nwbench_peer"
+    peer_db=nwbench_peer
+    # TEST_DATABASE_URL's server and credentials, in SQLAlchemy's form for asyncpg. The module is
+    # imported, not run: no bytecode, or scripts/bench-peer/ would be left a __pycache__.
+    local base=${pg_url%/*}
+    PYTHONDONTWRITEBYTECODE=1 PEER_DATABASE_URL="postgresql+asyncpg://${base#*://}/nwbench_peer" "$venv/bin/uvicorn" telemetry_sqlalchemy:app \
+        --app-dir scripts/bench-peer --host 127.0.0.1 --port "$port" --workers "$peer_workers" \
+        --loop uvloop --http httptools --log-level warning --no-access-log & ppid=$!
+    # Up to 20 s (each worker is a fresh interpreter importing FastAPI and SQLAlchemy), less if
+    # uvicorn exits (its error is above).
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/docs" && break
+        kill -0 "$ppid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # One sample through the storage path: a peer that answers /docs but cannot store would
+    # otherwise be measured on its 500s.
+    code=$(curl -s -o "$work/peer-answer" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        -d '{"circuit_id":"CIR-0","utilization_mbps":1.5}' "http://127.0.0.1:$port/api/v1/telemetry" || true)
+    if [ "$code" != 201 ]; then
+        if [ "$code" = 000 ]; then code="no answer"; else code="HTTP $code $(head -c 300 "$work/peer-answer" 2>/dev/null || true)"; fi
+        echo "the FastAPI+SQLAlchemy peer did not start on port $port: a test POST got $code" >&2
+        exit 1
+    fi
+    sleep 1 # the first worker answered; the others finish their startup before wrk starts
+    echo "### peer (FastAPI, SQLAlchemy async, PostgreSQL, uvicorn uvloop, $peer_workers workers): single POSTs, 64 connections, ${secs}s"
+    NETWARDEN_TOKEN=${NETWARDEN_TOKEN:-none} single_posts peer-sqlalchemy "$port"
+    kill "$ppid"; wait "$ppid" 2>/dev/null || true; ppid=""
+    # Dropped now rather than at exit: nothing reads it after wrk.
+    psql "$pg_url" -qc "DROP DATABASE IF EXISTS nwbench_peer WITH (FORCE)"; peer_db=""
 }
 
 run() { # backend url
@@ -147,7 +197,8 @@ TOML
 }
 
 if [ "$what" = peer ] || [ "$what" = all ]; then
-    peer
+    peer_fastapi
+    peer_sqlalchemy
 fi
 if [ "$what" = sqlite ] || [ "$what" = all ]; then
     run sqlite "sqlite://$work/bench.db"
@@ -166,4 +217,12 @@ if [ -n "${rates[peer-uvloop]:-}" ]; then
                 'BEGIN { if (b > 0) printf "### ratio: %s single POSTs / the faster FastAPI peer run = %.1f\n", n, a / b }'
         fi
     done
+fi
+if [ -n "${rates[peer-sqlalchemy]:-}" ]; then
+    awk -v s="${rates[sqlite]:-}" -v p="${rates[postgres]:-}" -v b="${rates[peer-sqlalchemy]}" -v w="$peer_workers" 'BEGIN {
+        if (b <= 0) exit
+        if (s != "") line = sprintf("SQLite %.1f×", s / b)
+        if (p != "") line = line (line != "" ? ", " : "") sprintf("PostgreSQL %.1f×", p / b)
+        if (line != "") printf "### ratio to the FastAPI+SQLAlchemy+PostgreSQL peer (%d workers): %s\n", w, line
+    }'
 fi
