@@ -4,6 +4,7 @@
 # Prints requests/s and the latency percentiles for docs/benchmarks.md.
 #
 #   scripts/bench-telemetry.sh [sqlite|postgres|peer|all] [SECONDS]
+#   BENCH_COLLECTOR_BIN=/path/to/netwarden-collector scripts/bench-telemetry.sh ...
 #
 # Two peers, the same endpoint in the seed's stack, driven by the same wrk script:
 # - scripts/bench-peer/telemetry_fastapi.py (FastAPI, uvicorn): one durable SQLite commit per
@@ -24,8 +25,14 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/netwarden-target}
 target_dir=$CARGO_TARGET_DIR
 pg_url=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked -p netwarden-collector >&2
-collector=$target_dir/release/netwarden-collector
+# BENCH_COLLECTOR_BIN runs another build (an older commit's, to compare) instead (not
+# NETWARDEN_COLLECTOR_*: those are configuration overrides).
+if [ -n "${BENCH_COLLECTOR_BIN:-}" ]; then
+    collector=$BENCH_COLLECTOR_BIN
+else
+    cargo build --release --locked -p netwarden-collector >&2
+    collector=$target_dir/release/netwarden-collector
+fi
 work=$(mktemp -d)
 pid=""
 ppid=""
@@ -178,7 +185,7 @@ level = "warn"
 [auth]
 rate_per_sec = 0
 TOML
-    NETWARDEN_TOKEN=$("$collector" token create --role admin --name bench --config "$work/collector.toml" 2>/dev/null)
+    NETWARDEN_TOKEN=$("$collector" token create --role admin --name bench --config "$work/collector.toml" 2>"$work/token.err") || { cat "$work/token.err" >&2; exit 1; }
     export NETWARDEN_TOKEN
     "$collector" serve --config "$work/collector.toml" & pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

@@ -362,6 +362,7 @@ async fn put_circuit(
         decommissioned_at: body.decommissioned_at,
     };
     state.store.save_circuit(&record, Utc::now()).await?;
+    state.telemetry.circuits_changed();
     Ok(Json(record))
 }
 

@@ -29,6 +29,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct TelemetryCommitter {
     queue: mpsc::UnboundedSender<Pending>,
+    detector: Detector,
 }
 
 impl TelemetryCommitter {
@@ -51,10 +52,16 @@ impl TelemetryCommitter {
                 }
             }
             None => {
-                tokio::spawn(commit_loop(store, detector, receiver));
+                tokio::spawn(commit_loop(store, detector.clone(), receiver));
             }
         }
-        TelemetryCommitter { queue }
+        TelemetryCommitter { queue, detector }
+    }
+
+    /// A circuit was registered or changed here: detection reads it again before the next
+    /// samples.
+    pub fn circuits_changed(&self) {
+        self.detector.circuits_changed();
     }
 
     /// Stores samples (with whatever else is waiting); returns the unknown circuit ids among

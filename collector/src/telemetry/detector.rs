@@ -6,7 +6,7 @@
 
 use super::detect::{Capacity, CircuitEvent, MaxoutRule, Severity};
 use super::sample::TelemetrySample;
-use super::timeline::{Change, Placed, Timeline};
+use super::timeline::{Change, Timeline};
 use crate::alert::customer::CustomerNotifier;
 use crate::alert::engine::Engine;
 use crate::detect::{kinds, Signal};
@@ -15,6 +15,7 @@ use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord, LateSample};
 use crate::storage::Store;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,6 +50,8 @@ impl Default for DetectionSettings {
 #[derive(Clone)]
 pub struct Detector {
     queue: mpsc::UnboundedSender<Vec<TelemetrySample>>,
+    /// Set when this collector changed a circuit: the next batch reads the circuits again.
+    changed: Arc<AtomicBool>,
 }
 
 impl Detector {
@@ -69,13 +72,19 @@ impl Detector {
             metrics,
             historical: false,
         };
-        tokio::spawn(detect_loop(outlets, settings, receiver));
-        Detector { queue }
+        let changed = Arc::new(AtomicBool::new(false));
+        tokio::spawn(detect_loop(outlets, settings, receiver, changed.clone()));
+        Detector { queue, changed }
     }
 
     pub fn committed(&self, samples: Vec<TelemetrySample>) {
         // The task only stops with the process; nothing to do if it is gone.
         let _ = self.queue.send(samples);
+    }
+
+    /// A circuit was registered or changed by this collector.
+    pub fn circuits_changed(&self) {
+        self.changed.store(true, Ordering::SeqCst);
     }
 }
 
@@ -108,18 +117,34 @@ fn horizon_ms(settings: &DetectionSettings) -> i64 {
     i64::try_from(settings.horizon.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How often the circuits' version is read when nothing says it moved: a change by another
+/// collector or the import command to a circuit already known applies within this.
+const VERSION_CHECK: Duration = Duration::from_secs(1);
+
 /// Circuits as detection last read them, valid while the circuits' version stays put.
 #[derive(Default)]
 pub(crate) struct CircuitCache {
     version: Option<i64>,
+    checked: Option<std::time::Instant>,
     known: HashMap<String, Option<CircuitRecord>>,
 }
 
 impl CircuitCache {
-    /// Makes sure `ids` are read (a circuit registered or changed since, by this collector,
-    /// another one or the import command, is read again: it is evaluated from its next
-    /// sample). False when the store cannot be read.
-    pub async fn refresh(&mut self, store: &dyn Store, ids: &[&str]) -> bool {
+    /// Makes sure `ids` are read. The circuits' version (bumped by a trigger on every change)
+    /// is read when this collector changed a circuit (`forced`), when a batch names a circuit
+    /// not known (to be) registered, or once a second; when it moved the cache is dropped. So
+    /// a circuit registered by anyone is evaluated from its next sample, and a change is seen
+    /// at once here and within a second from elsewhere, without a query per commit. False when
+    /// the store cannot be read.
+    pub async fn refresh(&mut self, store: &dyn Store, ids: &[&str], forced: bool) -> bool {
+        let unknown = ids
+            .iter()
+            .any(|id| self.known.get(*id).is_none_or(Option::is_none));
+        let due = self.checked.is_none_or(|at| at.elapsed() >= VERSION_CHECK);
+        if !(forced || unknown || due) {
+            return true;
+        }
+        self.checked = Some(std::time::Instant::now());
         match store.circuits_version().await {
             Ok(version) if self.version != Some(version) => {
                 self.known.clear();
@@ -165,6 +190,7 @@ async fn detect_loop(
     outlets: Outlets,
     settings: DetectionSettings,
     mut receiver: mpsc::UnboundedReceiver<Vec<TelemetrySample>>,
+    changed: Arc<AtomicBool>,
 ) {
     let mut circuits = resume_open_events(outlets.store.as_ref(), &settings).await;
     let mut cache = CircuitCache::default();
@@ -177,18 +203,19 @@ async fn detect_loop(
                 .push((s.at.timestamp_millis(), s.utilization_mbps));
         }
         let ids: Vec<&str> = by_circuit.keys().copied().collect();
-        if !cache.refresh(outlets.store.as_ref(), &ids).await {
+        let forced = changed.swap(false, Ordering::SeqCst);
+        if !cache.refresh(outlets.store.as_ref(), &ids, forced).await {
             continue;
         }
         let mut late = Vec::new();
-        for (id, points) in by_circuit {
+        for (id, mut points) in by_circuit {
             let Some(circuit) = cache.get(id) else {
                 continue; // unknown circuit: no capacity to measure against
             };
             let tracked = circuits
                 .entry(id.to_string())
                 .or_insert_with(|| Tracked::new(&settings));
-            late.extend(evaluate(&outlets, &settings, circuit, tracked, &points).await);
+            late.extend(evaluate(&outlets, &settings, circuit, tracked, &mut points).await);
         }
         if !late.is_empty() {
             late.truncate(MAX_LATE_LISTED);
@@ -206,35 +233,33 @@ pub(crate) async fn evaluate(
     settings: &DetectionSettings,
     circuit: &CircuitRecord,
     tracked: &mut Tracked,
-    points: &[(i64, f64)],
+    points: &mut [(i64, f64)],
 ) -> Vec<LateSample> {
     let capacity = Capacity {
         provisioned_mbps: circuit.provisioned_mbps,
         burst_mbps: circuit.burst_mbps,
     };
     let newest_before = tracked.timeline.newest();
-    let (placed, changes) = tracked
+    let fed = tracked
         .timeline
         .feed(points, capacity, settings.rule, RESUME_GAP_MS);
-    let now = Utc::now();
-    let mut late = Vec::new();
-    let (mut reordered, mut beyond) = (0u64, 0u64);
-    for (&(at, mbps), place) in points.iter().zip(&placed) {
-        match place {
-            Placed::InOrder => {}
-            Placed::Reordered => reordered += 1,
-            Placed::BeyondHorizon => {
-                beyond += 1;
-                late.push(LateSample {
-                    circuit_id: circuit.circuit_id.clone(),
-                    timestamp: at_ms(at),
-                    utilization_mbps: mbps,
-                    newest: at_ms(newest_before.or(tracked.timeline.newest()).unwrap_or(at)),
-                    received_at: now,
-                });
-            }
-        }
-    }
+    let (reordered, beyond) = (u64::from(fed.reordered), fed.beyond.len() as u64);
+    let late: Vec<LateSample> = if fed.beyond.is_empty() {
+        Vec::new()
+    } else {
+        let now = Utc::now();
+        let newest = newest_before.or(tracked.timeline.newest());
+        fed.beyond
+            .iter()
+            .map(|&(at, mbps)| LateSample {
+                circuit_id: circuit.circuit_id.clone(),
+                timestamp: at_ms(at),
+                utilization_mbps: mbps,
+                newest: at_ms(newest.unwrap_or(at)),
+                received_at: now,
+            })
+            .collect()
+    };
     if reordered + beyond > 0 {
         for (outcome, n) in [("reordered", reordered), ("beyond_horizon", beyond)] {
             outlets
@@ -252,11 +277,13 @@ pub(crate) async fn evaluate(
             "telemetry later than the reorder horizon: stored, not evaluated (listed at /api/telemetry/late; `import telemetry` evaluates it)"
         );
     }
-    for change in &changes {
+    for change in &fed.changes {
         record(outlets, circuit, tracked, change).await;
     }
-    let Tracked { timeline, ids } = tracked;
-    ids.retain(|key, _| timeline.is_live(*key));
+    if !tracked.ids.is_empty() {
+        let Tracked { timeline, ids } = tracked;
+        ids.retain(|key, _| timeline.is_live(*key));
+    }
     late
 }
 

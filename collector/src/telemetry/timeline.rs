@@ -15,15 +15,15 @@
 use super::detect::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Transition};
 use std::collections::VecDeque;
 
-/// Where a sample went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placed {
-    /// Newer than every sample before it.
-    InOrder,
-    /// Late, within the horizon: put in its place.
-    Reordered,
-    /// Older than the window: not evaluated.
-    BeyondHorizon,
+/// What a feed did. Empty vectors do not allocate: the common case (samples in order, no
+/// event changing) costs no allocation.
+#[derive(Debug, Default, PartialEq)]
+pub struct Fed {
+    /// Samples that were late within the horizon, put in their places.
+    pub reordered: u32,
+    /// Samples older than the window (beyond the horizon): not evaluated.
+    pub beyond: Vec<(i64, f64)>,
+    pub changes: Vec<Change>,
 }
 
 /// A change to the circuit's reported events. Keys are the timeline's own, stable for an
@@ -118,51 +118,49 @@ impl Timeline {
         self.reported.iter().any(|r| r.key == key)
     }
 
-    /// Feeds samples (Unix ms, Mbps) in any order. Returns where each went (in the order
-    /// given) and the changes to the reported events. A resumed event whose first sample since
-    /// comes more than `resume_gap_ms` after it is closed where it ended first.
+    /// Feeds samples (Unix ms, Mbps) in any order (sorted here, in place). A resumed event
+    /// whose first sample since comes more than `resume_gap_ms` after it is closed where it
+    /// ended first.
     pub fn feed(
         &mut self,
-        samples: &[(i64, f64)],
+        samples: &mut [(i64, f64)],
         capacity: Capacity,
         rule: MaxoutRule,
         resume_gap_ms: i64,
-    ) -> (Vec<Placed>, Vec<Change>) {
-        let mut changes = Vec::new();
-        let mut placed = vec![Placed::InOrder; samples.len()];
+    ) -> Fed {
+        let mut fed = Fed::default();
         if capacity.provisioned_mbps <= 0.0 || samples.is_empty() {
-            return (placed, changes);
+            return fed;
         }
-        let mut order: Vec<usize> = (0..samples.len()).collect();
-        order.sort_by_key(|&i| samples[i].0);
-        if let Some(first) = order.first().map(|&i| samples[i].0) {
-            if let Some(event) = self.head.expire_resumed(first, resume_gap_ms) {
-                // Nothing was watched in between: the event ends where it was, as settled.
-                self.settled = self.head.clone();
-                if let Some(r) = self.reported.last_mut() {
-                    r.open = false;
-                    changes.push(Change::Updated {
-                        key: r.key,
-                        event,
-                        open: false,
-                    });
-                }
+        if !samples.is_sorted_by_key(|s| s.0) {
+            samples.sort_by_key(|s| s.0);
+        }
+        let changes = &mut fed.changes;
+        if let Some(event) = self.head.expire_resumed(samples[0].0, resume_gap_ms) {
+            // Nothing was watched in between: the event ends where it was, as settled.
+            self.settled = self.head.clone();
+            if let Some(r) = self.reported.last_mut() {
+                r.open = false;
+                changes.push(Change::Updated {
+                    key: r.key,
+                    event,
+                    open: false,
+                });
             }
         }
         let mut replay = false;
-        for &i in &order {
-            let (at, mbps) = samples[i];
+        for &(at, mbps) in samples.iter() {
             if !mbps.is_finite() || self.settled_last().is_some_and(|last| at <= last) {
-                placed[i] = Placed::BeyondHorizon;
+                fed.beyond.push((at, mbps));
                 continue;
             }
             match self.window.back() {
                 Some(&(newest, _)) if at <= newest => {
                     if newest - at > self.horizon_ms {
-                        placed[i] = Placed::BeyondHorizon;
+                        fed.beyond.push((at, mbps));
                         continue;
                     }
-                    placed[i] = Placed::Reordered;
+                    fed.reordered += 1;
                     let slot = self.window.partition_point(|s| s.0 < at);
                     match self.window.get_mut(slot) {
                         Some(same) if same.0 == at => {
@@ -181,15 +179,15 @@ impl Timeline {
                 _ => {
                     self.window.push_back((at, mbps));
                     let transition = self.head.feed(at, mbps, capacity, rule);
-                    self.apply(transition, &mut changes);
+                    self.apply(transition, changes);
                 }
             }
         }
         if replay {
-            self.replay(capacity, rule, &mut changes);
+            self.replay(capacity, rule, changes);
         }
         self.settle(capacity, rule);
-        (placed, changes)
+        fed
     }
 
     /// Records a transition of the head (in-order feeding).

@@ -39,16 +39,23 @@ impl Ledger {
     }
 }
 
-fn feed_all(chunks: &[Vec<(i64, f64)>]) -> (Ledger, Vec<Placed>) {
+/// Feeds each chunk in turn: the events left, and (reordered, beyond) counts.
+fn feed_all(chunks: &[Vec<(i64, f64)>]) -> (Ledger, (u32, usize)) {
     let mut timeline = Timeline::new(HORIZON, 4096);
     let mut ledger = Ledger::default();
-    let mut placed = Vec::new();
+    let mut counts = (0, 0);
     for chunk in chunks {
-        let (p, changes) = timeline.feed(chunk, CAP, RULE, HORIZON);
-        ledger.apply(&changes);
-        placed.extend(p);
+        let fed = timeline.feed(&mut chunk.clone(), CAP, RULE, HORIZON);
+        ledger.apply(&fed.changes);
+        counts.0 += fed.reordered;
+        counts.1 += fed.beyond.len();
     }
-    (ledger, placed)
+    (ledger, counts)
+}
+
+/// One feed on a timeline: its changes, reordered count and what was beyond the horizon.
+fn feed(timeline: &mut Timeline, samples: &[(i64, f64)]) -> Fed {
+    timeline.feed(&mut samples.to_vec(), CAP, RULE, HORIZON)
 }
 
 fn in_order(samples: &[(i64, f64)]) -> Vec<(CircuitEvent, bool)> {
@@ -119,11 +126,8 @@ fn any_arrival_order_and_batching_within_the_horizon_gives_the_same_events() {
             let take = (1 + rng.below(12) as usize).min(rest.len());
             chunks.push(rest.drain(..take).collect());
         }
-        let (ledger, placed) = feed_all(&chunks);
-        assert!(
-            placed.iter().all(|p| *p != Placed::BeyondHorizon),
-            "case {case}: nothing is beyond the horizon"
-        );
+        let (ledger, (_, beyond)) = feed_all(&chunks);
+        assert_eq!(beyond, 0, "case {case}: nothing is beyond the horizon");
         assert_eq!(ledger.events(), want, "case {case}");
         compared += want.len();
     }
@@ -140,8 +144,8 @@ fn a_sample_two_minutes_late_completes_the_debounce_it_belongs_to() {
         vec![(4 * MIN, 500.0)],
         vec![(2 * MIN, 1300.0)],
     ];
-    let (ledger, placed) = feed_all(&singles);
-    assert_eq!(placed[4], Placed::Reordered);
+    let (ledger, (reordered, beyond)) = feed_all(&singles);
+    assert_eq!((reordered, beyond), (1, 0));
     let events = ledger.events();
     assert_eq!(events.len(), 1, "{events:?}");
     let (event, open) = &events[0];
@@ -155,20 +159,20 @@ fn a_late_sample_under_splits_or_withdraws_and_one_over_merges() {
     // Minutes 0..=7 over: one event. Minute 4 then turns out to have been under (a second
     // copy of that minute under changes nothing: the larger value of a minute counts).
     let (mut timeline, mut ledger) = (Timeline::new(HORIZON, 4096), Ledger::default());
-    let (_, c) = timeline.feed(&(0..8).map(over).collect::<Vec<_>>(), CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &(0..8).map(over).collect::<Vec<_>>()).changes;
     ledger.apply(&c);
     assert_eq!(ledger.events().len(), 1);
-    let (_, c) = timeline.feed(&[(4 * MIN, 100.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(4 * MIN, 100.0)]).changes;
     assert!(c.is_empty(), "the larger value of a minute stands: {c:?}");
 
     // Minutes 0..=2 and 4..=6 arrive over, minute 3 missing: one run of six. Then minute 3
     // comes, under: two events (the first keeps its key).
     let (mut timeline, mut ledger) = (Timeline::new(HORIZON, 4096), Ledger::default());
     let first: Vec<_> = [0, 1, 2, 4, 5, 6].into_iter().map(over).collect();
-    let (_, c) = timeline.feed(&first, CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &first).changes;
     ledger.apply(&c);
     let key = ledger.0.keys().copied().next().unwrap();
-    let (_, c) = timeline.feed(&[(3 * MIN, 100.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(3 * MIN, 100.0)]).changes;
     assert!(
         matches!(&c[0], Change::Updated { key: k, event, .. } if *k == key && event.end == 2 * MIN),
         "{c:?}"
@@ -183,10 +187,10 @@ fn a_late_sample_under_splits_or_withdraws_and_one_over_merges() {
     // Minutes 0..=3 over (an event), minute 1 turns out under: both halves fall short of
     // three in a row, so the event is withdrawn.
     let (mut timeline, mut ledger) = (Timeline::new(HORIZON, 4096), Ledger::default());
-    let (_, c) = timeline.feed(&[over(0), over(2), over(3)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[over(0), over(2), over(3)]).changes;
     ledger.apply(&c);
     assert_eq!(ledger.events().len(), 1);
-    let (_, c) = timeline.feed(&[(MIN, 100.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(MIN, 100.0)]).changes;
     assert!(matches!(&c[..], [Change::Withdrawn { .. }]), "{c:?}");
     ledger.apply(&c);
     assert!(ledger.events().is_empty());
@@ -197,10 +201,10 @@ fn a_late_sample_under_splits_or_withdraws_and_one_over_merges() {
     let mut run: Vec<_> = [0, 1, 2, 4, 5, 6].into_iter().map(over).collect();
     run.push((3 * MIN, 100.0));
     run.sort_by_key(|s| s.0);
-    let (_, c) = timeline.feed(&run, CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &run).changes;
     ledger.apply(&c);
     assert_eq!(ledger.events().len(), 2);
-    let (_, c) = timeline.feed(&[(3 * MIN, 1300.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(3 * MIN, 1300.0)]).changes;
     ledger.apply(&c);
     let events = ledger.events();
     assert_eq!(events.len(), 1, "{c:?}");
@@ -213,29 +217,23 @@ fn a_late_sample_under_splits_or_withdraws_and_one_over_merges() {
 #[test]
 fn samples_beyond_the_horizon_change_nothing() {
     let (mut timeline, mut ledger) = (Timeline::new(HORIZON, 4096), Ledger::default());
-    let (_, c) = timeline.feed(&[(0, 500.0), (30 * MIN, 500.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(0, 500.0), (30 * MIN, 500.0)]).changes;
     ledger.apply(&c);
-    let (placed, c) = timeline.feed(
+    let fed = feed(
+        &mut timeline,
         &[
+            (20 * MIN, 1300.0),
             (MIN, 1300.0),
             (2 * MIN, 1300.0),
             (3 * MIN, 1300.0),
-            (20 * MIN, 1300.0),
         ],
-        CAP,
-        RULE,
-        HORIZON,
     );
+    assert_eq!(fed.reordered, 1);
     assert_eq!(
-        placed,
-        vec![
-            Placed::BeyondHorizon,
-            Placed::BeyondHorizon,
-            Placed::BeyondHorizon,
-            Placed::Reordered
-        ]
+        fed.beyond,
+        vec![(MIN, 1300.0), (2 * MIN, 1300.0), (3 * MIN, 1300.0)]
     );
-    assert!(c.is_empty(), "{c:?}");
+    assert!(fed.changes.is_empty(), "{:?}", fed.changes);
     assert_eq!(timeline.newest(), Some(30 * MIN));
 }
 
@@ -243,10 +241,10 @@ fn samples_beyond_the_horizon_change_nothing() {
 fn the_window_is_bounded_in_samples_too() {
     let mut timeline = Timeline::new(HORIZON, 8);
     let points: Vec<_> = (0..20).map(|s| (s * 1000, 500.0)).collect();
-    timeline.feed(&points, CAP, RULE, HORIZON);
+    feed(&mut timeline, &points);
     assert_eq!(timeline.window.len(), 8);
-    let (placed, _) = timeline.feed(&[(5_000, 1300.0)], CAP, RULE, HORIZON);
-    assert_eq!(placed, vec![Placed::BeyondHorizon], "older than the window");
+    let fed = feed(&mut timeline, &[(5_000, 1300.0)]);
+    assert_eq!(fed.beyond, vec![(5_000, 1300.0)], "older than the window");
 }
 
 #[test]
@@ -260,14 +258,14 @@ fn a_resumed_event_goes_on_or_ends_where_it_was() {
         severity: Severity::Maxout,
     };
     let (mut timeline, key) = Timeline::resumed(HORIZON, 4096, event.clone());
-    let (_, c) = timeline.feed(&[(3 * MIN, 1300.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(3 * MIN, 1300.0)]).changes;
     assert!(
         matches!(&c[..], [Change::Updated { key: k, event, open: true }] if *k == key && event.samples == 4),
         "{c:?}"
     );
     // Long after: it ends where it was, and the sample starts afresh.
     let (mut timeline, key) = Timeline::resumed(HORIZON, 4096, event.clone());
-    let (_, c) = timeline.feed(&[(60 * MIN, 1300.0)], CAP, RULE, HORIZON);
+    let c = feed(&mut timeline, &[(60 * MIN, 1300.0)]).changes;
     assert!(
         matches!(&c[..], [Change::Updated { key: k, event: e, open: false }] if *k == key && *e == event),
         "{c:?}"
@@ -283,8 +281,8 @@ fn severity_at_the_boundaries() {
     };
     let run = |mbps: f64| {
         let mut timeline = Timeline::new(HORIZON, 4096);
-        let (_, c) = timeline.feed(&[(0, mbps)], CAP, rule, HORIZON);
-        match c.first() {
+        let fed = timeline.feed(&mut [(0, mbps)], CAP, rule, HORIZON);
+        match fed.changes.first() {
             Some(Change::Opened { event, .. }) => Some(event.severity),
             _ => None,
         }
