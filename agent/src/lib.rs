@@ -87,11 +87,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             .iter()
             .any(|s| s.targets.iter().any(|t| t.is_ipv6()));
     let engine = Arc::new(LazyEngine::new(rate.clone(), need_v6));
+    let open_ports = probe::liveness::OpenPorts::default();
     let mut workers = Vec::new();
     workers.push(tokio::spawn(probe_loop(
         settings.probe.clone(),
         engine.clone(),
         buffer.clone(),
+        open_ports.clone(),
         probing.clone(),
     )));
     for site in settings.discovery.sites.clone() {
@@ -100,6 +102,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             settings.discovery.options.clone(),
             engine.clone(),
             buffer.clone(),
+            open_ports.clone(),
             probing.clone(),
         )));
     }
@@ -202,11 +205,13 @@ async fn store(buffer: &SharedBuffer, records: Vec<Record>, what: &str) {
     }
 }
 
-/// Probes every interval and writes each round to the buffer.
+/// Probes every interval and writes each round to the buffer; a target no ping reached is
+/// checked for other evidence first (ARP, a known open port: `probe::liveness`).
 async fn probe_loop(
     plan: ProbePlan,
     engine: Arc<LazyEngine>,
     buffer: SharedBuffer,
+    open_ports: probe::liveness::OpenPorts,
     stop: CancellationToken,
 ) {
     if plan.targets.is_empty() {
@@ -215,13 +220,19 @@ async fn probe_loop(
     }
     let mut next = tokio::time::Instant::now();
     let mut hints = RttHints::new();
+    let rate = engine.rate.clone();
     while tick(&mut next, plan.interval, &stop).await {
         let Some(engine) = engine.get().await else {
             continue;
         };
+        let round = async {
+            let mut records = probe_round(&engine, &plan, &mut hints).await?;
+            probe::liveness::corroborate(&mut records, &open_ports, rate.clone()).await;
+            Ok::<_, icmp::EngineError>(records)
+        };
         let records = tokio::select! {
             _ = stop.cancelled() => return,
-            records = probe_round(&engine, &plan, &mut hints) => records,
+            records = round => records,
         };
         match records {
             Ok(records) => store(&buffer, records, "probe round").await,
@@ -230,12 +241,14 @@ async fn probe_loop(
     }
 }
 
-/// Sweeps one site every interval and buffers each live host as a discovery record.
+/// Sweeps one site every interval and buffers each live host as a discovery record; the
+/// open ports found are what the probe loop may try for a target no ping reaches.
 async fn discovery_loop(
     site: Site,
     options: DiscoveryOptions,
     engine: Arc<LazyEngine>,
     buffer: SharedBuffer,
+    open_ports: probe::liveness::OpenPorts,
     stop: CancellationToken,
 ) {
     let mut next = tokio::time::Instant::now();
@@ -271,14 +284,25 @@ async fn discovery_loop(
             seconds = report.elapsed.as_secs_f64(),
             "discovery sweep done"
         );
+        {
+            let mut known = open_ports.lock().unwrap_or_else(|e| e.into_inner());
+            for host in &report.hosts {
+                known.insert(host.address, host.open_ports.clone());
+            }
+        }
+        // One time for the whole sweep: with the site's name it tells the collector which hosts
+        // one sweep found (the first sweep of a site is its baseline, not new devices).
         let observed_at = chrono::Utc::now();
         let records = report
             .hosts
             .into_iter()
-            .map(|host| Record {
-                record_id: 0,
-                observed_at,
-                kind: RecordKind::Discovery(host),
+            .map(|mut host| {
+                host.site = Some(site.name.clone());
+                Record {
+                    record_id: 0,
+                    observed_at,
+                    kind: RecordKind::Discovery(host),
+                }
             })
             .collect();
         store(&buffer, records, "discovery").await;

@@ -104,6 +104,7 @@ fn round(record_id: u64, at_ms: i64, target: &str) -> v1::Record {
             jitter_ms: 0.4,
             rtts_ms: rtts,
             status: v1::DeviceStatus::Online as i32,
+            alive_by: v1::Evidence::Icmp as i32,
         })),
     }
 }

@@ -177,6 +177,18 @@ fn probe_from_wire(p: v1::ProbeRound) -> Result<shared::ProbeRound, ConvertError
             jitter: ms("jitter_ms", p.jitter_ms)?,
         })
     };
+    // Agents before 0.2 say nothing: a round with replies is alive by ICMP.
+    let alive_by = match v1::Evidence::try_from(p.alive_by) {
+        Ok(v1::Evidence::Icmp) => Some(shared::Evidence::Icmp),
+        Ok(v1::Evidence::Arp) => Some(shared::Evidence::Arp),
+        Ok(v1::Evidence::Tcp) => Some(shared::Evidence::Tcp),
+        Ok(v1::Evidence::Unspecified) if p.received > 0 => Some(shared::Evidence::Icmp),
+        Ok(v1::Evidence::Unspecified) => None,
+        Err(_) => return Err(fail("alive_by", format!("unknown evidence {}", p.alive_by))),
+    };
+    if alive_by.is_none() && status != shared::DeviceStatus::Offline {
+        return Err(fail("alive_by", "an online round needs evidence"));
+    }
     Ok(shared::ProbeRound {
         target,
         sent: p.sent,
@@ -184,6 +196,7 @@ fn probe_from_wire(p: v1::ProbeRound) -> Result<shared::ProbeRound, ConvertError
         rtt,
         rtts_ms: p.rtts_ms,
         status,
+        alive_by,
     })
 }
 
@@ -232,6 +245,8 @@ fn discovered_from_wire(d: v1::DiscoveredHost) -> Result<shared::DiscoveredHost,
             None
         },
         method,
+        site: text("site", d.site, MAX_TEXT)?,
+        local: d.local,
     })
 }
 
@@ -282,6 +297,12 @@ pub fn record_to_wire(record: &shared::Record) -> v1::Record {
                     shared::DeviceStatus::Degraded => v1::DeviceStatus::Degraded,
                     shared::DeviceStatus::Offline => v1::DeviceStatus::Offline,
                 } as i32,
+                alive_by: match p.alive_by {
+                    None => v1::Evidence::Unspecified,
+                    Some(shared::Evidence::Icmp) => v1::Evidence::Icmp,
+                    Some(shared::Evidence::Arp) => v1::Evidence::Arp,
+                    Some(shared::Evidence::Tcp) => v1::Evidence::Tcp,
+                } as i32,
             })
         }
         shared::RecordKind::Discovery(d) => v1::record::Kind::DiscoveredHost(v1::DiscoveredHost {
@@ -296,6 +317,8 @@ pub fn record_to_wire(record: &shared::Record) -> v1::Record {
                 shared::DiscoveryMethod::Arp => v1::DiscoveryMethod::Arp,
                 shared::DiscoveryMethod::IcmpAndArp => v1::DiscoveryMethod::IcmpAndArp,
             } as i32,
+            site: d.site.clone().unwrap_or_default(),
+            local: d.local,
         }),
         shared::RecordKind::SpeedTest(s) => v1::record::Kind::SpeedTest(v1::SpeedTest {
             url: s.url.clone(),
@@ -339,6 +362,7 @@ mod tests {
                 }),
                 rtts_ms: vec![1.0, 2.0],
                 status: shared::DeviceStatus::Degraded,
+                alive_by: Some(shared::Evidence::Icmp),
             }),
         }
     }
@@ -371,6 +395,8 @@ mod tests {
                     open_ports: vec![22, 443],
                     rtt_ms: Some(0.4),
                     method: shared::DiscoveryMethod::IcmpAndArp,
+                    site: Some("hq".into()),
+                    local: true,
                 }),
             },
             shared::Record {

@@ -103,6 +103,31 @@ pub struct ProbeRound {
     /// RTTs of the replies in send order (length = `received`).
     pub rtts_ms: Vec<f32>,
     pub status: DeviceStatus,
+    /// What shows the target is there (`None`: nothing, it is offline). A round with no reply
+    /// can still be `Online` when other evidence says so; loss, latency and jitter are then
+    /// not judged from it.
+    pub alive_by: Option<Evidence>,
+}
+
+/// Evidence that a probed target is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// It answered pings.
+    Icmp,
+    /// It answered ARP at the round (ICMP-silent, on an attached subnet).
+    Arp,
+    /// A port discovery found open accepted a connection at the round.
+    Tcp,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Icmp => "icmp",
+            Evidence::Arp => "arp",
+            Evidence::Tcp => "tcp",
+        }
+    }
 }
 
 impl ProbeRound {
@@ -132,6 +157,11 @@ pub struct DiscoveredHost {
     pub open_ports: Vec<u16>,
     pub rtt_ms: Option<f32>,
     pub method: DiscoveryMethod,
+    /// The discovery site whose sweep found it (`None` from agents that do not say). All
+    /// hosts of one sweep share their record's `observed_at`.
+    pub site: Option<String>,
+    /// The agent's own address.
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +239,7 @@ mod tests {
             rtt: None,
             rtts_ms: vec![],
             status: DeviceStatus::Degraded,
+            alive_by: Some(Evidence::Icmp),
         };
         assert_eq!(round.loss_pct(), 25.0);
         assert_eq!(DeviceStatus::from_code(2), Some(DeviceStatus::Degraded));

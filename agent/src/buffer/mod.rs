@@ -370,6 +370,7 @@ mod tests {
                     rtt: None,
                     rtts_ms: vec![1.0],
                     status: DeviceStatus::Online,
+                    alive_by: Some(netwarden_shared::Evidence::Icmp),
                 }),
             })
             .collect()

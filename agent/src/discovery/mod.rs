@@ -165,6 +165,8 @@ pub async fn discover(
                     (false, true) => DiscoveryMethod::Arp,
                     _ => DiscoveryMethod::Icmp,
                 },
+                site: None,
+                local: is_local(address),
             }
         })
         .collect();
@@ -267,4 +269,37 @@ fn start_arp(
     _: Arc<Progress>,
 ) -> (Vec<String>, impl std::future::Future<Output = ArpResults>) {
     (Vec::new(), async { Vec::new() })
+}
+
+/// The targets that answer ARP now (on attached subnets, with the privilege a packet socket
+/// needs; none otherwise).
+pub async fn arp_alive(
+    targets: &[IpAddr],
+    options: &DiscoveryOptions,
+    rate: Arc<RateLimiter>,
+) -> Vec<IpAddr> {
+    let (_, results) = start_arp(targets, options, rate, Arc::new(Progress::default()));
+    let mut alive = Vec::new();
+    for (_, result) in results.await {
+        if let Ok(hits) = result {
+            alive.extend(hits.into_keys().map(IpAddr::V4));
+        }
+    }
+    alive
+}
+
+/// Whether `address` is one of this host's own: the address the system would send from to
+/// reach it is itself. (A UDP socket's `connect` only picks a route; nothing is sent.) Works
+/// the same on every platform, without listing interfaces.
+pub fn is_local(address: IpAddr) -> bool {
+    let unspecified: IpAddr = match address {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    std::net::UdpSocket::bind((unspecified, 0))
+        .and_then(|socket| {
+            socket.connect((address, 9))?;
+            socket.local_addr()
+        })
+        .is_ok_and(|local| local.ip() == address)
 }

@@ -1,6 +1,7 @@
 //! Probe rounds: SmokePing-style rounds of pings per target through the ICMP engine, and
 //! the statistics and status of each round (pure, unit-tested).
 
+pub mod liveness;
 pub mod stats;
 
 pub use stats::{judge, round_stats};
@@ -65,6 +66,7 @@ pub fn round_of(outcome: &JobOutcome, index: usize, plan: &ProbePlan) -> ProbeRo
         sent,
         received,
         status: judge(sent, received, rtt.as_ref(), plan),
+        alive_by: (received > 0).then_some(netwarden_shared::Evidence::Icmp),
         rtt,
         rtts_ms: rtts,
     }

@@ -83,6 +83,10 @@ pub struct ProbeRound {
     pub rtts_ms: ::prost::alloc::vec::Vec<f32>,
     #[prost(enumeration = "DeviceStatus", tag = "12")]
     pub status: i32,
+    /// What shows the target is there: its pings, or (none answered) other evidence the agent
+    /// has. UNSPECIFIED when nothing does (offline), and from agents before 0.2.
+    #[prost(enumeration = "Evidence", tag = "13")]
+    pub alive_by: i32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -102,6 +106,13 @@ pub struct DiscoveredHost {
     pub rtt_ms: f32,
     #[prost(enumeration = "DiscoveryMethod", tag = "7")]
     pub method: i32,
+    /// The discovery site (`\[[discovery.sites]\] name`) whose sweep found it; empty from agents
+    /// before 0.2. Hosts of one site's sweep share the record's observed time.
+    #[prost(string, tag = "8")]
+    pub site: ::prost::alloc::string::String,
+    /// The agent's own address (it answers its own sweep): inventory, never a new device.
+    #[prost(bool, tag = "9")]
+    pub local: bool,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -160,6 +171,42 @@ impl DeviceStatus {
             "DEVICE_STATUS_ONLINE" => Some(Self::Online),
             "DEVICE_STATUS_DEGRADED" => Some(Self::Degraded),
             "DEVICE_STATUS_OFFLINE" => Some(Self::Offline),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum Evidence {
+    Unspecified = 0,
+    /// it answered pings
+    Icmp = 1,
+    /// it answered ARP at the round (ICMP-silent, on an attached subnet)
+    Arp = 2,
+    /// a port discovery found open accepted a connection at the round
+    Tcp = 3,
+}
+impl Evidence {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "EVIDENCE_UNSPECIFIED",
+            Self::Icmp => "EVIDENCE_ICMP",
+            Self::Arp => "EVIDENCE_ARP",
+            Self::Tcp => "EVIDENCE_TCP",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "EVIDENCE_UNSPECIFIED" => Some(Self::Unspecified),
+            "EVIDENCE_ICMP" => Some(Self::Icmp),
+            "EVIDENCE_ARP" => Some(Self::Arp),
+            "EVIDENCE_TCP" => Some(Self::Tcp),
             _ => None,
         }
     }
