@@ -7,7 +7,9 @@ use super::clock::{self, SharedClock};
 use super::routing::AlertingConfig;
 use crate::detect::{kinds, Signal};
 use crate::metrics::Metrics;
-use crate::storage::alerting::{dedup_key, NewAnomaly, Opened, Silence};
+use crate::storage::alerting::{
+    dedup_key, AnomalyQuery, AnomalyState, NewAnomaly, Opened, Silence,
+};
 use crate::storage::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -98,6 +100,18 @@ impl Engine {
         // The agent's own silence is never muted: it is what mutes the rest.
         if anomaly.kind == kinds::AGENT_SILENT {
             return Ok(None);
+        }
+        if anomaly.kind != kinds::SITE_UNREACHABLE {
+            if let Some(site) = self
+                .store
+                .active_anomaly(&dedup_key(kinds::SITE_UNREACHABLE, agent))
+                .await?
+            {
+                return Ok(Some(format!(
+                    "inhibited by anomaly {} (the site of agent {agent} is unreachable)",
+                    site.id
+                )));
+            }
         }
         if let Some(silent) = self
             .store
@@ -225,6 +239,42 @@ impl Engine {
             tracing::info!(anomaly = active.id, kind = %active.kind, subject = %active.subject, "anomaly resolved");
             self.wake.notify_waiters();
             self.announce(active.id, "resolved").await;
+        }
+        Ok(())
+    }
+
+    /// Resolves the one-off events (new device, MAC or ports changed) open longer than
+    /// `one_off_resolve_secs`: nobody has to tidy them away by hand.
+    pub async fn expire_one_offs(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.config.one_off_resolve_secs == 0 {
+            return Ok(());
+        }
+        let limit = chrono::Duration::seconds(self.config.one_off_resolve_secs as i64);
+        for kind in kinds::ONE_OFF {
+            for state in [AnomalyState::Open, AnomalyState::Acknowledged] {
+                let query = AnomalyQuery {
+                    kind: Some(kind.to_string()),
+                    state: Some(state),
+                    limit: 1000,
+                    ..AnomalyQuery::default()
+                };
+                for anomaly in self.store.anomalies(&query).await? {
+                    if now - anomaly.opened_at >= limit {
+                        let note = format!(
+                            "resolved {} s after it opened ([alerting] one_off_resolve_secs)",
+                            self.config.one_off_resolve_secs
+                        );
+                        if let Some(resolved) = self
+                            .store
+                            .resolve_anomaly(anomaly.id, "netwarden", Some(&note), now)
+                            .await?
+                        {
+                            self.wake.notify_waiters();
+                            self.announce(resolved.id, "resolved").await;
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }

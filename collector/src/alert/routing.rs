@@ -30,6 +30,9 @@ pub struct AlertingConfig {
     pub routes: Vec<RouteConfig>,
     /// A device whose `device_offline` mutes the other anomalies of its agent.
     pub gateways: Vec<GatewayConfig>,
+    /// One-off events (new device, MAC or ports changed) resolve this long after they open
+    /// (0: only when acknowledged or resolved by hand).
+    pub one_off_resolve_secs: u64,
     pub telegram: Option<crate::alert::telegram::TelegramConfig>,
 }
 
@@ -46,6 +49,7 @@ impl Default for AlertingConfig {
             instance: None,
             routes: Vec::new(),
             gateways: Vec::new(),
+            one_off_resolve_secs: 24 * 3600,
             telegram: None,
         }
     }
@@ -91,8 +95,7 @@ pub struct GatewayConfig {
     pub address: String,
 }
 
-/// Kinds that are one-off events rather than conditions: they do not repeat.
-const ONE_OFF: &[&str] = &[kinds::NEW_DEVICE, kinds::MAC_CHANGE, kinds::PORTS_CHANGED];
+use kinds::ONE_OFF;
 
 impl AlertingConfig {
     /// Checks the routes; errors name the field.

@@ -10,6 +10,7 @@ use crate::detect::{firing, kinds, Signal};
 use crate::events::Event;
 use crate::storage::alerting::Severity;
 use crate::storage::{DeviceQuery, Store};
+use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, DeviceStatus, Record, RecordKind};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const AGENT_CHECK: Duration = Duration::from_secs(5);
+/// How often old one-off events are looked for.
+const ONE_OFF_CHECK: Duration = Duration::from_secs(60);
 
 /// Handle the ingest path gives committed records to.
 #[derive(Clone)]
@@ -50,7 +53,29 @@ pub struct Detectors {
     speed_low: HashMap<(String, &'static str), bool>,
     /// Each device's last reported status, for live status-change events.
     statuses: HashMap<(String, String), DeviceStatus>,
+    /// Each discovery site's first sweep (agent, site): its hosts are the baseline.
+    baselines: HashMap<(String, String), DateTime<Utc>>,
+    /// Per agent: its targets' latest rounds, and whether `site_unreachable` is open.
+    sites: HashMap<String, SiteHealth>,
 }
+
+/// An agent's targets as their last rounds left them, for the site check.
+#[derive(Debug, Default)]
+struct SiteHealth {
+    /// Target -> (its last round's time, that round unanswered, its offline anomaly open).
+    targets: HashMap<String, (DateTime<Utc>, bool, bool)>,
+    reported: bool,
+}
+
+/// A site is unreachable when at least this share of its targets is offline at once...
+const SITE_DOWN_SHARE: f64 = 0.8;
+/// ...and reachable again under this share (hysteresis).
+const SITE_UP_SHARE: f64 = 0.5;
+/// With fewer targets than this, no site verdict (two hosts down is two hosts down).
+const SITE_MIN_TARGETS: usize = 3;
+/// Targets whose last round is older than this, behind the agent's newest, no longer count
+/// (removed from the probe plan).
+const SITE_STALE_SECS: i64 = 900;
 
 impl Detectors {
     pub fn new(rules: DeviceRules, floors: SpeedFloors) -> Self {
@@ -61,7 +86,31 @@ impl Detectors {
             identities: HashMap::new(),
             speed_low: HashMap::new(),
             statuses: HashMap::new(),
+            baselines: HashMap::new(),
+            sites: HashMap::new(),
         }
+    }
+
+    /// The discovery sites (and their sweeps' times) in records whose baseline is not known
+    /// here yet.
+    pub fn unknown_sites(&self, agent: &str, records: &[Record]) -> Vec<(String, DateTime<Utc>)> {
+        let mut out: Vec<(String, DateTime<Utc>)> = Vec::new();
+        for record in records {
+            if let RecordKind::Discovery(host) = &record.kind {
+                let site = host.site.clone().unwrap_or_default();
+                let key = (agent.to_string(), site.clone());
+                if !self.baselines.contains_key(&key) && !out.iter().any(|(s, _)| *s == site) {
+                    out.push((site, record.observed_at));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records a site's first sweep (read from, or just written to, the store).
+    pub fn know_baseline(&mut self, agent: &str, site: &str, at: DateTime<Utc>) {
+        self.baselines
+            .insert((agent.to_string(), site.to_string()), at);
     }
 
     /// Devices the inventory already holds are not new.
@@ -96,10 +145,17 @@ impl Detectors {
 
     pub fn observe(&mut self, agent: &str, records: &[Record]) -> Vec<Signal> {
         let mut out = Vec::new();
+        let mut probed = false;
         for record in records {
             match &record.kind {
                 RecordKind::Probe(round) => {
+                    probed = true;
                     let address = round.target.to_string();
+                    // A device being probed is known: its first sighting by discovery is
+                    // not a new device, whenever the collector last started.
+                    self.identities
+                        .entry((agent.to_string(), address.clone()))
+                        .or_insert_with(|| Some(Known::default()));
                     let state = self
                         .devices
                         .entry((agent.to_string(), address.clone()))
@@ -115,13 +171,28 @@ impl Detectors {
                         round,
                         record.observed_at,
                     ));
+                    let reported = state.offline_reported();
+                    let site = self.sites.entry(agent.to_string()).or_default();
+                    site.targets.insert(
+                        address,
+                        (
+                            record.observed_at,
+                            round.status == DeviceStatus::Offline,
+                            reported,
+                        ),
+                    );
                 }
                 RecordKind::Discovery(host) => {
+                    let site = host.site.clone().unwrap_or_default();
+                    let baseline = self
+                        .baselines
+                        .get(&(agent.to_string(), site))
+                        .is_some_and(|first| *first == record.observed_at);
                     let known = self
                         .identities
                         .entry((agent.to_string(), host.address.to_string()))
                         .or_insert(None);
-                    out.extend(identity::observe(agent, known, host));
+                    out.extend(identity::observe(agent, known, host, baseline));
                 }
                 RecordKind::SpeedTest(test) => {
                     let direction = crate::storage::direction_name(test.direction);
@@ -133,7 +204,54 @@ impl Detectors {
                 }
             }
         }
+        if probed {
+            // Ahead of the devices' own signals: stored first, it mutes them.
+            if let Some(signal) = self.site_check(agent) {
+                out.insert(0, signal);
+            }
+        }
         out
+    }
+
+    /// Whether most of an agent's targets are down at once: the site (its LAN, its uplink)
+    /// is unreachable, and one `site_unreachable` anomaly speaks for them all and mutes
+    /// theirs, whether a gateway is configured or not. It fires in the batch where the first
+    /// of their offline anomalies does (hosts that went down a moment apart, a round apart,
+    /// count as down by their last round), so none of them pages first; a site-wide blip too
+    /// short for any device to be offline raises nothing.
+    fn site_check(&mut self, agent: &str) -> Option<Signal> {
+        let site = self.sites.get_mut(agent)?;
+        let newest = site.targets.values().map(|t| t.0).max()?;
+        site.targets
+            .retain(|_, (at, ..)| (newest - *at).num_seconds() <= SITE_STALE_SECS);
+        let total = site.targets.len();
+        let down = site.targets.values().filter(|t| t.1).count();
+        let confirmed = site.targets.values().any(|t| t.1 && t.2);
+        if total < SITE_MIN_TARGETS {
+            return None;
+        }
+        let share = down as f64 / total as f64;
+        if !site.reported && share >= SITE_DOWN_SHARE && confirmed {
+            site.reported = true;
+            return Some(firing(
+                kinds::SITE_UNREACHABLE,
+                agent,
+                agent,
+                Severity::Critical,
+                format!(
+                    "site of agent {agent} unreachable: {down} of its {total} targets offline at once"
+                ),
+                serde_json::json!({ "offline": down, "targets": total }),
+            ));
+        }
+        if site.reported && share < SITE_UP_SHARE {
+            site.reported = false;
+            return Some(Signal::Clear {
+                kind: kinds::SITE_UNREACHABLE,
+                subject: agent.to_string(),
+            });
+        }
+        None
     }
 }
 
@@ -198,6 +316,17 @@ impl Watcher {
         for event in self.detectors.status_changes(agent, records) {
             self.engine.events.publish(event);
         }
+        // A site seen for the first time: its sweep is the baseline (by whichever collector
+        // recorded it first; kept across restarts).
+        for (site, sweep_at) in self.detectors.unknown_sites(agent, records) {
+            match self.store.site_baseline(agent, &site, sweep_at).await {
+                Ok(first) => self.detectors.know_baseline(agent, &site, first),
+                Err(err) => {
+                    tracing::warn!(error = %err, agent, site, "cannot read the site's first sweep; its hosts count as seen before");
+                    self.detectors.know_baseline(agent, &site, sweep_at);
+                }
+            }
+        }
         let signals = self.detectors.observe(agent, records);
         if let Err(err) = self.engine.apply(signals, self.engine.now()).await {
             tracing::error!(error = %err, "cannot store anomalies");
@@ -208,6 +337,13 @@ impl Watcher {
     pub async fn tick(&self) {
         if let Err(err) = self.engine.tick(self.engine.now()).await {
             tracing::error!(error = %err, "cannot resolve cleared anomalies");
+        }
+    }
+
+    /// Resolves one-off events open longer than `one_off_resolve_secs`.
+    pub async fn expire_one_offs(&self) {
+        if let Err(err) = self.engine.expire_one_offs(self.engine.now()).await {
+            tracing::error!(error = %err, "cannot resolve old one-off events");
         }
     }
 
@@ -288,6 +424,7 @@ async fn run(
     watcher.load().await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut agent_check = tokio::time::interval(AGENT_CHECK);
+    let mut one_offs = tokio::time::interval(ONE_OFF_CHECK);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -297,6 +434,10 @@ async fn run(
             }
             _ = tick.tick() => watcher.tick().await,
             _ = agent_check.tick() => watcher.check_agents().await,
+            _ = one_offs.tick() => watcher.expire_one_offs().await,
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

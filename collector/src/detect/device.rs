@@ -1,5 +1,11 @@
 //! Per-device detection over probe rounds: offline for N rounds, packet loss over two
 //! thresholds, latency over a learned baseline, jitter, and flapping.
+//!
+//! A round with no reply says nothing about loss, latency or jitter: it breaks their pending
+//! runs, so the half-lost round as an outage begins cannot pair with the half-answered one
+//! as it ends. A host that answers no ping but that the agent found by ARP or an open port at
+//! the round is up (`alive_by`), not offline. Offline wins over flapping once the host stays
+//! down.
 
 use super::streak::{Reading, Streak};
 use super::{firing, kinds, Signal};
@@ -21,8 +27,11 @@ pub struct DeviceRules {
     pub loss_pct: f64,
     /// ...and at or over this a high one.
     pub loss_high_pct: f64,
-    /// Rounds over `loss_pct` before it fires.
+    /// Rounds over `loss_pct` before it fires...
     pub loss_rounds: u32,
+    /// ...which must span this long, first to last (a 10 s blip split over two rounds is not
+    /// a lossy link).
+    pub loss_min_secs: u64,
     /// Latency fires when the median RTT exceeds this many times the learned baseline...
     pub latency_factor: f64,
     /// ...and the baseline plus this many robust spreads (mean absolute deviations)...
@@ -40,6 +49,10 @@ pub struct DeviceRules {
     /// Up/down changes within `flap_window_secs` that make a device flapping.
     pub flap_changes: u32,
     pub flap_window_secs: u64,
+    /// While flapping, a device is offline all the same once it stays down longer than in
+    /// any of its flaps (at least `offline_rounds`), and at the latest after this many rounds
+    /// with no reply: the flapping gave way to an outage.
+    pub offline_flapping_rounds: u32,
     /// Speed tests under these (Mbit/s) are `speed_low` anomalies; 0 turns the check off.
     pub speed_floor_download_mbps: f64,
     pub speed_floor_upload_mbps: f64,
@@ -53,6 +66,7 @@ impl Default for DeviceRules {
             loss_pct: 5.0,
             loss_high_pct: 20.0,
             loss_rounds: 2,
+            loss_min_secs: 20,
             latency_factor: 2.5,
             latency_spreads: 3.0,
             latency_min_delta_ms: 5.0,
@@ -63,6 +77,7 @@ impl Default for DeviceRules {
             jitter_rounds: 3,
             flap_changes: 6,
             flap_window_secs: 600,
+            offline_flapping_rounds: 6,
             speed_floor_download_mbps: 0.0,
             speed_floor_upload_mbps: 0.0,
         }
@@ -95,6 +110,9 @@ impl DeviceRules {
         }
         if self.flap_changes < 2 {
             return Err("detect.flap_changes: must be at least 2".into());
+        }
+        if self.offline_flapping_rounds < self.offline_rounds {
+            return Err("detect.offline_flapping_rounds: must be at least offline_rounds".into());
         }
         Ok(())
     }
@@ -137,6 +155,8 @@ pub struct DeviceState {
     pub baseline: Baseline,
     last_up: Option<bool>,
     changes: VecDeque<DateTime<Utc>>,
+    /// Down runs (their end, their rounds) within the flapping window.
+    down_runs: VecDeque<(DateTime<Utc>, u32)>,
     flapping: bool,
 }
 
@@ -144,6 +164,30 @@ pub struct DeviceState {
 pub struct DeviceRef<'a> {
     pub agent: &'a str,
     pub address: &'a str,
+}
+
+/// A number of milliseconds with as many decimals as its size needs: 80.6, 2.31, 0.034.
+pub fn ms(value: f64) -> String {
+    let magnitude = value.abs();
+    let decimals = if magnitude >= 100.0 {
+        0
+    } else if magnitude >= 10.0 {
+        1
+    } else if magnitude >= 1.0 {
+        2
+    } else if magnitude >= 0.1 {
+        3
+    } else {
+        4
+    };
+    format!("{value:.decimals$}")
+}
+
+impl DeviceState {
+    /// Whether this device's offline anomaly is open.
+    pub fn offline_reported(&self) -> bool {
+        self.offline_reported
+    }
 }
 
 impl DeviceRef<'_> {
@@ -171,14 +215,25 @@ pub fn observe(
     };
     let offline = round.status == DeviceStatus::Offline;
 
-    // Flapping: count up/down changes in the window.
+    // Flapping: count up/down changes in the window, and remember how long it was down each
+    // time.
     if state.last_up.is_some_and(|up| up == offline) {
         state.changes.push_back(at);
+        if !offline {
+            state.down_runs.push_back((at, state.offline.bad()));
+        }
     }
     state.last_up = Some(!offline);
     let window = Duration::seconds(rules.flap_window_secs as i64);
     while state.changes.front().is_some_and(|t| at - *t > window) {
         state.changes.pop_front();
+    }
+    while state
+        .down_runs
+        .front()
+        .is_some_and(|(t, _)| at - *t > window)
+    {
+        state.down_runs.pop_front();
     }
     let changes = state.changes.len() as u32;
     if !state.flapping && changes >= rules.flap_changes {
@@ -198,20 +253,34 @@ pub fn observe(
         out.push(clear(kinds::FLAPPING));
     }
 
-    // Offline: while flapping, the flapping anomaly speaks for it (no chatter).
+    // Offline: while flapping, the flapping anomaly speaks for it (no chatter), until the
+    // device stays down longer than it did in any of its flaps (or `offline_flapping_rounds`,
+    // whichever comes first): that is an outage, not flapping, and offline wins.
     let reading = if offline { Reading::Bad } else { Reading::Good };
     state
         .offline
         .step(reading, rules.offline_rounds, rules.clear_rounds);
-    let offline_now = state.offline.active() && !state.flapping;
+    let down_for = state.offline.bad();
+    let longest_flap = state.down_runs.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let outage_after = (longest_flap + 1)
+        .max(rules.offline_rounds)
+        .min(rules.offline_flapping_rounds);
+    let offline_now = state.offline.active() && (!state.flapping || down_for >= outage_after);
     if offline_now && !state.offline_reported {
         state.offline_reported = true;
+        if state.flapping {
+            state.flapping = false;
+            state.changes.clear();
+            state.down_runs.clear();
+            out.push(clear(kinds::FLAPPING));
+        }
         out.push(fire(
             kinds::DEVICE_OFFLINE,
             Severity::Critical,
             format!(
                 "{} is offline: no reply for {} rounds",
-                device.address, rules.offline_rounds
+                device.address,
+                down_for.max(rules.offline_rounds)
             ),
             serde_json::json!({ "sent": round.sent, "received": round.received }),
         ));
@@ -219,8 +288,13 @@ pub fn observe(
         state.offline_reported = false;
         out.push(clear(kinds::DEVICE_OFFLINE));
     }
-    if offline {
-        // Nothing else can be judged from a round with no replies.
+    if round.received == 0 {
+        // Nothing else can be judged from a round with no replies (down, or ICMP-silent):
+        // runs not yet firing are broken, so what came before cannot pair with what comes
+        // after.
+        state.loss.interrupt();
+        state.latency.interrupt();
+        state.jitter.interrupt();
         return out;
     }
 
@@ -238,10 +312,13 @@ pub fn observe(
     } else {
         Severity::Medium
     };
-    match state
-        .loss
-        .step(reading, rules.loss_rounds, rules.clear_rounds)
-    {
+    match state.loss.step_for(
+        reading,
+        at.timestamp(),
+        rules.loss_rounds,
+        rules.loss_min_secs as i64,
+        rules.clear_rounds,
+    ) {
         Some(true) => {
             state.loss_severity = Some(severity);
             out.push(fire(
@@ -300,10 +377,11 @@ pub fn observe(
             kinds::LATENCY,
             Severity::Medium,
             format!(
-                "{} latency {median:.1} ms is {:.1}x its baseline {:.1} ms",
+                "{} latency {} ms is {}x its baseline {} ms",
                 device.address,
-                median / b.mean.max(f64::EPSILON),
-                b.mean
+                ms(median),
+                ms(median / b.mean.max(f64::EPSILON)),
+                ms(b.mean)
             ),
             serde_json::json!({
                 "rtt_ms": median, "baseline_ms": b.mean, "spread_ms": b.spread, "limit_ms": limit
@@ -329,7 +407,7 @@ pub fn observe(
         Some(true) => out.push(fire(
             kinds::JITTER,
             Severity::Low,
-            format!("{} jitter is {jitter:.1} ms", device.address),
+            format!("{} jitter is {} ms", device.address, ms(jitter)),
             serde_json::json!({ "jitter_ms": jitter, "threshold_ms": rules.jitter_ms }),
         )),
         Some(false) => out.push(clear(kinds::JITTER)),
@@ -359,6 +437,7 @@ mod tests {
                 jitter,
             }),
             rtts_ms: vec![median; received as usize],
+            alive_by: (received > 0).then_some(netwarden_shared::Evidence::Icmp),
             status: if received == 0 {
                 DeviceStatus::Offline
             } else if received < sent {
@@ -423,7 +502,8 @@ mod tests {
     #[test]
     fn loss_fires_medium_then_raises_to_high_and_clears_with_hysteresis() {
         let mut run = Run::new();
-        assert!(run.feed(round(9, 1.0, 0.1)).is_empty());
+        // Rounds 10 s apart: two rounds are 10 s of loss, three the 20 s it must last.
+        assert!(run.feed_n(2, round(9, 1.0, 0.1)).is_empty());
         let fired = run.feed(round(9, 1.0, 0.1));
         assert_eq!(fired, vec![sig(kinds::PACKET_LOSS, true)]);
         assert_eq!(run.state.loss_severity, Some(Severity::Medium));
@@ -523,5 +603,135 @@ mod tests {
         // Stable for the whole window: flapping clears.
         let later = run.feed_n(61, round(10, 1.0, 0.1));
         assert!(later.contains(&sig(kinds::FLAPPING, false)), "{later:?}");
+    }
+
+    /// The seven findings of the noise hunt (issue 27), each failing on the code before.
+    #[test]
+    fn half_answered_rounds_around_an_outage_are_not_loss() {
+        let mut run = Run::new();
+        run.feed_n(5, round(10, 1.0, 0.1));
+        let mut signals = run.feed(round(5, 1.0, 0.1)); // the outage begins mid-round
+        signals.extend(run.feed_n(6, round(0, 0.0, 0.0)));
+        signals.extend(run.feed(round(5, 1.0, 0.1))); // it ends mid-round
+        signals.extend(run.feed_n(4, round(10, 1.0, 0.1)));
+        assert!(
+            !signals.iter().any(|s| s.0 == kinds::PACKET_LOSS),
+            "{signals:?}"
+        );
+        assert_eq!(
+            signals,
+            vec![
+                sig(kinds::DEVICE_OFFLINE, true),
+                sig(kinds::DEVICE_OFFLINE, false)
+            ]
+        );
+    }
+
+    /// Flaps `flaps` times, down `down` rounds each, then stays down: returns the rounds of
+    /// the final outage at which something fired, and what.
+    fn flap_then_down(
+        offline_rounds: u32,
+        down: usize,
+        flaps: usize,
+    ) -> Vec<(u32, Vec<(String, bool)>)> {
+        let mut run = Run::new();
+        run.rules.offline_rounds = offline_rounds;
+        run.feed_n(3, round(10, 1.0, 0.1));
+        let mut signals = Vec::new();
+        for _ in 0..flaps {
+            signals.extend(run.feed_n(down, round(0, 0.0, 0.0)));
+            signals.extend(run.feed(round(10, 1.0, 0.1)));
+        }
+        assert!(signals.contains(&sig(kinds::FLAPPING, true)), "{signals:?}");
+        assert!(
+            !signals.contains(&sig(kinds::DEVICE_OFFLINE, true)),
+            "no offline chatter while flapping: {signals:?}"
+        );
+        let mut fired = Vec::new();
+        for n in 1..=12 {
+            let got = run.feed(round(0, 0.0, 0.0));
+            if !got.is_empty() {
+                fired.push((n, got));
+            }
+        }
+        fired
+    }
+
+    #[test]
+    fn a_device_that_flaps_then_stays_down_is_offline() {
+        let won = vec![
+            sig(kinds::FLAPPING, false),
+            sig(kinds::DEVICE_OFFLINE, true),
+        ];
+        // Down a round at a time while flapping: two rounds down is already longer.
+        assert_eq!(flap_then_down(2, 1, 4), vec![(2, won.clone())]);
+        // Down two rounds at a time: the third says it is more than a flap.
+        assert_eq!(flap_then_down(3, 2, 4), vec![(3, won.clone())]);
+        // Never sooner than offline_rounds.
+        assert_eq!(flap_then_down(4, 1, 4), vec![(4, won)]);
+    }
+
+    #[test]
+    fn an_icmp_silent_host_the_agent_finds_by_arp_is_up() {
+        let mut run = Run::new();
+        let mut silent = round(0, 0.0, 0.0);
+        silent.status = DeviceStatus::Online;
+        silent.alive_by = Some(netwarden_shared::Evidence::Arp);
+        assert!(
+            run.feed_n(10, silent).is_empty(),
+            "not offline, and no 100 % loss either"
+        );
+        // The evidence gone too: offline.
+        assert_eq!(
+            run.feed_n(2, round(0, 0.0, 0.0)),
+            vec![sig(kinds::DEVICE_OFFLINE, true)]
+        );
+    }
+
+    #[test]
+    fn a_blip_split_over_two_rounds_is_not_a_lossy_link() {
+        let mut run = Run::new();
+        run.feed_n(5, round(10, 1.0, 0.1));
+        // Ten seconds of nothing straddling two rounds: 60 % of one, 40 % of the next.
+        let mut signals = run.feed(round(4, 1.0, 0.1));
+        signals.extend(run.feed(round(6, 1.0, 0.1)));
+        signals.extend(run.feed_n(5, round(10, 1.0, 0.1)));
+        assert!(signals.is_empty(), "{signals:?}");
+    }
+
+    #[test]
+    fn numbers_carry_the_precision_their_size_needs() {
+        assert_eq!(ms(80.64), "80.6");
+        assert_eq!(ms(0.031), "0.0310");
+        assert_eq!(ms(0.31), "0.310");
+        assert_eq!(ms(2.304), "2.30");
+        assert_eq!(ms(2601.6), "2602");
+        let mut run = Run::new();
+        run.rules.latency_min_delta_ms = 1.0;
+        run.feed_n(20, round(10, 0.03, 0.01));
+        let mut fired = Vec::new();
+        for _ in 0..3 {
+            let device = DeviceRef {
+                agent: "a",
+                address: "10.0.0.1",
+            };
+            run.at += Duration::seconds(10);
+            fired.extend(observe(
+                &run.rules,
+                &mut run.state,
+                &device,
+                &round(10, 80.6, 0.01),
+                run.at,
+            ));
+        }
+        let Some(Signal::Firing(a)) = fired.first() else {
+            panic!("{fired:?}")
+        };
+        assert!(
+            a.summary
+                .ends_with("latency 80.6 ms is 2687x its baseline 0.0300 ms"),
+            "{}",
+            a.summary
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! Inventory changes from discovery: a device never seen before, a MAC address that changed
 //! (a replaced box, or someone answering for it), ports that opened or closed. Each is a
-//! one-off event: it stays open until an operator resolves it.
+//! one-off event: it resolves when acknowledged, or after `[alerting] one_off_resolve_secs`.
+//!
+//! A host is new only when it appears after its site's first sweep: that sweep is the site's
+//! baseline (learnt, not raised), and so is the agent's own address.
 
 use super::{firing, kinds, Signal};
 use crate::storage::alerting::Severity;
@@ -15,34 +18,48 @@ pub struct Known {
     pub ports: Option<BTreeSet<u16>>,
 }
 
-/// Compares a sighting with what was known (`None`: never seen) and updates it.
-pub fn observe(agent: &str, known: &mut Option<Known>, host: &DiscoveredHost) -> Vec<Signal> {
+/// Compares a sighting with what was known (`None`: never seen) and updates it. `baseline`:
+/// the sighting is part of its site's first sweep, learnt without a `new_device`.
+pub fn observe(
+    agent: &str,
+    known: &mut Option<Known>,
+    host: &DiscoveredHost,
+    baseline: bool,
+) -> Vec<Signal> {
     let address = host.address.to_string();
     let subject = format!("{agent}/{address}");
     let mut out = Vec::new();
     let ports: BTreeSet<u16> = host.open_ports.iter().copied().collect();
     let Some(k) = known else {
-        out.push(firing(
-            kinds::NEW_DEVICE,
-            &subject,
-            agent,
-            Severity::Low,
-            format!(
-                "new device {address}{}",
-                host.vendor
-                    .as_deref()
-                    .map(|v| format!(" ({v})"))
-                    .unwrap_or_default()
-            ),
-            serde_json::json!({
-                "mac": host.mac, "vendor": host.vendor, "hostname": host.hostname,
-                "ports": host.open_ports,
-            }),
-        ));
         *known = Some(Known {
             mac: host.mac.clone(),
             ports: (!ports.is_empty()).then_some(ports),
         });
+        if baseline || host.local {
+            return out;
+        }
+        out.push(firing(
+            kinds::NEW_DEVICE,
+            &subject,
+            agent,
+            // Medium: the routes a NOC starts with (min_severity = "medium") deliver it.
+            Severity::Medium,
+            format!(
+                "new device {address}{}",
+                host.vendor
+                    .as_deref()
+                    .map(|v| if v.starts_with('(') {
+                        format!(" {v}")
+                    } else {
+                        format!(" ({v})")
+                    })
+                    .unwrap_or_default()
+            ),
+            serde_json::json!({
+                "mac": host.mac, "vendor": host.vendor, "hostname": host.hostname,
+                "ports": host.open_ports, "site": host.site,
+            }),
+        ));
         return out;
     };
     if let (Some(old), Some(new)) = (&k.mac, &host.mac) {
@@ -95,6 +112,8 @@ mod tests {
             open_ports: ports.to_vec(),
             rtt_ms: Some(1.0),
             method: DiscoveryMethod::Arp,
+            site: Some("hq".into()),
+            local: false,
         }
     }
 
@@ -107,19 +126,20 @@ mod tests {
         let mut known = None;
         let mac = Some("00:11:22:33:44:55");
         assert_eq!(
-            kinds_of(&observe("a", &mut known, &host(mac, &[22]))),
+            kinds_of(&observe("a", &mut known, &host(mac, &[22]), false)),
             vec![kinds::NEW_DEVICE]
         );
-        assert!(observe("a", &mut known, &host(mac, &[22])).is_empty());
+        assert!(observe("a", &mut known, &host(mac, &[22]), false).is_empty());
         assert!(
-            observe("a", &mut known, &host(None, &[22])).is_empty(),
+            observe("a", &mut known, &host(None, &[22]), false).is_empty(),
             "ICMP-only sighting"
         );
         assert_eq!(
             kinds_of(&observe(
                 "a",
                 &mut known,
-                &host(Some("00:11:22:33:44:66"), &[22])
+                &host(Some("00:11:22:33:44:66"), &[22]),
+                false
             )),
             vec![kinds::MAC_CHANGE]
         );
@@ -127,6 +147,7 @@ mod tests {
             "a",
             &mut known,
             &host(Some("00:11:22:33:44:66"), &[22, 443]),
+            false,
         );
         assert_eq!(kinds_of(&signals), vec![kinds::PORTS_CHANGED]);
         let Signal::Firing(a) = &signals[0] else {
@@ -141,14 +162,35 @@ mod tests {
             mac: None,
             ports: None,
         });
-        assert!(observe("a", &mut known, &host(None, &[])).is_empty());
+        assert!(observe("a", &mut known, &host(None, &[]), false).is_empty());
         assert!(
-            observe("a", &mut known, &host(None, &[80])).is_empty(),
+            observe("a", &mut known, &host(None, &[80]), false).is_empty(),
             "first port scan"
         );
         assert_eq!(
-            kinds_of(&observe("a", &mut known, &host(None, &[]))),
+            kinds_of(&observe("a", &mut known, &host(None, &[]), false)),
             vec![kinds::PORTS_CHANGED]
         );
+    }
+
+    #[test]
+    fn the_first_sweep_and_the_agent_itself_are_learnt_not_new() {
+        let mut known = None;
+        assert!(observe("a", &mut known, &host(None, &[]), true).is_empty());
+        assert!(known.is_some(), "learnt");
+        let mut own = None;
+        let mut me = host(None, &[]);
+        me.local = true;
+        assert!(observe("a", &mut own, &me, false).is_empty());
+        // A locally administered MAC's vendor is already in brackets.
+        let mut fresh = None;
+        let mut odd = host(Some("02:6c:61:62:00:01"), &[]);
+        odd.vendor = Some("(locally administered)".into());
+        let signals = observe("a", &mut fresh, &odd, false);
+        let Signal::Firing(a) = &signals[0] else {
+            panic!("{signals:?}")
+        };
+        assert_eq!(a.summary, "new device 10.0.0.9 (locally administered)");
+        assert_eq!(a.severity, Severity::Medium);
     }
 }

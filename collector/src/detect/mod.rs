@@ -45,6 +45,13 @@ pub mod kinds {
     pub const POI_MAXOUT: &str = "poi_maxout";
     /// A Cacti source's graphs whose titles name no POI (their maxouts can never be seen).
     pub const CACTI_TITLES_UNPARSED: &str = "cacti_titles_unparsed";
+    /// Most of an agent's targets offline at once: its site (LAN, uplink) is unreachable.
+    /// It mutes the anomalies of the agent's targets.
+    pub const SITE_UNREACHABLE: &str = "site_unreachable";
+
+    /// Kinds that are one-off events rather than conditions: they do not repeat, and they
+    /// resolve when acknowledged or after `[alerting] one_off_resolve_secs`.
+    pub const ONE_OFF: &[&str] = &[NEW_DEVICE, MAC_CHANGE, PORTS_CHANGED];
     /// A circuit maxout whose customer could not be emailed (no contact, or the send failed).
     pub const CUSTOMER_NOT_NOTIFIED: &str = "customer_not_notified";
 
@@ -62,6 +69,7 @@ pub mod kinds {
         CIRCUIT_MAXOUT,
         POI_MAXOUT,
         CACTI_TITLES_UNPARSED,
+        SITE_UNREACHABLE,
         CUSTOMER_NOT_NOTIFIED,
     ];
 }

@@ -15,11 +15,58 @@ pub struct Streak {
     bad: u32,
     good: u32,
     active: bool,
+    /// When the current bad run began (the time given to [`Streak::step_for`]).
+    bad_since: Option<i64>,
 }
 
 impl Streak {
     pub fn active(&self) -> bool {
         self.active
+    }
+
+    /// Bad observations in the current run.
+    pub fn bad(&self) -> u32 {
+        self.bad
+    }
+
+    /// Breaks a bad run that has not fired (an observation that says nothing either way, as
+    /// a round with no reply says nothing about loss): it cannot pair with what comes after.
+    pub fn interrupt(&mut self) {
+        if !self.active {
+            self.bad = 0;
+            self.bad_since = None;
+        }
+    }
+
+    /// [`Streak::step`], with time: the condition also needs its bad run to have lasted
+    /// `min_secs` (from its first bad observation at `at_secs` to this one), so a short blip
+    /// split over two observations is not taken for a lasting fault.
+    pub fn step_for(
+        &mut self,
+        reading: Reading,
+        at_secs: i64,
+        fire_after: u32,
+        min_secs: i64,
+        clear_after: u32,
+    ) -> Option<bool> {
+        if reading == Reading::Bad && self.bad == 0 {
+            self.bad_since = Some(at_secs);
+        }
+        let lasted = self
+            .bad_since
+            .is_some_and(|since| at_secs - since >= min_secs);
+        let changed = if reading == Reading::Bad && !self.active && !lasted {
+            // Count the observation but hold the firing until the run has lasted.
+            self.bad = self.bad.saturating_add(1);
+            self.good = 0;
+            None
+        } else {
+            self.step(reading, fire_after, clear_after)
+        };
+        if self.bad == 0 {
+            self.bad_since = None;
+        }
+        changed
     }
 
     /// Feeds one observation; `Some(true)` when the condition becomes active, `Some(false)`
@@ -78,6 +125,27 @@ mod tests {
             assert_eq!(s.step(Bad, 2, 2), None);
             assert_eq!(s.step(Good, 2, 2), None);
         }
+    }
+
+    #[test]
+    fn a_timed_run_fires_only_once_it_has_lasted() {
+        let mut s = Streak::default();
+        // Two bad observations 10 s apart: enough rounds, not long enough.
+        assert_eq!(s.step_for(Bad, 0, 2, 20, 2), None);
+        assert_eq!(s.step_for(Bad, 10, 2, 20, 2), None);
+        assert_eq!(s.step_for(Good, 20, 2, 20, 2), None);
+        // Three, 20 s from the first to the last: it fires.
+        assert_eq!(s.step_for(Bad, 30, 2, 20, 2), None);
+        assert_eq!(s.step_for(Bad, 40, 2, 20, 2), None);
+        assert_eq!(s.step_for(Bad, 50, 2, 20, 2), Some(true));
+        // An interruption breaks a run that has not fired, not an active condition.
+        let mut t = Streak::default();
+        t.step_for(Bad, 0, 2, 20, 2);
+        t.interrupt();
+        assert_eq!(t.bad(), 0);
+        assert!(s.active());
+        s.interrupt();
+        assert!(s.active());
     }
 
     #[test]

@@ -224,6 +224,22 @@ async fn acknowledge(
         action: "acknowledged",
         anomaly: anomaly.clone(),
     });
+    // A one-off event (a new device, a changed MAC) has nothing left to watch once someone
+    // has seen it: acknowledging it resolves it.
+    if crate::detect::kinds::ONE_OFF.contains(&anomaly.kind.as_str()) {
+        if let Some(resolved) = state
+            .store
+            .resolve_anomaly(id, &by, body.note.as_deref(), Utc::now())
+            .await?
+        {
+            state.engine.wake.notify_waiters();
+            state.engine.events.publish(Event::Anomaly {
+                action: "resolved",
+                anomaly: resolved.clone(),
+            });
+            return Ok(Json(resolved));
+        }
+    }
     Ok(Json(anomaly))
 }
 

@@ -106,6 +106,9 @@ pub struct DeviceRow {
     /// `online`, `degraded`, `offline`, or null when never probed.
     #[schema(value_type = Option<StatusName>)]
     pub status: Option<&'static str>,
+    /// What showed the device up at its last round: `icmp` (it answered pings), `arp` or
+    /// `tcp` (it answered no ping, but ARP or a port it has open); null when offline.
+    pub alive_by: Option<String>,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub last_probe_at: Option<DateTime<Utc>>,
@@ -274,6 +277,14 @@ pub trait Store:
     async fn agents(&self) -> Result<Vec<AgentRow>>;
     async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRow>>;
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>>;
+    /// The time of a discovery site's first sweep (its baseline): `sweep_at` when the site
+    /// had none yet (it is recorded), else the one recorded, by whichever collector was first.
+    async fn site_baseline(
+        &self,
+        agent: &str,
+        site: &str,
+        sweep_at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
     /// Sets (or with `None` clears) a device's type; `None` when there is no such device.
     async fn set_device_type(
         &self,

@@ -14,9 +14,22 @@ pub struct DeviceLatest {
     pub first_at: DateTime<Utc>,
     pub seen_at: DateTime<Utc>,
     /// From the newest probe round, if the batch has one for the device.
-    pub probe: Option<(DateTime<Utc>, i16, f32, Option<f32>)>,
+    pub probe: Option<LatestProbe>,
     /// From the newest discovery record, if any: when, mac, vendor, hostname.
     pub identity: Option<Identity>,
+}
+
+/// What a device's newest probe round in a batch says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatestProbe {
+    pub at: DateTime<Utc>,
+    /// [`netwarden_shared::DeviceStatus::code`].
+    pub status: i16,
+    pub loss_pct: f32,
+    /// Median RTT; none when nothing came back.
+    pub rtt_ms: Option<f32>,
+    /// What showed it up (`icmp`, `arp`, `tcp`); none when offline.
+    pub alive_by: Option<&'static str>,
 }
 
 /// A device's identity as one discovery record saw it.
@@ -48,9 +61,14 @@ impl<'a> BatchPlan<'a> {
                 RecordKind::Probe(round) => {
                     plan.probes.push((round, at, record.record_id));
                     let entry = device(&mut latest, round.target, at);
-                    if entry.probe.is_none_or(|(t, ..)| at >= t) {
-                        let rtt = round.rtt.map(|r| r.median);
-                        entry.probe = Some((at, round.status.code(), round.loss_pct() as f32, rtt));
+                    if entry.probe.is_none_or(|p| at >= p.at) {
+                        entry.probe = Some(LatestProbe {
+                            at,
+                            status: round.status.code(),
+                            loss_pct: round.loss_pct() as f32,
+                            rtt_ms: round.rtt.map(|r| r.median),
+                            alive_by: round.alive_by.map(|e| e.as_str()),
+                        });
                     }
                 }
                 RecordKind::Discovery(host) => {
@@ -105,6 +123,7 @@ mod tests {
             rtt: None,
             rtts_ms: vec![1.0; received as usize],
             status,
+            alive_by: (received > 0).then_some(netwarden_shared::Evidence::Icmp),
         })
     }
 
@@ -139,9 +158,9 @@ mod tests {
         assert_eq!(addresses, ["10.0.0.1", "10.0.0.2"]);
         let newest = plan.devices[1].probe.unwrap();
         assert_eq!(
-            (newest.0, newest.1, newest.2),
+            (newest.at, newest.status, newest.loss_pct),
             (t(20), DeviceStatus::Online.code(), 0.0)
         );
-        assert_eq!(plan.devices[0].probe.unwrap().2, 50.0);
+        assert_eq!(plan.devices[0].probe.unwrap().loss_pct, 50.0);
     }
 }

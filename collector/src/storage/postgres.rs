@@ -86,11 +86,12 @@ fn device_row(row: &PgRow) -> sqlx::Result<DeviceRow> {
         last_loss_pct: row.try_get("last_loss_pct")?,
         last_rtt_ms: row.try_get("last_rtt_ms")?,
         device_type: row.try_get("device_type")?,
+        alive_by: row.try_get("alive_by")?,
     })
 }
 
 const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen,
-    last_seen, last_probe_at, last_loss_pct, last_rtt_ms, device_type";
+    last_seen, last_probe_at, last_loss_pct, last_rtt_ms, device_type, alive_by";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -191,6 +192,25 @@ impl Store for PostgresStore {
             .map(device_row)
             .collect::<sqlx::Result<Vec<_>>>()
             .map_err(failed("listing devices"))
+    }
+
+    async fn site_baseline(
+        &self,
+        agent: &str,
+        site: &str,
+        sweep_at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        sqlx::query_scalar(
+            "INSERT INTO discovery_sites (agent_id, site, baseline_at) VALUES ($1, $2, $3)
+             ON CONFLICT (agent_id, site) DO UPDATE SET baseline_at = discovery_sites.baseline_at
+             RETURNING baseline_at",
+        )
+        .bind(agent)
+        .bind(site)
+        .bind(sweep_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("recording a discovery site's baseline"))
     }
 
     async fn set_device_type(
@@ -431,6 +451,7 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
     );
     let mut firsts = Vec::with_capacity(n);
     let mut identity_at = Vec::with_capacity(n);
+    let mut alive: Vec<Option<String>> = Vec::with_capacity(n);
     let (mut statuses, mut probe_at, mut losses, mut rtts) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -446,21 +467,22 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         hostnames.push(identity.hostname);
         seen.push(device.seen_at);
         firsts.push(device.first_at);
-        statuses.push(device.probe.map(|p| p.1));
-        probe_at.push(device.probe.map(|p| p.0));
-        losses.push(device.probe.map(|p| p.2));
-        rtts.push(device.probe.and_then(|p| p.3));
+        statuses.push(device.probe.map(|p| p.status));
+        probe_at.push(device.probe.map(|p| p.at));
+        losses.push(device.probe.map(|p| p.loss_pct));
+        rtts.push(device.probe.and_then(|p| p.rtt_ms));
+        alive.push(device.probe.and_then(|p| p.alive_by).map(str::to_string));
     }
     let rows = sqlx::query(
         "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
-             status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at)
+             status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at, alive_by)
          SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.first, u.seen, u.status,
-             u.probe_at, u.loss, u.rtt, u.identity_at
+             u.probe_at, u.loss, u.rtt, u.identity_at, u.alive_by
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
              $7::smallint[], $8::timestamptz[], $9::real[], $10::real[], $11::timestamptz[],
-             $12::timestamptz[])
+             $12::timestamptz[], $13::text[])
              AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt, first,
-                  identity_at)
+                  identity_at, alive_by)
          ON CONFLICT (agent_id, address) DO UPDATE SET
              first_seen = LEAST(devices.first_seen, EXCLUDED.first_seen),
              last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
@@ -474,6 +496,8 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
              identity_at = GREATEST(devices.identity_at, EXCLUDED.identity_at),
              status = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
                       THEN EXCLUDED.status ELSE devices.status END,
+             alive_by = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
+                      THEN EXCLUDED.alive_by ELSE devices.alive_by END,
              last_loss_pct = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
                       THEN EXCLUDED.last_loss_pct ELSE devices.last_loss_pct END,
              last_rtt_ms = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
@@ -493,6 +517,7 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
     .bind(&rtts)
     .bind(&firsts)
     .bind(&identity_at)
+    .bind(&alive)
     .fetch_all(&mut *conn)
     .await
     .map_err(failed("upserting devices"))?;

@@ -98,6 +98,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0016_telemetry_in_time_order",
         include_str!("../../migrations/sqlite/0016_telemetry_in_time_order.sql"),
     ),
+    (
+        "0017_detection_trust",
+        include_str!("../../migrations/sqlite/0017_detection_trust.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never
@@ -441,8 +445,9 @@ fn ingest_one(
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen_ms,
-                     last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms, identity_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?12)
+                     last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms, identity_ms,
+                     alive_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?12, ?13)
                  ON CONFLICT (agent_id, address) DO UPDATE SET
                      first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
                      last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
@@ -456,6 +461,8 @@ fn ingest_one(
                               ELSE max(coalesce(identity_ms, 0), excluded.identity_ms) END,
                      status = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
                               THEN excluded.status ELSE status END,
+                     alive_by = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                              THEN excluded.alive_by ELSE alive_by END,
                      last_loss_pct = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
                               THEN excluded.last_loss_pct ELSE last_loss_pct END,
                      last_rtt_ms = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
@@ -480,6 +487,7 @@ fn ingest_one(
                      identity_ms = CASE WHEN ?11 IS NULL THEN identity_ms
                               ELSE max(coalesce(identity_ms, 0), ?11) END,
                      status = CASE WHEN ?8 >= coalesce(last_probe_ms, 0) THEN ?7 ELSE status END,
+                     alive_by = CASE WHEN ?8 >= coalesce(last_probe_ms, 0) THEN ?12 ELSE alive_by END,
                      last_loss_pct = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
                               THEN ?9 ELSE last_loss_pct END,
                      last_rtt_ms = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
@@ -504,11 +512,12 @@ fn ingest_one(
                         mac,
                         vendor,
                         hostname,
-                        probe.map(|p| p.1),
-                        probe.map(|p| ms(p.0)),
-                        probe.map(|p| p.2),
-                        probe.and_then(|p| p.3),
+                        probe.map(|p| p.status),
+                        probe.map(|p| ms(p.at)),
+                        probe.map(|p| p.loss_pct),
+                        probe.and_then(|p| p.rtt_ms),
                         identity_ms,
+                        probe.and_then(|p| p.alive_by),
                     ])
                     .map_err(failed("updating devices"))?;
                 if updated == 1 {
@@ -525,12 +534,13 @@ fn ingest_one(
                         vendor,
                         hostname,
                         ms(device.seen_at),
-                        probe.map(|p| p.1),
-                        probe.map(|p| ms(p.0)),
-                        probe.map(|p| p.2),
-                        probe.and_then(|p| p.3),
+                        probe.map(|p| p.status),
+                        probe.map(|p| ms(p.at)),
+                        probe.map(|p| p.loss_pct),
+                        probe.and_then(|p| p.rtt_ms),
                         ms(device.first_at),
                         identity_ms,
+                        probe.and_then(|p| p.alive_by),
                     ],
                     |row| row.get(0),
                 )
@@ -628,7 +638,7 @@ fn ingest_one(
 }
 
 const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen_ms,
-    last_seen_ms, last_probe_ms, last_loss_pct, last_rtt_ms, device_type";
+    last_seen_ms, last_probe_ms, last_loss_pct, last_rtt_ms, device_type, alive_by";
 
 fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {
@@ -645,6 +655,7 @@ fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         last_loss_pct: row.get(10)?,
         last_rtt_ms: row.get(11)?,
         device_type: row.get(12)?,
+        alive_by: row.get(13)?,
     })
 }
 
@@ -783,6 +794,29 @@ impl Store for SqliteStore {
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(failed("listing devices"))?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn site_baseline(
+        &self,
+        agent: &str,
+        site: &str,
+        sweep_at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        let (agent, site) = (agent.to_string(), site.to_string());
+        self.write(move |writer| {
+            writer
+                .conn
+                .query_row(
+                    "INSERT INTO discovery_sites (agent_id, site, baseline_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (agent_id, site) DO UPDATE SET baseline_ms = baseline_ms
+                     RETURNING baseline_ms",
+                    params![agent, site, ms(sweep_at)],
+                    |r| r.get(0),
+                )
+                .map(from_ms)
+                .map_err(failed("recording a discovery site's baseline"))
         })
         .await
     }

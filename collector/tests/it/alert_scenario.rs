@@ -390,15 +390,16 @@ async fn an_escalation_step_of_a_lower_severity_anomaly_goes_one_severity_up() {
         telegram: vec![],
     }];
     let mut s = Scenario::new(config).await;
-    // 1 of 4 replies lost: 25 % loss, a high anomaly after two rounds.
-    s.rounds_until("site-1", 320, |_| vec![(HOST, 3)]).await;
+    // 1 of 4 replies lost: 25 % loss, a high anomaly after three rounds (the 20 s it must
+    // last, rounds 10 s apart).
+    s.rounds_until("site-1", 330, |_| vec![(HOST, 3)]).await;
     let sent = s.sent();
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!((sent[0].at, sent[0].severity), (12, Severity::High));
+    assert_eq!((sent[0].at, sent[0].severity), (22, Severity::High));
     assert_eq!(sent[0].kind, "packet_loss");
     assert_eq!(
         (sent[1].at, sent[1].event.as_str(), sent[1].severity),
-        (310, "escalate", Severity::Critical)
+        (320, "escalate", Severity::Critical)
     );
 }
 

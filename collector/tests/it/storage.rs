@@ -18,6 +18,7 @@ both_backends!(
     device_listing_filters_and_pages,
     a_group_stores_each_new_batch_once,
     the_inventory_logs_mac_changes_in_time_order,
+    liveness_evidence_and_site_baselines_are_kept,
 );
 
 /// Every device in the store, in id order.
@@ -191,6 +192,7 @@ async fn discoveries_and_speed_tests_are_stored(store: Arc<dyn Store>) {
             open_ports: vec![22, 443],
             rtt_ms: 0.3,
             method: v1::DiscoveryMethod::IcmpAndArp as i32,
+            ..Default::default()
         })),
     };
     let speed = v1::Record {
@@ -495,6 +497,7 @@ fn sighting(record_id: u64, at_ms: i64, mac: &str, vendor: &str) -> v1::Record {
             } else {
                 v1::DiscoveryMethod::IcmpAndArp as i32
             },
+            ..Default::default()
         })),
     }
 }
@@ -543,4 +546,86 @@ async fn the_inventory_logs_mac_changes_in_time_order(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// An ICMP-silent round the agent found up by ARP: online, and saying how (issue 27).
+fn silent_but_there(record_id: u64, at_ms: i64, target: &str) -> v1::Record {
+    let mut record = probe_record(record_id, at_ms, target, 0);
+    if let Some(v1::record::Kind::ProbeRound(round)) = &mut record.kind {
+        round.status = v1::DeviceStatus::Online as i32;
+        round.alive_by = v1::Evidence::Arp as i32;
+    }
+    record
+}
+
+async fn liveness_evidence_and_site_baselines_are_kept(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    store
+        .ingest(
+            &a,
+            batch(1, vec![silent_but_there(1, T0, "10.0.0.8")]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let devices = all_devices(&store).await;
+    assert_eq!(devices[0].status, Some("online"));
+    assert_eq!(devices[0].alive_by.as_deref(), Some("arp"));
+    // The newest round decides, evidence included; a late older one changes nothing.
+    store
+        .ingest(
+            &a,
+            batch(2, vec![probe_record(2, T0 + 2000, "10.0.0.8", 0)]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    store
+        .ingest(
+            &a,
+            batch(3, vec![silent_but_there(3, T0 + 1000, "10.0.0.8")]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let device = store.device(devices[0].id).await.unwrap().unwrap();
+    assert_eq!(device.status, Some("offline"));
+    assert_eq!(device.alive_by, None);
+    store
+        .ingest(
+            &a,
+            batch(4, vec![probe_record(4, T0 + 3000, "10.0.0.8", 4)]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let device = store.device(devices[0].id).await.unwrap().unwrap();
+    assert_eq!(device.alive_by.as_deref(), Some("icmp"));
+
+    // A site's first sweep is its baseline, whoever asks later and with whatever time.
+    assert_eq!(
+        store.site_baseline("a1", "hq", at(T0)).await.unwrap(),
+        at(T0)
+    );
+    assert_eq!(
+        store
+            .site_baseline("a1", "hq", at(T0 + 60_000))
+            .await
+            .unwrap(),
+        at(T0)
+    );
+    assert_eq!(
+        store
+            .site_baseline("a1", "lab", at(T0 + 60_000))
+            .await
+            .unwrap(),
+        at(T0 + 60_000)
+    );
+    assert_eq!(
+        store
+            .site_baseline("a2", "hq", at(T0 + 5_000))
+            .await
+            .unwrap(),
+        at(T0 + 5_000)
+    );
 }

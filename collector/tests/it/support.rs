@@ -350,6 +350,11 @@ pub fn probe_record(record_id: u64, observed_ms: i64, target: &str, received: u3
                 4 => v1::DeviceStatus::Online,
                 _ => v1::DeviceStatus::Degraded,
             } as i32,
+            alive_by: if received > 0 {
+                v1::Evidence::Icmp as i32
+            } else {
+                v1::Evidence::Unspecified as i32
+            },
         })),
     }
 }

@@ -1,0 +1,166 @@
+use super::*;
+use crate::detect::device::DeviceRules;
+use crate::detect::speed::SpeedFloors;
+use netwarden_shared::{DiscoveredHost, DiscoveryMethod, Evidence, ProbeRound};
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn round(target: &str, received: u32, secs: i64) -> Record {
+    Record {
+        record_id: 0,
+        observed_at: at(secs),
+        kind: RecordKind::Probe(ProbeRound {
+            target: target.parse().unwrap(),
+            sent: 10,
+            received,
+            rtt: None,
+            rtts_ms: vec![1.0; received as usize],
+            status: if received == 0 {
+                DeviceStatus::Offline
+            } else {
+                DeviceStatus::Online
+            },
+            alive_by: (received > 0).then_some(Evidence::Icmp),
+        }),
+    }
+}
+
+fn sighting(address: &str, secs: i64) -> Record {
+    Record {
+        record_id: 0,
+        observed_at: at(secs),
+        kind: RecordKind::Discovery(DiscoveredHost {
+            address: address.parse().unwrap(),
+            mac: Some("02:00:00:00:00:01".into()),
+            vendor: None,
+            hostname: None,
+            open_ports: vec![],
+            rtt_ms: Some(0.2),
+            method: DiscoveryMethod::IcmpAndArp,
+            site: Some("lan".into()),
+            local: false,
+        }),
+    }
+}
+
+fn summary(signals: &[Signal]) -> Vec<(String, bool)> {
+    signals
+        .iter()
+        .map(|s| (s.kind().to_string(), matches!(s, Signal::Firing(_))))
+        .collect()
+}
+
+const TARGETS: [&str; 5] = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"];
+
+fn sweep(detectors: &mut Detectors, received: u32, secs: i64) -> Vec<Signal> {
+    let records: Vec<Record> = TARGETS.iter().map(|t| round(t, received, secs)).collect();
+    detectors.observe("branch", &records)
+}
+
+/// Finding 6 of issue 27: a site's LAN down with no gateway configured was one critical page
+/// per target; one `site_unreachable` now comes first (and mutes the rest in the engine).
+#[test]
+fn targets_of_one_agent_failing_together_are_one_site_unreachable() {
+    let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
+    for n in 0..3 {
+        assert!(sweep(&mut detectors, 10, n * 10).is_empty());
+    }
+    assert!(
+        sweep(&mut detectors, 0, 30).is_empty(),
+        "one round is not yet an outage"
+    );
+    let fired = summary(&sweep(&mut detectors, 0, 40));
+    assert_eq!(
+        fired[0],
+        (kinds::SITE_UNREACHABLE.to_string(), true),
+        "{fired:?}"
+    );
+    assert_eq!(
+        fired[1..]
+            .iter()
+            .filter(|(kind, firing)| kind == kinds::DEVICE_OFFLINE && *firing)
+            .count(),
+        5
+    );
+    assert!(sweep(&mut detectors, 0, 50).is_empty(), "fires once");
+    // Back: offline clears after clear_rounds, and the site with the first good sweep.
+    let back = summary(&sweep(&mut detectors, 10, 60));
+    assert_eq!(back, vec![(kinds::SITE_UNREACHABLE.to_string(), false)]);
+}
+
+#[test]
+fn a_few_targets_down_are_not_a_site() {
+    let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
+    for n in 0..3 {
+        sweep(&mut detectors, 10, n * 10);
+    }
+    let mut signals = Vec::new();
+    for n in 3..6 {
+        let records: Vec<Record> = TARGETS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| round(t, if i < 3 { 0 } else { 10 }, n * 10))
+            .collect();
+        signals.extend(detectors.observe("branch", &records));
+    }
+    let kinds: Vec<(String, bool)> = summary(&signals);
+    assert!(
+        !kinds.iter().any(|(k, _)| k == kinds::SITE_UNREACHABLE),
+        "3 of 5 down is 60 %: {kinds:?}"
+    );
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+}
+
+/// Finding 4 of issue 27: on first deployment every host of a sweep, and hosts already being
+/// probed, were "new"; after the baseline, a host that appears is new, once.
+#[test]
+fn the_first_sweep_is_the_baseline_and_probed_hosts_are_known() {
+    let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
+    // A host probed before any sweep.
+    detectors.observe("branch", &[round("10.0.0.9", 10, 0)]);
+    let first = vec![
+        sighting("10.0.0.1", 10),
+        sighting("10.0.0.2", 10),
+        sighting("10.0.0.9", 10),
+    ];
+    for (site, sweep_at) in detectors.unknown_sites("branch", &first) {
+        detectors.know_baseline("branch", &site, sweep_at);
+    }
+    assert!(detectors.observe("branch", &first).is_empty(), "baseline");
+    // The next sweep: hosts seen before are not new; one never seen is.
+    let second = vec![
+        sighting("10.0.0.1", 70),
+        sighting("10.0.0.7", 70),
+        sighting("10.0.0.9", 70),
+    ];
+    assert!(detectors.unknown_sites("branch", &second).is_empty());
+    let signals = detectors.observe("branch", &second);
+    assert_eq!(
+        summary(&signals),
+        vec![(kinds::NEW_DEVICE.to_string(), true)]
+    );
+    let Signal::Firing(a) = &signals[0] else {
+        unreachable!()
+    };
+    assert_eq!(a.subject, "branch/10.0.0.7");
+    assert_eq!(
+        a.severity,
+        Severity::Medium,
+        "the default routes deliver medium"
+    );
+    assert!(detectors
+        .observe("branch", &[sighting("10.0.0.7", 130)])
+        .is_empty());
+}
+
+#[test]
+fn a_host_probed_before_its_first_sighting_is_not_new_after_the_baseline_either() {
+    let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
+    detectors.know_baseline("branch", "lan", at(0));
+    detectors.observe("branch", &[round("10.0.0.4", 10, 30)]);
+    assert!(detectors
+        .observe("branch", &[sighting("10.0.0.4", 60)])
+        .is_empty());
+}
