@@ -16,6 +16,7 @@ mod cli;
 mod customer_claims;
 mod dashboard;
 mod deploy;
+mod detection_lab;
 mod e2e;
 mod email;
 mod ingest;
