@@ -8,7 +8,7 @@ use crate::detect::identity::{self, Known};
 use crate::detect::speed::{self, SpeedFloors};
 use crate::detect::{firing, kinds, Signal};
 use crate::events::Event;
-use crate::storage::alerting::Severity;
+use crate::storage::alerting::{Anomaly, AnomalyQuery, AnomalyState, Severity};
 use crate::storage::{DeviceQuery, Store};
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, DeviceStatus, Record, RecordKind};
@@ -105,6 +105,38 @@ impl Detectors {
             }
         }
         out
+    }
+
+    /// Takes up an anomaly an earlier run left open, so its detector clears it when the
+    /// condition ends (see [`DeviceState::resume`]).
+    pub fn resume(&mut self, anomaly: &Anomaly, now: DateTime<Utc>) {
+        match anomaly.kind.as_str() {
+            kinds::SITE_UNREACHABLE => {
+                self.sites
+                    .entry(anomaly.subject.clone())
+                    .or_default()
+                    .reported = true;
+            }
+            kinds::SPEED_LOW => {
+                let direction = match anomaly.subject.rsplit_once('/') {
+                    Some((agent, "download")) => Some((agent, "download")),
+                    Some((agent, "upload")) => Some((agent, "upload")),
+                    _ => None,
+                };
+                if let Some((agent, direction)) = direction {
+                    self.speed_low.insert((agent.to_string(), direction), true);
+                }
+            }
+            kind => {
+                // Device anomalies: "agent/address" (an agent id has no '/').
+                if let Some((agent, address)) = anomaly.subject.split_once('/') {
+                    self.devices
+                        .entry((agent.to_string(), address.to_string()))
+                        .or_default()
+                        .resume(kind, anomaly.severity, &anomaly.details, &self.rules, now);
+                }
+            }
+        }
     }
 
     /// Records a site's first sweep (read from, or just written to, the store).
@@ -292,10 +324,38 @@ impl Watcher {
         }
     }
 
-    /// Reads what the store already knows: the inventory (so known devices are not new) and
-    /// the agents already reported silent.
+    /// Reads what the store already knows: the inventory (so known devices are not new), the
+    /// anomalies left open (so they clear when their condition ends) and the agents already
+    /// reported silent.
     pub async fn load(&mut self) {
         seed_inventory(self.store.as_ref(), &mut self.detectors).await;
+        let now = self.engine.now();
+        for state in [AnomalyState::Open, AnomalyState::Acknowledged] {
+            let mut offset = 0;
+            loop {
+                let query = AnomalyQuery {
+                    state: Some(state),
+                    limit: 1000,
+                    offset,
+                    ..AnomalyQuery::default()
+                };
+                match self.store.anomalies(&query).await {
+                    Ok(page) => {
+                        for anomaly in &page {
+                            self.detectors.resume(anomaly, now);
+                        }
+                        if page.len() < 1000 {
+                            break;
+                        }
+                        offset += 1000;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read open anomalies; those open may not clear by themselves");
+                        break;
+                    }
+                }
+            }
+        }
         let open = crate::storage::alerting::AnomalyQuery {
             kind: Some(kinds::AGENT_SILENT.to_string()),
             limit: 10_000,

@@ -188,6 +188,50 @@ impl DeviceState {
     pub fn offline_reported(&self) -> bool {
         self.offline_reported
     }
+
+    /// Takes up an anomaly an earlier run left open (the collector restarted), so that this
+    /// detector clears it when its condition ends, as if it had fired it, instead of leaving
+    /// it open for good. A latency anomaly brings back the baseline it was judged against
+    /// (a baseline relearnt from the slow rounds would call them normal).
+    pub fn resume(
+        &mut self,
+        kind: &str,
+        severity: Severity,
+        details: &serde_json::Value,
+        rules: &DeviceRules,
+        now: DateTime<Utc>,
+    ) {
+        match kind {
+            kinds::DEVICE_OFFLINE => {
+                self.offline.resume_active();
+                self.offline_reported = true;
+            }
+            kinds::PACKET_LOSS => {
+                self.loss.resume_active();
+                self.loss_severity = Some(severity);
+            }
+            kinds::LATENCY => {
+                self.latency.resume_active();
+                if let (Some(mean), Some(spread)) = (
+                    details["baseline_ms"].as_f64(),
+                    details["spread_ms"].as_f64(),
+                ) {
+                    self.baseline = Baseline {
+                        mean,
+                        spread,
+                        rounds: rules.baseline_rounds.max(self.baseline.rounds),
+                    };
+                }
+            }
+            kinds::JITTER => self.jitter.resume_active(),
+            kinds::FLAPPING => {
+                // Flapping until a whole window is quiet, as if its changes were just seen.
+                self.flapping = true;
+                self.changes = std::iter::repeat_n(now, rules.flap_changes as usize).collect();
+            }
+            _ => {}
+        }
+    }
 }
 
 impl DeviceRef<'_> {

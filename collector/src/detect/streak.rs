@@ -69,6 +69,15 @@ impl Streak {
         changed
     }
 
+    /// Takes up a condition an earlier run reported and left open (the collector restarted):
+    /// active, with no run counted, so good observations clear it as usual.
+    pub fn resume_active(&mut self) {
+        self.active = true;
+        self.bad = 0;
+        self.good = 0;
+        self.bad_since = None;
+    }
+
     /// Feeds one observation; `Some(true)` when the condition becomes active, `Some(false)`
     /// when it clears, `None` otherwise.
     pub fn step(&mut self, reading: Reading, fire_after: u32, clear_after: u32) -> Option<bool> {

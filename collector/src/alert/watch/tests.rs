@@ -164,3 +164,106 @@ fn a_host_probed_before_its_first_sighting_is_not_new_after_the_baseline_either(
         .observe("branch", &[sighting("10.0.0.4", 60)])
         .is_empty());
 }
+
+fn left_open(kind: &str, subject: &str, details: serde_json::Value) -> Anomaly {
+    Anomaly {
+        id: 1,
+        kind: kind.into(),
+        subject: subject.into(),
+        group_key: None,
+        severity: Severity::Medium,
+        state: AnomalyState::Open,
+        summary: String::new(),
+        details,
+        suppressed: None,
+        opened_at: at(0),
+        updated_at: at(0),
+        acknowledged_at: None,
+        acknowledged_by: None,
+        acknowledge_note: None,
+        resolved_at: None,
+        resolved_by: None,
+        resolve_note: None,
+    }
+}
+
+fn timed_round(target: &str, received: u32, median: f32, secs: i64) -> Record {
+    let mut record = round(target, received, secs);
+    if let RecordKind::Probe(p) = &mut record.kind {
+        p.rtt = (received > 0).then_some(netwarden_shared::RttStats {
+            min: median,
+            median,
+            mean: median,
+            max: median,
+            p95: median,
+            stddev: 0.0,
+            jitter: 0.1,
+        });
+        p.rtts_ms = vec![median; received as usize];
+    }
+    record
+}
+
+/// A collector restarted while anomalies were open: they clear when their condition ends,
+/// not never (a latency anomaly judged against a baseline relearnt from its slow rounds
+/// stayed open for good).
+#[test]
+fn anomalies_left_open_by_a_restart_clear_when_their_condition_ends() {
+    let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
+    let latency = left_open(
+        kinds::LATENCY,
+        "branch/10.0.0.4",
+        serde_json::json!({ "rtt_ms": 80.5, "baseline_ms": 0.5, "spread_ms": 0.05 }),
+    );
+    detectors.resume(&latency, at(0));
+    detectors.resume(
+        &left_open(
+            kinds::DEVICE_OFFLINE,
+            "branch/10.0.0.2",
+            serde_json::json!({}),
+        ),
+        at(0),
+    );
+    detectors.resume(
+        &left_open(kinds::SITE_UNREACHABLE, "other", serde_json::json!({})),
+        at(0),
+    );
+    // Still slow, still down: nothing fires again, nothing clears.
+    let mut signals = Vec::new();
+    for n in 1..=3 {
+        signals.extend(detectors.observe(
+            "branch",
+            &[
+                timed_round("10.0.0.4", 10, 80.5, n * 10),
+                timed_round("10.0.0.2", 0, 0.0, n * 10),
+            ],
+        ));
+    }
+    assert!(signals.is_empty(), "{:?}", summary(&signals));
+    // Both back to normal: cleared after the clear rounds.
+    let mut signals = Vec::new();
+    for n in 4..=6 {
+        signals.extend(detectors.observe(
+            "branch",
+            &[
+                timed_round("10.0.0.4", 10, 0.5, n * 10),
+                timed_round("10.0.0.2", 10, 0.5, n * 10),
+            ],
+        ));
+    }
+    let mut cleared = summary(&signals);
+    cleared.sort();
+    assert_eq!(
+        cleared,
+        vec![
+            (kinds::DEVICE_OFFLINE.to_string(), false),
+            (kinds::LATENCY.to_string(), false)
+        ]
+    );
+    // The site of agent "other" clears once its targets answer.
+    let back: Vec<Record> = TARGETS.iter().map(|t| round(t, 10, 70)).collect();
+    assert_eq!(
+        summary(&detectors.observe("other", &back)),
+        vec![(kinds::SITE_UNREACHABLE.to_string(), false)]
+    );
+}
