@@ -99,10 +99,24 @@ trap stop INT TERM EXIT
 
 "$collector" serve --config "$work/collector.toml" 2> >(sed 's/^/[collector] /' >&2) &
 collector_pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$http_port/health" >/dev/null 2>&1 && break
+# Wait for health, but give up the moment the collector exits (a port in use, a bad file):
+# its error is already on stderr above, and "running" must not be printed.
+healthy=""
+for _ in $(seq 1 300); do
+  if curl -fs "http://127.0.0.1:$http_port/health" >/dev/null 2>&1; then healthy=1; break; fi
+  kill -0 "$collector_pid" 2>/dev/null || break
   sleep 0.1
 done
+if [ -z "$healthy" ]; then
+  status=0
+  if kill -0 "$collector_pid" 2>/dev/null; then
+    echo "quickstart: the collector did not answer http://127.0.0.1:$http_port/health within 30 s" >&2
+  else
+    wait "$collector_pid" || status=$?
+    echo "quickstart: the collector could not start (exit status $status); its error is above" >&2
+  fi
+  exit 1
+fi
 "$agent" run --config "$work/agent.toml" 2> >(sed 's/^/[agent] /' >&2) &
 agent_pid=$!
 

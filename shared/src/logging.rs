@@ -39,10 +39,41 @@ pub fn init_to_file(config: &LogConfig, file: std::fs::File) {
     install(config, std::sync::Mutex::new(file), false);
 }
 
+/// A writer whose failures are dropped. When stderr is closed, full or a broken pipe,
+/// tracing-subscriber reports the failed write with `eprintln!`, which panics on the same
+/// broken stderr and takes the process down (a SIGTERM's "stop requested" line was enough).
+/// A log line that cannot be written is lost; the process goes on.
+struct Forgiving<M>(M);
+
+struct ForgivingWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for ForgivingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Forgiving<M>
+{
+    type Writer = ForgivingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ForgivingWriter(self.0.make_writer())
+    }
+}
+
 fn install<W>(config: &LogConfig, writer: W, ansi: bool)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    let writer = Forgiving(writer);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));

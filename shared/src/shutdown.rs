@@ -9,8 +9,10 @@ pub fn on_signal() -> CancellationToken {
     let trigger = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("stop requested; draining");
+        // Cancel first: the log line may fail or block (stderr closed or a full pipe), and the
+        // stop must happen whatever becomes of it.
         trigger.cancel();
+        tracing::info!("stop requested; draining");
     });
     token
 }
