@@ -149,17 +149,106 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BufferConfig {
     pub path: PathBuf,
-    /// When the buffer holds this many records, the oldest are dropped (and counted).
-    pub max_records: u64,
+    /// How long an outage the buffer rides out at this agent's configured load (probe
+    /// targets, discovery sites, speed tests); beyond it the oldest records are dropped (and
+    /// counted). The disk must hold it: `validate` says how much it needs.
+    pub max_hours: u32,
+    /// A fixed cap in records instead (overrides `max_hours`).
+    pub max_records: Option<u64>,
 }
 
 impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             path: "agent-buffer.db".into(),
-            max_records: 1_000_000,
+            max_hours: 72,
+            max_records: None,
         }
     }
+}
+
+/// What the buffer is sized for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BufferSize {
+    /// Records the agent produces an hour at most, as configured.
+    pub records_per_hour: u64,
+    /// Bytes one record takes in the buffer file (estimated from a full probe round).
+    pub bytes_per_record: u64,
+    pub max_records: u64,
+}
+
+impl BufferSize {
+    pub fn bytes(&self) -> u64 {
+        self.max_records.saturating_mul(self.bytes_per_record)
+    }
+
+    pub fn hours(&self) -> f64 {
+        self.max_records as f64 / self.records_per_hour.max(1) as f64
+    }
+}
+
+/// Records an hour at most: every probe target every interval, every address of every
+/// discovery site answering every sweep, both speed-test directions.
+fn records_per_hour(
+    probe: &ProbePlan,
+    discovery: &DiscoveryPlan,
+    speed: Option<&SpeedTestPlan>,
+) -> u64 {
+    let per_hour = |n: usize, every: Duration| {
+        (n as f64 * 3600.0 / every.as_secs_f64().max(0.001)).ceil() as u64
+    };
+    let probes = per_hour(probe.targets.len(), probe.interval);
+    let sweeps: u64 = discovery
+        .sites
+        .iter()
+        .map(|s| per_hour(s.targets.len(), s.interval))
+        .sum();
+    let speed = speed.map_or(0, |s| per_hour(2, s.interval));
+    probes + sweeps + speed
+}
+
+/// A full round's bytes in the buffer: its encoded body plus SQLite's row overhead (rowid,
+/// time, batch, record header and page slack, measured at about 30 bytes).
+fn bytes_per_record(probe: &ProbePlan) -> u64 {
+    round_bytes(probe.count)
+}
+
+/// The buffer bytes of one probe round of `count` pings (see [`bytes_per_record`]).
+pub(crate) fn round_bytes(count: u32) -> u64 {
+    use prost::Message;
+    let round = netwarden_shared::Record {
+        record_id: u64::MAX,
+        observed_at: chrono::Utc::now(),
+        kind: netwarden_shared::RecordKind::Probe(netwarden_shared::ProbeRound {
+            target: "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0u8; 16])),
+            sent: count,
+            received: count,
+            rtt: None,
+            rtts_ms: vec![123.456; count as usize],
+            status: netwarden_shared::DeviceStatus::Online,
+            alive_by: Some(netwarden_shared::Evidence::Icmp),
+        }),
+    };
+    netwarden_proto::record_to_wire(&round).encoded_len() as u64 + 30
+}
+
+/// Free bytes on the file system holding `path` (its directory), where it can be known.
+#[cfg(target_os = "linux")]
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::iter::successors(Some(dir), |d| d.parent()).find(|d| d.exists())?;
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn free_bytes(_path: &Path) -> Option<u64> {
+    None
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +324,7 @@ pub struct Settings {
     pub tls: TlsFiles,
     pub buffer_path: PathBuf,
     pub buffer_max_records: u64,
+    pub buffer_size: BufferSize,
     pub uplink: UplinkConfig,
     pub packets_per_second: u32,
     pub probe: ProbePlan,
@@ -370,8 +460,14 @@ impl Settings {
         netwarden_shared::AgentId::new(identity.common_name)
             .map_err(|err| ConfigError::invalid(path, "tls.cert", err))?;
 
-        if raw.buffer.max_records < 1000 {
+        if raw.buffer.max_records.is_some_and(|n| n < 1000) {
             return Err(bad("buffer.max_records", "must be at least 1000"));
+        }
+        if raw.buffer.max_hours == 0 || raw.buffer.max_hours > 24 * 366 {
+            return Err(bad(
+                "buffer.max_hours",
+                "must be between 1 and 8784 (a year)",
+            ));
         }
         let u = &raw.uplink;
         if u.batch_max_records == 0 || u.batch_max_records > 50_000 {
@@ -455,6 +551,12 @@ impl Settings {
             if site.name.trim().is_empty() {
                 return Err(bad(&field("name"), "is empty; name each site"));
             }
+            if site.name.len() > 255 || site.name.chars().any(char::is_control) {
+                return Err(bad(
+                    &field("name"),
+                    "must be at most 255 bytes without control characters (the collector refuses others)",
+                ));
+            }
             let targets = expand_field(path, &field("cidrs"), &site.cidrs, site.force)?;
             let interval = site.interval_secs.unwrap_or(d.interval_secs);
             if interval == 0 {
@@ -531,14 +633,50 @@ impl Settings {
                 )
             })?),
         };
+        let buffer_path = config::resolve(path, &raw.buffer.path);
+        let records_per_hour = records_per_hour(&probe, &discovery, speedtest.as_ref());
+        let buffer_size = BufferSize {
+            records_per_hour,
+            bytes_per_record: bytes_per_record(&probe),
+            max_records: raw.buffer.max_records.unwrap_or_else(|| {
+                records_per_hour
+                    .saturating_mul(u64::from(raw.buffer.max_hours))
+                    .max(10_000)
+            }),
+        };
+        // What is in the file already counts as room: it is the same buffer.
+        let held = std::fs::metadata(&buffer_path).map_or(0, |m| m.len());
+        if let Some(free) = free_bytes(&buffer_path) {
+            if buffer_size.bytes() > free.saturating_add(held) {
+                let field = if raw.buffer.max_records.is_some() {
+                    "buffer.max_records"
+                } else {
+                    "buffer.max_hours"
+                };
+                return Err(bad(
+                    field,
+                    &format!(
+                        "{:.0} h at {} records/h ({} records of ~{} bytes) needs ~{} MB, but {} has {} MB free; lower it or free space",
+                        buffer_size.hours(),
+                        records_per_hour,
+                        buffer_size.max_records,
+                        buffer_size.bytes_per_record,
+                        buffer_size.bytes() / 1_000_000,
+                        buffer_path.display(),
+                        free / 1_000_000
+                    ),
+                ));
+            }
+        }
         Ok(Settings {
             source: path.to_path_buf(),
             collector_url: raw.collector.url,
             server_name: raw.collector.server_name,
             connect_timeout: Duration::from_secs(raw.collector.connect_timeout_secs.max(1)),
             tls,
-            buffer_path: config::resolve(path, &raw.buffer.path),
-            buffer_max_records: raw.buffer.max_records,
+            buffer_path,
+            buffer_max_records: buffer_size.max_records,
+            buffer_size,
             uplink: raw.uplink,
             packets_per_second: pps,
             probe,

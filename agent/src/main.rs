@@ -132,7 +132,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let _ =
+                std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("error: {err:#}\n"));
             if err.downcast_ref::<TargetError>().is_some()
                 || err.downcast_ref::<PortError>().is_some()
                 || err.downcast_ref::<UsageError>().is_some()
@@ -157,6 +158,7 @@ async fn run(command: Command) -> Result<()> {
             let settings = Settings::load(&args.config)?;
             netwarden_shared::logging::init(&settings.log);
             let shutdown = netwarden_shared::shutdown::on_signal();
+            netwarden_shared::limits::raise_open_files();
             netwarden_agent::run(settings, shutdown).await?;
             Ok(())
         }
@@ -173,14 +175,27 @@ async fn run(command: Command) -> Result<()> {
         Command::Validate(args) => {
             let settings = Settings::load(&args.config)?;
             println!(
-                "{}: OK (collector {}, {} probe targets, {} discovery sites, speed tests {}, buffer {})",
+                "{}: OK (collector {}, {} probe targets, {} discovery sites, speed tests {}, buffer {}: {} records, {:.0} h at {} records/h, ~{} MB)",
                 args.config.display(),
                 settings.collector_url,
                 settings.probe.targets.len(),
                 settings.discovery.sites.len(),
                 settings.speedtest.as_ref().map_or("off", |s| s.url.as_str()),
-                settings.buffer_path.display()
+                settings.buffer_path.display(),
+                settings.buffer_size.max_records,
+                settings.buffer_size.hours(),
+                settings.buffer_size.records_per_hour,
+                settings.buffer_size.bytes() / 1_000_000
             );
+            let now = chrono::Utc::now().timestamp();
+            for (what, path) in [
+                ("the CA certificate", &settings.tls.ca),
+                ("the agent certificate", &settings.tls.cert),
+            ] {
+                if let Some(warning) = netwarden_shared::tls::expiry_warning(what, path, now) {
+                    println!("{warning}");
+                }
+            }
             Ok(())
         }
         Command::Probe {

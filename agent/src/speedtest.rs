@@ -50,7 +50,9 @@ fn result(
         } else {
             0.0
         },
-        error,
+        // A server's error text is echoed here: without control characters, within the
+        // wire's 1,024 bytes.
+        error: error.map(|e| netwarden_shared::clean_text(&e, 1024).into_owned()),
     }
 }
 

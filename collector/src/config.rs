@@ -46,6 +46,10 @@ pub struct TelemetryConfig {
     /// order (it can open, grow, split or withdraw an event); later ones are stored, counted
     /// and listed at /api/telemetry/late, for `import telemetry` to evaluate.
     pub reorder_horizon_secs: u64,
+    /// Agents (certificate names) that may post telemetry over gRPC without a token. Any
+    /// other client needs an operator token (`authorization: Bearer ...`), as REST does:
+    /// telemetry drives customer emails, so an ordinary probe agent may not send it.
+    pub grpc_agents: Vec<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -56,6 +60,7 @@ impl Default for TelemetryConfig {
             maxout_consecutive: rule.consecutive,
             retention_days: 90,
             reorder_horizon_secs: 15 * 60,
+            grpc_agents: Vec::new(),
         }
     }
 }
@@ -69,6 +74,19 @@ pub struct GrpcConfig {
     pub max_message_bytes: usize,
     /// A client that has not finished the TLS handshake by then is dropped.
     pub handshake_timeout_secs: u64,
+    /// How far ahead of the collector's clock a record's time may be (agents' clocks drift);
+    /// a batch with a record further ahead is refused and the agent sets it aside.
+    pub max_clock_skew_secs: u64,
+    /// How old a record may be: an agent's buffer holds days of an outage, but a record from
+    /// years ago is a broken clock, and would make partitions retention never drops.
+    pub max_record_age_days: u32,
+    /// Connections each gRPC port holds at most; more are closed at accept (and counted).
+    /// Keep it under the process's file limit (the units set `LimitNOFILE=65536`).
+    pub max_connections: usize,
+    /// TLS handshakes in progress at once per port; more wait their turn.
+    pub max_handshakes: usize,
+    /// A connection with no gRPC stream for this long is closed (0: never).
+    pub idle_timeout_secs: u64,
     /// The operators' `QueryService` (TLS with the server certificate, API tokens; no client
     /// certificate). Empty: not served.
     pub query_listen: String,
@@ -80,6 +98,11 @@ impl Default for GrpcConfig {
             listen: "0.0.0.0:50051".into(),
             max_message_bytes: 16 * 1024 * 1024,
             handshake_timeout_secs: 10,
+            max_clock_skew_secs: 300,
+            max_record_age_days: 30,
+            max_connections: 16_384,
+            max_handshakes: 256,
+            idle_timeout_secs: 300,
             query_listen: "127.0.0.1:50052".into(),
         }
     }
@@ -91,14 +114,32 @@ pub struct HttpConfig {
     /// REST API, WebSocket, dashboard, `/health` and `/metrics`. Loopback by default; the API
     /// needs tokens (`[auth]`) wherever it listens.
     pub listen: String,
+    /// Connections held at most; more are closed at accept (and counted).
+    pub max_connections: usize,
+    /// A client must have sent a request's headers this long after connecting (or after its
+    /// previous response); slower ones are closed.
+    pub header_read_timeout_secs: u64,
+    /// A request must be answered within this (WebSocket upgrades excepted); else 408.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            max_connections: 8_192,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 120,
         }
     }
+}
+
+/// The HTTP listener's budgets.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +180,43 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// How far a record's time may be from the collector's clock, ahead and behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordWindow {
+    pub ahead: chrono::Duration,
+    pub behind: chrono::Duration,
+}
+
+impl Default for RecordWindow {
+    fn default() -> Self {
+        RecordWindow {
+            ahead: chrono::Duration::seconds(300),
+            behind: chrono::Duration::days(30),
+        }
+    }
+}
+
+impl RecordWindow {
+    /// The first record of `records` outside the window around `now`, as (index, why).
+    pub fn first_outside(
+        &self,
+        records: &[netwarden_shared::Record],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(usize, String)> {
+        let (earliest, latest) = (now - self.behind, now + self.ahead);
+        records.iter().enumerate().find_map(|(i, r)| {
+            let at = r.observed_at;
+            if at > latest {
+                Some((i, format!("{} is {} s ahead of the collector's clock (at most {} s allowed: grpc.max_clock_skew_secs)", at.to_rfc3339(), (at - now).num_seconds(), self.ahead.num_seconds())))
+            } else if at < earliest {
+                Some((i, format!("{} is more than {} days old (grpc.max_record_age_days)", at.to_rfc3339(), self.behind.num_days())))
+            } else {
+                None
+            }
+        })
+    }
+}
+
 /// A loaded and checked configuration, with paths made absolute.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -148,6 +226,11 @@ pub struct Settings {
     pub query_listen: Option<SocketAddr>,
     pub max_message_bytes: usize,
     pub handshake_timeout: std::time::Duration,
+    /// The window around the collector's clock a record's time must fall in.
+    pub record_window: RecordWindow,
+    /// Budgets of the gRPC ports.
+    pub grpc_limits: crate::grpc::conns::ConnLimits,
+    pub http_limits: HttpLimits,
     pub tls: TlsFiles,
     pub database: DatabaseLocation,
     pub max_connections: u32,
@@ -159,6 +242,8 @@ pub struct Settings {
     pub kpi: Option<KpiSettings>,
     /// Circuit maxout detection: the rule and the reorder horizon.
     pub telemetry_detection: crate::telemetry::detector::DetectionSettings,
+    /// Agents that may post telemetry over gRPC without a token.
+    pub telemetry_grpc_agents: Vec<String>,
     /// Customer email; `None` when `[email] smtp_host` is not set.
     pub email: Option<crate::alert::email::EmailSettings>,
     /// Telemetry retention in days; 0 keeps samples forever.
@@ -201,6 +286,44 @@ impl Settings {
                 "grpc.max_message_bytes",
                 "must be between 65536 and 268435456",
             ));
+        }
+        if !(1..=86_400).contains(&raw.grpc.max_clock_skew_secs) {
+            return Err(ConfigError::invalid(
+                path,
+                "grpc.max_clock_skew_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !(1..=3660).contains(&raw.grpc.max_record_age_days) {
+            return Err(ConfigError::invalid(
+                path,
+                "grpc.max_record_age_days",
+                "must be between 1 and 3660",
+            ));
+        }
+        for (field, value) in [
+            ("grpc.max_connections", raw.grpc.max_connections),
+            ("grpc.max_handshakes", raw.grpc.max_handshakes),
+            ("http.max_connections", raw.http.max_connections),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(ConfigError::invalid(
+                    path,
+                    field,
+                    "must be between 1 and 1000000",
+                ));
+            }
+        }
+        for (field, value) in [
+            (
+                "http.header_read_timeout_secs",
+                raw.http.header_read_timeout_secs,
+            ),
+            ("http.request_timeout_secs", raw.http.request_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(path, field, "must be 1 or more"));
+            }
         }
         if raw.grpc.handshake_timeout_secs == 0 {
             return Err(ConfigError::invalid(
@@ -294,6 +417,23 @@ impl Settings {
             query_listen,
             max_message_bytes: raw.grpc.max_message_bytes,
             handshake_timeout: std::time::Duration::from_secs(raw.grpc.handshake_timeout_secs),
+            record_window: RecordWindow {
+                ahead: chrono::Duration::seconds(raw.grpc.max_clock_skew_secs as i64),
+                behind: chrono::Duration::days(i64::from(raw.grpc.max_record_age_days)),
+            },
+            grpc_limits: crate::grpc::conns::ConnLimits {
+                max_connections: raw.grpc.max_connections,
+                max_handshakes: raw.grpc.max_handshakes,
+                idle_timeout: (raw.grpc.idle_timeout_secs > 0)
+                    .then(|| std::time::Duration::from_secs(raw.grpc.idle_timeout_secs)),
+            },
+            http_limits: HttpLimits {
+                max_connections: raw.http.max_connections,
+                header_read_timeout: std::time::Duration::from_secs(
+                    raw.http.header_read_timeout_secs,
+                ),
+                request_timeout: std::time::Duration::from_secs(raw.http.request_timeout_secs),
+            },
             tls,
             database,
             max_connections: raw.database.max_connections,
@@ -302,6 +442,7 @@ impl Settings {
             scrape,
             kpi,
             telemetry_detection,
+            telemetry_grpc_agents: raw.telemetry.grpc_agents.clone(),
             email,
             telemetry_retention_days: raw.telemetry.retention_days,
             detect: raw.detect,

@@ -2,6 +2,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use netwarden_collector::config::Settings;
 use netwarden_collector::{cacti, commands, pki, server, storage};
+use std::io::Write;
 use std::path::PathBuf;
 
 // A request allocates and frees a few dozen small blocks on whichever worker polls it; glibc's
@@ -252,9 +253,113 @@ enum PkiCommand {
         /// Where to write NAME.pem and NAME.key (default: DIR/agents).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, default_value_t = 825)]
+        #[arg(long, default_value_t = 397)]
         days: u32,
     },
+    /// Revoke an agent certificate (by serial or file: a stolen one), or retire an agent
+    /// (every certificate of it issued until now). Collectors sharing the database refuse it
+    /// within seconds, and close its open streams.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Retire this agent: refuse every certificate of it issued until now (one issued
+        /// afterwards works).
+        #[arg(long, conflicts_with_all = ["serial", "cert"])]
+        agent: Option<String>,
+        /// The certificate's serial in hex (`openssl x509 -serial`; colons allowed).
+        #[arg(long, conflicts_with = "cert")]
+        serial: Option<String>,
+        /// The certificate file (PEM) to revoke.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List certificate revocations.
+    Revocations(ConfigArg),
+}
+
+async fn revoke_certificate(command: PkiCommand) -> Result<()> {
+    let config = match &command {
+        PkiCommand::Revoke { config, .. } | PkiCommand::Revocations(config) => config,
+        _ => anyhow::bail!("not a revocation command"),
+    };
+    let settings = load(&config.config)?;
+    let store = storage::open(&settings.database, 1, settings.sqlite_sync).await?;
+    store.migrate().await?;
+    match command {
+        PkiCommand::Revoke {
+            agent,
+            serial,
+            cert,
+            reason,
+            ..
+        } => {
+            use netwarden_collector::grpc::revoke::normalise_serial;
+            let (agent, serial) = match (agent, serial, cert) {
+                (Some(agent), None, None) => {
+                    netwarden_shared::AgentId::new(agent.as_str())
+                        .map_err(|e| anyhow::anyhow!("--agent: {e}"))?;
+                    (Some(agent), None)
+                }
+                (None, Some(serial), None) => {
+                    let hex = normalise_serial(&serial);
+                    anyhow::ensure!(
+                        !hex.is_empty(),
+                        "--serial {serial:?}: not a hex serial number"
+                    );
+                    (None, Some(hex))
+                }
+                (None, None, Some(path)) => {
+                    let info = netwarden_shared::tls::cert_file_info(&path)?;
+                    (Some(info.common_name), Some(info.serial))
+                }
+                _ => anyhow::bail!("give one of --agent, --serial or --cert"),
+            };
+            let done = store
+                .revoke_certificate(&netwarden_collector::storage::tokens::CertRevocation {
+                    id: 0,
+                    agent,
+                    serial,
+                    revoked_at: chrono::Utc::now(),
+                    reason,
+                })
+                .await?;
+            println!("{}", describe_revocation(&done));
+        }
+        PkiCommand::Revocations(_) => {
+            for r in store.cert_revocations().await? {
+                println!("{}", describe_revocation(&r));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn describe_revocation(r: &netwarden_collector::storage::tokens::CertRevocation) -> String {
+    let what = match (&r.agent, &r.serial) {
+        (agent, Some(serial)) => format!(
+            "certificate {serial}{}",
+            agent
+                .as_ref()
+                .map(|a| format!(" of agent {a}"))
+                .unwrap_or_default()
+        ),
+        (Some(agent), None) => format!("agent {agent} (certificates issued until then)"),
+        (None, None) => "nothing".into(),
+    };
+    format!(
+        "{}\trevoked {what} at {}{}",
+        r.id,
+        r.revoked_at.to_rfc3339(),
+        if r.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.reason)
+        }
+    )
 }
 
 async fn token(command: TokenCommand) -> Result<()> {
@@ -433,7 +538,8 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Not eprintln!: with stderr closed it would panic and hide the exit code.
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             match err.downcast_ref::<Exit>() {
                 Some(exit) => std::process::ExitCode::from(exit.code),
                 None => std::process::ExitCode::FAILURE,
@@ -448,6 +554,8 @@ async fn run(cli: Cli) -> Result<()> {
             let settings = load(&args.config)?;
             netwarden_shared::logging::init(&settings.log);
             let shutdown = netwarden_shared::shutdown::on_signal();
+            let open_files = netwarden_shared::limits::raise_open_files();
+            tracing::info!(open_files = ?open_files, "open-files limit");
             let running = server::start(&settings, shutdown).await.with_context(|| {
                 format!("cannot start the collector ({})", args.config.display())
             })?;
@@ -462,6 +570,15 @@ async fn run(cli: Cli) -> Result<()> {
                 settings.http_listen,
                 server::describe_location(&settings.database)
             );
+            let now = chrono::Utc::now().timestamp();
+            for (what, path) in [
+                ("the CA certificate", &settings.tls.ca),
+                ("the server certificate", &settings.tls.cert),
+            ] {
+                if let Some(warning) = netwarden_shared::tls::expiry_warning(what, path, now) {
+                    println!("{warning}");
+                }
+            }
             Ok(())
         }
         Command::Migrate(args) => {
@@ -633,12 +750,18 @@ async fn run(cli: Cli) -> Result<()> {
             } => {
                 let out = out.unwrap_or_else(|| dir.join("agents"));
                 let issued = pki::issue_agent(&dir, &name, &out, days)?;
+                let serial = netwarden_shared::tls::cert_file_info(&issued.cert)
+                    .map(|info| info.serial)
+                    .unwrap_or_default();
                 println!(
-                    "agent {name}: {} (key {})",
+                    "agent {name}: {} (key {}), serial {serial}",
                     issued.cert.display(),
                     issued.key.display()
                 );
                 Ok(())
+            }
+            command @ (PkiCommand::Revoke { .. } | PkiCommand::Revocations(_)) => {
+                revoke_certificate(command).await
             }
         },
     }

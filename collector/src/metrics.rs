@@ -16,6 +16,9 @@ pub struct Metrics {
     pub records: Counter,
     pub rejected: Family<Labels, Counter>,
     pub tls_refused: Family<Labels, Counter>,
+    pub connections_refused: Family<Labels, Counter>,
+    pub connections_idle_closed: Family<Labels, Counter>,
+    pub revoked_closed: Counter,
     pub streams: Gauge,
     pub commit_seconds: Histogram,
     pub agent_backlog: Family<Labels, Gauge<u64, AtomicU64>>,
@@ -57,7 +60,7 @@ impl Metrics {
         let rejected = Family::<Labels, Counter>::default();
         registry.register(
             "ingest_rejected",
-            "Batches or messages refused, by reason (invalid, identity, too_large, decode, storage)",
+            "Batches or messages refused, by reason (invalid, clock, identity, too_large, decode, storage, refused_by_store)",
             rejected.clone(),
         );
         let tls_refused = Family::<Labels, Counter>::default();
@@ -65,6 +68,24 @@ impl Metrics {
             "grpc_connections_refused",
             "gRPC connections refused before any request, by reason",
             tls_refused.clone(),
+        );
+        let connections_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept because the listener was at its connection limit, by listener",
+            connections_refused.clone(),
+        );
+        let connections_idle_closed = Family::<Labels, Counter>::default();
+        registry.register(
+            "connections_idle_closed",
+            "Connections closed after their idle timeout without a stream or request, by listener",
+            connections_idle_closed.clone(),
+        );
+        let revoked_closed = Counter::default();
+        registry.register(
+            "revoked_connections_closed",
+            "Open agent connections closed because their certificate or agent was revoked",
+            revoked_closed.clone(),
         );
         let streams = Gauge::default();
         registry.register(
@@ -162,6 +183,9 @@ impl Metrics {
             records,
             rejected,
             tls_refused,
+            connections_refused,
+            connections_idle_closed,
+            revoked_closed,
             streams,
             commit_seconds,
             agent_backlog,

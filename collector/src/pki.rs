@@ -62,15 +62,26 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    std::fs::write(path, contents).map_err(io)?;
+    // A private key is created 0600 (never world-readable, not even between a write and a
+    // chmod); the chmod then also tightens a file that existed before.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
     }
     #[cfg(not(unix))]
     let _ = private;
-    Ok(())
+    std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -105,13 +105,27 @@ pub async fn start(
 
     let mut tasks = JoinSet::new();
     let accept_cancel = shutdown.child_token();
+    // Revocations are read before the first connection is taken, then every second.
+    let revocations = crate::grpc::revoke::Revocations::default();
+    revocations.load(store.as_ref()).await?;
+    let agent_conns =
+        crate::grpc::conns::Registry::new("grpc", settings.grpc_limits, metrics.clone());
     let incoming = accept_loop(
         grpc_listener,
         acceptor,
         settings.handshake_timeout,
         metrics.clone(),
+        agent_conns.clone(),
+        revocations.clone(),
         accept_cancel.clone(),
     );
+    {
+        let (store, metrics, stop) = (store.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::grpc::revoke::run(store, revocations, agent_conns, metrics, stop).await;
+            ("revocations", Ok(()))
+        });
+    }
     let engine = Arc::new(crate::alert::engine::Engine::new(
         store.clone(),
         settings.alerting.clone(),
@@ -139,9 +153,17 @@ pub async fn start(
             metrics.clone(),
         ),
     );
+    let guard = Arc::new(crate::auth::Guard::new(
+        store.clone(),
+        settings.auth.clone(),
+    ));
     let telemetry_grpc =
         netwarden_proto::v1::telemetry_service_server::TelemetryServiceServer::new(
-            crate::grpc::telemetry::Telemetry::new(telemetry.clone()),
+            crate::grpc::telemetry::Telemetry::new(
+                telemetry.clone(),
+                guard.clone(),
+                settings.telemetry_grpc_agents.clone(),
+            ),
         )
         .max_decoding_message_size(settings.max_message_bytes);
     let detectors = crate::alert::watch::Detectors::new(
@@ -186,18 +208,22 @@ pub async fn start(
         crate::rollup::retention::run(retention_store, retention, stop).await;
         ("probe-retention", Ok(()))
     });
-    let ingest = IngestServiceServer::new(Ingest::new(
-        storage::GroupCommitter::start(store.clone()),
-        metrics.clone(),
-        shutdown.clone(),
-        Some(watch),
-    ))
+    let ingest = IngestServiceServer::new(
+        Ingest::new(
+            storage::GroupCommitter::start(store.clone()),
+            metrics.clone(),
+            shutdown.clone(),
+            Some(watch),
+        )
+        .with_window(settings.record_window),
+    )
     .max_decoding_message_size(settings.max_message_bytes);
     let grpc_stop = shutdown.clone();
     tasks.spawn(async move {
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(crate::grpc::conns::CountStreams::<crate::grpc::AgentConnInfo>::new())
             .add_service(ingest)
             .add_service(telemetry_grpc)
             .serve_with_incoming_shutdown(
@@ -209,16 +235,13 @@ pub async fn start(
         ("grpc", result)
     });
 
-    let guard = Arc::new(crate::auth::Guard::new(
-        store.clone(),
-        settings.auth.clone(),
-    ));
     if let Some(listener) = query_listener {
         let tls = netwarden_shared::tls::server_config_without_client_auth(&settings.tls)?;
         let incoming = crate::grpc::query::accept_loop(
             listener,
             tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             settings.handshake_timeout,
+            crate::grpc::conns::Registry::new("grpc-query", settings.grpc_limits, metrics.clone()),
             shutdown.child_token(),
         );
         let query = netwarden_proto::v1::query_service_server::QueryServiceServer::new(
@@ -231,6 +254,9 @@ pub async fn start(
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let result = tonic::transport::Server::builder()
+                .layer(crate::grpc::conns::CountStreams::<
+                    crate::grpc::query::OperatorConnInfo,
+                >::new())
                 .add_service(query)
                 .add_service(reflection)
                 .serve_with_incoming_shutdown(ReceiverStream::new(incoming), stop.cancelled_owned())
@@ -247,12 +273,12 @@ pub async fn start(
         auth: guard,
         retention: settings.retention.clone(),
     }));
-    let http_stop = shutdown.clone();
+    let (http_stop, http_limits, http_metrics) =
+        (shutdown.clone(), settings.http_limits, metrics.clone());
     tasks.spawn(async move {
-        let result = axum::serve(http_listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-            .map_err(|e| e.to_string());
+        let result =
+            crate::rest::serve::serve(http_listener, app, http_limits, http_metrics, http_stop)
+                .await;
         ("http", result)
     });
 

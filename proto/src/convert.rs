@@ -129,6 +129,17 @@ fn text(field: &str, value: String, max: usize) -> Result<Option<String>, Conver
     if value.len() > max {
         return Err(fail(field, format!("longer than {max} bytes")));
     }
+    // A NUL is refused by PostgreSQL and control characters would forge lines in logs; agents
+    // clean what they discover (`shared::clean_text`), so one here is a bug or an attack.
+    if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(fail(
+            field,
+            format!(
+                "contains the control character U+{:04X} at byte {at}",
+                u32::from(c)
+            ),
+        ));
+    }
     Ok((!value.is_empty()).then_some(value))
 }
 
@@ -456,6 +467,34 @@ mod tests {
         let mut zero = batch(vec![]);
         zero.sequence = 0;
         assert_eq!(batch_from_wire(zero).unwrap_err().field, "sequence");
+    }
+
+    #[test]
+    fn control_characters_in_text_are_refused_with_their_place() {
+        let host = |hostname: &str| v1::Record {
+            record_id: 1,
+            observed_at_unix_ms: 1_700_000_000_000,
+            kind: Some(v1::record::Kind::DiscoveredHost(v1::DiscoveredHost {
+                address: "10.0.0.9".into(),
+                hostname: hostname.into(),
+                method: v1::DiscoveryMethod::Arp as i32,
+                ..Default::default()
+            })),
+        };
+        for (name, code, at) in [
+            ("printer\0.lan", "U+0000", 7),
+            ("a\nforged log line", "U+000A", 1),
+            ("x\u{85}", "U+0085", 1),
+        ] {
+            let err = batch_from_wire(batch(vec![host(name)])).unwrap_err();
+            assert_eq!(err.field, "records[0].discovered_host.hostname");
+            assert!(
+                err.message.contains(code) && err.message.contains(&format!("byte {at}")),
+                "{err}"
+            );
+        }
+        let ok = batch_from_wire(batch(vec![host("printer-2.büro.lan")])).unwrap();
+        assert_eq!(ok.records.len(), 1);
     }
 
     #[test]

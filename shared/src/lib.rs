@@ -2,11 +2,14 @@
 //! builder, shutdown signalling and tracing setup.
 
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod shutdown;
+pub mod text;
 pub mod tls;
 pub mod types;
 
+pub use text::clean_text;
 pub use types::*;
 
 /// The version both binaries report (`--version`, agent status, `/health`).

@@ -153,6 +153,8 @@ pub struct CertInfo {
     pub common_name: String,
     pub not_before: i64,
     pub not_after: i64,
+    /// The serial number in lowercase hex (no separators), as `pki revoke --serial` takes it.
+    pub serial: String,
 }
 
 /// Reads the subject common name and validity of a DER certificate.
@@ -170,7 +172,37 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
         common_name,
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
+        serial: cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     })
+}
+
+/// Days before expiry from which `validate` warns.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// A warning for `validate` when a certificate file has expired or expires within
+/// [`EXPIRY_WARNING_DAYS`] of `now` (unix seconds); `None` when it is fine or unreadable (the
+/// load itself reports that).
+pub fn expiry_warning(what: &str, path: &Path, now: i64) -> Option<String> {
+    let info = cert_file_info(path).ok()?;
+    let days_left = (info.not_after - now).div_euclid(86_400);
+    if info.not_after <= now {
+        Some(format!(
+            "warning: {what} {} expired {} days ago; peers refuse it",
+            path.display(),
+            -days_left
+        ))
+    } else if days_left <= EXPIRY_WARNING_DAYS {
+        Some(format!(
+            "warning: {what} {} expires in {days_left} days",
+            path.display()
+        ))
+    } else {
+        None
+    }
 }
 
 /// Reads the first certificate of a PEM file and its facts.

@@ -1,10 +1,14 @@
 //! The agent's store-and-forward buffer: every result is written here first (SQLite, WAL) and
 //! deleted only after the collector acknowledges the batch that carried it.
 //!
-//! Records get an AUTOINCREMENT id (never reused). A batch is a persisted range of ids with a
-//! sequence number, so after a reconnect or a restart the same records go out again under the
-//! same sequence and the collector's (agent, sequence) idempotency drops the replay. When the
-//! buffer is full the oldest records are dropped and counted.
+//! Records get an AUTOINCREMENT id (never reused). A batch is a persisted sequence number its
+//! records carry (`records.seq`), so after a reconnect or a restart the same records go out
+//! again under the same sequence and the collector's (agent, sequence) idempotency drops the
+//! replay. When the buffer is full the oldest records are dropped and counted.
+//!
+//! Live first: a new batch takes the newest records not yet in one. After an outage the rounds
+//! being measured now reach the collector at once, and the backlog drains behind them, newest
+//! to oldest, in the gaps live traffic leaves.
 
 use chrono::Utc;
 use netwarden_proto::v1;
@@ -64,7 +68,8 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     observed_ms INTEGER NOT NULL,
-    body        BLOB    NOT NULL
+    body        BLOB    NOT NULL,
+    seq         INTEGER             -- the batch carrying it; NULL until one does
 );
 CREATE TABLE IF NOT EXISTS batches (
     sequence INTEGER PRIMARY KEY,
@@ -99,6 +104,7 @@ impl Buffer {
             .map_err(sqlite_err(path, "setting synchronous"))?;
         conn.execute_batch(SCHEMA)
             .map_err(sqlite_err(path, "creating tables"))?;
+        upgrade_ranges_to_seq(&conn).map_err(sqlite_err(path, "upgrading the buffer"))?;
         // A new buffer starts its sequence at the current time in ms, so a re-created buffer
         // never reuses a sequence an earlier one sent (it sends far fewer than 1000 batches/s).
         conn.execute(
@@ -170,7 +176,7 @@ impl Buffer {
                 as u64;
             tx.execute(
                 "DELETE FROM batches WHERE NOT EXISTS
-                     (SELECT 1 FROM records WHERE id BETWEEN first_id AND last_id)",
+                     (SELECT 1 FROM records WHERE id BETWEEN first_id AND last_id AND seq = sequence)",
                 [],
             )
             .map_err(sqlite_err(&self.path, "dropping emptied batches"))?;
@@ -199,25 +205,30 @@ impl Buffer {
             .map(|(sequence, first, last)| {
                 Ok(PendingBatch {
                     sequence: sequence as u64,
-                    records: self.load(first, last, i64::MAX)?,
+                    records: self.load(first, last, sequence)?,
                 })
             })
             .collect()
     }
 
-    fn load(&self, first: i64, last: i64, limit: i64) -> Result<Vec<v1::Record>> {
+    /// The records of batch `sequence` (all within `first..=last`), in id order.
+    fn load(&self, first: i64, last: i64, sequence: i64) -> Result<Vec<v1::Record>> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, body FROM records WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, body FROM records WHERE id BETWEEN ?1 AND ?2 AND seq = ?3 ORDER BY id",
             )
             .map_err(sqlite_err(&self.path, "reading records"))?;
         let rows = stmt
-            .query_map(params![first, last, limit], |r| {
+            .query_map(params![first, last, sequence], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(sqlite_err(&self.path, "reading records"))?;
+        self.decode(rows)
+    }
+
+    fn decode(&self, rows: Vec<(i64, Vec<u8>)>) -> Result<Vec<v1::Record>> {
         rows.into_iter()
             .map(|(id, body)| {
                 let mut record =
@@ -232,16 +243,21 @@ impl Buffer {
             .collect()
     }
 
-    /// Forms the next batch from records not yet in one (at most `max_records`), persisting
-    /// its sequence and id range before it is sent.
+    /// Forms the next batch from the newest records not yet in one (at most `max_records`,
+    /// sent in id order), persisting its sequence and membership before it is sent.
     pub fn next_batch(&mut self, max_records: u32) -> Result<Option<PendingBatch>> {
-        let after: i64 = self
+        let rows: Vec<(i64, Vec<u8>)> = self
             .conn
-            .query_row("SELECT coalesce(max(last_id), 0) FROM batches", [], |r| {
-                r.get(0)
+            .prepare_cached(
+                "SELECT id, body FROM records WHERE seq IS NULL ORDER BY id DESC LIMIT ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([i64::from(max_records)], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(sqlite_err(&self.path, "finding unbatched records"))?;
-        let records = self.load(after + 1, i64::MAX, i64::from(max_records))?;
+        let mut records = self.decode(rows)?;
+        records.reverse();
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(None);
         };
@@ -259,6 +275,12 @@ impl Buffer {
             .and_then(|seq| {
                 tx.execute(
                     "INSERT INTO batches (sequence, first_id, last_id) VALUES (?1, ?2, ?3)",
+                    params![seq, first, last],
+                )?;
+                // The unbatched records in the range are exactly the ones read above: this
+                // connection is the buffer's only writer.
+                tx.execute(
+                    "UPDATE records SET seq = ?1 WHERE id BETWEEN ?2 AND ?3 AND seq IS NULL",
                     params![seq, first, last],
                 )?;
                 tx.execute(
@@ -306,7 +328,7 @@ impl Buffer {
             let moved = tx
                 .execute(
                     "INSERT OR REPLACE INTO rejected (record_id, sequence, reason, body)
-                     SELECT id, ?3, ?4, body FROM records WHERE id BETWEEN ?1 AND ?2",
+                     SELECT id, ?3, ?4, body FROM records WHERE id BETWEEN ?1 AND ?2 AND seq = ?3",
                     params![first, last, sequence as i64, reason],
                 )
                 .map_err(fail())?;
@@ -314,8 +336,8 @@ impl Buffer {
         }
         let deleted = tx
             .execute(
-                "DELETE FROM records WHERE id BETWEEN ?1 AND ?2",
-                params![first, last],
+                "DELETE FROM records WHERE id BETWEEN ?1 AND ?2 AND seq = ?3",
+                params![first, last, sequence as i64],
             )
             .map_err(fail())? as u64;
         tx.execute("DELETE FROM batches WHERE sequence = ?1", [sequence as i64])
@@ -341,6 +363,24 @@ fn sqlite_err<'a>(
         action,
         source,
     }
+}
+
+/// Buffers written before records carried their batch's sequence knew a batch by its id range
+/// alone: the column is added and filled from the ranges, once.
+fn upgrade_ranges_to_seq(conn: &Connection) -> rusqlite::Result<()> {
+    let has_seq: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'seq'")?
+        .exists([])?;
+    if has_seq {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE records ADD COLUMN seq INTEGER;
+         UPDATE records SET seq = (SELECT sequence FROM batches
+                                   WHERE records.id BETWEEN first_id AND last_id);
+         COMMIT;",
+    )
 }
 
 fn bump(conn: &Connection, key: &str, by: u64) -> rusqlite::Result<()> {
@@ -385,8 +425,10 @@ mod tests {
         let second = buffer.next_batch(10).unwrap().unwrap();
         assert_eq!(second.sequence, first.sequence + 1);
         assert_eq!(first.records.len(), 10);
-        assert_eq!(first.records[0].record_id, 1);
-        assert_eq!(second.records[0].record_id, 11);
+        // Newest first, each batch in id order.
+        assert_eq!(first.records[0].record_id, 16);
+        assert_eq!(first.records[9].record_id, 25);
+        assert_eq!(second.records[0].record_id, 6);
         assert_eq!(buffer.stats().unwrap().backlog, 25);
 
         assert_eq!(buffer.ack(second.sequence).unwrap(), 10);
@@ -412,6 +454,7 @@ mod tests {
         assert!(reopened.next_batch(100).unwrap().is_none());
         reopened.push(&records(1)).unwrap();
         let next = reopened.next_batch(100).unwrap().unwrap();
+        assert_eq!(next.records.len(), 1);
         assert_eq!(next.sequence, batch.sequence + 1);
         assert_eq!(next.records[0].record_id, 6);
         assert_eq!(reopened.stats().unwrap().produced_total, 6);
@@ -429,14 +472,127 @@ mod tests {
             (stats.backlog, stats.dropped_total, stats.produced_total),
             (1000, 200, 1200)
         );
-        // The batch whose records were all dropped is gone; the oldest left is record 201.
-        assert!(buffer
-            .pending()
-            .unwrap()
-            .iter()
-            .all(|b| b.sequence != old.sequence));
+        // The batch whose records were all dropped (the newest 100 of the first 600, ids
+        // 501-600, survive: only the oldest 200 went) keeps its surviving records.
+        let pending = buffer.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].sequence, old.sequence);
+        assert_eq!(pending[0].records[0].record_id, 501);
+        let oldest: i64 = buffer
+            .conn
+            .query_row("SELECT min(id) FROM records", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(oldest, 201);
+    }
+
+    #[test]
+    fn after_an_outage_live_records_go_first_and_the_backlog_drains_behind_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buffer = Buffer::open(&dir.path().join("b.db"), 100_000).unwrap();
+        // Hours of backlog, then the collector answers again while rounds keep coming.
+        buffer.push(&records(5_000)).unwrap();
+        let mut sent = Vec::new();
+        let mut live_id = 5_000;
+        let mut first_live_batch = None;
+        for step in 0..20 {
+            buffer.push(&records(10)).unwrap();
+            live_id += 10;
+            let batch = buffer.next_batch(1000).unwrap().unwrap();
+            if step == 0 {
+                first_live_batch = Some(batch.records.last().unwrap().record_id);
+            }
+            sent.extend(batch.records.iter().map(|r| r.record_id));
+            buffer.ack(batch.sequence).unwrap();
+        }
+        // The first batch after reconnecting carries the round measured just now.
+        assert_eq!(first_live_batch, Some(5_010));
+        while let Some(batch) = buffer.next_batch(1000).unwrap() {
+            sent.extend(batch.records.iter().map(|r| r.record_id));
+            buffer.ack(batch.sequence).unwrap();
+        }
+        sent.sort_unstable();
+        let expected: Vec<u64> = (1..=live_id).collect();
+        assert_eq!(sent, expected, "every record once, none lost");
+        assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn a_buffer_from_before_records_carried_their_batch_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, observed_ms INTEGER NOT NULL, body BLOB NOT NULL);
+                 CREATE TABLE batches (sequence INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, last_id INTEGER NOT NULL);
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta VALUES ('next_sequence', 8);
+                 INSERT INTO batches VALUES (7, 1, 2);",
+            )
+            .unwrap();
+            for record in records(3) {
+                let body = netwarden_proto::record_to_wire(&record).encode_to_vec();
+                conn.execute(
+                    "INSERT INTO records (observed_ms, body) VALUES (?1, ?2)",
+                    params![record.observed_at.timestamp_millis(), body],
+                )
+                .unwrap();
+            }
+        }
+        let mut buffer = Buffer::open(&path, 10_000).unwrap();
+        let pending = buffer.pending().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].sequence, pending[0].records.len()), (7, 2));
         let next = buffer.next_batch(10).unwrap().unwrap();
-        assert_eq!(next.records[0].record_id, 201);
+        assert_eq!(next.sequence, 8);
+        assert_eq!(
+            next.records.iter().map(|r| r.record_id).collect::<Vec<_>>(),
+            vec![3]
+        );
+    }
+
+    /// The size estimate `validate` checks the disk against holds for full rounds.
+    #[test]
+    fn a_full_rounds_size_matches_the_estimate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let mut buffer = Buffer::open(&path, 1_000_000).unwrap();
+        let n = 20_000;
+        let rounds: Vec<Record> = (0..n)
+            .map(|i| Record {
+                record_id: 0,
+                observed_at: DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64).unwrap(),
+                kind: RecordKind::Probe(ProbeRound {
+                    target: format!("10.{}.{}.{}", i / 65536, i / 256 % 256, i % 256)
+                        .parse()
+                        .unwrap(),
+                    sent: 10,
+                    received: 10,
+                    rtt: None,
+                    rtts_ms: (0..10)
+                        .map(|k| 10.0 + k as f32 * 0.37 + i as f32 * 0.001)
+                        .collect(),
+                    status: DeviceStatus::Online,
+                    alive_by: Some(netwarden_shared::Evidence::Icmp),
+                }),
+            })
+            .collect();
+        buffer.push(&rounds).unwrap();
+        buffer
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let measured = std::fs::metadata(&path).unwrap().len() as f64 / n as f64;
+        let estimate = crate::config::round_bytes(10) as f64;
+        println!(
+            "a 10-ping round takes {measured:.1} bytes in the buffer; the estimate is {estimate}"
+        );
+        // Never under (the disk check must not pass a buffer that cannot fit), at most twice
+        // over: the estimate takes the longest target, an IPv6 address, and these are IPv4.
+        assert!(
+            (1.0..=2.0).contains(&(estimate / measured)),
+            "estimate {estimate} vs measured {measured:.1}"
+        );
     }
 
     #[test]

@@ -47,8 +47,10 @@ pub async fn reverse_names(hosts: &[IpAddr], server: Option<SocketAddr>) -> Vec<
                 let lookup =
                     tokio::time::timeout(DNS_TIMEOUT * 2, resolver.reverse_lookup(ip)).await;
                 let name = lookup.ok()?.ok()?.iter().next()?.to_string();
-                let name = name.trim_end_matches('.').to_string();
-                (!name.is_empty()).then_some((ip, name))
+                // A PTR name is anyone's bytes: no control characters (a NUL would be refused
+                // by the collector), and no more than the wire's 255 bytes.
+                let name = netwarden_shared::clean_text(name.trim_end_matches('.'), 255);
+                (!name.is_empty()).then(|| (ip, name.into_owned()))
             }
         })
         .buffer_unordered(DNS_CONCURRENCY)

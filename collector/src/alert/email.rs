@@ -31,6 +31,9 @@ pub struct EmailConfig {
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// With `tls = "none"`, a username and password are refused (they would cross the
+    /// network in the clear) unless this says the link is trusted (a local relay).
+    pub allow_plaintext_auth: bool,
     /// A PEM CA to trust besides the public roots (a private SMTP server).
     pub ca_file: Option<PathBuf>,
     /// `Name <address>` the messages come from.
@@ -54,6 +57,7 @@ impl Default for EmailConfig {
             username: None,
             password_file: None,
             password_env: None,
+            allow_plaintext_auth: false,
             ca_file: None,
             from: "Netwarden NOC <noc@localhost>".into(),
             templates: None,
@@ -141,6 +145,12 @@ impl EmailSettings {
                         .into(),
                 )),
             };
+        if credentials.is_some() && raw.tls == TlsMode::None && !raw.allow_plaintext_auth {
+            return Err(bad(
+                "email.tls",
+                "\"none\" would send the SMTP password in the clear: use \"starttls\" or \"tls\", or set allow_plaintext_auth = true for a trusted local relay".into(),
+            ));
+        }
         let ca_pem = raw
             .ca_file
             .as_ref()
@@ -302,5 +312,32 @@ impl Mailer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_not_sent_in_the_clear_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+        let mut raw = EmailConfig {
+            smtp_host: Some("smtp.example.net".into()),
+            tls: TlsMode::None,
+            username: Some("noc".into()),
+            password_file: Some("pw".into()),
+            ..EmailConfig::default()
+        };
+        let path = dir.path().join("collector.toml");
+        let err = EmailSettings::from_config(&path, &raw).expect_err("refused");
+        assert!(err.to_string().contains("email.tls"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        raw.allow_plaintext_auth = true;
+        assert!(EmailSettings::from_config(&path, &raw).unwrap().is_some());
+        raw.allow_plaintext_auth = false;
+        raw.tls = TlsMode::Starttls;
+        assert!(EmailSettings::from_config(&path, &raw).unwrap().is_some());
     }
 }

@@ -57,6 +57,27 @@ pub struct Detectors {
     baselines: HashMap<(String, String), DateTime<Utc>>,
     /// Per agent: its targets' latest rounds, and whether `site_unreachable` is open.
     sites: HashMap<String, SiteHealth>,
+    /// Per agent, the time of the newest record judged for each subject.
+    newest: HashMap<String, HashMap<Subject, DateTime<Utc>>>,
+}
+
+/// What a record is about, for ordering: a target's rounds, a host's sightings, a speed test
+/// direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Subject {
+    Round(std::net::IpAddr),
+    Host(std::net::IpAddr),
+    Speed(u8),
+}
+
+impl Subject {
+    fn of(record: &Record) -> Subject {
+        match &record.kind {
+            RecordKind::Probe(round) => Subject::Round(round.target),
+            RecordKind::Discovery(host) => Subject::Host(host.address),
+            RecordKind::SpeedTest(test) => Subject::Speed(test.direction as u8),
+        }
+    }
 }
 
 /// An agent's targets as their last rounds left them, for the site check.
@@ -88,7 +109,52 @@ impl Detectors {
             statuses: HashMap::new(),
             baselines: HashMap::new(),
             sites: HashMap::new(),
+            newest: HashMap::new(),
         }
+    }
+
+    /// The records newer than anything judged before for their subject. An agent sends its
+    /// newest results first after an outage and its backlog behind them: the backlog is
+    /// stored (history, rollups) but not judged, since detection follows each device's
+    /// present and a round from hours ago must not reopen what the present has cleared.
+    pub fn live_only<'a>(
+        &mut self,
+        agent: &str,
+        records: &'a [Record],
+    ) -> std::borrow::Cow<'a, [Record]> {
+        let newest = match self.newest.get_mut(agent) {
+            Some(newest) => newest,
+            None => self.newest.entry(agent.to_string()).or_default(),
+        };
+        let mut stale: Vec<usize> = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            match newest.entry(Subject::of(record)) {
+                std::collections::hash_map::Entry::Occupied(mut seen) => {
+                    // Strictly older: two records of one time (a test's, a clock's
+                    // resolution) are both judged.
+                    if *seen.get() > record.observed_at {
+                        stale.push(i);
+                    } else {
+                        seen.insert(record.observed_at);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(record.observed_at);
+                }
+            }
+        }
+        if stale.is_empty() {
+            return std::borrow::Cow::Borrowed(records);
+        }
+        let mut stale = stale.into_iter().peekable();
+        std::borrow::Cow::Owned(
+            records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| stale.next_if_eq(i).is_none())
+                .map(|(_, r)| r.clone())
+                .collect(),
+        )
     }
 
     /// The discovery sites (and their sweeps' times) in records whose baseline is not known
@@ -373,6 +439,8 @@ impl Watcher {
 
     /// Runs the detectors over committed records.
     pub async fn committed(&mut self, agent: &str, records: &[Record]) {
+        let records = self.detectors.live_only(agent, records);
+        let records = records.as_ref();
         for event in self.detectors.status_changes(agent, records) {
             self.engine.events.publish(event);
         }

@@ -20,6 +20,9 @@ pub const CACHE_TTL: Duration = Duration::from_secs(5);
 const CACHE_LIMIT: usize = 10_000;
 /// The rate-limit key of requests without a token.
 const ANONYMOUS: i64 = -1;
+/// The rate-limit key every unknown or revoked token shares: guessing tokens is slowed to
+/// the configured rate however many are tried.
+const UNKNOWN: i64 = -2;
 
 /// Who made a request; handlers read it from the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,7 +197,18 @@ impl Guard {
                             token_hash: Some(digest),
                         },
                     ),
-                    None => return Err(unauthenticated("the token is unknown or revoked")),
+                    None => {
+                        if let Err(wait) = self.take(UNKNOWN) {
+                            return Err(Refusal {
+                                error: ApiError::new(
+                                    ErrorCode::ResourceExhausted,
+                                    format!("too many unknown tokens; retry in {wait} s"),
+                                ),
+                                retry_after: Some(wait),
+                            });
+                        }
+                        return Err(unauthenticated("the token is unknown or revoked"));
+                    }
                 }
             }
             Some(Err(message)) => return Err(unauthenticated(message)),

@@ -3,9 +3,11 @@
 //! be logged with the peer address and a reason an operator can act on, and lets us read the
 //! agent identity from the client certificate once per connection.
 
+use super::conns::{CertIdentity, Conn, HasConn, Registry};
 use crate::metrics::Metrics;
 use netwarden_shared::tls::cert_info;
 use netwarden_shared::AgentId;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,10 +22,17 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// Who is at the other end of an ingest connection; tonic puts it in each request's extensions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentConnInfo {
     pub remote: SocketAddr,
     pub agent: AgentId,
+    pub conn: Arc<Conn>,
+}
+
+impl HasConn for AgentConnInfo {
+    fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
 }
 
 /// A TLS stream from an authenticated agent.
@@ -31,14 +40,33 @@ pub type AgentStream = TlsConnection<AgentConnInfo>;
 
 /// A server-side TLS stream and what is known of its peer, which tonic puts in each request's
 /// extensions (the agents' port and the operators' query port both serve these).
+/// It ends (reads and writes fail) when its `Conn` is closed: idle, revoked, or stopping.
 pub struct TlsConnection<I> {
     inner: TlsStream<TcpStream>,
     info: I,
+    closed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl<I: HasConn> TlsConnection<I> {
+    pub fn new(inner: TlsStream<TcpStream>, info: I) -> Self {
+        let closed = Box::pin(info.conn().closed());
+        TlsConnection {
+            inner,
+            info,
+            closed,
+        }
+    }
 }
 
 impl<I> TlsConnection<I> {
-    pub fn new(inner: TlsStream<TcpStream>, info: I) -> Self {
-        TlsConnection { inner, info }
+    fn check_open(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.closed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by the collector (idle, revoked or stopping)",
+            )),
+            Poll::Pending => Ok(()),
+        }
     }
 }
 
@@ -56,6 +84,9 @@ impl<I: Unpin> AsyncRead for TlsConnection<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Err(err) = self.check_open(cx) {
+            return Poll::Ready(Err(err));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -66,6 +97,9 @@ impl<I: Unpin> AsyncWrite for TlsConnection<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Err(err) = self.check_open(cx) {
+            return Poll::Ready(Err(err));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -82,6 +116,9 @@ impl<I: Unpin> AsyncWrite for TlsConnection<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Err(err) = self.check_open(cx) {
+            return Poll::Ready(Err(err));
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -136,26 +173,48 @@ pub fn accept_loop(
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     metrics: Arc<Metrics>,
+    registry: Registry,
+    revoked: super::revoke::Revocations,
     cancel: CancellationToken,
 ) -> mpsc::Receiver<io::Result<AgentStream>> {
-    accept_with(listener, "gRPC", cancel, move |tcp, remote| {
-        let (acceptor, metrics) = (acceptor.clone(), metrics.clone());
-        async move { handshake(tcp, remote, acceptor, handshake_timeout, &metrics).await }
-    })
+    accept_with(
+        listener,
+        "gRPC",
+        registry,
+        cancel,
+        move |tcp, remote, conn| {
+            let (acceptor, metrics, revoked) = (acceptor.clone(), metrics.clone(), revoked.clone());
+            async move {
+                handshake(
+                    tcp,
+                    remote,
+                    conn,
+                    acceptor,
+                    handshake_timeout,
+                    &metrics,
+                    &revoked,
+                )
+                .await
+            }
+        },
+    )
 }
 
 /// Accepts TCP connections until `cancel`, runs `handshake` on each in its own task, and sends
 /// the streams it yields (`None`: refused, already logged) to the receiver. Shared by the
 /// agents' port and the operators' query port.
+/// Each connection first takes a slot of the listener's `registry` (none left: closed at
+/// once) and waits its turn among the handshakes in progress.
 pub fn accept_with<S, H, F>(
     listener: TcpListener,
     what: &'static str,
+    registry: Registry,
     cancel: CancellationToken,
     handshake: H,
 ) -> mpsc::Receiver<io::Result<S>>
 where
     S: Send + 'static,
-    H: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
+    H: Fn(TcpStream, SocketAddr, Arc<Conn>) -> F + Send + 'static,
     F: std::future::Future<Output = Option<S>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(64);
@@ -173,10 +232,21 @@ where
                     }
                 },
             };
+            let Some(slot) = registry.try_slot() else {
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
-            let (stream, tx) = (handshake(tcp, remote), tx.clone());
+            let conn = slot.into_conn(&cancel);
+            let (stream, tx, registry) =
+                (handshake(tcp, remote, conn), tx.clone(), registry.clone());
             tokio::spawn(async move {
-                if let Some(stream) = stream.await {
+                let Some(turn) = registry.handshake_turn().await else {
+                    return;
+                };
+                let stream = stream.await;
+                drop(turn);
+                if let Some(stream) = stream {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -188,9 +258,11 @@ where
 async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,
+    conn: Arc<Conn>,
     acceptor: TlsAcceptor,
     timeout: Duration,
     metrics: &Metrics,
+    revoked: &super::revoke::Revocations,
 ) -> Option<AgentStream> {
     let refuse = |reason: &'static str, why: String| {
         metrics
@@ -235,11 +307,37 @@ async fn handshake(
         .and_then(|certs| certs.first())
         .ok_or_else(|| "no client certificate".to_string())
         .and_then(|cert| cert_info(cert))
-        .and_then(|info| AgentId::new(info.common_name).map_err(|e| e.to_string()));
+        .and_then(|info| {
+            let agent = AgentId::new(&info.common_name).map_err(|e| e.to_string())?;
+            Ok((agent, info))
+        });
     match identity {
-        Ok(agent) => {
+        Ok((agent, info)) => {
+            let identity = CertIdentity {
+                agent: info.common_name,
+                serial: info.serial,
+                not_before: info.not_before,
+            };
+            if revoked.is_revoked(&identity) {
+                refuse(
+                    "revoked",
+                    format!(
+                        "the certificate of agent {agent:?} (serial {}) is revoked",
+                        identity.serial
+                    ),
+                );
+                return None;
+            }
+            conn.set_identity(identity);
             tracing::debug!(peer = %remote, %agent, "agent connected");
-            Some(TlsConnection::new(tls, AgentConnInfo { remote, agent }))
+            Some(TlsConnection::new(
+                tls,
+                AgentConnInfo {
+                    remote,
+                    agent,
+                    conn,
+                },
+            ))
         }
         Err(why) => {
             refuse(

@@ -3,6 +3,7 @@
 
 use super::AgentConnInfo;
 use crate::alert::watch::Watch;
+use crate::config::RecordWindow;
 use crate::metrics::Metrics;
 use crate::storage::{GroupCommitter, IngestOutcome};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -28,6 +29,7 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     watch: Option<Watch>,
+    window: RecordWindow,
 }
 
 impl Ingest {
@@ -43,7 +45,14 @@ impl Ingest {
             metrics,
             shutdown,
             watch,
+            window: RecordWindow::default(),
         }
+    }
+
+    /// Records must fall in `window` around the collector's clock.
+    pub fn with_window(mut self, window: RecordWindow) -> Self {
+        self.window = window;
+        self
     }
 }
 
@@ -80,6 +89,7 @@ impl IngestService for Ingest {
             shutdown: self.shutdown.clone(),
             info: info.clone(),
             watch: self.watch.clone(),
+            window: self.window,
         };
         let span = tracing::info_span!("ingest_stream", agent = %info.agent, peer = %info.remote);
         tokio::spawn(worker.run(inbound, tx).instrument(span));
@@ -93,6 +103,7 @@ struct StreamWorker {
     shutdown: CancellationToken,
     info: AgentConnInfo,
     watch: Option<Watch>,
+    window: RecordWindow,
 }
 
 impl StreamWorker {
@@ -164,6 +175,24 @@ impl StreamWorker {
                 format!("batch {sequence}: {err}"),
             )
         })?;
+        if let Some((index, why)) = self
+            .window
+            .first_outside(&batch.records, chrono::Utc::now())
+        {
+            self.metrics
+                .rejected
+                .get_or_create(&Metrics::label("reason", "clock"))
+                .inc();
+            tracing::warn!(
+                sequence,
+                "refused a batch with a record outside the time window: records[{index}]: {why}"
+            );
+            return Err(rejected(
+                tonic::Code::InvalidArgument,
+                sequence,
+                format!("batch {sequence}: records[{index}].observed_at_unix_ms: {why}"),
+            ));
+        }
         if let Some(claimed) = batch
             .claimed_agent_id
             .as_deref()
@@ -194,9 +223,21 @@ impl StreamWorker {
             .ingest(agent.clone(), batch)
             .await
             .map_err(|err| {
-                self.metrics.rejected.get_or_create(&Metrics::label("reason", "storage")).inc();
-                tracing::error!(sequence, error = %err, "could not store a batch; the agent will resend it");
-                Status::unavailable("the collector could not store the batch; resend it later")
+                if err.is_retryable() {
+                    self.metrics.rejected.get_or_create(&Metrics::label("reason", "storage")).inc();
+                    tracing::error!(sequence, error = %err, "could not store a batch; the agent will resend it");
+                    Status::unavailable("the collector could not store the batch; resend it later")
+                } else {
+                    // The same batch would fail the same way: refused, so the agent sets it
+                    // aside instead of resending it in front of everything behind it.
+                    self.metrics.rejected.get_or_create(&Metrics::label("reason", "refused_by_store")).inc();
+                    tracing::error!(sequence, error = %err, "the database refused a batch; the agent will set it aside");
+                    rejected(
+                        tonic::Code::InvalidArgument,
+                        sequence,
+                        format!("batch {sequence}: the database refused it: {err}"),
+                    )
+                }
             })?;
         self.metrics
             .commit_seconds

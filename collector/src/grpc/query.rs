@@ -394,29 +394,49 @@ impl v1::query_service_server::QueryService for Query {
 }
 
 /// A TLS stream from an operator's client (no client certificate), known by its address.
-pub type OperatorStream = TlsConnection<SocketAddr>;
+pub type OperatorStream = TlsConnection<OperatorConnInfo>;
+
+/// Who is at the other end of a query connection.
+#[derive(Clone)]
+pub struct OperatorConnInfo {
+    pub remote: SocketAddr,
+    pub conn: std::sync::Arc<crate::grpc::conns::Conn>,
+}
+
+impl crate::grpc::conns::HasConn for OperatorConnInfo {
+    fn conn(&self) -> &std::sync::Arc<crate::grpc::conns::Conn> {
+        &self.conn
+    }
+}
 
 /// Accepts TLS connections until `cancel`; handshakes time out and failures are logged.
 pub fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     handshake_timeout: std::time::Duration,
+    registry: crate::grpc::conns::Registry,
     cancel: CancellationToken,
 ) -> mpsc::Receiver<io::Result<OperatorStream>> {
-    crate::grpc::incoming::accept_with(listener, "gRPC query", cancel, move |tcp, remote| {
-        let acceptor = acceptor.clone();
-        async move {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => Some(TlsConnection::new(tls, remote)),
-                Ok(Err(err)) => {
-                    tracing::warn!(peer = %remote, error = %err, "refused gRPC query connection");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %remote, "gRPC query TLS handshake timed out");
-                    None
+    crate::grpc::incoming::accept_with(
+        listener,
+        "gRPC query",
+        registry,
+        cancel,
+        move |tcp, remote, conn| {
+            let acceptor = acceptor.clone();
+            async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => Some(TlsConnection::new(tls, OperatorConnInfo { remote, conn })),
+                    Ok(Err(err)) => {
+                        tracing::warn!(peer = %remote, error = %err, "refused gRPC query connection");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(peer = %remote, "gRPC query TLS handshake timed out");
+                        None
+                    }
                 }
             }
-        }
-    })
+        },
+    )
 }

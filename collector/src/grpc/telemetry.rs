@@ -13,11 +13,54 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub struct Telemetry {
     committer: TelemetryCommitter,
+    guard: std::sync::Arc<crate::auth::Guard>,
+    agents: std::collections::HashSet<String>,
 }
 
 impl Telemetry {
-    pub fn new(committer: TelemetryCommitter) -> Self {
-        Telemetry { committer }
+    /// `agents` may post without a token; anyone else needs an operator token.
+    pub fn new(
+        committer: TelemetryCommitter,
+        guard: std::sync::Arc<crate::auth::Guard>,
+        agents: Vec<String>,
+    ) -> Self {
+        Telemetry {
+            committer,
+            guard,
+            agents: agents.into_iter().collect(),
+        }
+    }
+
+    /// Telemetry drives customer emails: an agent certificate alone is not enough unless the
+    /// agent is listed in `[telemetry] grpc_agents`; otherwise an operator token is needed,
+    /// as on REST.
+    async fn permitted<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let agent = request
+            .extensions()
+            .get::<crate::grpc::AgentConnInfo>()
+            .map(|info| info.agent.as_str());
+        if agent.is_some_and(|a| self.agents.contains(a)) {
+            return Ok(());
+        }
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .map(|value| crate::auth::guard::bearer_token(value.to_str().ok()));
+        self.guard
+            .authorise(crate::auth::Role::Operator, presented)
+            .await
+            .map(|_| ())
+            .map_err(|err| {
+                let status = Status::from(err);
+                Status::new(
+                    status.code(),
+                    format!(
+                        "{}; telemetry over gRPC needs an operator token (authorization: Bearer ...) or the agent {:?} listed in [telemetry] grpc_agents",
+                        status.message(),
+                        agent.unwrap_or("?")
+                    ),
+                )
+            })
     }
 }
 
@@ -78,6 +121,7 @@ impl TelemetryService for Telemetry {
         &self,
         request: Request<TelemetryBatch>,
     ) -> Result<Response<TelemetryAck>, Status> {
+        self.permitted(&request).await?;
         record(&self.committer, request.into_inner())
             .await
             .map(Response::new)
@@ -89,6 +133,7 @@ impl TelemetryService for Telemetry {
         &self,
         request: Request<Streaming<TelemetryBatch>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        self.permitted(&request).await?;
         let mut inbound = request.into_inner();
         let committer = self.committer.clone();
         let outbound = async_stream(move |tx| async move {

@@ -9,6 +9,7 @@ pub mod live;
 pub mod openapi;
 pub mod overview;
 pub mod pois;
+pub mod serve;
 pub mod speedtest;
 pub mod telemetry;
 pub mod tokens;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(openapi_json))
         .routes(routes!(agents))
         .routes(routes!(agent_audit))
+        .routes(routes!(retire_agent))
         .routes(routes!(devices))
         .routes(routes!(device))
         .routes(routes!(put_device_type))
@@ -229,6 +231,32 @@ async fn agent_audit(
     let Path(id) = id.map_err(|e| ApiError::invalid(e.body_text()))?;
     let agent = AgentId::new(id).map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok(Json(state.store.ingest_audit(&agent).await?))
+}
+
+/// Retires an agent: every certificate of it issued until now is refused, by every collector
+/// sharing the database, within seconds; its open streams are closed. A certificate issued
+/// afterwards (`pki issue-agent`) works. Its data is kept.
+#[utoipa::path(post, path = "/api/agents/{id}/retire", tag = "devices",
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$", description = "The agent's id")),
+    responses((status = 200, description = "The revocation recorded", body = crate::storage::tokens::CertRevocation)))]
+async fn retire_agent(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<crate::storage::tokens::CertRevocation>, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let agent = AgentId::new(id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let revocation = state
+        .store
+        .revoke_certificate(&crate::storage::tokens::CertRevocation {
+            id: 0,
+            agent: Some(agent.as_str().to_string()),
+            serial: None,
+            revoked_at: Utc::now(),
+            reason: "retired through the API".into(),
+        })
+        .await?;
+    tracing::warn!(agent = %agent, "agent retired: its certificates issued until now are refused");
+    Ok(Json(revocation))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

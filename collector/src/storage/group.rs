@@ -132,19 +132,38 @@ async fn commit(store: &dyn Store, group: Vec<Pending>) {
         .map(|p| ((p.agent, p.batch), p.reply))
         .unzip();
     let size = items.len();
-    match store.ingest_group(items, chrono::Utc::now()).await {
+    // Shared so that a group refused for a permanent reason can be committed batch by batch,
+    // refusing the bad batch alone and storing the others.
+    let items = Arc::new(items);
+    match store.ingest_group(items.clone(), chrono::Utc::now()).await {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
         }
+        Err(err) if !err.is_retryable() && size > 1 => {
+            tracing::warn!(batches = size, error = %err, "a group of batches was refused; committing them one by one");
+            let items = Arc::try_unwrap(items).unwrap_or_else(|shared| shared.as_ref().clone());
+            for (item, reply) in items.into_iter().zip(replies) {
+                let outcome = store
+                    .ingest_group(Arc::new(vec![item]), chrono::Utc::now())
+                    .await
+                    .and_then(|mut outcomes| {
+                        outcomes.pop().unwrap_or_else(|| {
+                            Err(StoreError::Worker("a commit returned no outcome".into()))
+                        })
+                    });
+                let _ = reply.send(outcome);
+            }
+        }
         Err(err) => {
             tracing::error!(batches = size, error = %err, "a group of batches could not be committed");
-            let message = err.to_string();
+            let (message, retryable) = (err.to_string(), err.is_retryable());
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Backend {
                     action: "committing a group of batches",
                     message: message.clone(),
+                    retryable,
                 }));
             }
         }

@@ -9,6 +9,7 @@ pub mod overview;
 mod plan;
 pub mod poi;
 pub mod postgres;
+pub mod retry;
 pub mod rollup;
 mod sqlite;
 pub mod telemetry;
@@ -44,6 +45,8 @@ pub enum StoreError {
     Backend {
         action: &'static str,
         message: String,
+        /// Whether the same work may succeed later (see [`retry::is_retryable`]).
+        retryable: bool,
     },
     #[error("database migration failed: {0}")]
     Migration(String),
@@ -53,10 +56,26 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Maps a backend error to a [`StoreError`] that says what was being done.
-pub(crate) fn failed<E: std::fmt::Display>(action: &'static str) -> impl Fn(E) -> StoreError {
+impl StoreError {
+    /// False for errors the same input will meet again (a value the database refuses, a
+    /// constraint): the caller must not ask for a resend.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Backend { retryable, .. } => *retryable,
+            StoreError::Worker(_) => true,
+            StoreError::UnsupportedUrl(_) | StoreError::Migration(_) => false,
+        }
+    }
+}
+
+/// Maps a backend error to a [`StoreError`] that says what was being done and whether a retry
+/// may help.
+pub(crate) fn failed<E: std::fmt::Display + 'static>(
+    action: &'static str,
+) -> impl Fn(E) -> StoreError {
     move |err| StoreError::Backend {
         action,
+        retryable: retry::is_retryable(&err),
         message: err.to_string(),
     }
 }
@@ -258,7 +277,7 @@ pub trait Store:
     /// The outer error means nothing was committed; an inner error fails only that batch.
     async fn ingest_group(
         &self,
-        items: Vec<(AgentId, Batch)>,
+        items: Arc<Vec<(AgentId, Batch)>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<IngestOutcome>>>;
 
@@ -269,7 +288,7 @@ pub trait Store:
         batch: Batch,
         now: DateTime<Utc>,
     ) -> Result<IngestOutcome> {
-        self.ingest_group(vec![(agent.clone(), batch)], now)
+        self.ingest_group(Arc::new(vec![(agent.clone(), batch)]), now)
             .await?
             .pop()
             .unwrap_or(Err(StoreError::Worker("no outcome for the batch".into())))
@@ -367,6 +386,7 @@ pub(crate) fn status_name(code: i64) -> Option<&'static str> {
 pub(crate) fn device_id(ids: &HashMap<IpAddr, i64>, address: IpAddr) -> Result<i64> {
     ids.get(&address).copied().ok_or(StoreError::Backend {
         action: "matching records to devices",
+        retryable: false,
         message: format!("no device row for {address}"),
     })
 }

@@ -59,6 +59,7 @@ impl PostgresStore {
             .await
             .map_err(|err| StoreError::Backend {
                 action: "connecting to PostgreSQL",
+                retryable: super::retry::is_retryable(&err),
                 message: format!("{}: {err}", redact_url(url)),
             })?;
         Ok(PostgresStore {
@@ -131,7 +132,7 @@ impl Store for PostgresStore {
 
     async fn ingest_group(
         &self,
-        items: Vec<(AgentId, Batch)>,
+        items: std::sync::Arc<Vec<(AgentId, Batch)>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<IngestOutcome>>> {
         // One transaction for the group, written as one plan per agent: each device upserted

@@ -102,6 +102,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0017_detection_trust",
         include_str!("../../migrations/sqlite/0017_detection_trust.sql"),
     ),
+    (
+        "0018_revocations",
+        include_str!("../../migrations/sqlite/0018_revocations.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never
@@ -213,6 +217,7 @@ impl SqliteStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|err| StoreError::Backend {
                 action: "creating the database directory",
+                retryable: true,
                 message: format!("{}: {err}", parent.display()),
             })?;
         }
@@ -221,6 +226,7 @@ impl SqliteStore {
             let failed_on = |action: &'static str, file: PathBuf| {
                 move |err: rusqlite::Error| StoreError::Backend {
                     action,
+                    retryable: super::retry::is_retryable(&err),
                     message: format!("{}: {err}", file.display()),
                 }
             };
@@ -733,7 +739,7 @@ impl Store for SqliteStore {
 
     async fn ingest_group(
         &self,
-        items: Vec<(AgentId, Batch)>,
+        items: std::sync::Arc<Vec<(AgentId, Batch)>>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<IngestOutcome>>> {
         self.write(move |writer| ingest_group(writer, &items, now))

@@ -18,6 +18,11 @@ pub struct ApiToken {
 
 #[async_trait]
 pub trait TokenStore: Send + Sync {
+    /// Records a certificate revocation (by serial, or a whole agent's certificates issued
+    /// until `revoked_at`).
+    async fn revoke_certificate(&self, revocation: &CertRevocation) -> Result<CertRevocation>;
+    /// Every certificate revocation, oldest first.
+    async fn cert_revocations(&self) -> Result<Vec<CertRevocation>>;
     /// Stores a new token's hash; `None` when an unrevoked token already has this name.
     async fn create_token(
         &self,
@@ -32,6 +37,18 @@ pub trait TokenStore: Send + Sync {
     async fn tokens(&self) -> Result<Vec<ApiToken>>;
     /// Revokes the unrevoked token with this id; false when there is none.
     async fn revoke_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
+}
+
+/// A revoked agent certificate: by serial, or (serial `None`) every certificate of `agent`
+/// issued at or before `revoked_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CertRevocation {
+    pub id: i64,
+    pub agent: Option<String>,
+    /// Lowercase hex without separators.
+    pub serial: Option<String>,
+    pub revoked_at: DateTime<Utc>,
+    pub reason: String,
 }
 
 pub(crate) fn role_from_db(text: &str) -> Role {

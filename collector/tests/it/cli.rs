@@ -49,6 +49,11 @@ fn collector_validate_names_the_file_and_field() {
     .unwrap();
     let (ok, stdout, _) = collector(&["validate", "--config", file]);
     assert!(ok && stdout.contains("OK"), "{stdout}");
+    // The test PKI is valid for 30 days: validate says so before it bites.
+    assert!(
+        stdout.contains("warning: the server certificate") && stdout.contains("expires in"),
+        "{stdout}"
+    );
 
     let cases = [
         ("[grpc]\nlisten = \"nowhere\"\n", "grpc.listen"),
@@ -103,6 +108,15 @@ fn agent_validate_names_the_file_and_field() {
     .unwrap();
     let (ok, stdout, stderr) = agent(&["validate", "--config", file], &[]);
     assert!(ok && stdout.contains("OK"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("warning: the agent certificate") && stdout.contains("expires in"),
+        "{stdout}"
+    );
+    // The buffer is sized in time and its size said: 4 targets... here none, so the floor.
+    assert!(
+        stdout.contains("records") && stdout.contains(" MB)"),
+        "{stdout}"
+    );
 
     let cases = [
         ("", "collector.url"),
@@ -110,6 +124,9 @@ fn agent_validate_names_the_file_and_field() {
         ("[collector]\nurl = \"https://c:1\"\n[probe]\ntargets = [\"10.0.0.1\", \"not-a-host\"]\n", "probe.targets[1]"),
         ("[collector]\nurl = \"https://c:1\"\n[probe]\ncount = 20\ninterval_secs = 5\n", "probe.interval_secs"),
         ("[collector]\nurl = \"https://c:1\"\n[buffer]\nmax_records = 10\n", "buffer.max_records"),
+        ("[collector]\nurl = \"https://c:1\"\n[buffer]\nmax_hours = 0\n", "buffer.max_hours"),
+        // A buffer the disk cannot hold (a trillion records) is refused, with what it needs.
+        ("[collector]\nurl = \"https://c:1\"\n[buffer]\nmax_records = 1000000000000\n", "MB free"),
         ("[collector]\nurl = \"https://c:1\"\n[probe]\ncuont = 3\n", "cuont"),
         ("[collector]\nurl = \"https://c:1\"\n[metrics]\nlisten = \"9464\"\n", "metrics.listen"),
     ];

@@ -241,3 +241,128 @@ async fn a_client_cannot_claim_another_agents_identity() {
         1
     );
 }
+
+/// Records are bounded in time around the collector's clock: a round stamped 9999-12-31 (or
+/// a year back) is refused naming the record, counted, and the agent's later batches arrive.
+/// On PostgreSQL such a round once stopped the collector from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_outside_the_time_window_is_refused_and_counted() {
+    let collector = TestCollector::start_with(Backend::Postgres, |raw| {
+        raw.grpc.max_clock_skew_secs = 300;
+        raw.grpc.max_record_age_days = 30;
+    })
+    .await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let year_9999 = 253_402_257_599_000; // 9999-12-31T23:59:59Z
+    for (sequence, stamp, expect) in [
+        (2, year_9999, "ahead of the collector's clock"),
+        (3, now + 600_000, "ahead of the collector's clock"),
+        (4, now - 365 * 86_400_000, "days old"),
+    ] {
+        let mut client = collector
+            .client(&collector.pki.agent("agent-t"))
+            .await
+            .unwrap();
+        let batches = vec![
+            wire_batch(1, vec![probe_record(1, now, "10.0.0.2", 4)]),
+            wire_batch(
+                sequence,
+                vec![
+                    probe_record(10 * sequence, now, "10.0.0.3", 4),
+                    probe_record(10 * sequence + 1, stamp, "10.0.0.3", 4),
+                ],
+            ),
+        ];
+        let (acks, error) = exchange(&mut client, batches).await;
+        assert_eq!(acks.len(), 1);
+        let status = error.expect("the batch is refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("records[1].observed_at_unix_ms")
+                && status.message().contains(expect),
+            "{}",
+            status.message()
+        );
+        assert_eq!(
+            status.metadata().get(REJECTED_SEQUENCE_HEADER).unwrap(),
+            sequence.to_string().as_str()
+        );
+    }
+    // Within the skew allowance is fine, and the agent's next batch is stored.
+    let mut client = collector
+        .client(&collector.pki.agent("agent-t"))
+        .await
+        .unwrap();
+    let (acks, error) = exchange(
+        &mut client,
+        vec![wire_batch(
+            5,
+            vec![probe_record(50, now + 60_000, "10.0.0.4", 4)],
+        )],
+    )
+    .await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(acks[0].stored, 1);
+    assert_eq!(
+        metric(
+            &collector.metrics().await,
+            "netwarden_ingest_rejected_total{reason=\"clock\"}"
+        ),
+        3
+    );
+    let audit = collector
+        .store
+        .ingest_audit(&AgentId::new("agent-t").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((audit.batches, audit.probe_results), (2, 2));
+}
+
+/// A NUL or a line break in a text field is refused at the wire with the field named: on
+/// PostgreSQL it would otherwise fail the commit, and in a log it would forge lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_text_are_refused_at_the_wire() {
+    let collector = TestCollector::start(Backend::Postgres).await;
+    let mut client = collector
+        .client(&collector.pki.agent("agent-n"))
+        .await
+        .unwrap();
+    let host = v1::Record {
+        record_id: 1,
+        observed_at_unix_ms: chrono::Utc::now().timestamp_millis(),
+        kind: Some(v1::record::Kind::DiscoveredHost(v1::DiscoveredHost {
+            address: "10.0.0.9".into(),
+            hostname: "printer\0.lan".into(),
+            method: v1::DiscoveryMethod::Icmp as i32,
+            ..Default::default()
+        })),
+    };
+    let (_, error) = exchange(&mut client, vec![wire_batch(1, vec![host])]).await;
+    let status = error.expect("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("records[0].discovered_host.hostname: contains the control character U+0000"),
+        "{}",
+        status.message()
+    );
+    let mut client = collector
+        .client(&collector.pki.agent("agent-n"))
+        .await
+        .unwrap();
+    let (acks, error) = exchange(
+        &mut client,
+        vec![wire_batch(
+            2,
+            vec![probe_record(
+                2,
+                chrono::Utc::now().timestamp_millis(),
+                "10.0.0.2",
+                4,
+            )],
+        )],
+    )
+    .await;
+    assert!(error.is_none() && acks[0].stored == 1);
+}

@@ -19,6 +19,7 @@ mod deploy;
 mod detection_lab;
 mod e2e;
 mod email;
+mod hardening;
 mod ingest;
 mod kpi;
 mod live;

@@ -429,7 +429,7 @@ async fn a_group_stores_each_new_batch_once(store: Arc<dyn Store>) {
         ),
     ];
     let outcomes: Vec<_> = store
-        .ingest_group(items, at(T0 + 5000))
+        .ingest_group(std::sync::Arc::new(items), at(T0 + 5000))
         .await
         .unwrap()
         .into_iter()
@@ -628,4 +628,75 @@ async fn liveness_evidence_and_site_baselines_are_kept(store: Arc<dyn Store>) {
             .unwrap(),
         at(T0 + 5_000)
     );
+}
+
+/// A discovery batch whose host name carries a NUL, built past the wire's checks (as a bug in
+/// them, or an older agent's batch already queued, would deliver it).
+fn nul_named_host(sequence: u64) -> netwarden_shared::Batch {
+    let mut b = batch(sequence, vec![probe_record(1, T0, "10.0.0.2", 4)]);
+    b.records.push(netwarden_shared::Record {
+        record_id: 2,
+        observed_at: at(T0),
+        kind: netwarden_shared::RecordKind::Discovery(netwarden_shared::DiscoveredHost {
+            address: "10.0.0.9".parse().unwrap(),
+            mac: None,
+            vendor: None,
+            hostname: Some("printer\0.lan".into()),
+            open_ports: vec![],
+            rtt_ms: None,
+            method: netwarden_shared::DiscoveryMethod::Icmp,
+            site: None,
+            local: false,
+        }),
+    });
+    b
+}
+
+/// PostgreSQL refuses a NUL in text. That is a data error: retrying it would block the agent's
+/// uplink for ever, so it must be classified permanent, and in a group it must not take the
+/// other batches down with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_postgres_refuses_is_a_permanent_error_and_fails_alone_in_its_group() {
+    let (store, _guard) = super::support::postgres_store().await;
+    let a = agent("nul-agent");
+    let err = store
+        .ingest(&a, nul_named_host(1), at(T0))
+        .await
+        .expect_err("PostgreSQL refuses a NUL in text");
+    assert!(!err.is_retryable(), "a data error is permanent: {err}");
+
+    let committer = netwarden_collector::storage::GroupCommitter::start(store.clone());
+    let good = |sequence| batch(sequence, vec![probe_record(1, T0 + 1000, "10.0.0.3", 4)]);
+    let (first, bad, last) = tokio::join!(
+        committer.ingest(a.clone(), good(2)),
+        committer.ingest(a.clone(), nul_named_host(3)),
+        committer.ingest(a.clone(), good(4)),
+    );
+    assert_eq!(first.unwrap(), IngestOutcome::Stored { records: 1 });
+    assert!(!bad.expect_err("the bad batch is refused").is_retryable());
+    assert_eq!(last.unwrap(), IngestOutcome::Stored { records: 1 });
+    let audit = store.ingest_audit(&a).await.unwrap();
+    assert_eq!(
+        audit.batches, 2,
+        "both good batches are stored, the bad one is not"
+    );
+}
+
+/// A round stamped 9999-12-31 that reached the table (before ingest bounded time) once made
+/// every start fail creating a partition for it. Partitions are made only for days near today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_from_year_9999_in_the_table_does_not_stop_partitioning() {
+    let (store, _guard) = super::support::postgres_store().await;
+    let far = chrono::DateTime::parse_from_rfc3339("9999-12-31T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    let mut b = batch(1, vec![probe_record(1, T0, "10.0.0.2", 4)]);
+    b.records[0].observed_at = far;
+    store.ingest(&agent("a1"), b, far).await.unwrap();
+    let now = chrono::Utc::now();
+    store.prepare_partitions(now).await.unwrap();
+    store
+        .prepare_partitions(now + Duration::hours(1))
+        .await
+        .unwrap();
 }

@@ -210,7 +210,9 @@ impl TestCollector {
         raw.tls.cert = pki.path().join("server.pem");
         raw.tls.key = pki.path().join("server.key");
         raw.auth.anonymous_role = Some(netwarden_collector::auth::Role::Admin);
-        // Fixtures use fixed dates; retention must not sweep them mid-test.
+        // Fixtures use fixed dates (some years back): ingest must take them, and retention
+        // must not sweep them mid-test.
+        raw.grpc.max_record_age_days = 3660;
         raw.retention = netwarden_collector::rollup::RetentionConfig {
             raw_days: 0,
             rollup_5m_days: 0,

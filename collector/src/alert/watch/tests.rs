@@ -267,3 +267,29 @@ fn anomalies_left_open_by_a_restart_clear_when_their_condition_ends() {
         vec![(kinds::SITE_UNREACHABLE.to_string(), false)]
     );
 }
+
+/// Issue 28: after an outage an agent sends its newest rounds first and the backlog behind
+/// them. The backlog (here: the device offline an hour ago) is stored but not judged: it
+/// must not open an offline anomaly the present has long cleared.
+#[test]
+fn a_backlog_arriving_after_live_rounds_is_not_judged() {
+    let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
+    let live: Vec<Record> = (0..3)
+        .map(|i| round("10.0.0.9", 10, 3600 + i * 10))
+        .collect();
+    let live = detectors.live_only("branch", &live).into_owned();
+    assert_eq!(live.len(), 3);
+    assert!(detectors.observe("branch", &live).is_empty());
+    let backlog: Vec<Record> = (0..20).map(|i| round("10.0.0.9", 0, i * 10)).collect();
+    let judged = detectors.live_only("branch", &backlog);
+    assert!(judged.is_empty(), "older than the newest round judged");
+    assert!(summary(&detectors.observe("branch", &judged)).is_empty());
+    // Another target's rounds of the same time are its own.
+    let other = [round("10.0.0.10", 0, 0)];
+    assert_eq!(detectors.live_only("branch", &other).len(), 1);
+    // A round newer than the live ones is judged.
+    let next = [round("10.0.0.9", 0, 3700), round("10.0.0.9", 0, 3690)];
+    let judged = detectors.live_only("branch", &next);
+    assert_eq!(judged.len(), 1);
+    assert_eq!(judged[0].observed_at, at(3700));
+}

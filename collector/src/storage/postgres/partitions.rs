@@ -39,14 +39,19 @@ impl PostgresStore {
     }
 
     /// Makes the partitions of `today - 1` to `today + DAYS_AHEAD` that are missing, and of any
-    /// day the DEFAULT partition holds rows for (as of the day before yesterday or later).
+    /// day in that span and the day before that the DEFAULT partition holds rows for. Never a
+    /// day further ahead: a row stamped far in the future (a broken clock before ingest
+    /// refused it) would otherwise make a partition retention never drops, or, for year 9999,
+    /// one PostgreSQL cannot make, failing every start.
     pub async fn ensure_partitions(&self, now: DateTime<Utc>) -> Result<Vec<NaiveDate>> {
         let today = now.date_naive();
         let have = self.partition_days().await?;
         let waiting: Vec<NaiveDate> = sqlx::query_scalar(
-            "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::DATE FROM probe_results_default WHERE ts >= $1",
+            "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::DATE FROM probe_results_default
+             WHERE ts >= $1 AND ts < $2",
         )
         .bind(midnight(today - Duration::days(2)))
+        .bind(midnight(today + Duration::days(DAYS_AHEAD + 1)))
         .fetch_all(&self.pool)
         .await
         .map_err(failed("reading the default probe partition"))?;

@@ -2,7 +2,7 @@
 
 use super::PostgresStore;
 use crate::auth::Role;
-use crate::storage::tokens::{role_from_db, ApiToken, TokenStore};
+use crate::storage::tokens::{role_from_db, ApiToken, CertRevocation, TokenStore};
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,6 +24,45 @@ fn token_row(r: &PgRow) -> sqlx::Result<ApiToken> {
 
 #[async_trait]
 impl TokenStore for PostgresStore {
+    async fn revoke_certificate(&self, revocation: &CertRevocation) -> Result<CertRevocation> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO cert_revocations (agent_id, serial, revoked_at, reason)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(&revocation.agent)
+        .bind(&revocation.serial)
+        .bind(revocation.revoked_at)
+        .bind(&revocation.reason)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("revoking a certificate"))?;
+        Ok(CertRevocation {
+            id,
+            ..revocation.clone()
+        })
+    }
+
+    async fn cert_revocations(&self) -> Result<Vec<CertRevocation>> {
+        let rows = sqlx::query(
+            "SELECT id, agent_id, serial, revoked_at, reason FROM cert_revocations ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("listing certificate revocations"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(CertRevocation {
+                    id: r.try_get("id")?,
+                    agent: r.try_get("agent_id")?,
+                    serial: r.try_get("serial")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("listing certificate revocations"))
+    }
+
     async fn create_token(
         &self,
         name: &str,

@@ -2,7 +2,7 @@
 
 use super::{from_ms, ms, SqliteStore};
 use crate::auth::Role;
-use crate::storage::tokens::{role_from_db, ApiToken, TokenStore};
+use crate::storage::tokens::{role_from_db, ApiToken, CertRevocation, TokenStore};
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +23,51 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
 
 #[async_trait]
 impl TokenStore for SqliteStore {
+    async fn revoke_certificate(&self, revocation: &CertRevocation) -> Result<CertRevocation> {
+        let mut revocation = revocation.clone();
+        self.write(move |w| {
+            w.conn
+                .execute(
+                    "INSERT INTO cert_revocations (agent_id, serial, revoked_ms, reason)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        revocation.agent,
+                        revocation.serial,
+                        ms(revocation.revoked_at),
+                        revocation.reason
+                    ],
+                )
+                .map_err(failed("revoking a certificate"))?;
+            revocation.id = w.conn.last_insert_rowid();
+            Ok(revocation)
+        })
+        .await
+    }
+
+    async fn cert_revocations(&self) -> Result<Vec<CertRevocation>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, agent_id, serial, revoked_ms, reason FROM cert_revocations ORDER BY id",
+                )
+                .map_err(failed("listing certificate revocations"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(CertRevocation {
+                        id: r.get(0)?,
+                        agent: r.get(1)?,
+                        serial: r.get(2)?,
+                        revoked_at: from_ms(r.get(3)?),
+                        reason: r.get(4)?,
+                    })
+                })
+                .map_err(failed("listing certificate revocations"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(failed("listing certificate revocations"))
+        })
+        .await
+    }
+
     async fn create_token(
         &self,
         name: &str,
