@@ -76,7 +76,17 @@ pub async fn start(
         migrations_applied = applied.len(),
         "database ready"
     );
-    let tls = netwarden_shared::tls::server_config(&settings.tls)?;
+    // Revocations are read before the first connection is taken, then every second; the
+    // handshake refuses a revoked certificate with a `certificate_revoked` alert.
+    let revocations = crate::grpc::revoke::Revocations::default();
+    revocations.load(store.as_ref()).await?;
+    let tls = {
+        let revocations = revocations.clone();
+        netwarden_shared::tls::server_config_refusing(
+            &settings.tls,
+            Arc::new(move |der: &[u8]| revocations.is_revoked_der(der)),
+        )?
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let metrics = Arc::new(Metrics::new());
 
@@ -105,9 +115,6 @@ pub async fn start(
 
     let mut tasks = JoinSet::new();
     let accept_cancel = shutdown.child_token();
-    // Revocations are read before the first connection is taken, then every second.
-    let revocations = crate::grpc::revoke::Revocations::default();
-    revocations.load(store.as_ref()).await?;
     let agent_conns =
         crate::grpc::conns::Registry::new("grpc", settings.grpc_limits, metrics.clone());
     let incoming = accept_loop(

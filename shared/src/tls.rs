@@ -80,15 +80,92 @@ fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
 
 /// Server side: TLS 1.2+ with a client certificate from the CA required.
 pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
-    let verifier =
+    server_config_refusing(files, Arc::new(|_: &[u8]| false))
+}
+
+/// Whether a client certificate (DER) is revoked; asked after the chain verified.
+pub type RevocationCheck = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// Like [`server_config`], refusing during the handshake any client certificate `revoked`
+/// says yes to: the client gets a `certificate_revoked` alert and can log why.
+pub fn server_config_refusing(
+    files: &TlsFiles,
+    revoked: RevocationCheck,
+) -> Result<ServerConfig, TlsError> {
+    let inner =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca)?), provider())
             .build()
             .map_err(|err| TlsError::Build(err.to_string()))?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Build(err.to_string()))?
-        .with_client_cert_verifier(verifier);
+        .with_client_cert_verifier(Arc::new(Revoking { inner, revoked }));
     with_server_certificate(builder, files)
+}
+
+/// The CA's verifier, then the revocation check.
+struct Revoking {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    revoked: RevocationCheck,
+}
+
+impl std::fmt::Debug for Revoking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revoking").finish_non_exhaustive()
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for Revoking {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if (self.revoked)(end_entity.as_ref()) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Server side without client certificates (the operators' query port, where API tokens

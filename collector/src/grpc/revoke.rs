@@ -23,6 +23,17 @@ const REFRESH: Duration = Duration::from_secs(1);
 pub struct Revocations(Arc<RwLock<Vec<CertRevocation>>>);
 
 impl Revocations {
+    /// For the TLS handshake: whether a client certificate (DER) is revoked.
+    pub fn is_revoked_der(&self, der: &[u8]) -> bool {
+        netwarden_shared::tls::cert_info(der).is_ok_and(|info| {
+            self.is_revoked(&CertIdentity {
+                agent: info.common_name,
+                serial: info.serial,
+                not_before: info.not_before,
+            })
+        })
+    }
+
     pub fn is_revoked(&self, cert: &CertIdentity) -> bool {
         self.0
             .read()

@@ -296,6 +296,8 @@ async fn a_revoked_agent_is_cut_off_within_seconds() {
     );
     let err = send_one(&collector, &stolen, 2).await.unwrap_err();
     println!("reconnecting with the revoked certificate: {err}");
+    // Refused in the handshake with the reason, so the agent's log can say why.
+    assert!(err.contains("CertificateRevoked"), "{err}");
     let text = collector.metrics().await;
     let (refused, closed) = (
         metric(
