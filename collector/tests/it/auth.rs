@@ -307,6 +307,44 @@ async fn each_token_has_its_own_rate_limit(backend: Backend) {
     );
 }
 
+/// Guessing tokens is slowed: every unknown token shares one bucket of the configured rate,
+/// however many different ones are tried, and a real token is not held back by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tokens_share_one_rate_limit() {
+    let c = locked(Backend::Sqlite, 5).await;
+    let (_, real) = create_token(c.store.as_ref(), "real", Role::Viewer)
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let guess = format!("nw_guess{i:04}aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        statuses.push(
+            call(&c, Some(&guess), Method::GET, "/api/agents", None)
+                .await
+                .0,
+        );
+    }
+    let unauthenticated = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(unauthenticated + limited, 20, "{statuses:?}");
+    assert!(
+        (5..=7).contains(&unauthenticated) && limited >= 13,
+        "20 different guesses at once against a limit of 5/s: {statuses:?}"
+    );
+    assert_eq!(
+        call(&c, Some(&real), Method::GET, "/api/agents", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
 mod sqlite {
     use super::*;
 

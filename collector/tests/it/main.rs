@@ -17,6 +17,7 @@ mod customer_claims;
 mod dashboard;
 mod deploy;
 mod detection_lab;
+mod dns_lab;
 mod e2e;
 mod email;
 mod hardening;
