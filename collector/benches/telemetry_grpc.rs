@@ -120,6 +120,8 @@ async fn bench(backend: &str, o: &Options) {
     let mut raw = common::collector_config(&pki);
     let (url, scratch) = common::database_url(backend, dir.path(), "nwbench_tgrpc").await;
     raw.database.url = url;
+    // The feeds' certificates are the agents allowed to post telemetry without a token.
+    raw.telemetry.grpc_agents = (0..o.clients).map(|c| format!("telemetry-{c}")).collect();
     let settings = Settings::from_config(&dir.path().join("collector.toml"), raw).unwrap();
     let stop = CancellationToken::new();
     let running = netwarden_collector::start(&settings, stop.clone())

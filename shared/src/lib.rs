@@ -9,7 +9,7 @@ pub mod text;
 pub mod tls;
 pub mod types;
 
-pub use text::clean_text;
+pub use text::{clean_text, redact};
 pub use types::*;
 
 /// The version both binaries report (`--version`, agent status, `/health`).

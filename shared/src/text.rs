@@ -26,9 +26,34 @@ pub fn clean_text(value: &str, max_bytes: usize) -> Cow<'_, str> {
     Cow::Owned(clean[..end].to_string())
 }
 
+/// `text` (an error a remote server wrote, which may echo what it was sent) with every
+/// occurrence of each secret replaced by `[redacted]`. Secrets under 4 bytes are left alone:
+/// they would blank out ordinary words and cannot be told apart from them anyway.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if out.contains(secret) {
+            out = out.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_echoed_in_an_error_are_redacted() {
+        assert_eq!(
+            redact(
+                "535 5.7.8 bad credentials for noc:hunter22",
+                &["hunter22", "no"]
+            ),
+            "535 5.7.8 bad credentials for noc:[redacted]"
+        );
+        assert_eq!(redact("nothing here", &["hunter22"]), "nothing here");
+    }
 
     #[test]
     fn control_characters_go_and_the_rest_stays() {

@@ -205,6 +205,8 @@ pub struct Mailer {
     from: Mailbox,
     retries: u32,
     backoff: Duration,
+    /// The password, blanked out of any error the server writes.
+    secrets: Vec<String>,
 }
 
 impl Mailer {
@@ -235,7 +237,14 @@ impl Mailer {
             from: s.from.clone(),
             retries: s.retries,
             backoff: s.backoff,
+            secrets: s.credentials.iter().map(|(_, pass)| pass.clone()).collect(),
         })
+    }
+
+    /// An SMTP error as text, without the password should the server have echoed it.
+    fn redacted(&self, err: &lettre::transport::smtp::Error) -> String {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        netwarden_shared::redact(&err.to_string(), &secrets)
     }
 
     fn build(
@@ -283,7 +292,7 @@ impl Mailer {
             .map(|_| ())
             .map_err(|e| SendFailure {
                 permanent: e.is_permanent(),
-                message: e.to_string(),
+                message: self.redacted(&e),
             })
     }
 
@@ -304,10 +313,10 @@ impl Mailer {
             match self.transport.send(email.clone()).await {
                 Ok(_) => return (attempts, Ok(())),
                 Err(e) if e.is_permanent() || attempts > self.retries => {
-                    return (attempts, Err(e.to_string()))
+                    return (attempts, Err(self.redacted(&e)))
                 }
                 Err(e) => {
-                    tracing::debug!(attempt = attempts, error = %e, "email not sent; retrying");
+                    tracing::debug!(attempt = attempts, error = %self.redacted(&e), "email not sent; retrying");
                     tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempts - 1)).await;
                 }
             }

@@ -173,6 +173,8 @@ pub enum Delivery {
 pub struct Telegram {
     client: reqwest::Client,
     send_url: String,
+    /// Blanked out of what the server answers.
+    token: String,
     limits: Mutex<Limits>,
 }
 
@@ -197,6 +199,7 @@ impl Telegram {
         Ok(Telegram {
             client,
             send_url: format!("{}/bot{}/sendMessage", settings.api_url, settings.token),
+            token: settings.token.clone(),
             limits: Mutex::new(Limits {
                 global: SlidingWindow::new(settings.global_per_sec, Duration::from_secs(1)),
                 chats: HashMap::new(),
@@ -260,9 +263,11 @@ impl Telegram {
         };
         let status = response.status();
         let answer: Option<ApiAnswer> = response.json().await.ok();
+        // The server's words, without the bot token should it have echoed it.
         let description = answer
             .as_ref()
-            .and_then(|a| a.description.clone())
+            .and_then(|a| a.description.as_deref())
+            .map(|d| netwarden_shared::redact(d, &[self.token.as_str()]))
             .unwrap_or_else(|| format!("HTTP {status}"));
         if status.is_success() && answer.as_ref().is_some_and(|a| a.ok) {
             return Delivery::Sent;
