@@ -296,8 +296,9 @@ async fn a_revoked_agent_is_cut_off_within_seconds() {
     );
     let err = send_one(&collector, &stolen, 2).await.unwrap_err();
     println!("reconnecting with the revoked certificate: {err}");
-    // Refused in the handshake with the reason, so the agent's log can say why.
-    assert!(err.contains("CertificateRevoked"), "{err}");
+    // Refused in the handshake with a certificate_revoked alert. Whether the client reads the
+    // alert or first meets the closed socket ("broken pipe") is a race of its own writes, so
+    // the refusal is asserted on the collector's side (the metric below), not on this text.
     let text = collector.metrics().await;
     let (refused, closed) = (
         metric(
