@@ -95,9 +95,13 @@ def sqlite_backup(source, target):
                 "SELECT circuit_id, ts_ms, utilization_mbps, received_ms"
                 " FROM intake.telemetry_intake, telemetry_fold f WHERE " + NOT_YET_FOLDED
             ).fetchall()
+            # The main file's names, as its schema has them (migration 0017a gave SQLite's
+            # time columns PostgreSQL's names; a database not yet migrated has the earlier).
+            columns = {r[1] for r in dst.execute("PRAGMA table_info(telemetry)")}
+            ts, received = ("ts", "received_at") if "ts" in columns else ("ts_ms", "received_ms")
             dst.execute("BEGIN")
             dst.executemany(
-                "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)"
+                f"INSERT INTO telemetry (circuit_id, {ts}, utilization_mbps, {received})"
                 " VALUES (?, ?, ?, ?)", rows)
             # The restored file pairs with a new, empty intake file.
             dst.execute("UPDATE telemetry_fold SET folded_upto = 0, cycle_upto = 0,"

@@ -54,9 +54,9 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        let rule = crate::telemetry::detect::MaxoutRule::default();
+        let rule = crate::domain::maxout::MaxoutRule::CIRCUIT;
         TelemetryConfig {
-            maxout_threshold: rule.threshold,
+            maxout_threshold: rule.threshold_fraction(),
             maxout_consecutive: rule.consecutive,
             retention_days: 90,
             reorder_horizon_secs: 15 * 60,
@@ -404,10 +404,10 @@ impl Settings {
             ));
         }
         let telemetry_detection = crate::telemetry::detector::DetectionSettings {
-            rule: crate::telemetry::detect::MaxoutRule {
-                threshold: raw.telemetry.maxout_threshold,
-                consecutive: raw.telemetry.maxout_consecutive,
-            },
+            rule: crate::domain::maxout::MaxoutRule::fraction(
+                raw.telemetry.maxout_threshold,
+                raw.telemetry.maxout_consecutive,
+            ),
             horizon: std::time::Duration::from_secs(raw.telemetry.reorder_horizon_secs),
         };
         Ok(Settings {

@@ -50,6 +50,34 @@ impl ErrorCode {
     }
 }
 
+/// Every error that reaches a client says which shared code it is, so each interface maps it
+/// the same way (the model is quickwit-proto's `ServiceError`).
+pub trait ServiceError: std::error::Error {
+    fn error_code(&self) -> ErrorCode;
+
+    /// What the client is told; by default the error's own text.
+    fn client_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A [`ServiceError`] as a gRPC status: the one place a status is made.
+pub fn grpc_status<E: ServiceError + ?Sized>(err: &E) -> tonic::Status {
+    tonic::Status::new(err.error_code().grpc_code(), err.client_message())
+}
+
+impl ServiceError for crate::storage::StoreError {
+    /// Every store error answers "unavailable": the client may try again, and what went wrong
+    /// inside is for the log. (Ingest tells a permanent refusal apart on its own.)
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::Unavailable
+    }
+
+    fn client_message(&self) -> String {
+        "the database is unavailable; try again".into()
+    }
+}
+
 /// An error as an operator or agent sees it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -75,20 +103,23 @@ impl ApiError {
     }
 }
 
+impl ServiceError for ApiError {
+    fn error_code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
 impl From<crate::storage::StoreError> for ApiError {
     fn from(err: crate::storage::StoreError) -> Self {
         // Storage details go to the log, not to clients.
         tracing::error!(error = %err, "storage error");
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the database is unavailable; try again",
-        )
+        ApiError::new(err.error_code(), err.client_message())
     }
 }
 
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
-        tonic::Status::new(err.code.grpc_code(), err.message)
+        grpc_status(&err)
     }
 }
 

@@ -11,20 +11,21 @@
 use super::email::{EmailSettings, Mailer};
 use super::engine::Engine;
 use super::templates::{Template, CIRCUIT_MAXOUT_FIELDS};
-use crate::detect::{kinds, Signal};
+use crate::detect::Signal;
+use crate::domain::alerting::AnomalyKind;
+use crate::domain::alerting::{NewAnomaly, Severity};
+use crate::domain::telemetry::{CircuitEvent, MaxoutClass};
 use crate::metrics::Metrics;
-use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
 use crate::storage::customers::NotificationRecord;
 use crate::storage::telemetry::{CircuitRecord, EmailClaim};
 use crate::storage::Store;
-use crate::telemetry::detect::{CircuitEvent, Severity};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const EVENT_KIND: &str = "circuit_maxout";
+pub const EVENT_KIND: &str = AnomalyKind::CircuitMaxout.as_str();
 
 const CENTURY_MS: i64 = 100 * 365 * 86_400_000;
 
@@ -201,16 +202,16 @@ impl CustomerNotifier {
         };
         let signal = if outcome.status == "sent" {
             Signal::Clear {
-                kind: kinds::CUSTOMER_NOT_NOTIFIED,
+                kind: AnomalyKind::CustomerNotNotified,
                 subject: circuit.circuit_id.clone(),
             }
         } else {
             let why = outcome.error.clone().unwrap_or_default();
             Signal::Firing(NewAnomaly {
-                kind: kinds::CUSTOMER_NOT_NOTIFIED.to_string(),
+                kind: AnomalyKind::CustomerNotNotified,
                 subject: circuit.circuit_id.clone(),
                 group_key: circuit.account.clone(),
-                severity: AnomalySeverity::High,
+                severity: Severity::High,
                 summary: format!(
                     "the customer of circuit {} was not emailed about its maxout: {why}",
                     circuit.circuit_id
@@ -362,13 +363,13 @@ fn values<'a>(
             "severity",
             // The words follow the one rule (detect.rs): the ceiling itself is `burst`.
             match (event.severity, circuit.burst_mbps) {
-                (Severity::Burst, _) => {
+                (MaxoutClass::Burst, _) => {
                     "at or over the provisioned rate, within the burst ceiling".into()
                 }
-                (Severity::Maxout, Some(b)) if b > circuit.provisioned_mbps => {
+                (MaxoutClass::Maxout, Some(b)) if b > circuit.provisioned_mbps => {
                     "above the burst ceiling".into()
                 }
-                (Severity::Maxout, _) => "at or over the provisioned rate (no burst)".into(),
+                (MaxoutClass::Maxout, _) => "at or over the provisioned rate (no burst)".into(),
             },
         ),
         ("am_name", name),

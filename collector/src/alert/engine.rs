@@ -5,7 +5,8 @@
 
 use super::clock::{self, SharedClock};
 use super::routing::AlertingConfig;
-use crate::detect::{kinds, Signal};
+use crate::detect::Signal;
+use crate::domain::alerting::AnomalyKind;
 use crate::metrics::Metrics;
 use crate::storage::alerting::{
     dedup_key, AnomalyQuery, AnomalyState, NewAnomaly, Opened, Silence,
@@ -98,13 +99,13 @@ impl Engine {
             return Ok(None);
         };
         // The agent's own silence is never muted: it is what mutes the rest.
-        if anomaly.kind == kinds::AGENT_SILENT {
+        if anomaly.kind == AnomalyKind::AgentSilent {
             return Ok(None);
         }
-        if anomaly.kind != kinds::SITE_UNREACHABLE {
+        if anomaly.kind != AnomalyKind::SiteUnreachable {
             if let Some(site) = self
                 .store
-                .active_anomaly(&dedup_key(kinds::SITE_UNREACHABLE, agent))
+                .active_anomaly(&dedup_key(AnomalyKind::SiteUnreachable, agent))
                 .await?
             {
                 return Ok(Some(format!(
@@ -115,7 +116,7 @@ impl Engine {
         }
         if let Some(silent) = self
             .store
-            .active_anomaly(&dedup_key(kinds::AGENT_SILENT, agent))
+            .active_anomaly(&dedup_key(AnomalyKind::AgentSilent, agent))
             .await?
         {
             return Ok(Some(format!(
@@ -127,7 +128,7 @@ impl Engine {
             if anomaly.subject != gateway {
                 if let Some(down) = self
                     .store
-                    .active_anomaly(&dedup_key(kinds::DEVICE_OFFLINE, &gateway))
+                    .active_anomaly(&dedup_key(AnomalyKind::DeviceOffline, &gateway))
                     .await?
                 {
                     return Ok(Some(format!(
@@ -178,7 +179,7 @@ impl Engine {
             self.metrics
                 .anomalies
                 .get_or_create(&Metrics::labels(&[
-                    ("kind", &anomaly.kind),
+                    ("kind", anomaly.kind.as_str()),
                     ("severity", anomaly.severity.as_str()),
                 ]))
                 .inc();
@@ -208,13 +209,14 @@ impl Engine {
         }
         match self.store.anomaly(id).await {
             Ok(Some(anomaly)) => {
-                if action == "opened" && anomaly.kind.ends_with("maxout") {
+                let scope = match anomaly.kind {
+                    AnomalyKind::PoiMaxout => Some("poi"),
+                    AnomalyKind::CircuitMaxout => Some("circuit"),
+                    _ => None,
+                };
+                if let (Some(scope), "opened") = (scope, action) {
                     self.events.publish(crate::events::Event::Maxout {
-                        scope: if anomaly.kind == "poi_maxout" {
-                            "poi"
-                        } else {
-                            "circuit"
-                        },
+                        scope,
                         subject: anomaly.subject.clone(),
                         severity: anomaly.severity.as_str().to_string(),
                         summary: anomaly.summary.clone(),
@@ -250,10 +252,10 @@ impl Engine {
             return Ok(());
         }
         let limit = chrono::Duration::seconds(self.config.one_off_resolve_secs as i64);
-        for kind in kinds::ONE_OFF {
+        for kind in AnomalyKind::ONE_OFF {
             for state in [AnomalyState::Open, AnomalyState::Acknowledged] {
                 let query = AnomalyQuery {
-                    kind: Some(kind.to_string()),
+                    kind: Some(kind),
                     state: Some(state),
                     limit: 1000,
                     ..AnomalyQuery::default()

@@ -52,7 +52,7 @@ pub fn values(job: &AlertJob) -> BTreeMap<&'static str, String> {
             "severity_upper",
             job.alert.severity.as_str().to_ascii_uppercase(),
         ),
-        ("kind", a.kind.clone()),
+        ("kind", a.kind.to_string()),
         ("subject", a.subject.clone()),
         ("group", a.group_key.clone().unwrap_or_else(|| "-".into())),
         ("state", a.state.as_str().to_string()),

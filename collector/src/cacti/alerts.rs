@@ -4,7 +4,8 @@
 //! is taken on the next run; the anomaly's dedup key makes taking it twice harmless.
 
 use crate::alert::engine::Engine;
-use crate::detect::{kinds, Signal};
+use crate::detect::Signal;
+use crate::domain::alerting::AnomalyKind;
 use crate::storage::alerting::{NewAnomaly, Severity};
 use crate::storage::poi::MaxoutRecord;
 use crate::storage::{Store, StoreError};
@@ -30,7 +31,7 @@ fn firing(m: &MaxoutRecord) -> Signal {
     let poi = m.poi_code.as_deref().unwrap_or("unknown POI");
     let circuit = m.circuit_id.as_deref().unwrap_or("");
     Signal::Firing(NewAnomaly {
-        kind: kinds::POI_MAXOUT.to_string(),
+        kind: AnomalyKind::PoiMaxout,
         subject: subject(&m.source, m.graph_id, &m.direction),
         group_key: m.poi_code.clone(),
         severity: Severity::High,
@@ -59,7 +60,7 @@ const TITLES_SHOWN: usize = 3;
 pub fn titles_signal(source: &str, fetched: i32, no_poi: &[(i64, String)]) -> Signal {
     if no_poi.is_empty() {
         return Signal::Clear {
-            kind: kinds::CACTI_TITLES_UNPARSED,
+            kind: AnomalyKind::CactiTitlesUnparsed,
             subject: source.to_string(),
         };
     }
@@ -70,7 +71,7 @@ pub fn titles_signal(source: &str, fetched: i32, no_poi: &[(i64, String)]) -> Si
         .collect();
     let more = no_poi.len().saturating_sub(TITLES_SHOWN);
     Signal::Firing(NewAnomaly {
-        kind: kinds::CACTI_TITLES_UNPARSED.to_string(),
+        kind: AnomalyKind::CactiTitlesUnparsed,
         subject: source.to_string(),
         group_key: Some(format!("cacti/{source}")),
         severity: Severity::Low,
@@ -118,7 +119,7 @@ pub async fn alert(
                 continue;
             }
             let clear = Signal::Clear {
-                kind: kinds::POI_MAXOUT,
+                kind: AnomalyKind::PoiMaxout,
                 subject: subject(source, check.graph_id, direction),
             };
             engine.apply(vec![clear], now).await?;

@@ -2,7 +2,7 @@
 //! field, as `cacti.sources[0].timezone`.
 
 use super::client::{CactiSource, RowLabels};
-use crate::poi::utilisation::MaxoutRule;
+use crate::domain::maxout::MaxoutRule;
 use crate::poi::{ReferenceLayout, TitleParser};
 use netwarden_shared::config::{self, ConfigError};
 use regex::{Regex, RegexBuilder};
@@ -51,9 +51,9 @@ pub struct MaxoutConfig {
 
 impl Default for MaxoutConfig {
     fn default() -> Self {
-        let rule = MaxoutRule::default();
+        let rule = MaxoutRule::POI;
         MaxoutConfig {
-            threshold_pct: rule.threshold_pct,
+            threshold_pct: rule.threshold_pct(),
             consecutive: rule.consecutive,
         }
     }
@@ -164,17 +164,15 @@ impl ScrapeSettings {
             .map(|t| (t.name.clone(), t.pattern.clone()))
             .collect();
         TitleParser::new(&titles).map_err(|e| ConfigError::invalid(path, "cacti.titles", e))?;
-        let rule = MaxoutRule {
-            threshold_pct: cacti.maxout.threshold_pct,
-            consecutive: cacti.maxout.consecutive,
-        };
-        if !(rule.threshold_pct > 0.0 && rule.threshold_pct <= 1000.0) {
+        let threshold_pct = cacti.maxout.threshold_pct;
+        if !(threshold_pct > 0.0 && threshold_pct <= 1000.0) {
             return Err(ConfigError::invalid(
                 path,
                 "cacti.maxout.threshold_pct",
                 "must be above 0 and at most 1000",
             ));
         }
+        let rule = MaxoutRule::percent(threshold_pct, cacti.maxout.consecutive);
         if rule.consecutive == 0 {
             return Err(ConfigError::invalid(
                 path,
@@ -383,7 +381,7 @@ mod tests {
             settings.sources[0].client.window,
             Duration::from_secs(43_200)
         );
-        assert_eq!(settings.rule, MaxoutRule::default());
+        assert_eq!(settings.rule, MaxoutRule::POI);
     }
 
     #[test]

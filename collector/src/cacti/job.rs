@@ -7,9 +7,9 @@ use super::alerts::{self, GraphCheck};
 use super::client::{CactiClient, CactiError, GraphExport};
 use super::config::{ScrapeSettings, SourceSettings};
 use crate::alert::engine::Engine;
+use crate::detect::poi::{maxouts, Direction, MaxoutRule, Sample};
 use crate::metrics::Metrics;
 use crate::poi::title::ParsedTitle;
-use crate::poi::utilisation::{maxouts, Direction, MaxoutRule, Sample};
 use crate::poi::{PoiReference, ReferenceFile, TitleParser};
 use crate::storage::poi::{
     GraphRecord, MaxoutRecord, NewMaxout, PoiRecord, SampleRecord, ScrapeRunRecord,

@@ -8,8 +8,9 @@
 //! down.
 
 use super::streak::{Reading, Streak};
-use super::{firing, kinds, Signal};
-use crate::storage::alerting::Severity;
+use super::{firing, Signal};
+use crate::domain::alerting::AnomalyKind;
+use crate::domain::alerting::Severity;
 use chrono::{DateTime, Duration, Utc};
 use netwarden_shared::{DeviceStatus, ProbeRound};
 use serde::{Deserialize, Serialize};
@@ -195,22 +196,22 @@ impl DeviceState {
     /// (a baseline relearnt from the slow rounds would call them normal).
     pub fn resume(
         &mut self,
-        kind: &str,
+        kind: AnomalyKind,
         severity: Severity,
         details: &serde_json::Value,
         rules: &DeviceRules,
         now: DateTime<Utc>,
     ) {
         match kind {
-            kinds::DEVICE_OFFLINE => {
+            AnomalyKind::DeviceOffline => {
                 self.offline.resume_active();
                 self.offline_reported = true;
             }
-            kinds::PACKET_LOSS => {
+            AnomalyKind::PacketLoss => {
                 self.loss.resume_active();
                 self.loss_severity = Some(severity);
             }
-            kinds::LATENCY => {
+            AnomalyKind::Latency => {
                 self.latency.resume_active();
                 if let (Some(mean), Some(spread)) = (
                     details["baseline_ms"].as_f64(),
@@ -223,8 +224,8 @@ impl DeviceState {
                     };
                 }
             }
-            kinds::JITTER => self.jitter.resume_active(),
-            kinds::FLAPPING => {
+            AnomalyKind::Jitter => self.jitter.resume_active(),
+            AnomalyKind::Flapping => {
                 // Flapping until a whole window is quiet, as if its changes were just seen.
                 self.flapping = true;
                 self.changes = std::iter::repeat_n(now, rules.flap_changes as usize).collect();
@@ -250,10 +251,10 @@ pub fn observe(
 ) -> Vec<Signal> {
     let mut out = Vec::new();
     let subject = device.subject();
-    let fire = |kind: &str, severity, summary: String, details| {
+    let fire = |kind: AnomalyKind, severity, summary: String, details| {
         firing(kind, &subject, device.agent, severity, summary, details)
     };
-    let clear = |kind: &'static str| Signal::Clear {
+    let clear = |kind: AnomalyKind| Signal::Clear {
         kind,
         subject: subject.clone(),
     };
@@ -283,7 +284,7 @@ pub fn observe(
     if !state.flapping && changes >= rules.flap_changes {
         state.flapping = true;
         out.push(fire(
-            kinds::FLAPPING,
+            AnomalyKind::Flapping,
             Severity::Medium,
             format!(
                 "{} is flapping: {changes} up/down changes in {} min",
@@ -294,7 +295,7 @@ pub fn observe(
         ));
     } else if state.flapping && changes == 0 {
         state.flapping = false;
-        out.push(clear(kinds::FLAPPING));
+        out.push(clear(AnomalyKind::Flapping));
     }
 
     // Offline: while flapping, the flapping anomaly speaks for it (no chatter), until the
@@ -316,10 +317,10 @@ pub fn observe(
             state.flapping = false;
             state.changes.clear();
             state.down_runs.clear();
-            out.push(clear(kinds::FLAPPING));
+            out.push(clear(AnomalyKind::Flapping));
         }
         out.push(fire(
-            kinds::DEVICE_OFFLINE,
+            AnomalyKind::DeviceOffline,
             Severity::Critical,
             format!(
                 "{} is offline: no reply for {} rounds",
@@ -330,7 +331,7 @@ pub fn observe(
         ));
     } else if !state.offline.active() && state.offline_reported {
         state.offline_reported = false;
-        out.push(clear(kinds::DEVICE_OFFLINE));
+        out.push(clear(AnomalyKind::DeviceOffline));
     }
     if round.received == 0 {
         // Nothing else can be judged from a round with no replies (down, or ICMP-silent):
@@ -366,7 +367,7 @@ pub fn observe(
         Some(true) => {
             state.loss_severity = Some(severity);
             out.push(fire(
-                kinds::PACKET_LOSS,
+                AnomalyKind::PacketLoss,
                 severity,
                 format!("{} is losing {loss:.0}% of packets", device.address),
                 serde_json::json!({ "loss_pct": loss }),
@@ -374,12 +375,12 @@ pub fn observe(
         }
         Some(false) => {
             state.loss_severity = None;
-            out.push(clear(kinds::PACKET_LOSS));
+            out.push(clear(AnomalyKind::PacketLoss));
         }
         None if state.loss.active() && state.loss_severity < Some(severity) => {
             state.loss_severity = Some(severity);
             out.push(fire(
-                kinds::PACKET_LOSS,
+                AnomalyKind::PacketLoss,
                 severity,
                 format!("{} is losing {loss:.0}% of packets", device.address),
                 serde_json::json!({ "loss_pct": loss }),
@@ -418,7 +419,7 @@ pub fn observe(
         .step(reading, rules.latency_rounds, rules.clear_rounds)
     {
         Some(true) => out.push(fire(
-            kinds::LATENCY,
+            AnomalyKind::Latency,
             Severity::Medium,
             format!(
                 "{} latency {} ms is {}x its baseline {} ms",
@@ -431,7 +432,7 @@ pub fn observe(
                 "rtt_ms": median, "baseline_ms": b.mean, "spread_ms": b.spread, "limit_ms": limit
             }),
         )),
-        Some(false) => out.push(clear(kinds::LATENCY)),
+        Some(false) => out.push(clear(AnomalyKind::Latency)),
         None => {}
     }
 
@@ -449,12 +450,12 @@ pub fn observe(
         .step(reading, rules.jitter_rounds, rules.clear_rounds)
     {
         Some(true) => out.push(fire(
-            kinds::JITTER,
+            AnomalyKind::Jitter,
             Severity::Low,
             format!("{} jitter is {} ms", device.address, ms(jitter)),
             serde_json::json!({ "jitter_ms": jitter, "threshold_ms": rules.jitter_ms }),
         )),
-        Some(false) => out.push(clear(kinds::JITTER)),
+        Some(false) => out.push(clear(AnomalyKind::Jitter)),
         None => {}
     }
     out
@@ -506,7 +507,7 @@ mod tests {
                 at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             }
         }
-        fn feed(&mut self, r: ProbeRound) -> Vec<(String, bool)> {
+        fn feed(&mut self, r: ProbeRound) -> Vec<(AnomalyKind, bool)> {
             self.at += Duration::seconds(10);
             let device = DeviceRef {
                 agent: "branch-7",
@@ -514,16 +515,16 @@ mod tests {
             };
             observe(&self.rules, &mut self.state, &device, &r, self.at)
                 .into_iter()
-                .map(|s| (s.kind().to_string(), matches!(s, Signal::Firing(_))))
+                .map(|s| (s.kind(), matches!(s, Signal::Firing(_))))
                 .collect()
         }
-        fn feed_n(&mut self, n: usize, r: ProbeRound) -> Vec<(String, bool)> {
+        fn feed_n(&mut self, n: usize, r: ProbeRound) -> Vec<(AnomalyKind, bool)> {
             (0..n).flat_map(|_| self.feed(r.clone())).collect()
         }
     }
 
-    fn sig(kind: &str, firing: bool) -> (String, bool) {
-        (kind.to_string(), firing)
+    fn sig(kind: AnomalyKind, firing: bool) -> (AnomalyKind, bool) {
+        (kind, firing)
     }
 
     #[test]
@@ -533,13 +534,13 @@ mod tests {
         assert!(run.feed(round(0, 0.0, 0.0)).is_empty(), "one bad round");
         assert_eq!(
             run.feed(round(0, 0.0, 0.0)),
-            vec![sig(kinds::DEVICE_OFFLINE, true)]
+            vec![sig(AnomalyKind::DeviceOffline, true)]
         );
         assert!(run.feed_n(3, round(0, 0.0, 0.0)).is_empty(), "fires once");
         assert!(run.feed(round(10, 1.0, 0.1)).is_empty(), "one good round");
         assert_eq!(
             run.feed(round(10, 1.0, 0.1)),
-            vec![sig(kinds::DEVICE_OFFLINE, false)]
+            vec![sig(AnomalyKind::DeviceOffline, false)]
         );
     }
 
@@ -549,11 +550,11 @@ mod tests {
         // Rounds 10 s apart: two rounds are 10 s of loss, three the 20 s it must last.
         assert!(run.feed_n(2, round(9, 1.0, 0.1)).is_empty());
         let fired = run.feed(round(9, 1.0, 0.1));
-        assert_eq!(fired, vec![sig(kinds::PACKET_LOSS, true)]);
+        assert_eq!(fired, vec![sig(AnomalyKind::PacketLoss, true)]);
         assert_eq!(run.state.loss_severity, Some(Severity::Medium));
         assert_eq!(
             run.feed(round(7, 1.0, 0.1)),
-            vec![sig(kinds::PACKET_LOSS, true)],
+            vec![sig(AnomalyKind::PacketLoss, true)],
             "30% raises it to high"
         );
         assert_eq!(run.state.loss_severity, Some(Severity::High));
@@ -566,7 +567,7 @@ mod tests {
         assert!(run.feed(round(10, 1.0, 0.1)).is_empty());
         assert_eq!(
             run.feed(round(10, 1.0, 0.1)),
-            vec![sig(kinds::PACKET_LOSS, false)]
+            vec![sig(AnomalyKind::PacketLoss, false)]
         );
     }
 
@@ -584,14 +585,14 @@ mod tests {
         assert!(run.feed_n(2, round(10, 80.0, 0.5)).is_empty(), "debounce");
         assert_eq!(
             run.feed(round(10, 80.0, 0.5)),
-            vec![sig(kinds::LATENCY, true)]
+            vec![sig(AnomalyKind::Latency, true)]
         );
         // The incident did not teach the baseline that 80 ms is normal.
         assert!(run.state.baseline.mean < 30.0);
         assert!(run.feed(round(10, 21.0, 0.5)).is_empty());
         assert_eq!(
             run.feed(round(10, 21.0, 0.5)),
-            vec![sig(kinds::LATENCY, false)]
+            vec![sig(AnomalyKind::Latency, false)]
         );
     }
 
@@ -615,12 +616,12 @@ mod tests {
         run.feed_n(2, round(10, 10.0, 40.0));
         assert_eq!(
             run.feed(round(10, 10.0, 40.0)),
-            vec![sig(kinds::JITTER, true)]
+            vec![sig(AnomalyKind::Jitter, true)]
         );
         run.feed(round(10, 10.0, 5.0));
         assert_eq!(
             run.feed(round(10, 10.0, 5.0)),
-            vec![sig(kinds::JITTER, false)]
+            vec![sig(AnomalyKind::Jitter, false)]
         );
     }
 
@@ -636,17 +637,20 @@ mod tests {
         }
         let flapping_at = signals
             .iter()
-            .position(|s| *s == sig(kinds::FLAPPING, true))
+            .position(|s| *s == sig(AnomalyKind::Flapping, true))
             .unwrap_or_else(|| panic!("{signals:?}"));
         let after = &signals[flapping_at + 1..];
         assert!(
-            !after.contains(&sig(kinds::DEVICE_OFFLINE, true))
-                && !after.contains(&sig(kinds::FLAPPING, true)),
+            !after.contains(&sig(AnomalyKind::DeviceOffline, true))
+                && !after.contains(&sig(AnomalyKind::Flapping, true)),
             "once flapping, no more offline chatter: {signals:?}"
         );
         // Stable for the whole window: flapping clears.
         let later = run.feed_n(61, round(10, 1.0, 0.1));
-        assert!(later.contains(&sig(kinds::FLAPPING, false)), "{later:?}");
+        assert!(
+            later.contains(&sig(AnomalyKind::Flapping, false)),
+            "{later:?}"
+        );
     }
 
     /// The seven findings of the noise hunt (issue 27), each failing on the code before.
@@ -659,14 +663,14 @@ mod tests {
         signals.extend(run.feed(round(5, 1.0, 0.1))); // it ends mid-round
         signals.extend(run.feed_n(4, round(10, 1.0, 0.1)));
         assert!(
-            !signals.iter().any(|s| s.0 == kinds::PACKET_LOSS),
+            !signals.iter().any(|s| s.0 == AnomalyKind::PacketLoss),
             "{signals:?}"
         );
         assert_eq!(
             signals,
             vec![
-                sig(kinds::DEVICE_OFFLINE, true),
-                sig(kinds::DEVICE_OFFLINE, false)
+                sig(AnomalyKind::DeviceOffline, true),
+                sig(AnomalyKind::DeviceOffline, false)
             ]
         );
     }
@@ -677,7 +681,7 @@ mod tests {
         offline_rounds: u32,
         down: usize,
         flaps: usize,
-    ) -> Vec<(u32, Vec<(String, bool)>)> {
+    ) -> Vec<(u32, Vec<(AnomalyKind, bool)>)> {
         let mut run = Run::new();
         run.rules.offline_rounds = offline_rounds;
         run.feed_n(3, round(10, 1.0, 0.1));
@@ -686,9 +690,12 @@ mod tests {
             signals.extend(run.feed_n(down, round(0, 0.0, 0.0)));
             signals.extend(run.feed(round(10, 1.0, 0.1)));
         }
-        assert!(signals.contains(&sig(kinds::FLAPPING, true)), "{signals:?}");
         assert!(
-            !signals.contains(&sig(kinds::DEVICE_OFFLINE, true)),
+            signals.contains(&sig(AnomalyKind::Flapping, true)),
+            "{signals:?}"
+        );
+        assert!(
+            !signals.contains(&sig(AnomalyKind::DeviceOffline, true)),
             "no offline chatter while flapping: {signals:?}"
         );
         let mut fired = Vec::new();
@@ -704,8 +711,8 @@ mod tests {
     #[test]
     fn a_device_that_flaps_then_stays_down_is_offline() {
         let won = vec![
-            sig(kinds::FLAPPING, false),
-            sig(kinds::DEVICE_OFFLINE, true),
+            sig(AnomalyKind::Flapping, false),
+            sig(AnomalyKind::DeviceOffline, true),
         ];
         // Down a round at a time while flapping: two rounds down is already longer.
         assert_eq!(flap_then_down(2, 1, 4), vec![(2, won.clone())]);
@@ -728,7 +735,7 @@ mod tests {
         // The evidence gone too: offline.
         assert_eq!(
             run.feed_n(2, round(0, 0.0, 0.0)),
-            vec![sig(kinds::DEVICE_OFFLINE, true)]
+            vec![sig(AnomalyKind::DeviceOffline, true)]
         );
     }
 

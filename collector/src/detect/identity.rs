@@ -5,8 +5,9 @@
 //! A host is new only when it appears after its site's first sweep: that sweep is the site's
 //! baseline (learnt, not raised), and so is the agent's own address.
 
-use super::{firing, kinds, Signal};
-use crate::storage::alerting::Severity;
+use super::{firing, Signal};
+use crate::domain::alerting::AnomalyKind;
+use crate::domain::alerting::Severity;
 use netwarden_shared::DiscoveredHost;
 use std::collections::BTreeSet;
 
@@ -39,7 +40,7 @@ pub fn observe(
             return out;
         }
         out.push(firing(
-            kinds::NEW_DEVICE,
+            AnomalyKind::NewDevice,
             &subject,
             agent,
             // Medium: the routes a NOC starts with (min_severity = "medium") deliver it.
@@ -65,7 +66,7 @@ pub fn observe(
     if let (Some(old), Some(new)) = (&k.mac, &host.mac) {
         if !old.eq_ignore_ascii_case(new) {
             out.push(firing(
-                kinds::MAC_CHANGE,
+                AnomalyKind::MacChange,
                 &subject,
                 agent,
                 Severity::High,
@@ -84,7 +85,7 @@ pub fn observe(
             let closed: Vec<u16> = old.difference(&ports).copied().collect();
             if !opened.is_empty() || !closed.is_empty() {
                 out.push(firing(
-                    kinds::PORTS_CHANGED,
+                    AnomalyKind::PortsChanged,
                     &subject,
                     agent,
                     Severity::Medium,
@@ -117,7 +118,7 @@ mod tests {
         }
     }
 
-    fn kinds_of(signals: &[Signal]) -> Vec<&str> {
+    fn kinds_of(signals: &[Signal]) -> Vec<AnomalyKind> {
         signals.iter().map(Signal::kind).collect()
     }
 
@@ -127,7 +128,7 @@ mod tests {
         let mac = Some("00:11:22:33:44:55");
         assert_eq!(
             kinds_of(&observe("a", &mut known, &host(mac, &[22]), false)),
-            vec![kinds::NEW_DEVICE]
+            vec![AnomalyKind::NewDevice]
         );
         assert!(observe("a", &mut known, &host(mac, &[22]), false).is_empty());
         assert!(
@@ -141,7 +142,7 @@ mod tests {
                 &host(Some("00:11:22:33:44:66"), &[22]),
                 false
             )),
-            vec![kinds::MAC_CHANGE]
+            vec![AnomalyKind::MacChange]
         );
         let signals = observe(
             "a",
@@ -149,7 +150,7 @@ mod tests {
             &host(Some("00:11:22:33:44:66"), &[22, 443]),
             false,
         );
-        assert_eq!(kinds_of(&signals), vec![kinds::PORTS_CHANGED]);
+        assert_eq!(kinds_of(&signals), vec![AnomalyKind::PortsChanged]);
         let Signal::Firing(a) = &signals[0] else {
             panic!()
         };
@@ -169,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             kinds_of(&observe("a", &mut known, &host(None, &[]), false)),
-            vec![kinds::PORTS_CHANGED]
+            vec![AnomalyKind::PortsChanged]
         );
     }
 

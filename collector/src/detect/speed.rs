@@ -1,8 +1,9 @@
 //! Speed tests below a floor. Fires on the first test under the floor (tests are minutes
 //! apart, so one is already a trend) and clears on a test 10% over it.
 
-use super::{firing, kinds, Signal};
-use crate::storage::alerting::Severity;
+use super::{firing, Signal};
+use crate::domain::alerting::AnomalyKind;
+use crate::domain::alerting::Severity;
 use netwarden_shared::{SpeedDirection, SpeedTest};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -24,7 +25,7 @@ pub fn observe(floors: &SpeedFloors, agent: &str, test: &SpeedTest, low: &mut bo
     if !*low && test.mbps < floor {
         *low = true;
         return vec![firing(
-            kinds::SPEED_LOW,
+            AnomalyKind::SpeedLow,
             &subject,
             agent,
             Severity::Medium,
@@ -38,7 +39,7 @@ pub fn observe(floors: &SpeedFloors, agent: &str, test: &SpeedTest, low: &mut bo
     if *low && test.mbps >= floor * 1.1 {
         *low = false;
         return vec![Signal::Clear {
-            kind: kinds::SPEED_LOW,
+            kind: AnomalyKind::SpeedLow,
             subject,
         }];
     }

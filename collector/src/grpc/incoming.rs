@@ -176,7 +176,7 @@ pub fn accept_loop(
     registry: Registry,
     revoked: super::revoke::Revocations,
     cancel: CancellationToken,
-) -> mpsc::Receiver<io::Result<AgentStream>> {
+) -> (mpsc::Receiver<io::Result<AgentStream>>, AcceptTask) {
     accept_with(
         listener,
         "gRPC",
@@ -200,8 +200,8 @@ pub fn accept_loop(
     )
 }
 
-/// Accepts TCP connections until `cancel`, runs `handshake` on each in its own task, and sends
-/// the streams it yields (`None`: refused, already logged) to the receiver. Shared by the
+/// The loop that accepts TCP connections until `cancel`, runs `handshake` on each in its own
+/// task, and sends the streams it yields (`None`: refused, already logged) to the receiver. Shared by the
 /// agents' port and the operators' query port.
 /// Each connection first takes a slot of the listener's `registry` (none left: closed at
 /// once) and waits its turn among the handshakes in progress.
@@ -211,14 +211,14 @@ pub fn accept_with<S, H, F>(
     registry: Registry,
     cancel: CancellationToken,
     handshake: H,
-) -> mpsc::Receiver<io::Result<S>>
+) -> (mpsc::Receiver<io::Result<S>>, AcceptTask)
 where
     S: Send + 'static,
     H: Fn(TcpStream, SocketAddr, Arc<Conn>) -> F + Send + 'static,
     F: std::future::Future<Output = Option<S>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
+    let task = Box::pin(async move {
         loop {
             let (tcp, remote) = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -252,8 +252,11 @@ where
             });
         }
     });
-    rx
+    (rx, task)
 }
+
+/// A listener's accept loop, not started yet: it ends on its `cancel`.
+pub type AcceptTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 async fn handshake(
     tcp: TcpStream,

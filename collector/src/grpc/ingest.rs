@@ -4,8 +4,9 @@
 use super::AgentConnInfo;
 use crate::alert::watch::Watch;
 use crate::config::RecordWindow;
+use crate::error::{grpc_status, ErrorCode, ServiceError};
 use crate::metrics::Metrics;
-use crate::storage::{GroupCommitter, IngestOutcome};
+use crate::storage::{GroupCommitter, IngestOutcome, StoreError};
 use futures::stream::{FuturesOrdered, StreamExt};
 use netwarden_proto::v1::ingest_service_server::IngestService;
 use netwarden_proto::v1::{Ack, Batch};
@@ -58,14 +59,71 @@ impl Ingest {
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send>>;
 
-fn rejected(code: tonic::Code, sequence: u64, message: String) -> Status {
-    let mut status = Status::new(code, message);
-    if let Ok(value) = sequence.to_string().parse() {
-        status
-            .metadata_mut()
-            .insert(REJECTED_SEQUENCE_HEADER, value);
+/// Why a stream or a batch was refused, each with its shared code.
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error("no verified client certificate")]
+    NoClientCertificate,
+    #[error("batch {sequence}: {problem}")]
+    Invalid { sequence: u64, problem: String },
+    #[error("batch {sequence}: records[{index}].observed_at_unix_ms: {why}")]
+    OutsideWindow {
+        sequence: u64,
+        index: usize,
+        why: String,
+    },
+    #[error(
+        "batch {sequence} claims agent {claimed:?} but the client certificate is for {agent:?}"
+    )]
+    ForeignIdentity {
+        sequence: u64,
+        claimed: String,
+        agent: netwarden_shared::AgentId,
+    },
+    #[error("the collector could not store the batch; resend it later")]
+    StoreUnavailable,
+    /// The same batch would fail the same way: refused, so the agent sets it aside instead of
+    /// resending it in front of everything behind it.
+    #[error("batch {sequence}: the database refused it: {source}")]
+    RefusedByStore { sequence: u64, source: StoreError },
+}
+
+impl ServiceError for IngestError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            IngestError::NoClientCertificate => ErrorCode::Unauthenticated,
+            IngestError::Invalid { .. }
+            | IngestError::OutsideWindow { .. }
+            | IngestError::RefusedByStore { .. } => ErrorCode::InvalidArgument,
+            IngestError::ForeignIdentity { .. } => ErrorCode::PermissionDenied,
+            IngestError::StoreUnavailable => ErrorCode::Unavailable,
+        }
     }
-    status
+}
+
+impl IngestError {
+    /// The refused batch, which the status names in a header so the agent sets it aside.
+    fn sequence(&self) -> Option<u64> {
+        match self {
+            IngestError::Invalid { sequence, .. }
+            | IngestError::OutsideWindow { sequence, .. }
+            | IngestError::ForeignIdentity { sequence, .. }
+            | IngestError::RefusedByStore { sequence, .. } => Some(*sequence),
+            IngestError::NoClientCertificate | IngestError::StoreUnavailable => None,
+        }
+    }
+}
+
+impl From<IngestError> for Status {
+    fn from(err: IngestError) -> Self {
+        let mut status = grpc_status(&err);
+        if let Some(value) = err.sequence().and_then(|s| s.to_string().parse().ok()) {
+            status
+                .metadata_mut()
+                .insert(REJECTED_SEQUENCE_HEADER, value);
+        }
+        status
+    }
 }
 
 #[tonic::async_trait]
@@ -80,7 +138,7 @@ impl IngestService for Ingest {
             .extensions()
             .get::<AgentConnInfo>()
             .cloned()
-            .ok_or_else(|| Status::unauthenticated("no verified client certificate"))?;
+            .ok_or(IngestError::NoClientCertificate)?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(32);
         let worker = StreamWorker {
@@ -169,11 +227,10 @@ impl StreamWorker {
                 .get_or_create(&Metrics::label("reason", "invalid"))
                 .inc();
             tracing::warn!(sequence, "refused an invalid batch: {err}");
-            rejected(
-                tonic::Code::InvalidArgument,
+            IngestError::Invalid {
                 sequence,
-                format!("batch {sequence}: {err}"),
-            )
+                problem: err.to_string(),
+            }
         })?;
         if let Some((index, why)) = self
             .window
@@ -187,11 +244,12 @@ impl StreamWorker {
                 sequence,
                 "refused a batch with a record outside the time window: records[{index}]: {why}"
             );
-            return Err(rejected(
-                tonic::Code::InvalidArgument,
+            return Err(IngestError::OutsideWindow {
                 sequence,
-                format!("batch {sequence}: records[{index}].observed_at_unix_ms: {why}"),
-            ));
+                index,
+                why: why.to_string(),
+            }
+            .into());
         }
         if let Some(claimed) = batch
             .claimed_agent_id
@@ -207,13 +265,12 @@ impl StreamWorker {
                 claimed,
                 "refused a batch claiming another agent's identity"
             );
-            return Err(rejected(
-                tonic::Code::PermissionDenied,
+            return Err(IngestError::ForeignIdentity {
                 sequence,
-                format!(
-                    "batch {sequence} claims agent {claimed:?} but the client certificate is for {agent:?}"
-                ),
-            ));
+                claimed: claimed.to_string(),
+                agent: agent.clone(),
+            }
+            .into());
         }
         let status = batch.status;
         let for_detection = self.watch.as_ref().map(|_| batch.records.clone());
@@ -226,17 +283,13 @@ impl StreamWorker {
                 if err.is_retryable() {
                     self.metrics.rejected.get_or_create(&Metrics::label("reason", "storage")).inc();
                     tracing::error!(sequence, error = %err, "could not store a batch; the agent will resend it");
-                    Status::unavailable("the collector could not store the batch; resend it later")
+                    IngestError::StoreUnavailable
                 } else {
                     // The same batch would fail the same way: refused, so the agent sets it
                     // aside instead of resending it in front of everything behind it.
                     self.metrics.rejected.get_or_create(&Metrics::label("reason", "refused_by_store")).inc();
                     tracing::error!(sequence, error = %err, "the database refused a batch; the agent will set it aside");
-                    rejected(
-                        tonic::Code::InvalidArgument,
-                        sequence,
-                        format!("batch {sequence}: the database refused it: {err}"),
-                    )
+                    IngestError::RefusedByStore { sequence, source: err }
                 }
             })?;
         self.metrics

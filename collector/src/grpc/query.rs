@@ -5,12 +5,12 @@
 use crate::alert::engine::Engine;
 use crate::auth::guard::Caller;
 use crate::auth::{Guard, Role};
+use crate::domain::alerting::{Anomaly, AnomalyKind, AnomalyQuery, AnomalyState, Severity};
 use crate::error::ApiError;
 use crate::events::Event;
 use crate::grpc::incoming::TlsConnection;
 use crate::rest::alerts::parse;
 use crate::rest::{MAX_HISTORY, MAX_PAGE};
-use crate::storage::alerting::{Anomaly, AnomalyQuery, AnomalyState, Severity};
 use crate::storage::rollup::RollupRow;
 use crate::storage::{DeviceQuery, DeviceRow, HistoryQuery, ProbeSample, Store};
 use chrono::{DateTime, Duration, Utc};
@@ -170,7 +170,7 @@ fn bucket_point(r: RollupRow) -> v1::HistoryPoint {
 fn anomaly(a: Anomaly) -> v1::Anomaly {
     v1::Anomaly {
         id: a.id,
-        kind: a.kind,
+        kind: a.kind.to_string(),
         subject: a.subject,
         group_key: a.group_key.unwrap_or_default(),
         severity: a.severity.as_str().to_string(),
@@ -303,6 +303,12 @@ impl v1::query_service_server::QueryService for Query {
     ) -> Result<Response<v1::ListAnomaliesResponse>, Status> {
         self.caller(&request, Role::Viewer).await?;
         let r = request.into_inner();
+        // A name that is no kind matches nothing, as in REST.
+        let kind = match text("kind", r.kind)?.map(|k| AnomalyKind::parse(&k)) {
+            Some(None) => return Ok(Response::new(v1::ListAnomaliesResponse::default())),
+            Some(Some(kind)) => Some(kind),
+            None => None,
+        };
         let query = AnomalyQuery {
             severity: parse(
                 "severity",
@@ -316,7 +322,7 @@ impl v1::query_service_server::QueryService for Query {
                 AnomalyState::parse,
                 "open, acknowledged, resolved",
             )?,
-            kind: text("kind", r.kind)?,
+            kind,
             subject: None,
             group_key: None,
             limit: limit(r.limit, 100, MAX_PAGE)?,
@@ -364,7 +370,11 @@ impl v1::query_service_server::QueryService for Query {
                     _ = recheck.tick() => {
                         if !guard.still_valid(&caller).await {
                             let _ = tx
-                                .send(Err(Status::unauthenticated("the token was revoked")))
+                                .send(Err(ApiError::new(
+                                    crate::error::ErrorCode::Unauthenticated,
+                                    "the token was revoked",
+                                )
+                                .into()))
                                 .await;
                             return;
                         }
@@ -416,7 +426,10 @@ pub fn accept_loop(
     handshake_timeout: std::time::Duration,
     registry: crate::grpc::conns::Registry,
     cancel: CancellationToken,
-) -> mpsc::Receiver<io::Result<OperatorStream>> {
+) -> (
+    mpsc::Receiver<io::Result<OperatorStream>>,
+    crate::grpc::incoming::AcceptTask,
+) {
     crate::grpc::incoming::accept_with(
         listener,
         "gRPC query",

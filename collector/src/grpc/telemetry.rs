@@ -2,6 +2,7 @@
 //! checked like the REST batch (all or nothing, the first bad item named) and acknowledged
 //! once committed.
 
+use crate::error::ApiError;
 use crate::telemetry::sample::{self, MAX_BATCH};
 use crate::telemetry::{TelemetryCommitter, TelemetrySample};
 use chrono::{DateTime, Utc};
@@ -50,16 +51,19 @@ impl Telemetry {
             .authorise(crate::auth::Role::Operator, presented)
             .await
             .map(|_| ())
-            .map_err(|err| {
-                let status = Status::from(err);
-                Status::new(
-                    status.code(),
-                    format!(
-                        "{}; telemetry over gRPC needs an operator token (authorization: Bearer ...) or the agent {:?} listed in [telemetry] grpc_agents",
-                        status.message(),
-                        agent.unwrap_or("?")
+            .map_err(|refusal| {
+                crate::auth::guard::Refusal {
+                    error: ApiError::new(
+                        refusal.error.code,
+                        format!(
+                            "{}; telemetry over gRPC needs an operator token (authorization: Bearer ...) or the agent {:?} listed in [telemetry] grpc_agents",
+                            refusal.error.message,
+                            agent.unwrap_or("?")
+                        ),
                     ),
-                )
+                    retry_after: refusal.retry_after,
+                }
+                .into()
             })
     }
 }
@@ -70,12 +74,12 @@ pub fn from_wire(
     now: DateTime<Utc>,
 ) -> Result<Vec<TelemetrySample>, Status> {
     if batch.samples.is_empty() {
-        return Err(Status::invalid_argument("samples: the batch holds none"));
+        return Err(ApiError::invalid("samples: the batch holds none").into());
     }
     if batch.samples.len() > MAX_BATCH {
-        return Err(Status::invalid_argument(format!(
-            "samples: more than {MAX_BATCH}; split the batch"
-        )));
+        return Err(
+            ApiError::invalid(format!("samples: more than {MAX_BATCH}; split the batch")).into(),
+        );
     }
     batch
         .samples
@@ -85,13 +89,11 @@ pub fn from_wire(
             let at = match s.timestamp_ms {
                 0 => None,
                 ms => Some(DateTime::from_timestamp_millis(ms).ok_or_else(|| {
-                    Status::invalid_argument(format!(
-                        "samples[{i}].timestamp_ms: {ms} is out of range"
-                    ))
+                    ApiError::invalid(format!("samples[{i}].timestamp_ms: {ms} is out of range"))
                 })?),
             };
             sample::check(&s.circuit_id, s.utilization_mbps, at, now).map_err(|e| {
-                Status::invalid_argument(format!("samples[{i}].{}: {}", e.field, e.message))
+                ApiError::invalid(format!("samples[{i}].{}: {}", e.field, e.message)).into()
             })
         })
         .collect()

@@ -4,14 +4,15 @@
 
 use super::{page_limit, AppState, MAX_PAGE};
 use crate::auth::guard::Caller;
+use crate::domain::alerting::{
+    AlertQuery, AlertRow, Anomaly, AnomalyKind, AnomalyQuery, AnomalyState, NewSilence, Severity,
+    Silence,
+};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use crate::events::Event;
 use crate::rest::input::JsonBody;
 use crate::rest::openapi::{one_of, one_of_or_null};
-use crate::storage::alerting::{
-    AlertQuery, AlertRow, Anomaly, AnomalyQuery, AnomalyState, NewSilence, Severity, Silence,
-};
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -56,7 +57,7 @@ fn alert_states() -> utoipa::openapi::Object {
 }
 
 fn anomaly_kinds_or_null() -> utoipa::openapi::Object {
-    one_of_or_null(crate::detect::kinds::ALL)
+    one_of_or_null(&AnomalyKind::names())
 }
 
 fn severities_or_null() -> utoipa::openapi::Object {
@@ -90,7 +91,8 @@ struct AnomalyParams {
     severity: Option<String>,
     #[param(schema_with = anomaly_states)]
     state: Option<String>,
-    /// The anomaly kind (`device_down`, `maxout`, ...).
+    /// The anomaly kind (`device_offline`, `circuit_maxout`, ...); a name that is no kind
+    /// matches nothing.
     kind: Option<String>,
     /// The subject, exactly (a device address, a POI code, a circuit id, ...).
     subject: Option<String>,
@@ -111,6 +113,11 @@ async fn anomalies(
     params: Result<Query<AnomalyParams>, QueryRejection>,
 ) -> Result<Json<Vec<Anomaly>>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let kind = match p.kind.as_deref().map(AnomalyKind::parse) {
+        Some(None) => return Ok(Json(Vec::new())),
+        Some(Some(kind)) => Some(kind),
+        None => None,
+    };
     let query = AnomalyQuery {
         severity: parse(
             "severity",
@@ -124,7 +131,7 @@ async fn anomalies(
             AnomalyState::parse,
             "open, acknowledged, resolved",
         )?,
-        kind: p.kind,
+        kind,
         subject: p.subject,
         group_key: p.group,
         limit: page_limit(p.limit, 100, MAX_PAGE)?,
@@ -226,7 +233,7 @@ async fn acknowledge(
     });
     // A one-off event (a new device, a changed MAC) has nothing left to watch once someone
     // has seen it: acknowledging it resolves it.
-    if crate::detect::kinds::ONE_OFF.contains(&anomaly.kind.as_str()) {
+    if anomaly.kind.is_one_off() {
         if let Some(resolved) = state
             .store
             .resolve_anomaly(id, &by, body.note.as_deref(), Utc::now())
@@ -394,13 +401,15 @@ async fn create_silence(
     if b.ends_at <= starts_at {
         return Err(ApiError::invalid("ends_at: must be after starts_at"));
     }
-    if let Some(kind) = b.kind.as_deref() {
-        if !crate::detect::kinds::ALL.contains(&kind) {
-            return Err(ApiError::invalid(format!(
-                "kind: {kind:?} is not a known anomaly kind"
-            )));
-        }
-    }
+    let kind = b
+        .kind
+        .as_deref()
+        .map(|kind| {
+            AnomalyKind::parse(kind).ok_or_else(|| {
+                ApiError::invalid(format!("kind: {kind:?} is not a known anomaly kind"))
+            })
+        })
+        .transpose()?;
     let severity = parse(
         "severity",
         b.severity.as_deref(),
@@ -424,7 +433,7 @@ async fn create_silence(
         return Err(ApiError::invalid("created_by: at most 200 characters"));
     }
     let spec = NewSilence {
-        kind: b.kind,
+        kind,
         subject: b.subject,
         group_key: b.group,
         severity,

@@ -150,16 +150,7 @@ pub(crate) fn one_of(values: &[&str]) -> utoipa::openapi::Object {
         .build()
 }
 
-/// [`one_of`] or `null`, for optional fields of a JSON body (serde takes `null` as absent).
-pub(crate) fn one_of_or_null(values: &[&str]) -> utoipa::openapi::Object {
-    use utoipa::openapi::schema::{SchemaType, Type};
-    let mut allowed: Vec<serde_json::Value> = values.iter().map(|v| (*v).into()).collect();
-    allowed.push(serde_json::Value::Null);
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .enum_values(Some(allowed))
-        .build()
-}
+pub(crate) use crate::domain::schema::one_of_or_null;
 
 /// A list of one component schema or a list of another: for endpoints whose rows depend on a
 /// parameter (`resolution`, `kind`).

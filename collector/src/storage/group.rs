@@ -30,11 +30,20 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
+    /// Starts the committing task on its own (for tools and tests; the collector spawns the
+    /// task [`GroupCommitter::new`] returns).
     pub fn start(store: Arc<dyn Store>) -> Self {
+        let (committer, task) = Self::new(store);
+        tokio::spawn(task);
+        committer
+    }
+
+    /// The handle and the committing task, which ends once every handle is dropped and what
+    /// they handed over is committed.
+    pub fn new(store: Arc<dyn Store>) -> (Self, impl std::future::Future<Output = ()>) {
         // Unbounded is safe: each stream has a bounded number of batches in progress.
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(store, receiver));
-        GroupCommitter { queue }
+        (GroupCommitter { queue }, commit_loop(store, receiver))
     }
 
     /// Stores a batch (with whatever else is waiting) and returns once it is committed.
@@ -160,11 +169,13 @@ async fn commit(store: &dyn Store, group: Vec<Pending>) {
             tracing::error!(batches = size, error = %err, "a group of batches could not be committed");
             let (message, retryable) = (err.to_string(), err.is_retryable());
             for reply in replies {
-                let _ = reply.send(Err(StoreError::Backend {
-                    action: "committing a group of batches",
-                    message: message.clone(),
+                // One error for several waiters: each gets its text (the error itself is
+                // logged above).
+                let _ = reply.send(Err(StoreError::own(
+                    "committing a group of batches",
+                    message.clone(),
                     retryable,
-                }));
+                )));
             }
         }
     }

@@ -25,7 +25,7 @@ mod rollup;
 mod telemetry;
 mod tokens;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -60,7 +60,7 @@ impl PostgresStore {
             .map_err(|err| StoreError::Backend {
                 action: "connecting to PostgreSQL",
                 retryable: super::retry::is_retryable(&err),
-                message: format!("{}: {err}", redact_url(url)),
+                source: format!("{}: {err}", redact_url(url)).into(),
             })?;
         Ok(PostgresStore {
             pool,

@@ -33,78 +33,106 @@ mod tokens;
 pub use intake::intake_path;
 use intake::IntakeWriter;
 
-const MIGRATIONS: &[(&str, &str)] = &[
+/// The migrations in order: `(version, earlier name, SQL)`. A version is numbered as the same
+/// change is on PostgreSQL (`migrations/postgres/`), so one number means one change on both;
+/// a change only SQLite needs takes the number before it and a letter (`0012a`), and a number
+/// only PostgreSQL needs (`0011`, its partitions) is skipped here. Databases migrated before
+/// the numbers were aligned recorded the earlier name, which counts as the same migration.
+const MIGRATIONS: &[(&str, Option<&str>, &str)] = &[
     (
         "0001_init",
+        None,
         include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
         "0002_identity_time",
+        None,
         include_str!("../../migrations/sqlite/0002_identity_time.sql"),
     ),
     (
         "0003_poi",
+        None,
         include_str!("../../migrations/sqlite/0003_poi.sql"),
     ),
     (
         "0004_kpi",
+        None,
         include_str!("../../migrations/sqlite/0004_kpi.sql"),
     ),
     (
         "0005_telemetry",
+        None,
         include_str!("../../migrations/sqlite/0005_telemetry.sql"),
     ),
     (
         "0006_circuit_maxouts",
+        None,
         include_str!("../../migrations/sqlite/0006_circuit_maxouts.sql"),
     ),
     (
         "0007_customers",
+        None,
         include_str!("../../migrations/sqlite/0007_customers.sql"),
     ),
     (
         "0008_alerting",
+        None,
         include_str!("../../migrations/sqlite/0008_alerting.sql"),
     ),
     (
         "0009_api_tokens",
+        None,
         include_str!("../../migrations/sqlite/0009_api_tokens.sql"),
     ),
     (
         "0010_probe_rollups",
+        None,
         include_str!("../../migrations/sqlite/0010_probe_rollups.sql"),
     ),
     (
-        "0011_device_type",
-        include_str!("../../migrations/sqlite/0011_device_type.sql"),
+        "0012_device_type",
+        Some("0011_device_type"),
+        include_str!("../../migrations/sqlite/0012_device_type.sql"),
     ),
     (
-        "0012_telemetry_intake",
-        include_str!("../../migrations/sqlite/0012_telemetry_intake.sql"),
+        "0012a_telemetry_intake",
+        Some("0012_telemetry_intake"),
+        include_str!("../../migrations/sqlite/0012a_telemetry_intake.sql"),
     ),
     (
-        "0013_intake_file",
-        include_str!("../../migrations/sqlite/0013_intake_file.sql"),
+        "0012b_intake_file",
+        Some("0013_intake_file"),
+        include_str!("../../migrations/sqlite/0012b_intake_file.sql"),
     ),
     (
-        "0014_customer_email_claims",
-        include_str!("../../migrations/sqlite/0014_customer_email_claims.sql"),
+        "0013_customer_email_claims",
+        Some("0014_customer_email_claims"),
+        include_str!("../../migrations/sqlite/0013_customer_email_claims.sql"),
     ),
     (
-        "0015_cacti_interval_ends",
-        include_str!("../../migrations/sqlite/0015_cacti_interval_ends.sql"),
+        "0014_cacti_interval_ends",
+        Some("0015_cacti_interval_ends"),
+        include_str!("../../migrations/sqlite/0014_cacti_interval_ends.sql"),
     ),
     (
-        "0016_telemetry_in_time_order",
-        include_str!("../../migrations/sqlite/0016_telemetry_in_time_order.sql"),
+        "0015_telemetry_in_time_order",
+        Some("0016_telemetry_in_time_order"),
+        include_str!("../../migrations/sqlite/0015_telemetry_in_time_order.sql"),
     ),
     (
-        "0017_detection_trust",
-        include_str!("../../migrations/sqlite/0017_detection_trust.sql"),
+        "0016_detection_trust",
+        Some("0017_detection_trust"),
+        include_str!("../../migrations/sqlite/0016_detection_trust.sql"),
     ),
     (
-        "0018_revocations",
-        include_str!("../../migrations/sqlite/0018_revocations.sql"),
+        "0017_revocations",
+        Some("0018_revocations"),
+        include_str!("../../migrations/sqlite/0017_revocations.sql"),
+    ),
+    (
+        "0017a_column_names_as_postgres",
+        None,
+        include_str!("../../migrations/sqlite/0017a_column_names_as_postgres.sql"),
     ),
 ];
 
@@ -218,7 +246,7 @@ impl SqliteStore {
             std::fs::create_dir_all(parent).map_err(|err| StoreError::Backend {
                 action: "creating the database directory",
                 retryable: true,
-                message: format!("{}: {err}", parent.display()),
+                source: format!("{}: {err}", parent.display()).into(),
             })?;
         }
         let owned = path.to_path_buf();
@@ -227,7 +255,7 @@ impl SqliteStore {
                 move |err: rusqlite::Error| StoreError::Backend {
                     action,
                     retryable: super::retry::is_retryable(&err),
-                    message: format!("{}: {err}", file.display()),
+                    source: format!("{}: {err}", file.display()).into(),
                 }
             };
             let writer = Writer::open(&owned, sync)
@@ -407,9 +435,9 @@ fn ingest_one(
 ) -> Result<IngestOutcome> {
     let now_ms = ms(now);
     tx.prepare_cached(
-        "INSERT INTO agents (id, first_seen_ms, last_seen_ms, buffer_backlog, dropped_total)
+        "INSERT INTO agents (id, first_seen, last_seen, buffer_backlog, dropped_total)
          VALUES (?1, ?2, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,
              -- a replay of an older batch must not overwrite a newer report
              buffer_backlog = CASE WHEN ?5 >= last_sequence
                               THEN excluded.buffer_backlog ELSE buffer_backlog END,
@@ -429,7 +457,7 @@ fn ingest_one(
 
     let fresh = tx
         .prepare_cached(
-            "INSERT INTO ingest_batches (agent_id, sequence, record_count, received_ms)
+            "INSERT INTO ingest_batches (agent_id, sequence, record_count, received_at)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         )
         .and_then(|mut s| {
@@ -450,31 +478,31 @@ fn ingest_one(
     {
         let mut upsert = tx
             .prepare_cached(
-                "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen_ms,
-                     last_seen_ms, status, last_probe_ms, last_loss_pct, last_rtt_ms, identity_ms,
+                "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen,
+                     last_seen, status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at,
                      alive_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?12, ?13)
                  ON CONFLICT (agent_id, address) DO UPDATE SET
-                     first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
-                     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms),
-                     mac = CASE WHEN excluded.identity_ms >= coalesce(identity_ms, 0)
+                     first_seen = min(first_seen, excluded.first_seen),
+                     last_seen = max(last_seen, excluded.last_seen),
+                     mac = CASE WHEN excluded.identity_at >= coalesce(identity_at, 0)
                               THEN coalesce(excluded.mac, mac) ELSE coalesce(mac, excluded.mac) END,
-                     vendor = CASE WHEN excluded.identity_ms >= coalesce(identity_ms, 0)
+                     vendor = CASE WHEN excluded.identity_at >= coalesce(identity_at, 0)
                               THEN coalesce(excluded.vendor, vendor) ELSE coalesce(vendor, excluded.vendor) END,
-                     hostname = CASE WHEN excluded.identity_ms >= coalesce(identity_ms, 0)
+                     hostname = CASE WHEN excluded.identity_at >= coalesce(identity_at, 0)
                               THEN coalesce(excluded.hostname, hostname) ELSE coalesce(hostname, excluded.hostname) END,
-                     identity_ms = CASE WHEN excluded.identity_ms IS NULL THEN identity_ms
-                              ELSE max(coalesce(identity_ms, 0), excluded.identity_ms) END,
-                     status = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                     identity_at = CASE WHEN excluded.identity_at IS NULL THEN identity_at
+                              ELSE max(coalesce(identity_at, 0), excluded.identity_at) END,
+                     status = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
                               THEN excluded.status ELSE status END,
-                     alive_by = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                     alive_by = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
                               THEN excluded.alive_by ELSE alive_by END,
-                     last_loss_pct = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                     last_loss_pct = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
                               THEN excluded.last_loss_pct ELSE last_loss_pct END,
-                     last_rtt_ms = CASE WHEN excluded.last_probe_ms >= coalesce(last_probe_ms, 0)
+                     last_rtt_ms = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
                               THEN excluded.last_rtt_ms ELSE last_rtt_ms END,
-                     last_probe_ms = CASE WHEN excluded.last_probe_ms IS NULL THEN last_probe_ms
-                              ELSE max(coalesce(last_probe_ms, 0), excluded.last_probe_ms) END
+                     last_probe_at = CASE WHEN excluded.last_probe_at IS NULL THEN last_probe_at
+                              ELSE max(coalesce(last_probe_at, 0), excluded.last_probe_at) END
                  RETURNING id",
             )
             .map_err(failed("preparing the device upsert"))?;
@@ -482,24 +510,24 @@ fn ingest_one(
         let mut update = tx
             .prepare_cached(
                 "UPDATE devices SET
-                     first_seen_ms = min(first_seen_ms, ?2),
-                     last_seen_ms = max(last_seen_ms, ?3),
-                     mac = CASE WHEN ?11 >= coalesce(identity_ms, 0)
+                     first_seen = min(first_seen, ?2),
+                     last_seen = max(last_seen, ?3),
+                     mac = CASE WHEN ?11 >= coalesce(identity_at, 0)
                               THEN coalesce(?4, mac) ELSE coalesce(mac, ?4) END,
-                     vendor = CASE WHEN ?11 >= coalesce(identity_ms, 0)
+                     vendor = CASE WHEN ?11 >= coalesce(identity_at, 0)
                               THEN coalesce(?5, vendor) ELSE coalesce(vendor, ?5) END,
-                     hostname = CASE WHEN ?11 >= coalesce(identity_ms, 0)
+                     hostname = CASE WHEN ?11 >= coalesce(identity_at, 0)
                               THEN coalesce(?6, hostname) ELSE coalesce(hostname, ?6) END,
-                     identity_ms = CASE WHEN ?11 IS NULL THEN identity_ms
-                              ELSE max(coalesce(identity_ms, 0), ?11) END,
-                     status = CASE WHEN ?8 >= coalesce(last_probe_ms, 0) THEN ?7 ELSE status END,
-                     alive_by = CASE WHEN ?8 >= coalesce(last_probe_ms, 0) THEN ?12 ELSE alive_by END,
-                     last_loss_pct = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
+                     identity_at = CASE WHEN ?11 IS NULL THEN identity_at
+                              ELSE max(coalesce(identity_at, 0), ?11) END,
+                     status = CASE WHEN ?8 >= coalesce(last_probe_at, 0) THEN ?7 ELSE status END,
+                     alive_by = CASE WHEN ?8 >= coalesce(last_probe_at, 0) THEN ?12 ELSE alive_by END,
+                     last_loss_pct = CASE WHEN ?8 >= coalesce(last_probe_at, 0)
                               THEN ?9 ELSE last_loss_pct END,
-                     last_rtt_ms = CASE WHEN ?8 >= coalesce(last_probe_ms, 0)
+                     last_rtt_ms = CASE WHEN ?8 >= coalesce(last_probe_at, 0)
                               THEN ?10 ELSE last_rtt_ms END,
-                     last_probe_ms = CASE WHEN ?8 IS NULL THEN last_probe_ms
-                              ELSE max(coalesce(last_probe_ms, 0), ?8) END
+                     last_probe_at = CASE WHEN ?8 IS NULL THEN last_probe_at
+                              ELSE max(coalesce(last_probe_at, 0), ?8) END
                  WHERE id = ?1",
             )
             .map_err(failed("preparing the device update"))?;
@@ -559,7 +587,7 @@ fn ingest_one(
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT INTO probe_results (device_id, ts_ms, agent_record_id, sent, received,
+                "INSERT INTO probe_results (device_id, ts, agent_record_id, sent, received,
                      rtt_min, rtt_median, rtt_mean, rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
@@ -589,7 +617,7 @@ fn ingest_one(
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT INTO discoveries (device_id, ts_ms, agent_record_id, mac, vendor, hostname,
+                "INSERT INTO discoveries (device_id, ts, agent_record_id, mac, vendor, hostname,
                      open_ports, rtt_ms, method) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .map_err(failed("preparing the discovery insert"))?;
@@ -612,7 +640,7 @@ fn ingest_one(
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT INTO speed_tests (agent_id, ts_ms, agent_record_id, url, direction, bytes,
+                "INSERT INTO speed_tests (agent_id, ts, agent_record_id, url, direction, bytes,
                      duration_us, mbps, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .map_err(failed("preparing the speed test insert"))?;
@@ -643,8 +671,8 @@ fn ingest_one(
     Ok(IngestOutcome::Stored { records })
 }
 
-const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen_ms,
-    last_seen_ms, last_probe_ms, last_loss_pct, last_rtt_ms, device_type, alive_by";
+const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen,
+    last_seen, last_probe_at, last_loss_pct, last_rtt_ms, device_type, alive_by";
 
 fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {
@@ -681,18 +709,26 @@ impl Store for SqliteStore {
                 )
                 .map_err(|e| StoreError::Migration(e.to_string()))?;
                 let mut applied = Vec::new();
-                for (version, sql) in MIGRATIONS {
+                for (version, earlier, sql) in MIGRATIONS {
                     let tx = conn
                         .transaction()
                         .map_err(|e| StoreError::Migration(e.to_string()))?;
                     let done: Option<String> = tx
                         .query_row(
-                            "SELECT version FROM schema_migrations WHERE version = ?1",
-                            [version],
+                            "SELECT version FROM schema_migrations WHERE version IN (?1, ?2)",
+                            params![version, earlier],
                             |r| r.get(0),
                         )
                         .optional()
                         .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    if done.as_deref().is_some_and(|done| done != *version) {
+                        // Applied under its earlier name: recorded under the aligned one now.
+                        tx.execute(
+                            "UPDATE schema_migrations SET version = ?1 WHERE version = ?2",
+                            params![version, done],
+                        )
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    }
                     if done.is_none() {
                         tx.execute_batch(sql)
                             .map_err(|e| StoreError::Migration(format!("{version}: {e}")))?;
@@ -750,7 +786,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, first_seen_ms, last_seen_ms, results_received, batches_received,
+                    "SELECT id, first_seen, last_seen, results_received, batches_received,
                          last_sequence, buffer_backlog, dropped_total FROM agents ORDER BY id",
                 )
                 .map_err(failed("listing agents"))?;
@@ -815,9 +851,9 @@ impl Store for SqliteStore {
             writer
                 .conn
                 .query_row(
-                    "INSERT INTO discovery_sites (agent_id, site, baseline_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (agent_id, site) DO UPDATE SET baseline_ms = baseline_ms
-                     RETURNING baseline_ms",
+                    "INSERT INTO discovery_sites (agent_id, site, baseline_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (agent_id, site) DO UPDATE SET baseline_at = baseline_at
+                     RETURNING baseline_at",
                     params![agent, site, ms(sweep_at)],
                     |r| r.get(0),
                 )
@@ -869,8 +905,8 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT ts_ms, mac, vendor FROM discoveries WHERE device_id = ?1
-                     ORDER BY ts_ms, agent_record_id",
+                    "SELECT ts, mac, vendor FROM discoveries WHERE device_id = ?1
+                     ORDER BY ts, agent_record_id",
                 )
                 .map_err(failed("reading identity changes"))?;
             let rows = stmt
@@ -889,10 +925,10 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT ts_ms, agent_record_id, sent, received, rtt_min, rtt_median, rtt_mean,
+                    "SELECT ts, agent_record_id, sent, received, rtt_min, rtt_median, rtt_mean,
                          rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status
-                     FROM probe_results WHERE device_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-                     ORDER BY ts_ms, agent_record_id LIMIT ?4",
+                     FROM probe_results WHERE device_id = ?1 AND ts >= ?2 AND ts < ?3
+                     ORDER BY ts, agent_record_id LIMIT ?4",
                 )
                 .map_err(failed("reading device history"))?;
             let rows = stmt
@@ -961,5 +997,43 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod migration_numbers {
+    use super::MIGRATIONS;
+    use std::collections::BTreeMap;
+
+    /// Numbers only PostgreSQL uses (its day partitions).
+    const POSTGRES_ONLY: &[i64] = &[11];
+
+    #[test]
+    fn one_number_is_one_change_on_both_backends() {
+        let postgres: BTreeMap<i64, String> = crate::storage::postgres::MIGRATOR
+            .iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        for (name, _, _) in MIGRATIONS {
+            let (number, change) = name.split_once('_').unwrap();
+            if number.ends_with(|c: char| c.is_ascii_alphabetic()) {
+                continue; // SQLite's own step after the number before it
+            }
+            let number: i64 = number.parse().unwrap();
+            assert_eq!(
+                postgres.get(&number).map(String::as_str),
+                Some(change.replace('_', " ").as_str()),
+                "SQLite's {name} is another change on PostgreSQL"
+            );
+        }
+        for (number, change) in &postgres {
+            let ours = MIGRATIONS
+                .iter()
+                .any(|(name, _, _)| name.starts_with(&format!("{number:04}_")));
+            assert!(
+                ours || POSTGRES_ONLY.contains(number),
+                "PostgreSQL's {number} ({change}) has no SQLite migration and is not listed as PostgreSQL's own"
+            );
+        }
     }
 }

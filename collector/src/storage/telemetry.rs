@@ -2,105 +2,11 @@
 //! tests in `tests/it/telemetry.rs`).
 
 use super::Result;
-use crate::telemetry::detect::CircuitEvent;
-use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// A customer circuit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CircuitRecord {
-    pub circuit_id: String,
-    pub account: Option<String>,
-    pub provisioned_mbps: f64,
-    pub burst_mbps: Option<f64>,
-    pub pop: Option<String>,
-    pub provisioned_at: Option<DateTime<Utc>>,
-    pub upgraded_at: Option<DateTime<Utc>>,
-    pub decommissioned_at: Option<DateTime<Utc>>,
-}
-
-/// A circuit id that sent samples but is not known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct UnknownCircuit {
-    pub circuit_id: String,
-    pub samples: i64,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-}
-
-/// A stored sample.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct TelemetryPoint {
-    pub timestamp: DateTime<Utc>,
-    pub utilization_mbps: f64,
-}
-
-/// A stored circuit maxout event.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct CircuitMaxoutRecord {
-    pub id: i64,
-    pub circuit_id: String,
-    pub account: Option<String>,
-    /// `burst` (over the threshold, at or below the burst ceiling) or `maxout` (above it).
-    pub severity: String,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub duration_secs: i64,
-    pub samples: i32,
-    pub peak_mbps: f64,
-    pub peak_pct: f64,
-    /// When the peak was (its first sample); absent for events recorded before it was kept.
-    pub peak_at: Option<DateTime<Utc>>,
-    pub provisioned_mbps: f64,
-    pub burst_mbps: Option<f64>,
-    /// True while the circuit is still over the threshold.
-    pub open: bool,
-    /// Found by a backfill of old samples (`import telemetry`), not as they came.
-    pub historical: bool,
-}
-
-/// A sample that came later than the reorder horizon behind its circuit's newest: stored,
-/// not evaluated (a backfill can evaluate it).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct LateSample {
-    pub circuit_id: String,
-    pub timestamp: DateTime<Utc>,
-    pub utilization_mbps: f64,
-    /// The circuit's newest sample when this one came.
-    pub newest: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
-}
-
-/// Circuit maxouts summed per account, for CX and account management.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct AccountMaxoutSummary {
-    pub account: Option<String>,
-    pub events: i64,
-    pub circuits: i64,
-    /// Hours over the threshold, all events together (an open one so far).
-    pub hours_at_max: f64,
-    /// The highest peak relative to its circuit's provisioned capacity, and that peak.
-    pub peak_mbps: f64,
-    pub peak_pct: f64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct CircuitMaxoutQuery {
-    pub account: Option<String>,
-    pub circuit_id: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-    /// Only events still open.
-    pub open_only: bool,
-    pub limit: u32,
-}
-
-/// Stores samples as [`TelemetryStore::save_telemetry`] does, on the calling thread.
-pub type BlockingTelemetrySaver =
-    Box<dyn FnMut(&[TelemetrySample], DateTime<Utc>) -> Result<BTreeSet<String>> + Send>;
+pub use crate::domain::telemetry::*;
 
 #[async_trait]
 pub trait TelemetryStore: Send + Sync {
@@ -184,14 +90,9 @@ pub trait TelemetryStore: Send + Sync {
     async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()>;
 }
 
-/// A granted customer email claim (event starts in Unix ms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EmailClaim {
-    /// The claimed event's start.
-    pub start: i64,
-    /// The circuit's last claimed start before this one, if any.
-    pub previous: Option<i64>,
-}
+/// Stores samples as [`TelemetryStore::save_telemetry`] does, on the calling thread.
+pub type BlockingTelemetrySaver =
+    Box<dyn FnMut(&[TelemetrySample], DateTime<Utc>) -> Result<BTreeSet<String>> + Send>;
 
 /// The claim as one conditional upsert, the same on both backends (`$1` circuit, `$2` start,
 /// `$3` cooldown in ms). A conflicting row is locked by the upsert, so concurrent claims on

@@ -2,19 +2,10 @@
 //! stored; see [`crate::auth`].
 
 use super::Result;
-use crate::auth::Role;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct ApiToken {
-    pub id: i64,
-    pub name: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
+pub use crate::domain::tokens::*;
 
 #[async_trait]
 pub trait TokenStore: Send + Sync {
@@ -37,21 +28,4 @@ pub trait TokenStore: Send + Sync {
     async fn tokens(&self) -> Result<Vec<ApiToken>>;
     /// Revokes the unrevoked token with this id; false when there is none.
     async fn revoke_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
-}
-
-/// A revoked agent certificate: by serial, or (serial `None`) every certificate of `agent`
-/// issued at or before `revoked_at`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct CertRevocation {
-    pub id: i64,
-    pub agent: Option<String>,
-    /// Lowercase hex without separators.
-    pub serial: Option<String>,
-    pub revoked_at: DateTime<Utc>,
-    pub reason: String,
-}
-
-pub(crate) fn role_from_db(text: &str) -> Role {
-    // The CHECK constraint admits only the three names; anything else reads as the least role.
-    text.parse().unwrap_or(Role::Viewer)
 }

@@ -7,10 +7,10 @@
 //! longer show is withdrawn. So a file imported twice, or the same history in two files, gives
 //! the same events.
 
-use super::detect::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Transition};
 use super::import::samples::SampleSet;
 use super::sample::TelemetrySample;
 use crate::alert::customer::CustomerNotifier;
+use crate::detect::circuit::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Transition};
 use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord};
 use crate::storage::{Store, StoreError};
 use chrono::{DateTime, Utc};

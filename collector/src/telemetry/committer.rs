@@ -33,29 +33,42 @@ pub struct TelemetryCommitter {
 }
 
 impl TelemetryCommitter {
-    /// Starts the committing task; committed samples then go to `detector`.
-    pub fn start(store: Arc<dyn Store>, detector: Detector) -> Self {
+    /// The handle and the committing task (committed samples then go to `detector`); the task
+    /// ends once every handle is dropped and what they handed over is committed.
+    pub fn new(
+        store: Arc<dyn Store>,
+        detector: Detector,
+    ) -> (Self, impl std::future::Future<Output = ()>) {
         // Unbounded is safe: each HTTP request waits for its answer, so what waits here is
         // bounded by the open requests (and their body limits).
         let (queue, receiver) = mpsc::unbounded_channel();
-        match store.blocking_telemetry_saver() {
-            Some(saver) => {
-                let spawned = std::thread::Builder::new()
-                    .name("telemetry-commit".into())
-                    .spawn({
-                        let detector = detector.clone();
-                        move || commit_thread(saver, detector, receiver)
-                    });
-                if let Err(err) = spawned {
-                    // The receiver went with the closure: saves fail with "stopped".
-                    tracing::error!(error = %err, "cannot start the telemetry commit thread");
+        let task = {
+            let detector = detector.clone();
+            async move {
+                match store.blocking_telemetry_saver() {
+                    Some(saver) => {
+                        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+                        let spawned = std::thread::Builder::new()
+                            .name("telemetry-commit".into())
+                            .spawn(move || {
+                                commit_thread(saver, detector, receiver);
+                                let _ = done.send(());
+                            });
+                        match spawned {
+                            Ok(_) => {
+                                let _ = finished.await;
+                            }
+                            // The receiver went with the closure: saves fail with "stopped".
+                            Err(err) => {
+                                tracing::error!(error = %err, "cannot start the telemetry commit thread")
+                            }
+                        }
+                    }
+                    None => commit_loop(store, detector, receiver).await,
                 }
             }
-            None => {
-                tokio::spawn(commit_loop(store, detector.clone(), receiver));
-            }
-        }
-        TelemetryCommitter { queue, detector }
+        };
+        (TelemetryCommitter { queue, detector }, task)
     }
 
     /// A circuit was registered or changed here: detection reads it again before the next

@@ -4,12 +4,13 @@
 //! where the alert engine and the CX/AM views find it). Samples that come later than the
 //! horizon are stored, counted and listed (`late_telemetry`), not evaluated.
 
-use super::detect::{Capacity, CircuitEvent, MaxoutRule, Severity};
 use super::sample::TelemetrySample;
 use super::timeline::{Change, Timeline};
 use crate::alert::customer::CustomerNotifier;
 use crate::alert::engine::Engine;
-use crate::detect::{kinds, Signal};
+use crate::detect::circuit::{Capacity, CircuitEvent, MaxoutClass, MaxoutRule};
+use crate::detect::Signal;
+use crate::domain::alerting::AnomalyKind;
 use crate::metrics::Metrics;
 use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord, LateSample};
 use crate::storage::Store;
@@ -40,7 +41,7 @@ pub struct DetectionSettings {
 impl Default for DetectionSettings {
     fn default() -> Self {
         DetectionSettings {
-            rule: MaxoutRule::default(),
+            rule: MaxoutRule::CIRCUIT,
             horizon: Duration::from_secs(15 * 60),
         }
     }
@@ -55,15 +56,16 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Starts the detection task; opened events go to `notifier` when there is one.
-    /// With `engine`, each event is also a `circuit_maxout` anomaly for the NOC.
-    pub fn start(
+    /// The handle and the detection task, which ends once every handle is dropped; opened
+    /// events go to `notifier` when there is one. With `engine`, each event is also a
+    /// `circuit_maxout` anomaly for the NOC.
+    pub fn new(
         store: Arc<dyn Store>,
         settings: DetectionSettings,
         notifier: Option<Arc<CustomerNotifier>>,
         engine: Option<Arc<Engine>>,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> (Self, impl std::future::Future<Output = ()>) {
         let (queue, receiver) = mpsc::unbounded_channel();
         let outlets = Outlets {
             store,
@@ -73,12 +75,12 @@ impl Detector {
             historical: false,
         };
         let changed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(detect_loop(outlets, settings, receiver, changed.clone()));
-        Detector { queue, changed }
+        let task = detect_loop(outlets, settings, receiver, changed.clone());
+        (Detector { queue, changed }, task)
     }
 
     pub fn committed(&self, samples: Vec<TelemetrySample>) {
-        // The task only stops with the process; nothing to do if it is gone.
+        // The task stops after the committers; nothing to do if it is gone.
         let _ = self.queue.send(samples);
     }
 
@@ -382,10 +384,10 @@ async fn resume_open_events(
             peak_at: e
                 .peak_at
                 .map_or(e.end.timestamp_millis(), |t| t.timestamp_millis()),
-            severity: if e.severity == Severity::Burst.as_str() {
-                Severity::Burst
+            severity: if MaxoutClass::parse(&e.severity) == Some(MaxoutClass::Burst) {
+                MaxoutClass::Burst
             } else {
-                Severity::Maxout
+                MaxoutClass::Maxout
             },
         };
         let (timeline, key) =
@@ -414,21 +416,21 @@ async fn resume_open_events(
 /// The NOC's view of a circuit maxout: opened with the event, cleared when no event of the
 /// circuit is open any more.
 fn anomaly_signals(circuit: &CircuitRecord, change: &Change, still_open: bool) -> Vec<Signal> {
-    use crate::storage::alerting::{NewAnomaly, Severity as AnomalySeverity};
+    use crate::domain::alerting::{NewAnomaly, Severity};
     let clear = || Signal::Clear {
-        kind: kinds::CIRCUIT_MAXOUT,
+        kind: AnomalyKind::CircuitMaxout,
         subject: circuit.circuit_id.clone(),
     };
     match change {
         Change::Opened { event, open, .. } => {
             let pct = 100.0 * event.peak_mbps / circuit.provisioned_mbps.max(f64::EPSILON);
             let firing = Signal::Firing(NewAnomaly {
-                kind: kinds::CIRCUIT_MAXOUT.to_string(),
+                kind: AnomalyKind::CircuitMaxout,
                 subject: circuit.circuit_id.clone(),
                 group_key: circuit.account.clone(),
                 severity: match event.severity {
-                    Severity::Maxout => AnomalySeverity::High,
-                    Severity::Burst => AnomalySeverity::Medium,
+                    MaxoutClass::Maxout => Severity::High,
+                    MaxoutClass::Burst => Severity::Medium,
                 },
                 summary: format!(
                     "circuit {} at {:.0} Mbps, {pct:.0}% of its {} Mbps",

@@ -4,7 +4,6 @@
 
 pub mod backfill;
 pub mod committer;
-pub mod detect;
 pub mod detector;
 pub mod import;
 pub mod retention;

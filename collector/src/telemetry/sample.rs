@@ -46,12 +46,7 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetrySample {
-    pub circuit_id: String,
-    pub utilization_mbps: f64,
-    pub at: DateTime<Utc>,
-}
+pub use crate::domain::telemetry::TelemetrySample;
 
 /// What is wrong with one sample.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! The same samples therefore give the same events whatever their arrival order and batching,
 //! as long as each arrives within the horizon of the newest (proven by a property test).
 
-use super::detect::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Transition};
+use crate::detect::circuit::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Transition};
 use std::collections::VecDeque;
 
 /// What a feed did. Empty vectors do not allocate: the common case (samples in order, no

@@ -249,12 +249,6 @@ async fn alerting_end_to_end(backend: Backend) {
         .starts_with("severity:"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerting_end_to_end_on_sqlite() {
-    alerting_end_to_end(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerting_end_to_end_on_postgres() {
-    alerting_end_to_end(Backend::Postgres).await;
-}
+crate::store::store_suite!(backend:
+    alerting_end_to_end,
+);

@@ -1,11 +1,12 @@
 //! The alert engine on a real store, scripted in time: inhibition by a silent agent and by a
 //! gateway that is down, silences, resolve-after-clear, and routing into the outbox.
 
-use super::support::{at, postgres_store, sqlite_store};
+use super::support::at;
 use chrono::{DateTime, Duration, Utc};
 use netwarden_collector::alert::engine::Engine;
 use netwarden_collector::alert::routing::{AlertingConfig, GatewayConfig, RouteConfig};
-use netwarden_collector::detect::{kinds, Signal};
+use netwarden_collector::detect::Signal;
+use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::metrics::Metrics;
 use netwarden_collector::storage::alerting::{
     dedup_key, AlertQuery, AnomalyState, NewAnomaly, NewSilence, Severity,
@@ -32,9 +33,9 @@ fn config() -> AlertingConfig {
     }
 }
 
-fn fire(kind: &str, subject: &str, group: &str) -> Signal {
+fn fire(kind: AnomalyKind, subject: &str, group: &str) -> Signal {
     Signal::Firing(NewAnomaly {
-        kind: kind.into(),
+        kind,
         subject: subject.into(),
         group_key: Some(group.into()),
         severity: Severity::High,
@@ -43,7 +44,7 @@ fn fire(kind: &str, subject: &str, group: &str) -> Signal {
     })
 }
 
-fn clear(kind: &'static str, subject: &str) -> Signal {
+fn clear(kind: AnomalyKind, subject: &str) -> Signal {
     Signal::Clear {
         kind,
         subject: subject.into(),
@@ -52,12 +53,12 @@ fn clear(kind: &'static str, subject: &str) -> Signal {
 
 async fn state_of(
     store: &Arc<dyn Store>,
-    kind: &str,
+    kind: AnomalyKind,
     subject: &str,
 ) -> (AnomalyState, Option<String>, usize) {
     let list = store
         .anomalies(&netwarden_collector::storage::alerting::AnomalyQuery {
-            kind: Some(kind.into()),
+            kind: Some(kind),
             subject: Some(subject.into()),
             limit: 10,
             ..Default::default()
@@ -86,95 +87,118 @@ async fn engine_scenario(store: Arc<dyn Store>) {
     // A silent agent mutes the anomalies behind it.
     engine
         .apply(
-            vec![fire(kinds::AGENT_SILENT, "branch-7", "branch-7")],
+            vec![fire(AnomalyKind::AgentSilent, "branch-7", "branch-7")],
             t(0),
         )
         .await
         .unwrap();
     assert_eq!(
-        state_of(&store, kinds::AGENT_SILENT, "branch-7").await,
+        state_of(&store, AnomalyKind::AgentSilent, "branch-7").await,
         (AnomalyState::Open, None, 1)
     );
     engine
         .apply(
-            vec![fire(kinds::DEVICE_OFFLINE, "branch-7/10.0.0.1", "branch-7")],
+            vec![fire(
+                AnomalyKind::DeviceOffline,
+                "branch-7/10.0.0.1",
+                "branch-7",
+            )],
             t(1),
         )
         .await
         .unwrap();
     let (state, suppressed, alerts) =
-        state_of(&store, kinds::DEVICE_OFFLINE, "branch-7/10.0.0.1").await;
+        state_of(&store, AnomalyKind::DeviceOffline, "branch-7/10.0.0.1").await;
     assert_eq!((state, alerts), (AnomalyState::Open, 0));
     assert!(suppressed.unwrap().contains("agent branch-7 silent"));
 
     // Clearing waits resolve_after_secs (30), and firing again meanwhile cancels the wait.
     engine
-        .apply(vec![clear(kinds::AGENT_SILENT, "branch-7")], t(10))
+        .apply(vec![clear(AnomalyKind::AgentSilent, "branch-7")], t(10))
         .await
         .unwrap();
     engine.tick(t(30)).await.unwrap();
     assert_eq!(
-        state_of(&store, kinds::AGENT_SILENT, "branch-7").await.0,
+        state_of(&store, AnomalyKind::AgentSilent, "branch-7")
+            .await
+            .0,
         AnomalyState::Open,
         "not clear for long enough"
     );
     engine
         .apply(
-            vec![fire(kinds::AGENT_SILENT, "branch-7", "branch-7")],
+            vec![fire(AnomalyKind::AgentSilent, "branch-7", "branch-7")],
             t(35),
         )
         .await
         .unwrap();
     engine.tick(t(100)).await.unwrap();
     assert_eq!(
-        state_of(&store, kinds::AGENT_SILENT, "branch-7").await.0,
+        state_of(&store, AnomalyKind::AgentSilent, "branch-7")
+            .await
+            .0,
         AnomalyState::Open,
         "it fired again: the clear was forgotten"
     );
     engine
-        .apply(vec![clear(kinds::AGENT_SILENT, "branch-7")], t(110))
+        .apply(vec![clear(AnomalyKind::AgentSilent, "branch-7")], t(110))
         .await
         .unwrap();
     engine.tick(t(140)).await.unwrap();
     assert_eq!(
-        state_of(&store, kinds::AGENT_SILENT, "branch-7").await.0,
+        state_of(&store, AnomalyKind::AgentSilent, "branch-7")
+            .await
+            .0,
         AnomalyState::Resolved
     );
     // With the agent back, a new device anomaly is notified.
     engine
         .apply(
-            vec![fire(kinds::PACKET_LOSS, "branch-7/10.0.0.2", "branch-7")],
+            vec![fire(
+                AnomalyKind::PacketLoss,
+                "branch-7/10.0.0.2",
+                "branch-7",
+            )],
             t(150),
         )
         .await
         .unwrap();
     assert_eq!(
-        state_of(&store, kinds::PACKET_LOSS, "branch-7/10.0.0.2").await,
+        state_of(&store, AnomalyKind::PacketLoss, "branch-7/10.0.0.2").await,
         (AnomalyState::Open, None, 1)
     );
 
     // A gateway that is down mutes the rest of its agent, not itself.
     engine
         .apply(
-            vec![fire(kinds::DEVICE_OFFLINE, "site-9/10.9.9.1", "site-9")],
+            vec![fire(
+                AnomalyKind::DeviceOffline,
+                "site-9/10.9.9.1",
+                "site-9",
+            )],
             t(200),
         )
         .await
         .unwrap();
     assert_eq!(
-        state_of(&store, kinds::DEVICE_OFFLINE, "site-9/10.9.9.1")
+        state_of(&store, AnomalyKind::DeviceOffline, "site-9/10.9.9.1")
             .await
             .2,
         1
     );
     engine
         .apply(
-            vec![fire(kinds::DEVICE_OFFLINE, "site-9/10.9.9.5", "site-9")],
+            vec![fire(
+                AnomalyKind::DeviceOffline,
+                "site-9/10.9.9.5",
+                "site-9",
+            )],
             t(201),
         )
         .await
         .unwrap();
-    let (_, suppressed, alerts) = state_of(&store, kinds::DEVICE_OFFLINE, "site-9/10.9.9.5").await;
+    let (_, suppressed, alerts) =
+        state_of(&store, AnomalyKind::DeviceOffline, "site-9/10.9.9.5").await;
     assert_eq!(alerts, 0);
     assert!(suppressed
         .unwrap()
@@ -199,36 +223,37 @@ async fn engine_scenario(store: Arc<dyn Store>) {
         .unwrap();
     engine.silences_changed();
     engine
-        .apply(vec![fire(kinds::JITTER, "lab/10.5.0.1", "lab")], t(350))
+        .apply(
+            vec![fire(AnomalyKind::Jitter, "lab/10.5.0.1", "lab")],
+            t(350),
+        )
         .await
         .unwrap();
     assert_eq!(
-        state_of(&store, kinds::JITTER, "lab/10.5.0.1")
+        state_of(&store, AnomalyKind::Jitter, "lab/10.5.0.1")
             .await
             .1
             .as_deref(),
         Some("silence 1: lab rebuild")
     );
     engine
-        .apply(vec![fire(kinds::JITTER, "lab/10.5.0.2", "lab")], t(450))
+        .apply(
+            vec![fire(AnomalyKind::Jitter, "lab/10.5.0.2", "lab")],
+            t(450),
+        )
         .await
         .unwrap();
-    assert_eq!(state_of(&store, kinds::JITTER, "lab/10.5.0.2").await.2, 1);
+    assert_eq!(
+        state_of(&store, AnomalyKind::Jitter, "lab/10.5.0.2")
+            .await
+            .2,
+        1
+    );
     assert!(store
-        .active_anomaly(&dedup_key(kinds::JITTER, "lab/10.5.0.2"))
+        .active_anomaly(&dedup_key(AnomalyKind::Jitter, "lab/10.5.0.2"))
         .await
         .unwrap()
         .is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_scenario_on_sqlite() {
-    let (store, _guard) = sqlite_store().await;
-    engine_scenario(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_scenario_on_postgres() {
-    let (store, _guard) = postgres_store().await;
-    engine_scenario(store).await;
-}
+crate::store::store_suite!(engine_scenario,);

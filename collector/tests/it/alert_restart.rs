@@ -7,6 +7,7 @@
 //! notification arrives exactly once, and both collectors send.
 
 use super::support::{binary, free_port, Peer, PgDatabase, Pki, BOT_TOKEN};
+use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::storage::alerting::{
     AlertEvent, AlertQuery, NewAnomaly, PlannedAlert, Severity,
 };
@@ -24,7 +25,7 @@ async fn queue(store: &dyn Store) {
     let now = chrono::Utc::now();
     for i in 0..NOTIFICATIONS {
         let anomaly = NewAnomaly {
-            kind: "device_offline".into(),
+            kind: AnomalyKind::DeviceOffline,
             subject: format!("storm/10.1.{}.{}", i / 200, i % 200),
             group_key: Some("storm".into()),
             severity: Severity::Critical,

@@ -18,6 +18,7 @@ use netwarden_collector::alert::routing::{
 use netwarden_collector::alert::watch::{Detectors, Watcher};
 use netwarden_collector::detect::device::DeviceRules;
 use netwarden_collector::detect::speed::SpeedFloors;
+use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::metrics::Metrics;
 use netwarden_collector::storage::alerting::{
     AlertJob, Anomaly, AnomalyQuery, NewSilence, Severity,
@@ -56,7 +57,7 @@ impl Channel for Recorder {
         self.sent.lock().unwrap().push(Sent {
             at: (self.clock.now() - self.t0).num_seconds(),
             event: job.alert.event.as_str().to_string(),
-            kind: job.anomaly.kind.clone(),
+            kind: job.anomaly.kind.to_string(),
             subject: job.anomaly.subject.clone(),
             recipient: job.alert.recipient.clone(),
             severity: job.alert.severity,
@@ -450,7 +451,7 @@ async fn a_silence_mutes_only_within_its_time_range() {
     s.store
         .create_silence(
             &NewSilence {
-                kind: Some("device_offline".into()),
+                kind: Some(AnomalyKind::DeviceOffline),
                 subject: Some("site-1/10.1.*".into()),
                 group_key: None,
                 severity: None,

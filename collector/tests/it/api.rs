@@ -153,16 +153,6 @@ async fn api_serves_what_was_ingested(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_on_sqlite() {
-    api_serves_what_was_ingested(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_on_postgres() {
-    api_serves_what_was_ingested(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_errors_are_json_with_the_right_status() {
     let collector = TestCollector::start(Backend::Sqlite).await;
     let cases = [
@@ -209,3 +199,7 @@ async fn api_errors_are_json_with_the_right_status() {
         );
     }
 }
+
+crate::store::store_suite!(backend:
+    api_serves_what_was_ingested,
+);

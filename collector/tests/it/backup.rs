@@ -4,6 +4,7 @@
 //! collector on the restored database gives the same API answers. SQLite and PostgreSQL.
 
 use super::support::{batch, binary, free_port, probe_record, PgDatabase, Pki};
+use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::storage::alerting::{AlertEvent, NewAnomaly, PlannedAlert, Severity};
 use netwarden_collector::storage::{PostgresStore, SqliteStore, SqliteSync, Store};
 use netwarden_shared::AgentId;
@@ -45,7 +46,7 @@ async fn populate(store: &dyn Store) {
         }
     }
     let anomaly = NewAnomaly {
-        kind: "packet_loss".into(),
+        kind: AnomalyKind::PacketLoss,
         subject: "branch-7/10.0.0.1".into(),
         group_key: Some("branch-7".into()),
         severity: Severity::Medium,

@@ -9,13 +9,14 @@
 //! (and delete its sessions), so they take turns. CI sets `NETWARDEN_REQUIRE_LAB=1`, which
 //! turns a missing lab into a failure instead of a skip.
 
-use crate::support::{binary, postgres_store, sqlite_store, Backend, Pki, TestCollector};
+use crate::support::{binary, sqlite_store, Backend, Pki, TestCollector};
 use chrono::{TimeZone, Timelike, Utc};
 use netwarden_collector::alert::engine::Engine;
 use netwarden_collector::alert::routing::AlertingConfig;
 use netwarden_collector::cacti::{
     CactiClient, CactiConfig, CactiSource, PoiConfig, RowLabels, ScrapeSettings, Scraper,
 };
+use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::metrics::Metrics;
 use netwarden_collector::poi::TitleParser;
 use netwarden_collector::storage::alerting::{AnomalyQuery, AnomalyState};
@@ -535,7 +536,7 @@ async fn scrape_matches_the_truth(store: Arc<dyn Store>) {
     // The NOC hears that a title is not understood, at low severity, naming it.
     let titles = store
         .anomalies(&AnomalyQuery {
-            kind: Some("cacti_titles_unparsed".into()),
+            kind: Some(AnomalyKind::CactiTitlesUnparsed),
             limit: 10,
             ..AnomalyQuery::default()
         })
@@ -582,18 +583,6 @@ async fn scrape_matches_the_truth(store: Arc<dyn Store>) {
         store.samples("lab", 1, from, to).await.unwrap().len(),
         model[&1].len()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scrape_stores_what_the_truth_says_on_sqlite() {
-    let (store, _guard) = sqlite_store().await;
-    scrape_matches_the_truth(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scrape_stores_what_the_truth_says_on_postgres() {
-    let (store, _guard) = postgres_store().await;
-    scrape_matches_the_truth(store).await;
 }
 
 /// A maxout opens in the first scrape after its first over-capacity interval ends (5.5
@@ -654,7 +643,7 @@ async fn a_maxout_opens_in_the_first_scrape_after_its_first_interval() {
     let anomaly_state = || async {
         store
             .anomalies(&AnomalyQuery {
-                kind: Some("poi_maxout".into()),
+                kind: Some(AnomalyKind::PoiMaxout),
                 limit: 10,
                 ..AnomalyQuery::default()
             })
@@ -1064,3 +1053,5 @@ async fn the_reference_workbook_gives_capacities_and_states() {
     assert_eq!(state("3CBG").await.as_deref(), Some("Victoria"));
     assert_eq!(state("4TWB").await.as_deref(), Some("QLD"));
 }
+
+crate::store::store_suite!(scrape_matches_the_truth,);

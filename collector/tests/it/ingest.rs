@@ -85,16 +85,6 @@ async fn acks_come_after_commit_and_replays_are_harmless(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replays_are_harmless_on_sqlite() {
-    acks_come_after_commit_and_replays_are_harmless(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replays_are_harmless_on_postgres() {
-    acks_come_after_commit_and_replays_are_harmless(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_batch_gets_invalid_argument_and_is_counted() {
     let collector = TestCollector::start(Backend::Sqlite).await;
     let mut client = collector
@@ -366,3 +356,7 @@ async fn control_characters_in_text_are_refused_at_the_wire() {
     .await;
     assert!(error.is_none() && acks[0].stored == 1);
 }
+
+crate::store::store_suite!(backend:
+    acks_come_after_commit_and_replays_are_harmless,
+);

@@ -2,7 +2,7 @@
 //! known answer from the seed files, an exact hour, catching up, late files, unreadable
 //! files, malformed rows), the API over a running collector, and `kpi run --once`.
 
-use super::support::{binary, postgres_store, sqlite_store, Backend, Pki, TestCollector};
+use super::support::{binary, Backend, Pki, TestCollector};
 use chrono::{DateTime, TimeZone, Utc};
 use netwarden_collector::kpi::{KpiConfig, KpiJob, KpiSettings};
 use netwarden_collector::metrics::Metrics;
@@ -312,18 +312,6 @@ async fn pipeline(store: Arc<dyn Store>) {
     ));
 }
 
-#[tokio::test]
-async fn the_pipeline_on_sqlite() {
-    let (store, _guard) = sqlite_store().await;
-    pipeline(store).await;
-}
-
-#[tokio::test]
-async fn the_pipeline_on_postgres() {
-    let (store, _guard) = postgres_store().await;
-    pipeline(store).await;
-}
-
 async fn get(url: String) -> (u16, Value) {
     let response = reqwest::get(url).await.unwrap();
     let status = response.status().as_u16();
@@ -540,14 +528,4 @@ async fn old_files_are_reported_then_computed_on_request(store: Arc<dyn Store>) 
     );
 }
 
-#[tokio::test]
-async fn old_files_are_reported_then_computed_on_request_on_sqlite() {
-    let (store, _guard) = sqlite_store().await;
-    old_files_are_reported_then_computed_on_request(store).await;
-}
-
-#[tokio::test]
-async fn old_files_are_reported_then_computed_on_request_on_postgres() {
-    let (store, _guard) = postgres_store().await;
-    old_files_are_reported_then_computed_on_request(store).await;
-}
+crate::store::store_suite!(pipeline, old_files_are_reported_then_computed_on_request,);

@@ -251,12 +251,6 @@ async fn live_updates_and_overview(backend: Backend) {
     assert!(rolled.is_array());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_updates_and_overview_on_sqlite() {
-    live_updates_and_overview(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_updates_and_overview_on_postgres() {
-    live_updates_and_overview(Backend::Postgres).await;
-}
+crate::store::store_suite!(backend:
+    live_updates_and_overview,
+);

@@ -1,4 +1,4 @@
-//! Collector integration tests: the storage suite on both backends, mTLS refusals, ingest edge
+//! Collector integration tests: the store suite on both backends (`store/`), mTLS refusals, ingest edge
 //! cases, the HTTP API, the CLI, and end-to-end runs of the real binaries.
 
 mod alert_e2e;
@@ -6,14 +6,12 @@ mod alert_engine;
 mod alert_lab;
 mod alert_restart;
 mod alert_scenario;
-mod alerting;
 mod api;
 mod auth;
 mod backup;
 mod cacti;
 mod cacti_lab;
 mod cli;
-mod customer_claims;
 mod dashboard;
 mod deploy;
 mod detection_lab;
@@ -25,10 +23,8 @@ mod ingest;
 mod kpi;
 mod live;
 mod openapi;
-mod poi;
 mod query;
-mod rollup;
-mod storage;
+mod store;
 mod support;
 mod telemetry;
 mod telemetry_order;

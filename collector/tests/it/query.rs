@@ -297,16 +297,6 @@ async fn the_query_service_serves_operators(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_query_service_serves_operators_on_sqlite() {
-    the_query_service_serves_operators(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_query_service_serves_operators_on_postgres() {
-    the_query_service_serves_operators(Backend::Postgres).await;
-}
-
 /// The query port does not speak plaintext and asks no client certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_port_needs_tls() {
@@ -325,3 +315,7 @@ async fn the_query_port_needs_tls() {
     };
     assert!(refused, "plaintext gRPC must not be answered");
 }
+
+crate::store::store_suite!(backend:
+    the_query_service_serves_operators,
+);

@@ -16,32 +16,6 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-/// Runs each listed `async fn case(store: Arc<dyn Store>)` as two tests, `sqlite::case` and
-/// `postgres::case`, each on a fresh store.
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _guard) = $crate::support::sqlite_store().await;
-                    super::$case(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (store, _guard) = $crate::support::postgres_store().await;
-                    super::$case(store).await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use both_backends;
-
 pub fn test_database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
@@ -491,4 +465,27 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
         .collect()
+}
+
+/// Puts a migrated SQLite database's columns back to their names before migration 0017a (and
+/// forgets that migration), so a test can lay out data as an older release did and migrate
+/// again: the older migrations it replays were written against those names.
+pub fn sqlite_names_before_0017a(path: &Path) {
+    let renames = include_str!("../../migrations/sqlite/0017a_column_names_as_postgres.sql");
+    let mut undo = String::new();
+    for line in renames.lines().filter(|l| l.starts_with("ALTER TABLE")) {
+        // ALTER TABLE t RENAME COLUMN old TO new;
+        let words: Vec<&str> = line.trim_end_matches(';').split_whitespace().collect();
+        let (table, old, new) = (words[2], words[5], words[7]);
+        undo.push_str(&format!(
+            "ALTER TABLE {table} RENAME COLUMN {new} TO {old};\n"
+        ));
+    }
+    undo.push_str(
+        "DELETE FROM schema_migrations WHERE version = '0017a_column_names_as_postgres';",
+    );
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(&undo)
+        .unwrap();
 }

@@ -450,26 +450,6 @@ async fn an_open_maxout_goes_on_across_a_restart(backend: Backend) {
     drop(pg);
 }
 
-#[tokio::test]
-async fn an_open_maxout_goes_on_across_a_restart_on_sqlite() {
-    an_open_maxout_goes_on_across_a_restart(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn an_open_maxout_goes_on_across_a_restart_on_postgres() {
-    an_open_maxout_goes_on_across_a_restart(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn telemetry_on_sqlite() {
-    scenario(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn telemetry_on_postgres() {
-    scenario(Backend::Postgres).await;
-}
-
 /// `import circuits FILE`: CSV and XLSX, every problem named by row and column, nothing
 /// imported from a file with any problem.
 #[tokio::test]
@@ -834,7 +814,7 @@ async fn sqlite_fold_resumes_after_a_partial_cycle() {
         }
     }
     tx.execute_batch(
-        "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
+        "INSERT INTO telemetry (circuit_id, ts, utilization_mbps, received_at)
            SELECT circuit_id, ts_ms, utilization_mbps, received_ms FROM intake.telemetry_intake
             WHERE circuit_id = 'A';
          UPDATE telemetry_fold SET cycle_upto = (SELECT max(id) FROM intake.telemetry_intake),
@@ -1137,7 +1117,8 @@ async fn sqlite_upgrading_moves_the_old_intake_into_the_indexed_table() {
     }
     let now = chrono::Utc::now();
     let t = |i: i64| (now - chrono::Duration::minutes(i)).timestamp_millis();
-    // The layout of migration 0012: five intake rows, the first two moved.
+    // The layout of migration 0012a: five intake rows, the first two moved.
+    crate::support::sqlite_names_before_0017a(&path);
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute_batch(&format!(
         "CREATE TABLE telemetry_intake (
@@ -1151,7 +1132,7 @@ async fn sqlite_upgrading_moves_the_old_intake_into_the_indexed_table() {
               WHERE id <= 2;
          UPDATE telemetry_fold SET folded_upto = 2, cycle_upto = 2, done_below = '';
          ALTER TABLE telemetry_fold DROP COLUMN intake_token;
-         DELETE FROM schema_migrations WHERE version = '0013_intake_file';",
+         DELETE FROM schema_migrations WHERE version = '0012b_intake_file';",
         t(1),
         t(2),
         t(3),
@@ -1161,7 +1142,10 @@ async fn sqlite_upgrading_moves_the_old_intake_into_the_indexed_table() {
     .unwrap();
     drop(raw);
     let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), vec!["0013_intake_file"]);
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        vec!["0012b_intake_file", "0017a_column_names_as_postgres"]
+    );
     let points = store
         .telemetry("U-1", now - chrono::Duration::hours(1), now, 100)
         .await
@@ -1282,3 +1266,8 @@ async fn sqlite_two_stores_folding_one_file_lose_and_double_nothing() {
         SAMPLES as i64
     );
 }
+
+crate::store::store_suite!(backend:
+    an_open_maxout_goes_on_across_a_restart,
+    scenario,
+);

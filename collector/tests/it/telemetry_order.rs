@@ -2,12 +2,12 @@
 //! and gRPC; circuits registered while samples flow; history loaded long after
 //! (`import telemetry`, both backends); the customer's own circuit file (`import circuits`).
 
-use super::support::{binary, both_backends, Backend, Pki, TestCollector};
+use super::support::{binary, Backend, Pki, TestCollector};
 use chrono::Utc;
+use netwarden_collector::detect::circuit::{Capacity, MaxoutRule};
 use netwarden_collector::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord};
 use netwarden_collector::storage::Store;
 use netwarden_collector::telemetry::backfill::{events, Backfill};
-use netwarden_collector::telemetry::detect::{Capacity, MaxoutRule};
 use netwarden_collector::telemetry::import::circuits::{self, BurstMeans, CircuitImportOptions};
 use netwarden_collector::telemetry::import::samples::read_samples;
 use serde_json::{json, Value};
@@ -136,7 +136,7 @@ async fn the_same_samples_give_the_same_events_however_they_arrive() {
             provisioned_mbps: 1000.0,
             burst_mbps: Some(1200.0),
         },
-        MaxoutRule::default(),
+        MaxoutRule::CIRCUIT,
     );
     assert!(found.len() >= 5, "the series holds events: {found:?}");
     let want: Vec<Shape> = found
@@ -476,7 +476,7 @@ async fn history_two_years_old_is_stored_and_evaluated(store: Arc<dyn Store>) {
         .unwrap();
     let backfill = Backfill {
         store: store.clone(),
-        rule: MaxoutRule::default(),
+        rule: MaxoutRule::CIRCUIT,
         notifier: None,
         retention_days: 90,
     };
@@ -528,7 +528,7 @@ async fn history_two_years_old_is_stored_and_evaluated(store: Arc<dyn Store>) {
     assert_eq!((again.events_new, again.events_updated), (0, 3));
 }
 
-both_backends!(
+crate::store::store_suite!(
     a_customer_file_imports_as_it_is,
     history_two_years_old_is_stored_and_evaluated
 );

@@ -3,8 +3,9 @@
 
 use super::PostgresStore;
 use crate::storage::alerting::{
-    AlertEvent, AlertJob, AlertOutcome, AlertQuery, AlertRow, AlertStore, Anomaly, AnomalyQuery,
-    AnomalyState, NewAnomaly, NewSilence, Opened, PlannedAlert, Severity, Silence,
+    AlertEvent, AlertJob, AlertOutcome, AlertQuery, AlertRow, AlertStore, Anomaly, AnomalyKind,
+    AnomalyQuery, AnomalyState, NewAnomaly, NewSilence, Opened, PlannedAlert, Severity, Silence,
+    UnknownKind,
 };
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
@@ -20,13 +21,26 @@ const ANOMALY_COLUMNS: &str = "id, kind, subject, group_key, severity, state, su
 const ALERT_COLUMNS: &str = "id, anomaly_id, channel, recipient, event, step, severity, state,
     due_at, attempts, recovered, error, sent_at, created_at, ack_at, ack_by";
 
+/// A stored anomaly kind; a name this build does not know is a decode error naming the column.
+fn parse_kind(column: &str, text: &str) -> sqlx::Result<AnomalyKind> {
+    text.parse()
+        .map_err(|err: UnknownKind| sqlx::Error::ColumnDecode {
+            index: column.to_string(),
+            source: Box::new(err),
+        })
+}
+
+fn kind_column(r: &PgRow, column: &str) -> sqlx::Result<AnomalyKind> {
+    parse_kind(column, &r.try_get::<String, _>(column)?)
+}
+
 fn anomaly_row(r: &PgRow) -> sqlx::Result<Anomaly> {
     let severity: String = r.try_get("severity")?;
     let state: String = r.try_get("state")?;
     let details: String = r.try_get("details")?;
     Ok(Anomaly {
         id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
+        kind: kind_column(r, "kind")?,
         subject: r.try_get("subject")?,
         group_key: r.try_get("group_key")?,
         severity: Severity::parse(&severity).unwrap_or(Severity::Medium),
@@ -158,7 +172,7 @@ impl AlertStore for PostgresStore {
              RETURNING id",
         )
         .bind(&key)
-        .bind(&a.kind)
+        .bind(a.kind.as_str())
         .bind(&a.subject)
         .bind(&a.group_key)
         .bind(a.severity.as_str())
@@ -324,7 +338,7 @@ impl AlertStore for PostgresStore {
         };
         filter("severity", q.severity.map(|s| s.as_str().to_string()));
         filter("state", q.state.map(|s| s.as_str().to_string()));
-        filter("kind", q.kind.clone());
+        filter("kind", q.kind.map(|k| k.as_str().to_string()));
         filter("subject", q.subject.clone());
         filter("group_key", q.group_key.clone());
         sql.push_str(&format!(
@@ -549,7 +563,7 @@ impl AlertStore for PostgresStore {
                  created_by, comment, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              RETURNING id",
         )
-        .bind(&s.kind)
+        .bind(s.kind.map(AnomalyKind::as_str))
         .bind(&s.subject)
         .bind(&s.group_key)
         .bind(s.severity.map(Severity::as_str))
@@ -583,7 +597,10 @@ impl AlertStore for PostgresStore {
                 Ok(Silence {
                     id: r.try_get("id")?,
                     spec: NewSilence {
-                        kind: r.try_get("kind")?,
+                        kind: r
+                            .try_get::<Option<String>, _>("kind")?
+                            .map(|k| parse_kind("kind", &k))
+                            .transpose()?,
                         subject: r.try_get("subject")?,
                         group_key: r.try_get("group_key")?,
                         severity: severity.as_deref().and_then(Severity::parse),

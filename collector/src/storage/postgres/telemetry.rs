@@ -1,13 +1,13 @@
 //! [`TelemetryStore`] on PostgreSQL: a request's samples go in as arrays through UNNEST.
 
 use super::PostgresStore;
+use crate::domain::telemetry::CircuitEvent;
 use crate::storage::telemetry::{
     AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
     LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL,
     RELEASE_CUSTOMER_EMAIL,
 };
 use crate::storage::{failed, Result};
-use crate::telemetry::detect::CircuitEvent;
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -2,8 +2,9 @@
 
 use super::{from_ms, ms, SqliteStore};
 use crate::storage::alerting::{
-    AlertEvent, AlertJob, AlertOutcome, AlertQuery, AlertRow, AlertStore, Anomaly, AnomalyQuery,
-    AnomalyState, NewAnomaly, NewSilence, Opened, PlannedAlert, Severity, Silence,
+    AlertEvent, AlertJob, AlertOutcome, AlertQuery, AlertRow, AlertStore, Anomaly, AnomalyKind,
+    AnomalyQuery, AnomalyState, NewAnomaly, NewSilence, Opened, PlannedAlert, Severity, Silence,
+    UnknownKind,
 };
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
@@ -12,14 +13,30 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::time::Duration;
 
 const ANOMALY_COLUMNS: &str = "id, kind, subject, group_key, severity, state, summary, details,
-    suppressed, opened_ms, updated_ms, ack_ms, ack_by, ack_note, resolved_ms, resolved_by,
+    suppressed, opened_at, updated_at, ack_at, ack_by, ack_note, resolved_at, resolved_by,
     resolve_note";
 
 const ALERT_COLUMNS: &str = "id, anomaly_id, channel, recipient, event, step, severity, state,
-    due_ms, attempts, recovered, error, sent_ms, created_ms, ack_ms, ack_by";
+    due_at, attempts, recovered, error, sent_at, created_at, ack_at, ack_by";
 
 fn opt_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.map(from_ms)
+}
+
+/// A stored anomaly kind; a name this build does not know is a conversion error naming the
+/// column.
+fn parse_kind(column: usize, text: &str) -> rusqlite::Result<AnomalyKind> {
+    text.parse().map_err(|err: UnknownKind| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(err),
+        )
+    })
+}
+
+fn kind_column(r: &Row<'_>, column: usize) -> rusqlite::Result<AnomalyKind> {
+    parse_kind(column, &r.get::<_, String>(column)?)
 }
 
 fn anomaly_row(r: &Row<'_>) -> rusqlite::Result<Anomaly> {
@@ -28,7 +45,7 @@ fn anomaly_row(r: &Row<'_>) -> rusqlite::Result<Anomaly> {
     let details: String = r.get(7)?;
     Ok(Anomaly {
         id: r.get(0)?,
-        kind: r.get(1)?,
+        kind: kind_column(r, 1)?,
         subject: r.get(2)?,
         group_key: r.get(3)?,
         severity: Severity::parse(&severity).unwrap_or(Severity::Medium),
@@ -110,14 +127,14 @@ fn acknowledge(
     now: i64,
 ) -> rusqlite::Result<()> {
     let changed = conn.execute(
-        "UPDATE anomalies SET state = 'acknowledged', ack_ms = ?2, ack_by = ?3, ack_note = ?4,
-             updated_ms = ?2 WHERE id = ?1 AND state = 'open'",
+        "UPDATE anomalies SET state = 'acknowledged', ack_at = ?2, ack_by = ?3, ack_note = ?4,
+             updated_at = ?2 WHERE id = ?1 AND state = 'open'",
         params![id, now, by, note],
     )?;
     if changed > 0 {
         cancel_pending(conn, id, "'open', 'repeat', 'escalate'")?;
         conn.execute(
-            "UPDATE alerts SET ack_ms = ?2, ack_by = ?3 WHERE anomaly_id = ?1 AND ack_ms IS NULL",
+            "UPDATE alerts SET ack_at = ?2, ack_by = ?3 WHERE anomaly_id = ?1 AND ack_at IS NULL",
             params![id, now, by],
         )?;
     }
@@ -159,7 +176,7 @@ impl AlertStore for SqliteStore {
                     .unwrap_or(a.severity)
                     .max(a.severity);
                 tx.execute(
-                    "UPDATE anomalies SET severity = ?2, summary = ?3, details = ?4, updated_ms = ?5
+                    "UPDATE anomalies SET severity = ?2, summary = ?3, details = ?4, updated_at = ?5
                      WHERE id = ?1",
                     params![id, severity.as_str(), a.summary, details, now],
                 )
@@ -168,11 +185,11 @@ impl AlertStore for SqliteStore {
             } else {
                 tx.execute(
                     "INSERT INTO anomalies (dedup_key, kind, subject, group_key, severity, state,
-                         summary, details, suppressed, opened_ms, updated_ms)
+                         summary, details, suppressed, opened_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?7, ?8, ?9, ?9)",
                     params![
                         key,
-                        a.kind,
+                        a.kind.as_str(),
                         a.subject,
                         a.group_key,
                         a.severity.as_str(),
@@ -188,7 +205,7 @@ impl AlertStore for SqliteStore {
                     let mut insert = tx
                         .prepare(
                             "INSERT INTO alerts (anomaly_id, channel, recipient, event, step,
-                                 severity, repeat_secs, state, due_ms, created_ms)
+                                 severity, repeat_secs, state, due_at, created_at)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)
                              ON CONFLICT DO NOTHING",
                         )
@@ -250,8 +267,8 @@ impl AlertStore for SqliteStore {
             let now = ms(now);
             let changed = tx
                 .execute(
-                    "UPDATE anomalies SET state = 'resolved', resolved_ms = ?2, resolved_by = ?3,
-                         resolve_note = ?4, updated_ms = ?2 WHERE id = ?1 AND state <> 'resolved'",
+                    "UPDATE anomalies SET state = 'resolved', resolved_at = ?2, resolved_by = ?3,
+                         resolve_note = ?4, updated_at = ?2 WHERE id = ?1 AND state <> 'resolved'",
                     params![id, now, by, note],
                 )
                 .map_err(failed("resolving an anomaly"))?;
@@ -261,7 +278,7 @@ impl AlertStore for SqliteStore {
                 // Only those who heard it opened hear it resolved.
                 tx.execute(
                     "INSERT INTO alerts (anomaly_id, channel, recipient, event, step, severity,
-                         repeat_secs, state, due_ms, created_ms)
+                         repeat_secs, state, due_at, created_at)
                      SELECT DISTINCT anomaly_id, channel, recipient, 'resolve', 0,
                          (SELECT severity FROM anomalies WHERE id = ?1), 0, 'pending', ?2, ?2
                      FROM alerts WHERE anomaly_id = ?1 AND event <> 'resolve'
@@ -318,11 +335,11 @@ impl AlertStore for SqliteStore {
             };
             filter("severity", q.severity.map(|s| s.as_str().to_string()));
             filter("state", q.state.map(|s| s.as_str().to_string()));
-            filter("kind", q.kind);
+            filter("kind", q.kind.map(|k| k.as_str().to_string()));
             filter("subject", q.subject);
             filter("group_key", q.group_key);
             sql.push_str(&format!(
-                " ORDER BY opened_ms DESC, id DESC LIMIT {} OFFSET {}",
+                " ORDER BY opened_at DESC, id DESC LIMIT {} OFFSET {}",
                 q.limit, q.offset
             ));
             let mut stmt = conn.prepare(&sql).map_err(failed("listing anomalies"))?;
@@ -351,9 +368,9 @@ impl AlertStore for SqliteStore {
                 let mut stmt = tx
                     .prepare(
                         "SELECT id, state = 'sending' FROM alerts
-                         WHERE channel = ?1 AND ((state = 'pending' AND due_ms <= ?2)
-                             OR (state = 'sending' AND claim_until_ms < ?2))
-                         ORDER BY due_ms, id LIMIT ?3",
+                         WHERE channel = ?1 AND ((state = 'pending' AND due_at <= ?2)
+                             OR (state = 'sending' AND claim_until_at < ?2))
+                         ORDER BY due_at, id LIMIT ?3",
                     )
                     .map_err(failed("claiming alerts"))?;
                 let rows = stmt
@@ -365,7 +382,7 @@ impl AlertStore for SqliteStore {
             let mut jobs = Vec::with_capacity(ids.len());
             for (id, recovered) in ids {
                 tx.execute(
-                    "UPDATE alerts SET state = 'sending', claimed_by = ?2, claim_until_ms = ?3,
+                    "UPDATE alerts SET state = 'sending', claimed_by = ?2, claim_until_at = ?3,
                          attempts = attempts + 1, recovered = MAX(recovered, ?4) WHERE id = ?1",
                     params![id, holder, now + duration_ms(lease), recovered as i64],
                 )
@@ -398,17 +415,17 @@ impl AlertStore for SqliteStore {
             let now = ms(now);
             let changed = match &outcome {
                 AlertOutcome::Sent => tx.execute(
-                    "UPDATE alerts SET state = 'sent', sent_ms = ?3, error = NULL, claimed_by = NULL
+                    "UPDATE alerts SET state = 'sent', sent_at = ?3, error = NULL, claimed_by = NULL
                      WHERE id = ?1 AND claimed_by = ?2 AND state = 'sending'",
                     params![id, holder, now],
                 ),
                 AlertOutcome::Retry { at, error } => tx.execute(
-                    "UPDATE alerts SET state = 'pending', due_ms = ?3, error = ?4, claimed_by = NULL
+                    "UPDATE alerts SET state = 'pending', due_at = ?3, error = ?4, claimed_by = NULL
                      WHERE id = ?1 AND claimed_by = ?2 AND state = 'sending'",
                     params![id, holder, ms(*at), error],
                 ),
                 AlertOutcome::Defer { at } => tx.execute(
-                    "UPDATE alerts SET state = 'pending', due_ms = ?3, claimed_by = NULL,
+                    "UPDATE alerts SET state = 'pending', due_at = ?3, claimed_by = NULL,
                          attempts = MAX(attempts - 1, 0)
                      WHERE id = ?1 AND claimed_by = ?2 AND state = 'sending'",
                     params![id, holder, ms(*at)],
@@ -424,7 +441,7 @@ impl AlertStore for SqliteStore {
                 // The next repeat, while the anomaly is open and unacknowledged.
                 tx.execute(
                     "INSERT INTO alerts (anomaly_id, channel, recipient, event, step, severity,
-                         repeat_secs, state, due_ms, created_ms)
+                         repeat_secs, state, due_at, created_at)
                      SELECT a.anomaly_id, a.channel, a.recipient, 'repeat', a.step + 1, a.severity,
                          a.repeat_secs, 'pending', ?2 + a.repeat_secs * 1000, ?2
                      FROM alerts a JOIN anomalies n ON n.id = a.anomaly_id
@@ -446,7 +463,7 @@ impl AlertStore for SqliteStore {
         self.read(move |conn| {
             let due: Option<i64> = conn
                 .query_row(
-                    "SELECT MIN(CASE WHEN state = 'pending' THEN due_ms ELSE claim_until_ms END)
+                    "SELECT MIN(CASE WHEN state = 'pending' THEN due_at ELSE claim_until_at END)
                      FROM alerts WHERE channel = ?1 AND state IN ('pending', 'sending')",
                     [channel],
                     |r| r.get(0),
@@ -483,8 +500,8 @@ impl AlertStore for SqliteStore {
                 ));
             }
             match q.acknowledged {
-                Some(true) => sql.push_str(" AND ack_ms IS NOT NULL"),
-                Some(false) => sql.push_str(" AND ack_ms IS NULL"),
+                Some(true) => sql.push_str(" AND ack_at IS NOT NULL"),
+                Some(false) => sql.push_str(" AND ack_at IS NULL"),
                 None => {}
             }
             sql.push_str(&format!(
@@ -518,7 +535,7 @@ impl AlertStore for SqliteStore {
                 return Ok(None);
             };
             tx.execute(
-                "UPDATE alerts SET ack_ms = ?2, ack_by = ?3 WHERE id = ?1 AND ack_ms IS NULL",
+                "UPDATE alerts SET ack_at = ?2, ack_by = ?3 WHERE id = ?1 AND ack_at IS NULL",
                 params![id, now, by],
             )
             .map_err(failed("acknowledging an alert"))?;
@@ -536,10 +553,10 @@ impl AlertStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO silences (kind, subject, group_key, severity, starts_ms, ends_ms,
-                         created_by, comment, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO silences (kind, subject, group_key, severity, starts_at, ends_at,
+                         created_by, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
-                        spec.kind,
+                        spec.kind.map(AnomalyKind::as_str),
                         spec.subject,
                         spec.group_key,
                         spec.severity.map(Severity::as_str),
@@ -564,8 +581,8 @@ impl AlertStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT id, kind, subject, group_key, severity, starts_ms, ends_ms, created_by,
-                         comment, created_ms FROM silences WHERE ends_ms > ?1 ORDER BY id",
+                    "SELECT id, kind, subject, group_key, severity, starts_at, ends_at, created_by,
+                         comment, created_at FROM silences WHERE ends_at > ?1 ORDER BY id",
                 )
                 .map_err(failed("listing silences"))?;
             let rows = stmt
@@ -574,7 +591,10 @@ impl AlertStore for SqliteStore {
                     Ok(Silence {
                         id: r.get(0)?,
                         spec: NewSilence {
-                            kind: r.get(1)?,
+                            kind: r
+                                .get::<_, Option<String>>(1)?
+                                .map(|k| parse_kind(1, &k))
+                                .transpose()?,
                             subject: r.get(2)?,
                             group_key: r.get(3)?,
                             severity: severity.as_deref().and_then(Severity::parse),

@@ -206,14 +206,19 @@ pub(super) fn start<W: Send + 'static>(
 mod tests {
     use super::super::Writer;
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
     const LIMIT: u64 = 64 << 10;
 
     /// Commits 4 KiB rows one at a time through the writer, with a reader reading all along,
-    /// until `stop`; returns how many commits it made.
-    fn keep_writing(db: &Path, writer: Arc<Mutex<Writer>>, stop: Arc<AtomicBool>) -> usize {
+    /// until `stop`, counting them in `made`; returns how many commits it made.
+    fn keep_writing(
+        db: &Path,
+        writer: Arc<Mutex<Writer>>,
+        stop: Arc<AtomicBool>,
+        made: Arc<AtomicUsize>,
+    ) -> usize {
         let reader = open_connection(db, SqliteSync::Normal).unwrap();
         let reading = {
             let stop = stop.clone();
@@ -235,14 +240,34 @@ mod tests {
                     [commits % 64],
                 )
                 .unwrap();
+            drop(guard);
             commits += 1;
+            made.store(commits, Ordering::Relaxed);
         }
         reading.join().unwrap();
         commits
     }
 
+    /// Calls `step` after every `every` commits of the writer, over `spell` commits. Counted
+    /// in commits, not seconds, so a loaded machine changes how long it takes, not what it
+    /// shows.
+    fn each_commits(made: &AtomicUsize, spell: usize, every: usize, mut step: impl FnMut()) {
+        let start = made.load(Ordering::Relaxed);
+        let mut next = start + every;
+        while next <= start + spell {
+            while made.load(Ordering::Relaxed) < next {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            step();
+            next += every;
+        }
+    }
+
     #[test]
     fn the_wal_stays_bounded_under_continuous_commits() {
+        // About 80 MB of WAL frames a spell, a checkpoint every 2 MB.
+        const SPELL: usize = 20_000;
+        const EVERY: usize = 500;
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("w.db");
         let writer = Writer::open(&db, SqliteSync::Normal).unwrap();
@@ -251,20 +276,20 @@ mod tests {
             .execute_batch("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)")
             .unwrap();
         let writer = Arc::new(Mutex::new(writer));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, made) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let writing = {
-            let (db, writer, stop) = (db.clone(), writer.clone(), stop.clone());
-            std::thread::spawn(move || keep_writing(&db, writer, stop))
+            let (db, writer, stop, made) = (db.clone(), writer.clone(), stop.clone(), made.clone());
+            std::thread::spawn(move || keep_writing(&db, writer, stop, made))
         };
         let mut checkpointer = Checkpointer::open(&db, LIMIT).unwrap();
-        let spell = Duration::from_secs(1);
 
         // Passive checkpoints alone, as before: the file only grows.
-        let started = Instant::now();
-        while started.elapsed() < spell {
+        each_commits(&made, SPELL, EVERY, || {
             checkpoint(&checkpointer.conn, "PASSIVE").unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        });
         let passive_only = wal_file_bytes(&db);
         // Empty it for the second spell (the connection does not wait for the reader itself).
         let emptied = (0..500).any(|_| {
@@ -276,19 +301,21 @@ mod tests {
 
         // The same spell with passes: the writer goes back to the start of the file.
         let (mut restarted, mut largest) = (0, 0);
-        let started = Instant::now();
-        while started.elapsed() < spell {
-            std::thread::sleep(Duration::from_millis(50));
+        each_commits(&made, SPELL, EVERY, || {
             largest = largest.max(wal_file_bytes(&db));
             if checkpointer.pass(&writer).unwrap() == Held::Restarted {
                 restarted += 1;
             }
-        }
+        });
         stop.store(true, Ordering::Relaxed);
         let commits = writing.join().unwrap();
 
-        assert!(commits > 100, "the writer made {commits} commits");
-        assert!(restarted >= 5, "{restarted} restarts in {spell:?}");
+        assert!(commits >= 2 * SPELL, "the writer made {commits} commits");
+        assert!(
+            restarted >= 5,
+            "{restarted} restarts in {} passes",
+            SPELL / EVERY
+        );
         assert!(
             largest < passive_only / 2,
             "the WAL file reached {largest} bytes with passes, {passive_only} without"

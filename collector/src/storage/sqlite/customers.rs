@@ -36,9 +36,9 @@ impl CustomerStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO employees (id, name, email, phone, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO employees (id, name, email, phone, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                         phone = excluded.phone, updated_ms = excluded.updated_ms",
+                         phone = excluded.phone, updated_at = excluded.updated_at",
                     params![e.id, e.name, e.email, e.phone, ms(now)],
                 )
                 .map_err(failed("saving an employee"))?;
@@ -79,11 +79,11 @@ impl CustomerStore for SqliteStore {
             w.conn
                 .execute(
                     "INSERT INTO accounts (id, name, contact_name, contact_email, account_manager,
-                         cx_manager, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         cx_manager, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name,
                          contact_name = excluded.contact_name, contact_email = excluded.contact_email,
                          account_manager = excluded.account_manager, cx_manager = excluded.cx_manager,
-                         updated_ms = excluded.updated_ms",
+                         updated_at = excluded.updated_at",
                     params![
                         a.id,
                         a.name,
@@ -134,7 +134,7 @@ impl CustomerStore for SqliteStore {
             w.conn
                 .execute(
                     "INSERT INTO notifications (event_kind, event_id, channel, recipients, subject,
-                         status, error, attempts, created_ms)
+                         status, error, attempts, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         n.event_kind,
@@ -164,7 +164,7 @@ impl CustomerStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT event_kind, event_id, channel, recipients, subject, status, error, attempts,
-                     created_ms FROM (
+                     created_at FROM (
                      SELECT * FROM notifications
                      WHERE event_kind = ?1 AND (?2 IS NULL OR event_id = ?2)
                      ORDER BY id DESC LIMIT ?3)

@@ -381,7 +381,7 @@ fn move_chunk(
     }
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO telemetry (circuit_id, ts_ms, utilization_mbps, received_ms)
+            "INSERT INTO telemetry (circuit_id, ts, utilization_mbps, received_at)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
         for row in chunk {

@@ -31,7 +31,7 @@ fn issue_row(row: &Row<'_>) -> rusqlite::Result<KpiIssueRecord> {
 
 fn insert_issues(tx: &Transaction<'_>, issues: &[KpiIssueRecord]) -> rusqlite::Result<()> {
     let mut clear =
-        tx.prepare_cached("DELETE FROM kpi_issues WHERE interval_end_ms = ?1 AND file = ?2")?;
+        tx.prepare_cached("DELETE FROM kpi_issues WHERE interval_end = ?1 AND file = ?2")?;
     let mut seen = std::collections::HashSet::new();
     for i in issues {
         if seen.insert((ms(i.interval_end), i.file.as_str())) {
@@ -39,7 +39,7 @@ fn insert_issues(tx: &Transaction<'_>, issues: &[KpiIssueRecord]) -> rusqlite::R
         }
     }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO kpi_issues (interval_end_ms, file, line, message, recorded_ms, reason)
+        "INSERT INTO kpi_issues (interval_end, file, line, message, recorded_at, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for i in issues {
@@ -60,8 +60,8 @@ impl KpiStore for SqliteStore {
     async fn kpi_files(&self, since: DateTime<Utc>) -> Result<HashMap<String, KpiFileState>> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT name, interval_end_ms, size, modified_ms FROM kpi_files
-                 WHERE interval_end_ms >= ?1",
+                "SELECT name, interval_end, size, modified_ms FROM kpi_files
+                 WHERE interval_end >= ?1",
             )
             .and_then(|mut stmt| {
                 stmt.query_map([ms(since)], |r| {
@@ -88,8 +88,8 @@ impl KpiStore for SqliteStore {
     ) -> Result<Vec<DateTime<Utc>>> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT start_ms FROM kpi_computed WHERE granularity = ?1 AND start_ms >= ?2
-                 ORDER BY start_ms",
+                "SELECT start_at FROM kpi_computed WHERE granularity = ?1 AND start_at >= ?2
+                 ORDER BY start_at",
             )
             .and_then(|mut stmt| {
                 stmt.query_map(params![granularity as i64, ms(since)], |r| {
@@ -114,13 +114,13 @@ impl KpiStore for SqliteStore {
             ] {
                 let (table, key, value) = table(kpi);
                 tx.execute(
-                    &format!("DELETE FROM {table} WHERE granularity = ?1 AND start_ms = ?2"),
+                    &format!("DELETE FROM {table} WHERE granularity = ?1 AND start_at = ?2"),
                     params![g, start],
                 )
                 .map_err(failed(action))?;
                 let mut insert = tx
                     .prepare_cached(&format!(
-                        "INSERT INTO {table} (granularity, start_ms, end_ms, {key}, {value})
+                        "INSERT INTO {table} (granularity, start_at, end_at, {key}, {value})
                          VALUES (?1, ?2, ?3, ?4, ?5)"
                     ))
                     .map_err(failed(action))?;
@@ -131,24 +131,24 @@ impl KpiStore for SqliteStore {
                 }
             }
             tx.execute(
-                "INSERT INTO kpi_computed (granularity, start_ms, end_ms, computed_ms)
+                "INSERT INTO kpi_computed (granularity, start_at, end_at, computed_at)
                  VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (granularity, start_ms) DO UPDATE SET computed_ms = excluded.computed_ms",
+                 ON CONFLICT (granularity, start_at) DO UPDATE SET computed_at = excluded.computed_at",
                 params![g, start, end, ms(now)],
             )
             .map_err(failed(action))?;
             if r.granularity == Granularity::FiveMinutes {
-                tx.execute("DELETE FROM kpi_issues WHERE interval_end_ms = ?1", [end])
+                tx.execute("DELETE FROM kpi_issues WHERE interval_end = ?1", [end])
                     .map_err(failed(action))?;
                 let mut file = tx
                     .prepare_cached(
-                        "INSERT INTO kpi_files (name, interval_end_ms, size, modified_ms, rows,
-                             skipped_rows, processed_ms)
+                        "INSERT INTO kpi_files (name, interval_end, size, modified_ms, rows,
+                             skipped_rows, processed_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (name) DO UPDATE SET interval_end_ms = excluded.interval_end_ms,
+                         ON CONFLICT (name) DO UPDATE SET interval_end = excluded.interval_end,
                              size = excluded.size, modified_ms = excluded.modified_ms,
                              rows = excluded.rows, skipped_rows = excluded.skipped_rows,
-                             processed_ms = excluded.processed_ms",
+                             processed_at = excluded.processed_at",
                     )
                     .map_err(failed(action))?;
                 for f in &r.files {
@@ -188,14 +188,14 @@ impl KpiStore for SqliteStore {
         self.read(move |conn| {
             let (table, key, value) = table(q.kpi);
             let sql = format!(
-                "SELECT id, start_ms, end_ms, granularity, {key}, {value} FROM (
-                     SELECT *, row_number() OVER (PARTITION BY granularity, start_ms
+                "SELECT id, start_at, end_at, granularity, {key}, {value} FROM (
+                     SELECT *, row_number() OVER (PARTITION BY granularity, start_at
                                                   ORDER BY {value} DESC, {key} ASC) AS rank
                      FROM {table}
-                     WHERE (?1 IS NULL OR granularity = ?1) AND (?2 IS NULL OR start_ms >= ?2)
-                       AND (?3 IS NULL OR end_ms <= ?3))
+                     WHERE (?1 IS NULL OR granularity = ?1) AND (?2 IS NULL OR start_at >= ?2)
+                       AND (?3 IS NULL OR end_at <= ?3))
                  WHERE rank <= ?4
-                 ORDER BY granularity, start_ms, rank LIMIT ?5 OFFSET ?6"
+                 ORDER BY granularity, start_at, rank LIMIT ?5 OFFSET ?6"
             );
             conn.prepare_cached(&sql)
                 .and_then(|mut stmt| {
@@ -229,7 +229,7 @@ impl KpiStore for SqliteStore {
     async fn kpi_issues(&self, limit: u32) -> Result<Vec<KpiIssueRecord>> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT interval_end_ms, file, line, message, recorded_ms, reason FROM kpi_issues
+                "SELECT interval_end, file, line, message, recorded_at, reason FROM kpi_issues
                  ORDER BY id DESC LIMIT ?1",
             )
             .and_then(|mut stmt| {

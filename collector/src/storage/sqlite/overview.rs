@@ -59,7 +59,7 @@ impl OverviewStore for SqliteStore {
     async fn unacknowledged_alerts(&self) -> Result<i64> {
         self.read(|conn| {
             conn.query_row(
-                "SELECT COUNT(*) FROM alerts WHERE state = 'sent' AND ack_ms IS NULL",
+                "SELECT COUNT(*) FROM alerts WHERE state = 'sent' AND ack_at IS NULL",
                 [],
                 |r| r.get(0),
             )
@@ -72,7 +72,7 @@ impl OverviewStore for SqliteStore {
         self.read(move |conn| {
             conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(received > 0), 0) FROM probe_results
-                 WHERE device_id = ?1 AND ts_ms >= ?2",
+                 WHERE device_id = ?1 AND ts >= ?2",
                 params![id, ms(since)],
                 |r| {
                     Ok(Uptime {
@@ -90,7 +90,7 @@ impl OverviewStore for SqliteStore {
         self.read(move |conn| {
             conn.query_row(
                 "SELECT open_ports FROM discoveries WHERE device_id = ?1 AND open_ports IS NOT NULL
-                 ORDER BY ts_ms DESC, agent_record_id DESC LIMIT 1",
+                 ORDER BY ts DESC, agent_record_id DESC LIMIT 1",
                 [id],
                 |r| r.get::<_, String>(0),
             )

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::time::Duration;
 
 const GRAPH_COLUMNS: &str = "source, graph_id, title, pattern, poi_code, poi_name, circuit_id,
-    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen_ms, last_seen_ms,
+    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen, last_seen,
     step_secs";
 
 fn graph_row(row: &Row<'_>) -> rusqlite::Result<GraphRecord> {
@@ -52,8 +52,8 @@ fn poi_row(row: &Row<'_>) -> rusqlite::Result<PoiRecord> {
     })
 }
 
-const MAXOUT_COLUMNS: &str = "id, source, graph_id, poi_code, circuit_id, direction, start_ms,
-    end_ms, samples, peak_bps, peak_pct, capacity_bps, detected_ms, alerted_ms";
+const MAXOUT_COLUMNS: &str = "id, source, graph_id, poi_code, circuit_id, direction, start_at,
+    end_at, samples, peak_bps, peak_pct, capacity_bps, detected_at, alerted_at";
 
 fn maxout_row(row: &Row<'_>) -> rusqlite::Result<MaxoutRecord> {
     let start = from_ms(row.get(6)?);
@@ -102,7 +102,7 @@ impl PoiStore for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO cacti_graphs (source, graph_id, title, parsed, pattern, poi_code,
                          poi_name, circuit_id, capacity_bps, capacity_from, traffic_class,
-                         direction, timezone, first_seen_ms, last_seen_ms, step_secs)
+                         direction, timezone, first_seen, last_seen, step_secs)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
                          ?16)
                      ON CONFLICT (source, graph_id) DO UPDATE SET
@@ -112,7 +112,7 @@ impl PoiStore for SqliteStore {
                          capacity_bps = excluded.capacity_bps,
                          capacity_from = excluded.capacity_from,
                          traffic_class = excluded.traffic_class, direction = excluded.direction,
-                         timezone = excluded.timezone, last_seen_ms = excluded.last_seen_ms,
+                         timezone = excluded.timezone, last_seen = excluded.last_seen,
                          step_secs = coalesce(excluded.step_secs, step_secs)",
                 )
                 .and_then(|mut stmt| {
@@ -149,14 +149,14 @@ impl PoiStore for SqliteStore {
                 let mut stmt = tx
                     .prepare_cached(
                         "INSERT INTO pois (code, name, state, latitude, longitude, provider,
-                             capacity_bps, notes, in_reference, updated_ms)
+                             capacity_bps, notes, in_reference, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (code) DO UPDATE SET name = excluded.name,
                              state = excluded.state, latitude = excluded.latitude,
                              longitude = excluded.longitude, provider = excluded.provider,
                              capacity_bps = excluded.capacity_bps, notes = excluded.notes,
                              in_reference = excluded.in_reference,
-                             updated_ms = excluded.updated_ms",
+                             updated_at = excluded.updated_at",
                     )
                     .map_err(failed("saving POIs"))?;
                 for p in &pois {
@@ -197,10 +197,10 @@ impl PoiStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT INTO poi_samples (source, graph_id, ts_ms, in_bps, out_bps,
+                        "INSERT INTO poi_samples (source, graph_id, ts, in_bps, out_bps,
                              in_pct, out_pct)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (source, graph_id, ts_ms) DO UPDATE SET
+                         ON CONFLICT (source, graph_id, ts) DO UPDATE SET
                              in_bps = coalesce(excluded.in_bps, in_bps),
                              out_bps = coalesce(excluded.out_bps, out_bps),
                              in_pct = coalesce(excluded.in_pct, in_pct),
@@ -245,9 +245,9 @@ impl PoiStore for SqliteStore {
             collect(
                 conn,
                 "reading POI samples",
-                "SELECT ts_ms, in_bps, out_bps, in_pct, out_pct FROM poi_samples
-                 WHERE source = ?1 AND graph_id = ?2 AND ts_ms >= ?3 AND ts_ms < ?4
-                 ORDER BY ts_ms",
+                "SELECT ts, in_bps, out_bps, in_pct, out_pct FROM poi_samples
+                 WHERE source = ?1 AND graph_id = ?2 AND ts >= ?3 AND ts < ?4
+                 ORDER BY ts",
                 params![source, graph_id, ms(from), ms(to)],
                 |row| {
                     Ok(SampleRecord {
@@ -283,8 +283,8 @@ impl PoiStore for SqliteStore {
                     .prepare_cached(&format!(
                         "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
                          WHERE source = ?1 AND graph_id = ?2 AND direction = ?3
-                           AND start_ms <= ?4 AND end_ms >= ?5
-                         ORDER BY start_ms, id"
+                           AND start_at <= ?4 AND end_at >= ?5
+                         ORDER BY start_at, id"
                     ))
                     .and_then(|mut s| {
                         s.query_map(
@@ -309,7 +309,7 @@ impl PoiStore for SqliteStore {
                             || m.peak_bps != stored.peak_bps
                         {
                             tx.execute(
-                                "UPDATE poi_maxouts SET start_ms = ?2, end_ms = ?3, samples = ?4,
+                                "UPDATE poi_maxouts SET start_at = ?2, end_at = ?3, samples = ?4,
                                      peak_bps = ?5, peak_pct = ?6, capacity_bps = ?7,
                                      poi_code = ?8, circuit_id = ?9
                                  WHERE id = ?1",
@@ -333,8 +333,8 @@ impl PoiStore for SqliteStore {
                         let created = tx
                             .prepare_cached(&format!(
                                 "INSERT INTO poi_maxouts (source, graph_id, poi_code, circuit_id,
-                                     direction, start_ms, end_ms, samples, peak_bps, peak_pct,
-                                     capacity_bps, detected_ms)
+                                     direction, start_at, end_at, samples, peak_bps, peak_pct,
+                                     capacity_bps, detected_at)
                                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                                  RETURNING {MAXOUT_COLUMNS}"
                             ))
@@ -374,7 +374,7 @@ impl PoiStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "INSERT INTO scrape_runs (source, started_ms, finished_ms, fetched, samples,
+                    "INSERT INTO scrape_runs (source, started_at, finished_at, fetched, samples,
                          skipped, failed)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
@@ -400,7 +400,7 @@ impl PoiStore for SqliteStore {
                 "listing maxouts to alert",
                 &format!(
                     "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
-                     WHERE alerted_ms IS NULL ORDER BY id LIMIT ?1"
+                     WHERE alerted_at IS NULL ORDER BY id LIMIT ?1"
                 ),
                 [limit],
                 maxout_row,
@@ -414,7 +414,7 @@ impl PoiStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE poi_maxouts SET alerted_ms = ?2 WHERE id = ?1",
+                    "UPDATE poi_maxouts SET alerted_at = ?2 WHERE id = ?1",
                     params![id, ms(at)],
                 )
                 .map_err(failed("marking a maxout alerted"))?;
@@ -490,8 +490,8 @@ impl PoiStore for SqliteStore {
                 "listing maxouts",
                 &format!(
                     "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
-                     WHERE (?1 IS NULL OR poi_code = ?1) AND end_ms > ?2 AND start_ms < ?3
-                     ORDER BY start_ms, id LIMIT ?4"
+                     WHERE (?1 IS NULL OR poi_code = ?1) AND end_at > ?2 AND start_at < ?3
+                     ORDER BY start_at, id LIMIT ?4"
                 ),
                 params![q.poi_code, ms(q.from), ms(q.to), q.limit],
                 maxout_row,
@@ -505,7 +505,7 @@ impl PoiStore for SqliteStore {
             collect(
                 conn,
                 "listing scrape runs",
-                "SELECT source, started_ms, finished_ms, fetched, samples, skipped, failed
+                "SELECT source, started_at, finished_at, fetched, samples, skipped, failed
                  FROM scrape_runs ORDER BY id DESC LIMIT ?1",
                 [limit],
                 |row| {
@@ -552,10 +552,10 @@ impl PoiStore for SqliteStore {
             let changed = writer
                 .conn
                 .execute(
-                    "INSERT INTO job_leases (name, holder, until_ms) VALUES (?1, ?2, ?3)
+                    "INSERT INTO job_leases (name, holder, until) VALUES (?1, ?2, ?3)
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                         until_ms = excluded.until_ms
-                     WHERE job_leases.holder = excluded.holder OR job_leases.until_ms < ?4",
+                         until = excluded.until
+                     WHERE job_leases.holder = excluded.holder OR job_leases.until < ?4",
                     params![job, holder, until, ms(now)],
                 )
                 .map_err(failed("claiming a job lease"))?;

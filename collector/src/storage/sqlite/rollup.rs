@@ -13,8 +13,8 @@ impl RollupStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT device_id, ts_ms, sent, received, rtts FROM probe_results
-                     WHERE ts_ms >= ?1 AND ts_ms < ?2",
+                    "SELECT device_id, ts, sent, received, rtts FROM probe_results
+                     WHERE ts >= ?1 AND ts < ?2",
                 )
                 .map_err(failed("reading rounds to roll up"))?;
             let rows = stmt
@@ -36,7 +36,7 @@ impl RollupStore for SqliteStore {
 
     async fn oldest_raw_round(&self) -> Result<Option<DateTime<Utc>>> {
         self.read(|conn| {
-            conn.query_row("SELECT MIN(ts_ms) FROM probe_results", [], |r| {
+            conn.query_row("SELECT MIN(ts) FROM probe_results", [], |r| {
                 r.get::<_, Option<i64>>(0)
             })
             .map(|v| v.map(from_ms))
@@ -52,7 +52,7 @@ impl RollupStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO probe_rollups (resolution, device_id, bucket_ms,
+                        "INSERT OR REPLACE INTO probe_rollups (resolution, device_id, bucket,
                              rounds, answered, sent, received, rtt_min, rtt_mean, rtt_max, rtt_p95)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )
@@ -90,10 +90,10 @@ impl RollupStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT bucket_ms, rounds, answered, sent, received, rtt_min, rtt_mean, rtt_max,
+                    "SELECT bucket, rounds, answered, sent, received, rtt_min, rtt_mean, rtt_max,
                          rtt_p95 FROM probe_rollups
-                     WHERE resolution = ?1 AND device_id = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4
-                     ORDER BY bucket_ms LIMIT ?5",
+                     WHERE resolution = ?1 AND device_id = ?2 AND bucket >= ?3 AND bucket < ?4
+                     ORDER BY bucket LIMIT ?5",
                 )
                 .map_err(failed("reading rollups"))?;
             let rows = stmt
@@ -126,7 +126,7 @@ impl RollupStore for SqliteStore {
     async fn rollup_watermark(&self, resolution_secs: u32) -> Result<Option<DateTime<Utc>>> {
         self.read(move |conn| {
             conn.query_row(
-                "SELECT done_ms FROM rollup_watermarks WHERE resolution = ?1",
+                "SELECT done_at FROM rollup_watermarks WHERE resolution = ?1",
                 [resolution_secs],
                 |r| r.get::<_, i64>(0),
             )
@@ -141,8 +141,8 @@ impl RollupStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO rollup_watermarks (resolution, done_ms) VALUES (?1, ?2)
-                     ON CONFLICT (resolution) DO UPDATE SET done_ms = excluded.done_ms",
+                    "INSERT INTO rollup_watermarks (resolution, done_at) VALUES (?1, ?2)
+                     ON CONFLICT (resolution) DO UPDATE SET done_at = excluded.done_at",
                     params![resolution_secs, ms(done)],
                 )
                 .map_err(failed("saving a rollup watermark"))?;
@@ -157,7 +157,7 @@ impl RollupStore for SqliteStore {
                 .conn
                 .execute(
                     "DELETE FROM probe_results WHERE rowid IN
-                         (SELECT rowid FROM probe_results WHERE ts_ms < ?1 LIMIT ?2)",
+                         (SELECT rowid FROM probe_results WHERE ts < ?1 LIMIT ?2)",
                     params![ms(cutoff), limit],
                 )
                 .map_err(failed("deleting old probe rounds"))?;
@@ -176,9 +176,9 @@ impl RollupStore for SqliteStore {
             let n = w
                 .conn
                 .execute(
-                    "DELETE FROM probe_rollups WHERE (resolution, device_id, bucket_ms) IN
-                         (SELECT resolution, device_id, bucket_ms FROM probe_rollups
-                          WHERE resolution = ?1 AND bucket_ms < ?2 LIMIT ?3)",
+                    "DELETE FROM probe_rollups WHERE (resolution, device_id, bucket) IN
+                         (SELECT resolution, device_id, bucket FROM probe_rollups
+                          WHERE resolution = ?1 AND bucket < ?2 LIMIT ?3)",
                     params![resolution_secs, ms(cutoff), limit],
                 )
                 .map_err(failed("deleting old rollups"))?;

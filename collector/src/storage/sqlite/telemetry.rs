@@ -2,6 +2,7 @@
 
 use super::intake::{begin_read, IntakeWriter, DIRECT_COMMIT, INTAKE_LIMIT, NOT_YET_FOLDED};
 use super::{from_ms, ms, SqliteStore, Writer};
+use crate::domain::telemetry::CircuitEvent;
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
     AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
@@ -9,7 +10,6 @@ use crate::storage::telemetry::{
     RELEASE_CUSTOMER_EMAIL,
 };
 use crate::storage::{failed, Result, StoreError};
-use crate::telemetry::detect::CircuitEvent;
 use crate::telemetry::sample::TelemetrySample;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
 
 const CIRCUIT_COLUMNS: &str = "circuit_id, account, provisioned_mbps, burst_mbps, pop,
-    provisioned_ms, upgraded_ms, decommissioned_ms";
+    provisioned_at, upgraded_at, decommissioned_at";
 
 fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -40,7 +40,7 @@ const STORING: &str = "storing telemetry";
 const INSERT_INTAKE: &str = "INSERT INTO intake.telemetry_intake
     (circuit_id, ts_ms, utilization_mbps, received_ms) VALUES (?1, ?2, ?3, ?4)";
 const INSERT_TABLE: &str = "INSERT INTO telemetry
-    (circuit_id, ts_ms, utilization_mbps, received_ms) VALUES (?1, ?2, ?3, ?4)";
+    (circuit_id, ts, utilization_mbps, received_at) VALUES (?1, ?2, ?3, ?4)";
 
 /// Per circuit id among samples: (samples, first, last), to record the unknown ones.
 type Tally<'a> = BTreeMap<&'a str, (i64, i64, i64)>;
@@ -179,13 +179,13 @@ fn record_unknown(tx: &rusqlite::Connection, unknown: &Tally<'_>) -> Result<BTre
     let action = STORING;
     let mut record = tx
         .prepare_cached(
-            "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen_ms, last_seen_ms)
+            "INSERT INTO telemetry_unknown (circuit_id, samples, first_seen, last_seen)
              SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS
                  (SELECT 1 FROM circuits WHERE circuit_id = ?1)
              ON CONFLICT (circuit_id) DO UPDATE SET
                  samples = samples + excluded.samples,
-                 first_seen_ms = min(first_seen_ms, excluded.first_seen_ms),
-                 last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)",
+                 first_seen = min(first_seen, excluded.first_seen),
+                 last_seen = max(last_seen, excluded.last_seen)",
         )
         .map_err(failed(action))?;
     let mut recorded = BTreeSet::new();
@@ -211,13 +211,13 @@ fn points_in(
     limit: u32,
 ) -> Result<Vec<TelemetryPoint>> {
     tx.prepare_cached(&format!(
-        "SELECT ts_ms, utilization_mbps FROM (
-             SELECT ts_ms, utilization_mbps FROM telemetry
-              WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+        "SELECT ts, utilization_mbps FROM (
+             SELECT ts, utilization_mbps FROM telemetry
+              WHERE circuit_id = ?1 AND ts >= ?2 AND ts < ?3
              UNION ALL
              SELECT ts_ms, utilization_mbps FROM intake.telemetry_intake, telemetry_fold f
               WHERE circuit_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND {NOT_YET_FOLDED})
-         ORDER BY ts_ms LIMIT ?4",
+         ORDER BY ts LIMIT ?4",
     ))
     .and_then(|mut stmt| {
         stmt.query_map(params![circuit_id, ms(from), ms(to), limit], |r| {
@@ -276,15 +276,15 @@ impl TelemetryStore for SqliteStore {
                 let mut upsert = tx
                     .prepare_cached(
                         "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
-                             provisioned_ms, upgraded_ms, decommissioned_ms, updated_ms)
+                             provisioned_at, upgraded_at, decommissioned_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                          ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
                              provisioned_mbps = excluded.provisioned_mbps,
                              burst_mbps = excluded.burst_mbps, pop = excluded.pop,
-                             provisioned_ms = excluded.provisioned_ms,
-                             upgraded_ms = excluded.upgraded_ms,
-                             decommissioned_ms = excluded.decommissioned_ms,
-                             updated_ms = excluded.updated_ms",
+                             provisioned_at = excluded.provisioned_at,
+                             upgraded_at = excluded.upgraded_at,
+                             decommissioned_at = excluded.decommissioned_at,
+                             updated_at = excluded.updated_at",
                     )
                     .map_err(failed(action))?;
                 let mut known = tx
@@ -341,7 +341,7 @@ impl TelemetryStore for SqliteStore {
     async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT circuit_id, samples, first_seen_ms, last_seen_ms FROM telemetry_unknown
+                "SELECT circuit_id, samples, first_seen, last_seen FROM telemetry_unknown
                  ORDER BY circuit_id",
             )
             .and_then(|mut s| {
@@ -387,7 +387,7 @@ impl TelemetryStore for SqliteStore {
                     .conn
                     .execute(
                         "DELETE FROM telemetry WHERE rowid IN
-                         (SELECT rowid FROM telemetry WHERE ts_ms < ?1 LIMIT ?2)",
+                         (SELECT rowid FROM telemetry WHERE ts < ?1 LIMIT ?2)",
                         params![ms(cutoff), limit],
                     )
                     .map_err(failed(action))
@@ -432,9 +432,9 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .query_row(
-                    "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_ms, end_ms,
-                         samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_ms,
-                         peak_ms, historical)
+                    "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_at, end_at,
+                         samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_at,
+                         peak_at, historical)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      RETURNING id",
                     params![
@@ -465,8 +465,8 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE circuit_maxouts SET start_ms = ?2, end_ms = ?3, samples = ?4,
-                         peak_mbps = ?5, peak_ms = ?6, severity = ?7, open = ?8 WHERE id = ?1",
+                    "UPDATE circuit_maxouts SET start_at = ?2, end_at = ?3, samples = ?4,
+                         peak_mbps = ?5, peak_at = ?6, severity = ?7, open = ?8 WHERE id = ?1",
                     params![
                         id,
                         e.start,
@@ -489,7 +489,7 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE circuit_maxouts SET withdrawn_ms = ?2, open = 0 WHERE id = ?1",
+                    "UPDATE circuit_maxouts SET withdrawn_at = ?2, open = 0 WHERE id = ?1",
                     params![id, ms(now)],
                 )
                 .map_err(failed("withdrawing a circuit maxout"))?;
@@ -517,8 +517,8 @@ impl TelemetryStore for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT INTO late_telemetry (circuit_id, ts_ms, utilization_mbps,
-                             newest_ms, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO late_telemetry (circuit_id, ts, utilization_mbps,
+                             newest, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .map_err(failed("listing late telemetry"))?;
                 for l in &samples {
@@ -540,8 +540,8 @@ impl TelemetryStore for SqliteStore {
     async fn late_telemetry(&self, limit: u32) -> Result<Vec<LateSample>> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT circuit_id, ts_ms, utilization_mbps, newest_ms, received_ms
-                 FROM late_telemetry ORDER BY received_ms DESC, rowid DESC LIMIT ?1",
+                "SELECT circuit_id, ts, utilization_mbps, newest, received_at
+                 FROM late_telemetry ORDER BY received_at DESC, rowid DESC LIMIT ?1",
             )
             .and_then(|mut stmt| {
                 stmt.query_map([limit], |r| {
@@ -564,12 +564,12 @@ impl TelemetryStore for SqliteStore {
         let q = q.clone();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, circuit_id, account, severity, start_ms, end_ms, samples, peak_mbps,
-                     provisioned_mbps, burst_mbps, open, peak_ms, historical FROM circuit_maxouts
+                "SELECT id, circuit_id, account, severity, start_at, end_at, samples, peak_mbps,
+                     provisioned_mbps, burst_mbps, open, peak_at, historical FROM circuit_maxouts
                  WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR circuit_id = ?2)
-                   AND (?3 IS NULL OR end_ms >= ?3) AND (?4 IS NULL OR start_ms < ?4)
-                   AND (?6 = 0 OR open = 1) AND withdrawn_ms IS NULL
-                 ORDER BY start_ms, id LIMIT ?5",
+                   AND (?3 IS NULL OR end_at >= ?3) AND (?4 IS NULL OR start_at < ?4)
+                   AND (?6 = 0 OR open = 1) AND withdrawn_at IS NULL
+                 ORDER BY start_at, id LIMIT ?5",
             )
             .and_then(|mut stmt| {
                 stmt.query_map(
@@ -621,12 +621,12 @@ impl TelemetryStore for SqliteStore {
             // With one max() in the query, SQLite takes peak_mbps from the row that has it.
             conn.prepare_cached(
                 "SELECT account, count(*), count(DISTINCT circuit_id),
-                     sum(end_ms - start_ms) / 3600000.0,
+                     sum(end_at - start_at) / 3600000.0,
                      max(100.0 * peak_mbps / provisioned_mbps), peak_mbps
                  FROM circuit_maxouts
                  WHERE (?1 IS NULL OR account = ?1)
-                   AND (?2 IS NULL OR end_ms >= ?2) AND (?3 IS NULL OR start_ms < ?3)
-                   AND withdrawn_ms IS NULL
+                   AND (?2 IS NULL OR end_at >= ?2) AND (?3 IS NULL OR start_at < ?3)
+                   AND withdrawn_at IS NULL
                  GROUP BY account ORDER BY account",
             )
             .and_then(|mut stmt| {
@@ -652,7 +652,7 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE circuit_maxouts SET notified_ms = ?2 WHERE id = ?1",
+                    "UPDATE circuit_maxouts SET notified_at = ?2 WHERE id = ?1",
                     params![id, ms(now)],
                 )
                 .map_err(failed("marking a circuit maxout notified"))?;

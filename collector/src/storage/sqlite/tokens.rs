@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
-const COLUMNS: &str = "id, name, role, created_ms, revoked_ms";
+const COLUMNS: &str = "id, name, role, created_at, revoked_at";
 
 fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
     let role: String = r.get(2)?;
@@ -28,7 +28,7 @@ impl TokenStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO cert_revocations (agent_id, serial, revoked_ms, reason)
+                    "INSERT INTO cert_revocations (agent_id, serial, revoked_at, reason)
                      VALUES (?1, ?2, ?3, ?4)",
                     params![
                         revocation.agent,
@@ -48,7 +48,7 @@ impl TokenStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, agent_id, serial, revoked_ms, reason FROM cert_revocations ORDER BY id",
+                    "SELECT id, agent_id, serial, revoked_at, reason FROM cert_revocations ORDER BY id",
                 )
                 .map_err(failed("listing certificate revocations"))?;
             let rows = stmt
@@ -81,7 +81,7 @@ impl TokenStore for SqliteStore {
             let taken: Option<i64> = w
                 .conn
                 .query_row(
-                    "SELECT id FROM api_tokens WHERE name = ?1 AND revoked_ms IS NULL",
+                    "SELECT id FROM api_tokens WHERE name = ?1 AND revoked_at IS NULL",
                     [&name],
                     |r| r.get(0),
                 )
@@ -92,7 +92,7 @@ impl TokenStore for SqliteStore {
             }
             w.conn
                 .execute(
-                    "INSERT INTO api_tokens (name, role, token_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
                     params![name, role.as_str(), hash, ms(now)],
                 )
                 .map_err(failed("creating a token"))?;
@@ -112,7 +112,7 @@ impl TokenStore for SqliteStore {
         self.read(move |conn| {
             conn.query_row(
                 &format!(
-                    "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL"
+                    "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL"
                 ),
                 [hash],
                 token_row,
@@ -142,7 +142,7 @@ impl TokenStore for SqliteStore {
             let changed = w
                 .conn
                 .execute(
-                    "UPDATE api_tokens SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL",
+                    "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
                     params![ms(now), id],
                 )
                 .map_err(failed("revoking a token"))?;

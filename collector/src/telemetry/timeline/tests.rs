@@ -1,5 +1,5 @@
 use super::*;
-use crate::telemetry::detect::Severity;
+use crate::domain::telemetry::MaxoutClass;
 use std::collections::BTreeMap;
 
 const MIN: i64 = 60_000;
@@ -8,10 +8,7 @@ const CAP: Capacity = Capacity {
     provisioned_mbps: 1000.0,
     burst_mbps: Some(1200.0),
 };
-const RULE: MaxoutRule = MaxoutRule {
-    threshold: 1.0,
-    consecutive: 3,
-};
+const RULE: MaxoutRule = MaxoutRule::CIRCUIT;
 
 /// The events a stream of changes leaves, by key (what a store following them holds).
 #[derive(Default)]
@@ -255,7 +252,7 @@ fn a_resumed_event_goes_on_or_ends_where_it_was() {
         samples: 3,
         peak_mbps: 1300.0,
         peak_at: MIN,
-        severity: Severity::Maxout,
+        severity: MaxoutClass::Maxout,
     };
     let (mut timeline, key) = Timeline::resumed(HORIZON, 4096, event.clone());
     let c = feed(&mut timeline, &[(3 * MIN, 1300.0)]).changes;
@@ -275,10 +272,7 @@ fn a_resumed_event_goes_on_or_ends_where_it_was() {
 
 #[test]
 fn severity_at_the_boundaries() {
-    let rule = MaxoutRule {
-        threshold: 1.0,
-        consecutive: 1,
-    };
+    let rule = MaxoutRule::fraction(1.0, 1);
     let run = |mbps: f64| {
         let mut timeline = Timeline::new(HORIZON, 4096);
         let fed = timeline.feed(&mut [(0, mbps)], CAP, rule, HORIZON);
@@ -290,13 +284,13 @@ fn severity_at_the_boundaries() {
     assert_eq!(run(999.99), None, "under provisioned: nothing");
     assert_eq!(
         run(1000.0),
-        Some(Severity::Burst),
+        Some(MaxoutClass::Burst),
         "exactly provisioned is a breach"
     );
     assert_eq!(
         run(1200.0),
-        Some(Severity::Burst),
+        Some(MaxoutClass::Burst),
         "exactly the ceiling is still burst"
     );
-    assert_eq!(run(1200.01), Some(Severity::Maxout), "above the ceiling");
+    assert_eq!(run(1200.01), Some(MaxoutClass::Maxout), "above the ceiling");
 }

@@ -1,7 +1,8 @@
-//! The POI store suite on both backends. (The scrape job, the API and the CLI run against a
-//! real Cacti in `cacti_lab.rs`; the reference workbook's override in `poi_reference`.)
+//! The POI store: graphs, samples, maxouts and the job lease. (The scrape job, the API and the
+//! CLI run against a real Cacti in `cacti_lab.rs`.)
 
-use super::support::{postgres_store, sqlite_store, PgDatabase};
+use super::store_suite;
+use crate::support::PgDatabase;
 use chrono::{DateTime, TimeZone, Utc};
 use netwarden_collector::storage::poi::{
     GraphRecord, MaxoutQuery, NewMaxout, PoiRecord, SampleRecord,
@@ -9,6 +10,11 @@ use netwarden_collector::storage::poi::{
 use netwarden_collector::storage::{PostgresStore, SqliteStore, SqliteSync, Store};
 use sqlx::Connection;
 use std::sync::Arc;
+
+store_suite!(
+    graphs_samples_and_maxouts_are_merged_not_duplicated,
+    the_job_lease_has_one_holder_at_a_time,
+);
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_760_000_000 + secs, 0).unwrap()
@@ -58,7 +64,7 @@ fn maxout(start: i64, end: i64, peak: f64) -> NewMaxout {
     }
 }
 
-async fn store_suite(store: Arc<dyn Store>) {
+async fn graphs_samples_and_maxouts_are_merged_not_duplicated(store: Arc<dyn Store>) {
     // Graphs: an upsert keeps first_seen; an unparsed title is listed, never dropped.
     store
         .save_graph(&graph(1, "2ABT Albert Park", Some("2ABT")))
@@ -216,8 +222,10 @@ async fn store_suite(store: Arc<dyn Store>) {
     assert_eq!(graph3.len(), 1, "{graph3:?}");
     assert_eq!((graph3[0].start, graph3[0].end), (t(0), t(1800)));
     assert_eq!(graph3[0].peak_bps, 1.2e9);
+}
 
-    // The job lease: one holder at a time, renewable, taken over once it runs out.
+/// The job lease: one holder at a time, renewable, taken over once it runs out.
+async fn the_job_lease_has_one_holder_at_a_time(store: Arc<dyn Store>) {
     let ttl = std::time::Duration::from_secs(60);
     assert!(store.claim_job("scrape", "a", ttl, t(0)).await.unwrap());
     assert!(!store.claim_job("scrape", "b", ttl, t(30)).await.unwrap());
@@ -230,18 +238,6 @@ async fn store_suite(store: Arc<dyn Store>) {
         store.claim_job("scrape", "a", ttl, t(101)).await.unwrap(),
         "released"
     );
-}
-
-#[tokio::test]
-async fn poi_store_suite_on_sqlite() {
-    let (store, _guard) = sqlite_store().await;
-    store_suite(store).await;
-}
-
-#[tokio::test]
-async fn poi_store_suite_on_postgres() {
-    let (store, _guard) = postgres_store().await;
-    store_suite(store).await;
 }
 
 /// Samples and maxouts stored before samples were stamped at their intervals' ends (at
@@ -292,17 +288,18 @@ async fn upgrading_sqlite_moves_samples_and_maxouts_to_interval_ends() {
         store.migrate().await.unwrap();
         stored_at_labels(&(Arc::new(store) as Arc<dyn Store>)).await;
     }
+    crate::support::sqlite_names_before_0017a(&path);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
             "ALTER TABLE cacti_graphs DROP COLUMN step_secs;
-             DELETE FROM schema_migrations WHERE version = '0015_cacti_interval_ends';",
+             DELETE FROM schema_migrations WHERE version = '0014_cacti_interval_ends';",
         )
         .unwrap();
     let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
     assert_eq!(
         store.migrate().await.unwrap(),
-        vec!["0015_cacti_interval_ends"]
+        vec!["0014_cacti_interval_ends", "0017a_column_names_as_postgres"]
     );
     assert_moved(&(Arc::new(store) as Arc<dyn Store>)).await;
 }

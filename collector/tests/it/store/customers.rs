@@ -2,14 +2,15 @@
 //! back only by its own failed send, seeded from the events already emailed, and granted to one
 //! of two collectors claiming on one PostgreSQL at once.
 
-use super::support::{at, both_backends, PgDatabase};
+use super::store_suite;
+use crate::support::{at, PgDatabase};
+use netwarden_collector::domain::telemetry::{CircuitEvent, MaxoutClass};
 use netwarden_collector::storage::telemetry::{CircuitRecord, EmailClaim};
 use netwarden_collector::storage::{PostgresStore, SqliteStore, SqliteSync, Store};
-use netwarden_collector::telemetry::detect::{CircuitEvent, Severity};
 use sqlx::Connection;
 use std::sync::Arc;
 
-both_backends!(customer_email_claims_follow_the_cooldown);
+store_suite!(customer_email_claims_follow_the_cooldown);
 
 const HOUR: i64 = 3_600_000;
 const T: i64 = 1_800_000_000_000;
@@ -205,7 +206,7 @@ async fn emailed_event(store: &Arc<dyn Store>, start: i64) {
         samples: 3,
         peak_mbps: 120.0,
         peak_at: start,
-        severity: Severity::Maxout,
+        severity: MaxoutClass::Maxout,
     };
     let id = store
         .open_circuit_maxout(&circuit(), &event(start), true, false, at(start))
@@ -244,17 +245,21 @@ async fn upgrading_sqlite_seeds_the_claims_from_emailed_events() {
         let store: Arc<dyn Store> = Arc::new(store);
         emailed_event(&store, T).await;
     }
+    crate::support::sqlite_names_before_0017a(&path);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
             "DROP TABLE customer_email_claims;
-             DELETE FROM schema_migrations WHERE version = '0014_customer_email_claims';",
+             DELETE FROM schema_migrations WHERE version = '0013_customer_email_claims';",
         )
         .unwrap();
     let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
     assert_eq!(
         store.migrate().await.unwrap(),
-        vec!["0014_customer_email_claims"]
+        vec![
+            "0013_customer_email_claims",
+            "0017a_column_names_as_postgres"
+        ]
     );
     assert_seeded(&(Arc::new(store) as Arc<dyn Store>)).await;
 }

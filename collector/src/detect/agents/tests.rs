@@ -1,6 +1,5 @@
 use super::*;
-use crate::detect::device::DeviceRules;
-use crate::detect::speed::SpeedFloors;
+use crate::domain::alerting::AnomalyState;
 use netwarden_shared::{DiscoveredHost, DiscoveryMethod, Evidence, ProbeRound};
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -45,10 +44,10 @@ fn sighting(address: &str, secs: i64) -> Record {
     }
 }
 
-fn summary(signals: &[Signal]) -> Vec<(String, bool)> {
+fn summary(signals: &[Signal]) -> Vec<(AnomalyKind, bool)> {
     signals
         .iter()
-        .map(|s| (s.kind().to_string(), matches!(s, Signal::Firing(_))))
+        .map(|s| (s.kind(), matches!(s, Signal::Firing(_))))
         .collect()
 }
 
@@ -72,22 +71,18 @@ fn targets_of_one_agent_failing_together_are_one_site_unreachable() {
         "one round is not yet an outage"
     );
     let fired = summary(&sweep(&mut detectors, 0, 40));
-    assert_eq!(
-        fired[0],
-        (kinds::SITE_UNREACHABLE.to_string(), true),
-        "{fired:?}"
-    );
+    assert_eq!(fired[0], (AnomalyKind::SiteUnreachable, true), "{fired:?}");
     assert_eq!(
         fired[1..]
             .iter()
-            .filter(|(kind, firing)| kind == kinds::DEVICE_OFFLINE && *firing)
+            .filter(|(kind, firing)| *kind == AnomalyKind::DeviceOffline && *firing)
             .count(),
         5
     );
     assert!(sweep(&mut detectors, 0, 50).is_empty(), "fires once");
     // Back: offline clears after clear_rounds, and the site with the first good sweep.
     let back = summary(&sweep(&mut detectors, 10, 60));
-    assert_eq!(back, vec![(kinds::SITE_UNREACHABLE.to_string(), false)]);
+    assert_eq!(back, vec![(AnomalyKind::SiteUnreachable, false)]);
 }
 
 #[test]
@@ -105,9 +100,11 @@ fn a_few_targets_down_are_not_a_site() {
             .collect();
         signals.extend(detectors.observe("branch", &records));
     }
-    let kinds: Vec<(String, bool)> = summary(&signals);
+    let kinds: Vec<(AnomalyKind, bool)> = summary(&signals);
     assert!(
-        !kinds.iter().any(|(k, _)| k == kinds::SITE_UNREACHABLE),
+        !kinds
+            .iter()
+            .any(|(k, _)| *k == AnomalyKind::SiteUnreachable),
         "3 of 5 down is 60 %: {kinds:?}"
     );
     assert_eq!(kinds.len(), 3, "{kinds:?}");
@@ -137,10 +134,7 @@ fn the_first_sweep_is_the_baseline_and_probed_hosts_are_known() {
     ];
     assert!(detectors.unknown_sites("branch", &second).is_empty());
     let signals = detectors.observe("branch", &second);
-    assert_eq!(
-        summary(&signals),
-        vec![(kinds::NEW_DEVICE.to_string(), true)]
-    );
+    assert_eq!(summary(&signals), vec![(AnomalyKind::NewDevice, true)]);
     let Signal::Firing(a) = &signals[0] else {
         unreachable!()
     };
@@ -165,10 +159,10 @@ fn a_host_probed_before_its_first_sighting_is_not_new_after_the_baseline_either(
         .is_empty());
 }
 
-fn left_open(kind: &str, subject: &str, details: serde_json::Value) -> Anomaly {
+fn left_open(kind: AnomalyKind, subject: &str, details: serde_json::Value) -> Anomaly {
     Anomaly {
         id: 1,
-        kind: kind.into(),
+        kind,
         subject: subject.into(),
         group_key: None,
         severity: Severity::Medium,
@@ -211,21 +205,21 @@ fn timed_round(target: &str, received: u32, median: f32, secs: i64) -> Record {
 fn anomalies_left_open_by_a_restart_clear_when_their_condition_ends() {
     let mut detectors = Detectors::new(DeviceRules::default(), SpeedFloors::default());
     let latency = left_open(
-        kinds::LATENCY,
+        AnomalyKind::Latency,
         "branch/10.0.0.4",
         serde_json::json!({ "rtt_ms": 80.5, "baseline_ms": 0.5, "spread_ms": 0.05 }),
     );
     detectors.resume(&latency, at(0));
     detectors.resume(
         &left_open(
-            kinds::DEVICE_OFFLINE,
+            AnomalyKind::DeviceOffline,
             "branch/10.0.0.2",
             serde_json::json!({}),
         ),
         at(0),
     );
     detectors.resume(
-        &left_open(kinds::SITE_UNREACHABLE, "other", serde_json::json!({})),
+        &left_open(AnomalyKind::SiteUnreachable, "other", serde_json::json!({})),
         at(0),
     );
     // Still slow, still down: nothing fires again, nothing clears.
@@ -256,15 +250,15 @@ fn anomalies_left_open_by_a_restart_clear_when_their_condition_ends() {
     assert_eq!(
         cleared,
         vec![
-            (kinds::DEVICE_OFFLINE.to_string(), false),
-            (kinds::LATENCY.to_string(), false)
+            (AnomalyKind::DeviceOffline, false),
+            (AnomalyKind::Latency, false)
         ]
     );
     // The site of agent "other" clears once its targets answer.
     let back: Vec<Record> = TARGETS.iter().map(|t| round(t, 10, 70)).collect();
     assert_eq!(
         summary(&detectors.observe("other", &back)),
-        vec![(kinds::SITE_UNREACHABLE.to_string(), false)]
+        vec![(AnomalyKind::SiteUnreachable, false)]
     );
 }
 

@@ -1,50 +1,15 @@
 //! Circuit maxout detection, a pure function over each circuit's samples in time order:
 //! utilisation at or over `threshold × provisioned` for `consecutive` samples in a row opens an
 //! event; it stays open while samples stay over, and closes at the first sample under.
-//! ([`super::timeline`] puts samples in time order whatever order they arrive in.)
+//! ([`crate::telemetry::timeline`] puts samples in time order whatever order they arrive in.)
 //!
-//! One severity rule decides the stored event, the customer email and the API: a sample at or
+//! One class rule decides the stored event, the customer email and the API: a sample at or
 //! below the burst ceiling is `burst`, above it `maxout` (the ceiling itself is the lower class,
 //! as "at or over provisioned" counts provisioned itself as a breach); a circuit without a burst
 //! ceiling above its provisioned rate has only `maxout`.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MaxoutRule {
-    /// Fraction of provisioned capacity that counts as maxed out (1.0 = 100 %).
-    pub threshold: f64,
-    /// Samples in a row over the threshold before an event opens (debounce).
-    pub consecutive: u32,
-}
-
-impl Default for MaxoutRule {
-    fn default() -> Self {
-        MaxoutRule {
-            threshold: 1.0,
-            consecutive: 3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// At or over the threshold, at or below the burst ceiling.
-    Burst,
-    /// Above the burst ceiling (or at or over the threshold, when there is no burst).
-    Maxout,
-}
-
-impl Severity {
-    /// As stored and served.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Burst => "burst",
-            Severity::Maxout => "maxout",
-        }
-    }
-}
+pub use crate::domain::maxout::MaxoutRule;
+pub use crate::domain::telemetry::{CircuitEvent, MaxoutClass};
 
 /// What a circuit is measured against.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,26 +20,12 @@ pub struct Capacity {
 
 impl Capacity {
     /// The severity of a sample over the threshold: the ceiling itself is still `burst`.
-    pub fn severity(self, mbps: f64) -> Severity {
+    pub fn severity(self, mbps: f64) -> MaxoutClass {
         match self.burst_mbps {
-            Some(burst) if burst > self.provisioned_mbps && mbps <= burst => Severity::Burst,
-            _ => Severity::Maxout,
+            Some(burst) if burst > self.provisioned_mbps && mbps <= burst => MaxoutClass::Burst,
+            _ => MaxoutClass::Maxout,
         }
     }
-}
-
-/// An event as it stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CircuitEvent {
-    /// Unix milliseconds of the first sample over the threshold.
-    pub start: i64,
-    /// Unix milliseconds of the last sample over the threshold.
-    pub end: i64,
-    pub samples: u32,
-    pub peak_mbps: f64,
-    /// Unix milliseconds of the (first) sample at the peak.
-    pub peak_at: i64,
-    pub severity: Severity,
 }
 
 /// Detector state of one circuit.
@@ -144,7 +95,7 @@ impl CircuitState {
         }
         self.last_at = Some(at);
         self.resumed = false;
-        let over = mbps >= rule.threshold * capacity.provisioned_mbps;
+        let over = mbps >= rule.threshold_fraction() * capacity.provisioned_mbps;
         if !over {
             self.pending.clear();
             return self.open.take().map(Transition::Closed);
@@ -211,7 +162,7 @@ mod tests {
     fn a_single_spike_under_the_debounce_is_nothing() {
         assert!(run(
             &[500.0, 1300.0, 500.0, 1300.0, 1300.0, 400.0],
-            MaxoutRule::default()
+            MaxoutRule::CIRCUIT
         )
         .is_empty());
     }
@@ -220,7 +171,7 @@ mod tests {
     fn a_sustained_maxout_opens_once_goes_on_and_closes() {
         let t = run(
             &[500.0, 1300.0, 1250.0, 1400.0, 1300.0, 900.0],
-            MaxoutRule::default(),
+            MaxoutRule::CIRCUIT,
         );
         assert_eq!(t.len(), 3, "{t:?}");
         let Transition::Opened(open) = &t[0] else {
@@ -228,7 +179,7 @@ mod tests {
         };
         assert_eq!((open.start, open.end, open.samples), (60, 180, 3));
         assert_eq!(open.peak_mbps, 1400.0);
-        assert_eq!(open.severity, Severity::Maxout);
+        assert_eq!(open.severity, MaxoutClass::Maxout);
         assert!(matches!(&t[1], Transition::Extended(e) if e.samples == 4));
         let Transition::Closed(closed) = &t[2] else {
             panic!("{t:?}")
@@ -238,10 +189,10 @@ mod tests {
 
     #[test]
     fn within_burst_is_the_lower_severity_until_it_passes_burst() {
-        let t = run(&[1100.0, 1050.0, 1100.0], MaxoutRule::default());
-        assert!(matches!(&t[0], Transition::Opened(e) if e.severity == Severity::Burst));
-        let t = run(&[1100.0, 1050.0, 1100.0, 1250.0], MaxoutRule::default());
-        assert!(matches!(&t[1], Transition::Extended(e) if e.severity == Severity::Maxout));
+        let t = run(&[1100.0, 1050.0, 1100.0], MaxoutRule::CIRCUIT);
+        assert!(matches!(&t[0], Transition::Opened(e) if e.severity == MaxoutClass::Burst));
+        let t = run(&[1100.0, 1050.0, 1100.0, 1250.0], MaxoutRule::CIRCUIT);
+        assert!(matches!(&t[1], Transition::Extended(e) if e.severity == MaxoutClass::Maxout));
     }
 
     #[test]
@@ -252,11 +203,11 @@ mod tests {
             samples: 3,
             peak_mbps: 1300.0,
             peak_at: 120,
-            severity: Severity::Maxout,
+            severity: MaxoutClass::Maxout,
         };
         let mut state = CircuitState::resumed(event.clone());
-        assert_eq!(state.feed(120, 1500.0, CAP, MaxoutRule::default()), None);
-        let Some(Transition::Extended(on)) = state.feed(240, 1500.0, CAP, MaxoutRule::default())
+        assert_eq!(state.feed(120, 1500.0, CAP, MaxoutRule::CIRCUIT), None);
+        let Some(Transition::Extended(on)) = state.feed(240, 1500.0, CAP, MaxoutRule::CIRCUIT)
         else {
             panic!("a sample over goes on with the resumed event")
         };
@@ -266,7 +217,7 @@ mod tests {
         );
         let mut state = CircuitState::resumed(event.clone());
         assert!(matches!(
-            state.feed(240, 100.0, CAP, MaxoutRule::default()),
+            state.feed(240, 100.0, CAP, MaxoutRule::CIRCUIT),
             Some(Transition::Closed(e)) if e.end == 180
         ));
         // The first sample long after: the event ends where it was, and the sample counts
@@ -274,20 +225,17 @@ mod tests {
         let mut state = CircuitState::resumed(event.clone());
         assert_eq!(state.expire_resumed(240, 600), None, "within the gap");
         assert_eq!(state.expire_resumed(10_000, 600), Some(event.clone()));
-        assert_eq!(state.feed(10_000, 1500.0, CAP, MaxoutRule::default()), None);
+        assert_eq!(state.feed(10_000, 1500.0, CAP, MaxoutRule::CIRCUIT), None);
         assert!(state.open_event().is_none());
         // Only the first sample after a resume is measured so.
         let mut state = CircuitState::resumed(event);
-        state.feed(240, 1500.0, CAP, MaxoutRule::default());
+        state.feed(240, 1500.0, CAP, MaxoutRule::CIRCUIT);
         assert_eq!(state.expire_resumed(10_000, 600), None);
     }
 
     #[test]
     fn the_threshold_and_debounce_are_configurable_and_old_samples_ignored() {
-        let rule = MaxoutRule {
-            threshold: 0.9,
-            consecutive: 1,
-        };
+        let rule = MaxoutRule::fraction(0.9, 1);
         let t = run(&[950.0], rule);
         assert!(matches!(&t[0], Transition::Opened(_)));
         let mut state = CircuitState::default();

@@ -1,32 +1,105 @@
-//! The one-off commands behind `netwarden-collector import ...` and `kpi run --once`: each
-//! opens the store, does the work through the library and prints a summary a person can act
-//! on. (`main.rs` only parses the command line and calls these.)
+//! `import circuits` and `import telemetry`: good rows imported, each refused one named by row
+//! and column.
 
+use super::{load, open_store};
 use crate::config::Settings;
-use crate::kpi::job::KpiError;
 use crate::telemetry::backfill::{Backfill, BackfillReport};
 use crate::telemetry::import::circuits::{self, CircuitImportOptions};
 use crate::telemetry::import::samples::read_samples;
-use anyhow::{bail, Result};
-use chrono::{DateTime, Utc};
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Subcommand;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-async fn open(settings: &Settings) -> Result<Arc<dyn crate::storage::Store>> {
-    let store = crate::storage::open(&settings.database, 2, settings.sqlite_sync).await?;
-    store.migrate().await?;
-    Ok(store)
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Circuits from CSV or XLSX (columns by header, case and spaces ignored: circuit_id,
+    /// provisioned_mbps, burst_mbps, account, pop, provisioned_at, upgraded_at,
+    /// decommissioned_at; rates may carry units, `1 Gbps`). Good rows are imported; each
+    /// refused one is named by row and column (exit 1 if any).
+    Circuits {
+        #[command(flatten)]
+        config: super::ConfigArg,
+        file: PathBuf,
+        /// Our column from the file's header: `--map provisioned_mbps="Speed (Mbps)"`.
+        #[arg(long = "map", value_name = "COLUMN=HEADER")]
+        map: Vec<String>,
+        /// What the burst column means: a ceiling (at least the provisioned rate) or headroom
+        /// above the provisioned rate.
+        #[arg(long, value_enum, default_value_t = BurstMeans::Ceiling)]
+        burst_means: BurstMeans,
+        /// Create accounts the file names that do not exist (id derived from the name:
+        /// "Acme Pty Ltd" is acme-pty-ltd). Accounts are matched by id or by name.
+        #[arg(long)]
+        create_accounts: bool,
+    },
+    /// Telemetry history of any age (NDJSON, or CSV with circuit_id, utilization_mbps,
+    /// timestamp): stored, and evaluated in time order for maxouts (recorded as historical).
+    Telemetry {
+        #[command(flatten)]
+        config: super::ConfigArg,
+        file: PathBuf,
+        /// Email customers about the maxouts found (off by default: it is history).
+        #[arg(long)]
+        notify: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BurstMeans {
+    Ceiling,
+    Headroom,
+}
+
+pub async fn run(command: ImportCommand) -> Result<()> {
+    match command {
+        ImportCommand::Circuits {
+            config,
+            file,
+            map,
+            burst_means,
+            create_accounts,
+        } => {
+            let options = CircuitImportOptions {
+                columns: column_map(&map)?,
+                burst_means: match burst_means {
+                    BurstMeans::Ceiling => circuits::BurstMeans::Ceiling,
+                    BurstMeans::Headroom => circuits::BurstMeans::Headroom,
+                },
+                create_accounts,
+            };
+            import_circuits(&load(&config.config)?, &file, &options).await
+        }
+        ImportCommand::Telemetry {
+            config,
+            file,
+            notify,
+        } => import_telemetry(&load(&config.config)?, &file, notify).await,
+    }
+}
+
+/// `--map COLUMN=HEADER` options, checked.
+fn column_map(map: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    map.iter()
+        .map(|m| {
+            let (ours, theirs) = m
+                .split_once('=')
+                .with_context(|| format!("--map {m:?}: write COLUMN=HEADER"))?;
+            Ok((ours.trim().to_string(), theirs.trim().to_string()))
+        })
+        .collect()
 }
 
 /// `import circuits FILE`: good rows imported, each refused one named; exits non-zero when a
 /// row was refused.
-pub async fn import_circuits(
+async fn import_circuits(
     settings: &Settings,
     file: &Path,
     options: &CircuitImportOptions,
 ) -> Result<()> {
-    let store = open(settings).await?;
+    let store = open_store(settings, 2).await?;
     let report = circuits::import(store.as_ref(), file, options, Utc::now())
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -55,14 +128,14 @@ pub async fn import_circuits(
 }
 
 /// `import telemetry FILE`: history of any age, stored and evaluated in time order.
-pub async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Result<()> {
+async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Result<()> {
     let samples = read_samples(file, Utc::now()).map_err(|problems| {
         for p in &problems {
             eprintln!("{}: {p}", file.display());
         }
         anyhow::anyhow!("{} problems; nothing was imported", problems.len())
     })?;
-    let store = open(settings).await?;
+    let store = open_store(settings, 2).await?;
     let notifier = match (&settings.email, notify) {
         (Some(email), true) => Some(Arc::new(
             crate::alert::customer::CustomerNotifier::new(
@@ -141,68 +214,4 @@ fn print_backfill(file: &Path, r: &BackfillReport, notify: bool) {
             r.older_than_retention
         );
     }
-}
-
-/// `kpi run --once [--from T --to T]`.
-pub async fn kpi_once(
-    settings: &Settings,
-    config: &Path,
-    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
-) -> Result<()> {
-    let Some(kpi) = &settings.kpi else {
-        bail!(
-            "{}: [kpi] directory is not set; nothing to do",
-            config.display()
-        );
-    };
-    if let Some((from, to)) = range {
-        if from >= to {
-            bail!("--from must be before --to");
-        }
-    }
-    let store = open(settings).await?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let job = crate::kpi::KpiJob::new(kpi.clone(), store, metrics);
-    let now = Utc::now();
-    let outcome = match range {
-        Some((from, to)) => job.run_range(now, from, to).await,
-        None => job.run_once(now).await,
-    };
-    if !matches!(outcome, Err(KpiError::Busy)) {
-        job.release().await?;
-    }
-    let report = outcome?;
-    println!(
-        "{} intervals and {} hours computed from {} files: {} rows counted, {} skipped",
-        report.intervals.len(),
-        report.hours.len(),
-        report.files_read,
-        report.rows,
-        report.skipped_rows
-    );
-    for start in &report.intervals {
-        println!("  interval {start}");
-    }
-    for start in &report.hours {
-        println!("  hour {start}");
-    }
-    for (name, why) in &report.bad_names {
-        println!("  ignored {name}: {why}");
-    }
-    for hour in &report.incomplete_hours {
-        println!("  hour {hour} not recomputed: files it was computed from are gone");
-    }
-    if let Some(old) = &report.too_old {
-        println!(
-            "  {} files from {} to {} are older than the look-back ({} h) and were not computed; to compute them run:\n    {}",
-            old.files, old.from, old.to, old.lookback_hours, old.command()
-        );
-    }
-    if !report.unreadable.is_empty() {
-        bail!(
-            "could not read {} (their intervals wait for the next run)",
-            report.unreadable.join(", ")
-        );
-    }
-    Ok(())
 }

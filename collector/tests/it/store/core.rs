@@ -1,13 +1,14 @@
 //! One storage suite, run against SQLite and PostgreSQL alike.
 
-use super::support::{at, batch, both_backends, probe_record};
+use super::store_suite;
+use crate::support::{at, batch, probe_record};
 use chrono::Duration;
 use netwarden_collector::storage::{DeviceQuery, HistoryQuery, IngestOutcome, Store};
 use netwarden_proto::v1;
 use netwarden_shared::{AgentId, DeviceStatus};
 use std::sync::Arc;
 
-both_backends!(
+store_suite!(
     a_replayed_batch_changes_nothing,
     devices_follow_the_newest_round,
     history_is_filtered_by_time_and_limited,
@@ -657,7 +658,7 @@ fn nul_named_host(sequence: u64) -> netwarden_shared::Batch {
 /// other batches down with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_postgres_refuses_is_a_permanent_error_and_fails_alone_in_its_group() {
-    let (store, _guard) = super::support::postgres_store().await;
+    let (store, _guard) = crate::support::postgres_store().await;
     let a = agent("nul-agent");
     let err = store
         .ingest(&a, nul_named_host(1), at(T0))
@@ -686,7 +687,7 @@ async fn a_batch_postgres_refuses_is_a_permanent_error_and_fails_alone_in_its_gr
 /// every start fail creating a partition for it. Partitions are made only for days near today.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_from_year_9999_in_the_table_does_not_stop_partitioning() {
-    let (store, _guard) = super::support::postgres_store().await;
+    let (store, _guard) = crate::support::postgres_store().await;
     let far = chrono::DateTime::parse_from_rfc3339("9999-12-31T12:00:00Z")
         .unwrap()
         .to_utc();
@@ -699,4 +700,56 @@ async fn a_round_from_year_9999_in_the_table_does_not_stop_partitioning() {
         .prepare_partitions(now + Duration::hours(1))
         .await
         .unwrap();
+}
+
+/// A SQLite database migrated before the migration numbers were aligned with PostgreSQL's has
+/// its migrations recorded under their earlier names: they count as applied, and are recorded
+/// under the aligned names from then on.
+#[tokio::test]
+async fn sqlite_migrations_recorded_under_earlier_names_are_not_applied_again() {
+    use netwarden_collector::storage::{SqliteStore, SqliteSync};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let aligned: Vec<String> = {
+        let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+        store.migrate().await.unwrap()
+    };
+    let earlier = [
+        ("0012_device_type", "0011_device_type"),
+        ("0012a_telemetry_intake", "0012_telemetry_intake"),
+        ("0012b_intake_file", "0013_intake_file"),
+        ("0013_customer_email_claims", "0014_customer_email_claims"),
+        ("0014_cacti_interval_ends", "0015_cacti_interval_ends"),
+        (
+            "0015_telemetry_in_time_order",
+            "0016_telemetry_in_time_order",
+        ),
+        ("0016_detection_trust", "0017_detection_trust"),
+        ("0017_revocations", "0018_revocations"),
+    ];
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (now, before) in earlier {
+            let renamed = conn
+                .execute(
+                    "UPDATE schema_migrations SET version = ?1 WHERE version = ?2",
+                    [before, now],
+                )
+                .unwrap();
+            assert_eq!(renamed, 1, "{now} was applied");
+        }
+    }
+    let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), Vec::<String>::new());
+    let recorded: Vec<String> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut expected = aligned;
+    expected.sort();
+    assert_eq!(recorded, expected);
 }

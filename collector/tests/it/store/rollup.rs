@@ -2,7 +2,8 @@
 //! arrive (and only then), 1-hour buckets over every reply, idempotent reruns, and retention
 //! per resolution.
 
-use super::support::{batch, both_backends, probe_record};
+use super::store_suite;
+use crate::support::{batch, probe_record};
 use chrono::{DateTime, Duration, Utc};
 use netwarden_collector::rollup::job::{Committed, RollupJob};
 use netwarden_collector::rollup::{retention, RetentionConfig};
@@ -10,7 +11,7 @@ use netwarden_collector::storage::{DeviceQuery, HistoryQuery, Store};
 use netwarden_shared::AgentId;
 use std::sync::Arc;
 
-both_backends!(rollups_follow_closed_buckets_and_late_rounds);
+store_suite!(rollups_follow_closed_buckets_and_late_rounds);
 
 fn base() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-21T09:00:00Z")
@@ -159,7 +160,7 @@ async fn rollups_follow_closed_buckets_and_late_rounds(store: Arc<dyn Store>) {
 async fn postgres_days_are_partitions_made_ahead_and_dropped_whole() {
     use netwarden_collector::storage::PostgresStore;
     use sqlx::Connection;
-    let db = super::support::PgDatabase::create().await;
+    let db = crate::support::PgDatabase::create().await;
     let store = PostgresStore::connect(&db.url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let old = base() - Duration::days(30);

@@ -1,8 +1,10 @@
 //! The anomaly lifecycle and notification outbox on both backends, and the claim that keeps
 //! two collectors on one PostgreSQL from sending the same notification.
 
-use super::support::{at, both_backends, PgDatabase};
+use super::store_suite;
+use crate::support::{at, PgDatabase};
 use chrono::Duration as ChronoDuration;
+use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::storage::alerting::{
     AlertEvent, AlertOutcome, AlertQuery, AnomalyQuery, AnomalyState, NewAnomaly, NewSilence,
     Opened, PlannedAlert, Severity,
@@ -12,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-both_backends!(
+store_suite!(
     opening_twice_is_one_anomaly_with_one_set_of_notifications,
     resolving_cancels_what_is_pending_and_tells_only_those_who_heard,
     acknowledging_stops_repeats_and_escalation,
@@ -24,7 +26,7 @@ both_backends!(
 
 fn anomaly(subject: &str, severity: Severity) -> NewAnomaly {
     NewAnomaly {
-        kind: "device_offline".into(),
+        kind: AnomalyKind::DeviceOffline,
         subject: subject.into(),
         group_key: Some("branch-7".into()),
         severity,
@@ -341,7 +343,7 @@ async fn a_suppressed_anomaly_queues_nothing(store: Arc<dyn Store>) {
 async fn silences_are_listed_until_they_end_and_deleted(store: Arc<dyn Store>) {
     let t0 = at(1_800_000_000_000);
     let spec = NewSilence {
-        kind: Some("device_offline".into()),
+        kind: Some(AnomalyKind::DeviceOffline),
         subject: Some("branch-7/*".into()),
         group_key: None,
         severity: None,

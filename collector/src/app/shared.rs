@@ -1,0 +1,65 @@
+//! What every part uses: the store (opened and migrated), the metrics, the alert engine, the
+//! token guard and the certificate revocations.
+
+use super::StartError;
+use crate::alert::engine::Engine;
+use crate::auth::Guard;
+use crate::config::Settings;
+use crate::grpc::revoke::Revocations;
+use crate::metrics::Metrics;
+use crate::storage::{self, Store};
+use std::sync::Arc;
+
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub engine: Arc<Engine>,
+    pub guard: Arc<Guard>,
+    pub revocations: Revocations,
+}
+
+impl Shared {
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let store = storage::open(
+            &settings.database,
+            settings.max_connections,
+            settings.sqlite_sync,
+        )
+        .await?;
+        let applied = store.migrate().await?;
+        tracing::info!(
+            database = %settings.database.describe(),
+            migrations_applied = applied.len(),
+            "database ready"
+        );
+        // Revocations are read before the first connection is taken (then every second, by
+        // the agents' part); the handshake refuses a revoked certificate.
+        let revocations = Revocations::default();
+        revocations.load(store.as_ref()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            settings.alerting.clone(),
+            metrics.clone(),
+        ));
+        let guard = Arc::new(Guard::new(store.clone(), settings.auth.clone()));
+        Ok(Shared {
+            store,
+            metrics,
+            engine,
+            guard,
+            revocations,
+        })
+    }
+}
+
+/// Binds `addr` and reads back the address bound (the port, when 0 was asked for).
+pub async fn bind(
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), StartError> {
+    let error = |source| StartError::Bind { what, addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
+}
