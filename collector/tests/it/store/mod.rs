@@ -4,8 +4,11 @@
 mod alerting;
 mod core;
 mod customers;
+mod kpi;
 mod poi;
 mod rollup;
+mod telemetry;
+mod tokens;
 
 /// Runs each listed case on both backends, as the tests `sqlite::case` and `postgres::case`.
 /// A case is `async fn case(store: Arc<dyn Store>)`, given a fresh store; with `backend:`
