@@ -303,13 +303,7 @@ impl v1::query_service_server::QueryService for Query {
     ) -> Result<Response<v1::ListAnomaliesResponse>, Status> {
         self.caller(&request, Role::Viewer).await?;
         let r = request.into_inner();
-        // A name that is no kind matches nothing, as in REST.
-        let kind = match text("kind", r.kind)?.map(|k| AnomalyKind::parse(&k)) {
-            Some(None) => return Ok(Response::new(v1::ListAnomaliesResponse::default())),
-            Some(Some(kind)) => Some(kind),
-            None => None,
-        };
-        let query = AnomalyQuery {
+        let mut query = AnomalyQuery {
             severity: parse(
                 "severity",
                 empty(r.severity).as_deref(),
@@ -322,12 +316,19 @@ impl v1::query_service_server::QueryService for Query {
                 AnomalyState::parse,
                 "open, acknowledged, resolved",
             )?,
-            kind,
+            kind: None,
             subject: None,
             group_key: None,
             limit: limit(r.limit, 100, MAX_PAGE)?,
             offset: r.offset,
         };
+        // Checked after the rest, as in REST: a name that is no kind matches nothing.
+        if let Some(name) = text("kind", r.kind)? {
+            match AnomalyKind::parse(&name) {
+                Some(kind) => query.kind = Some(kind),
+                None => return Ok(Response::new(v1::ListAnomaliesResponse::default())),
+            }
+        }
         let found = self.store.anomalies(&query).await.map_err(ApiError::from)?;
         Ok(Response::new(v1::ListAnomaliesResponse {
             anomalies: found.into_iter().map(anomaly).collect(),

@@ -113,12 +113,7 @@ async fn anomalies(
     params: Result<Query<AnomalyParams>, QueryRejection>,
 ) -> Result<Json<Vec<Anomaly>>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let kind = match p.kind.as_deref().map(AnomalyKind::parse) {
-        Some(None) => return Ok(Json(Vec::new())),
-        Some(Some(kind)) => Some(kind),
-        None => None,
-    };
-    let query = AnomalyQuery {
+    let mut query = AnomalyQuery {
         severity: parse(
             "severity",
             p.severity.as_deref(),
@@ -131,12 +126,20 @@ async fn anomalies(
             AnomalyState::parse,
             "open, acknowledged, resolved",
         )?,
-        kind,
+        kind: None,
         subject: p.subject,
         group_key: p.group,
         limit: page_limit(p.limit, 100, MAX_PAGE)?,
         offset: super::page_offset(p.offset)?,
     };
+    // The other parameters are checked first: a name that is no kind matches nothing, but
+    // does not excuse a bad `state`.
+    if let Some(name) = p.kind.as_deref() {
+        match AnomalyKind::parse(name) {
+            Some(kind) => query.kind = Some(kind),
+            None => return Ok(Json(Vec::new())),
+        }
+    }
     Ok(Json(state.store.anomalies(&query).await?))
 }
 

@@ -187,6 +187,13 @@ async fn api_errors_are_json_with_the_right_status() {
             "agent id",
         ),
         ("/api/nothing-here", 404, "not_found", "endpoint"),
+        // A name that is no kind matches nothing, but a bad state is still refused.
+        (
+            "/api/anomalies?kind=nonsense&state=bogus",
+            400,
+            "invalid_argument",
+            "state",
+        ),
     ];
     for (path, want_status, want_code, mentions) in cases {
         let (status, body) = get(&collector, path).await;
@@ -198,6 +205,8 @@ async fn api_errors_are_json_with_the_right_status() {
             "{path}: {message:?} should mention {mentions:?}"
         );
     }
+    let (status, body) = get(&collector, "/api/anomalies?kind=nonsense").await;
+    assert_eq!((status, body), (200, serde_json::json!([])));
 }
 
 crate::store::store_suite!(backend:
