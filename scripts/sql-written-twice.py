@@ -4,7 +4,8 @@
 Reads the string literals that start with a SQL verb in collector/src/storage/{sqlite,postgres}
 and counts the SQLite statements whose text PostgreSQL also has: exactly (but for the
 placeholders, `?1` and `$1`), and loosely (also taking SQLite's old `_ms` column suffixes for
-PostgreSQL's names). Usage: scripts/sql-written-twice.py [CHECKOUT]
+PostgreSQL's names). Statements both run alike live once in collector/src/storage/sql/ and are
+not counted. Usage: scripts/sql-written-twice.py [CHECKOUT]
 """
 import pathlib
 import re

@@ -1,6 +1,7 @@
 //! Turns a batch into the rows both backends write, so the two stay in step: the newest round
 //! per device (for the device's current status) and the records split by kind.
 
+use super::merge;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{Batch, DiscoveredHost, ProbeRound, RecordKind, SpeedTest};
 use std::collections::HashMap;
@@ -74,14 +75,18 @@ impl<'a> BatchPlan<'a> {
                 RecordKind::Discovery(host) => {
                     plan.discoveries.push((host, at, record.record_id));
                     let entry = device(&mut latest, host.address, at);
-                    if entry.identity.as_ref().is_none_or(|i| at >= i.at) {
-                        entry.identity = Some(Identity {
-                            at,
-                            mac: host.mac.clone(),
-                            vendor: host.vendor.clone(),
-                            hostname: host.hostname.clone(),
-                        });
-                    }
+                    let sighting = Identity {
+                        at,
+                        mac: host.mac.clone(),
+                        vendor: host.vendor.clone(),
+                        hostname: host.hostname.clone(),
+                    };
+                    // The rule the store's upsert applies across batches (`merge::DEVICE`),
+                    // so one group of batches stores what the same batches one by one would.
+                    entry.identity = Some(match entry.identity.take() {
+                        Some(held) => merge::identities(held, sighting),
+                        None => sighting,
+                    });
                 }
                 RecordKind::SpeedTest(test) => plan.speed_tests.push((test, at, record.record_id)),
             }
@@ -162,5 +167,55 @@ mod tests {
             (t(20), DeviceStatus::Online.code(), 0.0)
         );
         assert_eq!(plan.devices[0].probe.unwrap().loss_pct, 50.0);
+    }
+
+    #[test]
+    fn sightings_in_one_batch_merge_as_across_batches() {
+        let t = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let host = |mac: &str, hostname: Option<&str>| {
+            RecordKind::Discovery(DiscoveredHost {
+                address: "10.0.0.9".parse().unwrap(),
+                mac: Some(mac.into()),
+                vendor: None,
+                hostname: hostname.map(Into::into),
+                open_ports: vec![],
+                rtt_ms: None,
+                method: netwarden_shared::DiscoveryMethod::IcmpAndArp,
+                site: None,
+                local: false,
+            })
+        };
+        let batch = Batch {
+            sequence: 1,
+            claimed_agent_id: None,
+            status: AgentStatus::default(),
+            records: vec![
+                Record {
+                    record_id: 1,
+                    observed_at: t(20),
+                    kind: host("b8:27:eb:00:00:02", None),
+                },
+                Record {
+                    record_id: 2,
+                    observed_at: t(10),
+                    kind: host("00:00:0c:00:00:01", Some("core-sw1.lab")),
+                },
+            ],
+        };
+        let identity = BatchPlan::new([&batch]).devices[0]
+            .identity
+            .clone()
+            .unwrap();
+        assert_eq!(identity.at, t(20));
+        assert_eq!(
+            identity.mac.as_deref(),
+            Some("b8:27:eb:00:00:02"),
+            "the newer MAC"
+        );
+        assert_eq!(
+            identity.hostname.as_deref(),
+            Some("core-sw1.lab"),
+            "the gap filled"
+        );
     }
 }

@@ -6,6 +6,8 @@ use super::{
     status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
     IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError, UNASSIGNED,
 };
+use crate::storage::sql::core::DEVICE_COLUMNS;
+use crate::storage::{merge, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus};
@@ -13,6 +15,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 mod alerting;
@@ -91,9 +94,6 @@ fn device_row(row: &PgRow) -> sqlx::Result<DeviceRow> {
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen,
-    last_seen, last_probe_at, last_loss_pct, last_rtt_ms, device_type, alive_by";
-
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -123,7 +123,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
+        sqlx::query(sql::core::PING.postgres)
             .execute(&self.pool)
             .await
             .map_err(failed("checking the database"))?;
@@ -150,13 +150,10 @@ impl Store for PostgresStore {
     }
 
     async fn agents(&self) -> Result<Vec<AgentRow>> {
-        let rows = sqlx::query(
-            "SELECT id, first_seen, last_seen, results_received, batches_received, last_sequence,
-                 buffer_backlog, dropped_total FROM agents ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing agents"))?;
+        let rows = sqlx::query(sql::core::AGENTS.postgres)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing agents"))?;
         rows.iter()
             .map(|row| {
                 Ok(AgentRow {
@@ -234,13 +231,11 @@ impl Store for PostgresStore {
     }
 
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading a device"))?;
+        let row = sqlx::query(sql::core::DEVICE.postgres)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a device"))?;
         row.as_ref()
             .map(device_row)
             .transpose()
@@ -248,14 +243,11 @@ impl Store for PostgresStore {
     }
 
     async fn identity_changes(&self, id: i64) -> Result<Vec<IdentityChange>> {
-        let rows = sqlx::query(
-            "SELECT ts, mac, vendor FROM discoveries WHERE device_id = $1
-             ORDER BY ts, agent_record_id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading identity changes"))?;
+        let rows = sqlx::query(sql::core::IDENTITY_CHANGES.postgres)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading identity changes"))?;
         let rows = rows
             .iter()
             .map(|row| {
@@ -271,19 +263,14 @@ impl Store for PostgresStore {
     }
 
     async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>> {
-        let rows = sqlx::query(
-            "SELECT ts, agent_record_id, sent, received, rtt_min, rtt_median, rtt_mean, rtt_max,
-                 rtt_p95, rtt_stddev, jitter, rtts, status
-             FROM probe_results WHERE device_id = $1 AND ts >= $2 AND ts < $3
-             ORDER BY ts, agent_record_id LIMIT $4",
-        )
-        .bind(id)
-        .bind(query.from)
-        .bind(query.to)
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading device history"))?;
+        let rows = sqlx::query(sql::core::DEVICE_HISTORY.postgres)
+            .bind(id)
+            .bind(query.from)
+            .bind(query.to)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading device history"))?;
         rows.iter()
             .map(|row| {
                 let sent: i32 = row.try_get("sent")?;
@@ -439,6 +426,28 @@ async fn ingest_group(
     Ok(outcomes)
 }
 
+/// The devices of a batch, upserted in one statement, merging under [`merge::DEVICE`]'s rules.
+static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
+             status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at, alive_by)
+         SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.first, u.seen, u.status,
+             u.probe_at, u.loss, u.rtt, u.identity_at, u.alive_by
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+             $7::smallint[], $8::timestamptz[], $9::real[], $10::real[], $11::timestamptz[],
+             $12::timestamptz[], $13::text[])
+             AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt, first,
+                  identity_at, alive_by)
+         ON CONFLICT (agent_id, address) DO UPDATE SET {}
+         RETURNING id, address",
+        merge::device_assignments(
+            merge::POSTGRES,
+            |c| format!("devices.{c}"),
+            |c| format!("EXCLUDED.{c}")
+        )
+    )
+});
+
 /// Writes one agent's new batches: devices, probe results, discoveries, speed tests.
 async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch]) -> Result<()> {
     let plan = BatchPlan::new(batches.iter().copied());
@@ -474,54 +483,23 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         rtts.push(device.probe.and_then(|p| p.rtt_ms));
         alive.push(device.probe.and_then(|p| p.alive_by).map(str::to_string));
     }
-    let rows = sqlx::query(
-        "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
-             status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at, alive_by)
-         SELECT $1, u.address, u.mac, u.vendor, u.hostname, u.first, u.seen, u.status,
-             u.probe_at, u.loss, u.rtt, u.identity_at, u.alive_by
-         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-             $7::smallint[], $8::timestamptz[], $9::real[], $10::real[], $11::timestamptz[],
-             $12::timestamptz[], $13::text[])
-             AS u(address, mac, vendor, hostname, seen, status, probe_at, loss, rtt, first,
-                  identity_at, alive_by)
-         ON CONFLICT (agent_id, address) DO UPDATE SET
-             first_seen = LEAST(devices.first_seen, EXCLUDED.first_seen),
-             last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
-             -- An older sighting (a late replay) only fills gaps; a newer one wins.
-             mac = CASE WHEN EXCLUDED.identity_at >= COALESCE(devices.identity_at, '-infinity')
-                   THEN COALESCE(EXCLUDED.mac, devices.mac) ELSE COALESCE(devices.mac, EXCLUDED.mac) END,
-             vendor = CASE WHEN EXCLUDED.identity_at >= COALESCE(devices.identity_at, '-infinity')
-                   THEN COALESCE(EXCLUDED.vendor, devices.vendor) ELSE COALESCE(devices.vendor, EXCLUDED.vendor) END,
-             hostname = CASE WHEN EXCLUDED.identity_at >= COALESCE(devices.identity_at, '-infinity')
-                   THEN COALESCE(EXCLUDED.hostname, devices.hostname) ELSE COALESCE(devices.hostname, EXCLUDED.hostname) END,
-             identity_at = GREATEST(devices.identity_at, EXCLUDED.identity_at),
-             status = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                      THEN EXCLUDED.status ELSE devices.status END,
-             alive_by = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                      THEN EXCLUDED.alive_by ELSE devices.alive_by END,
-             last_loss_pct = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                      THEN EXCLUDED.last_loss_pct ELSE devices.last_loss_pct END,
-             last_rtt_ms = CASE WHEN EXCLUDED.last_probe_at >= COALESCE(devices.last_probe_at, '-infinity')
-                      THEN EXCLUDED.last_rtt_ms ELSE devices.last_rtt_ms END,
-             last_probe_at = GREATEST(devices.last_probe_at, EXCLUDED.last_probe_at)
-         RETURNING id, address",
-    )
-    .bind(agent)
-    .bind(&addresses)
-    .bind(&macs)
-    .bind(&vendors)
-    .bind(&hostnames)
-    .bind(&seen)
-    .bind(&statuses)
-    .bind(&probe_at)
-    .bind(&losses)
-    .bind(&rtts)
-    .bind(&firsts)
-    .bind(&identity_at)
-    .bind(&alive)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(failed("upserting devices"))?;
+    let rows = sqlx::query(&DEVICE_UPSERT)
+        .bind(agent)
+        .bind(&addresses)
+        .bind(&macs)
+        .bind(&vendors)
+        .bind(&hostnames)
+        .bind(&seen)
+        .bind(&statuses)
+        .bind(&probe_at)
+        .bind(&losses)
+        .bind(&rtts)
+        .bind(&firsts)
+        .bind(&identity_at)
+        .bind(&alive)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(failed("upserting devices"))?;
     let mut device_ids: HashMap<IpAddr, i64> = HashMap::with_capacity(rows.len());
     for row in rows {
         let address: String = row

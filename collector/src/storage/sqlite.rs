@@ -10,6 +10,8 @@ use super::{
     IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
     UNASSIGNED,
 };
+use crate::storage::sql::core::DEVICE_COLUMNS;
+use crate::storage::{merge, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus};
@@ -17,7 +19,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 mod alerting;
 mod checkpoint;
@@ -425,6 +427,48 @@ impl Known<'_> {
     }
 }
 
+/// The device upsert, merging under [`merge::DEVICE`]'s rules.
+static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen, last_seen,
+             status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at, alive_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?12, ?13)
+         ON CONFLICT (agent_id, address) DO UPDATE SET {}
+         RETURNING id",
+        merge::device_assignments(merge::SQLITE, str::to_string, |c| format!("excluded.{c}"))
+    )
+});
+
+/// Where [`DEVICE_UPDATE`] takes each incoming column (`?1` is the row id).
+const DEVICE_UPDATE_PARAMS: &[(&str, &str)] = &[
+    ("first_seen", "?2"),
+    ("last_seen", "?3"),
+    ("mac", "?4"),
+    ("vendor", "?5"),
+    ("hostname", "?6"),
+    ("status", "?7"),
+    ("last_probe_at", "?8"),
+    ("last_loss_pct", "?9"),
+    ("last_rtt_ms", "?10"),
+    ("identity_at", "?11"),
+    ("alive_by", "?12"),
+];
+
+/// The same merge for a device this writer already knows, by row id.
+static DEVICE_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    let param = |column: &str| {
+        DEVICE_UPDATE_PARAMS
+            .iter()
+            .find(|(c, _)| *c == column)
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_else(|| panic!("DEVICE_UPDATE_PARAMS lacks the merged column {column}"))
+    };
+    format!(
+        "UPDATE devices SET {} WHERE id = ?1",
+        merge::device_assignments(merge::SQLITE, str::to_string, param)
+    )
+});
+
 fn ingest_one(
     tx: &Connection,
     agent: &str,
@@ -477,59 +521,11 @@ fn ingest_one(
     let mut device_ids = HashMap::with_capacity(plan.devices.len());
     {
         let mut upsert = tx
-            .prepare_cached(
-                "INSERT INTO devices (agent_id, address, mac, vendor, hostname, first_seen,
-                     last_seen, status, last_probe_at, last_loss_pct, last_rtt_ms, identity_at,
-                     alive_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?12, ?13)
-                 ON CONFLICT (agent_id, address) DO UPDATE SET
-                     first_seen = min(first_seen, excluded.first_seen),
-                     last_seen = max(last_seen, excluded.last_seen),
-                     mac = CASE WHEN excluded.identity_at >= coalesce(identity_at, 0)
-                              THEN coalesce(excluded.mac, mac) ELSE coalesce(mac, excluded.mac) END,
-                     vendor = CASE WHEN excluded.identity_at >= coalesce(identity_at, 0)
-                              THEN coalesce(excluded.vendor, vendor) ELSE coalesce(vendor, excluded.vendor) END,
-                     hostname = CASE WHEN excluded.identity_at >= coalesce(identity_at, 0)
-                              THEN coalesce(excluded.hostname, hostname) ELSE coalesce(hostname, excluded.hostname) END,
-                     identity_at = CASE WHEN excluded.identity_at IS NULL THEN identity_at
-                              ELSE max(coalesce(identity_at, 0), excluded.identity_at) END,
-                     status = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
-                              THEN excluded.status ELSE status END,
-                     alive_by = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
-                              THEN excluded.alive_by ELSE alive_by END,
-                     last_loss_pct = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
-                              THEN excluded.last_loss_pct ELSE last_loss_pct END,
-                     last_rtt_ms = CASE WHEN excluded.last_probe_at >= coalesce(last_probe_at, 0)
-                              THEN excluded.last_rtt_ms ELSE last_rtt_ms END,
-                     last_probe_at = CASE WHEN excluded.last_probe_at IS NULL THEN last_probe_at
-                              ELSE max(coalesce(last_probe_at, 0), excluded.last_probe_at) END
-                 RETURNING id",
-            )
+            .prepare_cached(&DEVICE_UPSERT)
             .map_err(failed("preparing the device upsert"))?;
         // A known device needs only an update by row id, several times cheaper than the upsert.
         let mut update = tx
-            .prepare_cached(
-                "UPDATE devices SET
-                     first_seen = min(first_seen, ?2),
-                     last_seen = max(last_seen, ?3),
-                     mac = CASE WHEN ?11 >= coalesce(identity_at, 0)
-                              THEN coalesce(?4, mac) ELSE coalesce(mac, ?4) END,
-                     vendor = CASE WHEN ?11 >= coalesce(identity_at, 0)
-                              THEN coalesce(?5, vendor) ELSE coalesce(vendor, ?5) END,
-                     hostname = CASE WHEN ?11 >= coalesce(identity_at, 0)
-                              THEN coalesce(?6, hostname) ELSE coalesce(hostname, ?6) END,
-                     identity_at = CASE WHEN ?11 IS NULL THEN identity_at
-                              ELSE max(coalesce(identity_at, 0), ?11) END,
-                     status = CASE WHEN ?8 >= coalesce(last_probe_at, 0) THEN ?7 ELSE status END,
-                     alive_by = CASE WHEN ?8 >= coalesce(last_probe_at, 0) THEN ?12 ELSE alive_by END,
-                     last_loss_pct = CASE WHEN ?8 >= coalesce(last_probe_at, 0)
-                              THEN ?9 ELSE last_loss_pct END,
-                     last_rtt_ms = CASE WHEN ?8 >= coalesce(last_probe_at, 0)
-                              THEN ?10 ELSE last_rtt_ms END,
-                     last_probe_at = CASE WHEN ?8 IS NULL THEN last_probe_at
-                              ELSE max(coalesce(last_probe_at, 0), ?8) END
-                 WHERE id = ?1",
-            )
+            .prepare_cached(&DEVICE_UPDATE)
             .map_err(failed("preparing the device update"))?;
         for device in &plan.devices {
             let identity = device.identity.clone().unwrap_or_default();
@@ -671,9 +667,6 @@ fn ingest_one(
     Ok(IngestOutcome::Stored { records })
 }
 
-const DEVICE_COLUMNS: &str = "id, agent_id, address, mac, vendor, hostname, status, first_seen,
-    last_seen, last_probe_at, last_loss_pct, last_rtt_ms, device_type, alive_by";
-
 fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {
         id: row.get(0)?,
@@ -767,7 +760,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<()> {
         self.read(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
+            conn.query_row(sql::core::PING.sqlite, [], |_| Ok(()))
                 .map_err(failed("checking the database"))
         })
         .await
@@ -785,10 +778,7 @@ impl Store for SqliteStore {
     async fn agents(&self) -> Result<Vec<AgentRow>> {
         self.read(|conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, first_seen, last_seen, results_received, batches_received,
-                         last_sequence, buffer_backlog, dropped_total FROM agents ORDER BY id",
-                )
+                .prepare_cached(sql::core::AGENTS.sqlite)
                 .map_err(failed("listing agents"))?;
             let rows = stmt
                 .query_map([], |row| {
@@ -881,9 +871,7 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             w.conn
-                .prepare_cached(&format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
-                ))
+                .prepare_cached(sql::core::DEVICE.sqlite)
                 .and_then(|mut s| s.query_row([id], device_row).optional())
                 .map_err(failed("setting a device's type"))
         })
@@ -892,11 +880,9 @@ impl Store for SqliteStore {
 
     async fn device(&self, id: i64) -> Result<Option<DeviceRow>> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([id], device_row).optional())
-            .map_err(failed("reading a device"))
+            conn.prepare_cached(sql::core::DEVICE.sqlite)
+                .and_then(|mut s| s.query_row([id], device_row).optional())
+                .map_err(failed("reading a device"))
         })
         .await
     }
@@ -904,10 +890,7 @@ impl Store for SqliteStore {
     async fn identity_changes(&self, id: i64) -> Result<Vec<IdentityChange>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT ts, mac, vendor FROM discoveries WHERE device_id = ?1
-                     ORDER BY ts, agent_record_id",
-                )
+                .prepare_cached(sql::core::IDENTITY_CHANGES.sqlite)
                 .map_err(failed("reading identity changes"))?;
             let rows = stmt
                 .query_map(params![id], |row| {
@@ -924,12 +907,7 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT ts, agent_record_id, sent, received, rtt_min, rtt_median, rtt_mean,
-                         rtt_max, rtt_p95, rtt_stddev, jitter, rtts, status
-                     FROM probe_results WHERE device_id = ?1 AND ts >= ?2 AND ts < ?3
-                     ORDER BY ts, agent_record_id LIMIT ?4",
-                )
+                .prepare_cached(sql::core::DEVICE_HISTORY.sqlite)
                 .map_err(failed("reading device history"))?;
             let rows = stmt
                 .query_map(

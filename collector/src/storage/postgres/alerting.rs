@@ -7,19 +7,15 @@ use crate::storage::alerting::{
     AnomalyQuery, AnomalyState, NewAnomaly, NewSilence, Opened, PlannedAlert, Severity, Silence,
     UnknownKind,
 };
+use crate::storage::sql;
+use crate::storage::sql::alerting::ALERT_COLUMNS;
+use crate::storage::sql::alerting::ANOMALY_COLUMNS;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::time::Duration;
-
-const ANOMALY_COLUMNS: &str = "id, kind, subject, group_key, severity, state, summary, details,
-    suppressed, opened_at, updated_at, ack_at, ack_by, ack_note, resolved_at, resolved_by,
-    resolve_note";
-
-const ALERT_COLUMNS: &str = "id, anomaly_id, channel, recipient, event, step, severity, state,
-    due_at, attempts, recovered, error, sent_at, created_at, ack_at, ack_by";
 
 /// A stored anomaly kind; a name this build does not know is a decode error naming the column.
 fn parse_kind(column: &str, text: &str) -> sqlx::Result<AnomalyKind> {
@@ -87,18 +83,16 @@ fn interval(d: Duration) -> chrono::Duration {
 }
 
 async fn get_anomaly(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Anomaly>> {
-    sqlx::query(&format!(
-        "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .map(|r| anomaly_row(&r))
-    .transpose()
+    sqlx::query(sql::alerting::GET_ANOMALY.postgres)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| anomaly_row(&r))
+        .transpose()
 }
 
 async fn get_alert(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<AlertRow>> {
-    sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+    sqlx::query(sql::alerting::GET_ALERT.postgres)
         .bind(id)
         .fetch_optional(conn)
         .await?
@@ -124,27 +118,22 @@ async fn acknowledge(
     note: Option<&str>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let changed = sqlx::query(
-        "UPDATE anomalies SET state = 'acknowledged', ack_at = $2, ack_by = $3, ack_note = $4,
-             updated_at = $2 WHERE id = $1 AND state = 'open'",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(by)
-    .bind(note)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if changed > 0 {
-        cancel_pending(&mut *conn, id).await?;
-        sqlx::query(
-            "UPDATE alerts SET ack_at = $2, ack_by = $3 WHERE anomaly_id = $1 AND ack_at IS NULL",
-        )
+    let changed = sqlx::query(sql::alerting::ACKNOWLEDGE_ANOMALY.postgres)
         .bind(id)
         .bind(now)
         .bind(by)
+        .bind(note)
         .execute(&mut *conn)
-        .await?;
+        .await?
+        .rows_affected();
+    if changed > 0 {
+        cancel_pending(&mut *conn, id).await?;
+        sqlx::query(sql::alerting::ACKNOWLEDGE_ANOMALY_ALERTS.postgres)
+            .bind(id)
+            .bind(now)
+            .bind(by)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -187,24 +176,19 @@ impl AlertStore for PostgresStore {
             Some(id) => {
                 if suppressed.is_none() {
                     for p in plan {
-                        sqlx::query(
-                            "INSERT INTO alerts (anomaly_id, channel, recipient, event, step,
-                                 severity, repeat_secs, state, due_at, created_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
-                             ON CONFLICT DO NOTHING",
-                        )
-                        .bind(id)
-                        .bind(&p.channel)
-                        .bind(&p.recipient)
-                        .bind(p.event.as_str())
-                        .bind(p.step)
-                        .bind(p.severity.as_str())
-                        .bind(p.repeat.as_secs() as i32)
-                        .bind(now + interval(p.delay))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed("queueing notifications"))?;
+                        sqlx::query(sql::alerting::QUEUE_ALERT.postgres)
+                            .bind(id)
+                            .bind(&p.channel)
+                            .bind(&p.recipient)
+                            .bind(p.event.as_str())
+                            .bind(p.step)
+                            .bind(p.severity.as_str())
+                            .bind(p.repeat.as_secs() as i32)
+                            .bind(now + interval(p.delay))
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed("queueing notifications"))?;
                     }
                 }
                 Opened::New(id)
@@ -223,18 +207,15 @@ impl AlertStore for PostgresStore {
                 let severity = Severity::parse(&stored)
                     .unwrap_or(a.severity)
                     .max(a.severity);
-                sqlx::query(
-                    "UPDATE anomalies SET severity = $2, summary = $3, details = $4, updated_at = $5
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(severity.as_str())
-                .bind(&a.summary)
-                .bind(&details)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("refreshing an anomaly"))?;
+                sqlx::query(sql::alerting::REFRESH_ANOMALY.postgres)
+                    .bind(id)
+                    .bind(severity.as_str())
+                    .bind(&a.summary)
+                    .bind(&details)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed("refreshing an anomaly"))?;
                 Opened::Existing(id)
             }
         };
@@ -243,16 +224,14 @@ impl AlertStore for PostgresStore {
     }
 
     async fn active_anomaly(&self, dedup_key: &str) -> Result<Option<Anomaly>> {
-        sqlx::query(&format!(
-            "SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE dedup_key = $1 AND state <> 'resolved'"
-        ))
-        .bind(dedup_key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading an anomaly"))?
-        .map(|r| anomaly_row(&r))
-        .transpose()
-        .map_err(failed("reading an anomaly"))
+        sqlx::query(sql::alerting::ACTIVE_ANOMALY.postgres)
+            .bind(dedup_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an anomaly"))?
+            .map(|r| anomaly_row(&r))
+            .transpose()
+            .map_err(failed("reading an anomaly"))
     }
 
     async fn resolve_anomaly(
@@ -264,18 +243,15 @@ impl AlertStore for PostgresStore {
     ) -> Result<Option<Anomaly>> {
         let action = "resolving an anomaly";
         let mut tx = self.pool.begin().await.map_err(failed(action))?;
-        let changed = sqlx::query(
-            "UPDATE anomalies SET state = 'resolved', resolved_at = $2, resolved_by = $3,
-                 resolve_note = $4, updated_at = $2 WHERE id = $1 AND state <> 'resolved'",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(by)
-        .bind(note)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed(action))?
-        .rows_affected();
+        let changed = sqlx::query(sql::alerting::RESOLVE_ANOMALY.postgres)
+            .bind(id)
+            .bind(now)
+            .bind(by)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(action))?
+            .rows_affected();
         if changed > 0 {
             cancel_pending(&mut tx, id).await.map_err(failed(action))?;
             sqlx::query(
@@ -415,21 +391,15 @@ impl AlertStore for PostgresStore {
         let action = "recording a send";
         let mut tx = self.pool.begin().await.map_err(failed(action))?;
         let changed = match outcome {
-            AlertOutcome::Sent => sqlx::query(
-                "UPDATE alerts SET state = 'sent', sent_at = $3, error = NULL, claimed_by = NULL
-                 WHERE id = $1 AND claimed_by = $2 AND state = 'sending'",
-            )
-            .bind(id)
-            .bind(holder)
-            .bind(now),
-            AlertOutcome::Retry { at, error } => sqlx::query(
-                "UPDATE alerts SET state = 'pending', due_at = $3, error = $4, claimed_by = NULL
-                 WHERE id = $1 AND claimed_by = $2 AND state = 'sending'",
-            )
-            .bind(id)
-            .bind(holder)
-            .bind(*at)
-            .bind(error),
+            AlertOutcome::Sent => sqlx::query(sql::alerting::ALERT_SENT.postgres)
+                .bind(id)
+                .bind(holder)
+                .bind(now),
+            AlertOutcome::Retry { at, error } => sqlx::query(sql::alerting::ALERT_RETRY.postgres)
+                .bind(id)
+                .bind(holder)
+                .bind(*at)
+                .bind(error),
             AlertOutcome::Defer { at } => sqlx::query(
                 "UPDATE alerts SET state = 'pending', due_at = $3, claimed_by = NULL,
                      attempts = GREATEST(attempts - 1, 0)
@@ -438,13 +408,10 @@ impl AlertStore for PostgresStore {
             .bind(id)
             .bind(holder)
             .bind(*at),
-            AlertOutcome::Failed { error } => sqlx::query(
-                "UPDATE alerts SET state = 'failed', error = $3, claimed_by = NULL
-                 WHERE id = $1 AND claimed_by = $2 AND state = 'sending'",
-            )
-            .bind(id)
-            .bind(holder)
-            .bind(error),
+            AlertOutcome::Failed { error } => sqlx::query(sql::alerting::ALERT_FAILED.postgres)
+                .bind(id)
+                .bind(holder)
+                .bind(error),
         }
         .execute(&mut *tx)
         .await
@@ -472,14 +439,11 @@ impl AlertStore for PostgresStore {
     }
 
     async fn next_alert_due(&self, channel: &str) -> Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN state = 'pending' THEN due_at ELSE claim_until_at END)
-             FROM alerts WHERE channel = $1 AND state IN ('pending', 'sending')",
-        )
-        .bind(channel)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(failed("reading the outbox"))
+        sqlx::query_scalar(sql::alerting::NEXT_ALERT_DUE.postgres)
+            .bind(channel)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the outbox"))
     }
 
     async fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
@@ -542,7 +506,7 @@ impl AlertStore for PostgresStore {
         let Some(alert) = get_alert(&mut tx, id).await.map_err(failed(action))? else {
             return Ok(None);
         };
-        sqlx::query("UPDATE alerts SET ack_at = $2, ack_by = $3 WHERE id = $1 AND ack_at IS NULL")
+        sqlx::query(sql::alerting::ACKNOWLEDGE_ALERT.postgres)
             .bind(id)
             .bind(now)
             .bind(by)
@@ -583,14 +547,11 @@ impl AlertStore for PostgresStore {
     }
 
     async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, subject, group_key, severity, starts_at, ends_at, created_by,
-                 comment, created_at FROM silences WHERE ends_at > $1 ORDER BY id",
-        )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing silences"))?;
+        let rows = sqlx::query(sql::alerting::SILENCES.postgres)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing silences"))?;
         rows.iter()
             .map(|r| -> sqlx::Result<Silence> {
                 let severity: Option<String> = r.try_get("severity")?;
@@ -617,7 +578,7 @@ impl AlertStore for PostgresStore {
     }
 
     async fn delete_silence(&self, id: i64) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM silences WHERE id = $1")
+        Ok(sqlx::query(sql::alerting::DELETE_SILENCE.postgres)
             .bind(id)
             .execute(&self.pool)
             .await

@@ -2,6 +2,7 @@
 
 use super::PostgresStore;
 use crate::storage::customers::{Account, CustomerStore, Employee, NotificationRecord};
+use crate::storage::sql;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,29 +29,23 @@ fn employee_row(r: &PgRow) -> sqlx::Result<Employee> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, name, contact_name, contact_email, account_manager, cx_manager";
-
 #[async_trait]
 impl CustomerStore for PostgresStore {
     async fn save_employee(&self, e: &Employee, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO employees (id, name, email, phone, updated_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                 phone = excluded.phone, updated_at = excluded.updated_at",
-        )
-        .bind(&e.id)
-        .bind(&e.name)
-        .bind(&e.email)
-        .bind(&e.phone)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("saving an employee"))?;
+        sqlx::query(sql::customers::SAVE_EMPLOYEE.postgres)
+            .bind(&e.id)
+            .bind(&e.name)
+            .bind(&e.email)
+            .bind(&e.phone)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("saving an employee"))?;
         Ok(())
     }
 
     async fn employee(&self, id: &str) -> Result<Option<Employee>> {
-        let row = sqlx::query("SELECT id, name, email, phone FROM employees WHERE id = $1")
+        let row = sqlx::query(sql::customers::EMPLOYEE.postgres)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -62,7 +57,7 @@ impl CustomerStore for PostgresStore {
     }
 
     async fn employees(&self) -> Result<Vec<Employee>> {
-        let rows = sqlx::query("SELECT id, name, email, phone FROM employees ORDER BY id")
+        let rows = sqlx::query(sql::customers::EMPLOYEES.postgres)
             .fetch_all(&self.pool)
             .await
             .map_err(failed("listing employees"))?;
@@ -73,47 +68,36 @@ impl CustomerStore for PostgresStore {
     }
 
     async fn save_account(&self, a: &Account, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO accounts (id, name, contact_name, contact_email, account_manager,
-                 cx_manager, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name,
-                 contact_name = excluded.contact_name, contact_email = excluded.contact_email,
-                 account_manager = excluded.account_manager, cx_manager = excluded.cx_manager,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(&a.id)
-        .bind(&a.name)
-        .bind(&a.contact_name)
-        .bind(&a.contact_email)
-        .bind(&a.account_manager)
-        .bind(&a.cx_manager)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("saving an account"))?;
+        sqlx::query(sql::customers::SAVE_ACCOUNT.postgres)
+            .bind(&a.id)
+            .bind(&a.name)
+            .bind(&a.contact_name)
+            .bind(&a.contact_email)
+            .bind(&a.account_manager)
+            .bind(&a.cx_manager)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("saving an account"))?;
         Ok(())
     }
 
     async fn account(&self, id: &str) -> Result<Option<Account>> {
-        sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading an account"))?
-        .map(|r| account_row(&r))
-        .transpose()
-        .map_err(failed("reading an account"))
+        sqlx::query(sql::customers::ACCOUNT.postgres)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an account"))?
+            .map(|r| account_row(&r))
+            .transpose()
+            .map_err(failed("reading an account"))
     }
 
     async fn accounts(&self) -> Result<Vec<Account>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing accounts"))?;
+        let rows = sqlx::query(sql::customers::ACCOUNTS.postgres)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing accounts"))?;
         rows.iter()
             .map(account_row)
             .collect::<sqlx::Result<_>>()
@@ -121,23 +105,19 @@ impl CustomerStore for PostgresStore {
     }
 
     async fn save_notification(&self, n: &NotificationRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO notifications (event_kind, event_id, channel, recipients, subject, status,
-                 error, attempts, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&n.event_kind)
-        .bind(n.event_id)
-        .bind(&n.channel)
-        .bind(&n.recipients)
-        .bind(&n.subject)
-        .bind(&n.status)
-        .bind(&n.error)
-        .bind(n.attempts)
-        .bind(n.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("recording a notification"))?;
+        sqlx::query(sql::customers::SAVE_NOTIFICATION.postgres)
+            .bind(&n.event_kind)
+            .bind(n.event_id)
+            .bind(&n.channel)
+            .bind(&n.recipients)
+            .bind(&n.subject)
+            .bind(&n.status)
+            .bind(&n.error)
+            .bind(n.attempts)
+            .bind(n.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("recording a notification"))?;
         Ok(())
     }
 

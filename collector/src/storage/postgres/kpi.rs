@@ -4,6 +4,7 @@ use super::PostgresStore;
 use crate::storage::kpi::{
     Granularity, Kpi, KpiFileState, KpiIssueRecord, KpiQuery, KpiResult, KpiRow, KpiStore,
 };
+use crate::storage::sql;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -52,13 +53,11 @@ async fn insert_issues(conn: &mut PgConnection, issues: &[KpiIssueRecord]) -> sq
 #[async_trait]
 impl KpiStore for PostgresStore {
     async fn kpi_files(&self, since: DateTime<Utc>) -> Result<HashMap<String, KpiFileState>> {
-        let rows = sqlx::query(
-            "SELECT name, interval_end, size, modified_ms FROM kpi_files WHERE interval_end >= $1",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading processed KPI files"))?;
+        let rows = sqlx::query(sql::kpi::KPI_FILES.postgres)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading processed KPI files"))?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -79,15 +78,12 @@ impl KpiStore for PostgresStore {
         granularity: Granularity,
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>> {
-        sqlx::query_scalar(
-            "SELECT start_at FROM kpi_computed WHERE granularity = $1 AND start_at >= $2
-             ORDER BY start_at",
-        )
-        .bind(granularity as i16)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading computed KPI intervals"))
+        sqlx::query_scalar(sql::kpi::KPI_COMPUTED.postgres)
+            .bind(granularity as i16)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading computed KPI intervals"))
     }
 
     async fn save_kpi_result(&self, r: &KpiResult, now: DateTime<Utc>) -> Result<()> {
@@ -120,20 +116,16 @@ impl KpiStore for PostgresStore {
             .await
             .map_err(failed(action))?;
         }
-        sqlx::query(
-            "INSERT INTO kpi_computed (granularity, start_at, end_at, computed_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (granularity, start_at) DO UPDATE SET computed_at = excluded.computed_at",
-        )
-        .bind(g)
-        .bind(r.start)
-        .bind(r.end)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed(action))?;
+        sqlx::query(sql::kpi::MARK_KPI_COMPUTED.postgres)
+            .bind(g)
+            .bind(r.start)
+            .bind(r.end)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(action))?;
         if r.granularity == Granularity::FiveMinutes {
-            sqlx::query("DELETE FROM kpi_issues WHERE interval_end = $1")
+            sqlx::query(sql::kpi::DELETE_KPI_ISSUES.postgres)
                 .bind(r.end)
                 .execute(&mut *tx)
                 .await
@@ -215,14 +207,11 @@ impl KpiStore for PostgresStore {
     }
 
     async fn kpi_issues(&self, limit: u32) -> Result<Vec<KpiIssueRecord>> {
-        let rows = sqlx::query(
-            "SELECT interval_end, file, line, message, recorded_at, reason FROM kpi_issues
-             ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading KPI issues"))?;
+        let rows = sqlx::query(sql::kpi::KPI_ISSUES.postgres)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading KPI issues"))?;
         rows.iter()
             .map(|r| {
                 Ok(KpiIssueRecord {

@@ -2,6 +2,7 @@
 
 use super::PostgresStore;
 use crate::storage::overview::{parse_ports, AnomalyCount, OverviewStore, StatusCount, Uptime};
+use crate::storage::sql;
 use crate::storage::{failed, status_name, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -51,7 +52,7 @@ impl OverviewStore for PostgresStore {
     }
 
     async fn unacknowledged_alerts(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE state = 'sent' AND ack_at IS NULL")
+        sqlx::query_scalar(sql::overview::UNACKNOWLEDGED_ALERTS.postgres)
             .fetch_one(&self.pool)
             .await
             .map_err(failed("counting alerts"))
@@ -74,14 +75,11 @@ impl OverviewStore for PostgresStore {
     }
 
     async fn device_ports(&self, id: i64) -> Result<Option<Vec<u16>>> {
-        let ports: Option<String> = sqlx::query_scalar(
-            "SELECT open_ports FROM discoveries WHERE device_id = $1 AND open_ports IS NOT NULL
-             ORDER BY ts DESC, agent_record_id DESC LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading ports"))?;
+        let ports: Option<String> = sqlx::query_scalar(sql::overview::DEVICE_PORTS.postgres)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading ports"))?;
         Ok(ports.map(|p| parse_ports(&p)))
     }
 }

@@ -5,16 +5,15 @@ use crate::storage::poi::{
     merged, same_event, GraphRecord, MaxoutMerge, MaxoutQuery, MaxoutRecord, NewMaxout, PoiRecord,
     PoiStore, SampleRecord, ScrapeRunRecord,
 };
+use crate::storage::sql;
+use crate::storage::sql::poi::GRAPH_COLUMNS;
+use crate::storage::sql::poi::MAXOUT_COLUMNS;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use std::time::Duration;
-
-const GRAPH_COLUMNS: &str = "source, graph_id, title, pattern, poi_code, poi_name, circuit_id,
-    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen, last_seen,
-    step_secs";
 
 fn graph_row(row: &PgRow) -> sqlx::Result<GraphRecord> {
     Ok(GraphRecord {
@@ -36,9 +35,6 @@ fn graph_row(row: &PgRow) -> sqlx::Result<GraphRecord> {
     })
 }
 
-const POI_COLUMNS: &str =
-    "code, name, state, latitude, longitude, provider, capacity_bps, notes, in_reference";
-
 fn poi_row(row: &PgRow) -> sqlx::Result<PoiRecord> {
     Ok(PoiRecord {
         code: row.try_get("code")?,
@@ -52,9 +48,6 @@ fn poi_row(row: &PgRow) -> sqlx::Result<PoiRecord> {
         in_reference: row.try_get("in_reference")?,
     })
 }
-
-const MAXOUT_COLUMNS: &str = "id, source, graph_id, poi_code, circuit_id, direction, start_at,
-    end_at, samples, peak_bps, peak_pct, capacity_bps, detected_at, alerted_at";
 
 fn maxout_row(row: &PgRow) -> sqlx::Result<MaxoutRecord> {
     let start: DateTime<Utc> = row.try_get("start_at")?;
@@ -210,17 +203,14 @@ impl PoiStore for PostgresStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SampleRecord>> {
-        let rows = sqlx::query(
-            "SELECT ts, in_bps, out_bps, in_pct, out_pct FROM poi_samples
-             WHERE source = $1 AND graph_id = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
-        )
-        .bind(source)
-        .bind(graph_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading POI samples"))?;
+        let rows = sqlx::query(sql::poi::SAMPLES.postgres)
+            .bind(source)
+            .bind(graph_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading POI samples"))?;
         rows.iter()
             .map(|row| {
                 Ok(SampleRecord {
@@ -256,31 +246,27 @@ impl PoiStore for PostgresStore {
         for new in maxouts {
             // Every stored event this run overlaps: a run that now bridges two of them (a
             // later export filled the gap between) makes them one event.
-            let overlapping: Vec<MaxoutRecord> = sqlx::query(&format!(
-                "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
-                 WHERE source = $1 AND graph_id = $2 AND direction = $3
-                   AND start_at <= $4 AND end_at >= $5
-                 ORDER BY start_at, id"
-            ))
-            .bind(source)
-            .bind(graph_id)
-            .bind(new.direction)
-            .bind(new.end)
-            .bind(new.start)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(failed(action))?
-            .iter()
-            .map(maxout_row)
-            .collect::<sqlx::Result<_>>()
-            .map_err(failed(action))?;
+            let overlapping: Vec<MaxoutRecord> =
+                sqlx::query(sql::poi::OVERLAPPING_MAXOUTS.postgres)
+                    .bind(source)
+                    .bind(graph_id)
+                    .bind(new.direction)
+                    .bind(new.end)
+                    .bind(new.start)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(failed(action))?
+                    .iter()
+                    .map(maxout_row)
+                    .collect::<sqlx::Result<_>>()
+                    .map_err(failed(action))?;
             match overlapping.split_first() {
                 Some((stored, others)) if same_event(stored, new) => {
                     let m = others
                         .iter()
                         .fold(merged(stored, new), |m, other| merged(other, &m));
                     for other in others {
-                        sqlx::query("DELETE FROM poi_maxouts WHERE id = $1")
+                        sqlx::query(sql::poi::DELETE_MAXOUT.postgres)
                             .bind(other.id)
                             .execute(&mut *tx)
                             .await
@@ -291,50 +277,39 @@ impl PoiStore for PostgresStore {
                         || m.end != stored.end
                         || m.peak_bps != stored.peak_bps
                     {
-                        sqlx::query(
-                            "UPDATE poi_maxouts SET start_at = $2, end_at = $3, samples = $4,
-                                 peak_bps = $5, peak_pct = $6, capacity_bps = $7,
-                                 poi_code = $8, circuit_id = $9
-                             WHERE id = $1",
-                        )
-                        .bind(stored.id)
-                        .bind(m.start)
-                        .bind(m.end)
-                        .bind(m.samples)
-                        .bind(m.peak_bps)
-                        .bind(m.peak_pct)
-                        .bind(m.capacity_bps)
-                        .bind(&m.poi_code)
-                        .bind(&m.circuit_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed(action))?;
+                        sqlx::query(sql::poi::UPDATE_MAXOUT.postgres)
+                            .bind(stored.id)
+                            .bind(m.start)
+                            .bind(m.end)
+                            .bind(m.samples)
+                            .bind(m.peak_bps)
+                            .bind(m.peak_pct)
+                            .bind(m.capacity_bps)
+                            .bind(&m.poi_code)
+                            .bind(&m.circuit_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(action))?;
                         result.extended += 1;
                     }
                 }
                 _ => {
-                    let row = sqlx::query(&format!(
-                        "INSERT INTO poi_maxouts (source, graph_id, poi_code, circuit_id,
-                             direction, start_at, end_at, samples, peak_bps, peak_pct,
-                             capacity_bps, detected_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                         RETURNING {MAXOUT_COLUMNS}"
-                    ))
-                    .bind(source)
-                    .bind(graph_id)
-                    .bind(&new.poi_code)
-                    .bind(&new.circuit_id)
-                    .bind(new.direction)
-                    .bind(new.start)
-                    .bind(new.end)
-                    .bind(new.samples)
-                    .bind(new.peak_bps)
-                    .bind(new.peak_pct)
-                    .bind(new.capacity_bps)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(failed(action))?;
+                    let row = sqlx::query(sql::poi::INSERT_MAXOUT.postgres)
+                        .bind(source)
+                        .bind(graph_id)
+                        .bind(&new.poi_code)
+                        .bind(&new.circuit_id)
+                        .bind(new.direction)
+                        .bind(new.start)
+                        .bind(new.end)
+                        .bind(new.samples)
+                        .bind(new.peak_bps)
+                        .bind(new.peak_pct)
+                        .bind(new.capacity_bps)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(failed(action))?;
                     result
                         .created
                         .push(maxout_row(&row).map_err(failed(action))?);
@@ -346,33 +321,26 @@ impl PoiStore for PostgresStore {
     }
 
     async fn save_scrape_run(&self, run: &ScrapeRunRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO scrape_runs (source, started_at, finished_at, fetched, samples, skipped,
-                 failed)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&run.source)
-        .bind(run.started)
-        .bind(run.finished)
-        .bind(run.fetched)
-        .bind(run.samples)
-        .bind(serde_json::json!(run.skipped))
-        .bind(serde_json::json!(run.failed))
-        .execute(&self.pool)
-        .await
-        .map_err(failed("recording a scrape run"))?;
+        sqlx::query(sql::poi::SAVE_SCRAPE_RUN.postgres)
+            .bind(&run.source)
+            .bind(run.started)
+            .bind(run.finished)
+            .bind(run.fetched)
+            .bind(run.samples)
+            .bind(serde_json::json!(run.skipped))
+            .bind(serde_json::json!(run.failed))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("recording a scrape run"))?;
         Ok(())
     }
 
     async fn unalerted_maxouts(&self, limit: u32) -> Result<Vec<MaxoutRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
-             WHERE alerted_at IS NULL ORDER BY id LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing maxouts to alert"))?;
+        let rows = sqlx::query(sql::poi::UNALERTED_MAXOUTS.postgres)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing maxouts to alert"))?;
         rows.iter()
             .map(maxout_row)
             .collect::<sqlx::Result<_>>()
@@ -380,7 +348,7 @@ impl PoiStore for PostgresStore {
     }
 
     async fn mark_maxout_alerted(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE poi_maxouts SET alerted_at = $2 WHERE id = $1")
+        sqlx::query(sql::poi::MARK_MAXOUT_ALERTED.postgres)
             .bind(id)
             .bind(at)
             .execute(&self.pool)
@@ -390,13 +358,10 @@ impl PoiStore for PostgresStore {
     }
 
     async fn pois(&self) -> Result<Vec<PoiRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {POI_COLUMNS} FROM pois
-             WHERE code IN (SELECT poi_code FROM cacti_graphs) ORDER BY code"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing POIs"))?;
+        let rows = sqlx::query(sql::poi::POIS.postgres)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing POIs"))?;
         rows.iter()
             .map(poi_row)
             .collect::<sqlx::Result<_>>()
@@ -404,7 +369,7 @@ impl PoiStore for PostgresStore {
     }
 
     async fn poi(&self, code: &str) -> Result<Option<PoiRecord>> {
-        sqlx::query(&format!("SELECT {POI_COLUMNS} FROM pois WHERE code = $1"))
+        sqlx::query(sql::poi::POI.postgres)
             .bind(code)
             .fetch_optional(&self.pool)
             .await
@@ -415,14 +380,11 @@ impl PoiStore for PostgresStore {
     }
 
     async fn poi_graphs(&self, code: &str) -> Result<Vec<GraphRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {GRAPH_COLUMNS} FROM cacti_graphs WHERE poi_code = $1
-             ORDER BY source, graph_id"
-        ))
-        .bind(code)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing a POI's graphs"))?;
+        let rows = sqlx::query(sql::poi::POI_GRAPHS.postgres)
+            .bind(code)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing a POI's graphs"))?;
         rows.iter()
             .map(graph_row)
             .collect::<sqlx::Result<_>>()
@@ -463,14 +425,11 @@ impl PoiStore for PostgresStore {
     }
 
     async fn scrape_runs(&self, limit: u32) -> Result<Vec<ScrapeRunRecord>> {
-        let rows = sqlx::query(
-            "SELECT source, started_at, finished_at, fetched, samples, skipped, failed
-             FROM scrape_runs ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing scrape runs"))?;
+        let rows = sqlx::query(sql::poi::SCRAPE_RUNS.postgres)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing scrape runs"))?;
         rows.iter()
             .map(run_row)
             .collect::<sqlx::Result<_>>()
@@ -478,7 +437,7 @@ impl PoiStore for PostgresStore {
     }
 
     async fn release_job(&self, job: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+        sqlx::query(sql::poi::RELEASE_JOB.postgres)
             .bind(job)
             .bind(holder)
             .execute(&self.pool)
@@ -496,18 +455,14 @@ impl PoiStore for PostgresStore {
     ) -> Result<bool> {
         let until =
             now + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::seconds(60));
-        let done = sqlx::query(
-            "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-             WHERE job_leases.holder = excluded.holder OR job_leases.until < $4",
-        )
-        .bind(job)
-        .bind(holder)
-        .bind(until)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("claiming a job lease"))?;
+        let done = sqlx::query(sql::poi::CLAIM_JOB.postgres)
+            .bind(job)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("claiming a job lease"))?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -2,6 +2,7 @@
 
 use super::PostgresStore;
 use crate::storage::rollup::{loss_pct, RawRound, RollupRow, RollupStore};
+use crate::storage::sql;
 use crate::storage::{failed, unpack_rtts, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,15 +11,12 @@ use sqlx::Row;
 #[async_trait]
 impl RollupStore for PostgresStore {
     async fn raw_rounds(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RawRound>> {
-        let rows = sqlx::query(
-            "SELECT device_id, ts, sent, received, rtts FROM probe_results
-             WHERE ts >= $1 AND ts < $2",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading rounds to roll up"))?;
+        let rows = sqlx::query(sql::rollup::RAW_ROUNDS.postgres)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading rounds to roll up"))?;
         rows.iter()
             .map(|r| -> sqlx::Result<RawRound> {
                 Ok(RawRound {
@@ -37,7 +35,7 @@ impl RollupStore for PostgresStore {
 
     /// Read once, when no rollup was ever computed (it scans: `ts` has only a BRIN index).
     async fn oldest_raw_round(&self) -> Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar("SELECT MIN(ts) FROM probe_results")
+        sqlx::query_scalar(sql::rollup::OLDEST_RAW_ROUND.postgres)
             .fetch_one(&self.pool)
             .await
             .map_err(failed("reading the oldest round"))
@@ -84,20 +82,15 @@ impl RollupStore for PostgresStore {
         to: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<RollupRow>> {
-        let rows = sqlx::query(
-            "SELECT bucket, rounds, answered, sent, received, rtt_min, rtt_mean, rtt_max, rtt_p95
-             FROM probe_rollups
-             WHERE resolution = $1 AND device_id = $2 AND bucket >= $3 AND bucket < $4
-             ORDER BY bucket LIMIT $5",
-        )
-        .bind(resolution_secs as i32)
-        .bind(device_id)
-        .bind(from)
-        .bind(to)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("reading rollups"))?;
+        let rows = sqlx::query(sql::rollup::ROLLUPS.postgres)
+            .bind(resolution_secs as i32)
+            .bind(device_id)
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading rollups"))?;
         rows.iter()
             .map(|r| -> sqlx::Result<RollupRow> {
                 let (sent, received): (i64, i64) = (r.try_get("sent")?, r.try_get("received")?);
@@ -120,7 +113,7 @@ impl RollupStore for PostgresStore {
     }
 
     async fn rollup_watermark(&self, resolution_secs: u32) -> Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar("SELECT done_at FROM rollup_watermarks WHERE resolution = $1")
+        sqlx::query_scalar(sql::rollup::ROLLUP_WATERMARK.postgres)
             .bind(resolution_secs as i32)
             .fetch_optional(&self.pool)
             .await
@@ -128,15 +121,12 @@ impl RollupStore for PostgresStore {
     }
 
     async fn set_rollup_watermark(&self, resolution_secs: u32, done: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO rollup_watermarks (resolution, done_at) VALUES ($1, $2)
-             ON CONFLICT (resolution) DO UPDATE SET done_at = excluded.done_at",
-        )
-        .bind(resolution_secs as i32)
-        .bind(done)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("saving a rollup watermark"))?;
+        sqlx::query(sql::rollup::SET_ROLLUP_WATERMARK.postgres)
+            .bind(resolution_secs as i32)
+            .bind(done)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("saving a rollup watermark"))?;
         Ok(())
     }
 

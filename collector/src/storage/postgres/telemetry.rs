@@ -2,6 +2,8 @@
 
 use super::PostgresStore;
 use crate::domain::telemetry::CircuitEvent;
+use crate::storage::sql;
+use crate::storage::sql::telemetry::CIRCUIT_COLUMNS;
 use crate::storage::telemetry::{
     AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
     LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL,
@@ -14,9 +16,6 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use std::collections::BTreeSet;
-
-const CIRCUIT_COLUMNS: &str = "circuit_id, account, provisioned_mbps, burst_mbps, pop,
-    provisioned_at, upgraded_at, decommissioned_at";
 
 fn circuit_row(row: &PgRow) -> sqlx::Result<CircuitRecord> {
     Ok(CircuitRecord {
@@ -148,30 +147,20 @@ impl TelemetryStore for PostgresStore {
         let action = "saving circuits";
         let mut tx = self.pool.begin().await.map_err(failed(action))?;
         for c in circuits {
-            sqlx::query(
-                "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
-                     provisioned_at, upgraded_at, decommissioned_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
-                     provisioned_mbps = excluded.provisioned_mbps,
-                     burst_mbps = excluded.burst_mbps, pop = excluded.pop,
-                     provisioned_at = excluded.provisioned_at, upgraded_at = excluded.upgraded_at,
-                     decommissioned_at = excluded.decommissioned_at,
-                     updated_at = excluded.updated_at",
-            )
-            .bind(&c.circuit_id)
-            .bind(&c.account)
-            .bind(c.provisioned_mbps)
-            .bind(c.burst_mbps)
-            .bind(&c.pop)
-            .bind(c.provisioned_at)
-            .bind(c.upgraded_at)
-            .bind(c.decommissioned_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed(action))?;
-            sqlx::query("DELETE FROM telemetry_unknown WHERE circuit_id = $1")
+            sqlx::query(sql::telemetry::UPSERT_CIRCUIT.postgres)
+                .bind(&c.circuit_id)
+                .bind(&c.account)
+                .bind(c.provisioned_mbps)
+                .bind(c.burst_mbps)
+                .bind(&c.pop)
+                .bind(c.provisioned_at)
+                .bind(c.upgraded_at)
+                .bind(c.decommissioned_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(action))?;
+            sqlx::query(sql::telemetry::FORGET_UNKNOWN_CIRCUIT.postgres)
                 .bind(&c.circuit_id)
                 .execute(&mut *tx)
                 .await
@@ -181,27 +170,23 @@ impl TelemetryStore for PostgresStore {
     }
 
     async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>> {
-        sqlx::query(&format!(
-            "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = $1"
-        ))
-        .bind(circuit_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading a circuit"))?
-        .map(|r| circuit_row(&r))
-        .transpose()
-        .map_err(failed("reading a circuit"))
+        sqlx::query(sql::telemetry::CIRCUIT.postgres)
+            .bind(circuit_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a circuit"))?
+            .map(|r| circuit_row(&r))
+            .transpose()
+            .map_err(failed("reading a circuit"))
     }
 
     async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CIRCUIT_COLUMNS} FROM circuits ORDER BY circuit_id LIMIT $1 OFFSET $2"
-        ))
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing circuits"))?;
+        let rows = sqlx::query(sql::telemetry::CIRCUITS.postgres)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing circuits"))?;
         rows.iter()
             .map(circuit_row)
             .collect::<sqlx::Result<_>>()
@@ -209,13 +194,10 @@ impl TelemetryStore for PostgresStore {
     }
 
     async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>> {
-        let rows = sqlx::query(
-            "SELECT circuit_id, samples, first_seen, last_seen FROM telemetry_unknown
-             ORDER BY circuit_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing unknown circuits"))?;
+        let rows = sqlx::query(sql::telemetry::UNKNOWN_CIRCUITS.postgres)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing unknown circuits"))?;
         rows.iter()
             .map(|r| {
                 Ok(UnknownCircuit {
@@ -264,46 +246,38 @@ impl TelemetryStore for PostgresStore {
         historical: bool,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_at, end_at,
-                 samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_at, peak_at,
-                 historical)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        )
-        .bind(&c.circuit_id)
-        .bind(&c.account)
-        .bind(e.severity.as_str())
-        .bind(at(e.start))
-        .bind(at(e.end))
-        .bind(e.samples as i32)
-        .bind(e.peak_mbps)
-        .bind(c.provisioned_mbps)
-        .bind(c.burst_mbps)
-        .bind(open)
-        .bind(now)
-        .bind(at(e.peak_at))
-        .bind(historical)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(failed("recording a circuit maxout"))
+        sqlx::query_scalar(sql::telemetry::OPEN_CIRCUIT_MAXOUT.postgres)
+            .bind(&c.circuit_id)
+            .bind(&c.account)
+            .bind(e.severity.as_str())
+            .bind(at(e.start))
+            .bind(at(e.end))
+            .bind(e.samples as i32)
+            .bind(e.peak_mbps)
+            .bind(c.provisioned_mbps)
+            .bind(c.burst_mbps)
+            .bind(open)
+            .bind(now)
+            .bind(at(e.peak_at))
+            .bind(historical)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("recording a circuit maxout"))
     }
 
     async fn update_circuit_maxout(&self, id: i64, e: &CircuitEvent, open: bool) -> Result<()> {
-        sqlx::query(
-            "UPDATE circuit_maxouts SET start_at = $2, end_at = $3, samples = $4, peak_mbps = $5,
-                 peak_at = $6, severity = $7, open = $8 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(at(e.start))
-        .bind(at(e.end))
-        .bind(e.samples as i32)
-        .bind(e.peak_mbps)
-        .bind(at(e.peak_at))
-        .bind(e.severity.as_str())
-        .bind(open)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("updating a circuit maxout"))?;
+        sqlx::query(sql::telemetry::UPDATE_CIRCUIT_MAXOUT.postgres)
+            .bind(id)
+            .bind(at(e.start))
+            .bind(at(e.end))
+            .bind(e.samples as i32)
+            .bind(e.peak_mbps)
+            .bind(at(e.peak_at))
+            .bind(e.severity.as_str())
+            .bind(open)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("updating a circuit maxout"))?;
         Ok(())
     }
 
@@ -318,7 +292,7 @@ impl TelemetryStore for PostgresStore {
     }
 
     async fn circuits_version(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT version FROM circuit_changes WHERE id = 1")
+        sqlx::query_scalar(sql::telemetry::CIRCUITS_VERSION.postgres)
             .fetch_one(&self.pool)
             .await
             .map_err(failed("reading the circuits' version"))
@@ -461,7 +435,7 @@ impl TelemetryStore for PostgresStore {
     }
 
     async fn mark_circuit_maxout_notified(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE circuit_maxouts SET notified_at = $2 WHERE id = $1")
+        sqlx::query(sql::telemetry::MARK_CIRCUIT_MAXOUT_NOTIFIED.postgres)
             .bind(id)
             .bind(now)
             .execute(&self.pool)

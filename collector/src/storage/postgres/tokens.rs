@@ -2,14 +2,14 @@
 
 use super::PostgresStore;
 use crate::auth::Role;
+use crate::storage::sql;
+use crate::storage::sql::tokens::TOKEN_COLUMNS as COLUMNS;
 use crate::storage::tokens::{role_from_db, ApiToken, CertRevocation, TokenStore};
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-
-const COLUMNS: &str = "id, name, role, created_at, revoked_at";
 
 fn token_row(r: &PgRow) -> sqlx::Result<ApiToken> {
     let role: String = r.try_get("role")?;
@@ -43,12 +43,10 @@ impl TokenStore for PostgresStore {
     }
 
     async fn cert_revocations(&self) -> Result<Vec<CertRevocation>> {
-        let rows = sqlx::query(
-            "SELECT id, agent_id, serial, revoked_at, reason FROM cert_revocations ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed("listing certificate revocations"))?;
+        let rows = sqlx::query(sql::tokens::CERT_REVOCATIONS.postgres)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("listing certificate revocations"))?;
         rows.iter()
             .map(|r| {
                 Ok(CertRevocation {
@@ -90,13 +88,11 @@ impl TokenStore for PostgresStore {
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("reading a token"))?;
+        let row = sqlx::query(sql::tokens::TOKEN_BY_HASH.postgres)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a token"))?;
         row.as_ref()
             .map(token_row)
             .transpose()
@@ -104,7 +100,7 @@ impl TokenStore for PostgresStore {
     }
 
     async fn tokens(&self) -> Result<Vec<ApiToken>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"))
+        let rows = sqlx::query(sql::tokens::TOKENS.postgres)
             .fetch_all(&self.pool)
             .await
             .map_err(failed("listing tokens"))?;
@@ -115,14 +111,12 @@ impl TokenStore for PostgresStore {
     }
 
     async fn revoke_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("revoking a token"))?;
+        let done = sqlx::query(sql::tokens::REVOKE_TOKEN.postgres)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("revoking a token"))?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -6,18 +6,14 @@ use crate::storage::alerting::{
     AnomalyQuery, AnomalyState, NewAnomaly, NewSilence, Opened, PlannedAlert, Severity, Silence,
     UnknownKind,
 };
+use crate::storage::sql;
+use crate::storage::sql::alerting::ALERT_COLUMNS;
+use crate::storage::sql::alerting::ANOMALY_COLUMNS;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::time::Duration;
-
-const ANOMALY_COLUMNS: &str = "id, kind, subject, group_key, severity, state, summary, details,
-    suppressed, opened_at, updated_at, ack_at, ack_by, ack_note, resolved_at, resolved_by,
-    resolve_note";
-
-const ALERT_COLUMNS: &str = "id, anomaly_id, channel, recipient, event, step, severity, state,
-    due_at, attempts, recovered, error, sent_at, created_at, ack_at, ack_by";
 
 fn opt_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.map(from_ms)
@@ -88,21 +84,13 @@ fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
 }
 
 fn get_anomaly(conn: &Connection, id: i64) -> rusqlite::Result<Option<Anomaly>> {
-    conn.query_row(
-        &format!("SELECT {ANOMALY_COLUMNS} FROM anomalies WHERE id = ?1"),
-        [id],
-        anomaly_row,
-    )
-    .optional()
+    conn.query_row(sql::alerting::GET_ANOMALY.sqlite, [id], anomaly_row)
+        .optional()
 }
 
 fn get_alert(conn: &Connection, id: i64) -> rusqlite::Result<Option<AlertRow>> {
-    conn.query_row(
-        &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
-        [id],
-        alert_row,
-    )
-    .optional()
+    conn.query_row(sql::alerting::GET_ALERT.sqlite, [id], alert_row)
+        .optional()
 }
 
 fn duration_ms(d: Duration) -> i64 {
@@ -127,14 +115,13 @@ fn acknowledge(
     now: i64,
 ) -> rusqlite::Result<()> {
     let changed = conn.execute(
-        "UPDATE anomalies SET state = 'acknowledged', ack_at = ?2, ack_by = ?3, ack_note = ?4,
-             updated_at = ?2 WHERE id = ?1 AND state = 'open'",
+        sql::alerting::ACKNOWLEDGE_ANOMALY.sqlite,
         params![id, now, by, note],
     )?;
     if changed > 0 {
         cancel_pending(conn, id, "'open', 'repeat', 'escalate'")?;
         conn.execute(
-            "UPDATE alerts SET ack_at = ?2, ack_by = ?3 WHERE anomaly_id = ?1 AND ack_at IS NULL",
+            sql::alerting::ACKNOWLEDGE_ANOMALY_ALERTS.sqlite,
             params![id, now, by],
         )?;
     }
@@ -176,8 +163,7 @@ impl AlertStore for SqliteStore {
                     .unwrap_or(a.severity)
                     .max(a.severity);
                 tx.execute(
-                    "UPDATE anomalies SET severity = ?2, summary = ?3, details = ?4, updated_at = ?5
-                     WHERE id = ?1",
+                    sql::alerting::REFRESH_ANOMALY.sqlite,
                     params![id, severity.as_str(), a.summary, details, now],
                 )
                 .map_err(failed("refreshing an anomaly"))?;
@@ -204,10 +190,7 @@ impl AlertStore for SqliteStore {
                 if suppressed.is_none() {
                     let mut insert = tx
                         .prepare(
-                            "INSERT INTO alerts (anomaly_id, channel, recipient, event, step,
-                                 severity, repeat_secs, state, due_at, created_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)
-                             ON CONFLICT DO NOTHING",
+                            sql::alerting::QUEUE_ALERT.sqlite,
                         )
                         .map_err(failed("queueing notifications"))?;
                     for p in &plan {
@@ -237,16 +220,9 @@ impl AlertStore for SqliteStore {
     async fn active_anomaly(&self, dedup_key: &str) -> Result<Option<Anomaly>> {
         let key = dedup_key.to_string();
         self.read(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {ANOMALY_COLUMNS} FROM anomalies
-                     WHERE dedup_key = ?1 AND state <> 'resolved'"
-                ),
-                [key],
-                anomaly_row,
-            )
-            .optional()
-            .map_err(failed("reading an anomaly"))
+            conn.query_row(sql::alerting::ACTIVE_ANOMALY.sqlite, [key], anomaly_row)
+                .optional()
+                .map_err(failed("reading an anomaly"))
         })
         .await
     }
@@ -267,8 +243,7 @@ impl AlertStore for SqliteStore {
             let now = ms(now);
             let changed = tx
                 .execute(
-                    "UPDATE anomalies SET state = 'resolved', resolved_at = ?2, resolved_by = ?3,
-                         resolve_note = ?4, updated_at = ?2 WHERE id = ?1 AND state <> 'resolved'",
+                    sql::alerting::RESOLVE_ANOMALY.sqlite,
                     params![id, now, by, note],
                 )
                 .map_err(failed("resolving an anomaly"))?;
@@ -414,14 +389,11 @@ impl AlertStore for SqliteStore {
             let tx = w.conn.transaction().map_err(failed("recording a send"))?;
             let now = ms(now);
             let changed = match &outcome {
-                AlertOutcome::Sent => tx.execute(
-                    "UPDATE alerts SET state = 'sent', sent_at = ?3, error = NULL, claimed_by = NULL
-                     WHERE id = ?1 AND claimed_by = ?2 AND state = 'sending'",
-                    params![id, holder, now],
-                ),
+                AlertOutcome::Sent => {
+                    tx.execute(sql::alerting::ALERT_SENT.sqlite, params![id, holder, now])
+                }
                 AlertOutcome::Retry { at, error } => tx.execute(
-                    "UPDATE alerts SET state = 'pending', due_at = ?3, error = ?4, claimed_by = NULL
-                     WHERE id = ?1 AND claimed_by = ?2 AND state = 'sending'",
+                    sql::alerting::ALERT_RETRY.sqlite,
                     params![id, holder, ms(*at), error],
                 ),
                 AlertOutcome::Defer { at } => tx.execute(
@@ -431,8 +403,7 @@ impl AlertStore for SqliteStore {
                     params![id, holder, ms(*at)],
                 ),
                 AlertOutcome::Failed { error } => tx.execute(
-                    "UPDATE alerts SET state = 'failed', error = ?3, claimed_by = NULL
-                     WHERE id = ?1 AND claimed_by = ?2 AND state = 'sending'",
+                    sql::alerting::ALERT_FAILED.sqlite,
                     params![id, holder, error],
                 ),
             }
@@ -462,12 +433,9 @@ impl AlertStore for SqliteStore {
         let channel = channel.to_string();
         self.read(move |conn| {
             let due: Option<i64> = conn
-                .query_row(
-                    "SELECT MIN(CASE WHEN state = 'pending' THEN due_at ELSE claim_until_at END)
-                     FROM alerts WHERE channel = ?1 AND state IN ('pending', 'sending')",
-                    [channel],
-                    |r| r.get(0),
-                )
+                .query_row(sql::alerting::NEXT_ALERT_DUE.sqlite, [channel], |r| {
+                    r.get(0)
+                })
                 .map_err(failed("reading the outbox"))?;
             Ok(due.map(from_ms))
         })
@@ -535,7 +503,7 @@ impl AlertStore for SqliteStore {
                 return Ok(None);
             };
             tx.execute(
-                "UPDATE alerts SET ack_at = ?2, ack_by = ?3 WHERE id = ?1 AND ack_at IS NULL",
+                sql::alerting::ACKNOWLEDGE_ALERT.sqlite,
                 params![id, now, by],
             )
             .map_err(failed("acknowledging an alert"))?;
@@ -580,10 +548,7 @@ impl AlertStore for SqliteStore {
     async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare(
-                    "SELECT id, kind, subject, group_key, severity, starts_at, ends_at, created_by,
-                         comment, created_at FROM silences WHERE ends_at > ?1 ORDER BY id",
-                )
+                .prepare(sql::alerting::SILENCES.sqlite)
                 .map_err(failed("listing silences"))?;
             let rows = stmt
                 .query_map([ms(now)], |r| {
@@ -616,7 +581,7 @@ impl AlertStore for SqliteStore {
     async fn delete_silence(&self, id: i64) -> Result<bool> {
         self.write(move |w| {
             Ok(w.conn
-                .execute("DELETE FROM silences WHERE id = ?1", [id])
+                .execute(sql::alerting::DELETE_SILENCE.sqlite, [id])
                 .map_err(failed("deleting a silence"))?
                 > 0)
         })

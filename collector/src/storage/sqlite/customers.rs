@@ -2,6 +2,7 @@
 
 use super::{from_ms, ms, SqliteStore};
 use crate::storage::customers::{Account, CustomerStore, Employee, NotificationRecord};
+use crate::storage::sql;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,8 +28,6 @@ fn employee_row(r: &Row<'_>) -> rusqlite::Result<Employee> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "id, name, contact_name, contact_email, account_manager, cx_manager";
-
 #[async_trait]
 impl CustomerStore for SqliteStore {
     async fn save_employee(&self, e: &Employee, now: DateTime<Utc>) -> Result<()> {
@@ -36,9 +35,7 @@ impl CustomerStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO employees (id, name, email, phone, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                         phone = excluded.phone, updated_at = excluded.updated_at",
+                    sql::customers::SAVE_EMPLOYEE.sqlite,
                     params![e.id, e.name, e.email, e.phone, ms(now)],
                 )
                 .map_err(failed("saving an employee"))?;
@@ -50,20 +47,16 @@ impl CustomerStore for SqliteStore {
     async fn employee(&self, id: &str) -> Result<Option<Employee>> {
         let id = id.to_string();
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT id, name, email, phone FROM employees WHERE id = ?1",
-                [id],
-                employee_row,
-            )
-            .optional()
-            .map_err(failed("reading an employee"))
+            conn.query_row(sql::customers::EMPLOYEE.sqlite, [id], employee_row)
+                .optional()
+                .map_err(failed("reading an employee"))
         })
         .await
     }
 
     async fn employees(&self) -> Result<Vec<Employee>> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT id, name, email, phone FROM employees ORDER BY id")
+            conn.prepare_cached(sql::customers::EMPLOYEES.sqlite)
                 .and_then(|mut s| {
                     s.query_map([], employee_row)?
                         .collect::<rusqlite::Result<Vec<_>>>()
@@ -78,12 +71,7 @@ impl CustomerStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO accounts (id, name, contact_name, contact_email, account_manager,
-                         cx_manager, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name,
-                         contact_name = excluded.contact_name, contact_email = excluded.contact_email,
-                         account_manager = excluded.account_manager, cx_manager = excluded.cx_manager,
-                         updated_at = excluded.updated_at",
+                    sql::customers::SAVE_ACCOUNT.sqlite,
                     params![
                         a.id,
                         a.name,
@@ -103,27 +91,21 @@ impl CustomerStore for SqliteStore {
     async fn account(&self, id: &str) -> Result<Option<Account>> {
         let id = id.to_string();
         self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
-                [id],
-                account_row,
-            )
-            .optional()
-            .map_err(failed("reading an account"))
+            conn.query_row(sql::customers::ACCOUNT.sqlite, [id], account_row)
+                .optional()
+                .map_err(failed("reading an account"))
         })
         .await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
-            ))
-            .and_then(|mut s| {
-                s.query_map([], account_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(failed("listing accounts"))
+            conn.prepare_cached(sql::customers::ACCOUNTS.sqlite)
+                .and_then(|mut s| {
+                    s.query_map([], account_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed("listing accounts"))
         })
         .await
     }
@@ -133,9 +115,7 @@ impl CustomerStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO notifications (event_kind, event_id, channel, recipients, subject,
-                         status, error, attempts, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    sql::customers::SAVE_NOTIFICATION.sqlite,
                     params![
                         n.event_kind,
                         n.event_id,

@@ -4,6 +4,7 @@ use super::{from_ms, ms, SqliteStore};
 use crate::storage::kpi::{
     Granularity, Kpi, KpiFileState, KpiIssueRecord, KpiQuery, KpiResult, KpiRow, KpiStore,
 };
+use crate::storage::sql;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -59,24 +60,21 @@ fn insert_issues(tx: &Transaction<'_>, issues: &[KpiIssueRecord]) -> rusqlite::R
 impl KpiStore for SqliteStore {
     async fn kpi_files(&self, since: DateTime<Utc>) -> Result<HashMap<String, KpiFileState>> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT name, interval_end, size, modified_ms FROM kpi_files
-                 WHERE interval_end >= ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map([ms(since)], |r| {
-                    Ok((
-                        r.get(0)?,
-                        KpiFileState {
-                            interval_end: from_ms(r.get(1)?),
-                            size: r.get(2)?,
-                            modified_ms: r.get(3)?,
-                        },
-                    ))
-                })?
-                .collect::<rusqlite::Result<HashMap<_, _>>>()
-            })
-            .map_err(failed("reading processed KPI files"))
+            conn.prepare_cached(sql::kpi::KPI_FILES.sqlite)
+                .and_then(|mut stmt| {
+                    stmt.query_map([ms(since)], |r| {
+                        Ok((
+                            r.get(0)?,
+                            KpiFileState {
+                                interval_end: from_ms(r.get(1)?),
+                                size: r.get(2)?,
+                                modified_ms: r.get(3)?,
+                            },
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<HashMap<_, _>>>()
+                })
+                .map_err(failed("reading processed KPI files"))
         })
         .await
     }
@@ -87,17 +85,14 @@ impl KpiStore for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT start_at FROM kpi_computed WHERE granularity = ?1 AND start_at >= ?2
-                 ORDER BY start_at",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map(params![granularity as i64, ms(since)], |r| {
-                    Ok(from_ms(r.get(0)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(failed("reading computed KPI intervals"))
+            conn.prepare_cached(sql::kpi::KPI_COMPUTED.sqlite)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![granularity as i64, ms(since)], |r| {
+                        Ok(from_ms(r.get(0)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed("reading computed KPI intervals"))
         })
         .await
     }
@@ -131,14 +126,12 @@ impl KpiStore for SqliteStore {
                 }
             }
             tx.execute(
-                "INSERT INTO kpi_computed (granularity, start_at, end_at, computed_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (granularity, start_at) DO UPDATE SET computed_at = excluded.computed_at",
+                sql::kpi::MARK_KPI_COMPUTED.sqlite,
                 params![g, start, end, ms(now)],
             )
             .map_err(failed(action))?;
             if r.granularity == Granularity::FiveMinutes {
-                tx.execute("DELETE FROM kpi_issues WHERE interval_end = ?1", [end])
+                tx.execute(sql::kpi::DELETE_KPI_ISSUES.sqlite, [end])
                     .map_err(failed(action))?;
                 let mut file = tx
                     .prepare_cached(
@@ -228,15 +221,12 @@ impl KpiStore for SqliteStore {
 
     async fn kpi_issues(&self, limit: u32) -> Result<Vec<KpiIssueRecord>> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT interval_end, file, line, message, recorded_at, reason FROM kpi_issues
-                 ORDER BY id DESC LIMIT ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map([limit], issue_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(failed("reading KPI issues"))
+            conn.prepare_cached(sql::kpi::KPI_ISSUES.sqlite)
+                .and_then(|mut stmt| {
+                    stmt.query_map([limit], issue_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed("reading KPI issues"))
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 use super::{ms, SqliteStore};
 use crate::storage::overview::{parse_ports, AnomalyCount, OverviewStore, StatusCount, Uptime};
+use crate::storage::sql;
 use crate::storage::{failed, status_name, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -58,11 +59,9 @@ impl OverviewStore for SqliteStore {
 
     async fn unacknowledged_alerts(&self) -> Result<i64> {
         self.read(|conn| {
-            conn.query_row(
-                "SELECT COUNT(*) FROM alerts WHERE state = 'sent' AND ack_at IS NULL",
-                [],
-                |r| r.get(0),
-            )
+            conn.query_row(sql::overview::UNACKNOWLEDGED_ALERTS.sqlite, [], |r| {
+                r.get(0)
+            })
             .map_err(failed("counting alerts"))
         })
         .await
@@ -88,12 +87,9 @@ impl OverviewStore for SqliteStore {
 
     async fn device_ports(&self, id: i64) -> Result<Option<Vec<u16>>> {
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT open_ports FROM discoveries WHERE device_id = ?1 AND open_ports IS NOT NULL
-                 ORDER BY ts DESC, agent_record_id DESC LIMIT 1",
-                [id],
-                |r| r.get::<_, String>(0),
-            )
+            conn.query_row(sql::overview::DEVICE_PORTS.sqlite, [id], |r| {
+                r.get::<_, String>(0)
+            })
             .optional()
             .map(|ports| ports.map(|p| parse_ports(&p)))
             .map_err(failed("reading ports"))

@@ -5,15 +5,14 @@ use crate::storage::poi::{
     merged, pairs_from_json, pairs_json, same_event, GraphRecord, MaxoutMerge, MaxoutQuery,
     MaxoutRecord, NewMaxout, PoiRecord, PoiStore, SampleRecord, ScrapeRunRecord,
 };
+use crate::storage::sql;
+use crate::storage::sql::poi::GRAPH_COLUMNS;
+use crate::storage::sql::poi::MAXOUT_COLUMNS;
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::time::Duration;
-
-const GRAPH_COLUMNS: &str = "source, graph_id, title, pattern, poi_code, poi_name, circuit_id,
-    capacity_bps, capacity_from, traffic_class, direction, timezone, first_seen, last_seen,
-    step_secs";
 
 fn graph_row(row: &Row<'_>) -> rusqlite::Result<GraphRecord> {
     Ok(GraphRecord {
@@ -35,9 +34,6 @@ fn graph_row(row: &Row<'_>) -> rusqlite::Result<GraphRecord> {
     })
 }
 
-const POI_COLUMNS: &str =
-    "code, name, state, latitude, longitude, provider, capacity_bps, notes, in_reference";
-
 fn poi_row(row: &Row<'_>) -> rusqlite::Result<PoiRecord> {
     Ok(PoiRecord {
         code: row.get(0)?,
@@ -51,9 +47,6 @@ fn poi_row(row: &Row<'_>) -> rusqlite::Result<PoiRecord> {
         in_reference: row.get(8)?,
     })
 }
-
-const MAXOUT_COLUMNS: &str = "id, source, graph_id, poi_code, circuit_id, direction, start_at,
-    end_at, samples, peak_bps, peak_pct, capacity_bps, detected_at, alerted_at";
 
 fn maxout_row(row: &Row<'_>) -> rusqlite::Result<MaxoutRecord> {
     let start = from_ms(row.get(6)?);
@@ -245,9 +238,7 @@ impl PoiStore for SqliteStore {
             collect(
                 conn,
                 "reading POI samples",
-                "SELECT ts, in_bps, out_bps, in_pct, out_pct FROM poi_samples
-                 WHERE source = ?1 AND graph_id = ?2 AND ts >= ?3 AND ts < ?4
-                 ORDER BY ts",
+                sql::poi::SAMPLES.sqlite,
                 params![source, graph_id, ms(from), ms(to)],
                 |row| {
                     Ok(SampleRecord {
@@ -280,12 +271,7 @@ impl PoiStore for SqliteStore {
                 // Every stored event this run overlaps: a run that now bridges two of them
                 // (a later export filled the gap between) makes them one event.
                 let overlapping: Vec<MaxoutRecord> = tx
-                    .prepare_cached(&format!(
-                        "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
-                         WHERE source = ?1 AND graph_id = ?2 AND direction = ?3
-                           AND start_at <= ?4 AND end_at >= ?5
-                         ORDER BY start_at, id"
-                    ))
+                    .prepare_cached(sql::poi::OVERLAPPING_MAXOUTS.sqlite)
                     .and_then(|mut s| {
                         s.query_map(
                             params![source, graph_id, new.direction, ms(new.end), ms(new.start)],
@@ -300,7 +286,7 @@ impl PoiStore for SqliteStore {
                             .iter()
                             .fold(merged(stored, new), |m, other| merged(other, &m));
                         for other in others {
-                            tx.execute("DELETE FROM poi_maxouts WHERE id = ?1", [other.id])
+                            tx.execute(sql::poi::DELETE_MAXOUT.sqlite, [other.id])
                                 .map_err(failed(action))?;
                         }
                         if !others.is_empty()
@@ -309,10 +295,7 @@ impl PoiStore for SqliteStore {
                             || m.peak_bps != stored.peak_bps
                         {
                             tx.execute(
-                                "UPDATE poi_maxouts SET start_at = ?2, end_at = ?3, samples = ?4,
-                                     peak_bps = ?5, peak_pct = ?6, capacity_bps = ?7,
-                                     poi_code = ?8, circuit_id = ?9
-                                 WHERE id = ?1",
+                                sql::poi::UPDATE_MAXOUT.sqlite,
                                 params![
                                     stored.id,
                                     ms(m.start),
@@ -331,13 +314,7 @@ impl PoiStore for SqliteStore {
                     }
                     _ => {
                         let created = tx
-                            .prepare_cached(&format!(
-                                "INSERT INTO poi_maxouts (source, graph_id, poi_code, circuit_id,
-                                     direction, start_at, end_at, samples, peak_bps, peak_pct,
-                                     capacity_bps, detected_at)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                                 RETURNING {MAXOUT_COLUMNS}"
-                            ))
+                            .prepare_cached(sql::poi::INSERT_MAXOUT.sqlite)
                             .and_then(|mut s| {
                                 s.query_row(
                                     params![
@@ -374,9 +351,7 @@ impl PoiStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "INSERT INTO scrape_runs (source, started_at, finished_at, fetched, samples,
-                         skipped, failed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    sql::poi::SAVE_SCRAPE_RUN.sqlite,
                     params![
                         run.source,
                         ms(run.started),
@@ -398,10 +373,7 @@ impl PoiStore for SqliteStore {
             collect(
                 conn,
                 "listing maxouts to alert",
-                &format!(
-                    "SELECT {MAXOUT_COLUMNS} FROM poi_maxouts
-                     WHERE alerted_at IS NULL ORDER BY id LIMIT ?1"
-                ),
+                sql::poi::UNALERTED_MAXOUTS.sqlite,
                 [limit],
                 maxout_row,
             )
@@ -413,10 +385,7 @@ impl PoiStore for SqliteStore {
         self.write(move |writer| {
             writer
                 .conn
-                .execute(
-                    "UPDATE poi_maxouts SET alerted_at = ?2 WHERE id = ?1",
-                    params![id, ms(at)],
-                )
+                .execute(sql::poi::MARK_MAXOUT_ALERTED.sqlite, params![id, ms(at)])
                 .map_err(failed("marking a maxout alerted"))?;
             Ok(())
         })
@@ -424,25 +393,14 @@ impl PoiStore for SqliteStore {
     }
 
     async fn pois(&self) -> Result<Vec<PoiRecord>> {
-        self.read(|conn| {
-            collect(
-                conn,
-                "listing POIs",
-                &format!(
-                    "SELECT {POI_COLUMNS} FROM pois
-                     WHERE code IN (SELECT poi_code FROM cacti_graphs) ORDER BY code"
-                ),
-                [],
-                poi_row,
-            )
-        })
-        .await
+        self.read(|conn| collect(conn, "listing POIs", sql::poi::POIS.sqlite, [], poi_row))
+            .await
     }
 
     async fn poi(&self, code: &str) -> Result<Option<PoiRecord>> {
         let code = code.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {POI_COLUMNS} FROM pois WHERE code = ?1"))
+            conn.prepare_cached(sql::poi::POI.sqlite)
                 .and_then(|mut s| s.query_row([code], poi_row).optional())
                 .map_err(failed("reading a POI"))
         })
@@ -455,10 +413,7 @@ impl PoiStore for SqliteStore {
             collect(
                 conn,
                 "listing a POI's graphs",
-                &format!(
-                    "SELECT {GRAPH_COLUMNS} FROM cacti_graphs WHERE poi_code = ?1
-                     ORDER BY source, graph_id"
-                ),
+                sql::poi::POI_GRAPHS.sqlite,
                 [code],
                 graph_row,
             )
@@ -505,8 +460,7 @@ impl PoiStore for SqliteStore {
             collect(
                 conn,
                 "listing scrape runs",
-                "SELECT source, started_at, finished_at, fetched, samples, skipped, failed
-                 FROM scrape_runs ORDER BY id DESC LIMIT ?1",
+                sql::poi::SCRAPE_RUNS.sqlite,
                 [limit],
                 |row| {
                     Ok(ScrapeRunRecord {
@@ -529,10 +483,7 @@ impl PoiStore for SqliteStore {
         self.write(move |writer| {
             writer
                 .conn
-                .execute(
-                    "DELETE FROM job_leases WHERE name = ?1 AND holder = ?2",
-                    params![job, holder],
-                )
+                .execute(sql::poi::RELEASE_JOB.sqlite, params![job, holder])
                 .map_err(failed("releasing a job lease"))?;
             Ok(())
         })
@@ -552,10 +503,7 @@ impl PoiStore for SqliteStore {
             let changed = writer
                 .conn
                 .execute(
-                    "INSERT INTO job_leases (name, holder, until) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                         until = excluded.until
-                     WHERE job_leases.holder = excluded.holder OR job_leases.until < ?4",
+                    sql::poi::CLAIM_JOB.sqlite,
                     params![job, holder, until, ms(now)],
                 )
                 .map_err(failed("claiming a job lease"))?;

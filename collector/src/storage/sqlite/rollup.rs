@@ -2,6 +2,7 @@
 
 use super::{from_ms, ms, SqliteStore};
 use crate::storage::rollup::{loss_pct, RawRound, RollupRow, RollupStore};
+use crate::storage::sql;
 use crate::storage::{failed, unpack_rtts, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,10 +13,7 @@ impl RollupStore for SqliteStore {
     async fn raw_rounds(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RawRound>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT device_id, ts, sent, received, rtts FROM probe_results
-                     WHERE ts >= ?1 AND ts < ?2",
-                )
+                .prepare_cached(sql::rollup::RAW_ROUNDS.sqlite)
                 .map_err(failed("reading rounds to roll up"))?;
             let rows = stmt
                 .query_map(params![ms(from), ms(to)], |r| {
@@ -36,7 +34,7 @@ impl RollupStore for SqliteStore {
 
     async fn oldest_raw_round(&self) -> Result<Option<DateTime<Utc>>> {
         self.read(|conn| {
-            conn.query_row("SELECT MIN(ts) FROM probe_results", [], |r| {
+            conn.query_row(sql::rollup::OLDEST_RAW_ROUND.sqlite, [], |r| {
                 r.get::<_, Option<i64>>(0)
             })
             .map(|v| v.map(from_ms))
@@ -89,12 +87,7 @@ impl RollupStore for SqliteStore {
     ) -> Result<Vec<RollupRow>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT bucket, rounds, answered, sent, received, rtt_min, rtt_mean, rtt_max,
-                         rtt_p95 FROM probe_rollups
-                     WHERE resolution = ?1 AND device_id = ?2 AND bucket >= ?3 AND bucket < ?4
-                     ORDER BY bucket LIMIT ?5",
-                )
+                .prepare_cached(sql::rollup::ROLLUPS.sqlite)
                 .map_err(failed("reading rollups"))?;
             let rows = stmt
                 .query_map(
@@ -126,7 +119,7 @@ impl RollupStore for SqliteStore {
     async fn rollup_watermark(&self, resolution_secs: u32) -> Result<Option<DateTime<Utc>>> {
         self.read(move |conn| {
             conn.query_row(
-                "SELECT done_at FROM rollup_watermarks WHERE resolution = ?1",
+                sql::rollup::ROLLUP_WATERMARK.sqlite,
                 [resolution_secs],
                 |r| r.get::<_, i64>(0),
             )
@@ -141,8 +134,7 @@ impl RollupStore for SqliteStore {
         self.write(move |w| {
             w.conn
                 .execute(
-                    "INSERT INTO rollup_watermarks (resolution, done_at) VALUES (?1, ?2)
-                     ON CONFLICT (resolution) DO UPDATE SET done_at = excluded.done_at",
+                    sql::rollup::SET_ROLLUP_WATERMARK.sqlite,
                     params![resolution_secs, ms(done)],
                 )
                 .map_err(failed("saving a rollup watermark"))?;

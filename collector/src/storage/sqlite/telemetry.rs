@@ -3,6 +3,7 @@
 use super::intake::{begin_read, IntakeWriter, DIRECT_COMMIT, INTAKE_LIMIT, NOT_YET_FOLDED};
 use super::{from_ms, ms, SqliteStore, Writer};
 use crate::domain::telemetry::CircuitEvent;
+use crate::storage::sql;
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
     AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
@@ -16,9 +17,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
-
-const CIRCUIT_COLUMNS: &str = "circuit_id, account, provisioned_mbps, burst_mbps, pop,
-    provisioned_at, upgraded_at, decommissioned_at";
 
 fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -274,21 +272,10 @@ impl TelemetryStore for SqliteStore {
             let tx = writer.conn.transaction().map_err(failed(action))?;
             {
                 let mut upsert = tx
-                    .prepare_cached(
-                        "INSERT INTO circuits (circuit_id, account, provisioned_mbps, burst_mbps, pop,
-                             provisioned_at, upgraded_at, decommissioned_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT (circuit_id) DO UPDATE SET account = excluded.account,
-                             provisioned_mbps = excluded.provisioned_mbps,
-                             burst_mbps = excluded.burst_mbps, pop = excluded.pop,
-                             provisioned_at = excluded.provisioned_at,
-                             upgraded_at = excluded.upgraded_at,
-                             decommissioned_at = excluded.decommissioned_at,
-                             updated_at = excluded.updated_at",
-                    )
+                    .prepare_cached(sql::telemetry::UPSERT_CIRCUIT.sqlite)
                     .map_err(failed(action))?;
                 let mut known = tx
-                    .prepare_cached("DELETE FROM telemetry_unknown WHERE circuit_id = ?1")
+                    .prepare_cached(sql::telemetry::FORGET_UNKNOWN_CIRCUIT.sqlite)
                     .map_err(failed(action))?;
                 for c in &circuits {
                     upsert
@@ -315,47 +302,40 @@ impl TelemetryStore for SqliteStore {
     async fn circuit(&self, circuit_id: &str) -> Result<Option<CircuitRecord>> {
         let circuit_id = circuit_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([circuit_id], circuit_row).optional())
-            .map_err(failed("reading a circuit"))
+            conn.prepare_cached(sql::telemetry::CIRCUIT.sqlite)
+                .and_then(|mut s| s.query_row([circuit_id], circuit_row).optional())
+                .map_err(failed("reading a circuit"))
         })
         .await
     }
 
     async fn circuits(&self, limit: u32, offset: u32) -> Result<Vec<CircuitRecord>> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {CIRCUIT_COLUMNS} FROM circuits ORDER BY circuit_id LIMIT ?1 OFFSET ?2"
-            ))
-            .and_then(|mut s| {
-                s.query_map(params![limit, offset], circuit_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(failed("listing circuits"))
+            conn.prepare_cached(sql::telemetry::CIRCUITS.sqlite)
+                .and_then(|mut s| {
+                    s.query_map(params![limit, offset], circuit_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed("listing circuits"))
         })
         .await
     }
 
     async fn unknown_circuits(&self) -> Result<Vec<UnknownCircuit>> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT circuit_id, samples, first_seen, last_seen FROM telemetry_unknown
-                 ORDER BY circuit_id",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok(UnknownCircuit {
-                        circuit_id: r.get(0)?,
-                        samples: r.get(1)?,
-                        first_seen: from_ms(r.get(2)?),
-                        last_seen: from_ms(r.get(3)?),
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(failed("listing unknown circuits"))
+            conn.prepare_cached(sql::telemetry::UNKNOWN_CIRCUITS.sqlite)
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        Ok(UnknownCircuit {
+                            circuit_id: r.get(0)?,
+                            samples: r.get(1)?,
+                            first_seen: from_ms(r.get(2)?),
+                            last_seen: from_ms(r.get(3)?),
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(failed("listing unknown circuits"))
         })
         .await
     }
@@ -400,9 +380,7 @@ impl TelemetryStore for SqliteStore {
         let ids = ids.to_vec();
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE circuit_id = ?1"
-                ))
+                .prepare_cached(sql::telemetry::CIRCUIT.sqlite)
                 .map_err(failed("reading circuits"))?;
             let mut found = Vec::new();
             for id in &ids {
@@ -432,11 +410,7 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .query_row(
-                    "INSERT INTO circuit_maxouts (circuit_id, account, severity, start_at, end_at,
-                         samples, peak_mbps, provisioned_mbps, burst_mbps, open, detected_at,
-                         peak_at, historical)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                     RETURNING id",
+                    sql::telemetry::OPEN_CIRCUIT_MAXOUT.sqlite,
                     params![
                         c.circuit_id,
                         c.account,
@@ -465,8 +439,7 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE circuit_maxouts SET start_at = ?2, end_at = ?3, samples = ?4,
-                         peak_mbps = ?5, peak_at = ?6, severity = ?7, open = ?8 WHERE id = ?1",
+                    sql::telemetry::UPDATE_CIRCUIT_MAXOUT.sqlite,
                     params![
                         id,
                         e.start,
@@ -500,7 +473,7 @@ impl TelemetryStore for SqliteStore {
 
     async fn circuits_version(&self) -> Result<i64> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT version FROM circuit_changes WHERE id = 1")
+            conn.prepare_cached(sql::telemetry::CIRCUITS_VERSION.sqlite)
                 .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
                 .map_err(failed("reading the circuits' version"))
         })
@@ -652,7 +625,7 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    "UPDATE circuit_maxouts SET notified_at = ?2 WHERE id = ?1",
+                    sql::telemetry::MARK_CIRCUIT_MAXOUT_NOTIFIED.sqlite,
                     params![id, ms(now)],
                 )
                 .map_err(failed("marking a circuit maxout notified"))?;

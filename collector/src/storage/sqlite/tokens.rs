@@ -2,13 +2,12 @@
 
 use super::{from_ms, ms, SqliteStore};
 use crate::auth::Role;
+use crate::storage::sql;
 use crate::storage::tokens::{role_from_db, ApiToken, CertRevocation, TokenStore};
 use crate::storage::{failed, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
-
-const COLUMNS: &str = "id, name, role, created_at, revoked_at";
 
 fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
     let role: String = r.get(2)?;
@@ -47,9 +46,7 @@ impl TokenStore for SqliteStore {
     async fn cert_revocations(&self) -> Result<Vec<CertRevocation>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, agent_id, serial, revoked_at, reason FROM cert_revocations ORDER BY id",
-                )
+                .prepare_cached(sql::tokens::CERT_REVOCATIONS.sqlite)
                 .map_err(failed("listing certificate revocations"))?;
             let rows = stmt
                 .query_map([], |r| {
@@ -110,15 +107,9 @@ impl TokenStore for SqliteStore {
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let hash = token_hash.to_string();
         self.read(move |conn| {
-            conn.query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL"
-                ),
-                [hash],
-                token_row,
-            )
-            .optional()
-            .map_err(failed("reading a token"))
+            conn.query_row(sql::tokens::TOKEN_BY_HASH.sqlite, [hash], token_row)
+                .optional()
+                .map_err(failed("reading a token"))
         })
         .await
     }
@@ -126,7 +117,7 @@ impl TokenStore for SqliteStore {
     async fn tokens(&self) -> Result<Vec<ApiToken>> {
         self.read(move |conn| {
             let mut stmt = conn
-                .prepare(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"))
+                .prepare(sql::tokens::TOKENS.sqlite)
                 .map_err(failed("listing tokens"))?;
             let rows = stmt
                 .query_map([], token_row)
@@ -141,10 +132,7 @@ impl TokenStore for SqliteStore {
         self.write(move |w| {
             let changed = w
                 .conn
-                .execute(
-                    "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
-                    params![ms(now), id],
-                )
+                .execute(sql::tokens::REVOKE_TOKEN.sqlite, params![ms(now), id])
                 .map_err(failed("revoking a token"))?;
             Ok(changed == 1)
         })

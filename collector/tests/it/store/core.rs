@@ -19,6 +19,7 @@ store_suite!(
     device_listing_filters_and_pages,
     a_group_stores_each_new_batch_once,
     the_inventory_logs_mac_changes_in_time_order,
+    a_late_sighting_fills_only_what_the_newer_one_lacked,
     liveness_evidence_and_site_baselines_are_kept,
 );
 
@@ -547,6 +548,78 @@ async fn the_inventory_logs_mac_changes_in_time_order(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+fn batch_of(sequence: u64, records: Vec<netwarden_shared::Record>) -> netwarden_shared::Batch {
+    netwarden_shared::Batch {
+        sequence,
+        claimed_agent_id: None,
+        status: Default::default(),
+        records,
+    }
+}
+
+/// The merge rules (`storage::merge`) on each backend's own SQL: a late, older sighting gives
+/// a name the newer one lacked, never its MAC; a late, older round never its status.
+async fn a_late_sighting_fills_only_what_the_newer_one_lacked(store: Arc<dyn Store>) {
+    let a = agent("a1");
+    let newer = batch(
+        2,
+        vec![
+            sighting(2, T0 + 20_000, "b8:27:eb:00:00:02", ""),
+            probe_record(3, T0 + 20_000, "10.0.0.9", 0),
+        ],
+    );
+    let older = |sequence: u64| {
+        let mut named = sighting(sequence * 10, T0, "00:00:0c:00:00:01", "Cisco Systems, Inc");
+        if let Some(v1::record::Kind::DiscoveredHost(host)) = &mut named.kind {
+            host.hostname = "core-sw1.lab".into();
+        }
+        batch(
+            sequence,
+            vec![named, probe_record(sequence * 10 + 1, T0, "10.0.0.9", 4)],
+        )
+    };
+    // The older one twice: the second time the device is known, which SQLite writes by row id.
+    for b in [newer, older(3), older(4)] {
+        store.ingest(&a, b, at(T0 + 30_000)).await.unwrap();
+    }
+    // The same two sightings in one batch: the planner merges them by the same rule first.
+    let together = older(5);
+    let mut records = batch(6, vec![sighting(60, T0 + 20_000, "b8:27:eb:00:00:02", "")]).records;
+    records.extend(together.records);
+    store
+        .ingest(&agent("a2"), batch_of(7, records), at(T0 + 30_000))
+        .await
+        .unwrap();
+    let devices = all_devices(&store).await;
+    assert_eq!(devices.len(), 2);
+    let one_batch = devices.iter().find(|d| d.agent_id == "a2").unwrap();
+    assert_eq!(
+        (one_batch.mac.as_deref(), one_batch.hostname.as_deref()),
+        (Some("b8:27:eb:00:00:02"), Some("core-sw1.lab"))
+    );
+    let d = devices.iter().find(|d| d.agent_id == "a1").unwrap();
+    assert_eq!(
+        d.mac.as_deref(),
+        Some("b8:27:eb:00:00:02"),
+        "the newer MAC stays"
+    );
+    assert_eq!(
+        d.hostname.as_deref(),
+        Some("core-sw1.lab"),
+        "the gap is filled"
+    );
+    assert_eq!(
+        d.vendor.as_deref(),
+        Some("Cisco Systems, Inc"),
+        "the gap is filled"
+    );
+    assert_eq!(
+        (d.status, d.last_probe_at),
+        (Some("offline"), Some(at(T0 + 20_000)))
+    );
+    assert_eq!((d.first_seen, d.last_seen), (at(T0), at(T0 + 20_000)));
 }
 
 /// An ICMP-silent round the agent found up by ARP: online, and saying how (issue 27).

@@ -7,6 +7,7 @@ mod customers;
 mod kpi;
 mod poi;
 mod rollup;
+mod statements;
 mod telemetry;
 mod tokens;
 
