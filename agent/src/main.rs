@@ -369,11 +369,7 @@ fn summary(report: &DiscoveryReport) -> String {
 }
 
 fn print_hosts(report: &DiscoveryReport, json: bool) {
-    let method = |m: DiscoveryMethod| match m {
-        DiscoveryMethod::Icmp => "icmp",
-        DiscoveryMethod::Arp => "arp",
-        DiscoveryMethod::IcmpAndArp => "icmp+arp",
-    };
+    let method = DiscoveryMethod::as_str;
     if json {
         let rows: Vec<_> = report
             .hosts

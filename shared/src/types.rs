@@ -147,6 +147,17 @@ pub enum DiscoveryMethod {
     IcmpAndArp,
 }
 
+impl DiscoveryMethod {
+    /// The name stored and shown (`icmp`, `arp`, `icmp+arp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscoveryMethod::Icmp => "icmp",
+            DiscoveryMethod::Arp => "arp",
+            DiscoveryMethod::IcmpAndArp => "icmp+arp",
+        }
+    }
+}
+
 /// A host found by a discovery sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveredHost {
@@ -168,6 +179,16 @@ pub struct DiscoveredHost {
 pub enum SpeedDirection {
     Download,
     Upload,
+}
+
+impl SpeedDirection {
+    /// The name stored and shown (`download`, `upload`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeedDirection::Download => "download",
+            SpeedDirection::Upload => "upload",
+        }
+    }
 }
 
 /// One HTTP throughput test.

@@ -361,7 +361,7 @@ fn values<'a>(
         ("start", time(event.start)),
         (
             "severity",
-            // The words follow the one rule (detect.rs): the ceiling itself is `burst`.
+            // The words follow the one rule (`detect/circuit.rs`): the ceiling itself is `burst`.
             match (event.severity, circuit.burst_mbps) {
                 (MaxoutClass::Burst, _) => {
                     "at or over the provisioned rate, within the burst ceiling".into()

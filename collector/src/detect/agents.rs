@@ -261,7 +261,7 @@ impl Detectors {
                     out.extend(identity::observe(agent, known, host, baseline));
                 }
                 RecordKind::SpeedTest(test) => {
-                    let direction = crate::storage::direction_name(test.direction);
+                    let direction = test.direction.as_str();
                     let low = self
                         .speed_low
                         .entry((agent.to_string(), direction))

@@ -1,5 +1,5 @@
 //! Storage behind one trait, with SQLite (default, embedded) and PostgreSQL (production)
-//! backends. Both run the same test suite (`tests/it/storage.rs`).
+//! backends. Both run the same store suite (`tests/it/store/`).
 
 pub mod alerting;
 pub mod customers;
@@ -32,7 +32,7 @@ pub use tokens::TokenStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use netwarden_shared::{AgentId, Batch, DeviceStatus, DiscoveryMethod, SpeedDirection};
+use netwarden_shared::{AgentId, Batch, DeviceStatus};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -246,21 +246,6 @@ pub(crate) fn device_id(ids: &HashMap<IpAddr, i64>, address: IpAddr) -> Result<i
             false,
         )
     })
-}
-
-pub(crate) fn method_name(method: DiscoveryMethod) -> &'static str {
-    match method {
-        DiscoveryMethod::Icmp => "icmp",
-        DiscoveryMethod::Arp => "arp",
-        DiscoveryMethod::IcmpAndArp => "icmp+arp",
-    }
-}
-
-pub(crate) fn direction_name(direction: SpeedDirection) -> &'static str {
-    match direction {
-        SpeedDirection::Download => "download",
-        SpeedDirection::Upload => "upload",
-    }
 }
 
 /// Open ports as stored: comma-separated.

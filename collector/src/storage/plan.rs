@@ -185,22 +185,23 @@ mod tests {
                 local: false,
             })
         };
+        // Newer first, without a name; older second, with one.
         let batch = Batch {
+            records: vec![
+                (t(20), host("b8:27:eb:00:00:02", None)),
+                (t(10), host("00:00:0c:00:00:01", Some("core-sw1.lab"))),
+            ]
+            .into_iter()
+            .zip(1..)
+            .map(|((observed_at, kind), record_id)| Record {
+                record_id,
+                observed_at,
+                kind,
+            })
+            .collect(),
             sequence: 1,
             claimed_agent_id: None,
             status: AgentStatus::default(),
-            records: vec![
-                Record {
-                    record_id: 1,
-                    observed_at: t(20),
-                    kind: host("b8:27:eb:00:00:02", None),
-                },
-                Record {
-                    record_id: 2,
-                    observed_at: t(10),
-                    kind: host("00:00:0c:00:00:01", Some("core-sw1.lab")),
-                },
-            ],
         };
         let identity = BatchPlan::new([&batch]).devices[0]
             .identity

@@ -1,6 +1,6 @@
 //! What the Cacti POI scraper stores and the API reads, behind [`PoiStore`], which both
 //! backends implement (`sqlite/poi.rs`, `postgres/poi.rs`) and one test suite covers
-//! (`tests/it/poi_store.rs`).
+//! (`tests/it/store/poi.rs`).
 
 use super::Result;
 use async_trait::async_trait;

@@ -2,9 +2,9 @@
 //! table per batch, never a row at a time. Several collectors may share one database.
 
 use super::{
-    device_id, direction_name, failed, identity_changes, loss, method_name, pack_rtts, ports_text,
-    status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
-    IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, Store, StoreError, UNASSIGNED,
+    device_id, failed, identity_changes, loss, pack_rtts, ports_text, status_name, unpack_rtts,
+    AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit,
+    IngestOutcome, ProbeSample, Result, Store, StoreError, UNASSIGNED,
 };
 use crate::storage::sql::core::DEVICE_COLUMNS;
 use crate::storage::{merge, sql};
@@ -581,7 +581,7 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         .bind(d.iter().map(|(h, ..)| h.rtt_ms).collect::<Vec<_>>())
         .bind(
             d.iter()
-                .map(|(h, ..)| method_name(h.method))
+                .map(|(h, ..)| h.method.as_str())
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *conn)
@@ -602,7 +602,7 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         .bind(t.iter().map(|(s, ..)| s.url.clone()).collect::<Vec<_>>())
         .bind(
             t.iter()
-                .map(|(s, ..)| direction_name(s.direction))
+                .map(|(s, ..)| s.direction.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(t.iter().map(|(s, ..)| s.bytes as i64).collect::<Vec<_>>())

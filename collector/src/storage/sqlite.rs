@@ -5,10 +5,9 @@
 //! on the hot ingest path.)
 
 use super::{
-    device_id, direction_name, failed, identity_changes, loss, method_name, pack_rtts, ports_text,
-    status_name, unpack_rtts, AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery,
-    IdentityChange, IngestAudit, IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError,
-    UNASSIGNED,
+    device_id, failed, identity_changes, loss, pack_rtts, ports_text, status_name, unpack_rtts,
+    AgentRow, BatchPlan, DeviceQuery, DeviceRow, HistoryQuery, IdentityChange, IngestAudit,
+    IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError, UNASSIGNED,
 };
 use crate::storage::sql::core::DEVICE_COLUMNS;
 use crate::storage::{merge, sql};
@@ -628,7 +627,7 @@ fn ingest_one(
                     host.hostname,
                     ports_text(&host.open_ports),
                     host.rtt_ms,
-                    method_name(host.method),
+                    host.method.as_str(),
                 ])
                 .map_err(failed("inserting discoveries"))?;
         }
@@ -647,7 +646,7 @@ fn ingest_one(
                     ms(*at),
                     *record_id as i64,
                     test.url,
-                    direction_name(test.direction),
+                    test.direction.as_str(),
                     test.bytes as i64,
                     test.duration_us as i64,
                     test.mbps,
