@@ -32,7 +32,7 @@ const CENTURY_MS: i64 = 100 * 365 * 86_400_000;
 pub struct CustomerNotifier {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    mailer: Mailer,
+    mailer: Arc<Mailer>,
     template: Template,
     cooldown: Duration,
     /// Per circuit, the start of the latest event an email was tried for (Unix ms): sends run
@@ -54,12 +54,13 @@ enum Claim {
 impl CustomerNotifier {
     pub fn new(
         settings: &EmailSettings,
+        mailer: Arc<Mailer>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         engine: Option<Arc<Engine>>,
     ) -> Result<Self, String> {
         Ok(CustomerNotifier {
-            mailer: Mailer::new(settings)?,
+            mailer,
             template: Template::load(
                 "circuit_maxout",
                 settings.templates.as_deref(),

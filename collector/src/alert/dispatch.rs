@@ -44,7 +44,7 @@ pub trait Channel: Send + Sync {
 }
 
 pub struct EmailChannel {
-    pub mailer: Mailer,
+    pub mailer: Arc<Mailer>,
     pub template: Template,
 }
 

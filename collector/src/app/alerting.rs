@@ -47,9 +47,9 @@ impl Alerting {
 /// The notification dispatcher, when any channel is configured.
 fn dispatcher(settings: &Settings, shared: &Shared) -> Result<Option<Arc<Dispatcher>>, StartError> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    if let Some(email) = &settings.email {
+    if let (Some(email), Some(mailer)) = (&settings.email, &shared.mailer) {
         channels.push(Arc::new(EmailChannel {
-            mailer: crate::alert::email::Mailer::new(email).map_err(StartError::Email)?,
+            mailer: mailer.clone(),
             template: crate::alert::templates::Template::load(
                 "anomaly",
                 email.templates.as_deref(),

@@ -1,7 +1,8 @@
 //! What every part uses: the store (opened and migrated), the metrics, the alert engine, the
-//! token guard and the certificate revocations.
+//! token guard, the certificate revocations and the one mailer.
 
 use super::StartError;
+use crate::alert::email::Mailer;
 use crate::alert::engine::Engine;
 use crate::auth::Guard;
 use crate::config::Settings;
@@ -16,6 +17,9 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub guard: Arc<Guard>,
     pub revocations: Revocations,
+    /// The SMTP client (one connection pool) every email goes through, anomaly and customer
+    /// alike; none without `[email]`.
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 impl Shared {
@@ -43,12 +47,17 @@ impl Shared {
             metrics.clone(),
         ));
         let guard = Arc::new(Guard::new(store.clone(), settings.auth.clone()));
+        let mailer = match &settings.email {
+            Some(email) => Some(Arc::new(Mailer::new(email).map_err(StartError::Email)?)),
+            None => None,
+        };
         Ok(Shared {
             store,
             metrics,
             engine,
             guard,
             revocations,
+            mailer,
         })
     }
 }

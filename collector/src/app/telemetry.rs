@@ -22,17 +22,18 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn build(settings: &Settings, shared: &Shared) -> Result<Self, StartError> {
-        let notifier = match &settings.email {
-            Some(email) => Some(Arc::new(
+        let notifier = match (&settings.email, &shared.mailer) {
+            (Some(email), Some(mailer)) => Some(Arc::new(
                 CustomerNotifier::new(
                     email,
+                    mailer.clone(),
                     shared.store.clone(),
                     shared.metrics.clone(),
                     Some(shared.engine.clone()),
                 )
                 .map_err(StartError::Email)?,
             )),
-            None => None,
+            _ => None,
         };
         let (detector, detect) = Detector::new(
             shared.store.clone(),

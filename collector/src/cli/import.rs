@@ -140,6 +140,10 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
         (Some(email), true) => Some(Arc::new(
             crate::alert::customer::CustomerNotifier::new(
                 email,
+                Arc::new(
+                    crate::alert::email::Mailer::new(email)
+                        .map_err(|e| anyhow::anyhow!("customer email: {e}"))?,
+                ),
                 store.clone(),
                 Arc::new(crate::metrics::Metrics::new()),
                 None,
