@@ -28,51 +28,23 @@ pub enum Rule {
 pub const DEVICE: &[(&str, Rule)] = &[
     ("first_seen", Rule::Earliest),
     ("last_seen", Rule::Latest),
-    (
-        "mac",
-        Rule::NewerFills {
-            clock: "identity_at",
-        },
-    ),
-    (
-        "vendor",
-        Rule::NewerFills {
-            clock: "identity_at",
-        },
-    ),
-    (
-        "hostname",
-        Rule::NewerFills {
-            clock: "identity_at",
-        },
-    ),
+    ("mac", BY_IDENTITY),
+    ("vendor", BY_IDENTITY),
+    ("hostname", BY_IDENTITY),
     ("identity_at", Rule::Latest),
-    (
-        "status",
-        Rule::NewerWins {
-            clock: "last_probe_at",
-        },
-    ),
-    (
-        "alive_by",
-        Rule::NewerWins {
-            clock: "last_probe_at",
-        },
-    ),
-    (
-        "last_loss_pct",
-        Rule::NewerWins {
-            clock: "last_probe_at",
-        },
-    ),
-    (
-        "last_rtt_ms",
-        Rule::NewerWins {
-            clock: "last_probe_at",
-        },
-    ),
+    ("status", BY_PROBE),
+    ("alive_by", BY_PROBE),
+    ("last_loss_pct", BY_PROBE),
+    ("last_rtt_ms", BY_PROBE),
     ("last_probe_at", Rule::Latest),
 ];
+
+const BY_IDENTITY: Rule = Rule::NewerFills {
+    clock: "identity_at",
+};
+const BY_PROBE: Rule = Rule::NewerWins {
+    clock: "last_probe_at",
+};
 
 /// Two sightings of a device's identity under [`DEVICE`]'s rule for its MAC, vendor and name
 /// (`NewerFills` by `identity_at`), for the planner: what the store's upsert would make of them

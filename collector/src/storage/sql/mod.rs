@@ -51,6 +51,18 @@ macro_rules! statement {
     }};
 }
 
+/// A module's statements as `NAME = text;`: each a `pub const NAME: Statement`, and `ALL`, every
+/// one of them by name, for the test that prepares them on both backends (so a statement added
+/// here is always in it).
+macro_rules! statements {
+    ($($name:ident = $text:expr;)+) => {
+        $(pub const $name: $crate::storage::sql::Statement = statement!($text);)+
+
+        pub const ALL: &[(&str, $crate::storage::sql::Statement)] =
+            &[$((concat!(module_path!(), "::", stringify!($name)), $name)),+];
+    };
+}
+
 pub mod alerting;
 pub mod core;
 pub mod customers;

@@ -1,6 +1,5 @@
 //! Poi statements both backends run as written (see [`super`]).
 
-use super::Statement;
 use const_format::concatcp;
 
 pub const GRAPH_COLUMNS: &str =
@@ -16,102 +15,74 @@ pub const MAXOUT_COLUMNS: &str =
     "id, source, graph_id, poi_code, circuit_id, direction, start_at, end_at, samples,
     peak_bps, peak_pct, capacity_bps, detected_at, alerted_at";
 
-pub const SAMPLES: Statement = statement!(
-    "SELECT ts, in_bps, out_bps, in_pct, out_pct FROM poi_samples
-     WHERE source = $1 AND graph_id = $2 AND ts >= $3 AND ts < $4 ORDER BY ts"
-);
+statements! {
+    SAMPLES = "SELECT ts, in_bps, out_bps, in_pct, out_pct FROM poi_samples
+         WHERE source = $1 AND graph_id = $2 AND ts >= $3 AND ts < $4 ORDER BY ts";
 
-pub const OVERLAPPING_MAXOUTS: Statement = statement!(concatcp!(
-    "SELECT ",
-    MAXOUT_COLUMNS,
-    " FROM poi_maxouts
-               WHERE source = $1 AND graph_id = $2 AND direction = $3
-                 AND start_at <= $4 AND end_at >= $5
-               ORDER BY start_at, id"
-));
+    OVERLAPPING_MAXOUTS = concatcp!(
+        "SELECT ",
+        MAXOUT_COLUMNS,
+        " FROM poi_maxouts
+                   WHERE source = $1 AND graph_id = $2 AND direction = $3
+                     AND start_at <= $4 AND end_at >= $5
+                   ORDER BY start_at, id"
+    );
 
-pub const DELETE_MAXOUT: Statement = statement!("DELETE FROM poi_maxouts WHERE id = $1");
+    DELETE_MAXOUT = "DELETE FROM poi_maxouts WHERE id = $1";
 
-pub const UPDATE_MAXOUT: Statement = statement!(
-    "UPDATE poi_maxouts SET start_at = $2, end_at = $3, samples = $4,
-         peak_bps = $5, peak_pct = $6, capacity_bps = $7,
-         poi_code = $8, circuit_id = $9
-     WHERE id = $1"
-);
+    UPDATE_MAXOUT = "UPDATE poi_maxouts SET start_at = $2, end_at = $3, samples = $4,
+             peak_bps = $5, peak_pct = $6, capacity_bps = $7,
+             poi_code = $8, circuit_id = $9
+         WHERE id = $1";
 
-pub const INSERT_MAXOUT: Statement = statement!(concatcp!(
-    "INSERT INTO poi_maxouts (source, graph_id, poi_code, circuit_id,
-                   direction, start_at, end_at, samples, peak_bps, peak_pct,
-                   capacity_bps, detected_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-               RETURNING ",
-    MAXOUT_COLUMNS
-));
+    INSERT_MAXOUT = concatcp!(
+        "INSERT INTO poi_maxouts (source, graph_id, poi_code, circuit_id,
+                       direction, start_at, end_at, samples, peak_bps, peak_pct,
+                       capacity_bps, detected_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   RETURNING ",
+        MAXOUT_COLUMNS
+    );
 
-pub const SAVE_SCRAPE_RUN: Statement = statement!(
-    "INSERT INTO scrape_runs (source, started_at, finished_at, fetched, samples, skipped,
-         failed)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)"
-);
+    SAVE_SCRAPE_RUN = "INSERT INTO scrape_runs (source, started_at, finished_at, fetched, samples, skipped,
+             failed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub const UNALERTED_MAXOUTS: Statement = statement!(concatcp!(
-    "SELECT ",
-    MAXOUT_COLUMNS,
-    " FROM poi_maxouts
-               WHERE alerted_at IS NULL ORDER BY id LIMIT $1"
-));
+    UNALERTED_MAXOUTS = concatcp!(
+        "SELECT ",
+        MAXOUT_COLUMNS,
+        " FROM poi_maxouts
+                   WHERE alerted_at IS NULL ORDER BY id LIMIT $1"
+    );
 
-pub const MARK_MAXOUT_ALERTED: Statement =
-    statement!("UPDATE poi_maxouts SET alerted_at = $2 WHERE id = $1");
+    MARK_MAXOUT_ALERTED = "UPDATE poi_maxouts SET alerted_at = $2 WHERE id = $1";
 
-pub const POIS: Statement = statement!(concatcp!(
-    "SELECT ",
-    POI_COLUMNS,
-    " FROM pois
-               WHERE code IN (SELECT poi_code FROM cacti_graphs) ORDER BY code"
-));
+    POIS = concatcp!(
+        "SELECT ",
+        POI_COLUMNS,
+        " FROM pois
+                   WHERE code IN (SELECT poi_code FROM cacti_graphs) ORDER BY code"
+    );
 
-pub const POI: Statement = statement!(concatcp!(
-    "SELECT ",
-    POI_COLUMNS,
-    " FROM pois WHERE code = $1"
-));
+    POI = concatcp!(
+        "SELECT ",
+        POI_COLUMNS,
+        " FROM pois WHERE code = $1"
+    );
 
-pub const POI_GRAPHS: Statement = statement!(concatcp!(
-    "SELECT ",
-    GRAPH_COLUMNS,
-    " FROM cacti_graphs WHERE poi_code = $1
-               ORDER BY source, graph_id"
-));
+    POI_GRAPHS = concatcp!(
+        "SELECT ",
+        GRAPH_COLUMNS,
+        " FROM cacti_graphs WHERE poi_code = $1
+                   ORDER BY source, graph_id"
+    );
 
-pub const SCRAPE_RUNS: Statement = statement!(
-    "SELECT source, started_at, finished_at, fetched, samples, skipped, failed
-     FROM scrape_runs ORDER BY id DESC LIMIT $1"
-);
+    SCRAPE_RUNS = "SELECT source, started_at, finished_at, fetched, samples, skipped, failed
+         FROM scrape_runs ORDER BY id DESC LIMIT $1";
 
-pub const RELEASE_JOB: Statement =
-    statement!("DELETE FROM job_leases WHERE name = $1 AND holder = $2");
+    RELEASE_JOB = "DELETE FROM job_leases WHERE name = $1 AND holder = $2";
 
-pub const CLAIM_JOB: Statement = statement!(
-    "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
-     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
-     WHERE job_leases.holder = excluded.holder OR job_leases.until < $4"
-);
-
-/// Every statement here, by name, for the test that prepares them on both backends.
-pub const ALL: &[(&str, Statement)] = &[
-    ("poi::SAMPLES", SAMPLES),
-    ("poi::OVERLAPPING_MAXOUTS", OVERLAPPING_MAXOUTS),
-    ("poi::DELETE_MAXOUT", DELETE_MAXOUT),
-    ("poi::UPDATE_MAXOUT", UPDATE_MAXOUT),
-    ("poi::INSERT_MAXOUT", INSERT_MAXOUT),
-    ("poi::SAVE_SCRAPE_RUN", SAVE_SCRAPE_RUN),
-    ("poi::UNALERTED_MAXOUTS", UNALERTED_MAXOUTS),
-    ("poi::MARK_MAXOUT_ALERTED", MARK_MAXOUT_ALERTED),
-    ("poi::POIS", POIS),
-    ("poi::POI", POI),
-    ("poi::POI_GRAPHS", POI_GRAPHS),
-    ("poi::SCRAPE_RUNS", SCRAPE_RUNS),
-    ("poi::RELEASE_JOB", RELEASE_JOB),
-    ("poi::CLAIM_JOB", CLAIM_JOB),
-];
+    CLAIM_JOB = "INSERT INTO job_leases (name, holder, until) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+         WHERE job_leases.holder = excluded.holder OR job_leases.until < $4";
+}
