@@ -1,65 +1,87 @@
-//! Customer maxout email: when a circuit maxout event opens, an HTML + text message To the
-//! account's primary contact, Cc its account manager and CX manager, at most once per circuit
-//! per cooldown. The cooldown counts in event time from the start of the last event whose email
-//! was claimed (`customer_email_claims`, claimed in the database), so it holds across restarts,
-//! for telemetry that arrives late, and across collectors sharing one database. Every send (or
-//! why there was none) is recorded in `notifications`; when the customer could not be told (no
-//! contact, or the send failed) the event is stored all the same and the NOC gets a
-//! `customer_not_notified` anomaly, which resolves with the next email that reaches the
-//! customer.
+//! Customer maxout email, a channel of the one dispatcher: when a circuit maxout event opens,
+//! an HTML + text message To the account's primary contact, Cc its account manager and CX
+//! manager, at most once per circuit per cooldown.
+//!
+//! The cooldown is this channel's rule, decided as the event is queued: it counts in event time
+//! from the start of the last event whose email was claimed (`customer_email_claims`), and the
+//! claim and the outbox row are written in one transaction, so it holds across restarts, for
+//! telemetry that arrives late, and across collectors sharing one database. Delivery is the
+//! dispatcher's (lease, retries with backoff, recovery after a crash); when a send's outcome is
+//! final, this channel records it in `notifications`, marks the event notified or gives its
+//! claim back, and tells the NOC: a customer who could not be told (no contact, or the send
+//! failed) raises a `customer_not_notified` anomaly, which resolves with the next email that
+//! reaches the customer.
 
+use super::dispatch::{Attempt, Channel, Retries};
 use super::email::{EmailSettings, Mailer};
 use super::engine::Engine;
-use super::templates::{Template, CIRCUIT_MAXOUT_FIELDS};
+use super::render;
+use super::templates::{Rendered, Template, CIRCUIT_MAXOUT_FIELDS};
 use crate::detect::Signal;
-use crate::domain::alerting::AnomalyKind;
-use crate::domain::alerting::{NewAnomaly, Severity};
-use crate::domain::telemetry::{CircuitEvent, MaxoutClass};
+use crate::domain::alerting::{AlertJob, AlertOutcome, AnomalyKind, NewAnomaly, Severity};
+use crate::domain::telemetry::{CircuitEvent, CustomerEmailJob, MaxoutClass};
 use crate::metrics::Metrics;
-use crate::storage::customers::NotificationRecord;
-use crate::storage::telemetry::{CircuitRecord, EmailClaim};
+use crate::storage::customers::{Employee, NotificationRecord};
+use crate::storage::telemetry::{CircuitMaxoutRecord, CircuitRecord};
 use crate::storage::Store;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 pub const EVENT_KIND: &str = AnomalyKind::CircuitMaxout.as_str();
+/// The outbox's channel for customer emails.
+pub const CHANNEL: &str = "customer_email";
+/// The `notifications` rows' channel: how the customer was told.
+const NOTIFIED_BY: &str = "email";
 
 const CENTURY_MS: i64 = 100 * 365 * 86_400_000;
+/// How long queueing keeps trying while the database does not answer.
+const QUEUE_TRIES: u32 = 8;
 
-pub struct CustomerNotifier {
+pub struct CustomerEmail {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     mailer: Arc<Mailer>,
     template: Template,
     cooldown: Duration,
-    /// Per circuit, the start of the latest event an email was tried for (Unix ms): sends run
-    /// on tasks of their own and may finish in any order, so only its outcome raises or
-    /// clears the NOC's anomaly. Also the cooldown while the database cannot be asked.
-    latest_try: Mutex<HashMap<String, i64>>,
+    retries: Retries,
     /// Where a customer who could not be told becomes a NOC anomaly.
     engine: Option<Arc<Engine>>,
+    /// The dispatcher's wake-up: a queued email goes at once.
+    wake: Option<Arc<Notify>>,
 }
 
-/// Whether an event's customer is emailed.
-enum Claim {
-    /// Yes; a failed send gives the claim back (none when the database could not be asked).
-    Send { claim: Option<EmailClaim> },
-    /// No: within the cooldown of an email about an earlier event.
-    Suppressed,
+/// The event a customer email tells of.
+struct Told {
+    /// As stored now: its circuit, account and the circuit's rates when it opened.
+    stored: CircuitMaxoutRecord,
+    /// As it opened, when its email was queued: the figures the email gives.
+    opened: CircuitEvent,
 }
 
-impl CustomerNotifier {
+/// What an email to a customer is, once its account and people are looked up.
+struct Prepared {
+    to: Mailbox,
+    cc: Vec<Mailbox>,
+    message: Rendered,
+    /// To and Cc, as recorded.
+    recipients: String,
+}
+
+impl CustomerEmail {
     pub fn new(
         settings: &EmailSettings,
         mailer: Arc<Mailer>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         engine: Option<Arc<Engine>>,
+        wake: Option<Arc<Notify>>,
     ) -> Result<Self, String> {
-        Ok(CustomerNotifier {
+        Ok(CustomerEmail {
             mailer,
             template: Template::load(
                 "circuit_maxout",
@@ -68,180 +90,138 @@ impl CustomerNotifier {
             )
             .map_err(|e| e.to_string())?,
             cooldown: settings.cooldown,
+            retries: Retries {
+                retries: settings.retries,
+                backoff: settings.backoff,
+            },
             store,
             metrics,
-            latest_try: Mutex::new(HashMap::new()),
             engine,
+            wake,
         })
     }
 
-    /// Handles a newly opened event. Call it in event order (the cooldown is decided here);
-    /// the sending, which may take retries, goes on on a task of its own.
+    /// Queues the email about a newly opened event, unless the circuit's customer heard of
+    /// an earlier one within the cooldown (then recorded as `suppressed`). Call it in event
+    /// order: the cooldown is decided here. The dispatcher sends it.
     pub async fn maxout_opened(
-        self: &Arc<Self>,
-        circuit: &CircuitRecord,
-        event_id: i64,
-        event: &CircuitEvent,
-    ) {
-        let claim = self.claim(&circuit.circuit_id, event.start).await;
-        let (this, circuit, event) = (self.clone(), circuit.clone(), event.clone());
-        tokio::spawn(async move { this.deliver(&circuit, event_id, &event, claim).await });
-    }
-
-    /// Decides whether an event starting at `start` (Unix ms) is emailed, and if so counts
-    /// the circuit's cooldown from it.
-    async fn claim(&self, circuit_id: &str, start: i64) -> Claim {
-        // At most a century, so that start + cooldown stays a BIGINT; at least a millisecond,
-        // so that two collectors' events with one start are one email (and one claim).
-        let cooldown = i64::try_from(self.cooldown.as_millis())
-            .unwrap_or(i64::MAX)
-            .clamp(1, CENTURY_MS);
-        let claim = match self
-            .store
-            .claim_customer_email(circuit_id, start, cooldown)
-            .await
-        {
-            Ok(Some(claim)) => Some(claim),
-            Ok(None) => return Claim::Suppressed,
-            Err(err) => {
-                // This collector's own tries keep the cooldown meanwhile: a customer may then
-                // hear from each collector, which is better than from none.
-                tracing::error!(circuit = circuit_id, error = %err, "cannot claim the customer email in the database; deciding on this collector's own emails");
-                let last = self.latest_try().get(circuit_id).copied();
-                if last.is_some_and(|last| start < last.saturating_add(cooldown)) {
-                    return Claim::Suppressed;
-                }
-                None
-            }
-        };
-        self.latest_try().insert(circuit_id.to_string(), start);
-        Claim::Send { claim }
-    }
-
-    fn latest_try(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.latest_try.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    async fn deliver(
         &self,
         circuit: &CircuitRecord,
         event_id: i64,
         event: &CircuitEvent,
-        claim: Claim,
     ) {
-        let record = |recipients: String,
-                      subject: String,
-                      status: &str,
-                      error: Option<String>,
-                      attempts: i32| {
-            NotificationRecord {
-                event_kind: EVENT_KIND.into(),
-                event_id,
-                channel: "email".into(),
-                recipients,
-                subject,
-                status: status.into(),
-                error,
-                attempts,
-                created_at: Utc::now(),
-            }
+        // At most a century, so that start + cooldown stays a BIGINT; at least a millisecond,
+        // so that two collectors' events with one start are one email (and one claim).
+        let cooldown_ms = i64::try_from(self.cooldown.as_millis())
+            .unwrap_or(i64::MAX)
+            .clamp(1, CENTURY_MS);
+        let job = CustomerEmailJob {
+            channel: CHANNEL,
+            circuit_id: circuit.circuit_id.clone(),
+            event_id,
+            start: event.start,
+            cooldown_ms,
+            severity: match event.severity {
+                MaxoutClass::Maxout => Severity::High,
+                MaxoutClass::Burst => Severity::Medium,
+            },
+            event: event.clone(),
         };
-        let tried = matches!(claim, Claim::Send { .. });
-        let outcome = match claim {
-            Claim::Suppressed => record(
-                String::new(),
-                String::new(),
-                "suppressed",
-                Some("within the cooldown of an earlier email".into()),
-                0,
-            ),
-            Claim::Send { claim } => {
-                let outcome = self.send(circuit, event, &record).await;
-                if outcome.status == "sent" {
-                    if let Err(err) = self
-                        .store
-                        .mark_circuit_maxout_notified(event_id, Utc::now())
-                        .await
-                    {
-                        tracing::error!(error = %err, event_id, "cannot record that the customer was emailed");
-                    }
-                } else if let Some(claim) = claim {
-                    // Not told: the next event tries again, unless a later one was claimed
-                    // meanwhile (the cooldown then counts from that one).
-                    if let Err(err) = self
-                        .store
-                        .release_customer_email(&circuit.circuit_id, &claim)
-                        .await
-                    {
-                        tracing::error!(error = %err, event_id, "cannot give back the customer email claim");
-                    }
+        let mut delay = Duration::from_millis(100);
+        let mut tries = 0;
+        let queued = loop {
+            tries += 1;
+            match self.store.queue_customer_email(&job, Utc::now()).await {
+                Ok(queued) => break queued,
+                Err(err) if tries < QUEUE_TRIES => {
+                    tracing::warn!(circuit = %job.circuit_id, event_id, error = %err, "cannot queue the customer email; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
                 }
-                outcome
+                Err(err) => {
+                    // Not queued, so not claimed either: the next event of the circuit tries
+                    // again, and the NOC hears of this one now.
+                    tracing::error!(circuit = %job.circuit_id, event_id, error = %err, "cannot queue the customer email");
+                    self.tell_noc(
+                        &circuit.circuit_id,
+                        circuit.account.as_deref(),
+                        Err(format!("it could not be queued: {err}")),
+                    )
+                    .await;
+                    return;
+                }
             }
         };
+        if queued {
+            if let Some(wake) = &self.wake {
+                wake.notify_waiters();
+            }
+            return;
+        }
+        self.count("suppressed");
+        let record = NotificationRecord {
+            event_kind: EVENT_KIND.into(),
+            event_id,
+            channel: NOTIFIED_BY.into(),
+            recipients: String::new(),
+            subject: String::new(),
+            status: "suppressed".into(),
+            error: Some("within the cooldown of an earlier email".into()),
+            attempts: 0,
+            created_at: Utc::now(),
+        };
+        if let Err(err) = self.store.save_notification(&record).await {
+            tracing::error!(error = %err, event_id, "cannot record a notification");
+        }
+    }
+
+    fn count(&self, status: &str) {
         self.metrics
             .notifications
             .get_or_create(&Metrics::labels(&[
-                ("channel", "email"),
-                ("status", outcome.status.as_str()),
+                ("channel", CHANNEL),
+                ("status", status),
             ]))
             .inc();
-        if let Err(err) = self.store.save_notification(&outcome).await {
-            tracing::error!(error = %err, event_id, "cannot record a notification");
-        }
-        let latest = self.latest_try().get(&circuit.circuit_id) == Some(&event.start);
-        if tried && latest {
-            self.tell_noc(circuit, &outcome).await;
-        }
     }
 
-    /// A customer who could not be told is the NOC's problem (a `customer_not_notified`
-    /// anomaly for the circuit); one who was told clears it.
-    async fn tell_noc(&self, circuit: &CircuitRecord, outcome: &NotificationRecord) {
-        let Some(engine) = &self.engine else {
-            return;
+    /// The event the job tells of: as stored, and as it opened (what the email describes).
+    async fn event(&self, job: &AlertJob) -> Result<Told, String> {
+        let Some(id) = job.alert.circuit_event_id else {
+            return Err(format!(
+                "notification {} names no circuit maxout event",
+                job.alert.id
+            ));
         };
-        let signal = if outcome.status == "sent" {
-            Signal::Clear {
-                kind: AnomalyKind::CustomerNotNotified,
-                subject: circuit.circuit_id.clone(),
-            }
-        } else {
-            let why = outcome.error.clone().unwrap_or_default();
-            Signal::Firing(NewAnomaly {
-                kind: AnomalyKind::CustomerNotNotified,
-                subject: circuit.circuit_id.clone(),
-                group_key: circuit.account.clone(),
-                severity: Severity::High,
-                summary: format!(
-                    "the customer of circuit {} was not emailed about its maxout: {why}",
-                    circuit.circuit_id
-                ),
-                details: serde_json::json!({
-                    "account": circuit.account, "status": outcome.status, "error": why,
-                }),
-            })
+        let stored = match self.store.circuit_maxout(id).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err(format!("circuit maxout event {id} does not exist")),
+            Err(err) => return Err(format!("cannot read circuit maxout event {id}: {err}")),
         };
-        if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
-            tracing::error!(circuit = %circuit.circuit_id, error = %err, "cannot raise the customer-not-notified anomaly");
-        }
+        let opened = job
+            .alert
+            .details
+            .clone()
+            .and_then(|d| serde_json::from_value::<CircuitEvent>(d).ok())
+            .unwrap_or_else(|| CircuitEvent {
+                start: stored.start.timestamp_millis(),
+                end: stored.end.timestamp_millis(),
+                samples: u32::try_from(stored.samples).unwrap_or_default(),
+                peak_mbps: stored.peak_mbps,
+                peak_at: stored.peak_at.unwrap_or(stored.start).timestamp_millis(),
+                severity: MaxoutClass::parse(&stored.severity).unwrap_or(MaxoutClass::Maxout),
+            });
+        Ok(Told { stored, opened })
     }
 
-    async fn employee(&self, id: &Option<String>) -> Option<crate::storage::customers::Employee> {
-        self.store.employee(id.as_deref()?).await.ok().flatten()
-    }
-
-    async fn send(
-        &self,
-        circuit: &CircuitRecord,
-        event: &CircuitEvent,
-        record: &impl Fn(String, String, &str, Option<String>, i32) -> NotificationRecord,
-    ) -> NotificationRecord {
-        let found = match &circuit.account {
+    /// The message and its recipients; `Err` says why there is no one to send it to.
+    async fn prepare(&self, told: &Told) -> Result<Prepared, String> {
+        let event = &told.stored;
+        let found = match &event.account {
             Some(id) => self.store.account(id).await,
             None => Ok(None),
         };
-        let contact = match (&circuit.account, found) {
+        let (account, to) = match (&event.account, found) {
             (None, _) => Err("the circuit has no account".to_string()),
             (Some(id), Ok(None)) => Err(format!("account {id} does not exist")),
             (Some(id), Err(err)) => Err(format!("cannot read account {id}: {err}")),
@@ -255,21 +235,7 @@ impl CustomerNotifier {
                 .map(|mailbox| (account.clone(), mailbox))
                 .map_err(|err| format!("account {id}'s contact email is not usable: {err}")),
             },
-        };
-        let (account, contact) = match contact {
-            Ok(found) => found,
-            Err(why) => {
-                // The NOC hears of it (`tell_noc`) and fixes the account, so that the
-                // customer hears next time.
-                tracing::error!(
-                    circuit = %circuit.circuit_id,
-                    account = circuit.account.as_deref().unwrap_or("(none)"),
-                    reason = %why,
-                    "circuit maxout with no customer contact to email"
-                );
-                return record(String::new(), String::new(), "no_contact", Some(why), 0);
-            }
-        };
+        }?;
         let am = self.employee(&account.account_manager).await;
         let cx = self.employee(&account.cx_manager).await;
         let cc: Vec<Mailbox> = [&am, &cx]
@@ -277,54 +243,202 @@ impl CustomerNotifier {
             .filter_map(|e| e.as_ref())
             .filter_map(|e| format!("{} <{}>", e.name, e.email).parse().ok())
             .collect();
-        let values = values(
-            circuit,
+        let message = self.template.render(&values(
+            told,
             &account.name,
             account.contact_name.as_deref(),
-            event,
             am.as_ref(),
             cx.as_ref(),
-        );
-        let message = self.template.render(&values);
+        ));
         let recipients = format!(
-            "To: {contact}; Cc: {}",
+            "To: {to}; Cc: {}",
             cc.iter()
                 .map(|m| m.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let (attempts, sent) = self.mailer.send(&[contact], &cc, &message).await;
-        match sent {
-            Ok(()) => record(recipients, message.subject, "sent", None, attempts as i32),
-            Err(error) => {
-                tracing::error!(circuit = %circuit.circuit_id, %error, "customer maxout email failed");
-                record(
-                    recipients,
-                    message.subject,
-                    "failed",
-                    Some(error),
-                    attempts as i32,
-                )
-            }
+        Ok(Prepared {
+            to,
+            cc,
+            message,
+            recipients,
+        })
+    }
+
+    async fn employee(&self, id: &Option<String>) -> Option<Employee> {
+        self.store.employee(id.as_deref()?).await.ok().flatten()
+    }
+
+    /// A customer who could not be told is the NOC's problem (a `customer_not_notified`
+    /// anomaly for the circuit); one who was told clears it.
+    async fn tell_noc(&self, circuit_id: &str, account: Option<&str>, told: Result<(), String>) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let signal = match told {
+            Ok(()) => Signal::Clear {
+                kind: AnomalyKind::CustomerNotNotified,
+                subject: circuit_id.to_string(),
+            },
+            Err(why) => Signal::Firing(NewAnomaly {
+                kind: AnomalyKind::CustomerNotNotified,
+                subject: circuit_id.to_string(),
+                group_key: account.map(str::to_string),
+                severity: Severity::High,
+                summary: format!(
+                    "the customer of circuit {circuit_id} was not emailed about its maxout: {why}"
+                ),
+                details: serde_json::json!({ "account": account, "error": why }),
+            }),
+        };
+        if let Err(err) = engine.apply(vec![signal], Utc::now()).await {
+            tracing::error!(circuit = circuit_id, error = %err, "cannot raise the customer-not-notified anomaly");
         }
     }
 }
 
+#[async_trait]
+impl Channel for CustomerEmail {
+    fn name(&self) -> &'static str {
+        CHANNEL
+    }
+
+    async fn deliver(&self, job: &AlertJob) -> Attempt {
+        let told = match self.event(job).await {
+            Ok(told) => told,
+            Err(why) => return Attempt::Transient(why),
+        };
+        let prepared = match self.prepare(&told).await {
+            Ok(prepared) => prepared,
+            // The NOC hears of it (`settled`) and fixes the account, so that the customer
+            // hears next time.
+            Err(why) => return Attempt::Permanent(why),
+        };
+        match self
+            .mailer
+            .send_once(
+                &[prepared.to],
+                &prepared.cc,
+                &prepared.message,
+                render::message_id(job),
+            )
+            .await
+        {
+            Ok(()) => Attempt::Sent,
+            Err(f) if f.permanent => Attempt::Permanent(f.message),
+            Err(f) => Attempt::Transient(f.message),
+        }
+    }
+
+    fn retries(&self) -> Option<Retries> {
+        Some(self.retries)
+    }
+
+    async fn settled(&self, job: &AlertJob, outcome: &AlertOutcome) {
+        let told = match self.event(job).await {
+            Ok(told) => told,
+            Err(why) => {
+                tracing::error!(alert = job.alert.id, error = %why, "a customer email's event is gone; its outcome is recorded in the outbox only");
+                return;
+            }
+        };
+        let prepared = self.prepare(&told).await;
+        let event = &told.stored;
+        let (recipients, subject) = match &prepared {
+            Ok(p) => (p.recipients.clone(), p.message.subject.clone()),
+            Err(_) => (String::new(), String::new()),
+        };
+        let (status, error, attempts) = match (outcome, &prepared) {
+            (AlertOutcome::Sent, _) => ("sent", None, job.alert.attempts),
+            (AlertOutcome::Failed { error }, Err(_)) => ("no_contact", Some(error.clone()), 0),
+            (AlertOutcome::Failed { error }, Ok(_)) => {
+                tracing::error!(circuit = %event.circuit_id, %error, "customer maxout email failed");
+                ("failed", Some(error.clone()), job.alert.attempts)
+            }
+            (AlertOutcome::Retry { .. } | AlertOutcome::Defer { .. }, _) => return,
+        };
+        if status == "no_contact" {
+            tracing::error!(
+                circuit = %event.circuit_id,
+                account = event.account.as_deref().unwrap_or("(none)"),
+                reason = error.as_deref().unwrap_or_default(),
+                "circuit maxout with no customer contact to email"
+            );
+        }
+        let record = NotificationRecord {
+            event_kind: EVENT_KIND.into(),
+            event_id: event.id,
+            channel: NOTIFIED_BY.into(),
+            recipients,
+            subject,
+            status: status.into(),
+            error: error.clone(),
+            attempts,
+            created_at: Utc::now(),
+        };
+        if let Err(err) = self.store.save_notification(&record).await {
+            tracing::error!(error = %err, event_id = event.id, "cannot record a notification");
+        }
+        // Only the outcome of the circuit's last claimed email decides what the NOC sees: an
+        // older one settling late says nothing about the customer now.
+        let claim = match self
+            .store
+            .customer_email_claim(&event.circuit_id, event.id)
+            .await
+        {
+            Ok(claim) => claim,
+            Err(err) => {
+                tracing::error!(error = %err, event_id = event.id, "cannot read the customer email claim");
+                None
+            }
+        };
+        if status == "sent" {
+            if let Err(err) = self
+                .store
+                .mark_circuit_maxout_notified(event.id, Utc::now())
+                .await
+            {
+                tracing::error!(error = %err, event_id = event.id, "cannot record that the customer was emailed");
+            }
+        }
+        let Some(claim) = claim else {
+            return;
+        };
+        let told = match error {
+            None => Ok(()),
+            Some(why) => {
+                // Not told: the next event tries again (the cooldown counts from the claim
+                // before), unless a later one was claimed meanwhile.
+                if let Err(err) = self
+                    .store
+                    .release_customer_email(&event.circuit_id, &claim)
+                    .await
+                {
+                    tracing::error!(error = %err, event_id = event.id, "cannot give back the customer email claim");
+                }
+                Err(why)
+            }
+        };
+        self.tell_noc(&event.circuit_id, event.account.as_deref(), told)
+            .await;
+    }
+}
+
 fn values<'a>(
-    circuit: &CircuitRecord,
+    told: &Told,
     account_name: &str,
     contact_name: Option<&str>,
-    event: &CircuitEvent,
-    am: Option<&crate::storage::customers::Employee>,
-    cx: Option<&crate::storage::customers::Employee>,
+    am: Option<&Employee>,
+    cx: Option<&Employee>,
 ) -> BTreeMap<&'a str, String> {
+    let (stored, event) = (&told.stored, &told.opened);
     let time = |ms: i64| {
-        DateTime::from_timestamp_millis(ms)
+        DateTime::<Utc>::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_default()
     };
     let duration = (event.end - event.start) / 1000;
-    let person = |e: Option<&crate::storage::customers::Employee>| {
+    let person = |e: Option<&Employee>| {
         (
             e.map(|e| e.name.clone()).unwrap_or_else(|| "-".into()),
             e.map(|e| e.email.clone()).unwrap_or_else(|| "-".into()),
@@ -332,8 +446,9 @@ fn values<'a>(
     };
     let (name, email) = person(am);
     let (cx_name, cx_email) = person(cx);
+    let provisioned = stored.provisioned_mbps;
     BTreeMap::from([
-        ("circuit_id", circuit.circuit_id.clone()),
+        ("circuit_id", stored.circuit_id.clone()),
         ("account_name", account_name.to_string()),
         (
             "contact_name",
@@ -342,15 +457,12 @@ fn values<'a>(
         ("peak_mbps", format!("{:.1}", event.peak_mbps)),
         (
             "peak_pct",
-            format!("{:.0}", 100.0 * event.peak_mbps / circuit.provisioned_mbps),
+            format!("{:.0}", 100.0 * event.peak_mbps / provisioned),
         ),
-        (
-            "provisioned_mbps",
-            format!("{:.0}", circuit.provisioned_mbps),
-        ),
+        ("provisioned_mbps", format!("{provisioned:.0}")),
         (
             "burst_mbps",
-            circuit
+            stored
                 .burst_mbps
                 .map(|b| format!("{b:.0} Mbps"))
                 .unwrap_or_else(|| "none".into()),
@@ -363,11 +475,11 @@ fn values<'a>(
         (
             "severity",
             // The words follow the one rule (`detect/circuit.rs`): the ceiling itself is `burst`.
-            match (event.severity, circuit.burst_mbps) {
+            match (event.severity, stored.burst_mbps) {
                 (MaxoutClass::Burst, _) => {
                     "at or over the provisioned rate, within the burst ceiling".into()
                 }
-                (MaxoutClass::Maxout, Some(b)) if b > circuit.provisioned_mbps => {
+                (MaxoutClass::Maxout, Some(b)) if b > provisioned => {
                     "above the burst ceiling".into()
                 }
                 (MaxoutClass::Maxout, _) => "at or over the provisioned rate (no burst)".into(),

@@ -35,12 +35,37 @@ pub enum Attempt {
     Permanent(String),
 }
 
-/// A way to tell people: email, Telegram (and in tests, a recorder).
+/// How often and how far apart a failed send is tried again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retries {
+    /// Tries after the first.
+    pub retries: u32,
+    /// The wait before the first retry, doubled for each one after.
+    pub backoff: Duration,
+}
+
+/// A way to tell people: email, Telegram, the customer's maxout email (and in tests, a
+/// recorder).
 #[async_trait]
 pub trait Channel: Send + Sync {
     /// The outbox's `channel` value this one delivers.
     fn name(&self) -> &'static str;
     async fn deliver(&self, job: &AlertJob) -> Attempt;
+    /// A retry schedule of its own, instead of the dispatcher's.
+    fn retries(&self) -> Option<Retries> {
+        None
+    }
+    /// Told once a send's outcome is final (sent or failed for good) and recorded: what the
+    /// channel does beyond the outbox with it.
+    async fn settled(&self, _job: &AlertJob, _outcome: &AlertOutcome) {}
+}
+
+/// A notification of a channel that tells of anomalies, without its anomaly: not worth a retry.
+fn no_anomaly(job: &AlertJob) -> Attempt {
+    Attempt::Permanent(format!(
+        "notification {} on channel {} names no anomaly",
+        job.alert.id, job.alert.channel
+    ))
 }
 
 pub struct EmailChannel {
@@ -55,16 +80,19 @@ impl Channel for EmailChannel {
     }
 
     async fn deliver(&self, job: &AlertJob) -> Attempt {
+        let Some(anomaly) = &job.anomaly else {
+            return no_anomaly(job);
+        };
         let to = match job.alert.recipient.parse() {
             Ok(mailbox) => mailbox,
             Err(e) => {
                 return Attempt::Permanent(format!("recipient {:?}: {e}", job.alert.recipient))
             }
         };
-        let message = render::email(&self.template, job);
+        let message = render::email(&self.template, job, anomaly);
         match self
             .mailer
-            .send_once(&[to], &message, render::message_id(job))
+            .send_once(&[to], &[], &message, render::message_id(job))
             .await
         {
             Ok(()) => Attempt::Sent,
@@ -81,8 +109,11 @@ impl Channel for Telegram {
     }
 
     async fn deliver(&self, job: &AlertJob) -> Attempt {
+        let Some(anomaly) = &job.anomaly else {
+            return no_anomaly(job);
+        };
         match self
-            .send(&job.alert.recipient, &render::telegram(job))
+            .send(&job.alert.recipient, &render::telegram(job, anomaly))
             .await
         {
             Delivery::Sent => Attempt::Sent,
@@ -98,8 +129,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     holder: String,
     lease: Duration,
-    retries: u32,
-    backoff: Duration,
+    retries: Retries,
     clock: SharedClock,
     channels: Vec<Arc<dyn Channel>>,
     wake: Arc<Notify>,
@@ -126,8 +156,10 @@ impl Dispatcher {
             metrics,
             holder: settings.holder,
             lease: settings.lease,
-            retries: settings.retries,
-            backoff: settings.backoff,
+            retries: Retries {
+                retries: settings.retries,
+                backoff: settings.backoff,
+            },
             clock: settings.clock,
             channels,
             wake,
@@ -166,6 +198,22 @@ impl Dispatcher {
         tracing::info!(channel = name, "notification channel stopped");
     }
 
+    /// Delivers what is queued on `channel` until none is left, retries included: for a
+    /// one-off command (`import telemetry --notify`) with no dispatcher running.
+    pub async fn drain(&self, channel: &dyn Channel) -> Result<(), crate::storage::StoreError> {
+        let stop = CancellationToken::new();
+        loop {
+            if self.poll_once(channel, &stop).await > 0 {
+                continue;
+            }
+            let Some(due) = self.store.next_alert_due(channel.name()).await? else {
+                return Ok(());
+            };
+            let wait = (due - self.clock.now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait.clamp(Duration::from_millis(5), POLL)).await;
+        }
+    }
+
     /// Claims what is due on `channel`, delivers it one by one and records each outcome;
     /// returns how many were claimed. Stopping hands back, untouched, what was not tried.
     pub async fn poll_once(&self, channel: &dyn Channel, stop: &CancellationToken) -> usize {
@@ -190,31 +238,35 @@ impl Dispatcher {
         let claimed = jobs.len();
         let mut jobs = jobs.into_iter();
         for job in jobs.by_ref() {
-            let outcome = self.outcome(&job, channel.deliver(&job).await);
-            self.record(name, &job, outcome).await;
+            let attempt = channel.deliver(&job).await;
+            let outcome = self.outcome(&job, attempt, channel.retries());
+            self.record(channel, &job, outcome).await;
             if stop.is_cancelled() {
                 break;
             }
         }
         for job in jobs {
             let at = self.clock.now();
-            self.record(name, &job, AlertOutcome::Defer { at }).await;
+            self.record(channel, &job, AlertOutcome::Defer { at }).await;
         }
         claimed
     }
 
-    fn outcome(&self, job: &AlertJob, attempt: Attempt) -> AlertOutcome {
+    fn outcome(&self, job: &AlertJob, attempt: Attempt, retries: Option<Retries>) -> AlertOutcome {
         match attempt {
             Attempt::Sent => AlertOutcome::Sent,
             Attempt::Defer(wait) => AlertOutcome::Defer {
                 at: self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
             },
-            Attempt::Transient(error) => self.retry_or_fail(job, error),
+            Attempt::Transient(error) => {
+                self.retry_or_fail(job, error, retries.unwrap_or(self.retries))
+            }
             Attempt::Permanent(error) => AlertOutcome::Failed { error },
         }
     }
 
-    async fn record(&self, channel: &'static str, job: &AlertJob, outcome: AlertOutcome) {
+    async fn record(&self, via: &dyn Channel, job: &AlertJob, outcome: AlertOutcome) {
+        let channel = via.name();
         let status = match &outcome {
             AlertOutcome::Sent => "sent",
             AlertOutcome::Retry { .. } => "retry",
@@ -230,12 +282,12 @@ impl Dispatcher {
             .inc();
         match &outcome {
             AlertOutcome::Sent => tracing::info!(
-                channel, alert = job.alert.id, anomaly = job.anomaly.id,
+                channel, alert = job.alert.id, anomaly = job.alert.anomaly_id,
                 event = job.alert.event.as_str(), recipient = %job.alert.recipient,
                 "notification sent"
             ),
             AlertOutcome::Failed { error } => tracing::warn!(
-                channel, alert = job.alert.id, anomaly = job.anomaly.id, %error,
+                channel, alert = job.alert.id, anomaly = job.alert.anomaly_id, %error,
                 "notification failed for good"
             ),
             AlertOutcome::Retry { error, at } => tracing::info!(
@@ -251,7 +303,12 @@ impl Dispatcher {
                 .finish_alert(job.alert.id, &self.holder, &outcome, self.clock.now())
                 .await
             {
-                Ok(()) => return,
+                Ok(()) => {
+                    if matches!(outcome, AlertOutcome::Sent | AlertOutcome::Failed { .. }) {
+                        via.settled(job, &outcome).await;
+                    }
+                    return;
+                }
                 Err(err) if delay < Duration::from_secs(10) => {
                     tracing::warn!(alert = job.alert.id, error = %err, "cannot record a send; retrying");
                     tokio::time::sleep(delay).await;
@@ -265,14 +322,14 @@ impl Dispatcher {
         }
     }
 
-    fn retry_or_fail(&self, job: &AlertJob, error: String) -> AlertOutcome {
+    fn retry_or_fail(&self, job: &AlertJob, error: String, policy: Retries) -> AlertOutcome {
         let attempts = job.alert.attempts.max(1) as u32;
-        if attempts > self.retries {
+        if attempts > policy.retries {
             return AlertOutcome::Failed {
                 error: format!("gave up after {attempts} attempts: {error}"),
             };
         }
-        let backoff = self
+        let backoff = policy
             .backoff
             .saturating_mul(2u32.saturating_pow(attempts - 1))
             .min(MAX_BACKOFF);

@@ -1,6 +1,7 @@
 //! Email over SMTP (lettre): plain, STARTTLS or implicit TLS, optional AUTH, an extra trusted
-//! CA for a private SMTP server. Sends are retried with backoff on transient failures; a
-//! permanent refusal is not retried. The password never reaches a log or an error.
+//! CA for a private SMTP server. One attempt per call, telling a transient failure from a
+//! permanent one: the dispatcher's outbox keeps the retries. The password never reaches a log
+//! or an error.
 
 use super::templates::Rendered;
 use lettre::message::{Mailbox, MultiPart};
@@ -203,8 +204,6 @@ pub struct SendFailure {
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
-    retries: u32,
-    backoff: Duration,
     /// The password, blanked out of any error the server writes.
     secrets: Vec<String>,
 }
@@ -235,8 +234,6 @@ impl Mailer {
         Ok(Mailer {
             transport: builder.build(),
             from: s.from.clone(),
-            retries: s.retries,
-            backoff: s.backoff,
             secrets: s.credentials.iter().map(|(_, pass)| pass.clone()).collect(),
         })
     }
@@ -272,16 +269,17 @@ impl Mailer {
             .map_err(|e| format!("cannot build the message: {e}"))
     }
 
-    /// One attempt, for callers that keep their own retry schedule. A resend of the same
+    /// One attempt: the dispatcher keeps the retry schedule (the outbox). A resend of the same
     /// notification carries the same `message_id`, so mail clients show it once.
     pub async fn send_once(
         &self,
         to: &[Mailbox],
+        cc: &[Mailbox],
         message: &Rendered,
         message_id: String,
     ) -> Result<(), SendFailure> {
         let email = self
-            .build(to, &[], message, Some(message_id))
+            .build(to, cc, message, Some(message_id))
             .map_err(|message| SendFailure {
                 permanent: true,
                 message,
@@ -294,33 +292,6 @@ impl Mailer {
                 permanent: e.is_permanent(),
                 message: self.redacted(&e),
             })
-    }
-
-    /// Sends one message; returns the attempts made and the last error if it never went.
-    pub async fn send(
-        &self,
-        to: &[Mailbox],
-        cc: &[Mailbox],
-        message: &Rendered,
-    ) -> (u32, Result<(), String>) {
-        let email = match self.build(to, cc, message, None) {
-            Ok(email) => email,
-            Err(e) => return (0, Err(e)),
-        };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.transport.send(email.clone()).await {
-                Ok(_) => return (attempts, Ok(())),
-                Err(e) if e.is_permanent() || attempts > self.retries => {
-                    return (attempts, Err(self.redacted(&e)))
-                }
-                Err(e) => {
-                    tracing::debug!(attempt = attempts, error = %self.redacted(&e), "email not sent; retrying");
-                    tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempts - 1)).await;
-                }
-            }
-        }
     }
 }
 

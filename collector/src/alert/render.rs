@@ -3,7 +3,7 @@
 
 use super::telegram::{escape, split, MAX_MESSAGE_CHARS};
 use super::templates::{Rendered, Template};
-use crate::storage::alerting::{AlertEvent, AlertJob};
+use crate::storage::alerting::{AlertEvent, AlertJob, Anomaly};
 use std::collections::BTreeMap;
 
 fn event_title(job: &AlertJob) -> String {
@@ -21,8 +21,7 @@ fn event_title(job: &AlertJob) -> String {
     }
 }
 
-fn resolution(job: &AlertJob) -> String {
-    let a = &job.anomaly;
+fn resolution(a: &Anomaly) -> String {
     match (a.resolved_at, &a.resolved_by) {
         (Some(at), by) => format!(
             "resolved {} by {}{}",
@@ -43,8 +42,7 @@ fn resolution(job: &AlertJob) -> String {
     }
 }
 
-pub fn values(job: &AlertJob) -> BTreeMap<&'static str, String> {
-    let a = &job.anomaly;
+pub fn values(job: &AlertJob, a: &Anomaly) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("event_title", event_title(job)),
         ("severity", job.alert.severity.as_str().to_string()),
@@ -62,26 +60,28 @@ pub fn values(job: &AlertJob) -> BTreeMap<&'static str, String> {
             a.opened_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
-        ("resolution", resolution(job)),
+        ("resolution", resolution(a)),
         ("details", a.details.to_string()),
         ("anomaly_id", a.id.to_string()),
     ])
 }
 
-pub fn email(template: &Template, job: &AlertJob) -> Rendered {
-    template.render(&values(job))
+pub fn email(template: &Template, job: &AlertJob, anomaly: &Anomaly) -> Rendered {
+    template.render(&values(job, anomaly))
 }
 
 /// Stable per notification, so a resend after a crash is the same message to mail clients.
 pub fn message_id(job: &AlertJob) -> String {
-    format!(
-        "<alert-{}.anomaly-{}@netwarden>",
-        job.alert.id, job.anomaly.id
-    )
+    let alert = &job.alert;
+    match (alert.anomaly_id, alert.circuit_event_id) {
+        (Some(anomaly), _) => format!("<alert-{}.anomaly-{anomaly}@netwarden>", alert.id),
+        (None, Some(event)) => format!("<alert-{}.maxout-{event}@netwarden>", alert.id),
+        (None, None) => format!("<alert-{}@netwarden>", alert.id),
+    }
 }
 
-pub fn telegram(job: &AlertJob) -> Vec<String> {
-    let v = values(job);
+pub fn telegram(job: &AlertJob, anomaly: &Anomaly) -> Vec<String> {
+    let v = values(job, anomaly);
     let icon = match job.alert.event {
         AlertEvent::Resolve => "✅",
         _ => "🚨",

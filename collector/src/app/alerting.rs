@@ -58,6 +58,9 @@ fn dispatcher(settings: &Settings, shared: &Shared) -> Result<Option<Arc<Dispatc
             .map_err(|e| StartError::Email(e.to_string()))?,
         }));
     }
+    if let Some(customer) = &shared.customer_email {
+        channels.push(customer.clone());
+    }
     if let Some(t) = &settings.telegram {
         channels.push(Arc::new(
             crate::alert::telegram::Telegram::new(t).map_err(StartError::Email)?,

@@ -1,7 +1,8 @@
 //! What every part uses: the store (opened and migrated), the metrics, the alert engine, the
-//! token guard, the certificate revocations and the one mailer.
+//! token guard, the certificate revocations, the one mailer and the customer email channel.
 
 use super::StartError;
+use crate::alert::customer::CustomerEmail;
 use crate::alert::email::Mailer;
 use crate::alert::engine::Engine;
 use crate::auth::Guard;
@@ -20,6 +21,9 @@ pub struct Shared {
     /// The SMTP client (one connection pool) every email goes through, anomaly and customer
     /// alike; none without `[email]`.
     pub mailer: Option<Arc<Mailer>>,
+    /// The customer maxout email: telemetry detection queues, the dispatcher delivers; none
+    /// without `[email]`.
+    pub customer_email: Option<Arc<CustomerEmail>>,
 }
 
 impl Shared {
@@ -51,6 +55,20 @@ impl Shared {
             Some(email) => Some(Arc::new(Mailer::new(email).map_err(StartError::Email)?)),
             None => None,
         };
+        let customer_email = match (&settings.email, &mailer) {
+            (Some(email), Some(mailer)) => Some(Arc::new(
+                CustomerEmail::new(
+                    email,
+                    mailer.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                    Some(engine.clone()),
+                    Some(engine.wake.clone()),
+                )
+                .map_err(StartError::Email)?,
+            )),
+            _ => None,
+        };
         Ok(Shared {
             store,
             metrics,
@@ -58,6 +76,7 @@ impl Shared {
             guard,
             revocations,
             mailer,
+            customer_email,
         })
     }
 }

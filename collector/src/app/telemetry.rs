@@ -1,15 +1,13 @@
-//! Circuit telemetry: the committer, maxout detection over what it committed, and the customer
-//! emails.
+//! Circuit telemetry: the committer and maxout detection over what it committed (which queues
+//! the customer emails the dispatcher sends).
 
 use super::shared::Shared;
 use super::{Stage, StartError, Tasks};
-use crate::alert::customer::CustomerNotifier;
 use crate::config::Settings;
 use crate::telemetry::detector::Detector;
 use crate::telemetry::TelemetryCommitter;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -22,23 +20,10 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn build(settings: &Settings, shared: &Shared) -> Result<Self, StartError> {
-        let notifier = match (&settings.email, &shared.mailer) {
-            (Some(email), Some(mailer)) => Some(Arc::new(
-                CustomerNotifier::new(
-                    email,
-                    mailer.clone(),
-                    shared.store.clone(),
-                    shared.metrics.clone(),
-                    Some(shared.engine.clone()),
-                )
-                .map_err(StartError::Email)?,
-            )),
-            _ => None,
-        };
         let (detector, detect) = Detector::new(
             shared.store.clone(),
             settings.telemetry_detection,
-            notifier,
+            shared.customer_email.clone(),
             Some(shared.engine.clone()),
             shared.metrics.clone(),
         );

@@ -136,9 +136,9 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
         anyhow::anyhow!("{} problems; nothing was imported", problems.len())
     })?;
     let store = open_store(settings, 2).await?;
-    let notifier = match (&settings.email, notify) {
+    let customer_email = match (&settings.email, notify) {
         (Some(email), true) => Some(Arc::new(
-            crate::alert::customer::CustomerNotifier::new(
+            crate::alert::customer::CustomerEmail::new(
                 email,
                 Arc::new(
                     crate::alert::email::Mailer::new(email)
@@ -147,16 +147,18 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
                 store.clone(),
                 Arc::new(crate::metrics::Metrics::new()),
                 None,
+                None,
             )
             .map_err(|e| anyhow::anyhow!("customer email: {e}"))?,
         )),
         (None, true) => bail!("--notify needs [email] in the configuration"),
         _ => None,
     };
+    let backfill_store = store.clone();
     let backfill = Backfill {
         store,
         rule: settings.telemetry_detection.rule,
-        notifier,
+        customer_email: customer_email.clone(),
         retention_days: settings.telemetry_retention_days,
     };
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -177,6 +179,27 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
     let report = backfill.run(samples, &progress).await?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if let Some(customer_email) = customer_email {
+        // No dispatcher runs here: the emails the import queued are sent before it returns.
+        let a = &settings.alerting;
+        let dispatcher = crate::alert::dispatch::Dispatcher::new(
+            backfill_store,
+            Arc::new(crate::metrics::Metrics::new()),
+            crate::alert::dispatch::DispatchSettings {
+                holder: format!("import-{}", crate::storage::poi::lease_holder()),
+                lease: std::time::Duration::from_secs(a.claim_lease_secs),
+                retries: a.retries,
+                backoff: std::time::Duration::from_millis(a.backoff_ms),
+                clock: crate::alert::clock::system(),
+            },
+            Vec::new(),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        dispatcher
+            .drain(customer_email.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("sending the customer emails: {e}"))?;
     }
     print_backfill(file, &report, notify);
     Ok(())

@@ -318,7 +318,8 @@ pub enum Opened {
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertRow {
     pub id: i64,
-    pub anomaly_id: i64,
+    /// The anomaly it tells of; none for a customer email, which tells of a circuit event.
+    pub anomaly_id: Option<i64>,
     pub channel: String,
     pub recipient: String,
     pub event: AlertEvent,
@@ -335,13 +336,18 @@ pub struct AlertRow {
     pub created_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub acknowledged_by: Option<String>,
+    /// The circuit maxout event a customer email tells of (channel `customer_email`).
+    pub circuit_event_id: Option<i64>,
+    /// What it tells of as it was queued: a customer email's event as it opened.
+    pub details: Option<serde_json::Value>,
 }
 
 /// A claimed notification with what rendering it needs.
 #[derive(Debug, Clone)]
 pub struct AlertJob {
     pub alert: AlertRow,
-    pub anomaly: Anomaly,
+    /// The anomaly it tells of (none for a customer email: its channel reads the event).
+    pub anomaly: Option<Anomaly>,
 }
 
 /// How one send ended.

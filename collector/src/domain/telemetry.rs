@@ -92,6 +92,21 @@ pub struct CircuitMaxoutQuery {
     pub limit: u32,
 }
 
+/// A circuit maxout event's customer email, to be claimed (its circuit's cooldown) and queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerEmailJob {
+    /// The outbox channel that delivers it.
+    pub channel: &'static str,
+    pub circuit_id: String,
+    pub event_id: i64,
+    /// The event's start, Unix ms: the cooldown counts in event time.
+    pub start: i64,
+    pub cooldown_ms: i64,
+    pub severity: crate::domain::alerting::Severity,
+    /// The event as it opened, which the email describes.
+    pub event: CircuitEvent,
+}
+
 /// A granted customer email claim (event starts in Unix ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmailClaim {
@@ -110,7 +125,7 @@ pub struct TelemetrySample {
 }
 
 /// How far over its capacity a circuit went: at or below its burst ceiling, or above.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MaxoutClass {
     /// At or over the threshold, at or below the burst ceiling.
@@ -137,7 +152,7 @@ impl MaxoutClass {
 }
 
 /// An event as it stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CircuitEvent {
     /// Unix milliseconds of the first sample over the threshold.
     pub start: i64,

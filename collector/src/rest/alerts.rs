@@ -48,8 +48,11 @@ fn anomaly_states() -> utoipa::openapi::Object {
     one_of(&["open", "acknowledged", "resolved"])
 }
 
+/// The outbox's channels.
+const CHANNELS: &[&str] = &["email", "telegram", crate::alert::customer::CHANNEL];
+
 fn channels() -> utoipa::openapi::Object {
-    one_of(&["email", "telegram"])
+    one_of(CHANNELS)
 }
 
 fn alert_states() -> utoipa::openapi::Object {
@@ -300,7 +303,8 @@ struct AlertParams {
     offset: Option<u32>,
 }
 
-/// Notifications (email and Telegram) planned and sent for anomalies, newest first.
+/// Notifications planned and sent, newest first: email and Telegram for anomalies, and the
+/// customer maxout emails (`customer_email`, naming the circuit event instead of an anomaly).
 #[utoipa::path(get, path = "/api/alerts", tag = "alerting", params(AlertParams),
     responses((status = 200, description = "A page of notifications", body = Vec<AlertRow>)))]
 async fn alerts(
@@ -309,9 +313,10 @@ async fn alerts(
 ) -> Result<Json<Vec<AlertRow>>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     if let Some(channel) = p.channel.as_deref() {
-        if !["email", "telegram"].contains(&channel) {
+        if !CHANNELS.contains(&channel) {
             return Err(ApiError::invalid(format!(
-                "channel: {channel:?} is not one of email, telegram"
+                "channel: {channel:?} is not one of {}",
+                CHANNELS.join(", ")
             )));
         }
     }

@@ -135,6 +135,11 @@ const MIGRATIONS: &[(&str, Option<&str>, &str)] = &[
         None,
         include_str!("../../migrations/sqlite/0017a_column_names_as_postgres.sql"),
     ),
+    (
+        "0018_customer_email_outbox",
+        None,
+        include_str!("../../migrations/sqlite/0018_customer_email_outbox.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never

@@ -88,24 +88,25 @@ pub trait TelemetryStore: Send + Sync {
     /// Gives back a claim whose email could not be sent: the cooldown counts from the claim
     /// before it again, unless a later claim was granted meanwhile.
     async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()>;
+    /// Claims the event's customer email as [`claim_customer_email`](Self::claim_customer_email)
+    /// does and, if granted, queues it in the notification outbox, in one transaction: a
+    /// claimed email is always queued. `false`: within the cooldown, nothing queued.
+    async fn queue_customer_email(
+        &self,
+        job: &CustomerEmailJob,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// The claim the event's email holds, if it is still the circuit's last: what a failed
+    /// send gives back, and whether its outcome is the one the NOC goes by.
+    async fn customer_email_claim(
+        &self,
+        circuit_id: &str,
+        event_id: i64,
+    ) -> Result<Option<EmailClaim>>;
+    /// One event by id, withdrawn or not.
+    async fn circuit_maxout(&self, id: i64) -> Result<Option<CircuitMaxoutRecord>>;
 }
 
 /// Stores samples as [`TelemetryStore::save_telemetry`] does, on the calling thread.
 pub type BlockingTelemetrySaver =
     Box<dyn FnMut(&[TelemetrySample], DateTime<Utc>) -> Result<BTreeSet<String>> + Send>;
-
-/// The claim as one conditional upsert, the same on both backends (`$1` circuit, `$2` start,
-/// `$3` cooldown in ms). A conflicting row is locked by the upsert, so concurrent claims on
-/// PostgreSQL are decided one after the other.
-pub(crate) const CLAIM_CUSTOMER_EMAIL: &str = "
-    INSERT INTO customer_email_claims AS c (circuit_id, last_start_ms, previous_start_ms)
-    VALUES ($1, $2, NULL)
-    ON CONFLICT (circuit_id) DO UPDATE
-       SET previous_start_ms = c.last_start_ms, last_start_ms = excluded.last_start_ms
-     WHERE c.last_start_ms IS NULL OR excluded.last_start_ms >= c.last_start_ms + $3
-    RETURNING previous_start_ms";
-
-/// Restores the claim before (`$3`) if the circuit's last claim is still `$2`.
-pub(crate) const RELEASE_CUSTOMER_EMAIL: &str = "
-    UPDATE customer_email_claims SET last_start_ms = $3, previous_start_ms = NULL
-     WHERE circuit_id = $1 AND last_start_ms = $2";

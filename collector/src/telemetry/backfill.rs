@@ -9,7 +9,7 @@
 
 use super::import::samples::SampleSet;
 use super::sample::TelemetrySample;
-use crate::alert::customer::CustomerNotifier;
+use crate::alert::customer::CustomerEmail;
 use crate::detect::circuit::{Capacity, CircuitEvent, CircuitState, MaxoutRule, Transition};
 use crate::storage::telemetry::{CircuitMaxoutQuery, CircuitRecord};
 use crate::storage::{Store, StoreError};
@@ -44,8 +44,8 @@ pub struct BackfillReport {
 pub struct Backfill {
     pub store: Arc<dyn Store>,
     pub rule: MaxoutRule,
-    /// Emails for the events found, when asked (`--notify`).
-    pub notifier: Option<Arc<CustomerNotifier>>,
+    /// Queues the customer emails of the events found, when asked (`--notify`).
+    pub customer_email: Option<Arc<CustomerEmail>>,
     /// 0: kept for ever.
     pub retention_days: u32,
 }
@@ -204,8 +204,8 @@ impl Backfill {
                         .open_circuit_maxout(circuit, event, false, true, now)
                         .await?;
                     report.events_new += 1;
-                    if let Some(notifier) = &self.notifier {
-                        notifier.maxout_opened(circuit, id, event).await;
+                    if let Some(customer_email) = &self.customer_email {
+                        customer_email.maxout_opened(circuit, id, event).await;
                     }
                 }
             }

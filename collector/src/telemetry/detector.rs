@@ -6,7 +6,7 @@
 
 use super::sample::TelemetrySample;
 use super::timeline::{Change, Timeline};
-use crate::alert::customer::CustomerNotifier;
+use crate::alert::customer::CustomerEmail;
 use crate::alert::engine::Engine;
 use crate::detect::circuit::{Capacity, CircuitEvent, MaxoutClass, MaxoutRule};
 use crate::detect::Signal;
@@ -57,19 +57,19 @@ pub struct Detector {
 
 impl Detector {
     /// The handle and the detection task, which ends once every handle is dropped; opened
-    /// events go to `notifier` when there is one. With `engine`, each event is also a
+    /// events are queued for the customer email when there is one. With `engine`, each event is also a
     /// `circuit_maxout` anomaly for the NOC.
     pub fn new(
         store: Arc<dyn Store>,
         settings: DetectionSettings,
-        notifier: Option<Arc<CustomerNotifier>>,
+        customer_email: Option<Arc<CustomerEmail>>,
         engine: Option<Arc<Engine>>,
         metrics: Arc<Metrics>,
     ) -> (Self, impl std::future::Future<Output = ()>) {
         let (queue, receiver) = mpsc::unbounded_channel();
         let outlets = Outlets {
             store,
-            notifier,
+            customer_email,
             engine,
             metrics,
             historical: false,
@@ -93,7 +93,7 @@ impl Detector {
 /// Where detection's results go.
 pub(crate) struct Outlets {
     pub store: Arc<dyn Store>,
-    pub notifier: Option<Arc<CustomerNotifier>>,
+    pub customer_email: Option<Arc<CustomerEmail>>,
     pub engine: Option<Arc<Engine>>,
     pub metrics: Arc<Metrics>,
     /// Events found by a backfill of old samples: recorded as historical, no NOC anomaly.
@@ -293,7 +293,7 @@ fn at_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Stores a change of a circuit's events, tells the customer notifier of an opened one and
+/// Stores a change of a circuit's events, queues the customer email of an opened one and
 /// the alert engine of every one.
 async fn record(
     outlets: &Outlets,
@@ -315,8 +315,8 @@ async fn record(
                         tracing::warn!(circuit = id, peak_mbps = event.peak_mbps, "circuit maxout");
                     }
                     tracked.ids.insert(*key, event_id);
-                    if let Some(notifier) = &outlets.notifier {
-                        notifier.maxout_opened(circuit, event_id, event).await;
+                    if let Some(customer_email) = &outlets.customer_email {
+                        customer_email.maxout_opened(circuit, event_id, event).await;
                     }
                     Ok(())
                 }

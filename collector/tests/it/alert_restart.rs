@@ -180,7 +180,7 @@ async fn a_collector_killed_mid_storm_delivers_every_notification_once() {
     let recovered: Vec<i64> = alerts
         .iter()
         .filter(|a| a.recovered)
-        .map(|a| a.anomaly_id)
+        .filter_map(|a| a.anomaly_id)
         .collect();
     let counts = per_anomaly(&delivered_after);
     let repeated: Vec<i64> = counts

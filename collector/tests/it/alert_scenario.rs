@@ -57,8 +57,8 @@ impl Channel for Recorder {
         self.sent.lock().unwrap().push(Sent {
             at: (self.clock.now() - self.t0).num_seconds(),
             event: job.alert.event.as_str().to_string(),
-            kind: job.anomaly.kind.to_string(),
-            subject: job.anomaly.subject.clone(),
+            kind: job.anomaly.as_ref().expect("an anomaly's").kind.to_string(),
+            subject: job.anomaly.as_ref().expect("an anomaly's").subject.clone(),
             recipient: job.alert.recipient.clone(),
             severity: job.alert.severity,
         });

@@ -63,12 +63,22 @@ impl Mail {
 
     /// With the collector on `database` (a URL) instead of a SQLite file of its own.
     async fn on(tls: TlsMode, refuse: (u32, u16), database: Option<String>) -> Mail {
+        Mail::tuned(tls, refuse, database, |_| {}).await
+    }
+
+    /// As [`Mail::on`], with `[email]` changed by `tune` first.
+    async fn tuned(
+        tls: TlsMode,
+        refuse: (u32, u16),
+        database: Option<String>,
+        tune: impl FnOnce(&mut EmailConfig),
+    ) -> Mail {
         let pki = Pki::new();
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("mail");
         let sink = start_sink(&maildir, &pki, tls, refuse);
         std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
-        let email = EmailConfig {
+        let mut email = EmailConfig {
             smtp_host: Some("localhost".into()),
             smtp_port: sink.port(),
             tls,
@@ -80,6 +90,7 @@ impl Mail {
             backoff_ms: 50,
             ..EmailConfig::default()
         };
+        tune(&mut email);
         let collector = Mail::collector(&email, &database).await;
         Mail {
             sink,
@@ -494,6 +505,183 @@ async fn two_collectors_on_one_postgres_email_a_maxout_once() {
     );
     drop(second);
     drop(mail);
+}
+
+/// A customer email waiting for its retry waits in the outbox, not in a task: the collector
+/// that queued it stops, another starts on the database, and the email goes once, its retry
+/// counted, with nothing for the NOC to chase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_email_awaiting_its_retry_goes_after_a_restart() {
+    let db = PgDatabase::create().await;
+    let mail = Mail::tuned(TlsMode::Starttls, (1, 451), Some(db.url.clone()), |email| {
+        email.backoff_ms = 3_000
+    })
+    .await;
+    let first = &mail.collector;
+    acme_circuit(first, "CIR-6").await;
+    let start = chrono::Utc::now().timestamp() - 300;
+    let maxout: Vec<Value> = (0..5)
+        .map(|i| json!({"circuit_id": "CIR-6", "utilization_mbps": 150.0, "timestamp": start + i}))
+        .collect();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        first.api("/api/v1/telemetry/batch"),
+        Value::Array(maxout),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // The 451 came back: the email is pending its retry, three seconds on.
+    let mut queued = Value::Null;
+    for _ in 0..600 {
+        let (_, found) = call(
+            reqwest::Method::GET,
+            first.api("/api/alerts?channel=customer_email"),
+            Value::Null,
+        )
+        .await;
+        queued = found[0].clone();
+        if queued["state"] == "pending" && queued["attempts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        (&queued["state"], &queued["attempts"]),
+        (&json!("pending"), &json!(1)),
+        "{queued}"
+    );
+    assert_eq!(queued["anomaly_id"], Value::Null, "{queued}");
+    assert!(queued["circuit_event_id"].is_i64(), "{queued}");
+    assert!(index(&mail.maildir).is_empty());
+
+    let Mail {
+        sink,
+        maildir,
+        collector,
+        email,
+        database,
+        _pki,
+        _dir,
+    } = mail;
+    drop(collector);
+    let second = Mail::collector(&email, &database).await;
+    let notes = notes_when(&second, |n| n.iter().any(|n| n["status"] == "sent")).await;
+    assert_eq!(sorted_statuses(&notes), ["sent"], "{notes:?}");
+    assert_eq!(notes[0]["attempts"], 2, "the retry was counted: {notes:?}");
+    assert_eq!(index(&maildir).len(), 1, "one email reached the customer");
+    let (_, anomalies) = call(
+        reqwest::Method::GET,
+        second.api("/api/anomalies?kind=customer_not_notified"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(anomalies, json!([]), "nothing for the NOC");
+    drop(sink);
+}
+
+/// `import telemetry --notify` runs no dispatcher: it queues the historical event's email and
+/// sends it before it returns, through the same channel and retry schedule (the first try is
+/// refused with a 451 and retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_with_notify_emails_the_customer_before_it_returns() {
+    use netwarden_collector::domain::customers::Account;
+    use netwarden_collector::storage::telemetry::CircuitRecord;
+    use netwarden_collector::storage::telemetry::TelemetryStore;
+    use netwarden_collector::storage::{CustomerStore, SqliteStore, SqliteSync, Store};
+
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = start_sink(&maildir, &pki, TlsMode::Starttls, (1, 451));
+    std::fs::write(dir.path().join("smtp.pw"), "s3cret\n").unwrap();
+    let database = dir.path().join("c.db");
+    {
+        let store = SqliteStore::open(&database, 2, SqliteSync::Full)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let now = chrono::Utc::now();
+        let account = Account {
+            id: "ACME".into(),
+            name: "Acme".into(),
+            contact_name: Some("Dana Ops".into()),
+            contact_email: Some("dana@acme.test".into()),
+            account_manager: None,
+            cx_manager: None,
+        };
+        store.save_account(&account, now).await.unwrap();
+        let circuit = CircuitRecord {
+            circuit_id: "OLD-1".into(),
+            account: Some("ACME".into()),
+            provisioned_mbps: 100.0,
+            burst_mbps: None,
+            pop: None,
+            provisioned_at: None,
+            upgraded_at: None,
+            decommissioned_at: None,
+        };
+        store.save_circuit(&circuit, now).await.unwrap();
+    }
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\nca = \"{0}/ca.pem\"\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\n\
+             [database]\nurl = \"sqlite://{1}\"\n\
+             [email]\nsmtp_host = \"localhost\"\nsmtp_port = {2}\ntls = \"starttls\"\n\
+             username = \"noc\"\npassword_file = \"{3}\"\nca_file = \"{0}/ca.pem\"\n\
+             from = \"Netwarden NOC <noc@netwarden.test>\"\nretries = 2\nbackoff_ms = 50\n",
+            pki.path().display(),
+            database.display(),
+            sink.port(),
+            dir.path().join("smtp.pw").display(),
+        ),
+    )
+    .unwrap();
+    let history = dir.path().join("history.csv");
+    let old = chrono::Utc::now().timestamp() - 400 * 86_400;
+    let mut text = "circuit_id,utilization_mbps,timestamp\n".to_string();
+    for m in 0..5 {
+        text.push_str(&format!("OLD-1,150,{}\n", old + m * 60));
+    }
+    std::fs::write(&history, text).unwrap();
+    let out = Command::new(super::support::binary("netwarden-collector"))
+        .args(["import", "telemetry", history.to_str().unwrap(), "--notify"])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 new (historical, customers emailed)"),
+        "{stdout}"
+    );
+
+    // Sent before the command returned: read back with the command gone.
+    let messages = index(&maildir);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["rcpt_tos"], json!(["dana@acme.test"]));
+    assert_eq!(
+        messages[0]["subject"],
+        "Circuit OLD-1 reached 150% of its 100 Mbps"
+    );
+    let store = SqliteStore::open(&database, 2, SqliteSync::Full)
+        .await
+        .unwrap();
+    let notes = store
+        .notifications("circuit_maxout", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        (notes[0].status.as_str(), notes[0].attempts),
+        ("sent", 2),
+        "the 451 was retried: {notes:?}"
+    );
+    drop(sink);
 }
 
 /// Runs the simulator (seed 7 unless `args` names one) against the collector at `url`.

@@ -477,7 +477,7 @@ async fn history_two_years_old_is_stored_and_evaluated(store: Arc<dyn Store>) {
     let backfill = Backfill {
         store: store.clone(),
         rule: MaxoutRule::CIRCUIT,
-        notifier: None,
+        customer_email: None,
         retention_days: 90,
     };
     let progress = |_: u64, _: u64| {};

@@ -75,6 +75,10 @@ fn alert_row(r: &PgRow) -> sqlx::Result<AlertRow> {
         created_at: r.try_get("created_at")?,
         acknowledged_at: r.try_get("ack_at")?,
         acknowledged_by: r.try_get("ack_by")?,
+        circuit_event_id: r.try_get("circuit_event_id")?,
+        details: r
+            .try_get::<Option<String>, _>("details")?
+            .map(|d| serde_json::from_str(&d).unwrap_or(serde_json::Value::Null)),
     })
 }
 
@@ -367,14 +371,12 @@ impl AlertStore for PostgresStore {
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             let alert = get_alert(&mut tx, id).await.map_err(failed(action))?;
-            if let Some(alert) = alert {
-                if let Some(anomaly) = get_anomaly(&mut tx, alert.anomaly_id)
-                    .await
-                    .map_err(failed(action))?
-                {
-                    jobs.push(AlertJob { alert, anomaly });
-                }
-            }
+            let Some(alert) = alert else { continue };
+            let anomaly = match alert.anomaly_id {
+                Some(id) => get_anomaly(&mut tx, id).await.map_err(failed(action))?,
+                None => None,
+            };
+            jobs.push(AlertJob { alert, anomaly });
         }
         tx.commit().await.map_err(failed(action))?;
         jobs.sort_by_key(|j| (j.alert.due_at, j.alert.id));
@@ -513,9 +515,11 @@ impl AlertStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(failed(action))?;
-        acknowledge(&mut tx, alert.anomaly_id, by, None, now)
-            .await
-            .map_err(failed(action))?;
+        if let Some(anomaly_id) = alert.anomaly_id {
+            acknowledge(&mut tx, anomaly_id, by, None, now)
+                .await
+                .map_err(failed(action))?;
+        }
         let alert = get_alert(&mut tx, id).await.map_err(failed(action))?;
         tx.commit().await.map_err(failed(action))?;
         Ok(alert)

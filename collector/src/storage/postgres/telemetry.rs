@@ -5,9 +5,8 @@ use crate::domain::telemetry::CircuitEvent;
 use crate::storage::sql;
 use crate::storage::sql::telemetry::CIRCUIT_COLUMNS;
 use crate::storage::telemetry::{
-    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
-    LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL,
-    RELEASE_CUSTOMER_EMAIL,
+    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, CustomerEmailJob,
+    EmailClaim, LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit,
 };
 use crate::storage::{failed, Result};
 use crate::telemetry::sample::TelemetrySample;
@@ -16,6 +15,31 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use std::collections::BTreeSet;
+
+/// A row of [`sql::telemetry::MAXOUT_COLUMNS`].
+fn maxout_row(r: &PgRow) -> sqlx::Result<CircuitMaxoutRecord> {
+    let start: DateTime<Utc> = r.try_get("start_at")?;
+    let end: DateTime<Utc> = r.try_get("end_at")?;
+    let peak: f64 = r.try_get("peak_mbps")?;
+    let provisioned: f64 = r.try_get("provisioned_mbps")?;
+    Ok(CircuitMaxoutRecord {
+        id: r.try_get("id")?,
+        circuit_id: r.try_get("circuit_id")?,
+        account: r.try_get("account")?,
+        severity: r.try_get("severity")?,
+        start,
+        end,
+        duration_secs: (end - start).num_seconds(),
+        samples: r.try_get("samples")?,
+        peak_mbps: peak,
+        peak_pct: 100.0 * peak / provisioned,
+        provisioned_mbps: provisioned,
+        burst_mbps: r.try_get("burst_mbps")?,
+        open: r.try_get("open")?,
+        peak_at: r.try_get("peak_at")?,
+        historical: r.try_get("historical")?,
+    })
+}
 
 fn circuit_row(row: &PgRow) -> sqlx::Result<CircuitRecord> {
     Ok(CircuitRecord {
@@ -351,15 +375,15 @@ impl TelemetryStore for PostgresStore {
     }
 
     async fn circuit_maxouts(&self, q: &CircuitMaxoutQuery) -> Result<Vec<CircuitMaxoutRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, circuit_id, account, severity, start_at, end_at, samples, peak_mbps,
-                 provisioned_mbps, burst_mbps, open, peak_at, historical FROM circuit_maxouts
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM circuit_maxouts
              WHERE ($1::text IS NULL OR account = $1) AND ($2::text IS NULL OR circuit_id = $2)
                AND ($3::timestamptz IS NULL OR end_at >= $3)
                AND ($4::timestamptz IS NULL OR start_at < $4)
                AND (NOT $6 OR open) AND withdrawn_at IS NULL
              ORDER BY start_at, id LIMIT $5",
-        )
+            sql::telemetry::MAXOUT_COLUMNS
+        ))
         .bind(&q.account)
         .bind(&q.circuit_id)
         .bind(q.from)
@@ -370,29 +394,7 @@ impl TelemetryStore for PostgresStore {
         .await
         .map_err(failed("listing circuit maxouts"))?;
         rows.iter()
-            .map(|r| {
-                let start: DateTime<Utc> = r.try_get("start_at")?;
-                let end: DateTime<Utc> = r.try_get("end_at")?;
-                let peak: f64 = r.try_get("peak_mbps")?;
-                let provisioned: f64 = r.try_get("provisioned_mbps")?;
-                Ok(CircuitMaxoutRecord {
-                    id: r.try_get("id")?,
-                    circuit_id: r.try_get("circuit_id")?,
-                    account: r.try_get("account")?,
-                    severity: r.try_get("severity")?,
-                    start,
-                    end,
-                    duration_secs: (end - start).num_seconds(),
-                    samples: r.try_get("samples")?,
-                    peak_mbps: peak,
-                    peak_pct: 100.0 * peak / provisioned,
-                    provisioned_mbps: provisioned,
-                    burst_mbps: r.try_get("burst_mbps")?,
-                    open: r.try_get("open")?,
-                    peak_at: r.try_get("peak_at")?,
-                    historical: r.try_get("historical")?,
-                })
-            })
+            .map(maxout_row)
             .collect::<sqlx::Result<_>>()
             .map_err(failed("listing circuit maxouts"))
     }
@@ -450,18 +452,18 @@ impl TelemetryStore for PostgresStore {
         start: i64,
         cooldown_ms: i64,
     ) -> Result<Option<EmailClaim>> {
-        let granted: Option<Option<i64>> = sqlx::query_scalar(CLAIM_CUSTOMER_EMAIL)
-            .bind(circuit_id)
-            .bind(start)
-            .bind(cooldown_ms)
-            .fetch_optional(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
             .map_err(failed("claiming a customer email"))?;
-        Ok(granted.map(|previous| EmailClaim { start, previous }))
+        claim_customer_email(&mut conn, circuit_id, start, cooldown_ms, None)
+            .await
+            .map_err(failed("claiming a customer email"))
     }
 
     async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()> {
-        sqlx::query(RELEASE_CUSTOMER_EMAIL)
+        sqlx::query(sql::telemetry::RELEASE_CUSTOMER_EMAIL.postgres)
             .bind(circuit_id)
             .bind(claim.start)
             .bind(claim.previous)
@@ -470,6 +472,81 @@ impl TelemetryStore for PostgresStore {
             .map_err(failed("giving back a customer email claim"))?;
         Ok(())
     }
+
+    async fn queue_customer_email(
+        &self,
+        job: &CustomerEmailJob,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let action = "queueing a customer email";
+        let mut tx = self.pool.begin().await.map_err(failed(action))?;
+        let claimed = claim_customer_email(
+            &mut tx,
+            &job.circuit_id,
+            job.start,
+            job.cooldown_ms,
+            Some(job.event_id),
+        )
+        .await
+        .map_err(failed(action))?;
+        if claimed.is_some() {
+            sqlx::query(sql::telemetry::QUEUE_CUSTOMER_EMAIL.postgres)
+                .bind(job.event_id)
+                .bind(job.channel)
+                .bind(&job.circuit_id)
+                .bind(job.severity.as_str())
+                .bind(now)
+                .bind(serde_json::to_string(&job.event).unwrap_or_default())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(action))?;
+        }
+        tx.commit().await.map_err(failed(action))?;
+        Ok(claimed.is_some())
+    }
+
+    async fn customer_email_claim(
+        &self,
+        circuit_id: &str,
+        event_id: i64,
+    ) -> Result<Option<EmailClaim>> {
+        let row: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as(sql::telemetry::CUSTOMER_EMAIL_CLAIM.postgres)
+                .bind(circuit_id)
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("reading a customer email claim"))?;
+        Ok(row.and_then(|(start, previous)| start.map(|start| EmailClaim { start, previous })))
+    }
+
+    async fn circuit_maxout(&self, id: i64) -> Result<Option<CircuitMaxoutRecord>> {
+        sqlx::query(sql::telemetry::CIRCUIT_MAXOUT.postgres)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|row| row.as_ref().map(maxout_row).transpose())
+            .map_err(failed("reading a circuit maxout"))
+    }
+}
+
+/// The cooldown claim ([`sql::telemetry::CLAIM_CUSTOMER_EMAIL`]) on `conn`.
+async fn claim_customer_email(
+    conn: &mut sqlx::PgConnection,
+    circuit_id: &str,
+    start: i64,
+    cooldown_ms: i64,
+    event_id: Option<i64>,
+) -> sqlx::Result<Option<EmailClaim>> {
+    let granted: Option<Option<i64>> =
+        sqlx::query_scalar(sql::telemetry::CLAIM_CUSTOMER_EMAIL.postgres)
+            .bind(circuit_id)
+            .bind(start)
+            .bind(cooldown_ms)
+            .bind(event_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(granted.map(|previous| EmailClaim { start, previous }))
 }
 
 fn at(ms: i64) -> DateTime<Utc> {

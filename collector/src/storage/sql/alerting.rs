@@ -9,7 +9,7 @@ pub const ANOMALY_COLUMNS: &str =
 
 pub const ALERT_COLUMNS: &str =
     "id, anomaly_id, channel, recipient, event, step, severity, state, due_at,
-    attempts, recovered, error, sent_at, created_at, ack_at, ack_by";
+    attempts, recovered, error, sent_at, created_at, ack_at, ack_by, circuit_event_id, details";
 
 statements! {
     GET_ANOMALY = concatcp!(

@@ -55,8 +55,8 @@ macro_rules! statement {
 /// one of them by name, for the test that prepares them on both backends (so a statement added
 /// here is always in it).
 macro_rules! statements {
-    ($($name:ident = $text:expr;)+) => {
-        $(pub const $name: $crate::storage::sql::Statement = statement!($text);)+
+    ($($(#[doc = $doc:expr])* $name:ident = $text:expr;)+) => {
+        $($(#[doc = $doc])* pub const $name: $crate::storage::sql::Statement = statement!($text);)+
 
         pub const ALL: &[(&str, $crate::storage::sql::Statement)] =
             &[$((concat!(module_path!(), "::", stringify!($name)), $name)),+];

@@ -2,6 +2,10 @@
 
 use const_format::concatcp;
 
+pub const MAXOUT_COLUMNS: &str =
+    "id, circuit_id, account, severity, start_at, end_at, samples, peak_mbps,
+    provisioned_mbps, burst_mbps, open, peak_at, historical";
+
 pub const CIRCUIT_COLUMNS: &str =
     "circuit_id, account, provisioned_mbps, burst_mbps, pop, provisioned_at,
     upgraded_at, decommissioned_at";
@@ -45,4 +49,40 @@ statements! {
     CIRCUITS_VERSION = "SELECT version FROM circuit_changes WHERE id = 1";
 
     MARK_CIRCUIT_MAXOUT_NOTIFIED = "UPDATE circuit_maxouts SET notified_at = $2 WHERE id = $1";
+
+    /// One event by id, withdrawn or not (its customer email tells of it as it opened).
+    CIRCUIT_MAXOUT = concatcp!(
+        "SELECT ",
+        MAXOUT_COLUMNS,
+        " FROM circuit_maxouts WHERE id = $1"
+    );
+
+    /// The cooldown claim as one conditional upsert (`$1` circuit, `$2` event start in Unix
+    /// ms, `$3` cooldown in ms, `$4` the event, if any, whose email holds it). A conflicting
+    /// row is locked by the upsert, so concurrent claims on PostgreSQL are decided one after
+    /// the other.
+    CLAIM_CUSTOMER_EMAIL = "INSERT INTO customer_email_claims AS c
+             (circuit_id, last_start_ms, previous_start_ms, last_event_id)
+         VALUES ($1, $2, NULL, $4)
+         ON CONFLICT (circuit_id) DO UPDATE
+            SET previous_start_ms = c.last_start_ms, last_start_ms = excluded.last_start_ms,
+                last_event_id = excluded.last_event_id
+          WHERE c.last_start_ms IS NULL OR excluded.last_start_ms >= c.last_start_ms + $3
+         RETURNING previous_start_ms";
+
+    /// Restores the claim before (`$3`) if the circuit's last claim is still `$2`.
+    RELEASE_CUSTOMER_EMAIL = "UPDATE customer_email_claims
+            SET last_start_ms = $3, previous_start_ms = NULL, last_event_id = NULL
+          WHERE circuit_id = $1 AND last_start_ms = $2";
+
+    /// The claim event `$2` holds, if it is still the circuit's last.
+    CUSTOMER_EMAIL_CLAIM = "SELECT last_start_ms, previous_start_ms FROM customer_email_claims
+          WHERE circuit_id = $1 AND last_event_id = $2";
+
+    /// The customer email of event `$1` in the outbox, on channel `$2`, due at once, with the
+    /// event as it opened (`$6`, JSON).
+    QUEUE_CUSTOMER_EMAIL = "INSERT INTO alerts (circuit_event_id, channel, recipient, event, step,
+             severity, repeat_secs, state, due_at, created_at, details)
+         VALUES ($1, $2, $3, 'open', 0, $4, 0, 'pending', $5, $5, $6)
+         ON CONFLICT DO NOTHING";
 }

@@ -80,6 +80,10 @@ fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
         created_at: from_ms(r.get(13)?),
         acknowledged_at: opt_ms(r.get(14)?),
         acknowledged_by: r.get(15)?,
+        circuit_event_id: r.get(16)?,
+        details: r
+            .get::<_, Option<String>>(17)?
+            .map(|d| serde_json::from_str(&d).unwrap_or(serde_json::Value::Null)),
     })
 }
 
@@ -362,14 +366,14 @@ impl AlertStore for SqliteStore {
                     params![id, holder, now + duration_ms(lease), recovered as i64],
                 )
                 .map_err(failed("claiming alerts"))?;
-                let alert = get_alert(&tx, id).map_err(failed("claiming alerts"))?;
-                let anomaly = match &alert {
-                    Some(a) => get_anomaly(&tx, a.anomaly_id).map_err(failed("claiming alerts"))?,
+                let Some(alert) = get_alert(&tx, id).map_err(failed("claiming alerts"))? else {
+                    continue;
+                };
+                let anomaly = match alert.anomaly_id {
+                    Some(id) => get_anomaly(&tx, id).map_err(failed("claiming alerts"))?,
                     None => None,
                 };
-                if let (Some(alert), Some(anomaly)) = (alert, anomaly) {
-                    jobs.push(AlertJob { alert, anomaly });
-                }
+                jobs.push(AlertJob { alert, anomaly });
             }
             tx.commit().map_err(failed("claiming alerts"))?;
             Ok(jobs)
@@ -507,8 +511,10 @@ impl AlertStore for SqliteStore {
                 params![id, now, by],
             )
             .map_err(failed("acknowledging an alert"))?;
-            acknowledge(&tx, alert.anomaly_id, &by, None, now)
-                .map_err(failed("acknowledging an alert"))?;
+            if let Some(anomaly_id) = alert.anomaly_id {
+                acknowledge(&tx, anomaly_id, &by, None, now)
+                    .map_err(failed("acknowledging an alert"))?;
+            }
             let alert = get_alert(&tx, id).map_err(failed("acknowledging an alert"))?;
             tx.commit().map_err(failed("acknowledging an alert"))?;
             Ok(alert)

@@ -6,9 +6,8 @@ use crate::domain::telemetry::CircuitEvent;
 use crate::storage::sql;
 use crate::storage::telemetry::BlockingTelemetrySaver;
 use crate::storage::telemetry::{
-    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, EmailClaim,
-    LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit, CLAIM_CUSTOMER_EMAIL,
-    RELEASE_CUSTOMER_EMAIL,
+    AccountMaxoutSummary, CircuitMaxoutQuery, CircuitMaxoutRecord, CircuitRecord, CustomerEmailJob,
+    EmailClaim, LateSample, TelemetryPoint, TelemetryStore, UnknownCircuit,
 };
 use crate::storage::{failed, Result, StoreError};
 use crate::telemetry::sample::TelemetrySample;
@@ -17,6 +16,31 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
+
+/// A row of [`sql::telemetry::MAXOUT_COLUMNS`].
+fn maxout_row(r: &Row<'_>) -> rusqlite::Result<CircuitMaxoutRecord> {
+    let start = from_ms(r.get(4)?);
+    let end = from_ms(r.get(5)?);
+    let peak: f64 = r.get(7)?;
+    let provisioned: f64 = r.get(8)?;
+    Ok(CircuitMaxoutRecord {
+        id: r.get(0)?,
+        circuit_id: r.get(1)?,
+        account: r.get(2)?,
+        severity: r.get(3)?,
+        start,
+        end,
+        duration_secs: (end - start).num_seconds(),
+        samples: r.get(6)?,
+        peak_mbps: peak,
+        peak_pct: 100.0 * peak / provisioned,
+        provisioned_mbps: provisioned,
+        burst_mbps: r.get(9)?,
+        open: r.get(10)?,
+        peak_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
+        historical: r.get(12)?,
+    })
+}
 
 fn circuit_row(row: &Row<'_>) -> rusqlite::Result<CircuitRecord> {
     let time = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -536,14 +560,14 @@ impl TelemetryStore for SqliteStore {
     async fn circuit_maxouts(&self, q: &CircuitMaxoutQuery) -> Result<Vec<CircuitMaxoutRecord>> {
         let q = q.clone();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, circuit_id, account, severity, start_at, end_at, samples, peak_mbps,
-                     provisioned_mbps, burst_mbps, open, peak_at, historical FROM circuit_maxouts
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM circuit_maxouts
                  WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR circuit_id = ?2)
                    AND (?3 IS NULL OR end_at >= ?3) AND (?4 IS NULL OR start_at < ?4)
                    AND (?6 = 0 OR open = 1) AND withdrawn_at IS NULL
                  ORDER BY start_at, id LIMIT ?5",
-            )
+                sql::telemetry::MAXOUT_COLUMNS
+            ))
             .and_then(|mut stmt| {
                 stmt.query_map(
                     params![
@@ -554,29 +578,7 @@ impl TelemetryStore for SqliteStore {
                         q.limit,
                         q.open_only
                     ],
-                    |r| {
-                        let start = from_ms(r.get(4)?);
-                        let end = from_ms(r.get(5)?);
-                        let peak: f64 = r.get(7)?;
-                        let provisioned: f64 = r.get(8)?;
-                        Ok(CircuitMaxoutRecord {
-                            id: r.get(0)?,
-                            circuit_id: r.get(1)?,
-                            account: r.get(2)?,
-                            severity: r.get(3)?,
-                            start,
-                            end,
-                            duration_secs: (end - start).num_seconds(),
-                            samples: r.get(6)?,
-                            peak_mbps: peak,
-                            peak_pct: 100.0 * peak / provisioned,
-                            provisioned_mbps: provisioned,
-                            burst_mbps: r.get(9)?,
-                            open: r.get(10)?,
-                            peak_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
-                            historical: r.get(12)?,
-                        })
-                    },
+                    maxout_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
             })
@@ -642,17 +644,7 @@ impl TelemetryStore for SqliteStore {
     ) -> Result<Option<EmailClaim>> {
         let circuit_id = circuit_id.to_string();
         self.write(move |writer| {
-            writer
-                .conn
-                .prepare_cached(&positional(CLAIM_CUSTOMER_EMAIL))
-                .and_then(|mut claim| {
-                    claim
-                        .query_row(params![circuit_id, start, cooldown_ms], |r| {
-                            r.get::<_, Option<i64>>(0)
-                        })
-                        .optional()
-                })
-                .map(|granted| granted.map(|previous| EmailClaim { start, previous }))
+            claim_customer_email(&writer.conn, &circuit_id, start, cooldown_ms, None)
                 .map_err(failed("claiming a customer email"))
         })
         .await
@@ -664,7 +656,7 @@ impl TelemetryStore for SqliteStore {
             writer
                 .conn
                 .execute(
-                    &positional(RELEASE_CUSTOMER_EMAIL),
+                    sql::telemetry::RELEASE_CUSTOMER_EMAIL.sqlite,
                     params![circuit_id, claim.start, claim.previous],
                 )
                 .map_err(failed("giving back a customer email claim"))?;
@@ -672,12 +664,92 @@ impl TelemetryStore for SqliteStore {
         })
         .await
     }
+
+    async fn queue_customer_email(
+        &self,
+        job: &CustomerEmailJob,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let job = job.clone();
+        self.write(move |writer| {
+            let tx = writer
+                .conn
+                .transaction()
+                .map_err(failed("queueing a customer email"))?;
+            let claimed = claim_customer_email(
+                &tx,
+                &job.circuit_id,
+                job.start,
+                job.cooldown_ms,
+                Some(job.event_id),
+            )
+            .map_err(failed("queueing a customer email"))?;
+            if claimed.is_some() {
+                tx.execute(
+                    sql::telemetry::QUEUE_CUSTOMER_EMAIL.sqlite,
+                    params![
+                        job.event_id,
+                        job.channel,
+                        job.circuit_id,
+                        job.severity.as_str(),
+                        ms(now),
+                        serde_json::to_string(&job.event).unwrap_or_default()
+                    ],
+                )
+                .map_err(failed("queueing a customer email"))?;
+            }
+            tx.commit().map_err(failed("queueing a customer email"))?;
+            Ok(claimed.is_some())
+        })
+        .await
+    }
+
+    async fn customer_email_claim(
+        &self,
+        circuit_id: &str,
+        event_id: i64,
+    ) -> Result<Option<EmailClaim>> {
+        let circuit_id = circuit_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(sql::telemetry::CUSTOMER_EMAIL_CLAIM.sqlite)
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![circuit_id, event_id], |r| {
+                        let previous = r.get::<_, Option<i64>>(1)?;
+                        Ok(r.get::<_, Option<i64>>(0)?
+                            .map(|start| EmailClaim { start, previous }))
+                    })
+                    .optional()
+                })
+                .map(Option::flatten)
+                .map_err(failed("reading a customer email claim"))
+        })
+        .await
+    }
+
+    async fn circuit_maxout(&self, id: i64) -> Result<Option<CircuitMaxoutRecord>> {
+        self.read(move |conn| {
+            conn.prepare_cached(sql::telemetry::CIRCUIT_MAXOUT.sqlite)
+                .and_then(|mut stmt| stmt.query_row([id], maxout_row).optional())
+                .map_err(failed("reading a circuit maxout"))
+        })
+        .await
+    }
 }
 
-/// PostgreSQL's `$n` parameters as SQLite's `?n`: SQLite reads `$n` as a name, numbered in
-/// order of first use, not by `n`.
-fn positional(sql: &str) -> String {
-    sql.replace('$', "?")
+/// The cooldown claim ([`sql::telemetry::CLAIM_CUSTOMER_EMAIL`]) on `conn`.
+fn claim_customer_email(
+    conn: &rusqlite::Connection,
+    circuit_id: &str,
+    start: i64,
+    cooldown_ms: i64,
+    event_id: Option<i64>,
+) -> rusqlite::Result<Option<EmailClaim>> {
+    conn.prepare_cached(sql::telemetry::CLAIM_CUSTOMER_EMAIL.sqlite)?
+        .query_row(params![circuit_id, start, cooldown_ms, event_id], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .optional()
+        .map(|granted| granted.map(|previous| EmailClaim { start, previous }))
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ async fn opening_twice_is_one_anomaly_with_one_set_of_notifications(store: Arc<d
         .await
         .unwrap();
     assert_eq!(due.len(), 1);
-    assert_eq!(due[0].anomaly.id, id);
+    assert_eq!(due[0].anomaly.as_ref().map(|a| a.id), Some(id));
     assert_eq!(due[0].alert.attempts, 1);
 }
 

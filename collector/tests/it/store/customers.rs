@@ -4,13 +4,17 @@
 
 use super::store_suite;
 use crate::support::{at, PgDatabase};
+use netwarden_collector::domain::alerting::{AlertOutcome, Severity};
 use netwarden_collector::domain::telemetry::{CircuitEvent, MaxoutClass};
-use netwarden_collector::storage::telemetry::{CircuitRecord, EmailClaim};
+use netwarden_collector::storage::telemetry::{CircuitRecord, CustomerEmailJob, EmailClaim};
 use netwarden_collector::storage::{PostgresStore, SqliteStore, SqliteSync, Store};
 use sqlx::Connection;
 use std::sync::Arc;
 
-store_suite!(customer_email_claims_follow_the_cooldown);
+store_suite!(
+    customer_email_claims_follow_the_cooldown,
+    a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim,
+);
 
 const HOUR: i64 = 3_600_000;
 const T: i64 = 1_800_000_000_000;
@@ -55,7 +59,7 @@ async fn customer_email_claims_follow_the_cooldown(store: Arc<dyn Store>) {
     assert_eq!(claim(&store, "C-1", T + 2 * HOUR + 2).await, None);
     assert_eq!(fourth.previous, Some(T + HOUR + 1));
 
-    // The shortest cooldown the notifier asks for (1 ms): one start is still one claim.
+    // The shortest cooldown the customer email asks for (1 ms): one start is still one claim.
     for granted in [true, false] {
         let got = store.claim_customer_email("C-4", T, 1).await.unwrap();
         assert_eq!(got.is_some(), granted);
@@ -65,6 +69,125 @@ async fn customer_email_claims_follow_the_cooldown(store: Arc<dyn Store>) {
     let only = claim(&store, "C-3", T).await.expect("first");
     store.release_customer_email("C-3", &only).await.unwrap();
     assert!(claim(&store, "C-3", T - 24 * HOUR).await.is_some());
+}
+
+/// Queueing claims the cooldown and writes the outbox row together; a claim refused queues
+/// nothing. The claimed email is one the dispatcher claims on its channel, naming the event
+/// and no anomaly, and the event's claim is readable (to give back) until a later event's
+/// email claims the circuit.
+async fn a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim(store: Arc<dyn Store>) {
+    let event = |start: i64| CircuitEvent {
+        start,
+        end: start + 60_000,
+        samples: 3,
+        peak_mbps: 120.0,
+        peak_at: start,
+        severity: MaxoutClass::Maxout,
+    };
+    let open = |start: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .open_circuit_maxout(&circuit(), &event(start), true, false, at(start))
+                .await
+                .unwrap()
+        }
+    };
+    let job = |event_id: i64, start: i64| CustomerEmailJob {
+        channel: "customer_email",
+        circuit_id: "C-9".into(),
+        event_id,
+        start,
+        cooldown_ms: HOUR,
+        severity: Severity::High,
+        event: event(start),
+    };
+    let (first, within, later) = (open(T).await, open(T + 60_000).await, open(T + HOUR).await);
+
+    assert!(store
+        .queue_customer_email(&job(first, T), at(T))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .queue_customer_email(&job(within, T + 60_000), at(T))
+            .await
+            .unwrap(),
+        "within the cooldown"
+    );
+    let claimed = store
+        .claim_alerts(
+            "customer_email",
+            "c1",
+            at(T + 1),
+            std::time::Duration::from_secs(60),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one queued: {claimed:?}");
+    let job_row = &claimed[0];
+    assert_eq!(job_row.alert.circuit_event_id, Some(first));
+    assert_eq!(job_row.alert.anomaly_id, None);
+    assert!(job_row.anomaly.is_none());
+    assert_eq!(job_row.alert.recipient, "C-9");
+    assert_eq!(
+        job_row.alert.details,
+        Some(serde_json::to_value(event(T)).unwrap()),
+        "the event as it opened, for the email to describe"
+    );
+    assert_eq!(
+        store.customer_email_claim("C-9", first).await.unwrap(),
+        Some(EmailClaim {
+            start: T,
+            previous: None
+        })
+    );
+    assert_eq!(
+        store.customer_email_claim("C-9", within).await.unwrap(),
+        None
+    );
+    // A sent customer email is not one the NOC is asked to acknowledge.
+    store
+        .finish_alert(job_row.alert.id, "c1", &AlertOutcome::Sent, at(T + 2))
+        .await
+        .unwrap();
+    assert_eq!(store.unacknowledged_alerts().await.unwrap(), 0);
+
+    assert!(store
+        .queue_customer_email(&job(later, T + HOUR), at(T))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.customer_email_claim("C-9", first).await.unwrap(),
+        None,
+        "a later event holds the claim"
+    );
+    let held = store
+        .customer_email_claim("C-9", later)
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(held.previous, Some(T));
+    store.release_customer_email("C-9", &held).await.unwrap();
+    assert_eq!(
+        store.customer_email_claim("C-9", later).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .claim_customer_email("C-9", T + 30 * 60_000, HOUR)
+            .await
+            .unwrap()
+            .is_none(),
+        "given back to the first event's cooldown"
+    );
+    let event = store.circuit_maxout(later).await.unwrap().expect("stored");
+    assert_eq!(
+        (event.circuit_id.as_str(), event.start),
+        ("C-9", at(T + HOUR))
+    );
+    assert_eq!(store.circuit_maxout(-1).await.unwrap(), None);
 }
 
 /// Two collectors (two pools) on one PostgreSQL, each claiming every circuit's email for the
@@ -250,7 +373,8 @@ async fn upgrading_sqlite_seeds_the_claims_from_emailed_events() {
         .unwrap()
         .execute_batch(
             "DROP TABLE customer_email_claims;
-             DELETE FROM schema_migrations WHERE version = '0013_customer_email_claims';",
+             DELETE FROM schema_migrations
+              WHERE version IN ('0013_customer_email_claims', '0018_customer_email_outbox');",
         )
         .unwrap();
     let store = SqliteStore::open(&path, 2, SqliteSync::Full).await.unwrap();
@@ -258,7 +382,8 @@ async fn upgrading_sqlite_seeds_the_claims_from_emailed_events() {
         store.migrate().await.unwrap(),
         vec![
             "0013_customer_email_claims",
-            "0017a_column_names_as_postgres"
+            "0017a_column_names_as_postgres",
+            "0018_customer_email_outbox"
         ]
     );
     assert_seeded(&(Arc::new(store) as Arc<dyn Store>)).await;
@@ -276,13 +401,15 @@ async fn upgrading_postgres_seeds_the_claims_from_emailed_events() {
     let mut raw = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql(
         "DROP TABLE customer_email_claims;
-         DELETE FROM _sqlx_migrations WHERE version = 13;",
+         ALTER TABLE alerts DROP CONSTRAINT alerts_one_subject;
+         ALTER TABLE alerts DROP COLUMN circuit_event_id, DROP COLUMN details;
+         DELETE FROM _sqlx_migrations WHERE version IN (13, 18);",
     )
     .execute(&mut raw)
     .await
     .unwrap();
     raw.close().await.unwrap();
     let store = PostgresStore::connect(&db.url, 2).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 1);
+    assert_eq!(store.migrate().await.unwrap().len(), 2);
     assert_seeded(&(Arc::new(store) as Arc<dyn Store>)).await;
 }
