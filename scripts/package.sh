@@ -20,6 +20,8 @@ build_debs() {
         cargo install cargo-deb --locked --quiet
     fi
     echo "==> .deb packages, version $version"
+    # The operator CLI (its own crate) ships in the collector's package.
+    cargo build --locked --release -p netwarden-cli
     for crate in netwarden-agent netwarden-collector; do
         cargo deb --locked --strip -p "$crate" --output dist/ >/dev/null
     done

@@ -24,7 +24,7 @@ echo "==> install"
 dpkg -i "$agent_deb" "$collector_deb"
 
 unit_dir=$(dirname "$(dpkg -L netwarden-agent | grep 'netwarden-agent.service$')")
-for path in /usr/bin/netwarden-agent /usr/bin/netwarden-collector \
+for path in /usr/bin/netwarden-agent /usr/bin/netwarden-collector /usr/bin/netwarden \
     /etc/netwarden/agent.toml /etc/netwarden/collector.toml \
     "$unit_dir/netwarden-agent.service" "$unit_dir/netwarden-collector.service" \
     /usr/share/netwarden/templates/anomaly.html /usr/lib/netwarden/backup.sh \
@@ -56,6 +56,8 @@ fi
 echo "==> run the installed binaries"
 /usr/bin/netwarden-agent --version
 /usr/bin/netwarden-collector --version
+/usr/bin/netwarden --version
+check "the operator CLI says its exit codes" sh -c '/usr/bin/netwarden --help | grep -q "Exit codes"'
 if out=$(/usr/bin/netwarden-agent validate --config /etc/netwarden/agent.toml 2>&1); then
     fail "the example agent config passed validate: $out"
 fi
@@ -89,7 +91,7 @@ check "binary gone after remove" test ! -e /usr/bin/netwarden-agent
 rm -rf /etc/netwarden/pki   # the operator's PKI is theirs to remove
 dpkg --purge netwarden-agent netwarden-collector >/dev/null
 for path in /etc/netwarden /var/lib/netwarden /usr/bin/netwarden-agent /usr/bin/netwarden-collector \
-    "$agent_unit" /usr/share/netwarden /usr/lib/netwarden; do
+    /usr/bin/netwarden "$agent_unit" /usr/share/netwarden /usr/lib/netwarden; do
     check "gone after purge: $path" test ! -e "$path"
 done
 check "user gone after purge" sh -c '! getent passwd netwarden'

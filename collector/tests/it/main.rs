@@ -23,6 +23,7 @@ mod ingest;
 mod kpi;
 mod live;
 mod openapi;
+mod operator_cli;
 mod query;
 mod store;
 mod support;
