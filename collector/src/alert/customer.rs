@@ -28,7 +28,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -39,8 +40,10 @@ pub const CHANNEL: &str = "customer_email";
 const NOTIFIED_BY: &str = "email";
 
 const CENTURY_MS: i64 = 100 * 365 * 86_400_000;
-/// How long queueing keeps trying while the database does not answer.
-const QUEUE_TRIES: u32 = 8;
+/// How often a database step is tried over a short outage (100 ms, doubling: 1.5 s in all):
+/// queueing an email, and each step of settling one, whose effect (a claim given back, the
+/// NOC told) would otherwise be lost.
+const DATABASE_TRIES: u32 = 5;
 
 pub struct CustomerEmail {
     store: Arc<dyn Store>,
@@ -53,6 +56,16 @@ pub struct CustomerEmail {
     engine: Option<Arc<Engine>>,
     /// The dispatcher's wake-up: a queued email goes at once.
     wake: Option<Arc<Notify>>,
+    /// The notifications this instance queued, for a command that must see them sent.
+    queued: Mutex<Vec<i64>>,
+}
+
+/// Why a customer email could not be made.
+enum Unprepared {
+    /// Nobody to send it to: the NOC must fix the account.
+    NoContact(String),
+    /// The database could not be asked: worth another try.
+    Unavailable(String),
 }
 
 /// The event a customer email tells of.
@@ -98,7 +111,13 @@ impl CustomerEmail {
             metrics,
             engine,
             wake,
+            queued: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The notifications queued through this instance so far.
+    pub fn queued(&self) -> Vec<i64> {
+        self.queued.lock().map(|q| q.clone()).unwrap_or_default()
     }
 
     /// Queues the email about a newly opened event, unless the circuit's customer heard of
@@ -127,32 +146,28 @@ impl CustomerEmail {
             },
             event: event.clone(),
         };
-        let mut delay = Duration::from_millis(100);
-        let mut tries = 0;
-        let queued = loop {
-            tries += 1;
-            match self.store.queue_customer_email(&job, Utc::now()).await {
-                Ok(queued) => break queued,
-                Err(err) if tries < QUEUE_TRIES => {
-                    tracing::warn!(circuit = %job.circuit_id, event_id, error = %err, "cannot queue the customer email; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(err) => {
-                    // Not queued, so not claimed either: the next event of the circuit tries
-                    // again, and the NOC hears of this one now.
-                    tracing::error!(circuit = %job.circuit_id, event_id, error = %err, "cannot queue the customer email");
-                    self.tell_noc(
-                        &circuit.circuit_id,
-                        circuit.account.as_deref(),
-                        Err(format!("it could not be queued: {err}")),
-                    )
-                    .await;
-                    return;
-                }
+        let queued = match persist("queue the customer email", event_id, || {
+            self.store.queue_customer_email(&job, Utc::now())
+        })
+        .await
+        {
+            Ok(queued) => queued,
+            Err(err) => {
+                // Not queued, so not claimed either: the next event of the circuit tries
+                // again, and the NOC hears of this one now.
+                self.tell_noc(
+                    &circuit.circuit_id,
+                    circuit.account.as_deref(),
+                    Err(format!("it could not be queued: {err}")),
+                )
+                .await;
+                return;
             }
         };
-        if queued {
+        if let Some(id) = queued {
+            if let Ok(mut mine) = self.queued.lock() {
+                mine.push(id);
+            }
             if let Some(wake) = &self.wake {
                 wake.notify_waiters();
             }
@@ -170,9 +185,10 @@ impl CustomerEmail {
             attempts: 0,
             created_at: Utc::now(),
         };
-        if let Err(err) = self.store.save_notification(&record).await {
-            tracing::error!(error = %err, event_id, "cannot record a notification");
-        }
+        let _ = persist("record a notification", event_id, || {
+            self.store.save_notification(&record)
+        })
+        .await;
     }
 
     fn count(&self, status: &str) {
@@ -214,26 +230,31 @@ impl CustomerEmail {
         Ok(Told { stored, opened })
     }
 
-    /// The message and its recipients; `Err` says why there is no one to send it to.
-    async fn prepare(&self, told: &Told) -> Result<Prepared, String> {
+    /// The message and its recipients, or why there is none.
+    async fn prepare(&self, told: &Told) -> Result<Prepared, Unprepared> {
         let event = &told.stored;
         let found = match &event.account {
             Some(id) => self.store.account(id).await,
             None => Ok(None),
         };
+        let no_contact = |why: String| Unprepared::NoContact(why);
         let (account, to) = match (&event.account, found) {
-            (None, _) => Err("the circuit has no account".to_string()),
-            (Some(id), Ok(None)) => Err(format!("account {id} does not exist")),
-            (Some(id), Err(err)) => Err(format!("cannot read account {id}: {err}")),
+            (None, _) => Err(no_contact("the circuit has no account".to_string())),
+            (Some(id), Ok(None)) => Err(no_contact(format!("account {id} does not exist"))),
+            (Some(id), Err(err)) => Err(Unprepared::Unavailable(format!(
+                "cannot read account {id}: {err}"
+            ))),
             (Some(id), Ok(Some(account))) => match account.contact_email.as_deref() {
-                None => Err(format!("account {id} has no contact email")),
+                None => Err(no_contact(format!("account {id} has no contact email"))),
                 Some(email) => format!(
                     "{} <{email}>",
                     account.contact_name.as_deref().unwrap_or(&account.name)
                 )
                 .parse::<Mailbox>()
                 .map(|mailbox| (account.clone(), mailbox))
-                .map_err(|err| format!("account {id}'s contact email is not usable: {err}")),
+                .map_err(|err| {
+                    no_contact(format!("account {id}'s contact email is not usable: {err}"))
+                }),
             },
         }?;
         let am = self.employee(&account.account_manager).await;
@@ -312,7 +333,8 @@ impl Channel for CustomerEmail {
             Ok(prepared) => prepared,
             // The NOC hears of it (`settled`) and fixes the account, so that the customer
             // hears next time.
-            Err(why) => return Attempt::Permanent(why),
+            Err(Unprepared::NoContact(why)) => return Attempt::NoContact(why),
+            Err(Unprepared::Unavailable(why)) => return Attempt::Transient(why),
         };
         match self
             .mailer
@@ -335,35 +357,38 @@ impl Channel for CustomerEmail {
     }
 
     async fn settled(&self, job: &AlertJob, outcome: &AlertOutcome) {
-        let told = match self.event(job).await {
-            Ok(told) => told,
-            Err(why) => {
-                tracing::error!(alert = job.alert.id, error = %why, "a customer email's event is gone; its outcome is recorded in the outbox only");
-                return;
-            }
+        let error = match outcome {
+            AlertOutcome::Sent => None,
+            AlertOutcome::Failed { error } => Some(error.clone()),
+            AlertOutcome::Retry { .. } | AlertOutcome::Defer { .. } => return,
         };
-        let prepared = self.prepare(&told).await;
+        let alert = job.alert.id;
+        let Ok(told) = persist("read a customer email's event", alert, || self.event(job)).await
+        else {
+            return;
+        };
         let event = &told.stored;
+        let prepared = self.prepare(&told).await;
         let (recipients, subject) = match &prepared {
             Ok(p) => (p.recipients.clone(), p.message.subject.clone()),
             Err(_) => (String::new(), String::new()),
         };
-        let (status, error, attempts) = match (outcome, &prepared) {
-            (AlertOutcome::Sent, _) => ("sent", None, job.alert.attempts),
-            (AlertOutcome::Failed { error }, Err(_)) => ("no_contact", Some(error.clone()), 0),
-            (AlertOutcome::Failed { error }, Ok(_)) => {
-                tracing::error!(circuit = %event.circuit_id, %error, "customer maxout email failed");
-                ("failed", Some(error.clone()), job.alert.attempts)
-            }
-            (AlertOutcome::Retry { .. } | AlertOutcome::Defer { .. }, _) => return,
+        let (status, attempts) = match (&error, &prepared) {
+            (None, _) => ("sent", job.alert.attempts),
+            (Some(_), Err(Unprepared::NoContact(_))) => ("no_contact", 0),
+            (Some(_), _) => ("failed", job.alert.attempts),
         };
-        if status == "no_contact" {
-            tracing::error!(
+        match (status, &error) {
+            ("no_contact", Some(why)) => tracing::error!(
                 circuit = %event.circuit_id,
                 account = event.account.as_deref().unwrap_or("(none)"),
-                reason = error.as_deref().unwrap_or_default(),
+                reason = %why,
                 "circuit maxout with no customer contact to email"
-            );
+            ),
+            ("failed", Some(why)) => {
+                tracing::error!(circuit = %event.circuit_id, error = %why, "customer maxout email failed")
+            }
+            _ => {}
         }
         let record = NotificationRecord {
             event_kind: EVENT_KIND.into(),
@@ -376,32 +401,24 @@ impl Channel for CustomerEmail {
             attempts,
             created_at: Utc::now(),
         };
-        if let Err(err) = self.store.save_notification(&record).await {
-            tracing::error!(error = %err, event_id = event.id, "cannot record a notification");
+        let _ = persist("record a notification", event.id, || {
+            self.store.save_notification(&record)
+        })
+        .await;
+        if error.is_none() {
+            let _ = persist("record that the customer was emailed", event.id, || {
+                self.store
+                    .mark_circuit_maxout_notified(event.id, Utc::now())
+            })
+            .await;
         }
         // Only the outcome of the circuit's last claimed email decides what the NOC sees: an
         // older one settling late says nothing about the customer now.
-        let claim = match self
-            .store
-            .customer_email_claim(&event.circuit_id, event.id)
-            .await
-        {
-            Ok(claim) => claim,
-            Err(err) => {
-                tracing::error!(error = %err, event_id = event.id, "cannot read the customer email claim");
-                None
-            }
-        };
-        if status == "sent" {
-            if let Err(err) = self
-                .store
-                .mark_circuit_maxout_notified(event.id, Utc::now())
-                .await
-            {
-                tracing::error!(error = %err, event_id = event.id, "cannot record that the customer was emailed");
-            }
-        }
-        let Some(claim) = claim else {
+        let Ok(Some(claim)) = persist("read the customer email claim", event.id, || {
+            self.store.customer_email_claim(&event.circuit_id, event.id)
+        })
+        .await
+        else {
             return;
         };
         let told = match error {
@@ -409,13 +426,10 @@ impl Channel for CustomerEmail {
             Some(why) => {
                 // Not told: the next event tries again (the cooldown counts from the claim
                 // before), unless a later one was claimed meanwhile.
-                if let Err(err) = self
-                    .store
-                    .release_customer_email(&event.circuit_id, &claim)
-                    .await
-                {
-                    tracing::error!(error = %err, event_id = event.id, "cannot give back the customer email claim");
-                }
+                let _ = persist("give back the customer email claim", event.id, || {
+                    self.store.release_customer_email(&event.circuit_id, &claim)
+                })
+                .await;
                 Err(why)
             }
         };
@@ -490,4 +504,31 @@ fn values<'a>(
         ("cx_name", cx_name),
         ("cx_email", cx_email),
     ])
+}
+
+/// Runs a database step, again over a short outage ([`DATABASE_TRIES`]); logs what it could
+/// not do.
+async fn persist<T, E, F, Fut>(what: &str, event_id: i64, mut step: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match step().await {
+            Ok(done) => return Ok(done),
+            Err(err) if tries < DATABASE_TRIES => {
+                tracing::warn!(event_id, error = %err, "cannot {what}; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(err) => {
+                tracing::error!(event_id, error = %err, "cannot {what}");
+                return Err(err);
+            }
+        }
+    }
 }

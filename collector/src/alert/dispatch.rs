@@ -33,6 +33,9 @@ pub enum Attempt {
     Transient(String),
     /// Will not work: recorded as failed.
     Permanent(String),
+    /// Nobody to send it to (a customer with no usable contact): recorded as failed, not
+    /// retried, and counted apart from the channel's own failures (`status="no_contact"`).
+    NoContact(String),
 }
 
 /// How often and how far apart a failed send is tried again.
@@ -198,20 +201,40 @@ impl Dispatcher {
         tracing::info!(channel = name, "notification channel stopped");
     }
 
-    /// Delivers what is queued on `channel` until none is left, retries included: for a
-    /// one-off command (`import telemetry --notify`) with no dispatcher running.
-    pub async fn drain(&self, channel: &dyn Channel) -> Result<(), crate::storage::StoreError> {
+    /// Delivers on `channel` until the notifications `ids` are settled (sent, failed or
+    /// cancelled, by this dispatcher or another collector's), retries included: for a
+    /// one-off command (`import telemetry --notify`) with no dispatcher running. It sends
+    /// whatever else is due on the channel meanwhile, as any dispatcher would.
+    pub async fn drain(
+        &self,
+        channel: &dyn Channel,
+        ids: &[i64],
+    ) -> Result<(), crate::storage::StoreError> {
         let stop = CancellationToken::new();
-        loop {
-            if self.poll_once(channel, &stop).await > 0 {
+        let mut open: Vec<i64> = ids.to_vec();
+        while !open.is_empty() {
+            let claimed = self.poll_once(channel, &stop).await;
+            let mut still = Vec::with_capacity(open.len());
+            for id in open {
+                let settled = match self.store.alert(id).await? {
+                    Some(alert) => !["pending", "sending"].contains(&alert.state.as_str()),
+                    None => true,
+                };
+                if !settled {
+                    still.push(id);
+                }
+            }
+            open = still;
+            if open.is_empty() || claimed > 0 {
                 continue;
             }
-            let Some(due) = self.store.next_alert_due(channel.name()).await? else {
-                return Ok(());
+            let wait = match self.store.next_alert_due(channel.name()).await? {
+                Some(due) => (due - self.clock.now()).to_std().unwrap_or_default(),
+                None => POLL,
             };
-            let wait = (due - self.clock.now()).to_std().unwrap_or_default();
             tokio::time::sleep(wait.clamp(Duration::from_millis(5), POLL)).await;
         }
+        Ok(())
     }
 
     /// Claims what is due on `channel`, delivers it one by one and records each outcome;
@@ -239,15 +262,22 @@ impl Dispatcher {
         let mut jobs = jobs.into_iter();
         for job in jobs.by_ref() {
             let attempt = channel.deliver(&job).await;
+            let no_contact = matches!(attempt, Attempt::NoContact(_));
             let outcome = self.outcome(&job, attempt, channel.retries());
-            self.record(channel, &job, outcome).await;
+            let status = if no_contact {
+                "no_contact"
+            } else {
+                status_of(&outcome)
+            };
+            self.record(channel, &job, outcome, status).await;
             if stop.is_cancelled() {
                 break;
             }
         }
         for job in jobs {
             let at = self.clock.now();
-            self.record(channel, &job, AlertOutcome::Defer { at }).await;
+            self.record(channel, &job, AlertOutcome::Defer { at }, "deferred")
+                .await;
         }
         claimed
     }
@@ -261,18 +291,18 @@ impl Dispatcher {
             Attempt::Transient(error) => {
                 self.retry_or_fail(job, error, retries.unwrap_or(self.retries))
             }
-            Attempt::Permanent(error) => AlertOutcome::Failed { error },
+            Attempt::Permanent(error) | Attempt::NoContact(error) => AlertOutcome::Failed { error },
         }
     }
 
-    async fn record(&self, via: &dyn Channel, job: &AlertJob, outcome: AlertOutcome) {
+    async fn record(
+        &self,
+        via: &dyn Channel,
+        job: &AlertJob,
+        outcome: AlertOutcome,
+        status: &'static str,
+    ) {
         let channel = via.name();
-        let status = match &outcome {
-            AlertOutcome::Sent => "sent",
-            AlertOutcome::Retry { .. } => "retry",
-            AlertOutcome::Defer { .. } => "deferred",
-            AlertOutcome::Failed { .. } => "failed",
-        };
         self.metrics
             .notifications
             .get_or_create(&Metrics::labels(&[
@@ -303,8 +333,16 @@ impl Dispatcher {
                 .finish_alert(job.alert.id, &self.holder, &outcome, self.clock.now())
                 .await
             {
-                Ok(()) => {
-                    if matches!(outcome, AlertOutcome::Sent | AlertOutcome::Failed { .. }) {
+                Ok(recorded) => {
+                    // Only the holder's outcome is the send's: one whose lease ran out while
+                    // it sent is not, and its channel hears nothing of it.
+                    if !recorded {
+                        tracing::warn!(
+                            channel,
+                            alert = job.alert.id,
+                            "a send outlived its lease; another collector's outcome counts"
+                        );
+                    } else if matches!(outcome, AlertOutcome::Sent | AlertOutcome::Failed { .. }) {
                         via.settled(job, &outcome).await;
                     }
                     return;
@@ -337,5 +375,15 @@ impl Dispatcher {
             at: self.clock.now() + chrono::Duration::from_std(backoff).unwrap_or_default(),
             error,
         }
+    }
+}
+
+/// An outcome as `netwarden_notifications_total`'s `status`.
+fn status_of(outcome: &AlertOutcome) -> &'static str {
+    match outcome {
+        AlertOutcome::Sent => "sent",
+        AlertOutcome::Retry { .. } => "retry",
+        AlertOutcome::Defer { .. } => "deferred",
+        AlertOutcome::Failed { .. } => "failed",
     }
 }

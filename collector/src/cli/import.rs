@@ -136,6 +136,7 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
         anyhow::anyhow!("{} problems; nothing was imported", problems.len())
     })?;
     let store = open_store(settings, 2).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let customer_email = match (&settings.email, notify) {
         (Some(email), true) => Some(Arc::new(
             crate::alert::customer::CustomerEmail::new(
@@ -145,8 +146,14 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
                         .map_err(|e| anyhow::anyhow!("customer email: {e}"))?,
                 ),
                 store.clone(),
-                Arc::new(crate::metrics::Metrics::new()),
-                None,
+                metrics.clone(),
+                // A customer who could not be told is the NOC's anomaly here too; a running
+                // collector's dispatcher tells the NOC's channels of it.
+                Some(Arc::new(crate::alert::engine::Engine::new(
+                    store.clone(),
+                    settings.alerting.clone(),
+                    metrics.clone(),
+                ))),
                 None,
             )
             .map_err(|e| anyhow::anyhow!("customer email: {e}"))?,
@@ -185,7 +192,7 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
         let a = &settings.alerting;
         let dispatcher = crate::alert::dispatch::Dispatcher::new(
             backfill_store,
-            Arc::new(crate::metrics::Metrics::new()),
+            metrics,
             crate::alert::dispatch::DispatchSettings {
                 holder: format!("import-{}", crate::storage::poi::lease_holder()),
                 lease: std::time::Duration::from_secs(a.claim_lease_secs),
@@ -197,7 +204,7 @@ async fn import_telemetry(settings: &Settings, file: &Path, notify: bool) -> Res
             Arc::new(tokio::sync::Notify::new()),
         );
         dispatcher
-            .drain(customer_email.as_ref())
+            .drain(customer_email.as_ref(), &customer_email.queued())
             .await
             .map_err(|e| anyhow::anyhow!("sending the customer emails: {e}"))?;
     }

@@ -53,15 +53,16 @@ pub trait AlertStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<AlertJob>>;
-    /// Records how a claimed send ended; ignored if `holder` lost the claim meanwhile.
-    /// A sent notification with a repeat interval queues the next repeat.
+    /// Records how a claimed send ended; ignored (`false`) if `holder` lost the claim
+    /// meanwhile, so that only the holder's outcome counts. A sent notification with a repeat
+    /// interval queues the next repeat.
     async fn finish_alert(
         &self,
         id: i64,
         holder: &str,
         outcome: &AlertOutcome,
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// When the next pending notification of `channel` is due, if any.
     async fn next_alert_due(&self, channel: &str) -> Result<Option<DateTime<Utc>>>;
     async fn alert(&self, id: i64) -> Result<Option<AlertRow>>;

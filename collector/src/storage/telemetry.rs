@@ -90,12 +90,13 @@ pub trait TelemetryStore: Send + Sync {
     async fn release_customer_email(&self, circuit_id: &str, claim: &EmailClaim) -> Result<()>;
     /// Claims the event's customer email as [`claim_customer_email`](Self::claim_customer_email)
     /// does and, if granted, queues it in the notification outbox, in one transaction: a
-    /// claimed email is always queued. `false`: within the cooldown, nothing queued.
+    /// claimed email is always queued. The queued notification's id; none within the
+    /// cooldown, when nothing is queued.
     async fn queue_customer_email(
         &self,
         job: &CustomerEmailJob,
         now: DateTime<Utc>,
-    ) -> Result<bool>;
+    ) -> Result<Option<i64>>;
     /// The claim the event's email holds, if it is still the circuit's last: what a failed
     /// send gives back, and whether its outcome is the one the NOC goes by.
     async fn customer_email_claim(

@@ -21,7 +21,8 @@ use netwarden_collector::detect::speed::SpeedFloors;
 use netwarden_collector::domain::alerting::AnomalyKind;
 use netwarden_collector::metrics::Metrics;
 use netwarden_collector::storage::alerting::{
-    AlertJob, Anomaly, AnomalyQuery, NewSilence, Severity,
+    AlertEvent, AlertJob, AlertOutcome, Anomaly, AnomalyQuery, NewAnomaly, NewSilence,
+    PlannedAlert, Severity,
 };
 use netwarden_collector::storage::Store;
 use netwarden_shared::AgentId;
@@ -488,4 +489,121 @@ async fn a_silence_mutes_only_within_its_time_range() {
         .as_deref()
         .unwrap_or("")
         .contains("switch swap")));
+}
+
+/// A channel that takes `delay` to deliver, answers `attempt`, and logs each `settled` call
+/// as (its tag, the outcome).
+struct Slow {
+    tag: &'static str,
+    delay: Duration,
+    attempt: Attempt,
+    settled: Arc<Mutex<Vec<(&'static str, AlertOutcome)>>>,
+}
+
+#[async_trait]
+impl Channel for Slow {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    async fn deliver(&self, _job: &AlertJob) -> Attempt {
+        tokio::time::sleep(self.delay).await;
+        self.attempt.clone()
+    }
+
+    async fn settled(&self, _job: &AlertJob, outcome: &AlertOutcome) {
+        self.settled
+            .lock()
+            .unwrap()
+            .push((self.tag, outcome.clone()));
+    }
+}
+
+/// A send that outlives its lease is not the send's outcome: another collector claims the
+/// notification again and sends it, and only that outcome reaches the channel's `settled`
+/// hook (the customer email gives back its claim and tells the NOC from there).
+#[tokio::test(start_paused = true)]
+async fn only_the_holders_outcome_is_settled() {
+    let (store, _guard) = sqlite_store().await;
+    let t0 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let clock: SharedClock = Arc::new(TokioClock::starting_at(t0));
+    let anomaly = NewAnomaly {
+        kind: AnomalyKind::PacketLoss,
+        subject: "10.0.0.2".into(),
+        group_key: None,
+        severity: Severity::High,
+        summary: "loss".into(),
+        details: serde_json::json!({}),
+    };
+    let plan = [PlannedAlert {
+        channel: "email".into(),
+        recipient: "noc@isp.test".into(),
+        event: AlertEvent::Open,
+        step: 0,
+        severity: Severity::High,
+        delay: Duration::ZERO,
+        repeat: Duration::ZERO,
+    }];
+    store.open_anomaly(&anomaly, None, &plan, t0).await.unwrap();
+    let dispatcher = |holder: &str| {
+        Dispatcher::new(
+            store.clone(),
+            Arc::new(Metrics::new()),
+            DispatchSettings {
+                holder: holder.into(),
+                lease: Duration::from_secs(60),
+                retries: 0,
+                backoff: Duration::from_secs(1),
+                clock: clock.clone(),
+            },
+            Vec::new(),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+    };
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let stalled = Slow {
+        tag: "a",
+        delay: Duration::from_secs(90),
+        attempt: Attempt::Permanent("timed out".into()),
+        settled: settled.clone(),
+    };
+    let prompt = Slow {
+        tag: "b",
+        delay: Duration::ZERO,
+        attempt: Attempt::Sent,
+        settled: settled.clone(),
+    };
+    let (a, b) = (dispatcher("a"), dispatcher("b"));
+    let stop = CancellationToken::new();
+    let first = {
+        let stop = stop.clone();
+        tokio::spawn(async move { a.poll_once(&stalled, &stop).await })
+    };
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(
+        b.poll_once(&prompt, &stop).await,
+        1,
+        "claimed again after the lease"
+    );
+    assert_eq!(first.await.unwrap(), 1);
+    assert_eq!(
+        *settled.lock().unwrap(),
+        vec![("b", AlertOutcome::Sent)],
+        "the stalled send's late failure is not settled"
+    );
+    let alerts = store
+        .alerts(&netwarden_collector::storage::alerting::AlertQuery {
+            channel: None,
+            acknowledged: None,
+            anomaly_id: None,
+            state: None,
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(alerts[0].state, "sent", "{alerts:?}");
+    assert!(alerts[0].recovered);
 }

@@ -389,7 +389,7 @@ impl AlertStore for PostgresStore {
         holder: &str,
         outcome: &AlertOutcome,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let action = "recording a send";
         let mut tx = self.pool.begin().await.map_err(failed(action))?;
         let changed = match outcome {
@@ -437,7 +437,7 @@ impl AlertStore for PostgresStore {
             .map_err(failed("queueing a repeat"))?;
         }
         tx.commit().await.map_err(failed(action))?;
-        Ok(())
+        Ok(changed > 0)
     }
 
     async fn next_alert_due(&self, channel: &str) -> Result<Option<DateTime<Utc>>> {

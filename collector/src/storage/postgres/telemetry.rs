@@ -477,7 +477,7 @@ impl TelemetryStore for PostgresStore {
         &self,
         job: &CustomerEmailJob,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let action = "queueing a customer email";
         let mut tx = self.pool.begin().await.map_err(failed(action))?;
         let claimed = claim_customer_email(
@@ -489,20 +489,31 @@ impl TelemetryStore for PostgresStore {
         )
         .await
         .map_err(failed(action))?;
+        let mut queued = None;
         if claimed.is_some() {
-            sqlx::query(sql::telemetry::QUEUE_CUSTOMER_EMAIL.postgres)
-                .bind(job.event_id)
-                .bind(job.channel)
-                .bind(&job.circuit_id)
-                .bind(job.severity.as_str())
-                .bind(now)
-                .bind(serde_json::to_string(&job.event).unwrap_or_default())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed(action))?;
+            let inserted: Option<i64> =
+                sqlx::query_scalar(sql::telemetry::QUEUE_CUSTOMER_EMAIL.postgres)
+                    .bind(job.event_id)
+                    .bind(job.channel)
+                    .bind(&job.circuit_id)
+                    .bind(job.severity.as_str())
+                    .bind(now)
+                    .bind(serde_json::to_string(&job.event).unwrap_or_default())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed(action))?;
+            queued = match inserted {
+                Some(id) => Some(id),
+                None => sqlx::query_scalar(sql::telemetry::QUEUED_CUSTOMER_EMAIL.postgres)
+                    .bind(job.event_id)
+                    .bind(job.channel)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed(action))?,
+            };
         }
         tx.commit().await.map_err(failed(action))?;
-        Ok(claimed.is_some())
+        Ok(queued)
     }
 
     async fn customer_email_claim(

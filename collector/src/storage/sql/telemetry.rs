@@ -84,5 +84,8 @@ statements! {
     QUEUE_CUSTOMER_EMAIL = "INSERT INTO alerts (circuit_event_id, channel, recipient, event, step,
              severity, repeat_secs, state, due_at, created_at, details)
          VALUES ($1, $2, $3, 'open', 0, $4, 0, 'pending', $5, $5, $6)
-         ON CONFLICT DO NOTHING";
+         ON CONFLICT DO NOTHING RETURNING id";
+
+    /// The customer email of event `$1` on channel `$2` queued before (the queueing repeated).
+    QUEUED_CUSTOMER_EMAIL = "SELECT id FROM alerts WHERE circuit_event_id = $1 AND channel = $2";
 }

@@ -387,7 +387,7 @@ impl AlertStore for SqliteStore {
         holder: &str,
         outcome: &AlertOutcome,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (holder, outcome) = (holder.to_string(), outcome.clone());
         self.write(move |w| {
             let tx = w.conn.transaction().map_err(failed("recording a send"))?;
@@ -428,7 +428,7 @@ impl AlertStore for SqliteStore {
                 .map_err(failed("queueing a repeat"))?;
             }
             tx.commit().map_err(failed("recording a send"))?;
-            Ok(())
+            Ok(changed > 0)
         })
         .await
     }

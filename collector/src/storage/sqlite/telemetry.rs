@@ -669,7 +669,7 @@ impl TelemetryStore for SqliteStore {
         &self,
         job: &CustomerEmailJob,
         now: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let job = job.clone();
         self.write(move |writer| {
             let tx = writer
@@ -684,22 +684,37 @@ impl TelemetryStore for SqliteStore {
                 Some(job.event_id),
             )
             .map_err(failed("queueing a customer email"))?;
+            let mut queued = None;
             if claimed.is_some() {
-                tx.execute(
-                    sql::telemetry::QUEUE_CUSTOMER_EMAIL.sqlite,
-                    params![
-                        job.event_id,
-                        job.channel,
-                        job.circuit_id,
-                        job.severity.as_str(),
-                        ms(now),
-                        serde_json::to_string(&job.event).unwrap_or_default()
-                    ],
-                )
-                .map_err(failed("queueing a customer email"))?;
+                let inserted: Option<i64> = tx
+                    .query_row(
+                        sql::telemetry::QUEUE_CUSTOMER_EMAIL.sqlite,
+                        params![
+                            job.event_id,
+                            job.channel,
+                            job.circuit_id,
+                            job.severity.as_str(),
+                            ms(now),
+                            serde_json::to_string(&job.event).unwrap_or_default()
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(failed("queueing a customer email"))?;
+                queued = match inserted {
+                    Some(id) => Some(id),
+                    None => tx
+                        .query_row(
+                            sql::telemetry::QUEUED_CUSTOMER_EMAIL.sqlite,
+                            params![job.event_id, job.channel],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(failed("queueing a customer email"))?,
+                };
             }
             tx.commit().map_err(failed("queueing a customer email"))?;
-            Ok(claimed.is_some())
+            Ok(queued)
         })
         .await
     }

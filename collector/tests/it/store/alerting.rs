@@ -292,7 +292,7 @@ async fn a_vanished_holders_claim_is_taken_over_and_marked_recovered(store: Arc<
     assert_eq!(after[0].alert.attempts, 2);
     // The vanished holder's late outcome is ignored; the new holder's counts.
     let id = after[0].alert.id;
-    store
+    let late = store
         .finish_alert(
             id,
             "gone",
@@ -303,11 +303,15 @@ async fn a_vanished_holders_claim_is_taken_over_and_marked_recovered(store: Arc<
         )
         .await
         .unwrap();
+    assert!(
+        !late,
+        "the vanished holder is told its outcome did not count"
+    );
     assert_eq!(store.alert(id).await.unwrap().unwrap().state, "sending");
-    store
+    assert!(store
         .finish_alert(id, "other", &AlertOutcome::Sent, t0)
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(store.alert(id).await.unwrap().unwrap().state, "sent");
 }
 

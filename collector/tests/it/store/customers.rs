@@ -104,15 +104,17 @@ async fn a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim(store: 
     };
     let (first, within, later) = (open(T).await, open(T + 60_000).await, open(T + HOUR).await);
 
-    assert!(store
+    let queued = store
         .queue_customer_email(&job(first, T), at(T))
         .await
-        .unwrap());
-    assert!(
-        !store
+        .unwrap()
+        .expect("claimed and queued");
+    assert_eq!(
+        store
             .queue_customer_email(&job(within, T + 60_000), at(T))
             .await
             .unwrap(),
+        None,
         "within the cooldown"
     );
     let claimed = store
@@ -127,6 +129,7 @@ async fn a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim(store: 
         .unwrap();
     assert_eq!(claimed.len(), 1, "one queued: {claimed:?}");
     let job_row = &claimed[0];
+    assert_eq!(job_row.alert.id, queued);
     assert_eq!(job_row.alert.circuit_event_id, Some(first));
     assert_eq!(job_row.alert.anomaly_id, None);
     assert!(job_row.anomaly.is_none());
@@ -154,10 +157,11 @@ async fn a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim(store: 
         .unwrap();
     assert_eq!(store.unacknowledged_alerts().await.unwrap(), 0);
 
-    assert!(store
+    let later_row = store
         .queue_customer_email(&job(later, T + HOUR), at(T))
         .await
-        .unwrap());
+        .unwrap()
+        .expect("a cooldown on");
     assert_eq!(
         store.customer_email_claim("C-9", first).await.unwrap(),
         None,
@@ -174,6 +178,20 @@ async fn a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim(store: 
         store.customer_email_claim("C-9", later).await.unwrap(),
         None
     );
+    // Claimed again once given back, the event's email is the row already queued.
+    assert_eq!(
+        store
+            .queue_customer_email(&job(later, T + HOUR), at(T))
+            .await
+            .unwrap(),
+        Some(later_row)
+    );
+    let held = store
+        .customer_email_claim("C-9", later)
+        .await
+        .unwrap()
+        .expect("held again");
+    store.release_customer_email("C-9", &held).await.unwrap();
     assert!(
         store
             .claim_customer_email("C-9", T + 30 * 60_000, HOUR)
