@@ -21,13 +21,19 @@ pub struct AnomalyCount {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Uptime {
     pub rounds: i64,
+    /// Rounds with at least one reply.
     pub answered: i64,
+    /// Probes sent and replies received over those rounds.
+    pub sent: i64,
+    pub received: i64,
 }
 
 impl Uptime {
-    /// Percent of rounds answered; `None` with no rounds.
+    /// Availability, the one definition (API, dashboard, CLI): the percent of probes
+    /// answered, so loss weighs in: a round that lost 30 % of its probes counts as 0.7 of a
+    /// round up, not as a whole one. `None` with nothing sent.
     pub fn percent(&self) -> Option<f64> {
-        (self.rounds > 0).then(|| 100.0 * self.answered as f64 / self.rounds as f64)
+        (self.sent > 0).then(|| 100.0 * self.received as f64 / self.sent as f64)
     }
 }
 
@@ -35,4 +41,31 @@ pub(crate) fn parse_ports(text: &str) -> Vec<u16> {
     text.split(',')
         .filter_map(|p| p.trim().parse().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Uptime;
+
+    #[test]
+    fn loss_weighs_in_availability() {
+        let lossy = Uptime {
+            rounds: 10,
+            answered: 10,
+            sent: 40,
+            received: 28,
+        };
+        assert_eq!(
+            lossy.percent(),
+            Some(70.0),
+            "every round answered, 30 % lost"
+        );
+        let none = Uptime {
+            rounds: 0,
+            answered: 0,
+            sent: 0,
+            received: 0,
+        };
+        assert_eq!(none.percent(), None);
+    }
 }

@@ -350,7 +350,8 @@ struct DeviceDetail {
     device: DeviceRow,
     /// From the newest discovery that scanned ports (null: never scanned).
     open_ports: Option<Vec<u16>>,
-    /// Percent of probe rounds answered over 7 and 30 days (null: no rounds).
+    /// Availability over 7 and 30 days: the percent of probes answered, so a round that lost
+    /// 30 % counts as 0.7 of a round up (null: no rounds).
     uptime_7d_pct: Option<f64>,
     uptime_30d_pct: Option<f64>,
     probe_rounds_30d: i64,
@@ -446,7 +447,7 @@ async fn changes(
     Ok(Json(state.store.identity_changes(id).await?))
 }
 
-/// Rounds answered since `since`: raw rounds as far back as retention keeps them whole, and
+/// Rounds and probes answered since `since`: raw rounds as far back as retention keeps them whole, and
 /// 5-minute rollups before that (raw rounds may be kept for less than the 30 days asked for).
 /// Not the rollup watermark as the boundary: rounds delivered late sit behind it, raw, until
 /// the next rollup run.
@@ -467,6 +468,8 @@ async fn uptime(
     let mut total = store.device_uptime(id, boundary).await?;
     total.rounds += rolled.iter().map(|r| r.rounds).sum::<i64>();
     total.answered += rolled.iter().map(|r| r.answered).sum::<i64>();
+    total.sent += rolled.iter().map(|r| r.sent).sum::<i64>();
+    total.received += rolled.iter().map(|r| r.received).sum::<i64>();
     Ok(total)
 }
 

@@ -188,7 +188,8 @@ async fn live_updates_and_overview(backend: Backend) {
     assert_eq!(sites[0]["anomalies_by_severity"][&severity], 1);
 
     let devices = get(&c, &viewer, "/api/devices").await;
-    for (address, uptime) in [("10.0.0.2", 100.0), ("10.0.0.3", 0.0)] {
+    // 10.0.0.2 answered both rounds, but lost one probe of eight: availability weighs loss.
+    for (address, uptime) in [("10.0.0.2", 87.5), ("10.0.0.3", 0.0)] {
         let id = devices
             .as_array()
             .unwrap()

@@ -60,7 +60,8 @@ impl OverviewStore for PostgresStore {
 
     async fn device_uptime(&self, id: i64, since: DateTime<Utc>) -> Result<Uptime> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS rounds, COUNT(*) FILTER (WHERE received > 0) AS answered
+            "SELECT COUNT(*) AS rounds, COUNT(*) FILTER (WHERE received > 0) AS answered,
+                 COALESCE(SUM(sent), 0)::BIGINT AS sent, COALESCE(SUM(received), 0)::BIGINT AS received
              FROM probe_results WHERE device_id = $1 AND ts >= $2",
         )
         .bind(id)
@@ -71,6 +72,8 @@ impl OverviewStore for PostgresStore {
         Ok(Uptime {
             rounds: row.try_get("rounds").map_err(failed("reading uptime"))?,
             answered: row.try_get("answered").map_err(failed("reading uptime"))?,
+            sent: row.try_get("sent").map_err(failed("reading uptime"))?,
+            received: row.try_get("received").map_err(failed("reading uptime"))?,
         })
     }
 
