@@ -214,19 +214,18 @@ impl CustomerEmail {
             Ok(None) => return Err(format!("circuit maxout event {id} does not exist")),
             Err(err) => return Err(format!("cannot read circuit maxout event {id}: {err}")),
         };
+        // Queued with the event as it opened (`queue_customer_email`), always.
         let opened = job
             .alert
             .details
             .clone()
             .and_then(|d| serde_json::from_value::<CircuitEvent>(d).ok())
-            .unwrap_or_else(|| CircuitEvent {
-                start: stored.start.timestamp_millis(),
-                end: stored.end.timestamp_millis(),
-                samples: u32::try_from(stored.samples).unwrap_or_default(),
-                peak_mbps: stored.peak_mbps,
-                peak_at: stored.peak_at.unwrap_or(stored.start).timestamp_millis(),
-                severity: MaxoutClass::parse(&stored.severity).unwrap_or(MaxoutClass::Maxout),
-            });
+            .ok_or_else(|| {
+                format!(
+                    "notification {} does not carry its event as it opened",
+                    job.alert.id
+                )
+            })?;
         Ok(Told { stored, opened })
     }
 

@@ -21,8 +21,6 @@ pub struct AnomalyCount {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Uptime {
     pub rounds: i64,
-    /// Rounds with at least one reply.
-    pub answered: i64,
     /// Probes sent and replies received over those rounds.
     pub sent: i64,
     pub received: i64,
@@ -51,7 +49,6 @@ mod tests {
     fn loss_weighs_in_availability() {
         let lossy = Uptime {
             rounds: 10,
-            answered: 10,
             sent: 40,
             received: 28,
         };
@@ -62,7 +59,6 @@ mod tests {
         );
         let none = Uptime {
             rounds: 0,
-            answered: 0,
             sent: 0,
             received: 0,
         };

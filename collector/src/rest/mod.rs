@@ -467,7 +467,6 @@ async fn uptime(
     let rolled = store.rollups(id, 300, since, boundary, 100_000).await?;
     let mut total = store.device_uptime(id, boundary).await?;
     total.rounds += rolled.iter().map(|r| r.rounds).sum::<i64>();
-    total.answered += rolled.iter().map(|r| r.answered).sum::<i64>();
     total.sent += rolled.iter().map(|r| r.sent).sum::<i64>();
     total.received += rolled.iter().map(|r| r.received).sum::<i64>();
     Ok(total)

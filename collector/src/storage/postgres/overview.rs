@@ -60,8 +60,7 @@ impl OverviewStore for PostgresStore {
 
     async fn device_uptime(&self, id: i64, since: DateTime<Utc>) -> Result<Uptime> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS rounds, COUNT(*) FILTER (WHERE received > 0) AS answered,
-                 COALESCE(SUM(sent), 0)::BIGINT AS sent, COALESCE(SUM(received), 0)::BIGINT AS received
+            "SELECT COUNT(*) AS rounds, COALESCE(SUM(sent), 0)::BIGINT AS sent, COALESCE(SUM(received), 0)::BIGINT AS received
              FROM probe_results WHERE device_id = $1 AND ts >= $2",
         )
         .bind(id)
@@ -71,7 +70,6 @@ impl OverviewStore for PostgresStore {
         .map_err(failed("reading uptime"))?;
         Ok(Uptime {
             rounds: row.try_get("rounds").map_err(failed("reading uptime"))?,
-            answered: row.try_get("answered").map_err(failed("reading uptime"))?,
             sent: row.try_get("sent").map_err(failed("reading uptime"))?,
             received: row.try_get("received").map_err(failed("reading uptime"))?,
         })

@@ -70,16 +70,15 @@ impl OverviewStore for SqliteStore {
     async fn device_uptime(&self, id: i64, since: DateTime<Utc>) -> Result<Uptime> {
         self.read(move |conn| {
             conn.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(received > 0), 0), COALESCE(SUM(sent), 0),
-                     COALESCE(SUM(received), 0) FROM probe_results
+                "SELECT COUNT(*), COALESCE(SUM(sent), 0), COALESCE(SUM(received), 0)
+                 FROM probe_results
                  WHERE device_id = ?1 AND ts >= ?2",
                 params![id, ms(since)],
                 |r| {
                     Ok(Uptime {
                         rounds: r.get(0)?,
-                        answered: r.get(1)?,
-                        sent: r.get(2)?,
-                        received: r.get(3)?,
+                        sent: r.get(1)?,
+                        received: r.get(2)?,
                     })
                 },
             )

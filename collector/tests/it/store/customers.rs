@@ -76,14 +76,6 @@ async fn customer_email_claims_follow_the_cooldown(store: Arc<dyn Store>) {
 /// and no anomaly, and the event's claim is readable (to give back) until a later event's
 /// email claims the circuit.
 async fn a_claimed_customer_email_is_queued_in_the_outbox_with_its_claim(store: Arc<dyn Store>) {
-    let event = |start: i64| CircuitEvent {
-        start,
-        end: start + 60_000,
-        samples: 3,
-        peak_mbps: 120.0,
-        peak_at: start,
-        severity: MaxoutClass::Maxout,
-    };
     let open = |start: i64| {
         let store = store.clone();
         async move {
@@ -326,6 +318,18 @@ async fn a_claim_waits_for_a_concurrent_uncommitted_claim_and_is_refused() {
     }
 }
 
+/// A one-minute maxout of circuit C-9 from `start`.
+fn event(start: i64) -> CircuitEvent {
+    CircuitEvent {
+        start,
+        end: start + 60_000,
+        samples: 3,
+        peak_mbps: 120.0,
+        peak_at: start,
+        severity: MaxoutClass::Maxout,
+    }
+}
+
 fn circuit() -> CircuitRecord {
     CircuitRecord {
         circuit_id: "C-9".into(),
@@ -341,14 +345,6 @@ fn circuit() -> CircuitRecord {
 
 /// Stores an event at `start` whose customer was emailed, and one (later) that was not.
 async fn emailed_event(store: &Arc<dyn Store>, start: i64) {
-    let event = |start: i64| CircuitEvent {
-        start,
-        end: start + 60_000,
-        samples: 3,
-        peak_mbps: 120.0,
-        peak_at: start,
-        severity: MaxoutClass::Maxout,
-    };
     let id = store
         .open_circuit_maxout(&circuit(), &event(start), true, false, at(start))
         .await
