@@ -1,0 +1,234 @@
+//! What one agent runs of a plan: its probe targets grouped by check, its discovery sites
+//! and its speed tests. The collector resolves a plan for each connected agent and sends it
+//! only this, so an agent never holds the fleet's inventory.
+
+use crate::model::{Check, Labels, Plan, RunOn, DEFAULT_CHECK};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One agent's share of a plan, at a plan version (0: no plan).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentPlan {
+    pub version: u64,
+    /// By check name.
+    pub probes: Vec<ProbeGroup>,
+    pub discovery: Vec<DiscoveryAssignment>,
+    pub speedtests: Vec<SpeedTestAssignment>,
+}
+
+impl AgentPlan {
+    pub fn target_count(&self) -> usize {
+        self.probes.iter().map(|g| g.targets.len()).sum()
+    }
+
+    /// The same work, whatever the version: whether an agent needs to be sent this.
+    pub fn same_work(&self, other: &AgentPlan) -> bool {
+        self.probes == other.probes
+            && self.discovery == other.discovery
+            && self.speedtests == other.speedtests
+    }
+}
+
+/// Targets probed with one check's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeGroup {
+    pub check: Check,
+    pub targets: Vec<PlannedTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTarget {
+    pub name: String,
+    /// An IP address, a CIDR prefix or a host name (see [`crate::parse_address`]).
+    pub address: String,
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryAssignment {
+    pub name: String,
+    pub cidrs: Vec<String>,
+    pub interval_secs: u64,
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeedTestAssignment {
+    pub name: String,
+    pub url: String,
+    pub interval_secs: u64,
+    pub download_bytes: u64,
+    pub upload_bytes: u64,
+    pub timeout_secs: u64,
+}
+
+/// A validated plan indexed for resolving many agents: targets that run on their own site's
+/// agents are found by site, so resolving one agent does not test every target of the fleet.
+pub struct Resolver<'a> {
+    plan: &'a Plan,
+    version: u64,
+    agents: HashMap<&'a str, AgentFacts<'a>>,
+    checks: HashMap<&'a str, &'a Check>,
+    default_check: Check,
+    /// Targets without `run_on`, by their site.
+    targets_by_site: HashMap<&'a str, Vec<usize>>,
+    /// Targets with `run_on`.
+    targets_selected: Vec<usize>,
+}
+
+struct AgentFacts<'a> {
+    site: Option<&'a str>,
+    /// The site's labels overlaid with the agent's own.
+    labels: Labels,
+}
+
+impl<'a> Resolver<'a> {
+    /// `plan` must have passed [`crate::validate`].
+    pub fn new(plan: &'a Plan, version: u64) -> Self {
+        let site_labels: HashMap<&str, &Labels> = plan
+            .sites
+            .iter()
+            .map(|s| (s.name.as_str(), &s.labels))
+            .collect();
+        let agents = plan
+            .agents
+            .iter()
+            .map(|a| {
+                let mut labels = a
+                    .site
+                    .as_deref()
+                    .and_then(|s| site_labels.get(s))
+                    .map(|l| (*l).clone())
+                    .unwrap_or_default();
+                labels.extend(a.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                (
+                    a.name.as_str(),
+                    AgentFacts {
+                        site: a.site.as_deref(),
+                        labels,
+                    },
+                )
+            })
+            .collect();
+        let mut targets_by_site: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut targets_selected = Vec::new();
+        for (i, target) in plan.targets.iter().enumerate() {
+            match (&target.site, target.run_on.is_empty()) {
+                (Some(site), true) => targets_by_site.entry(site.as_str()).or_default().push(i),
+                _ => targets_selected.push(i),
+            }
+        }
+        Resolver {
+            plan,
+            version,
+            agents,
+            checks: plan.checks.iter().map(|c| (c.name.as_str(), c)).collect(),
+            default_check: Check::default(),
+            targets_by_site,
+            targets_selected,
+        }
+    }
+
+    fn runs(&self, agent: &str, run_on: &RunOn, own_site: Option<&str>) -> bool {
+        let facts = self.agents.get(agent);
+        let site = facts.and_then(|f| f.site);
+        if run_on.is_empty() {
+            return own_site.is_some() && site == own_site;
+        }
+        (run_on.agents.is_empty() || run_on.agents.iter().any(|a| a == agent))
+            && (run_on.site.is_none() || site == run_on.site.as_deref())
+            && run_on
+                .agent_labels
+                .iter()
+                .all(|(k, v)| facts.and_then(|f| f.labels.get(k)) == Some(v))
+    }
+
+    fn check(&self, name: &str) -> &Check {
+        self.checks
+            .get(name)
+            .copied()
+            .unwrap_or(&self.default_check)
+    }
+
+    /// What `agent` (a certificate name) runs.
+    pub fn resolve(&self, agent: &str) -> AgentPlan {
+        let site = self.agents.get(agent).and_then(|f| f.site);
+        let mut chosen: Vec<usize> = site
+            .and_then(|s| self.targets_by_site.get(s))
+            .cloned()
+            .unwrap_or_default();
+        chosen.extend(self.targets_selected.iter().copied().filter(|&i| {
+            let t = &self.plan.targets[i];
+            self.runs(agent, &t.run_on, t.site.as_deref())
+        }));
+        chosen.sort_unstable();
+
+        let mut groups: BTreeMap<&str, (Vec<PlannedTarget>, HashSet<&str>)> = BTreeMap::new();
+        for i in chosen {
+            let target = &self.plan.targets[i];
+            let names: &[String] = &target.checks;
+            let default = [DEFAULT_CHECK.to_string()];
+            let names = if names.is_empty() {
+                &default[..]
+            } else {
+                names
+            };
+            for check in names {
+                let (name, _) = self
+                    .checks
+                    .get_key_value(check.as_str())
+                    .map(|(k, v)| (*k, *v))
+                    .unwrap_or((DEFAULT_CHECK, &self.default_check));
+                let (targets, seen) = groups.entry(name).or_default();
+                // One address once per check, whichever targets name it.
+                if seen.insert(target.address.as_str()) {
+                    targets.push(PlannedTarget {
+                        name: target.name.clone(),
+                        address: target.address.clone(),
+                        force: target.force,
+                    });
+                }
+            }
+        }
+        let probes = groups
+            .into_iter()
+            .map(|(name, (targets, _))| {
+                let mut check = self.check(name).clone();
+                check.name = name.to_string();
+                ProbeGroup { check, targets }
+            })
+            .collect();
+
+        let discovery = self
+            .plan
+            .discovery
+            .iter()
+            .filter(|d| self.runs(agent, &d.run_on, d.site.as_deref()))
+            .map(|d| DiscoveryAssignment {
+                name: d.name.clone(),
+                cidrs: d.cidrs.clone(),
+                interval_secs: d.interval_secs,
+                force: d.force,
+            })
+            .collect();
+        let speedtests = self
+            .plan
+            .speedtests
+            .iter()
+            .filter(|s| self.runs(agent, &s.run_on, s.site.as_deref()))
+            .map(|s| SpeedTestAssignment {
+                name: s.name.clone(),
+                url: s.url.clone(),
+                interval_secs: s.interval_secs,
+                download_bytes: s.download_bytes,
+                upload_bytes: s.upload_bytes,
+                timeout_secs: s.timeout_secs,
+            })
+            .collect();
+        AgentPlan {
+            version: self.version,
+            probes,
+            discovery,
+            speedtests,
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Checks a plan as a whole before it is stored, collecting every error with the field it is
+//! in (`targets[3].address: ...`), so one bulk import shows all its problems at once.
+
+use crate::model::{Check, Labels, Plan, RunOn};
+use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// At most this many entries in any one list: bounds what one request can make every
+/// collector hold and every agent resolve.
+pub const MAX_ENTRIES: usize = 200_000;
+/// A prefix holding more addresses than this (a /16) needs `force`.
+pub const LARGE_PREFIX: u128 = 65_536;
+/// Errors reported, at most; the count says how many more there were.
+const MAX_REPORTED: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Everything wrong with a plan, each naming its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanErrors(pub Vec<FieldError>);
+
+impl std::fmt::Display for PlanErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, error) in self.0.iter().take(MAX_REPORTED).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        if self.0.len() > MAX_REPORTED {
+            write!(f, "; and {} more", self.0.len() - MAX_REPORTED)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanErrors {}
+
+/// What a target's `address` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetAddress {
+    Ip(IpAddr),
+    Prefix(IpNet),
+    Host(String),
+}
+
+/// Parses a target address: an IP, a CIDR prefix (at most a /16's worth unless `force`), or a
+/// DNS host name.
+pub fn parse_address(text: &str, force: bool) -> Result<TargetAddress, String> {
+    if text != text.trim() || text.is_empty() {
+        return Err(format!(
+            "{text:?} must be an IP address, a CIDR prefix or a host name, without spaces"
+        ));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(TargetAddress::Ip(ip));
+    }
+    if text.contains('/') {
+        let net: IpNet = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a CIDR prefix (e.g. 10.0.0.0/24)"))?;
+        let size = 1u128
+            .checked_shl(u32::from(net.max_prefix_len() - net.prefix_len()))
+            .unwrap_or(u128::MAX);
+        if size > LARGE_PREFIX && !force {
+            return Err(format!(
+                "{text:?} holds {} addresses, more than a /16; narrow it or set force: true",
+                if size == u128::MAX {
+                    "2^128".to_string()
+                } else {
+                    size.to_string()
+                }
+            ));
+        }
+        return Ok(TargetAddress::Prefix(net.trunc()));
+    }
+    if is_host_name(text) {
+        return Ok(TargetAddress::Host(text.trim_end_matches('.').to_string()));
+    }
+    Err(format!(
+        "{text:?} is not an IP address, a CIDR prefix or a host name"
+    ))
+}
+
+/// RFC 1123 host names (underscores allowed, as real inventories have them), whose last label
+/// is not all digits (so `10.0.0` is a mistake, not a name).
+fn is_host_name(text: &str) -> bool {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if name.is_empty() || name.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    let good_label = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    labels.iter().all(good_label)
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+struct Checker {
+    errors: Vec<FieldError>,
+    sites: HashSet<String>,
+}
+
+impl Checker {
+    fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn name(&mut self, field: &str, name: &str) {
+        if name.trim().is_empty() {
+            self.fail(field, "is empty; name every entry");
+        } else if name != name.trim() {
+            self.fail(field, format!("{name:?} has leading or trailing spaces"));
+        } else if name.len() > 255 || name.chars().any(char::is_control) {
+            self.fail(
+                field,
+                "must be at most 255 bytes without control characters",
+            );
+        }
+    }
+
+    fn labels(&mut self, field: &str, labels: &Labels) {
+        for (key, value) in labels {
+            let good_key = key.len() <= 100
+                && !key.starts_with("__")
+                && key
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !good_key {
+                self.fail(
+                    format!("{field}.{key}"),
+                    "a label name is letters, digits and underscores, not starting with a digit or \"__\" (as in Prometheus), at most 100 long",
+                );
+            }
+            if value.len() > 255 || value.chars().any(char::is_control) {
+                self.fail(
+                    format!("{field}.{key}"),
+                    "a label value is at most 255 bytes without control characters",
+                );
+            }
+        }
+    }
+
+    fn site_ref(&mut self, field: &str, site: Option<&str>) {
+        if let Some(site) = site {
+            if !self.sites.contains(site) {
+                self.fail(
+                    field,
+                    format!("{site:?} is not a site of the plan (declare it under sites)"),
+                );
+            }
+        }
+    }
+
+    /// `run_on` and the entry's own `site` together must pick some agent.
+    fn run_on(&mut self, field: &str, run_on: &RunOn, own_site: Option<&str>) {
+        self.site_ref(&format!("{field}.run_on.site"), run_on.site.as_deref());
+        self.labels(
+            &format!("{field}.run_on.agent_labels"),
+            &run_on.agent_labels,
+        );
+        for (i, agent) in run_on.agents.iter().enumerate() {
+            self.name(&format!("{field}.run_on.agents[{i}]"), agent);
+        }
+        if run_on.is_empty() && own_site.is_none() {
+            self.fail(
+                format!("{field}.site"),
+                "give a site (its agents run it) or run_on; as it is, no agent would",
+            );
+        }
+    }
+
+    fn unique<'a>(&mut self, list: &str, names: impl Iterator<Item = &'a str>) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, name) in names.enumerate() {
+            if let Some(first) = seen.insert(name, i) {
+                seen.insert(name, first);
+                self.fail(
+                    format!("{list}[{i}].name"),
+                    format!("{name:?} is also the name of {list}[{first}]; names must be unique"),
+                );
+            }
+        }
+    }
+
+    fn check(&mut self, field: &str, c: &Check) {
+        let mut range = |name: &str, ok: bool, what: &str| {
+            if !ok {
+                self.errors.push(FieldError {
+                    field: format!("{field}.{name}"),
+                    message: what.to_string(),
+                });
+            }
+        };
+        range(
+            "count",
+            (1..=1000).contains(&c.count),
+            "must be between 1 and 1000",
+        );
+        range(
+            "interval_secs",
+            (1..=86_400).contains(&c.interval_secs),
+            "must be between 1 and 86400 (a day)",
+        );
+        range(
+            "ping_interval_ms",
+            (1..=60_000).contains(&c.ping_interval_ms),
+            "must be between 1 and 60000",
+        );
+        range(
+            "timeout_ms",
+            (1..=60_000).contains(&c.timeout_ms),
+            "must be between 1 and 60000",
+        );
+        range(
+            "min_timeout_ms",
+            c.min_timeout_ms >= 1 && c.min_timeout_ms <= c.timeout_ms,
+            "must be at least 1 and at most timeout_ms",
+        );
+        range(
+            "degraded_loss_pct",
+            (0.0..=100.0).contains(&c.degraded_loss_pct),
+            "must be between 0 and 100",
+        );
+        range(
+            "degraded_rtt_ms",
+            c.degraded_rtt_ms.is_finite() && c.degraded_rtt_ms > 0.0,
+            "must be above 0",
+        );
+        // One target's round alone must fit its interval.
+        let round_ms =
+            u64::from(c.count.saturating_sub(1)).saturating_mul(c.ping_interval_ms) + c.timeout_ms;
+        if c.interval_secs > 0 && round_ms > c.interval_secs.saturating_mul(1000) {
+            self.fail(
+                format!("{field}.interval_secs"),
+                format!(
+                    "a round of {} pings {} ms apart plus a {} ms timeout takes {:.1} s, longer than the interval",
+                    c.count,
+                    c.ping_interval_ms,
+                    c.timeout_ms,
+                    round_ms as f64 / 1000.0
+                ),
+            );
+        }
+    }
+}
+
+fn too_many(checker: &mut Checker, list: &str, len: usize) -> bool {
+    if len > MAX_ENTRIES {
+        checker.fail(
+            list,
+            format!("holds {len} entries; at most {MAX_ENTRIES} are allowed"),
+        );
+        return true;
+    }
+    false
+}
+
+/// Checks the whole plan; `Err` lists every problem found.
+pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        sites: plan.sites.iter().map(|s| s.name.clone()).collect(),
+    };
+    let lists = [
+        ("sites", plan.sites.len()),
+        ("agents", plan.agents.len()),
+        ("checks", plan.checks.len()),
+        ("targets", plan.targets.len()),
+        ("discovery", plan.discovery.len()),
+        ("speedtests", plan.speedtests.len()),
+    ];
+    let mut oversized = false;
+    for (list, len) in lists {
+        oversized |= too_many(&mut c, list, len);
+    }
+    if oversized {
+        return Err(PlanErrors(c.errors));
+    }
+
+    for (i, site) in plan.sites.iter().enumerate() {
+        c.name(&format!("sites[{i}].name"), &site.name);
+        c.labels(&format!("sites[{i}].labels"), &site.labels);
+    }
+    c.unique("sites", plan.sites.iter().map(|s| s.name.as_str()));
+
+    for (i, agent) in plan.agents.iter().enumerate() {
+        c.name(&format!("agents[{i}].name"), &agent.name);
+        c.site_ref(&format!("agents[{i}].site"), agent.site.as_deref());
+        c.labels(&format!("agents[{i}].labels"), &agent.labels);
+    }
+    c.unique("agents", plan.agents.iter().map(|a| a.name.as_str()));
+
+    for (i, check) in plan.checks.iter().enumerate() {
+        c.name(&format!("checks[{i}].name"), &check.name);
+        c.check(&format!("checks[{i}]"), check);
+    }
+    c.unique("checks", plan.checks.iter().map(|k| k.name.as_str()));
+    let checks: HashSet<&str> = plan
+        .checks
+        .iter()
+        .map(|k| k.name.as_str())
+        .chain([crate::model::DEFAULT_CHECK])
+        .collect();
+
+    for (i, target) in plan.targets.iter().enumerate() {
+        let field = format!("targets[{i}]");
+        c.name(&format!("{field}.name"), &target.name);
+        if let Err(message) = parse_address(&target.address, target.force) {
+            c.fail(format!("{field}.address"), message);
+        }
+        c.site_ref(&format!("{field}.site"), target.site.as_deref());
+        c.labels(&format!("{field}.labels"), &target.labels);
+        for (j, check) in target.checks.iter().enumerate() {
+            if !checks.contains(check.as_str()) {
+                c.fail(
+                    format!("{field}.checks[{j}]"),
+                    format!("{check:?} is not a check of the plan (declare it under checks)"),
+                );
+            }
+        }
+        c.run_on(&field, &target.run_on, target.site.as_deref());
+    }
+    c.unique("targets", plan.targets.iter().map(|t| t.name.as_str()));
+
+    for (i, site) in plan.discovery.iter().enumerate() {
+        let field = format!("discovery[{i}]");
+        c.name(&format!("{field}.name"), &site.name);
+        c.site_ref(&format!("{field}.site"), site.site.as_deref());
+        if site.cidrs.is_empty() {
+            c.fail(
+                format!("{field}.cidrs"),
+                "is empty; give the prefixes to sweep",
+            );
+        }
+        for (j, cidr) in site.cidrs.iter().enumerate() {
+            match parse_address(cidr, site.force) {
+                Ok(TargetAddress::Ip(_) | TargetAddress::Prefix(_)) => {}
+                Ok(TargetAddress::Host(_)) => c.fail(
+                    format!("{field}.cidrs[{j}]"),
+                    format!("{cidr:?} is a host name; discovery sweeps addresses and prefixes"),
+                ),
+                Err(message) => c.fail(format!("{field}.cidrs[{j}]"), message),
+            }
+        }
+        if !(60..=7 * 86_400).contains(&site.interval_secs) {
+            c.fail(
+                format!("{field}.interval_secs"),
+                "must be between 60 and 604800 (a week)",
+            );
+        }
+        c.run_on(&field, &site.run_on, site.site.as_deref());
+    }
+    c.unique("discovery", plan.discovery.iter().map(|d| d.name.as_str()));
+
+    for (i, test) in plan.speedtests.iter().enumerate() {
+        let field = format!("speedtests[{i}]");
+        c.name(&format!("{field}.name"), &test.name);
+        let scheme_ok = test.url.starts_with("http://") || test.url.starts_with("https://");
+        if !scheme_ok
+            || test
+                .url
+                .chars()
+                .any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            c.fail(
+                format!("{field}.url"),
+                "must be an http:// or https:// URL without spaces",
+            );
+        }
+        if test.interval_secs < 60 {
+            c.fail(format!("{field}.interval_secs"), "must be 60 or more");
+        }
+        if !(1..=3600).contains(&test.timeout_secs) {
+            c.fail(
+                format!("{field}.timeout_secs"),
+                "must be between 1 and 3600",
+            );
+        }
+        const GIB: u64 = 1 << 30;
+        if test.download_bytes > GIB || test.upload_bytes > GIB {
+            c.fail(
+                format!("{field}.download_bytes"),
+                "download_bytes and upload_bytes are at most 1 GiB each",
+            );
+        }
+        if test.download_bytes == 0 && test.upload_bytes == 0 {
+            c.fail(
+                format!("{field}.download_bytes"),
+                "download_bytes and upload_bytes are both 0: nothing to test",
+            );
+        }
+        c.site_ref(&format!("{field}.site"), test.site.as_deref());
+        c.run_on(&field, &test.run_on, test.site.as_deref());
+    }
+    c.unique(
+        "speedtests",
+        plan.speedtests.iter().map(|s| s.name.as_str()),
+    );
+
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanErrors(c.errors))
+    }
+}
