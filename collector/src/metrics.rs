@@ -20,6 +20,10 @@ pub struct Metrics {
     pub connections_idle_closed: Family<Labels, Counter>,
     pub revoked_closed: Counter,
     pub streams: Gauge,
+    /// The fleet plan version this collector hands agents (0: none).
+    pub plan_version: Gauge,
+    /// Agents following the plan over this collector.
+    pub plan_streams: Gauge,
     pub commit_seconds: Histogram,
     pub agent_backlog: Family<Labels, Gauge<u64, AtomicU64>>,
     pub agent_dropped: Family<Labels, Gauge<u64, AtomicU64>>,
@@ -92,6 +96,18 @@ impl Metrics {
             "ingest_streams",
             "Agent ingest streams open now",
             streams.clone(),
+        );
+        let plan_version = Gauge::default();
+        registry.register(
+            "plan_version",
+            "The fleet plan version this collector hands agents (0: no plan)",
+            plan_version.clone(),
+        );
+        let plan_streams = Gauge::default();
+        registry.register(
+            "plan_streams",
+            "Agents following the fleet plan over this collector now",
+            plan_streams.clone(),
         );
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
@@ -187,6 +203,8 @@ impl Metrics {
             connections_idle_closed,
             revoked_closed,
             streams,
+            plan_version,
+            plan_streams,
             commit_seconds,
             agent_backlog,
             agent_dropped,

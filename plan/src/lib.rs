@@ -12,7 +12,9 @@ pub use model::*;
 pub use resolve::{
     AgentPlan, DiscoveryAssignment, PlannedTarget, ProbeGroup, Resolver, SpeedTestAssignment,
 };
-pub use validate::{parse_address, validate, FieldError, PlanErrors, TargetAddress};
+pub use validate::{
+    parse_address, validate, validate_check, FieldError, PlanErrors, TargetAddress,
+};
 
 /// A plan file that cannot be read as a plan.
 #[derive(Debug, thiserror::Error)]

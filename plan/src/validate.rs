@@ -423,3 +423,17 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         Err(PlanErrors(c.errors))
     }
 }
+
+/// Checks one check's settings alone (an agent checks what it is sent with this).
+pub fn validate_check(check: &Check) -> Result<(), PlanErrors> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        sites: HashSet::new(),
+    };
+    c.check(&format!("checks[{}]", check.name), check);
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanErrors(c.errors))
+    }
+}

@@ -11,7 +11,9 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");
 
 mod convert;
+mod plan;
 
 pub use convert::{
     batch_from_wire, record_to_wire, ConvertError, MAX_PINGS_PER_ROUND, MAX_RECORDS_PER_BATCH,
 };
+pub use plan::{agent_plan_from_wire, agent_plan_to_wire, MAX_PLAN_ENTRIES};

@@ -10,6 +10,7 @@ fn generated_code_is_current() {
         root.join("proto/netwarden/v1/ingest.proto"),
         root.join("proto/netwarden/v1/telemetry.proto"),
         root.join("proto/netwarden/v1/query.proto"),
+        root.join("proto/netwarden/v1/plan.proto"),
     ];
     let includes = [root.join("proto")];
     let out = tempfile::tempdir().unwrap();

@@ -10,10 +10,12 @@ use crate::config::Settings;
 use crate::grpc::conns::{CountStreams, Registry};
 use crate::grpc::incoming::{accept_loop, AcceptTask, AgentStream};
 use crate::grpc::ingest::Ingest;
+use crate::grpc::plan::{PlanFeed, PlanHub, PlanServer};
 use crate::grpc::AgentConnInfo;
 use crate::metrics::Metrics;
 use crate::storage::{GroupCommitter, Store};
 use netwarden_proto::v1::ingest_service_server::IngestServiceServer;
+use netwarden_proto::v1::plan_service_server::PlanServiceServer;
 use netwarden_proto::v1::telemetry_service_server::TelemetryServiceServer;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +39,8 @@ pub struct Agents {
     /// Built with the stop signal of the listeners, which is only known at spawn.
     ingest: Box<dyn FnOnce(CancellationToken) -> IngestServiceServer<Ingest> + Send>,
     telemetry: TelemetryServiceServer<crate::grpc::telemetry::Telemetry>,
+    plan: PlanHub,
+    plan_feed: PlanFeed,
 }
 
 impl Agents {
@@ -73,6 +77,7 @@ impl Agents {
             settings.telemetry_grpc_agents.clone(),
         ))
         .max_decoding_message_size(settings.max_message_bytes);
+        let (plan, plan_feed) = PlanHub::new(shared.store.clone(), shared.metrics.clone());
         Ok(Agents {
             addr,
             listener,
@@ -85,6 +90,8 @@ impl Agents {
             commit: Box::pin(commit),
             ingest,
             telemetry,
+            plan,
+            plan_feed,
         })
     }
 
@@ -100,14 +107,18 @@ impl Agents {
             stop.child_token(),
         );
         tasks.spawn_infallible(Stage::Accept, "grpc-accept", |_| accept);
+        let plan_metrics = self.metrics.clone();
         let (store, revocations, conns, metrics) =
             (self.store, self.revocations, self.conns, self.metrics);
         tasks.spawn_infallible(Stage::Accept, "revocations", |stop| {
             crate::grpc::revoke::run(store, revocations, conns, metrics, stop)
         });
+        let feed = self.plan_feed;
+        tasks.spawn_infallible(Stage::Accept, "plan-feed", |stop| feed.run(stop));
+        let plan = PlanServiceServer::new(PlanServer::new(self.plan, plan_metrics, stop.clone()));
         let (ingest, telemetry) = ((self.ingest)(stop), self.telemetry);
         tasks.spawn(Stage::Accept, "grpc", |stop| {
-            serve(incoming, ingest, telemetry, stop)
+            serve(incoming, ingest, telemetry, plan, stop)
         });
         // Ends once the ingest service (and so every handle) is gone: after the listener.
         let commit = self.commit;
@@ -119,6 +130,7 @@ async fn serve(
     incoming: tokio::sync::mpsc::Receiver<std::io::Result<AgentStream>>,
     ingest: IngestServiceServer<Ingest>,
     telemetry: TelemetryServiceServer<crate::grpc::telemetry::Telemetry>,
+    plan: PlanServiceServer<PlanServer>,
     stop: CancellationToken,
 ) -> Result<(), String> {
     tonic::transport::Server::builder()
@@ -127,6 +139,7 @@ async fn serve(
         .layer(CountStreams::<AgentConnInfo>::new())
         .add_service(ingest)
         .add_service(telemetry)
+        .add_service(plan)
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), stop.cancelled_owned())
         .await
         .map_err(|e| netwarden_shared::tls::error_chain(&e))

@@ -42,6 +42,7 @@ pub fn required(method: &Method, path: &str, open_health: bool, open_metrics: bo
         || path == "/api/v1/telemetry/batch";
     if method == Method::POST && operator_action
         || method == Method::DELETE && path.starts_with("/api/silences/")
+        || method == Method::PUT && path == "/api/plan"
     {
         return Access::Needs(Role::Operator);
     }
@@ -85,6 +86,7 @@ mod tests {
             (Method::DELETE, "/api/silences/2"),
             (Method::POST, "/api/v1/telemetry"),
             (Method::POST, "/api/v1/telemetry/batch"),
+            (Method::PUT, "/api/plan"),
         ] {
             assert_eq!(
                 need(method.clone(), path),

@@ -4,6 +4,7 @@
 
 pub mod alerting;
 pub mod customers;
+pub mod fleet_plan;
 pub mod inventory;
 pub mod kpi;
 pub mod maxout;

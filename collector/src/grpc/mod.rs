@@ -4,6 +4,7 @@
 pub mod conns;
 pub mod incoming;
 pub mod ingest;
+pub mod plan;
 pub mod query;
 pub mod revoke;
 pub mod telemetry;

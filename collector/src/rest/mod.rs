@@ -8,6 +8,7 @@ pub mod kpis;
 pub mod live;
 pub mod openapi;
 pub mod overview;
+pub mod plan;
 pub mod pois;
 pub mod serve;
 pub mod speedtest;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::routes())
         .merge(live::routes())
         .merge(overview::routes())
+        .merge(plan::routes())
         .merge(dashboard::routes())
         .split_for_parts();
     openapi::complete(&mut doc, state.auth.config());

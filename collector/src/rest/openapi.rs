@@ -22,7 +22,7 @@ const BEARER: &str = "bearer";
     info(
         title = "Netwarden collector API",
         description = "Devices, probe history and rollups, anomalies and their alerts, POIs and \
-                       maxouts, circuit telemetry, KPIs and API tokens. JSON throughout, times in \
+                       maxouts, circuit telemetry, KPIs, the fleet plan and API tokens. JSON throughout, times in \
                        ISO 8601 UTC. Errors answer `{\"error\": {\"code\", \"message\"}}`, the \
                        message naming the parameter or field first. No text may contain a NUL \
                        character (400). Send a token as `Authorization: Bearer nwt_...` \
@@ -35,6 +35,7 @@ const BEARER: &str = "bearer";
         (name = "pois", description = "Cacti POIs, utilisation and maxouts"),
         (name = "telemetry", description = "Circuit telemetry, circuits, accounts, employees"),
         (name = "kpis", description = "Network KPIs"),
+        (name = "plan", description = "The fleet plan agents pull, and its history"),
         (name = "tokens", description = "Operator API tokens (admin)"),
         (name = "system", description = "Health, metrics, live events, dashboard, speed tests"),
     )

@@ -40,7 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A route whose body may be at most `bytes`.
-fn limited(
+pub(crate) fn limited(
     (schemas, paths, router): UtoipaMethodRouter<AppState>,
     bytes: usize,
 ) -> UtoipaMethodRouter<AppState> {

@@ -3,6 +3,7 @@
 
 pub mod alerting;
 pub mod customers;
+pub mod fleet_plan;
 mod group;
 pub mod kpi;
 pub mod merge;
@@ -19,6 +20,7 @@ pub mod tokens;
 
 pub use alerting::AlertStore;
 pub use customers::CustomerStore;
+pub use fleet_plan::FleetPlanStore;
 pub use group::GroupCommitter;
 pub use kpi::KpiStore;
 pub use overview::OverviewStore;
@@ -104,6 +106,7 @@ pub trait Store:
     + CustomerStore
     + AlertStore
     + TokenStore
+    + FleetPlanStore
     + OverviewStore
     + RollupStore
     + Send

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 mod alerting;
 mod customers;
+mod fleet_plan;
 mod kpi;
 mod overview;
 mod partitions;

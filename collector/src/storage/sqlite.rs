@@ -23,6 +23,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 mod alerting;
 mod checkpoint;
 mod customers;
+mod fleet_plan;
 mod intake;
 mod kpi;
 mod overview;
@@ -139,6 +140,11 @@ const MIGRATIONS: &[(&str, Option<&str>, &str)] = &[
         "0018_customer_email_outbox",
         None,
         include_str!("../../migrations/sqlite/0018_customer_email_outbox.sql"),
+    ),
+    (
+        "0019_fleet_plan",
+        None,
+        include_str!("../../migrations/sqlite/0019_fleet_plan.sql"),
     ),
 ];
 

@@ -24,6 +24,7 @@ mod kpi;
 mod live;
 mod openapi;
 mod operator_cli;
+mod plan;
 mod query;
 mod store;
 mod support;

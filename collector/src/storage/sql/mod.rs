@@ -66,6 +66,7 @@ macro_rules! statements {
 pub mod alerting;
 pub mod core;
 pub mod customers;
+pub mod fleet_plan;
 pub mod kpi;
 pub mod overview;
 pub mod poi;
@@ -79,6 +80,7 @@ pub fn all() -> impl Iterator<Item = (&'static str, Statement)> {
         alerting::ALL,
         core::ALL,
         customers::ALL,
+        fleet_plan::ALL,
         kpi::ALL,
         overview::ALL,
         poi::ALL,

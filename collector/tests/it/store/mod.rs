@@ -4,6 +4,7 @@
 mod alerting;
 mod core;
 mod customers;
+mod fleet_plan;
 mod kpi;
 mod poi;
 mod rollup;

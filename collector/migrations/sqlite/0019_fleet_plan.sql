@@ -1,0 +1,10 @@
+-- The fleet plan (issue 30): every version kept whole, with who saved it, when, why and what
+-- changed, so the history is the audit log. The newest version is the plan in force.
+CREATE TABLE plan_versions (
+    version    INTEGER PRIMARY KEY,
+    document   TEXT    NOT NULL,
+    author     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    comment    TEXT    NOT NULL DEFAULT '',
+    summary    TEXT    NOT NULL DEFAULT ''
+);

@@ -1,0 +1,211 @@
+//! `netwarden.v1.PlanService`: each connected agent's share of the fleet plan, sent when its
+//! stream opens and again whenever a saved version changes what that agent runs.
+//!
+//! One [`PlanHub`] per collector watches the database for a new version (a cheap read of the
+//! newest version number every second, so a plan saved through any collector on the same
+//! database reaches agents on every collector), parses it once and hands it to every stream.
+
+use super::AgentConnInfo;
+use crate::error::{grpc_status, ErrorCode, ServiceError};
+use crate::metrics::Metrics;
+use crate::storage::Store;
+use netwarden_plan::{AgentPlan, Plan, Resolver};
+use netwarden_proto::v1::plan_service_server::PlanService;
+use netwarden_proto::v1::{self, WatchPlanRequest};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+/// How often the hub reads the newest version number.
+pub const PLAN_POLL: Duration = Duration::from_secs(1);
+
+/// A plan version as every stream sees it.
+#[derive(Debug, Default)]
+pub struct PlanSnapshot {
+    /// 0: no plan saved.
+    pub version: i64,
+    pub plan: Plan,
+}
+
+/// The newest plan, shared by every agent stream of this collector.
+#[derive(Clone)]
+pub struct PlanHub {
+    rx: watch::Receiver<Option<Arc<PlanSnapshot>>>,
+}
+
+/// The other end of a [`PlanHub`]: [`PlanFeed::run`] keeps it current.
+pub struct PlanFeed {
+    tx: watch::Sender<Option<Arc<PlanSnapshot>>>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl PlanHub {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> (PlanHub, PlanFeed) {
+        let (tx, rx) = watch::channel(None);
+        (PlanHub { rx }, PlanFeed { tx, store, metrics })
+    }
+}
+
+impl PlanFeed {
+    /// Polls until `stop`. A version that cannot be read keeps the one before in force (and
+    /// says so every poll), rather than emptying every agent.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut loaded: Option<i64> = None;
+        let mut ticker = tokio::time::interval(PLAN_POLL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let head = match self.store.plan_head().await {
+                Ok(head) => head,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the plan's version; agents keep the plan they have");
+                    continue;
+                }
+            };
+            if loaded == Some(head) {
+                continue;
+            }
+            let snapshot = match self.load(head).await {
+                Ok(snapshot) => snapshot,
+                Err(err) => {
+                    tracing::error!(version = head, error = %err, "cannot load the plan; agents keep the plan they have");
+                    continue;
+                }
+            };
+            tracing::info!(
+                version = head,
+                targets = snapshot.plan.targets.len(),
+                "plan version in force"
+            );
+            self.metrics.plan_version.set(head);
+            loaded = Some(head);
+            self.tx.send_replace(Some(Arc::new(snapshot)));
+        }
+    }
+
+    async fn load(&self, head: i64) -> Result<PlanSnapshot, String> {
+        if head == 0 {
+            return Ok(PlanSnapshot::default());
+        }
+        let version = self
+            .store
+            .plan_version(head)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the version vanished".to_string())?;
+        let plan = netwarden_plan::from_json(&version.document).map_err(|e| e.to_string())?;
+        Ok(PlanSnapshot {
+            version: head,
+            plan,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PlanError {
+    #[error("no verified client certificate")]
+    NoClientCertificate,
+}
+
+impl ServiceError for PlanError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            PlanError::NoClientCertificate => ErrorCode::Unauthenticated,
+        }
+    }
+}
+
+pub struct PlanServer {
+    hub: PlanHub,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+}
+
+impl PlanServer {
+    pub fn new(hub: PlanHub, metrics: Arc<Metrics>, stop: CancellationToken) -> Self {
+        PlanServer { hub, metrics, stop }
+    }
+}
+
+type PlanStream = Pin<Box<dyn Stream<Item = Result<v1::AgentPlan, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PlanService for PlanServer {
+    type WatchStream = PlanStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchPlanRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let info = request
+            .extensions()
+            .get::<AgentConnInfo>()
+            .cloned()
+            .ok_or_else(|| grpc_status(&PlanError::NoClientCertificate))?;
+        let known = request.into_inner().known_version;
+        let (tx, rx) = mpsc::channel(2);
+        let span = tracing::info_span!("plan_stream", agent = %info.agent, peer = %info.remote);
+        let (hub, metrics, stop) = (self.hub.clone(), self.metrics.clone(), self.stop.clone());
+        tokio::spawn(
+            async move {
+                metrics.plan_streams.inc();
+                follow(hub, info.agent.to_string(), known, tx, stop).await;
+                metrics.plan_streams.dec();
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Sends `agent` its share at once (unless it runs `known` already) and after every version
+/// that changes it, until the agent goes or the collector stops.
+async fn follow(
+    mut hub: PlanHub,
+    agent: String,
+    known: u64,
+    tx: mpsc::Sender<Result<v1::AgentPlan, Status>>,
+    stop: CancellationToken,
+) {
+    let mut sent: Option<AgentPlan> = None;
+    loop {
+        let snapshot = hub.rx.borrow_and_update().clone();
+        if let Some(snapshot) = snapshot {
+            let version = u64::try_from(snapshot.version).unwrap_or(0);
+            let mine = Resolver::new(&snapshot.plan, version).resolve(&agent);
+            let send = match &sent {
+                None => version != known,
+                Some(before) => !before.same_work(&mine),
+            };
+            if send {
+                tracing::info!(
+                    version,
+                    targets = mine.target_count(),
+                    discovery = mine.discovery.len(),
+                    speedtests = mine.speedtests.len(),
+                    "plan sent to the agent"
+                );
+                let wire = netwarden_proto::agent_plan_to_wire(&mine);
+                if tx.send(Ok(wire)).await.is_err() {
+                    return;
+                }
+            }
+            sent = Some(mine);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tx.closed() => return,
+            changed = hub.rx.changed() => if changed.is_err() { return },
+        }
+    }
+}
