@@ -25,8 +25,24 @@ pub struct AgentConfig {
     pub probe: ProbeConfig,
     pub discovery: DiscoveryConfig,
     pub speedtest: SpeedTestConfig,
+    pub plan: PlanConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+/// The collector's fleet plan (see `plan::work` for how it merges with this file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// Follow the collector's plan (on by default). Off: only this file runs, whatever the
+    /// collector's plan says.
+    pub enabled: bool,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig { enabled: true }
+    }
 }
 
 /// The optional Prometheus endpoint.
@@ -330,6 +346,8 @@ pub struct Settings {
     pub probe: ProbePlan,
     pub discovery: DiscoveryPlan,
     pub speedtest: Option<SpeedTestPlan>,
+    /// Whether to follow the collector's fleet plan.
+    pub plan_pull: bool,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub log: LogConfig,
@@ -682,6 +700,7 @@ impl Settings {
             probe,
             discovery,
             speedtest,
+            plan_pull: raw.plan.enabled,
             metrics_listen,
             log: raw.log,
         })

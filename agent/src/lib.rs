@@ -6,6 +6,7 @@ pub mod config;
 pub mod discovery;
 pub mod icmp;
 pub mod metrics;
+pub mod plan;
 pub mod probe;
 pub mod speedtest;
 pub mod targets;
@@ -73,14 +74,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let uplink = Uplink {
         url: settings.collector_url.clone(),
         server_name: settings.server_name.clone(),
-        tls,
+        tls: tls.clone(),
         connect_timeout: settings.connect_timeout,
         config: settings.uplink.clone(),
         buffer: buffer.clone(),
     };
     let probing = shutdown.child_token();
     let rate = Arc::new(RateLimiter::new(settings.packets_per_second));
-    let need_v6 = settings.probe.targets.iter().any(|t| t.is_ipv6())
+    // The plan may bring IPv6 targets at any time: with it on, IPv6 is opened too where it
+    // can be (a host without it only logs so once).
+    let need_v6 = settings.plan_pull
+        || settings.probe.targets.iter().any(|t| t.is_ipv6())
         || settings
             .discovery
             .sites
@@ -89,29 +93,52 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let engine = Arc::new(LazyEngine::new(rate.clone(), need_v6));
     let open_ports = probe::liveness::OpenPorts::default();
     let mut workers = Vec::new();
-    workers.push(tokio::spawn(probe_loop(
-        settings.probe.clone(),
+
+    // What runs: agent.toml, merged with the plan (the cached one until the collector answers).
+    let cached = if settings.plan_pull {
+        plan::pull::cached(&buffer).await
+    } else {
+        None
+    };
+    if let Some(cached) = &cached {
+        tracing::info!(
+            version = cached.version,
+            targets = cached.target_count(),
+            "running the cached plan until the collector answers"
+        );
+    }
+    let known = cached.as_ref().map_or(0, |p| p.version);
+    let (plans, plan_rx) = tokio::sync::watch::channel(cached.unwrap_or_default());
+    let runner = plan::runner::Runner::new(
         engine.clone(),
         buffer.clone(),
         open_ports.clone(),
+        settings.discovery.options.clone(),
+        probing.clone(),
+    );
+    workers.push(tokio::spawn(plan::follow(
+        plan::work::Local::of(&settings),
+        plan_rx,
+        runner,
         probing.clone(),
     )));
-    for site in settings.discovery.sites.clone() {
-        workers.push(tokio::spawn(discovery_loop(
-            site,
-            settings.discovery.options.clone(),
-            engine.clone(),
-            buffer.clone(),
-            open_ports.clone(),
-            probing.clone(),
-        )));
-    }
-    if let Some(plan) = settings.speedtest.clone() {
-        workers.push(tokio::spawn(speedtest_loop(
-            plan,
-            buffer.clone(),
-            probing.clone(),
-        )));
+    if settings.plan_pull {
+        let pull = plan::pull::PlanPull {
+            url: settings.collector_url.clone(),
+            server_name: settings.server_name.clone(),
+            tls: tls.clone(),
+            connect_timeout: settings.connect_timeout,
+            buffer: buffer.clone(),
+            plans,
+        };
+        workers.push(tokio::spawn(pull.run(known, probing.clone())));
+    } else {
+        // Kept open so the runner keeps its one (local) work until stopped.
+        let stop = probing.clone();
+        workers.push(tokio::spawn(async move {
+            stop.cancelled().await;
+            drop(plans);
+        }));
     }
     if let Some(addr) = settings.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -207,7 +234,7 @@ async fn store(buffer: &SharedBuffer, records: Vec<Record>, what: &str) {
 
 /// Probes every interval and writes each round to the buffer; a target no ping reached is
 /// checked for other evidence first (ARP, a known open port: `probe::liveness`).
-async fn probe_loop(
+pub(crate) async fn probe_loop(
     plan: ProbePlan,
     engine: Arc<LazyEngine>,
     buffer: SharedBuffer,
@@ -215,7 +242,6 @@ async fn probe_loop(
     stop: CancellationToken,
 ) {
     if plan.targets.is_empty() {
-        tracing::info!("no probe targets configured");
         return;
     }
     let mut next = tokio::time::Instant::now();
@@ -243,7 +269,7 @@ async fn probe_loop(
 
 /// Sweeps one site every interval and buffers each live host as a discovery record; the
 /// open ports found are what the probe loop may try for a target no ping reaches.
-async fn discovery_loop(
+pub(crate) async fn discovery_loop(
     site: Site,
     options: DiscoveryOptions,
     engine: Arc<LazyEngine>,
@@ -309,7 +335,11 @@ async fn discovery_loop(
     }
 }
 
-async fn speedtest_loop(plan: SpeedTestPlan, buffer: SharedBuffer, stop: CancellationToken) {
+pub(crate) async fn speedtest_loop(
+    plan: SpeedTestPlan,
+    buffer: SharedBuffer,
+    stop: CancellationToken,
+) {
     let client = match speedtest::client(plan.timeout) {
         Ok(client) => client,
         Err(err) => {

@@ -86,6 +86,14 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- The last fleet plan the collector sent (netwarden.v1.AgentPlan), run at start until the
+-- collector answers: an agent started while the collector is away runs its plan.
+CREATE TABLE IF NOT EXISTS plan_cache (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    version  INTEGER NOT NULL,
+    body     BLOB    NOT NULL,
+    saved_ms INTEGER NOT NULL
+);
 ";
 
 impl Buffer {
@@ -130,6 +138,31 @@ impl Buffer {
             .optional()
             .map_err(sqlite_err(&self.path, "reading counters"))?;
         Ok(value.unwrap_or(0) as u64)
+    }
+
+    /// Keeps the plan the collector sent (encoded), replacing the one before.
+    pub fn save_plan(&mut self, version: u64, body: &[u8]) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO plan_cache (id, version, body, saved_ms) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, body = excluded.body,
+                 saved_ms = excluded.saved_ms",
+                params![version as i64, body, Utc::now().timestamp_millis()],
+            )
+            .map_err(sqlite_err(&self.path, "saving the plan"))?;
+        Ok(())
+    }
+
+    /// The last plan the collector sent: its version and encoded body.
+    pub fn cached_plan(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        self.conn
+            .query_row(
+                "SELECT version, body FROM plan_cache WHERE id = 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sqlite_err(&self.path, "reading the cached plan"))
     }
 
     pub fn stats(&self) -> Result<BufferStats> {

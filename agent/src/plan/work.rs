@@ -1,0 +1,390 @@
+//! What the agent runs: its local `agent.toml` merged with its share of the collector's plan.
+//!
+//! The merge rule (docs/operations.md, "The fleet plan"):
+//! - everything in `agent.toml` runs, as it always did;
+//! - the plan's work runs beside it, each check group with its own settings;
+//! - where both name the same thing, the plan wins: an address the plan probes is dropped
+//!   from the local probe list, a discovery site of the same name and a speed test of the
+//!   same URL run only as the plan says.
+//!
+//! So a standalone site needs only its `agent.toml`, and a target moved into the plan is
+//! probed once, with the central settings, without editing the agent.
+
+use crate::config::{ProbePlan, Settings, Site, SpeedTestPlan};
+use netwarden_plan::{AgentPlan, TargetAddress};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Every loop the agent runs, each described whole, so two `Work`s compare loop by loop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Work {
+    pub probes: Vec<ProbePlan>,
+    pub sites: Vec<Site>,
+    pub speedtests: Vec<SpeedTestPlan>,
+}
+
+impl Work {
+    pub fn target_count(&self) -> usize {
+        self.probes.iter().map(|p| p.targets.len()).sum()
+    }
+}
+
+/// Looks host names up; a test can answer without DNS.
+pub trait Lookup {
+    fn lookup(
+        &self,
+        host: &str,
+    ) -> impl std::future::Future<Output = std::io::Result<Vec<IpAddr>>> + Send;
+}
+
+/// The system resolver.
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, 0))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    }
+}
+
+/// The addresses of one planned target; a name that does not resolve is skipped until the
+/// next look-up (logged), not fatal to its group.
+async fn addresses(
+    target: &netwarden_plan::PlannedTarget,
+    lookup: &impl Lookup,
+) -> Result<Vec<IpAddr>, String> {
+    match netwarden_plan::parse_address(&target.address, target.force)? {
+        TargetAddress::Ip(ip) => Ok(vec![ip]),
+        TargetAddress::Prefix(_) => {
+            crate::targets::expand(&[&target.address], true).map_err(|e| e.to_string())
+        }
+        TargetAddress::Host(host) => {
+            let mut found = lookup
+                .lookup(&host)
+                .await
+                .map_err(|e| format!("{host}: cannot resolve: {e}"))?;
+            found.sort();
+            found.dedup();
+            // One address per family, as ping does: a name is one host.
+            let v4 = found.iter().find(|a| a.is_ipv4()).copied();
+            let v6 = found.iter().find(|a| a.is_ipv6()).copied();
+            let picked: Vec<IpAddr> = v4.or(v6).into_iter().collect();
+            if picked.is_empty() {
+                return Err(format!("{host}: the name has no addresses"));
+            }
+            Ok(picked)
+        }
+    }
+}
+
+/// What `agent.toml` says the agent runs.
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub probe: ProbePlan,
+    pub sites: Vec<Site>,
+    pub speedtest: Option<SpeedTestPlan>,
+    pub packets_per_second: u32,
+}
+
+impl Local {
+    pub fn of(settings: &Settings) -> Local {
+        Local {
+            probe: settings.probe.clone(),
+            sites: settings.discovery.sites.clone(),
+            speedtest: settings.speedtest.clone(),
+            packets_per_second: settings.packets_per_second,
+        }
+    }
+}
+
+/// Builds the work for `local` and `plan`.
+pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Work {
+    let mut work = Work::default();
+    let mut planned: HashSet<IpAddr> = HashSet::new();
+    for group in &plan.probes {
+        let check = &group.check;
+        if let Err(errors) = netwarden_plan::validate_check(check) {
+            tracing::error!(check = %check.name, %errors, "the plan's check is not valid here; its targets are not probed");
+            continue;
+        }
+        let mut targets = Vec::new();
+        let mut in_group = HashSet::new();
+        for target in &group.targets {
+            match addresses(target, lookup).await {
+                Ok(found) => {
+                    for ip in found {
+                        // Two checks may probe one address (the plan says so); one check
+                        // probes it once, however many names lead to it.
+                        planned.insert(ip);
+                        if in_group.insert(ip) {
+                            targets.push(ip);
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(target = %target.name, error = %err, "a planned target is not probed this time")
+                }
+            }
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        let probe = ProbePlan {
+            targets,
+            count: check.count,
+            interval: Duration::from_secs(check.interval_secs),
+            ping_interval: Duration::from_millis(check.ping_interval_ms),
+            timeout: Duration::from_millis(check.timeout_ms),
+            min_timeout: Duration::from_millis(check.min_timeout_ms),
+            degraded_loss_pct: check.degraded_loss_pct,
+            degraded_rtt_ms: check.degraded_rtt_ms,
+        };
+        let round = probe.round_length(local.packets_per_second);
+        if round > probe.interval {
+            tracing::warn!(
+                check = %check.name,
+                targets = probe.targets.len(),
+                round_secs = round.as_secs_f64(),
+                interval_secs = probe.interval.as_secs_f64(),
+                packets_per_second = local.packets_per_second,
+                "a round of this check takes longer than its interval at this agent's packet rate; rounds will start late"
+            );
+        }
+        work.probes.push(probe);
+    }
+
+    let mut own = local.probe.clone();
+    own.targets.retain(|ip| !planned.contains(ip));
+    if !own.targets.is_empty() {
+        work.probes.insert(0, own);
+    }
+
+    let planned_sites: HashSet<&str> = plan.discovery.iter().map(|d| d.name.as_str()).collect();
+    work.sites.extend(
+        local
+            .sites
+            .iter()
+            .filter(|s| !planned_sites.contains(s.name.as_str()))
+            .cloned(),
+    );
+    for site in &plan.discovery {
+        match crate::targets::expand(&site.cidrs, site.force) {
+            Ok(targets) => work.sites.push(Site {
+                name: site.name.clone(),
+                targets,
+                interval: Duration::from_secs(site.interval_secs.max(1)),
+            }),
+            Err(err) => {
+                tracing::error!(site = %site.name, error = %err, "a planned discovery site is not swept")
+            }
+        }
+    }
+
+    let planned_urls: HashSet<String> = plan
+        .speedtests
+        .iter()
+        .map(|s| s.url.trim_end_matches('/').to_string())
+        .collect();
+    if let Some(own) = &local.speedtest {
+        if !planned_urls.contains(&own.url) {
+            work.speedtests.push(own.clone());
+        }
+    }
+    for test in &plan.speedtests {
+        work.speedtests.push(SpeedTestPlan {
+            url: test.url.trim_end_matches('/').to_string(),
+            interval: Duration::from_secs(test.interval_secs.max(1)),
+            download_bytes: test.download_bytes,
+            upload_bytes: test.upload_bytes,
+            timeout: Duration::from_secs(test.timeout_secs.max(1)),
+        });
+    }
+    work
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netwarden_plan::{Check, DiscoveryAssignment, PlannedTarget, ProbeGroup};
+
+    /// Answers from a table, as DNS would.
+    struct Table(Vec<(&'static str, Vec<IpAddr>)>);
+
+    impl Lookup for Table {
+        async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+            self.0
+                .iter()
+                .find(|(h, _)| *h == host)
+                .map(|(_, a)| a.clone())
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "NXDOMAIN"))
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn local() -> Local {
+        Local {
+            probe: ProbePlan {
+                targets: vec![ip("10.0.0.1"), ip("10.0.0.2")],
+                count: 20,
+                interval: Duration::from_secs(300),
+                ping_interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(2),
+                min_timeout: Duration::from_millis(500),
+                degraded_loss_pct: 5.0,
+                degraded_rtt_ms: 250.0,
+            },
+            sites: vec![
+                Site {
+                    name: "lan".into(),
+                    targets: vec![ip("192.168.0.1")],
+                    interval: Duration::from_secs(3600),
+                },
+                Site {
+                    name: "dmz".into(),
+                    targets: vec![ip("172.16.0.1")],
+                    interval: Duration::from_secs(3600),
+                },
+            ],
+            speedtest: Some(SpeedTestPlan {
+                url: "http://collector:8080".into(),
+                interval: Duration::from_secs(3600),
+                download_bytes: 1000,
+                upload_bytes: 1000,
+                timeout: Duration::from_secs(60),
+            }),
+            packets_per_second: 1000,
+        }
+    }
+
+    fn target(name: &str, address: &str) -> PlannedTarget {
+        PlannedTarget {
+            name: name.into(),
+            address: address.into(),
+            force: false,
+        }
+    }
+
+    fn fast() -> Check {
+        Check {
+            name: "fast".into(),
+            count: 5,
+            interval_secs: 30,
+            ..Check::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn with_no_plan_the_local_config_runs_as_it_is() {
+        let work = merge(&local(), &AgentPlan::default(), &Table(vec![])).await;
+        assert_eq!(work.probes, vec![local().probe]);
+        assert_eq!(work.sites, local().sites);
+        assert_eq!(work.speedtests, vec![local().speedtest.unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn the_plan_runs_beside_the_local_config_and_wins_where_both_name_a_thing() {
+        let plan = AgentPlan {
+            version: 3,
+            probes: vec![ProbeGroup {
+                check: fast(),
+                targets: vec![
+                    target("core", "10.0.0.2"),
+                    target("by-name", "router.example"),
+                    target("gone", "nowhere.example"),
+                    target("pair", "10.9.0.0/30"),
+                ],
+            }],
+            discovery: vec![DiscoveryAssignment {
+                name: "lan".into(),
+                cidrs: vec!["192.168.0.0/30".into()],
+                interval_secs: 600,
+                force: false,
+            }],
+            speedtests: vec![netwarden_plan::SpeedTestAssignment {
+                name: "st".into(),
+                url: "http://collector:8080/".into(),
+                interval_secs: 900,
+                download_bytes: 5,
+                upload_bytes: 5,
+                timeout_secs: 10,
+            }],
+        };
+        let dns = Table(vec![(
+            "router.example",
+            vec![ip("2001:db8::1"), ip("10.0.0.9"), ip("10.0.0.8")],
+        )]);
+        let work = merge(&local(), &plan, &dns).await;
+        // Local first, without the address the plan took; then the plan's group with its own
+        // settings: the name as one IPv4 address, an unresolvable name skipped, a /30 expanded.
+        assert_eq!(work.probes.len(), 2);
+        assert_eq!(work.probes[0].targets, vec![ip("10.0.0.1")]);
+        assert_eq!(work.probes[0].count, 20);
+        assert_eq!(
+            work.probes[1].targets,
+            vec![
+                ip("10.0.0.2"),
+                ip("10.0.0.8"),
+                ip("10.9.0.1"),
+                ip("10.9.0.2")
+            ]
+        );
+        assert_eq!(
+            (work.probes[1].count, work.probes[1].interval),
+            (5, Duration::from_secs(30))
+        );
+        // The site of the same name is the plan's; the other local one stays.
+        let sites: Vec<_> = work
+            .sites
+            .iter()
+            .map(|s| (s.name.as_str(), s.targets.len(), s.interval.as_secs()))
+            .collect();
+        assert_eq!(sites, [("dmz", 1, 3600), ("lan", 2, 600)]);
+        // The same server once, as the plan says.
+        assert_eq!(work.speedtests.len(), 1);
+        assert_eq!(work.speedtests[0].interval, Duration::from_secs(900));
+    }
+
+    #[tokio::test]
+    async fn an_address_every_plan_target_takes_leaves_no_local_loop() {
+        let plan = AgentPlan {
+            version: 1,
+            probes: vec![ProbeGroup {
+                check: fast(),
+                targets: vec![target("a", "10.0.0.1"), target("b", "10.0.0.2")],
+            }],
+            ..AgentPlan::default()
+        };
+        let work = merge(&local(), &plan, &Table(vec![])).await;
+        assert_eq!(work.probes.len(), 1);
+        assert_eq!(work.probes[0].count, 5);
+    }
+
+    #[tokio::test]
+    async fn a_check_the_agent_cannot_run_is_skipped_not_fatal() {
+        let mut bad = fast();
+        bad.count = 0;
+        let plan = AgentPlan {
+            version: 1,
+            probes: vec![
+                ProbeGroup {
+                    check: bad,
+                    targets: vec![target("a", "10.1.0.1")],
+                },
+                ProbeGroup {
+                    check: fast(),
+                    targets: vec![target("b", "10.1.0.2")],
+                },
+            ],
+            ..AgentPlan::default()
+        };
+        let work = merge(&local(), &plan, &Table(vec![])).await;
+        let all: Vec<IpAddr> = work.probes.iter().flat_map(|p| p.targets.clone()).collect();
+        assert!(all.contains(&ip("10.1.0.2")) && !all.contains(&ip("10.1.0.1")));
+    }
+}
