@@ -47,6 +47,10 @@ impl Api {
         self.call(Method::POST, path, &[], Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.call(Method::PUT, path, &[], Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
         self.call(Method::DELETE, path, &[], None).await
     }

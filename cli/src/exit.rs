@@ -1,7 +1,8 @@
 //! Exit codes, for scripts: 0 done; 1 any other failure (the collector unreachable or failing,
 //! a bad config file); 2 a bad command line (clap's own, and values such as a duration); 3 the
 //! token was refused (missing, unknown, revoked, or its role may not do this); 4 no such
-//! device, anomaly or silence; 5 the collector refused the request as invalid.
+//! device, anomaly, silence or plan version; 5 the collector refused the request as invalid (for
+//! a plan also: a file that is not a valid plan, or a plan someone else saved since: 409).
 
 use crate::api::ApiError;
 use std::process::ExitCode;
@@ -9,8 +10,9 @@ use std::process::ExitCode;
 /// For `--help`.
 pub const HELP: &str = "Exit codes: 0 done; 1 any other failure (the collector unreachable or \
 failing, a bad config file); 2 a bad command line; 3 the token was refused (missing, unknown, \
-revoked, or its role may not do this); 4 no such device, anomaly or silence; 5 the collector \
-refused the request as invalid.";
+revoked, or its role may not do this); 4 no such device, anomaly, silence or plan version; 5 the \
+collector refused the request as invalid (for a plan also: a file that is not a valid plan, or a \
+plan someone else saved since).";
 
 pub const OTHER: u8 = 1;
 pub const REFUSED_TOKEN: u8 = 3;
@@ -24,6 +26,9 @@ pub fn fail(err: &anyhow::Error) -> ExitCode {
 }
 
 fn code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<crate::plan::InvalidPlan>().is_some() {
+        return INVALID;
+    }
     match err.downcast_ref::<ApiError>() {
         Some(ApiError::Refused { status, .. }) => match *status {
             401 | 403 => REFUSED_TOKEN,

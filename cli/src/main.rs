@@ -1,5 +1,5 @@
 //! `netwarden`, the operator's command line (as Alertmanager's `amtool`): devices, anomalies,
-//! silences and agents of a collector, over its REST API with a token from a config file or the
+//! silences, agents and the fleet plan of a collector, over its REST API with a token from a config file or the
 //! environment. Exit codes are part of the interface (see [`exit`]).
 
 mod api;
@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod exit;
 mod output;
+mod plan;
 
 use clap::{Args, Parser, Subcommand};
 use output::Format;
@@ -57,6 +58,9 @@ enum Command {
     /// Agents that have reported.
     #[command(subcommand)]
     Agents(commands::Agents),
+    /// The fleet plan agents run: get, diff, apply, history.
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,5 +87,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Anomalies(c) => c.run(&api, out).await,
         Command::Silences(c) => c.run(&api, out).await,
         Command::Agents(c) => c.run(&api, out).await,
+        Command::Plan(c) => c.run(&api, out).await,
     }
 }

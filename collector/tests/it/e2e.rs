@@ -11,13 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process killed when the test ends, with its stderr kept in a file for assertions.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     log: PathBuf,
 }
 
 impl Proc {
-    fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Proc {
+    pub(crate) fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Proc {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(program)
             .args(args)
@@ -29,7 +29,7 @@ impl Proc {
         Proc { child, log }
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -38,7 +38,7 @@ impl Proc {
     }
 
     /// Waits for the process to exit, at most `limit`.
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -53,7 +53,7 @@ impl Proc {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut text = String::new();
         let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
         text
@@ -67,7 +67,7 @@ impl Drop for Proc {
     }
 }
 
-fn run_ok(program: &Path, args: &[&str]) {
+pub(crate) fn run_ok(program: &Path, args: &[&str]) {
     let out = Command::new(program).args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -77,12 +77,12 @@ fn run_ok(program: &Path, args: &[&str]) {
     );
 }
 
-async fn get_json(url: &str) -> Option<Value> {
+pub(crate) async fn get_json(url: &str) -> Option<Value> {
     let response = reqwest::get(url).await.ok()?;
     response.json().await.ok()
 }
 
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -94,14 +94,14 @@ where
     }
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    http: u16,
+pub(crate) struct Site {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) http: u16,
     /// The agent's Prometheus endpoint.
     agent_metrics: u16,
 }
 
-fn write_configs(database_url: &str) -> Site {
+pub(crate) fn write_configs(database_url: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let collector = binary("netwarden-collector");
     let pki = dir.path().join("pki");
@@ -149,7 +149,7 @@ fn write_configs(database_url: &str) -> Site {
 }
 
 /// Starts the site's collector and waits until its HTTP API answers.
-async fn start_collector(site: &Site) -> Proc {
+pub(crate) async fn start_collector(site: &Site) -> Proc {
     let collector = Proc::spawn(
         &binary("netwarden-collector"),
         &["serve", "--config", &path_arg(site, "collector.toml")],
@@ -163,12 +163,12 @@ async fn start_collector(site: &Site) -> Proc {
     collector
 }
 
-fn path_arg(site: &Site, name: &str) -> String {
+pub(crate) fn path_arg(site: &Site, name: &str) -> String {
     site.dir.path().join(name).to_str().unwrap().to_string()
 }
 
 /// Reads the agent's own counters from its buffer file after it stopped.
-fn agent_buffer_counts(site: &Site) -> (u64, u64, u64) {
+pub(crate) fn agent_buffer_counts(site: &Site) -> (u64, u64, u64) {
     let conn = rusqlite::Connection::open(site.dir.path().join("agent-buffer.db")).unwrap();
     let meta = |key: &str| -> u64 {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {

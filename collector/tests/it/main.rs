@@ -25,6 +25,7 @@ mod live;
 mod openapi;
 mod operator_cli;
 mod plan;
+mod plan_e2e;
 mod query;
 mod store;
 mod support;

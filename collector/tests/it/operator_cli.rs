@@ -416,3 +416,91 @@ async fn each_error_has_its_exit_code() {
         missing.stderr
     );
 }
+
+/// `plan get/diff/apply/history`, and their errors: a file that is no plan (exit 5, naming the
+/// file and field, nothing sent), an edit on a stale version (5), a viewer applying (3), an
+/// unknown version (4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_subcommands_and_their_errors() {
+    let s = Setup::new().await;
+    let operator = s.config(Role::Operator).await;
+    let viewer = s.config(Role::Viewer).await;
+    let file = s.dir.path().join("plan.yaml");
+    let write = |text: &str| std::fs::write(&file, text).unwrap();
+    let plan = file.to_str().unwrap();
+
+    let got = s.run(&operator, &["plan", "get"]).ok().stdout;
+    assert!(
+        got.starts_with("# no plan saved yet (version 0)\n"),
+        "{got}"
+    );
+
+    write("sites: [{name: syd}]\ntargets:\n  - {name: core, address: 10.0.0.1, site: syd}\n");
+    let diff = s.run(&operator, &["plan", "diff", plan]).ok().stdout;
+    assert_eq!(diff, "+ site syd\n+ target core\n");
+    let diff = s
+        .run(&operator, &["plan", "diff", plan, "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(diff["base_version"], 0);
+    assert_eq!(diff["changes"][1]["change"], "added");
+
+    let refused = s.run(&viewer, &["plan", "apply", plan]);
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
+    let saved = s
+        .run(
+            &operator,
+            &["plan", "apply", plan, "--comment", "core", "-o", "json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(saved["version"], 1);
+    assert_eq!(saved["author"], "operator");
+
+    let yaml = s.run(&viewer, &["plan", "get"]).ok().stdout;
+    assert!(yaml.contains("address: 10.0.0.1"), "{yaml}");
+    let json = s.run(&viewer, &["plan", "get", "-o", "json"]).ok().json();
+    assert_eq!(json["version"], 1);
+    let old = s
+        .run(&viewer, &["plan", "get", "--version", "1", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(old["comment"], "core");
+    let missing = s.run(&viewer, &["plan", "get", "--version", "7"]);
+    assert_eq!(missing.code, Some(4), "{}", missing.stderr);
+
+    // An edit made on version 0, applied after version 1 was saved.
+    let stale = s.run(&operator, &["plan", "apply", plan, "--base-version", "0"]);
+    assert_eq!(stale.code, Some(5), "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("the plan is at version 1"),
+        "{}",
+        stale.stderr
+    );
+
+    // Not a plan: refused here, naming the file and field; nothing reaches the collector.
+    write("targets:\n  - {name: core, address: 10.0.0.300, site: syd}\n");
+    let bad = s.run(&operator, &["plan", "apply", plan]);
+    assert_eq!(bad.code, Some(5), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("plan.yaml: targets[0].address: ")
+            && bad.stderr.contains("targets[0].site: "),
+        "{}",
+        bad.stderr
+    );
+    write("targets: [{name: core, adress: 10.0.0.1}]\n");
+    let bad = s.run(&operator, &["plan", "diff", plan]);
+    assert_eq!(bad.code, Some(5), "{}", bad.stderr);
+    assert!(bad.stderr.contains("targets[0]"), "{}", bad.stderr);
+
+    let history = s.run(&viewer, &["plan", "history"]).ok().stdout;
+    assert!(
+        history.contains("VERSION") && history.contains("+1 site, +1 target"),
+        "{history}"
+    );
+    let history = s
+        .run(&viewer, &["plan", "history", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+}

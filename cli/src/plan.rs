@@ -1,0 +1,160 @@
+//! `netwarden plan get/diff/apply/history`: the fleet plan as a YAML file people keep in git.
+//! A file is read and checked here first (every error naming its field), so a bad edit never
+//! reaches the collector; `apply` saves on top of the version it was diffed against, and a
+//! plan someone else saved in between is refused (exit 5), never overwritten.
+
+use crate::api::Api;
+use crate::output::{self, Column, Format};
+use anyhow::Context;
+use clap::Subcommand;
+use netwarden_plan::Plan;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum PlanCommand {
+    /// Prints the plan in force as YAML (with -o json: the whole answer, version and all).
+    Get {
+        /// An earlier version instead.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// What applying FILE would change: `+` added, `-` removed, `~` changed, by entry.
+    Diff {
+        /// The plan file (YAML or JSON).
+        file: PathBuf,
+    },
+    /// Saves FILE as the new plan; agents get their share within seconds.
+    Apply {
+        file: PathBuf,
+        /// Why, for the history.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Save only if the plan is still at this version (default: the version now, so
+        /// an edit made on an older copy is checked by `diff` first).
+        #[arg(long)]
+        base_version: Option<i64>,
+    },
+    /// Who saved which version, when, why and what changed; newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+/// A plan file that is not a valid plan: exit code 5, as the collector's own refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPlan(pub String);
+
+fn read_file(path: &Path) -> anyhow::Result<Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let plan = netwarden_plan::from_yaml(&text)
+        .map_err(|e| InvalidPlan(format!("{}: {e}", path.display())))?;
+    netwarden_plan::validate(&plan)
+        .map_err(|errors| InvalidPlan(format!("{}: {errors}", path.display())))?;
+    Ok(plan)
+}
+
+/// The plan in force and its version.
+async fn current(api: &Api) -> anyhow::Result<(i64, Plan)> {
+    let answer = api.get("api/plan", &[]).await?;
+    parse_answer(&answer)
+}
+
+fn parse_answer(answer: &Value) -> anyhow::Result<(i64, Plan)> {
+    let version = answer["version"]
+        .as_i64()
+        .context("the collector's answer has no plan version")?;
+    let plan: Plan = serde_json::from_value(answer["plan"].clone())
+        .context("the collector's plan is not one this netwarden reads (versions differ?)")?;
+    Ok((version, plan))
+}
+
+const HISTORY_COLUMNS: &[Column] = &[
+    ("VERSION", "version"),
+    ("SAVED", "created_at"),
+    ("BY", "author"),
+    ("CHANGES", "summary"),
+    ("COMMENT", "comment"),
+];
+
+impl PlanCommand {
+    pub async fn run(self, api: &Api, out: Format) -> anyhow::Result<()> {
+        match self {
+            PlanCommand::Get { version } => {
+                let answer = match version {
+                    Some(v) => api.get(&format!("api/plan/versions/{v}"), &[]).await?,
+                    None => api.get("api/plan", &[]).await?,
+                };
+                match out {
+                    Format::Json => output::one(out, &answer),
+                    Format::Table => {
+                        let (version, plan) = parse_answer(&answer)?;
+                        if version == 0 {
+                            println!("# no plan saved yet (version 0)");
+                        } else {
+                            println!(
+                                "# version {version}, saved by {} at {}{}",
+                                answer["author"].as_str().unwrap_or("?"),
+                                answer["created_at"].as_str().unwrap_or("?"),
+                                match answer["comment"].as_str() {
+                                    Some(c) if !c.is_empty() => format!(": {c}"),
+                                    _ => String::new(),
+                                }
+                            );
+                        }
+                        print!("{}", netwarden_plan::to_yaml(&plan));
+                    }
+                }
+            }
+            PlanCommand::Diff { file } => {
+                let new = read_file(&file)?;
+                let (version, old) = current(api).await?;
+                let changes = netwarden_plan::diff(&old, &new);
+                match out {
+                    Format::Json => {
+                        println!("{}", json!({"base_version": version, "changes": changes}))
+                    }
+                    Format::Table => {
+                        if changes.is_empty() {
+                            println!("no change from version {version}");
+                        }
+                        for change in &changes {
+                            println!("{change}");
+                        }
+                    }
+                }
+            }
+            PlanCommand::Apply {
+                file,
+                comment,
+                base_version,
+            } => {
+                let plan = read_file(&file)?;
+                let base = match base_version {
+                    Some(base) => base,
+                    None => current(api).await?.0,
+                };
+                let body = json!({"base_version": base, "comment": comment, "plan": plan});
+                let saved = api.put("api/plan", &body).await?;
+                match out {
+                    Format::Json => output::one(out, &saved),
+                    Format::Table => println!(
+                        "version {} saved: {}",
+                        saved["version"],
+                        saved["summary"].as_str().unwrap_or("")
+                    ),
+                }
+            }
+            PlanCommand::History { limit } => {
+                let versions = api
+                    .get("api/plan/versions", &[("limit", limit.to_string())])
+                    .await?;
+                output::list(out, &versions, HISTORY_COLUMNS);
+            }
+        }
+        Ok(())
+    }
+}
