@@ -15,6 +15,7 @@ collector refused the request as invalid (for a plan also: a file that is not a 
 plan someone else saved since).";
 
 pub const OTHER: u8 = 1;
+pub const USAGE: u8 = 2;
 pub const REFUSED_TOKEN: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
 pub const INVALID: u8 = 5;
@@ -28,6 +29,9 @@ pub fn fail(err: &anyhow::Error) -> ExitCode {
 fn code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<crate::plan::InvalidPlan>().is_some() {
         return INVALID;
+    }
+    if err.downcast_ref::<crate::plan::Usage>().is_some() {
+        return USAGE;
     }
     match err.downcast_ref::<ApiError>() {
         Some(ApiError::Refused { status, .. }) => match *status {

@@ -24,16 +24,21 @@ pub enum PlanCommand {
         /// The plan file (YAML or JSON).
         file: PathBuf,
     },
-    /// Saves FILE as the new plan; agents get their share within seconds.
+    /// Saves FILE as the new plan; agents get their share within seconds. It is saved only if
+    /// the plan is still at the version FILE was edited from: `--base-version`, else the
+    /// `# base_version: N` line `plan get` writes at the top. Someone else's save in between
+    /// is refused (exit 5), never overwritten.
     Apply {
         file: PathBuf,
         /// Why, for the history.
         #[arg(long, default_value = "")]
         comment: String,
-        /// Save only if the plan is still at this version (default: the version now, so
-        /// an edit made on an older copy is checked by `diff` first).
+        /// The version FILE was edited from (0 for the first plan).
         #[arg(long)]
         base_version: Option<i64>,
+        /// Replace whatever plan is in force now, whoever saved it.
+        #[arg(long, conflicts_with = "base_version")]
+        force: bool,
     },
     /// Who saved which version, when, why and what changed; newest first.
     History {
@@ -47,9 +52,27 @@ pub enum PlanCommand {
 #[error("{0}")]
 pub struct InvalidPlan(pub String);
 
+/// A command line that does not say enough: exit code 2, as clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// The line `plan get` writes so `apply` knows what the file was edited from.
+const BASE_LINE: &str = "# base_version:";
+
+/// The `# base_version: N` line of a plan file, if it has one.
+fn base_in(text: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(BASE_LINE))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 fn read_file(path: &Path) -> anyhow::Result<Plan> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_text(path)?;
     let plan = netwarden_plan::from_yaml(&text)
         .map_err(|e| InvalidPlan(format!("{}: {e}", path.display())))?;
     netwarden_plan::validate(&plan)
@@ -92,6 +115,7 @@ impl PlanCommand {
                     Format::Json => output::one(out, &answer),
                     Format::Table => {
                         let (version, plan) = parse_answer(&answer)?;
+                        println!("{BASE_LINE} {version}");
                         if version == 0 {
                             println!("# no plan saved yet (version 0)");
                         } else {
@@ -131,11 +155,22 @@ impl PlanCommand {
                 file,
                 comment,
                 base_version,
+                force,
             } => {
                 let plan = read_file(&file)?;
-                let base = match base_version {
-                    Some(base) => base,
-                    None => current(api).await?.0,
+                let base = match (base_version, base_in(&read_text(&file)?), force) {
+                    (Some(base), _, _) => base,
+                    (None, _, true) => current(api).await?.0,
+                    (None, Some(base), false) => base,
+                    (None, None, false) => {
+                        return Err(Usage(format!(
+                            "{}: which version was it edited from? Give --base-version N (0 for the \
+                             first plan), keep the \"{BASE_LINE} N\" line `netwarden plan get` writes, \
+                             or --force to replace whatever is in force",
+                            file.display()
+                        ))
+                        .into())
+                    }
                 };
                 let body = json!({"base_version": base, "comment": comment, "plan": plan});
                 let saved = api.put("api/plan", &body).await?;

@@ -10,7 +10,8 @@ pub mod validate;
 pub use diff::{diff, summary, Change, ChangeKind};
 pub use model::*;
 pub use resolve::{
-    AgentPlan, DiscoveryAssignment, PlannedTarget, ProbeGroup, Resolver, SpeedTestAssignment,
+    AgentPlan, DiscoveryAssignment, EnrolAssignment, PlannedTarget, ProbeGroup, Resolver,
+    SpeedTestAssignment,
 };
 pub use validate::{
     parse_address, validate, validate_check, FieldError, PlanErrors, TargetAddress,

@@ -163,10 +163,69 @@ pub struct DiscoverySite {
     pub run_on: RunOn,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// Which hosts a sweep finds become monitored targets (none by default: found hosts are
+    /// inventoried, not probed).
+    #[serde(default, skip_serializing_if = "Enrol::is_off")]
+    pub enrol: Enrol,
+    /// Addresses and prefixes this site neither reports nor enrols (a DHCP pool of laptops,
+    /// say): no inventory entry, no `new_device`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }
 
 fn hourly() -> u64 {
     3600
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EnrolMode {
+    /// Found hosts are inventoried only.
+    #[default]
+    None,
+    /// Every host found is probed.
+    All,
+    /// Hosts that match any of the enrolment's matchers are probed.
+    Matching,
+}
+
+/// An enrolment policy: which discovered hosts are probed from the round after the sweep that
+/// found them, and with which check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct Enrol {
+    pub mode: EnrolMode,
+    /// With `matching`: hosts in any of these addresses or prefixes...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// ...or whose MAC vendor contains one of these (any case), e.g. `Cisco`...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vendors: Vec<String>,
+    /// ...or with one of these TCP ports open (among the ports the sweep checks)...
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// ...or whose reverse-DNS name ends with one of these (any case), e.g.
+    /// `.mgmt.example.net`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostname_suffixes: Vec<String>,
+    /// The check enrolled hosts run; none: `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+impl Enrol {
+    pub fn is_off(&self) -> bool {
+        *self == Enrol::default()
+    }
+
+    pub fn has_matchers(&self) -> bool {
+        !(self.addresses.is_empty()
+            && self.vendors.is_empty()
+            && self.ports.is_empty()
+            && self.hostname_suffixes.is_empty())
+    }
 }
 
 /// A throughput test against a server under `url` that serves `/speedtest/download?bytes=N`

@@ -4,6 +4,7 @@
 
 use crate::model::{Check, Labels, Plan, RunOn, DEFAULT_CHECK};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// One agent's share of a plan, at a plan version (0: no plan).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,12 +44,28 @@ pub struct PlannedTarget {
     pub force: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveryAssignment {
     pub name: String,
     pub cidrs: Vec<String>,
     pub interval_secs: u64,
     pub force: bool,
+    /// Which hosts found are probed, and how; none: inventoried only.
+    pub enrol: Option<EnrolAssignment>,
+    /// Addresses and prefixes neither reported nor enrolled.
+    pub ignore: Vec<String>,
+}
+
+/// An enrolment policy with its check's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrolAssignment {
+    pub check: Check,
+    /// Every host found (else those matching any matcher below).
+    pub all: bool,
+    pub addresses: Vec<String>,
+    pub vendors: Vec<String>,
+    pub ports: Vec<u16>,
+    pub hostname_suffixes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,27 +80,28 @@ pub struct SpeedTestAssignment {
 
 /// A validated plan indexed for resolving many agents: targets that run on their own site's
 /// agents are found by site, so resolving one agent does not test every target of the fleet.
-pub struct Resolver<'a> {
-    plan: &'a Plan,
+/// Built once per plan version and shared by every agent's stream.
+pub struct Resolver {
+    plan: Arc<Plan>,
     version: u64,
-    agents: HashMap<&'a str, AgentFacts<'a>>,
-    checks: HashMap<&'a str, &'a Check>,
+    agents: HashMap<String, AgentFacts>,
+    checks: HashMap<String, usize>,
     default_check: Check,
     /// Targets without `run_on`, by their site.
-    targets_by_site: HashMap<&'a str, Vec<usize>>,
+    targets_by_site: HashMap<String, Vec<usize>>,
     /// Targets with `run_on`.
     targets_selected: Vec<usize>,
 }
 
-struct AgentFacts<'a> {
-    site: Option<&'a str>,
+struct AgentFacts {
+    site: Option<String>,
     /// The site's labels overlaid with the agent's own.
     labels: Labels,
 }
 
-impl<'a> Resolver<'a> {
+impl Resolver {
     /// `plan` must have passed [`crate::validate`].
-    pub fn new(plan: &'a Plan, version: u64) -> Self {
+    pub fn new(plan: Arc<Plan>, version: u64) -> Self {
         let site_labels: HashMap<&str, &Labels> = plan
             .sites
             .iter()
@@ -101,36 +119,50 @@ impl<'a> Resolver<'a> {
                     .unwrap_or_default();
                 labels.extend(a.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 (
-                    a.name.as_str(),
+                    a.name.clone(),
                     AgentFacts {
-                        site: a.site.as_deref(),
+                        site: a.site.clone(),
                         labels,
                     },
                 )
             })
             .collect();
-        let mut targets_by_site: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut targets_by_site: HashMap<String, Vec<usize>> = HashMap::new();
         let mut targets_selected = Vec::new();
         for (i, target) in plan.targets.iter().enumerate() {
             match (&target.site, target.run_on.is_empty()) {
-                (Some(site), true) => targets_by_site.entry(site.as_str()).or_default().push(i),
+                (Some(site), true) => targets_by_site.entry(site.clone()).or_default().push(i),
                 _ => targets_selected.push(i),
             }
         }
+        let checks = plan
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
         Resolver {
             plan,
             version,
             agents,
-            checks: plan.checks.iter().map(|c| (c.name.as_str(), c)).collect(),
+            checks,
             default_check: Check::default(),
             targets_by_site,
             targets_selected,
         }
     }
 
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     fn runs(&self, agent: &str, run_on: &RunOn, own_site: Option<&str>) -> bool {
         let facts = self.agents.get(agent);
-        let site = facts.and_then(|f| f.site);
+        let site = facts.and_then(|f| f.site.as_deref());
         if run_on.is_empty() {
             return own_site.is_some() && site == own_site;
         }
@@ -145,13 +177,32 @@ impl<'a> Resolver<'a> {
     fn check(&self, name: &str) -> &Check {
         self.checks
             .get(name)
-            .copied()
-            .unwrap_or(&self.default_check)
+            .map_or(&self.default_check, |&i| &self.plan.checks[i])
+    }
+
+    fn enrol(&self, enrol: &crate::model::Enrol) -> Option<EnrolAssignment> {
+        use crate::model::EnrolMode;
+        let all = match enrol.mode {
+            EnrolMode::None => return None,
+            EnrolMode::All => true,
+            EnrolMode::Matching => false,
+        };
+        let name = enrol.check.as_deref().unwrap_or(DEFAULT_CHECK);
+        let mut check = self.check(name).clone();
+        check.name = name.to_string();
+        Some(EnrolAssignment {
+            check,
+            all,
+            addresses: enrol.addresses.clone(),
+            vendors: enrol.vendors.clone(),
+            ports: enrol.ports.clone(),
+            hostname_suffixes: enrol.hostname_suffixes.clone(),
+        })
     }
 
     /// What `agent` (a certificate name) runs.
     pub fn resolve(&self, agent: &str) -> AgentPlan {
-        let site = self.agents.get(agent).and_then(|f| f.site);
+        let site = self.agents.get(agent).and_then(|f| f.site.as_deref());
         let mut chosen: Vec<usize> = site
             .and_then(|s| self.targets_by_site.get(s))
             .cloned()
@@ -165,19 +216,17 @@ impl<'a> Resolver<'a> {
         let mut groups: BTreeMap<&str, (Vec<PlannedTarget>, HashSet<&str>)> = BTreeMap::new();
         for i in chosen {
             let target = &self.plan.targets[i];
-            let names: &[String] = &target.checks;
-            let default = [DEFAULT_CHECK.to_string()];
-            let names = if names.is_empty() {
-                &default[..]
+            let names: Vec<&str> = if target.checks.is_empty() {
+                vec![DEFAULT_CHECK]
             } else {
-                names
+                target.checks.iter().map(String::as_str).collect()
             };
             for check in names {
-                let (name, _) = self
-                    .checks
-                    .get_key_value(check.as_str())
-                    .map(|(k, v)| (*k, *v))
-                    .unwrap_or((DEFAULT_CHECK, &self.default_check));
+                let name = if self.checks.contains_key(check) {
+                    check
+                } else {
+                    DEFAULT_CHECK
+                };
                 let (targets, seen) = groups.entry(name).or_default();
                 // One address once per check, whichever targets name it.
                 if seen.insert(target.address.as_str()) {
@@ -208,6 +257,8 @@ impl<'a> Resolver<'a> {
                 cidrs: d.cidrs.clone(),
                 interval_secs: d.interval_secs,
                 force: d.force,
+                enrol: self.enrol(&d.enrol),
+                ignore: d.ignore.clone(),
             })
             .collect();
         let speedtests = self

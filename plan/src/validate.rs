@@ -11,6 +11,11 @@ use std::net::IpAddr;
 pub const MAX_ENTRIES: usize = 200_000;
 /// A prefix holding more addresses than this (a /16) needs `force`.
 pub const LARGE_PREFIX: u128 = 65_536;
+/// At most this many addresses in all (targets and discovery prefixes expanded, a host name
+/// counting one): what an agent can be asked to hold, whatever `force` says.
+pub const MAX_ADDRESSES: u128 = 4_194_304;
+/// Longest speed-test URL (the wire's bound).
+pub const MAX_URL: usize = 2048;
 /// Errors reported, at most; the count says how many more there were.
 const MAX_REPORTED: usize = 50;
 
@@ -86,6 +91,16 @@ pub fn parse_address(text: &str, force: bool) -> Result<TargetAddress, String> {
     Err(format!(
         "{text:?} is not an IP address, a CIDR prefix or a host name"
     ))
+}
+
+/// How many addresses a target address stands for (a host name: one).
+pub fn address_count(address: &TargetAddress) -> u128 {
+    match address {
+        TargetAddress::Ip(_) | TargetAddress::Host(_) => 1,
+        TargetAddress::Prefix(net) => 1u128
+            .checked_shl(u32::from(net.max_prefix_len() - net.prefix_len()))
+            .unwrap_or(u128::MAX),
+    }
 }
 
 /// RFC 1123 host names (underscores allowed, as real inventories have them), whose last label
@@ -247,8 +262,9 @@ impl Checker {
             "must be above 0",
         );
         // One target's round alone must fit its interval.
-        let round_ms =
-            u64::from(c.count.saturating_sub(1)).saturating_mul(c.ping_interval_ms) + c.timeout_ms;
+        let round_ms = u64::from(c.count.saturating_sub(1))
+            .saturating_mul(c.ping_interval_ms)
+            .saturating_add(c.timeout_ms);
         if c.interval_secs > 0 && round_ms > c.interval_secs.saturating_mul(1000) {
             self.fail(
                 format!("{field}.interval_secs"),
@@ -260,6 +276,63 @@ impl Checker {
                     round_ms as f64 / 1000.0
                 ),
             );
+        }
+    }
+}
+
+impl Checker {
+    fn enrol(&mut self, field: &str, enrol: &crate::model::Enrol, checks: &HashSet<&str>) {
+        use crate::model::EnrolMode;
+        match enrol.mode {
+            EnrolMode::Matching if !enrol.has_matchers() => self.fail(
+                format!("{field}.mode"),
+                "matching needs at least one of addresses, vendors, ports, hostname_suffixes",
+            ),
+            EnrolMode::None if enrol.has_matchers() || enrol.check.is_some() => self.fail(
+                format!("{field}.mode"),
+                "is none (enrol nothing) but matchers or a check are given; set mode: matching or all",
+            ),
+            _ => {}
+        }
+        for (i, address) in enrol.addresses.iter().enumerate() {
+            if !matches!(
+                parse_address(address, true),
+                Ok(TargetAddress::Ip(_) | TargetAddress::Prefix(_))
+            ) {
+                self.fail(
+                    format!("{field}.addresses[{i}]"),
+                    format!("{address:?} is not an IP address or CIDR prefix"),
+                );
+            }
+        }
+        for (list, values) in [
+            ("vendors", &enrol.vendors),
+            ("hostname_suffixes", &enrol.hostname_suffixes),
+        ] {
+            for (i, value) in values.iter().enumerate() {
+                if value.trim().is_empty()
+                    || value.len() > 255
+                    || value.chars().any(char::is_control)
+                {
+                    self.fail(
+                        format!("{field}.{list}[{i}]"),
+                        "must be 1 to 255 bytes without control characters",
+                    );
+                }
+            }
+        }
+        for (i, port) in enrol.ports.iter().enumerate() {
+            if *port == 0 {
+                self.fail(format!("{field}.ports[{i}]"), "must be between 1 and 65535");
+            }
+        }
+        if let Some(check) = &enrol.check {
+            if !checks.contains(check.as_str()) {
+                self.fail(
+                    format!("{field}.check"),
+                    format!("{check:?} is not a check of the plan (declare it under checks)"),
+                );
+            }
         }
     }
 }
@@ -322,11 +395,13 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         .chain([crate::model::DEFAULT_CHECK])
         .collect();
 
+    let mut addresses: u128 = 0;
     for (i, target) in plan.targets.iter().enumerate() {
         let field = format!("targets[{i}]");
         c.name(&format!("{field}.name"), &target.name);
-        if let Err(message) = parse_address(&target.address, target.force) {
-            c.fail(format!("{field}.address"), message);
+        match parse_address(&target.address, target.force) {
+            Ok(address) => addresses = addresses.saturating_add(address_count(&address)),
+            Err(message) => c.fail(format!("{field}.address"), message),
         }
         c.site_ref(&format!("{field}.site"), target.site.as_deref());
         c.labels(&format!("{field}.labels"), &target.labels);
@@ -354,7 +429,9 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         }
         for (j, cidr) in site.cidrs.iter().enumerate() {
             match parse_address(cidr, site.force) {
-                Ok(TargetAddress::Ip(_) | TargetAddress::Prefix(_)) => {}
+                Ok(address @ (TargetAddress::Ip(_) | TargetAddress::Prefix(_))) => {
+                    addresses = addresses.saturating_add(address_count(&address));
+                }
                 Ok(TargetAddress::Host(_)) => c.fail(
                     format!("{field}.cidrs[{j}]"),
                     format!("{cidr:?} is a host name; discovery sweeps addresses and prefixes"),
@@ -362,10 +439,20 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
                 Err(message) => c.fail(format!("{field}.cidrs[{j}]"), message),
             }
         }
-        if !(60..=7 * 86_400).contains(&site.interval_secs) {
+        for (j, entry) in site.ignore.iter().enumerate() {
+            match parse_address(entry, true) {
+                Ok(TargetAddress::Ip(_) | TargetAddress::Prefix(_)) => {}
+                _ => c.fail(
+                    format!("{field}.ignore[{j}]"),
+                    format!("{entry:?} is not an IP address or CIDR prefix"),
+                ),
+            }
+        }
+        c.enrol(&format!("{field}.enrol"), &site.enrol, &checks);
+        if !(10..=7 * 86_400).contains(&site.interval_secs) {
             c.fail(
                 format!("{field}.interval_secs"),
-                "must be between 60 and 604800 (a week)",
+                "must be between 10 and 604800 (a week)",
             );
         }
         c.run_on(&field, &site.run_on, site.site.as_deref());
@@ -377,6 +464,7 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         c.name(&format!("{field}.name"), &test.name);
         let scheme_ok = test.url.starts_with("http://") || test.url.starts_with("https://");
         if !scheme_ok
+            || test.url.len() > MAX_URL
             || test
                 .url
                 .chars()
@@ -384,11 +472,16 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         {
             c.fail(
                 format!("{field}.url"),
-                "must be an http:// or https:// URL without spaces",
+                format!(
+                    "must be an http:// or https:// URL without spaces, at most {MAX_URL} bytes"
+                ),
             );
         }
-        if test.interval_secs < 60 {
-            c.fail(format!("{field}.interval_secs"), "must be 60 or more");
+        if !(60..=7 * 86_400).contains(&test.interval_secs) {
+            c.fail(
+                format!("{field}.interval_secs"),
+                "must be between 60 and 604800 (a week)",
+            );
         }
         if !(1..=3600).contains(&test.timeout_secs) {
             c.fail(
@@ -416,6 +509,15 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         "speedtests",
         plan.speedtests.iter().map(|s| s.name.as_str()),
     );
+
+    if addresses > MAX_ADDRESSES {
+        c.fail(
+            "targets",
+            format!(
+                "the targets and discovery prefixes add up to {addresses} addresses; at most {MAX_ADDRESSES} are allowed"
+            ),
+        );
+    }
 
     if c.errors.is_empty() {
         Ok(())

@@ -75,7 +75,7 @@ targets:
   - {name: t1, address: 10.0.0.3, site: syd}
   - {name: " t6", address: "-bad-.example", site: syd, labels: {"9lives": x, ok_key: "a\u0007"}}
 discovery:
-  - {name: d1, site: syd, cidrs: [host.example], interval_secs: 10}
+  - {name: d1, site: syd, cidrs: [host.example], interval_secs: 5}
   - {name: d2, site: syd, cidrs: []}
 speedtests:
   - {name: s1, url: "ftp://x", site: syd, interval_secs: 5, download_bytes: 0, upload_bytes: 0}
@@ -160,7 +160,7 @@ fn addresses_people_write_are_told_apart() {
 #[test]
 fn each_agent_gets_its_sites_its_labels_and_its_name() {
     let plan = example();
-    let resolver = Resolver::new(&plan, 7);
+    let resolver = Resolver::new(std::sync::Arc::new(plan), 7);
 
     let pop = resolver.resolve("agent-syd-1");
     assert_eq!(pop.version, 7);
@@ -212,7 +212,7 @@ fn each_agent_gets_its_sites_its_labels_and_its_name() {
     let mut plan = example();
     plan.targets[3].run_on.agents.push("stranger".into());
     plan.targets[3].run_on.agent_labels.clear();
-    let stranger = Resolver::new(&plan, 8).resolve("stranger");
+    let stranger = Resolver::new(std::sync::Arc::new(plan), 8).resolve("stranger");
     assert_eq!(stranger.target_count(), 1);
     assert!(!stranger.same_work(&resolver.resolve("stranger")));
 }
@@ -224,7 +224,12 @@ fn an_address_two_targets_name_is_probed_once_per_check() {
     )
     .unwrap();
     validate(&plan).unwrap();
-    assert_eq!(Resolver::new(&plan, 1).resolve("a").target_count(), 1);
+    assert_eq!(
+        Resolver::new(std::sync::Arc::new(plan), 1)
+            .resolve("a")
+            .target_count(),
+        1
+    );
 }
 
 #[test]
@@ -241,7 +246,7 @@ targets:
     )
     .unwrap();
     validate(&plan).unwrap();
-    let got = Resolver::new(&plan, 1).resolve("a");
+    let got = Resolver::new(std::sync::Arc::new(plan), 1).resolve("a");
     let names: Vec<_> = got.probes[0]
         .targets
         .iter()
@@ -281,4 +286,56 @@ fn a_diff_names_each_entry_added_removed_or_changed() {
         "~1 check, -1 target, ~1 target, +1 target"
     );
     assert_eq!(summary(&diff(&old, &old)), "no change");
+}
+
+#[test]
+fn what_one_plan_may_ask_of_agents_is_bounded() {
+    // Forced /16s are each allowed, but not 65 of them together.
+    let targets: String = (0..65)
+        .map(|i| format!("  - {{name: n{i}, address: 10.{i}.0.0/16, site: s, force: true}}\n"))
+        .collect();
+    let errors = errors_of(&format!("sites: [{{name: s}}]\ntargets:\n{targets}"));
+    assert!(has(&errors, "targets: "), "{errors:#?}");
+    let long = format!("http://x.example/{}", "a".repeat(2100));
+    let errors = errors_of(&format!(
+        "sites: [{{name: s}}]\nspeedtests:\n  - {{name: st, url: \"{long}\", site: s, interval_secs: 99999999999}}\n"
+    ));
+    assert!(has(&errors, "speedtests[0].url: "), "{errors:#?}");
+    assert!(has(&errors, "speedtests[0].interval_secs: "), "{errors:#?}");
+    // Settings that would overflow a round's length are refused, not a panic.
+    let errors = errors_of("checks:\n  - {name: c, count: 4294967295, ping_interval_ms: 18446744073709551615, timeout_ms: 18446744073709551615}\n");
+    assert!(has(&errors, "checks[0].count: "), "{errors:#?}");
+}
+
+#[test]
+fn an_enrolment_policy_is_checked_and_reaches_the_sweeping_agent_with_its_check() {
+    let errors = errors_of(
+        r#"
+sites: [{name: s}]
+discovery:
+  - {name: a, site: s, cidrs: [10.0.0.0/24], enrol: {mode: matching}}
+  - {name: b, site: s, cidrs: [10.0.1.0/24], enrol: {vendors: [Cisco]}}
+  - {name: c, site: s, cidrs: [10.0.2.0/24], enrol: {mode: all, check: nope, ports: [0], addresses: [x]}, ignore: [10.0.2.300]}
+"#,
+    );
+    for field in [
+        "discovery[0].enrol.mode: ",
+        "discovery[1].enrol.mode: ",
+        "discovery[2].enrol.check: ",
+        "discovery[2].enrol.ports[0]: ",
+        "discovery[2].enrol.addresses[0]: ",
+        "discovery[2].ignore[0]: ",
+    ] {
+        assert!(has(&errors, field), "no error for {field}: {errors:#?}");
+    }
+
+    let plan = example();
+    let branch = Resolver::new(std::sync::Arc::new(plan), 1).resolve("agent-parra");
+    let site = &branch.discovery[0];
+    assert_eq!(site.ignore, ["192.168.10.128/25"]);
+    let enrol = site.enrol.as_ref().expect("the example enrols");
+    assert!(!enrol.all);
+    assert_eq!(enrol.ports, [22]);
+    // The named check's settings travel with the policy.
+    assert_eq!((enrol.check.name.as_str(), enrol.check.count), ("fast", 10));
 }

@@ -37,6 +37,68 @@ fn bounded<T>(field: &str, list: Vec<T>) -> Result<Vec<T>, ConvertError> {
     Ok(list)
 }
 
+fn icmp_to_wire(c: &plan::Check) -> v1::IcmpSettings {
+    v1::IcmpSettings {
+        count: c.count,
+        interval_secs: c.interval_secs,
+        ping_interval_ms: c.ping_interval_ms,
+        timeout_ms: c.timeout_ms,
+        min_timeout_ms: c.min_timeout_ms,
+        degraded_loss_pct: c.degraded_loss_pct,
+        degraded_rtt_ms: c.degraded_rtt_ms,
+    }
+}
+
+fn check_from_wire(name: String, icmp: v1::IcmpSettings) -> plan::Check {
+    plan::Check {
+        name,
+        kind: plan::CheckKind::Icmp,
+        count: icmp.count,
+        interval_secs: icmp.interval_secs,
+        ping_interval_ms: icmp.ping_interval_ms,
+        timeout_ms: icmp.timeout_ms,
+        min_timeout_ms: icmp.min_timeout_ms,
+        degraded_loss_pct: icmp.degraded_loss_pct,
+        degraded_rtt_ms: icmp.degraded_rtt_ms,
+    }
+}
+
+fn texts(field: &str, list: Vec<String>, max: usize) -> Result<Vec<String>, ConvertError> {
+    bounded(field, list)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| text(|| format!("{field}[{i}]"), t, max))
+        .collect()
+}
+
+fn enrol_from_wire(field: &str, e: v1::EnrolPolicy) -> Result<plan::EnrolAssignment, ConvertError> {
+    let icmp = e
+        .icmp
+        .ok_or_else(|| fail(format!("{field}.icmp"), "is missing"))?;
+    let ports = bounded(&format!("{field}.ports"), e.ports)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| fail(format!("{field}.ports[{i}]"), "must be 1 to 65535"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(plan::EnrolAssignment {
+        check: check_from_wire(text(|| format!("{field}.check"), e.check, MAX_TEXT)?, icmp),
+        all: e.all,
+        addresses: texts(&format!("{field}.addresses"), e.addresses, MAX_TEXT)?,
+        vendors: texts(&format!("{field}.vendors"), e.vendors, MAX_TEXT)?,
+        ports,
+        hostname_suffixes: texts(
+            &format!("{field}.hostname_suffixes"),
+            e.hostname_suffixes,
+            MAX_TEXT,
+        )?,
+    })
+}
+
 pub fn agent_plan_to_wire(p: &plan::AgentPlan) -> v1::AgentPlan {
     v1::AgentPlan {
         version: p.version,
@@ -45,15 +107,7 @@ pub fn agent_plan_to_wire(p: &plan::AgentPlan) -> v1::AgentPlan {
             .iter()
             .map(|g| v1::ProbeGroup {
                 check: g.check.name.clone(),
-                icmp: Some(v1::IcmpSettings {
-                    count: g.check.count,
-                    interval_secs: g.check.interval_secs,
-                    ping_interval_ms: g.check.ping_interval_ms,
-                    timeout_ms: g.check.timeout_ms,
-                    min_timeout_ms: g.check.min_timeout_ms,
-                    degraded_loss_pct: g.check.degraded_loss_pct,
-                    degraded_rtt_ms: g.check.degraded_rtt_ms,
-                }),
+                icmp: Some(icmp_to_wire(&g.check)),
                 targets: g
                     .targets
                     .iter()
@@ -73,6 +127,16 @@ pub fn agent_plan_to_wire(p: &plan::AgentPlan) -> v1::AgentPlan {
                 cidrs: d.cidrs.clone(),
                 interval_secs: d.interval_secs,
                 force: d.force,
+                enrol: d.enrol.as_ref().map(|e| v1::EnrolPolicy {
+                    check: e.check.name.clone(),
+                    icmp: Some(icmp_to_wire(&e.check)),
+                    all: e.all,
+                    addresses: e.addresses.clone(),
+                    vendors: e.vendors.clone(),
+                    ports: e.ports.iter().map(|p| u32::from(*p)).collect(),
+                    hostname_suffixes: e.hostname_suffixes.clone(),
+                }),
+                ignore: d.ignore.clone(),
             })
             .collect(),
         speedtests: p
@@ -116,32 +180,25 @@ pub fn agent_plan_from_wire(p: v1::AgentPlan) -> Result<plan::AgentPlan, Convert
             });
         }
         probes.push(plan::ProbeGroup {
-            check: plan::Check {
-                name: text(|| format!("probes[{i}].check"), g.check, MAX_TEXT)?,
-                kind: plan::CheckKind::Icmp,
-                count: icmp.count,
-                interval_secs: icmp.interval_secs,
-                ping_interval_ms: icmp.ping_interval_ms,
-                timeout_ms: icmp.timeout_ms,
-                min_timeout_ms: icmp.min_timeout_ms,
-                degraded_loss_pct: icmp.degraded_loss_pct,
-                degraded_rtt_ms: icmp.degraded_rtt_ms,
-            },
+            check: check_from_wire(
+                text(|| format!("probes[{i}].check"), g.check, MAX_TEXT)?,
+                icmp,
+            ),
             targets,
         });
     }
     let mut discovery = Vec::new();
     for (i, d) in bounded("discovery", p.discovery)?.into_iter().enumerate() {
-        let cidrs = bounded(&format!("discovery[{i}].cidrs"), d.cidrs)?
-            .into_iter()
-            .enumerate()
-            .map(|(j, c)| text(|| format!("discovery[{i}].cidrs[{j}]"), c, MAX_TEXT))
-            .collect::<Result<_, _>>()?;
         discovery.push(plan::DiscoveryAssignment {
             name: text(|| format!("discovery[{i}].name"), d.name, MAX_TEXT)?,
-            cidrs,
+            cidrs: texts(&format!("discovery[{i}].cidrs"), d.cidrs, MAX_TEXT)?,
             interval_secs: d.interval_secs,
             force: d.force,
+            enrol: d
+                .enrol
+                .map(|e| enrol_from_wire(&format!("discovery[{i}].enrol"), e))
+                .transpose()?,
+            ignore: texts(&format!("discovery[{i}].ignore"), d.ignore, MAX_TEXT)?,
         });
     }
     let mut speedtests = Vec::new();

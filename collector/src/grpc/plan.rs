@@ -25,23 +25,20 @@ use tracing::Instrument;
 /// How often the hub reads the newest version number.
 pub const PLAN_POLL: Duration = Duration::from_secs(1);
 
-/// A plan version as every stream sees it.
-#[derive(Debug, Default)]
-pub struct PlanSnapshot {
-    /// 0: no plan saved.
-    pub version: i64,
-    pub plan: Plan,
-}
+/// The newest plan, indexed once for every stream (version 0: no plan saved). `None` while
+/// none is loaded, or while the newest cannot be read: then streams send nothing and agents
+/// keep what they run, rather than being handed an older version as if it were current.
+type Snapshot = Option<Arc<Resolver>>;
 
 /// The newest plan, shared by every agent stream of this collector.
 #[derive(Clone)]
 pub struct PlanHub {
-    rx: watch::Receiver<Option<Arc<PlanSnapshot>>>,
+    rx: watch::Receiver<Snapshot>,
 }
 
 /// The other end of a [`PlanHub`]: [`PlanFeed::run`] keeps it current.
 pub struct PlanFeed {
-    tx: watch::Sender<Option<Arc<PlanSnapshot>>>,
+    tx: watch::Sender<Snapshot>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
 }
@@ -75,27 +72,35 @@ impl PlanFeed {
             if loaded == Some(head) {
                 continue;
             }
-            let snapshot = match self.load(head).await {
-                Ok(snapshot) => snapshot,
+            let plan = match self.load(head).await {
+                Ok(plan) => plan,
                 Err(err) => {
                     tracing::error!(version = head, error = %err, "cannot load the plan; agents keep the plan they have");
+                    self.tx.send_replace(None);
                     continue;
                 }
             };
             tracing::info!(
                 version = head,
-                targets = snapshot.plan.targets.len(),
+                targets = plan.targets.len(),
                 "plan version in force"
             );
+            let version = u64::try_from(head).unwrap_or(0);
+            // Indexing a large plan is CPU work: off the runtime that serves ingest.
+            let resolver =
+                tokio::task::spawn_blocking(move || Resolver::new(Arc::new(plan), version)).await;
+            let Ok(resolver) = resolver else {
+                continue;
+            };
             self.metrics.plan_version.set(head);
             loaded = Some(head);
-            self.tx.send_replace(Some(Arc::new(snapshot)));
+            self.tx.send_replace(Some(Arc::new(resolver)));
         }
     }
 
-    async fn load(&self, head: i64) -> Result<PlanSnapshot, String> {
+    async fn load(&self, head: i64) -> Result<Plan, String> {
         if head == 0 {
-            return Ok(PlanSnapshot::default());
+            return Ok(Plan::default());
         }
         let version = self
             .store
@@ -103,11 +108,7 @@ impl PlanFeed {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the version vanished".to_string())?;
-        let plan = netwarden_plan::from_json(&version.document).map_err(|e| e.to_string())?;
-        Ok(PlanSnapshot {
-            version: head,
-            plan,
-        })
+        netwarden_plan::from_json(&version.document).map_err(|e| e.to_string())
     }
 }
 
@@ -168,8 +169,11 @@ impl PlanService for PlanServer {
     }
 }
 
-/// Sends `agent` its share at once (unless it runs `known` already) and after every version
-/// that changes it, until the agent goes or the collector stops.
+/// Sends `agent` its share at once and after every version that changes it, until the agent
+/// goes or the collector stops. The first is sent even when the agent says it runs that version
+/// already: a version number alone does not prove the agent's copy is its share (a cloned
+/// buffer file, a database restored with its numbers starting again), and an agent applies an
+/// unchanged share without restarting anything.
 async fn follow(
     mut hub: PlanHub,
     agent: String,
@@ -178,18 +182,18 @@ async fn follow(
     stop: CancellationToken,
 ) {
     let mut sent: Option<AgentPlan> = None;
+    tracing::debug!(known, "agent follows the plan");
     loop {
         let snapshot = hub.rx.borrow_and_update().clone();
-        if let Some(snapshot) = snapshot {
-            let version = u64::try_from(snapshot.version).unwrap_or(0);
-            let mine = Resolver::new(&snapshot.plan, version).resolve(&agent);
+        if let Some(resolver) = snapshot {
+            let mine = resolver.resolve(&agent);
             let send = match &sent {
-                None => version != known,
+                None => true,
                 Some(before) => !before.same_work(&mine),
             };
             if send {
                 tracing::info!(
-                    version,
+                    version = mine.version,
                     targets = mine.target_count(),
                     discovery = mine.discovery.len(),
                     speedtests = mine.speedtests.len(),

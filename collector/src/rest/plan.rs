@@ -4,6 +4,7 @@
 
 use super::{page_limit, page_offset, AppState, MAX_PAGE};
 use crate::auth::guard::Caller;
+use crate::auth::Role;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::rest::input::JsonBody;
 use crate::storage::fleet_plan::{NewPlanVersion, PlanVersion, PlanVersionInfo, SavedPlan};
@@ -98,10 +99,11 @@ struct PlanEdit {
 }
 
 /// Replaces the plan, as a new version. Agents connected to any collector get their share
-/// within seconds.
+/// within seconds. Operators may edit it; changing its speed tests needs an admin.
 #[utoipa::path(put, path = "/api/plan", tag = "plan", request_body = PlanEdit,
     responses(
         (status = 200, description = "Saved as a new version; `summary` says what changed", body = PlanVersionInfo),
+        (status = 403, description = "Speed tests changed without an admin token", body = ErrorBody),
         (status = 409, description = "The plan changed since `base_version`", body = ErrorBody),
         (status = 413, description = "The plan is over 32 MiB", body = ErrorBody)))]
 async fn put_plan(
@@ -128,6 +130,15 @@ async fn put_plan(
         Some(version) => PlanDocument::from_version(version)?.plan,
         None => Plan::default(),
     };
+    // A speed test makes every agent it names send traffic to a URL: like agent.toml's, it is
+    // an administrator's decision, not an operator's.
+    let role = caller.as_ref().map(|Extension(c)| c.role);
+    if before.speedtests != edit.plan.speedtests && role < Some(Role::Admin) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "plan.speedtests: adding, changing or removing speed tests needs an admin token (they send traffic from agents to a URL)",
+        ));
+    }
     let summary = netwarden_plan::summary(&netwarden_plan::diff(&before, &edit.plan));
     let document = serde_json::to_string(&edit.plan)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("plan: {e}")))?;

@@ -431,7 +431,7 @@ async fn plan_subcommands_and_their_errors() {
 
     let got = s.run(&operator, &["plan", "get"]).ok().stdout;
     assert!(
-        got.starts_with("# no plan saved yet (version 0)\n"),
+        got.starts_with("# base_version: 0\n# no plan saved yet (version 0)\n"),
         "{got}"
     );
 
@@ -445,12 +445,26 @@ async fn plan_subcommands_and_their_errors() {
     assert_eq!(diff["base_version"], 0);
     assert_eq!(diff["changes"][1]["change"], "added");
 
-    let refused = s.run(&viewer, &["plan", "apply", plan]);
+    // Without saying what it was edited from, a file is not applied.
+    let unsure = s.run(&operator, &["plan", "apply", plan]);
+    assert_eq!(unsure.code, Some(2), "{}", unsure.stderr);
+    assert!(unsure.stderr.contains("--base-version"), "{}", unsure.stderr);
+    let refused = s.run(&viewer, &["plan", "apply", plan, "--base-version", "0"]);
     assert_eq!(refused.code, Some(3), "{}", refused.stderr);
     let saved = s
         .run(
             &operator,
-            &["plan", "apply", plan, "--comment", "core", "-o", "json"],
+            &[
+                "plan",
+                "apply",
+                plan,
+                "--base-version",
+                "0",
+                "--comment",
+                "core",
+                "-o",
+                "json",
+            ],
         )
         .ok()
         .json();
@@ -493,6 +507,21 @@ async fn plan_subcommands_and_their_errors() {
     assert_eq!(bad.code, Some(5), "{}", bad.stderr);
     assert!(bad.stderr.contains("targets[0]"), "{}", bad.stderr);
 
+    // The round trip people use: get, edit, apply; the file says what it was edited from.
+    let got = s.run(&viewer, &["plan", "get"]).ok().stdout;
+    assert!(got.starts_with("# base_version: 1\n"), "{got}");
+    write(&got.replace("10.0.0.1", "10.0.0.5"));
+    let saved = s.run(&operator, &["plan", "apply", plan]).ok().stdout;
+    assert_eq!(saved, "version 2 saved: ~1 target\n");
+    // The same file again is now an edit of a stale version.
+    let stale = s.run(&operator, &["plan", "apply", plan]);
+    assert_eq!(stale.code, Some(5), "{}", stale.stderr);
+    let forced = s
+        .run(&operator, &["plan", "apply", plan, "--force"])
+        .ok()
+        .stdout;
+    assert_eq!(forced, "version 3 saved: no change\n");
+
     let history = s.run(&viewer, &["plan", "history"]).ok().stdout;
     assert!(
         history.contains("VERSION") && history.contains("+1 site, +1 target"),
@@ -502,5 +531,5 @@ async fn plan_subcommands_and_their_errors() {
         .run(&viewer, &["plan", "history", "-o", "json"])
         .ok()
         .json();
-    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
 }

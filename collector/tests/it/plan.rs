@@ -165,6 +165,32 @@ async fn edits_are_versioned_checked_and_audited(backend: Backend) {
     assert_eq!(status, 404);
     let (status, _) = get("/api/plan/versions/x", &viewer).await;
     assert_eq!(status, 400);
+
+    // Speed tests send traffic from agents to a URL: an admin's decision.
+    let mut with_test = second.clone();
+    with_test["speedtests"] =
+        json!([{"name": "to-noc", "url": "http://noc.example.net:8080", "site": "syd"}]);
+    let (status, body) = put(
+        operator.clone(),
+        json!({"base_version": 2, "plan": with_test}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("plan.speedtests: "));
+    let (_, admin) = create_token(c.store.as_ref(), "root", Role::Admin)
+        .await
+        .unwrap();
+    let (status, body) = put(admin, json!({"base_version": 2, "plan": with_test})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"], "+1 speedtest");
+    // An operator may still edit the rest, leaving the speed tests as they are.
+    let mut edited = with_test.clone();
+    edited["targets"][0]["labels"] = json!({"circuit": "AVC000000000001"});
+    let (status, body) = put(operator.clone(), json!({"base_version": 3, "plan": edited})).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,9 +250,17 @@ async fn an_agent_follows_its_share(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    let first = next_plan(&mut stream, Duration::from_secs(10))
+    // At once: the share of the version this collector has loaded (the empty one, if the
+    // save above is newer than its last look), then version 1.
+    let mut first = next_plan(&mut stream, Duration::from_secs(10))
         .await
         .expect("the share at once");
+    if first.version == 0 {
+        assert!(first.probes.is_empty());
+        first = next_plan(&mut stream, Duration::from_secs(10))
+            .await
+            .expect("version 1");
+    }
     assert_eq!(first.version, 1);
     assert_eq!(target_names(&first), ["fast:core"]);
     let icmp = first.probes[0].icmp.as_ref().unwrap();
@@ -269,14 +303,21 @@ async fn an_agent_follows_its_share(backend: Backend) {
         took.as_secs_f64() * 1000.0
     );
 
-    // A reconnecting agent that runs version 3 already is sent nothing until a change.
+    // A reconnecting agent is sent its share at once, whatever version it says it runs (a
+    // number alone does not prove its copy is its share).
     let channel = c.channel(&c.pki.agent("agent-a")).await;
     let mut again = PlanServiceClient::new(channel)
         .watch(WatchPlanRequest { known_version: 3 })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(next_plan(&mut again, Duration::from_secs(2)).await, None);
+    let resent = next_plan(&mut again, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (resent.version, target_names(&resent)),
+        (3, target_names(&changed))
+    );
 
     // Dropped from the plan: an empty share, so the agent stops probing.
     save(3, json!({})).await;

@@ -145,7 +145,15 @@ async fn a_plan_applied_with_the_cli_is_run_cached_and_withdrawn() {
     let (code, stdout, stderr) = netwarden(
         site.http,
         &token,
-        &["plan", "apply", plan_arg, "--comment", "lab host"],
+        &[
+            "plan",
+            "apply",
+            plan_arg,
+            "--base-version",
+            "0",
+            "--comment",
+            "lab host",
+        ],
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
@@ -175,7 +183,7 @@ async fn a_plan_applied_with_the_cli_is_run_cached_and_withdrawn() {
     assert_eq!(stdout, "no change from version 1\n");
     let (_, stdout, _) = netwarden(site.http, &token, &["plan", "get"]);
     assert!(
-        stdout.starts_with("# version 1, saved by noc-ops at "),
+        stdout.starts_with("# base_version: 1\n# version 1, saved by noc-ops at "),
         "{stdout}"
     );
     assert!(stdout.contains("address: 127.0.0.2"), "{stdout}");
@@ -210,7 +218,7 @@ async fn a_plan_applied_with_the_cli_is_run_cached_and_withdrawn() {
     let (code, stdout, stderr) = netwarden(
         site.http,
         &token,
-        &["plan", "apply", empty.to_str().unwrap()],
+        &["plan", "apply", empty.to_str().unwrap(), "--force"],
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(

@@ -1986,7 +1986,7 @@ pub struct PlannedTarget {
     pub force: bool,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DiscoveryAssignment {
     /// The site the agent reports found hosts under.
     #[prost(string, tag = "1")]
@@ -1997,6 +1997,34 @@ pub struct DiscoveryAssignment {
     pub interval_secs: u64,
     #[prost(bool, tag = "4")]
     pub force: bool,
+    /// Which hosts found are probed; absent: inventoried only.
+    #[prost(message, optional, tag = "5")]
+    pub enrol: ::core::option::Option<EnrolPolicy>,
+    /// Addresses and prefixes neither reported nor enrolled.
+    #[prost(string, repeated, tag = "6")]
+    pub ignore: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Hosts a sweep finds that the agent probes from its next round, with one check's settings.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EnrolPolicy {
+    #[prost(string, tag = "1")]
+    pub check: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub icmp: ::core::option::Option<IcmpSettings>,
+    /// Every host found; else those matching any matcher below.
+    #[prost(bool, tag = "3")]
+    pub all: bool,
+    #[prost(string, repeated, tag = "4")]
+    pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Substrings of the MAC vendor, any case.
+    #[prost(string, repeated, tag = "5")]
+    pub vendors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint32, repeated, tag = "6")]
+    pub ports: ::prost::alloc::vec::Vec<u32>,
+    /// Endings of the reverse-DNS name, any case.
+    #[prost(string, repeated, tag = "7")]
+    pub hostname_suffixes: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
