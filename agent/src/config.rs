@@ -365,6 +365,10 @@ pub struct Site {
     pub name: String,
     pub targets: Vec<IpAddr>,
     pub interval: Duration,
+    /// Which hosts found are probed (a plan's sites only).
+    pub enrol: Option<crate::plan::enrolment::EnrolRule>,
+    /// Addresses neither reported nor enrolled (a plan's sites only).
+    pub ignore: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -584,6 +588,8 @@ impl Settings {
                 name: site.name.clone(),
                 targets,
                 interval: Duration::from_secs(interval),
+                enrol: None,
+                ignore: Vec::new(),
             });
         }
         let dns_server = match &d.dns_server {

@@ -109,16 +109,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     }
     let known = cached.as_ref().map_or(0, |p| p.version);
     let (plans, plan_rx) = tokio::sync::watch::channel(cached.unwrap_or_default());
+    let enrolment = plan::enrolment::Enrolment::open(buffer.clone()).await;
     let runner = plan::runner::Runner::new(
         engine.clone(),
         buffer.clone(),
         open_ports.clone(),
         settings.discovery.options.clone(),
+        enrolment.clone(),
         probing.clone(),
     );
     workers.push(tokio::spawn(plan::follow(
         plan::work::Local::of(&settings),
         plan_rx,
+        enrolment,
         runner,
         probing.clone(),
     )));
@@ -233,21 +236,24 @@ async fn store(buffer: &SharedBuffer, records: Vec<Record>, what: &str) {
 }
 
 /// Probes every interval and writes each round to the buffer; a target no ping reached is
-/// checked for other evidence first (ARP, a known open port: `probe::liveness`).
+/// checked for other evidence first (ARP, a known open port: `probe::liveness`). The targets
+/// may change while it runs (a plan edit): each round probes the list as it is then.
 pub(crate) async fn probe_loop(
-    plan: ProbePlan,
+    plan: tokio::sync::watch::Receiver<ProbePlan>,
     engine: Arc<LazyEngine>,
     buffer: SharedBuffer,
     open_ports: probe::liveness::OpenPorts,
     stop: CancellationToken,
 ) {
-    if plan.targets.is_empty() {
-        return;
-    }
+    let interval = plan.borrow().interval;
     let mut next = tokio::time::Instant::now();
     let mut hints = RttHints::new();
     let rate = engine.rate.clone();
-    while tick(&mut next, plan.interval, &stop).await {
+    while tick(&mut next, interval, &stop).await {
+        let plan = plan.borrow().clone();
+        if plan.targets.is_empty() {
+            continue;
+        }
         let Some(engine) = engine.get().await else {
             continue;
         };
@@ -275,6 +281,7 @@ pub(crate) async fn discovery_loop(
     engine: Arc<LazyEngine>,
     buffer: SharedBuffer,
     open_ports: probe::liveness::OpenPorts,
+    enrolment: plan::enrolment::Enrolment,
     stop: CancellationToken,
 ) {
     let mut next = tokio::time::Instant::now();
@@ -293,13 +300,27 @@ pub(crate) async fn discovery_loop(
             _ = stop.cancelled() => return,
             report = sweep => report,
         };
-        let report = match report {
+        let mut report = match report {
             Ok(report) => report,
             Err(err) => {
                 tracing::error!(site = %site.name, error = %err, "discovery failed");
                 continue;
             }
         };
+        if !site.ignore.is_empty() {
+            report
+                .hosts
+                .retain(|h| !site.ignore.iter().any(|net| net.contains(&h.address)));
+        }
+        if let Some(rule) = &site.enrol {
+            let found = report
+                .hosts
+                .iter()
+                .filter(|h| !h.local && rule.matches(h))
+                .map(|h| h.address)
+                .collect();
+            enrolment.enrol(&site.name, &rule.policy(), found).await;
+        }
         if let Some(err) = &report.arp_error {
             tracing::warn!(site = %site.name, error = %err, "ARP sweep failed; ICMP results only (ARP needs root or CAP_NET_RAW)");
         }

@@ -88,6 +88,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 -- The last fleet plan the collector sent (netwarden.v1.AgentPlan), run at start until the
 -- collector answers: an agent started while the collector is away runs its plan.
+-- Hosts a plan's discovery site enrolled (probed from the round after the sweep that found
+-- them), under the policy that enrolled them.
+CREATE TABLE IF NOT EXISTS enrolled (
+    site        TEXT    NOT NULL,
+    policy      TEXT    NOT NULL,
+    address     TEXT    NOT NULL,
+    enrolled_ms INTEGER NOT NULL,
+    PRIMARY KEY (site, address)
+);
 CREATE TABLE IF NOT EXISTS plan_cache (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     version  INTEGER NOT NULL,
@@ -163,6 +172,52 @@ impl Buffer {
             )
             .optional()
             .map_err(sqlite_err(&self.path, "reading the cached plan"))
+    }
+
+    /// Every enrolled host: (site, policy, address).
+    pub fn enrolled(&self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT site, policy, address FROM enrolled ORDER BY site, address")
+            .map_err(sqlite_err(&self.path, "reading enrolled hosts"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sqlite_err(&self.path, "reading enrolled hosts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sqlite_err(&self.path, "reading enrolled hosts"))
+    }
+
+    /// Records hosts `site` enrolled under `policy` (a site's earlier policy's hosts go).
+    pub fn enrol(&mut self, site: &str, policy: &str, addresses: &[String]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sqlite_err(&self.path, "enrolling hosts"))?;
+        tx.execute(
+            "DELETE FROM enrolled WHERE site = ?1 AND policy != ?2",
+            params![site, policy],
+        )
+        .map_err(sqlite_err(&self.path, "enrolling hosts"))?;
+        let now = Utc::now().timestamp_millis();
+        for address in addresses {
+            tx.execute(
+                "INSERT OR REPLACE INTO enrolled (site, policy, address, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![site, policy, address, now],
+            )
+            .map_err(sqlite_err(&self.path, "enrolling hosts"))?;
+        }
+        tx.commit()
+            .map_err(sqlite_err(&self.path, "enrolling hosts"))
+    }
+
+    /// Forgets every host the `sites` enrolled.
+    pub fn forget_enrolled(&mut self, sites: &[String]) -> Result<()> {
+        for site in sites {
+            self.conn
+                .execute("DELETE FROM enrolled WHERE site = ?1", [site])
+                .map_err(sqlite_err(&self.path, "forgetting enrolled hosts"))?;
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> Result<BufferStats> {

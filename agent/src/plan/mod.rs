@@ -1,6 +1,7 @@
 //! The fleet plan on the agent: pulled from the collector ([`pull`]), cached in the buffer
 //! file, merged with `agent.toml` ([`work`]) and run without a restart ([`runner`]).
 
+pub mod enrolment;
 pub mod pull;
 pub mod runner;
 pub mod work;
@@ -18,20 +19,39 @@ pub const LOOKUP_EVERY: Duration = Duration::from_secs(300);
 pub async fn follow(
     local: Local,
     mut plans: watch::Receiver<netwarden_plan::AgentPlan>,
+    enrolment: enrolment::Enrolment,
     mut runner: Runner,
     stop: CancellationToken,
 ) {
+    let mut enrolled = enrolment.subscribe();
     loop {
         let plan = plans.borrow_and_update().clone();
-        let work = merge(&local, &plan, &SystemLookup).await;
+        enrolled.mark_unchanged();
+        // Sites that no longer enrol (or enrol other hosts) forget what they enrolled.
+        let policies = plan
+            .discovery
+            .iter()
+            .filter_map(|d| {
+                let rule = enrolment::EnrolRule::from_plan(d.enrol.as_ref()?).ok()?;
+                Some((d.name.clone(), rule.policy()))
+            })
+            .collect();
+        enrolment.retain(&policies).await;
+        // Host names are looked up here (bounded, with timeouts); a stop does not wait for them.
+        let enrolled_now = enrolment.snapshot();
+        let work = tokio::select! {
+            _ = stop.cancelled() => break,
+            work = merge(&local, &plan, &enrolled_now, &SystemLookup) => work,
+        };
         let targets = work.target_count();
         let applied = runner.apply(work);
-        if applied.started + applied.stopped > 0 {
+        if applied.started + applied.stopped + applied.retargeted > 0 {
             tracing::info!(
                 plan_version = plan.version,
                 targets,
                 started = applied.started,
                 stopped = applied.stopped,
+                retargeted = applied.retargeted,
                 kept = applied.kept,
                 "running the plan"
             );
@@ -43,6 +63,7 @@ pub async fn follow(
                 stop.cancelled().await;
                 break;
             },
+            _ = enrolled.changed() => {}
             _ = tokio::time::sleep(LOOKUP_EVERY) => {}
         }
     }

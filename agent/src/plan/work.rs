@@ -10,25 +10,46 @@
 //! So a standalone site needs only its `agent.toml`, and a target moved into the plan is
 //! probed once, with the central settings, without editing the agent.
 
+use super::enrolment::{EnrolRule, Enrolled};
 use crate::config::{ProbePlan, Settings, Site, SpeedTestPlan};
+use futures::StreamExt;
 use netwarden_plan::{AgentPlan, TargetAddress};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
 /// Every loop the agent runs, each described whole, so two `Work`s compare loop by loop.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Work {
-    pub probes: Vec<ProbePlan>,
+    pub probes: Vec<ProbeWork>,
     pub sites: Vec<Site>,
     pub speedtests: Vec<SpeedTestPlan>,
 }
 
+/// One probe loop: `agent.toml`'s, or one check of the plan (`check:NAME`). A loop keeps
+/// running while its name and settings stay; its targets may change under it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeWork {
+    pub name: String,
+    pub plan: ProbePlan,
+}
+
+/// The name of the probe loop of `agent.toml`'s own targets.
+pub const LOCAL_PROBES: &str = "agent.toml";
+
 impl Work {
     pub fn target_count(&self) -> usize {
-        self.probes.iter().map(|p| p.targets.len()).sum()
+        self.probes.iter().map(|p| p.plan.targets.len()).sum()
     }
 }
+
+/// The longest a host name look-up may take; a name that does not answer by then is skipped
+/// until the next look-up.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Look-ups in flight at once.
+const LOOKUPS_AT_ONCE: usize = 32;
+/// The longest interval taken from the wire (the collector allows a week).
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 
 /// Looks host names up; a test can answer without DNS.
 pub trait Lookup {
@@ -50,33 +71,65 @@ impl Lookup for SystemLookup {
     }
 }
 
-/// The addresses of one planned target; a name that does not resolve is skipped until the
-/// next look-up (logged), not fatal to its group.
-async fn addresses(
-    target: &netwarden_plan::PlannedTarget,
+/// Looks up every host name of the plan at once (bounded, each with a timeout).
+async fn resolve_names(
+    plan: &AgentPlan,
     lookup: &impl Lookup,
+) -> HashMap<String, Result<Vec<IpAddr>, String>> {
+    let mut names: Vec<String> = plan
+        .probes
+        .iter()
+        .flat_map(|g| g.targets.iter())
+        .filter_map(
+            |t| match netwarden_plan::parse_address(&t.address, t.force) {
+                Ok(TargetAddress::Host(host)) => Some(host),
+                _ => None,
+            },
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    futures::stream::iter(names)
+        .map(|host| async move {
+            let found = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup.lookup(&host)).await {
+                Err(_) => Err(format!(
+                    "{host}: no answer in {} s",
+                    LOOKUP_TIMEOUT.as_secs()
+                )),
+                Ok(Err(e)) => Err(format!("{host}: cannot resolve: {e}")),
+                Ok(Ok(mut found)) => {
+                    found.sort();
+                    found.dedup();
+                    // One address, IPv4 first, as ping does: a name is one host.
+                    let v4 = found.iter().find(|a| a.is_ipv4()).copied();
+                    let v6 = found.iter().find(|a| a.is_ipv6()).copied();
+                    v4.or(v6)
+                        .map(|a| vec![a])
+                        .ok_or_else(|| format!("{host}: the name has no addresses"))
+                }
+            };
+            (host, found)
+        })
+        .buffer_unordered(LOOKUPS_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// The addresses of one planned target; a name that did not resolve is skipped until the
+/// next look-up (logged), not fatal to its group.
+fn addresses(
+    target: &netwarden_plan::PlannedTarget,
+    names: &HashMap<String, Result<Vec<IpAddr>, String>>,
 ) -> Result<Vec<IpAddr>, String> {
     match netwarden_plan::parse_address(&target.address, target.force)? {
         TargetAddress::Ip(ip) => Ok(vec![ip]),
         TargetAddress::Prefix(_) => {
             crate::targets::expand(&[&target.address], true).map_err(|e| e.to_string())
         }
-        TargetAddress::Host(host) => {
-            let mut found = lookup
-                .lookup(&host)
-                .await
-                .map_err(|e| format!("{host}: cannot resolve: {e}"))?;
-            found.sort();
-            found.dedup();
-            // One address per family, as ping does: a name is one host.
-            let v4 = found.iter().find(|a| a.is_ipv4()).copied();
-            let v6 = found.iter().find(|a| a.is_ipv6()).copied();
-            let picked: Vec<IpAddr> = v4.or(v6).into_iter().collect();
-            if picked.is_empty() {
-                return Err(format!("{host}: the name has no addresses"));
-            }
-            Ok(picked)
-        }
+        TargetAddress::Host(host) => names
+            .get(&host)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("{host}: not looked up"))),
     }
 }
 
@@ -101,9 +154,17 @@ impl Local {
 }
 
 /// Builds the work for `local` and `plan`.
-pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Work {
+pub async fn merge(
+    local: &Local,
+    plan: &AgentPlan,
+    enrolled: &Enrolled,
+    lookup: &impl Lookup,
+) -> Work {
+    let names = resolve_names(plan, lookup).await;
     let mut work = Work::default();
     let mut planned: HashSet<IpAddr> = HashSet::new();
+    // What one agent may be asked to hold in all, whatever the collector allowed.
+    let mut budget = crate::targets::MAX_TARGETS as usize;
     for group in &plan.probes {
         let check = &group.check;
         if let Err(errors) = netwarden_plan::validate_check(check) {
@@ -113,8 +174,13 @@ pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Wor
         let mut targets = Vec::new();
         let mut in_group = HashSet::new();
         for target in &group.targets {
-            match addresses(target, lookup).await {
+            match addresses(target, &names) {
+                Ok(found) if found.len() > budget => {
+                    tracing::error!(target = %target.name, limit = crate::targets::MAX_TARGETS, "the plan gives this agent more addresses than it probes; this target and the rest of its check are left out");
+                    break;
+                }
                 Ok(found) => {
+                    budget -= found.len();
                     for ip in found {
                         // Two checks may probe one address (the plan says so); one check
                         // probes it once, however many names lead to it.
@@ -135,7 +201,7 @@ pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Wor
         let probe = ProbePlan {
             targets,
             count: check.count,
-            interval: Duration::from_secs(check.interval_secs),
+            interval: Duration::from_secs(check.interval_secs).min(MAX_INTERVAL),
             ping_interval: Duration::from_millis(check.ping_interval_ms),
             timeout: Duration::from_millis(check.timeout_ms),
             min_timeout: Duration::from_millis(check.min_timeout_ms),
@@ -153,13 +219,22 @@ pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Wor
                 "a round of this check takes longer than its interval at this agent's packet rate; rounds will start late"
             );
         }
-        work.probes.push(probe);
+        work.probes.push(ProbeWork {
+            name: format!("check:{}", check.name),
+            plan: probe,
+        });
     }
 
     let mut own = local.probe.clone();
     own.targets.retain(|ip| !planned.contains(ip));
     if !own.targets.is_empty() {
-        work.probes.insert(0, own);
+        work.probes.insert(
+            0,
+            ProbeWork {
+                name: LOCAL_PROBES.into(),
+                plan: own,
+            },
+        );
     }
 
     let planned_sites: HashSet<&str> = plan.discovery.iter().map(|d| d.name.as_str()).collect();
@@ -171,16 +246,63 @@ pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Wor
             .cloned(),
     );
     for site in &plan.discovery {
-        match crate::targets::expand(&site.cidrs, site.force) {
-            Ok(targets) => work.sites.push(Site {
-                name: site.name.clone(),
-                targets,
-                interval: Duration::from_secs(site.interval_secs.max(1)),
-            }),
+        let targets = match crate::targets::expand(&site.cidrs, site.force) {
+            Ok(targets) => targets,
             Err(err) => {
-                tracing::error!(site = %site.name, error = %err, "a planned discovery site is not swept")
+                tracing::error!(site = %site.name, error = %err, "a planned discovery site is not swept");
+                continue;
+            }
+        };
+        let enrol = match site.enrol.as_ref().map(EnrolRule::from_plan).transpose() {
+            Ok(enrol) => enrol,
+            Err(err) => {
+                tracing::error!(site = %site.name, error = %err, "a planned discovery site's enrolment is not valid here; it is swept without enrolling");
+                None
+            }
+        };
+        let ignore = site
+            .ignore
+            .iter()
+            .filter_map(|entry| {
+                let net = entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from));
+                if net.is_err() {
+                    tracing::error!(site = %site.name, entry, "an ignore entry is not an address or prefix; left out");
+                }
+                net.ok()
+            })
+            .collect();
+        if let Some(rule) = &enrol {
+            // What the site enrolled, under this policy, that no target of the plan probes.
+            let hosts: Vec<IpAddr> = enrolled
+                .get(&site.name)
+                .filter(|(policy, _)| *policy == rule.policy())
+                .map(|(_, hosts)| {
+                    hosts
+                        .iter()
+                        .copied()
+                        .filter(|ip| !planned.contains(ip))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !hosts.is_empty() {
+                work.probes.push(ProbeWork {
+                    name: format!("enrolled:{}", site.name),
+                    plan: ProbePlan {
+                        targets: hosts,
+                        ..rule.settings.clone()
+                    },
+                });
             }
         }
+        work.sites.push(Site {
+            name: site.name.clone(),
+            targets,
+            interval: Duration::from_secs(site.interval_secs.max(1)).min(MAX_INTERVAL),
+            enrol,
+            ignore,
+        });
     }
 
     let planned_urls: HashSet<String> = plan
@@ -196,10 +318,10 @@ pub async fn merge(local: &Local, plan: &AgentPlan, lookup: &impl Lookup) -> Wor
     for test in &plan.speedtests {
         work.speedtests.push(SpeedTestPlan {
             url: test.url.trim_end_matches('/').to_string(),
-            interval: Duration::from_secs(test.interval_secs.max(1)),
+            interval: Duration::from_secs(test.interval_secs.max(1)).min(MAX_INTERVAL),
             download_bytes: test.download_bytes,
             upload_bytes: test.upload_bytes,
-            timeout: Duration::from_secs(test.timeout_secs.max(1)),
+            timeout: Duration::from_secs(test.timeout_secs.clamp(1, 3600)),
         });
     }
     work
@@ -244,11 +366,15 @@ mod tests {
                     name: "lan".into(),
                     targets: vec![ip("192.168.0.1")],
                     interval: Duration::from_secs(3600),
+                    enrol: None,
+                    ignore: Vec::new(),
                 },
                 Site {
                     name: "dmz".into(),
                     targets: vec![ip("172.16.0.1")],
                     interval: Duration::from_secs(3600),
+                    enrol: None,
+                    ignore: Vec::new(),
                 },
             ],
             speedtest: Some(SpeedTestPlan {
@@ -281,8 +407,18 @@ mod tests {
 
     #[tokio::test]
     async fn with_no_plan_the_local_config_runs_as_it_is() {
-        let work = merge(&local(), &AgentPlan::default(), &Table(vec![])).await;
-        assert_eq!(work.probes, vec![local().probe]);
+        let work = merge(
+            &local(),
+            &AgentPlan::default(),
+            &Enrolled::new(),
+            &Table(vec![]),
+        )
+        .await;
+        assert_eq!(work.probes.len(), 1);
+        assert_eq!(
+            (work.probes[0].name.as_str(), &work.probes[0].plan),
+            (LOCAL_PROBES, &local().probe)
+        );
         assert_eq!(work.sites, local().sites);
         assert_eq!(work.speedtests, vec![local().speedtest.unwrap()]);
     }
@@ -305,6 +441,8 @@ mod tests {
                 cidrs: vec!["192.168.0.0/30".into()],
                 interval_secs: 600,
                 force: false,
+                enrol: None,
+                ignore: Vec::new(),
             }],
             speedtests: vec![netwarden_plan::SpeedTestAssignment {
                 name: "st".into(),
@@ -319,14 +457,14 @@ mod tests {
             "router.example",
             vec![ip("2001:db8::1"), ip("10.0.0.9"), ip("10.0.0.8")],
         )]);
-        let work = merge(&local(), &plan, &dns).await;
+        let work = merge(&local(), &plan, &Enrolled::new(), &dns).await;
         // Local first, without the address the plan took; then the plan's group with its own
         // settings: the name as one IPv4 address, an unresolvable name skipped, a /30 expanded.
         assert_eq!(work.probes.len(), 2);
-        assert_eq!(work.probes[0].targets, vec![ip("10.0.0.1")]);
-        assert_eq!(work.probes[0].count, 20);
+        assert_eq!(work.probes[0].plan.targets, vec![ip("10.0.0.1")]);
+        assert_eq!(work.probes[0].plan.count, 20);
         assert_eq!(
-            work.probes[1].targets,
+            work.probes[1].plan.targets,
             vec![
                 ip("10.0.0.2"),
                 ip("10.0.0.8"),
@@ -335,7 +473,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            (work.probes[1].count, work.probes[1].interval),
+            (work.probes[1].plan.count, work.probes[1].plan.interval),
             (5, Duration::from_secs(30))
         );
         // The site of the same name is the plan's; the other local one stays.
@@ -360,9 +498,9 @@ mod tests {
             }],
             ..AgentPlan::default()
         };
-        let work = merge(&local(), &plan, &Table(vec![])).await;
+        let work = merge(&local(), &plan, &Enrolled::new(), &Table(vec![])).await;
         assert_eq!(work.probes.len(), 1);
-        assert_eq!(work.probes[0].count, 5);
+        assert_eq!(work.probes[0].plan.count, 5);
     }
 
     #[tokio::test]
@@ -383,8 +521,109 @@ mod tests {
             ],
             ..AgentPlan::default()
         };
-        let work = merge(&local(), &plan, &Table(vec![])).await;
-        let all: Vec<IpAddr> = work.probes.iter().flat_map(|p| p.targets.clone()).collect();
+        let work = merge(&local(), &plan, &Enrolled::new(), &Table(vec![])).await;
+        let all: Vec<IpAddr> = work
+            .probes
+            .iter()
+            .flat_map(|p| p.plan.targets.clone())
+            .collect();
         assert!(all.contains(&ip("10.1.0.2")) && !all.contains(&ip("10.1.0.1")));
+    }
+}
+
+#[cfg(test)]
+mod enrolled_tests {
+    use super::*;
+    use netwarden_plan::{Check, DiscoveryAssignment, EnrolAssignment, PlannedTarget, ProbeGroup};
+    use std::collections::BTreeSet;
+
+    struct NoDns;
+
+    impl Lookup for NoDns {
+        async fn lookup(&self, _: &str) -> std::io::Result<Vec<IpAddr>> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }
+
+    #[tokio::test]
+    async fn enrolled_hosts_are_probed_with_the_policy_check_unless_a_target_probes_them() {
+        let enrol = EnrolAssignment {
+            check: Check {
+                name: "fast".into(),
+                count: 4,
+                interval_secs: 20,
+                ..Check::default()
+            },
+            all: true,
+            addresses: vec![],
+            vendors: vec![],
+            ports: vec![],
+            hostname_suffixes: vec![],
+        };
+        let rule = EnrolRule::from_plan(&enrol).unwrap();
+        let plan = AgentPlan {
+            version: 2,
+            probes: vec![ProbeGroup {
+                check: Check::default(),
+                targets: vec![PlannedTarget {
+                    name: "gw".into(),
+                    address: "10.0.0.1".into(),
+                    force: false,
+                }],
+            }],
+            discovery: vec![DiscoveryAssignment {
+                name: "lan".into(),
+                cidrs: vec!["10.0.0.0/29".into()],
+                interval_secs: 60,
+                force: false,
+                enrol: Some(enrol),
+                ignore: vec!["10.0.0.6".into(), "bogus".into()],
+            }],
+            speedtests: vec![],
+        };
+        let local = Local {
+            probe: ProbePlan {
+                targets: vec![],
+                count: 1,
+                interval: Duration::from_secs(60),
+                ping_interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                min_timeout: Duration::from_millis(100),
+                degraded_loss_pct: 5.0,
+                degraded_rtt_ms: 250.0,
+            },
+            sites: vec![],
+            speedtest: None,
+            packets_per_second: 1000,
+        };
+        let mut enrolled = Enrolled::new();
+        let hosts: BTreeSet<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        enrolled.insert("lan".into(), (rule.policy(), hosts.clone()));
+        let work = merge(&local, &plan, &enrolled, &NoDns).await;
+        let group = work
+            .probes
+            .iter()
+            .find(|p| p.name == "enrolled:lan")
+            .expect("an enrolled group");
+        // The gateway is a planned target: probed there, with its own check, not twice.
+        assert_eq!(
+            group.plan.targets,
+            vec![
+                "10.0.0.2".parse::<IpAddr>().unwrap(),
+                "10.0.0.3".parse().unwrap()
+            ]
+        );
+        assert_eq!((group.plan.count, group.plan.interval.as_secs()), (4, 20));
+        assert_eq!(work.sites[0].enrol.as_ref(), Some(&rule));
+        // The bad ignore entry is left out, the good one kept.
+        assert_eq!(work.sites[0].ignore.len(), 1);
+
+        // Hosts enrolled under another policy are not probed under this one.
+        enrolled.insert("lan".into(), ("another".into(), hosts));
+        let work = merge(&local, &plan, &enrolled, &NoDns).await;
+        assert!(work.probes.iter().all(|p| p.name != "enrolled:lan"));
     }
 }

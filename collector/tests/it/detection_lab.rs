@@ -32,13 +32,31 @@ const GROUP_WAIT_SECS: f64 = 2.0;
 const PIPELINE_SECS: f64 = 1.5;
 const HOSTS: u32 = 22;
 
-struct Lab {
+pub(crate) struct Lab {
     netlab: PathBuf,
     name: String,
 }
 
 impl Lab {
     fn up() -> Option<Lab> {
+        // h8 answers no ping (ARP only); h9 is unplugged until it is "installed".
+        Lab::start(
+            "",
+            &[
+                "up",
+                "--hosts",
+                &HOSTS.to_string(),
+                "--no-icmp",
+                "h8",
+                "--down",
+                "h9",
+            ],
+        )
+    }
+
+    /// A lab made by `netlab up_args...` with loopback up in the agent's namespace (the
+    /// collector runs there too); `None` (skipped) without root or netlab, unless CI requires it.
+    pub(crate) fn start(tag: &str, up_args: &[&str]) -> Option<Lab> {
         let netlab = std::env::var_os("NETLAB")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -59,18 +77,9 @@ impl Lab {
         }
         let lab = Lab {
             netlab,
-            name: format!("nwd{}", std::process::id()),
+            name: format!("nwd{}{tag}", std::process::id()),
         };
-        // h8 answers no ping (ARP only); h9 is unplugged until it is "installed".
-        lab.run(&[
-            "up",
-            "--hosts",
-            &HOSTS.to_string(),
-            "--no-icmp",
-            "h8",
-            "--down",
-            "h9",
-        ]);
+        lab.run(up_args);
         let ns = lab.netns();
         let out = Command::new("ip")
             .args(["-n", &ns, "link", "set", "lo", "up"])
@@ -80,11 +89,11 @@ impl Lab {
         Some(lab)
     }
 
-    fn netns(&self) -> String {
+    pub(crate) fn netns(&self) -> String {
         format!("{}-agent", self.name)
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = Command::new(&self.netlab)
             .args(["--name", &self.name, "-q"])
             .args(args)
@@ -98,7 +107,7 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn spawn(&self, program: &Path, args: &[&str], log: &Path) -> Child {
+    pub(crate) fn spawn(&self, program: &Path, args: &[&str], log: &Path) -> Child {
         Command::new("ip")
             .args(["netns", "exec", &self.netns()])
             .arg(program)
@@ -116,7 +125,7 @@ impl Lab {
             .expect("start in the lab")
     }
 
-    fn get(&self, url: &str) -> Value {
+    pub(crate) fn get(&self, url: &str) -> Value {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.netns(), "curl", "-sf", url])
             .output()
@@ -133,7 +142,7 @@ impl Drop for Lab {
     }
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

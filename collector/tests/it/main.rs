@@ -18,6 +18,7 @@ mod detection_lab;
 mod dns_lab;
 mod e2e;
 mod email;
+mod enrol_lab;
 mod hardening;
 mod ingest;
 mod kpi;
