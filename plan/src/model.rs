@@ -27,6 +27,7 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanSite))]
 #[serde(deny_unknown_fields)]
 pub struct Site {
     pub name: String,
@@ -36,6 +37,7 @@ pub struct Site {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanAgent))]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
     /// The common name of the agent's certificate.
@@ -50,6 +52,7 @@ pub struct Agent {
 /// the entry's own `site` run it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanRunOn))]
 #[serde(deny_unknown_fields, default)]
 pub struct RunOn {
     /// Agents of this site.
@@ -71,6 +74,7 @@ impl RunOn {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanCheckKind))]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
     /// Rounds of ICMP echoes: loss, RTT distribution, jitter (SmokePing's model).
@@ -82,6 +86,7 @@ pub enum CheckKind {
 /// pings every 300 s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanCheck))]
 #[serde(deny_unknown_fields, default)]
 pub struct Check {
     pub name: String,
@@ -124,6 +129,7 @@ impl Default for Check {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanTarget))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub name: String,
@@ -149,6 +155,7 @@ pub struct Target {
 /// first sweep is that site's baseline).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanDiscoverySite))]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverySite {
     pub name: String,
@@ -179,6 +186,7 @@ fn hourly() -> u64 {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanEnrolMode))]
 #[serde(rename_all = "snake_case")]
 pub enum EnrolMode {
     /// Found hosts are inventoried only.
@@ -194,6 +202,7 @@ pub enum EnrolMode {
 /// found them, and with which check.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanEnrol))]
 #[serde(deny_unknown_fields, default)]
 pub struct Enrol {
     pub mode: EnrolMode,
@@ -232,6 +241,7 @@ impl Enrol {
 /// and accepts `POST /speedtest/upload` (as the collector's HTTP listener does).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = PlanSpeedTest))]
 #[serde(deny_unknown_fields, default)]
 pub struct SpeedTest {
     pub name: String,
