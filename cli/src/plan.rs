@@ -40,6 +40,29 @@ pub enum PlanCommand {
         #[arg(long, conflicts_with = "base_version")]
         force: bool,
     },
+    /// Merges the targets of an inventory CSV (a NetBox device or IP-address export, or
+    /// `plan export`'s) into the plan in force and prints the result as a plan file (with its
+    /// `# base_version`) to edit, diff and apply; `--apply` saves it at once. A target of the
+    /// same name is replaced; only `active` rows are taken unless `--all-statuses`.
+    Import {
+        /// The CSV file (`,` or `;`, with or without a byte-order mark).
+        file: PathBuf,
+        /// The checks the imported targets run (default: `default`), unless the file says.
+        #[arg(long = "check")]
+        checks: Vec<String>,
+        /// Take rows whatever their status (NetBox: planned, offline...).
+        #[arg(long)]
+        all_statuses: bool,
+        /// Save the merged plan now instead of printing it.
+        #[arg(long)]
+        apply: bool,
+        /// Why, for the history (with --apply).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// The plan's targets as CSV (name, address, site, checks, label_* columns), which
+    /// `plan import` reads back.
+    Export,
     /// Who saved which version, when, why and what changed; newest first.
     History {
         #[arg(long, default_value_t = 20)]
@@ -182,6 +205,62 @@ impl PlanCommand {
                         saved["summary"].as_str().unwrap_or("")
                     ),
                 }
+            }
+            PlanCommand::Import {
+                file,
+                checks,
+                all_statuses,
+                apply,
+                comment,
+            } => {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let options = netwarden_plan::csv::CsvOptions {
+                    all_statuses,
+                    checks,
+                };
+                let imported = netwarden_plan::csv::targets_from_csv(
+                    bytes.as_slice(),
+                    &file.display().to_string(),
+                    &options,
+                )
+                .map_err(|e| InvalidPlan(e.to_string()))?;
+                for line in imported.skipped.iter().chain(&imported.renamed) {
+                    eprintln!("{}: {line}", file.display());
+                }
+                let (base, mut plan) = current(api).await?;
+                let count = imported.targets.len();
+                netwarden_plan::csv::merge_targets(&mut plan, imported.targets);
+                netwarden_plan::validate(&plan).map_err(|errors| {
+                    InvalidPlan(format!(
+                        "{}: the plan with these targets is not valid: {errors}",
+                        file.display()
+                    ))
+                })?;
+                eprintln!(
+                    "{}: {count} targets read, {} rows skipped",
+                    file.display(),
+                    imported.skipped.len()
+                );
+                if apply {
+                    let body = json!({"base_version": base, "comment": comment, "plan": plan});
+                    let saved = api.put("api/plan", &body).await?;
+                    match out {
+                        Format::Json => output::one(out, &saved),
+                        Format::Table => println!(
+                            "version {} saved: {}",
+                            saved["version"],
+                            saved["summary"].as_str().unwrap_or("")
+                        ),
+                    }
+                } else {
+                    println!("{BASE_LINE} {base}");
+                    print!("{}", netwarden_plan::to_yaml(&plan));
+                }
+            }
+            PlanCommand::Export => {
+                let (_, plan) = current(api).await?;
+                print!("{}", netwarden_plan::csv::targets_to_csv(&plan.targets));
             }
             PlanCommand::History { limit } => {
                 let versions = api

@@ -2,6 +2,7 @@
 //! pulled by each agent. [`model`] is the document, [`validate()`] checks it whole,
 //! [`Resolver`] picks one agent's share and [`diff()`] says what an edit changes.
 
+pub mod csv;
 pub mod diff;
 pub mod model;
 pub mod resolve;

@@ -448,7 +448,11 @@ async fn plan_subcommands_and_their_errors() {
     // Without saying what it was edited from, a file is not applied.
     let unsure = s.run(&operator, &["plan", "apply", plan]);
     assert_eq!(unsure.code, Some(2), "{}", unsure.stderr);
-    assert!(unsure.stderr.contains("--base-version"), "{}", unsure.stderr);
+    assert!(
+        unsure.stderr.contains("--base-version"),
+        "{}",
+        unsure.stderr
+    );
     let refused = s.run(&viewer, &["plan", "apply", plan, "--base-version", "0"]);
     assert_eq!(refused.code, Some(3), "{}", refused.stderr);
     let saved = s
@@ -532,4 +536,75 @@ async fn plan_subcommands_and_their_errors() {
         .ok()
         .json();
     assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
+}
+
+/// `plan import` of a NetBox device export (a file NetBox wrote) and `plan export`, which
+/// reads back; a CSV row that cannot be a target is refused naming its line and column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_import_and_export() {
+    let s = Setup::new().await;
+    let operator = s.config(Role::Operator).await;
+    let netbox = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plan/tests/corpus/netbox/devices_all_data.csv");
+    let netbox = netbox.to_str().unwrap();
+
+    // Printed as a plan file to review first; nothing saved.
+    let printed = s.run(&operator, &["plan", "import", netbox]).ok();
+    assert!(
+        printed.stdout.starts_with("# base_version: 0\n"),
+        "{}",
+        printed.stdout
+    );
+    assert!(
+        printed.stdout.contains("address: 192.0.2.1\n"),
+        "{}",
+        printed.stdout
+    );
+    assert!(
+        printed.stderr.contains("rows skipped"),
+        "{}",
+        printed.stderr
+    );
+    let json = s.run(&operator, &["plan", "get", "-o", "json"]).ok().json();
+    assert_eq!(json["version"], 0);
+
+    let saved = s
+        .run(
+            &operator,
+            &[
+                "plan",
+                "import",
+                netbox,
+                "--check",
+                "default",
+                "--apply",
+                "--comment",
+                "from NetBox",
+            ],
+        )
+        .ok()
+        .stdout;
+    assert!(saved.starts_with("version 1 saved: +1 site, +"), "{saved}");
+    let csv = s.run(&operator, &["plan", "export"]).ok().stdout;
+    assert!(csv.starts_with("name,address,site,checks,label_"), "{csv}");
+    assert!(csv.contains("Device 1,192.0.2.1,Site 1,default,"), "{csv}");
+
+    let bad = s.dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "Name;Status;IPv4 Address\nr1;Active;10.0.0.1/24\nr2;Active;10.0.0.999\n",
+    )
+    .unwrap();
+    let refused = s.run(
+        &operator,
+        &["plan", "import", bad.to_str().unwrap(), "--apply"],
+    );
+    assert_eq!(refused.code, Some(5), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("line 3, column \"ipv4 address\""),
+        "{}",
+        refused.stderr
+    );
+    let json = s.run(&operator, &["plan", "get", "-o", "json"]).ok().json();
+    assert_eq!(json["version"], 1, "nothing saved from a bad file");
 }
