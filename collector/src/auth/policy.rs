@@ -43,6 +43,8 @@ pub fn required(method: &Method, path: &str, open_health: bool, open_metrics: bo
     if method == Method::POST && operator_action
         || method == Method::DELETE && path.starts_with("/api/silences/")
         || method == Method::PUT && path == "/api/plan"
+        || (method == Method::PUT || method == Method::DELETE)
+            && path.starts_with("/api/plan/targets/")
     {
         return Access::Needs(Role::Operator);
     }
@@ -87,6 +89,8 @@ mod tests {
             (Method::POST, "/api/v1/telemetry"),
             (Method::POST, "/api/v1/telemetry/batch"),
             (Method::PUT, "/api/plan"),
+            (Method::PUT, "/api/plan/targets/core-1"),
+            (Method::DELETE, "/api/plan/targets/core-1"),
         ] {
             assert_eq!(
                 need(method.clone(), path),

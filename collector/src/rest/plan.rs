@@ -1,5 +1,6 @@
-//! The fleet plan: `/api/plan` (read; replace on top of the version it was edited from) and
-//! its history `/api/plan/versions`. Viewers read, operators edit. Every save is a new
+//! The fleet plan: `/api/plan` (read; replace on top of the version it was edited from), one
+//! target at a time under `/api/plan/targets/{name}`, and its history `/api/plan/versions`.
+//! Viewers read, operators edit. Every save is a new
 //! version recording who, when, why and what changed; agents pull their share of it.
 
 use super::{page_limit, page_offset, AppState, MAX_PAGE};
@@ -31,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(versions))
         .routes(routes!(version))
+        .routes(routes!(get_target, put_target, delete_target))
 }
 
 /// A plan version and its document.
@@ -114,54 +116,9 @@ async fn put_plan(
     if edit.base_version < 0 {
         return Err(ApiError::invalid("base_version: must be 0 or more"));
     }
-    let comment = edit.comment.unwrap_or_default();
-    if comment.chars().count() > MAX_COMMENT {
-        return Err(ApiError::invalid(format!(
-            "comment: at most {MAX_COMMENT} characters"
-        )));
-    }
-    netwarden_plan::validate(&edit.plan).map_err(|mut errors| {
-        for error in &mut errors.0 {
-            error.field = format!("plan.{}", error.field);
-        }
-        ApiError::invalid(errors.to_string())
-    })?;
-    let before = match state.store.plan_version(edit.base_version).await? {
-        Some(version) => PlanDocument::from_version(version)?.plan,
-        None => Plan::default(),
-    };
-    // A speed test makes every agent it names send traffic to a URL: like agent.toml's, it is
-    // an administrator's decision, not an operator's.
-    let role = caller.as_ref().map(|Extension(c)| c.role);
-    if before.speedtests != edit.plan.speedtests && role < Some(Role::Admin) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "plan.speedtests: adding, changing or removing speed tests needs an admin token (they send traffic from agents to a URL)",
-        ));
-    }
-    let summary = netwarden_plan::summary(&netwarden_plan::diff(&before, &edit.plan));
-    let document = serde_json::to_string(&edit.plan)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("plan: {e}")))?;
-    let author = caller.map_or_else(
-        || "anonymous".to_string(),
-        |Extension(c)| c.name.to_string(),
-    );
-    let saved = state
-        .store
-        .save_plan(&NewPlanVersion {
-            base: edit.base_version,
-            document,
-            author,
-            comment,
-            summary,
-            created_at: Utc::now(),
-        })
-        .await?;
-    match saved {
-        SavedPlan::Saved(info) => {
-            tracing::info!(version = info.version, author = %info.author, summary = %info.summary, "plan saved");
-            Ok(Json(info))
-        }
+    let comment = checked_comment(edit.comment)?;
+    match save(&state, caller.as_ref(), edit.base_version, edit.plan, comment, "plan.").await? {
+        SavedPlan::Saved(info) => Ok(Json(info)),
         SavedPlan::Conflict { current } => Err(ApiError::new(
             ErrorCode::AlreadyExists,
             format!(
@@ -170,6 +127,203 @@ async fn put_plan(
             ),
         )),
     }
+}
+
+fn checked_comment(comment: Option<String>) -> Result<String, ApiError> {
+    let comment = comment.unwrap_or_default();
+    if comment.chars().count() > MAX_COMMENT {
+        return Err(ApiError::invalid(format!(
+            "comment: at most {MAX_COMMENT} characters"
+        )));
+    }
+    Ok(comment)
+}
+
+/// Validates `plan` (errors named under `prefix`), checks the caller may make this change
+/// from version `base`, and saves it on top of `base`.
+async fn save(
+    state: &AppState,
+    caller: Option<&Extension<Caller>>,
+    base: i64,
+    plan: Plan,
+    comment: String,
+    prefix: &str,
+) -> Result<SavedPlan, ApiError> {
+    netwarden_plan::validate(&plan).map_err(|mut errors| {
+        for error in &mut errors.0 {
+            error.field = format!("{prefix}{}", error.field);
+        }
+        ApiError::invalid(errors.to_string())
+    })?;
+    let before = match state.store.plan_version(base).await? {
+        Some(version) => PlanDocument::from_version(version)?.plan,
+        None => Plan::default(),
+    };
+    // A speed test makes every agent it names send traffic to a URL: like agent.toml's, it is
+    // an administrator's decision, not an operator's.
+    let role = caller.map(|Extension(c)| c.role);
+    if before.speedtests != plan.speedtests && role < Some(Role::Admin) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "plan.speedtests: adding, changing or removing speed tests needs an admin token (they send traffic from agents to a URL)",
+        ));
+    }
+    let summary = netwarden_plan::summary(&netwarden_plan::diff(&before, &plan));
+    let document = serde_json::to_string(&plan)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("plan: {e}")))?;
+    let author = caller.map_or_else(
+        || "anonymous".to_string(),
+        |Extension(c)| c.name.to_string(),
+    );
+    let saved = state
+        .store
+        .save_plan(&NewPlanVersion {
+            base,
+            document,
+            author,
+            comment,
+            summary,
+            created_at: Utc::now(),
+        })
+        .await?;
+    if let SavedPlan::Saved(info) = &saved {
+        tracing::info!(version = info.version, author = %info.author, summary = %info.summary, "plan saved");
+    }
+    Ok(saved)
+}
+
+/// Applies `edit` to the plan in force and saves it, again on the newer version if another
+/// save came in between (an edit of one target does not need the caller to retry).
+async fn edit_current(
+    state: &AppState,
+    caller: Option<&Extension<Caller>>,
+    comment: String,
+    mut edit: impl FnMut(&mut Plan) -> Result<(), ApiError>,
+) -> Result<PlanVersionInfo, ApiError> {
+    for _ in 0..5 {
+        let (base, mut plan) = match state.store.current_plan().await? {
+            Some(version) => {
+                let base = version.info.version;
+                (base, PlanDocument::from_version(version)?.plan)
+            }
+            None => (0, Plan::default()),
+        };
+        edit(&mut plan)?;
+        match save(state, caller, base, plan, comment.clone(), "plan.").await? {
+            SavedPlan::Saved(info) => return Ok(info),
+            SavedPlan::Conflict { .. } => continue,
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Unavailable,
+        "the plan changed five times while this edit was being saved; try again",
+    ))
+}
+
+fn target_name(name: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    name.map(|Path(n)| n)
+        .map_err(|_| ApiError::invalid("name: must be a target name"))
+}
+
+/// One target of the plan in force.
+#[utoipa::path(get, path = "/api/plan/targets/{name}", tag = "plan",
+    params(("name" = String, Path, description = "The target's name")),
+    responses(
+        (status = 200, description = "The target", body = netwarden_plan::Target),
+        (status = 404, description = "No such target", body = ErrorBody)))]
+async fn get_target(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<netwarden_plan::Target>, ApiError> {
+    let name = target_name(name)?;
+    let plan = match state.store.current_plan().await? {
+        Some(version) => PlanDocument::from_version(version)?.plan,
+        None => Plan::default(),
+    };
+    plan.targets
+        .into_iter()
+        .find(|t| t.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("target {name:?} is not in the plan")))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct EditParams {
+    /// Why, for the history.
+    comment: Option<String>,
+}
+
+/// Adds or replaces one target (its `name` is the path's), as a new version of the plan.
+#[utoipa::path(put, path = "/api/plan/targets/{name}", tag = "plan",
+    params(("name" = String, Path, description = "The target's name"), EditParams),
+    request_body = netwarden_plan::Target,
+    responses(
+        (status = 200, description = "Saved as a new version", body = PlanVersionInfo)))]
+async fn put_target(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<EditParams>, QueryRejection>,
+    JsonBody(mut target): JsonBody<netwarden_plan::Target>,
+) -> Result<Json<PlanVersionInfo>, ApiError> {
+    let name = target_name(name)?;
+    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if target.name != name {
+        return Err(ApiError::invalid(format!(
+            "name: the body names {:?}, the path {name:?}",
+            target.name
+        )));
+    }
+    target.name = name.clone();
+    let info = edit_current(
+        &state,
+        caller.as_ref(),
+        checked_comment(p.comment)?,
+        |plan| {
+            match plan.targets.iter_mut().find(|t| t.name == name) {
+                Some(existing) => *existing = target.clone(),
+                None => plan.targets.push(target.clone()),
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Json(info))
+}
+
+/// Removes one target, as a new version of the plan; its agents stop probing it.
+#[utoipa::path(delete, path = "/api/plan/targets/{name}", tag = "plan",
+    params(("name" = String, Path, description = "The target's name"), EditParams),
+    responses(
+        (status = 200, description = "Saved as a new version", body = PlanVersionInfo),
+        (status = 404, description = "No such target", body = ErrorBody)))]
+async fn delete_target(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<EditParams>, QueryRejection>,
+) -> Result<Json<PlanVersionInfo>, ApiError> {
+    let name = target_name(name)?;
+    let Query(p) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let info = edit_current(
+        &state,
+        caller.as_ref(),
+        checked_comment(p.comment)?,
+        |plan| {
+            let before = plan.targets.len();
+            plan.targets.retain(|t| t.name != name);
+            if plan.targets.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "target {name:?} is not in the plan"
+                )));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Json(info))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -341,3 +341,86 @@ async fn an_agent_follows_its_share_on_sqlite() {
 async fn an_agent_follows_its_share_on_postgres() {
     an_agent_follows_its_share(Backend::Postgres).await;
 }
+
+async fn one_target_at_a_time(backend: Backend) {
+    let (c, operator, viewer) = collector(backend).await;
+    let url = |name: &str| c.api(&format!("/api/plan/targets/{name}"));
+    let put = |name: &str, token: &str, body: Value| {
+        let (url, token) = (url(name), token.to_string());
+        async move { call(reqwest::Method::PUT, url, &token, Some(body)).await }
+    };
+    // Into an empty plan: the site must be declared, so a target naming none runs nowhere and
+    // is refused naming the field; one with run_on is taken.
+    let (status, body) = put(
+        "core",
+        &operator,
+        json!({"name": "core", "address": "10.0.0.1", "site": "syd"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("plan.targets[0].site: "));
+    let (status, saved) = put(
+        "core",
+        &operator,
+        json!({"name": "core", "address": "10.0.0.1", "run_on": {"agents": ["agent-a"]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(
+        (saved["version"].as_i64(), saved["summary"].as_str()),
+        (Some(1), Some("+1 target"))
+    );
+    let (status, _) = put(
+        "core",
+        &viewer,
+        json!({"name": "core", "address": "10.0.0.2", "run_on": {"agents": ["a"]}}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = put(
+        "edge",
+        &operator,
+        json!({"name": "core", "address": "10.0.0.2", "run_on": {"agents": ["a"]}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Replaced in place, read back, removed, and gone.
+    let (status, saved) = call(
+        reqwest::Method::PUT,
+        format!("{}?comment=moved", url("core")),
+        &operator,
+        Some(json!({"name": "core", "address": "10.0.0.9", "run_on": {"agents": ["agent-a"]}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(
+        (saved["summary"].as_str(), saved["comment"].as_str()),
+        (Some("~1 target"), Some("moved"))
+    );
+    let (status, got) = call(reqwest::Method::GET, url("core"), &viewer, None).await;
+    assert_eq!((status, got["address"].as_str()), (200, Some("10.0.0.9")));
+    let (status, saved) = call(reqwest::Method::DELETE, url("core"), &operator, None).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(
+        (saved["version"].as_i64(), saved["summary"].as_str()),
+        (Some(3), Some("-1 target"))
+    );
+    let (status, _) = call(reqwest::Method::DELETE, url("core"), &operator, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(reqwest::Method::GET, url("core"), &viewer, None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_target_at_a_time_on_sqlite() {
+    one_target_at_a_time(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_target_at_a_time_on_postgres() {
+    one_target_at_a_time(Backend::Postgres).await;
+}
