@@ -121,6 +121,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     workers.push(tokio::spawn(plan::follow(
         plan::work::Local::of(&settings),
         plan_rx,
+        !settings.plan_pull || known > 0,
         enrolment,
         runner,
         probing.clone(),

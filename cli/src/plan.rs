@@ -53,6 +53,9 @@ pub enum PlanCommand {
         /// Take rows whatever their status (NetBox: planned, offline...).
         #[arg(long)]
         all_statuses: bool,
+        /// The site of rows that name none (NetBox's IP-address export has no site column).
+        #[arg(long)]
+        site: Option<String>,
         /// Save the merged plan now instead of printing it.
         #[arg(long)]
         apply: bool,
@@ -210,6 +213,7 @@ impl PlanCommand {
                 file,
                 checks,
                 all_statuses,
+                site,
                 apply,
                 comment,
             } => {
@@ -218,6 +222,7 @@ impl PlanCommand {
                 let options = netwarden_plan::csv::CsvOptions {
                     all_statuses,
                     checks,
+                    site,
                 };
                 let imported = netwarden_plan::csv::targets_from_csv(
                     bytes.as_slice(),

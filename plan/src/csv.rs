@@ -31,6 +31,8 @@ pub struct CsvOptions {
     pub all_statuses: bool,
     /// Checks the imported targets run (none: `default`).
     pub checks: Vec<String>,
+    /// The site of rows that name none (an IP-address export has no site column).
+    pub site: Option<String>,
 }
 
 /// What a file gave.
@@ -141,7 +143,8 @@ fn address_of(cell: &str) -> Result<String, String> {
             let net = ipnet::IpNet::new(ip, len)
                 .map_err(|_| format!("{cell:?} has a prefix length out of range"))?;
             return Ok(
-                if net.network() == ip && net.prefix_len() < net.max_prefix_len() {
+                // A /31 or /127 is a point-to-point link: its network address is a host.
+                if net.network() == ip && net.prefix_len() + 1 < net.max_prefix_len() {
                     net.to_string()
                 } else {
                     ip.to_string()
@@ -201,17 +204,19 @@ pub fn targets_from_csv(
     let mut errors = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
         if i >= MAX_ROWS {
             return Err(file_error(format!("more than {MAX_ROWS} rows")));
         }
         let record = match record {
             Ok(record) => record,
             Err(e) => {
+                let line = e.position().map_or(i + 2, |p| p.line() as usize);
                 errors.push(format!("line {line}: {e}"));
                 continue;
             }
         };
+        // Where the row starts: a quoted cell may hold line breaks (NetBox's comments do).
+        let line = record.position().map_or(i + 2, |p| p.line() as usize);
         let cell = |col: Option<usize>| {
             col.and_then(|c| record.get(c))
                 .map(str::trim)
@@ -276,7 +281,9 @@ pub fn targets_from_csv(
         import.targets.push(Target {
             name,
             address,
-            site: cell(cols.site).map(str::to_string),
+            site: cell(cols.site)
+                .map(str::to_string)
+                .or_else(|| options.site.clone()),
             labels,
             checks,
             ..Target::default()
@@ -323,8 +330,9 @@ pub fn targets_to_csv(targets: &[Target]) -> String {
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// Puts `imported` into `plan`: a target of the same name is replaced, a new one added, and
-/// each site named but not declared is declared.
+/// Puts `imported` into `plan`: a new target is added; one of the same name takes the file's
+/// address, site (when it names one), checks (when it gives any) and labels over its own, and
+/// keeps what a CSV cannot say (`run_on`, `force`). Each site named but not declared is declared.
 pub fn merge_targets(plan: &mut crate::model::Plan, imported: Vec<Target>) {
     let mut index: HashMap<String, usize> = plan
         .targets
@@ -342,7 +350,17 @@ pub fn merge_targets(plan: &mut crate::model::Plan, imported: Vec<Target>) {
             }
         }
         match index.get(&target.name) {
-            Some(&i) => plan.targets[i] = target,
+            Some(&i) => {
+                let existing = &mut plan.targets[i];
+                existing.address = target.address;
+                if target.site.is_some() {
+                    existing.site = target.site;
+                }
+                if !target.checks.is_empty() {
+                    existing.checks = target.checks;
+                }
+                existing.labels.extend(target.labels);
+            }
             None => {
                 index.insert(target.name.clone(), plan.targets.len());
                 plan.targets.push(target);

@@ -52,6 +52,7 @@ fn a_netbox_device_export_gives_its_active_devices_with_their_primary_address() 
         &CsvOptions {
             all_statuses: true,
             checks: vec!["fast".into()],
+            site: None,
         },
     );
     assert_eq!(all.targets.len(), 3);
@@ -200,4 +201,73 @@ fn our_export_reads_back_and_merges_into_a_valid_plan() {
     );
     assert!(plan.targets.iter().any(|t| t.address == "10.1.0.0/29"));
     assert!(plan.sites.iter().any(|s| s.name == "Branch"));
+}
+
+#[test]
+fn an_ip_export_names_no_site_so_the_import_is_given_one() {
+    let options = CsvOptions {
+        site: Some("Site 1".into()),
+        ..CsvOptions::default()
+    };
+    let mut plan = Plan::default();
+    merge_targets(
+        &mut plan,
+        read("ipaddresses_all_data.csv", &options).targets,
+    );
+    validate(&plan).expect("every address runs on Site 1's agents");
+    assert!(plan
+        .targets
+        .iter()
+        .all(|t| t.site.as_deref() == Some("Site 1")));
+    // Without one, the plan says which target runs nowhere.
+    let mut bare = Plan::default();
+    merge_targets(
+        &mut bare,
+        read("ipaddresses_all_data.csv", &CsvOptions::default()).targets,
+    );
+    assert!(validate(&bare)
+        .unwrap_err()
+        .to_string()
+        .contains("targets[0].site: "));
+}
+
+#[test]
+fn point_to_point_links_and_multi_line_cells_are_read_as_written() {
+    let text = "name,address,comments\n\
+                p2p-a,10.0.0.0/31,\"a link\nover two lines\"\n\
+                p2p-b,2001:db8::/127,\n\
+                lan,10.1.0.0/29,\n\
+                bad,10.0.0.999/24,\n";
+    let err = targets_from_csv(text.as_bytes(), "x.csv", &CsvOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("line 6, column \"address\""),
+        "{err}"
+    );
+    let good = text.lines().take(5).collect::<Vec<_>>().join("\n");
+    let got = targets_from_csv(good.as_bytes(), "x.csv", &CsvOptions::default()).unwrap();
+    assert_eq!(
+        got.targets
+            .iter()
+            .map(|t| t.address.as_str())
+            .collect::<Vec<_>>(),
+        ["10.0.0.0", "2001:db8::", "10.1.0.0/29"]
+    );
+}
+
+#[test]
+fn reimporting_keeps_what_a_csv_cannot_say() {
+    let mut plan = netwarden_plan::from_yaml(
+        "sites: [{name: s}]\ntargets:\n  - {name: core, address: 10.0.0.1, site: s, checks: [fast], force: false, run_on: {agents: [a1]}, labels: {pop: SYD}}\nchecks: [{name: fast, count: 5, interval_secs: 30}]\n",
+    )
+    .unwrap();
+    let csv = targets_to_csv(&plan.targets);
+    let edited = csv.replace("10.0.0.1", "10.0.0.7");
+    let back = targets_from_csv(edited.as_bytes(), "t.csv", &CsvOptions::default()).unwrap();
+    merge_targets(&mut plan, back.targets);
+    let core = &plan.targets[0];
+    assert_eq!(core.address, "10.0.0.7");
+    assert_eq!(core.run_on.agents, ["a1"], "run_on kept");
+    assert_eq!(core.checks, ["fast"]);
+    assert_eq!(core.labels["pop"], "SYD");
+    validate(&plan).unwrap();
 }

@@ -15,28 +15,35 @@ use work::{merge, Local, SystemLookup};
 /// Host names in the plan are looked up again this often (and at every new plan).
 pub const LOOKUP_EVERY: Duration = Duration::from_secs(300);
 
-/// Runs the merged work until `stop`, applying each new plan as it comes.
+/// Runs the merged work until `stop`, applying each new plan as it comes. `known`: the first
+/// plan is one the agent had (cached) or needs none (plans off); else the first plan is only a
+/// placeholder until the collector answers, and enrolled hosts are not forgotten for it.
 pub async fn follow(
     local: Local,
     mut plans: watch::Receiver<netwarden_plan::AgentPlan>,
+    known: bool,
     enrolment: enrolment::Enrolment,
     mut runner: Runner,
     stop: CancellationToken,
 ) {
     let mut enrolled = enrolment.subscribe();
+    let mut authoritative = known;
     loop {
         let plan = plans.borrow_and_update().clone();
+        if authoritative {
+            // Sites that no longer enrol (or enrol other hosts) forget what they enrolled.
+            let policies = plan
+                .discovery
+                .iter()
+                .filter_map(|d| {
+                    let rule = enrolment::EnrolRule::from_plan(d.enrol.as_ref()?).ok()?;
+                    Some((d.name.clone(), rule.policy()))
+                })
+                .collect();
+            enrolment.retain(&policies).await;
+        }
+        // After the forgetting above, which would otherwise wake this loop once more.
         enrolled.mark_unchanged();
-        // Sites that no longer enrol (or enrol other hosts) forget what they enrolled.
-        let policies = plan
-            .discovery
-            .iter()
-            .filter_map(|d| {
-                let rule = enrolment::EnrolRule::from_plan(d.enrol.as_ref()?).ok()?;
-                Some((d.name.clone(), rule.policy()))
-            })
-            .collect();
-        enrolment.retain(&policies).await;
         // Host names are looked up here (bounded, with timeouts); a stop does not wait for them.
         let enrolled_now = enrolment.snapshot();
         let work = tokio::select! {
@@ -58,11 +65,14 @@ pub async fn follow(
         }
         tokio::select! {
             _ = stop.cancelled() => break,
-            changed = plans.changed() => if changed.is_err() {
-                // The pull ended (plans off): keep running what there is until stopped.
-                stop.cancelled().await;
-                break;
-            },
+            changed = plans.changed() => {
+                if changed.is_err() {
+                    // The pull ended (plans off): keep running what there is until stopped.
+                    stop.cancelled().await;
+                    break;
+                }
+                authoritative = true;
+            }
             _ = enrolled.changed() => {}
             _ = tokio::time::sleep(LOOKUP_EVERY) => {}
         }

@@ -225,18 +225,8 @@ pub async fn merge(
         });
     }
 
-    let mut own = local.probe.clone();
-    own.targets.retain(|ip| !planned.contains(ip));
-    if !own.targets.is_empty() {
-        work.probes.insert(
-            0,
-            ProbeWork {
-                name: LOCAL_PROBES.into(),
-                plan: own,
-            },
-        );
-    }
-
+    // Hosts the plan's discovery sites enrolled: probed there, not again by agent.toml's loop.
+    let mut by_enrolment: HashSet<IpAddr> = HashSet::new();
     let planned_sites: HashSet<&str> = plan.discovery.iter().map(|d| d.name.as_str()).collect();
     work.sites.extend(
         local
@@ -260,7 +250,7 @@ pub async fn merge(
                 None
             }
         };
-        let ignore = site
+        let ignore: Vec<ipnet::IpNet> = site
             .ignore
             .iter()
             .filter_map(|entry| {
@@ -274,7 +264,10 @@ pub async fn merge(
             })
             .collect();
         if let Some(rule) = &enrol {
-            // What the site enrolled, under this policy, that no target of the plan probes.
+            // What the site enrolled under this policy that is still in its prefixes and not
+            // ignored, that no target of the plan and no earlier site probes.
+            let swept: HashSet<IpAddr> = targets.iter().copied().collect();
+            let ignored = |ip: &IpAddr| ignore.iter().any(|net: &ipnet::IpNet| net.contains(ip));
             let hosts: Vec<IpAddr> = enrolled
                 .get(&site.name)
                 .filter(|(policy, _)| *policy == rule.policy())
@@ -282,10 +275,16 @@ pub async fn merge(
                     hosts
                         .iter()
                         .copied()
-                        .filter(|ip| !planned.contains(ip))
+                        .filter(|ip| {
+                            swept.contains(ip)
+                                && !ignored(ip)
+                                && !planned.contains(ip)
+                                && !by_enrolment.contains(ip)
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
+            by_enrolment.extend(hosts.iter().copied());
             if !hosts.is_empty() {
                 work.probes.push(ProbeWork {
                     name: format!("enrolled:{}", site.name),
@@ -303,6 +302,20 @@ pub async fn merge(
             enrol,
             ignore,
         });
+    }
+
+    // agent.toml's own targets, but for what the plan probes (its targets, its enrolled hosts).
+    let mut own = local.probe.clone();
+    own.targets
+        .retain(|ip| !planned.contains(ip) && !by_enrolment.contains(ip));
+    if !own.targets.is_empty() {
+        work.probes.insert(
+            0,
+            ProbeWork {
+                name: LOCAL_PROBES.into(),
+                plan: own,
+            },
+        );
     }
 
     let planned_urls: HashSet<String> = plan
@@ -597,10 +610,14 @@ mod enrolled_tests {
             packets_per_second: 1000,
         };
         let mut enrolled = Enrolled::new();
-        let hosts: BTreeSet<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        // .6 is ignored now and 10.0.1.1 is outside the site's prefix: enrolled under an
+        // earlier form of the site, neither is probed any more.
+        let hosts: BTreeSet<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.6", "10.0.1.1"]
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
+        let mut local = local;
+        local.probe.targets = vec!["10.0.0.3".parse().unwrap(), "10.9.9.9".parse().unwrap()];
         enrolled.insert("lan".into(), (rule.policy(), hosts.clone()));
         let work = merge(&local, &plan, &enrolled, &NoDns).await;
         let group = work
@@ -617,6 +634,12 @@ mod enrolled_tests {
             ]
         );
         assert_eq!((group.plan.count, group.plan.interval.as_secs()), (4, 20));
+        // agent.toml's loop leaves the enrolled host to the enrolment: probed once.
+        let own = work.probes.iter().find(|p| p.name == LOCAL_PROBES).unwrap();
+        assert_eq!(
+            own.plan.targets,
+            vec!["10.9.9.9".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(work.sites[0].enrol.as_ref(), Some(&rule));
         // The bad ignore entry is left out, the good one kept.
         assert_eq!(work.sites[0].ignore.len(), 1);

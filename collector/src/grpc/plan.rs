@@ -76,7 +76,8 @@ impl PlanFeed {
                 Ok(plan) => plan,
                 Err(err) => {
                     tracing::error!(version = head, error = %err, "cannot load the plan; agents keep the plan they have");
-                    self.tx.send_replace(None);
+                    // Once: streams wake for a change, not for every failed look.
+                    self.tx.send_if_modified(|now| now.take().is_some());
                     continue;
                 }
             };

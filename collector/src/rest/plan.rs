@@ -201,14 +201,19 @@ async fn edit_current(
     mut edit: impl FnMut(&mut Plan) -> Result<(), ApiError>,
 ) -> Result<PlanVersionInfo, ApiError> {
     for _ in 0..5 {
-        let (base, mut plan) = match state.store.current_plan().await? {
+        let (base, info, mut plan) = match state.store.current_plan().await? {
             Some(version) => {
-                let base = version.info.version;
-                (base, PlanDocument::from_version(version)?.plan)
+                let (base, info) = (version.info.version, version.info.clone());
+                (base, Some(info), PlanDocument::from_version(version)?.plan)
             }
-            None => (0, Plan::default()),
+            None => (0, None, Plan::default()),
         };
+        let before = plan.clone();
         edit(&mut plan)?;
+        // The same again (a retried request): no new version, no push to every agent.
+        if let (true, Some(info)) = (plan == before, info) {
+            return Ok(info);
+        }
         match save(state, caller, base, plan, comment.clone(), "plan.").await? {
             SavedPlan::Saved(info) => return Ok(info),
             SavedPlan::Conflict { .. } => continue,

@@ -403,6 +403,18 @@ async fn one_target_at_a_time(backend: Backend) {
     );
     let (status, got) = call(reqwest::Method::GET, url("core"), &viewer, None).await;
     assert_eq!((status, got["address"].as_str()), (200, Some("10.0.0.9")));
+    // The same PUT again (a retry) saves nothing new.
+    let (status, again) = put(
+        "core",
+        &operator,
+        json!({"name": "core", "address": "10.0.0.9", "run_on": {"agents": ["agent-a"]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["version"].as_i64()),
+        (200, Some(2)),
+        "{again}"
+    );
     let (status, saved) = call(reqwest::Method::DELETE, url("core"), &operator, None).await;
     assert_eq!(status, 200, "{saved}");
     assert_eq!(
