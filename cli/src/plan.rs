@@ -121,6 +121,21 @@ fn parse_answer(answer: &Value) -> anyhow::Result<(i64, Plan)> {
     Ok((version, plan))
 }
 
+/// Saves `plan` on top of version `base` and says what was saved.
+async fn save(api: &Api, out: Format, base: i64, comment: &str, plan: &Plan) -> anyhow::Result<()> {
+    let body = json!({"base_version": base, "comment": comment, "plan": plan});
+    let saved = api.put("api/plan", &body).await?;
+    match out {
+        Format::Json => output::one(out, &saved),
+        Format::Table => println!(
+            "version {} saved: {}",
+            saved["version"],
+            saved["summary"].as_str().unwrap_or("")
+        ),
+    }
+    Ok(())
+}
+
 const HISTORY_COLUMNS: &[Column] = &[
     ("VERSION", "version"),
     ("SAVED", "created_at"),
@@ -198,16 +213,7 @@ impl PlanCommand {
                         .into())
                     }
                 };
-                let body = json!({"base_version": base, "comment": comment, "plan": plan});
-                let saved = api.put("api/plan", &body).await?;
-                match out {
-                    Format::Json => output::one(out, &saved),
-                    Format::Table => println!(
-                        "version {} saved: {}",
-                        saved["version"],
-                        saved["summary"].as_str().unwrap_or("")
-                    ),
-                }
+                save(api, out, base, &comment, &plan).await?;
             }
             PlanCommand::Import {
                 file,
@@ -248,16 +254,7 @@ impl PlanCommand {
                     imported.skipped.len()
                 );
                 if apply {
-                    let body = json!({"base_version": base, "comment": comment, "plan": plan});
-                    let saved = api.put("api/plan", &body).await?;
-                    match out {
-                        Format::Json => output::one(out, &saved),
-                        Format::Table => println!(
-                            "version {} saved: {}",
-                            saved["version"],
-                            saved["summary"].as_str().unwrap_or("")
-                        ),
-                    }
+                    save(api, out, base, &comment, &plan).await?;
                 } else {
                     println!("{BASE_LINE} {base}");
                     print!("{}", netwarden_plan::to_yaml(&plan));
