@@ -281,7 +281,7 @@ async fn main() {
     if !worst.is_empty() {
         worst.sort();
         println!(
-            "changes: median of the all-agents time {:.0} ms, worst {:.0} ms (the collector polls the version every 1 s)",
+            "changes: median of the all-agents time {:.0} ms, worst {:.0} ms (timed from the start of the save)",
             percentile(&worst, 0.5).as_secs_f64() * 1000.0,
             worst.last().unwrap().as_secs_f64() * 1000.0
         );

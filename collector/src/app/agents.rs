@@ -77,7 +77,11 @@ impl Agents {
             settings.telemetry_grpc_agents.clone(),
         ))
         .max_decoding_message_size(settings.max_message_bytes);
-        let (plan, plan_feed) = PlanHub::new(shared.store.clone(), shared.metrics.clone());
+        let (plan, plan_feed) = PlanHub::new(
+            shared.store.clone(),
+            shared.metrics.clone(),
+            shared.plan_saved.clone(),
+        );
         Ok(Agents {
             addr,
             listener,

@@ -33,6 +33,7 @@ impl Http {
             engine: shared.engine.clone(),
             auth: shared.guard.clone(),
             retention: settings.retention.clone(),
+            plan_saved: shared.plan_saved.clone(),
         }));
         Ok(Http {
             addr,

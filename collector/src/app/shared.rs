@@ -24,6 +24,9 @@ pub struct Shared {
     /// The customer maxout email: telemetry detection queues, the dispatcher delivers; none
     /// without `[email]`.
     pub customer_email: Option<Arc<CustomerEmail>>,
+    /// Rung when this collector saves a plan version, so its agents hear of it at once rather
+    /// than at the plan feed's next look (other collectors' saves are seen by that look).
+    pub plan_saved: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -77,6 +80,7 @@ impl Shared {
             revocations,
             mailer,
             customer_email,
+            plan_saved: Arc::new(tokio::sync::Notify::new()),
         })
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! One [`PlanHub`] per collector watches the database for a new version (a cheap read of the
 //! newest version number every second, so a plan saved through any collector on the same
-//! database reaches agents on every collector), parses it once and hands it to every stream.
+//! database reaches agents on every collector, and at once after a save through this one),
+//! parses it once and hands it to every stream.
 
 use super::AgentConnInfo;
 use crate::error::{grpc_status, ErrorCode, ServiceError};
@@ -41,12 +42,26 @@ pub struct PlanFeed {
     tx: watch::Sender<Snapshot>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    saved: Arc<tokio::sync::Notify>,
 }
 
 impl PlanHub {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> (PlanHub, PlanFeed) {
+    /// `saved` is rung when this collector saves a version: the feed looks at once.
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        saved: Arc<tokio::sync::Notify>,
+    ) -> (PlanHub, PlanFeed) {
         let (tx, rx) = watch::channel(None);
-        (PlanHub { rx }, PlanFeed { tx, store, metrics })
+        (
+            PlanHub { rx },
+            PlanFeed {
+                tx,
+                store,
+                metrics,
+                saved,
+            },
+        )
     }
 }
 
@@ -61,6 +76,7 @@ impl PlanFeed {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {}
+                _ = self.saved.notified() => {}
             }
             let head = match self.store.plan_head().await {
                 Ok(head) => head,

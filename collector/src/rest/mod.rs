@@ -68,6 +68,8 @@ pub struct Services {
     pub engine: Arc<crate::alert::engine::Engine>,
     pub auth: Arc<crate::auth::Guard>,
     pub retention: crate::rollup::RetentionConfig,
+    /// Rung after a plan version is saved (see [`crate::grpc::plan::PlanFeed`]).
+    pub plan_saved: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {

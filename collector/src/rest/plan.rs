@@ -188,6 +188,7 @@ async fn save(
         .await?;
     if let SavedPlan::Saved(info) = &saved {
         tracing::info!(version = info.version, author = %info.author, summary = %info.summary, "plan saved");
+        state.plan_saved.notify_one();
     }
     Ok(saved)
 }
