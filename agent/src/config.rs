@@ -316,16 +316,18 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
+        // The plan's default check is the one set of defaults (SmokePing's 20 pings every 300 s).
+        let c = netwarden_plan::Check::default();
         ProbeConfig {
             targets: Vec::new(),
             force: false,
-            count: 20,
-            interval_secs: 300,
-            ping_interval_ms: 1000,
-            timeout_ms: 2000,
-            min_timeout_ms: 500,
-            degraded_loss_pct: 5.0,
-            degraded_rtt_ms: 250.0,
+            count: c.count,
+            interval_secs: c.interval_secs,
+            ping_interval_ms: c.ping_interval_ms,
+            timeout_ms: c.timeout_ms,
+            min_timeout_ms: c.min_timeout_ms,
+            degraded_loss_pct: c.degraded_loss_pct,
+            degraded_rtt_ms: c.degraded_rtt_ms,
         }
     }
 }

@@ -11,7 +11,6 @@ use netwarden_shared::DiscoveredHost;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// Which found hosts a site enrols, and the settings they are probed with.
@@ -44,16 +43,7 @@ impl EnrolRule {
         let c = &e.check;
         Ok(EnrolRule {
             check: c.name.clone(),
-            settings: ProbePlan {
-                targets: Vec::new(),
-                count: c.count,
-                interval: Duration::from_secs(c.interval_secs),
-                ping_interval: Duration::from_millis(c.ping_interval_ms),
-                timeout: Duration::from_millis(c.timeout_ms),
-                min_timeout: Duration::from_millis(c.min_timeout_ms),
-                degraded_loss_pct: c.degraded_loss_pct,
-                degraded_rtt_ms: c.degraded_rtt_ms,
-            },
+            settings: super::work::probe_settings(c),
             all: e.all,
             addresses,
             vendors: e.vendors.iter().map(|v| v.to_lowercase()).collect(),

@@ -133,6 +133,20 @@ fn addresses(
     }
 }
 
+/// A check's settings as a probe loop's (no targets yet); an interval from the wire is capped.
+pub fn probe_settings(check: &netwarden_plan::Check) -> ProbePlan {
+    ProbePlan {
+        targets: Vec::new(),
+        count: check.count,
+        interval: Duration::from_secs(check.interval_secs).min(MAX_INTERVAL),
+        ping_interval: Duration::from_millis(check.ping_interval_ms),
+        timeout: Duration::from_millis(check.timeout_ms),
+        min_timeout: Duration::from_millis(check.min_timeout_ms),
+        degraded_loss_pct: check.degraded_loss_pct,
+        degraded_rtt_ms: check.degraded_rtt_ms,
+    }
+}
+
 /// What `agent.toml` says the agent runs.
 #[derive(Debug, Clone)]
 pub struct Local {
@@ -200,13 +214,7 @@ pub async fn merge(
         }
         let probe = ProbePlan {
             targets,
-            count: check.count,
-            interval: Duration::from_secs(check.interval_secs).min(MAX_INTERVAL),
-            ping_interval: Duration::from_millis(check.ping_interval_ms),
-            timeout: Duration::from_millis(check.timeout_ms),
-            min_timeout: Duration::from_millis(check.min_timeout_ms),
-            degraded_loss_pct: check.degraded_loss_pct,
-            degraded_rtt_ms: check.degraded_rtt_ms,
+            ..probe_settings(check)
         };
         let round = probe.round_length(local.packets_per_second);
         if round > probe.interval {
