@@ -274,6 +274,27 @@ pub(crate) async fn probe_loop(
     }
 }
 
+/// Checks one `tcp` check's ports every interval and buffers a record per target and port.
+pub(crate) async fn port_loop(
+    plan: tokio::sync::watch::Receiver<probe::tcp::PortPlan>,
+    buffer: SharedBuffer,
+    stop: CancellationToken,
+) {
+    let interval = plan.borrow().interval;
+    let mut next = tokio::time::Instant::now();
+    while tick(&mut next, interval, &stop).await {
+        let plan = plan.borrow().clone();
+        if plan.targets.is_empty() {
+            continue;
+        }
+        let records = tokio::select! {
+            _ = stop.cancelled() => return,
+            records = probe::tcp::check_round(&plan) => records,
+        };
+        store(&buffer, records, "port checks").await;
+    }
+}
+
 /// Sweeps one site every interval and buffers each live host as a discovery record; the
 /// open ports found are what the probe loop may try for a target no ping reaches.
 pub(crate) async fn discovery_loop(

@@ -80,6 +80,10 @@ pub enum CheckKind {
     /// Rounds of ICMP echoes: loss, RTT distribution, jitter (SmokePing's model).
     #[default]
     Icmp,
+    /// A TCP connection to each of `ports` every interval: open, refused, timed out or
+    /// unreachable, and how long the connection took (Uptime Kuma's and blackbox_exporter's
+    /// TCP check).
+    Tcp,
 }
 
 /// Named settings for a kind of check. The defaults are the agent's own (SmokePing's 20
@@ -105,7 +109,13 @@ pub struct Check {
     pub degraded_loss_pct: f64,
     /// A target whose median RTT is at least this (ms) is degraded.
     pub degraded_rtt_ms: f64,
+    /// The ports a `tcp` check connects to (none for `icmp`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
 }
+
+/// The most ports one `tcp` check connects to on each target.
+pub const MAX_CHECK_PORTS: usize = 32;
 
 /// The name of the check a target without `checks` runs: the defaults below, unless the plan
 /// defines a check of this name.
@@ -123,6 +133,7 @@ impl Default for Check {
             min_timeout_ms: 500,
             degraded_loss_pct: 5.0,
             degraded_rtt_ms: 250.0,
+            ports: Vec::new(),
         }
     }
 }

@@ -10,20 +10,27 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentPlan {
     pub version: u64,
-    /// By check name.
+    /// ICMP rounds, by check name.
     pub probes: Vec<ProbeGroup>,
     pub discovery: Vec<DiscoveryAssignment>,
     pub speedtests: Vec<SpeedTestAssignment>,
+    /// TCP port checks (`kind: tcp`), by check name.
+    pub ports: Vec<ProbeGroup>,
 }
 
 impl AgentPlan {
     pub fn target_count(&self) -> usize {
-        self.probes.iter().map(|g| g.targets.len()).sum()
+        self.probes
+            .iter()
+            .chain(&self.ports)
+            .map(|g| g.targets.len())
+            .sum()
     }
 
     /// The same work, whatever the version: whether an agent needs to be sent this.
     pub fn same_work(&self, other: &AgentPlan) -> bool {
         self.probes == other.probes
+            && self.ports == other.ports
             && self.discovery == other.discovery
             && self.speedtests == other.speedtests
     }
@@ -238,14 +245,14 @@ impl Resolver {
                 }
             }
         }
-        let probes = groups
+        let (ports, probes): (Vec<ProbeGroup>, Vec<ProbeGroup>) = groups
             .into_iter()
             .map(|(name, (targets, _))| {
                 let mut check = self.check(name).clone();
                 check.name = name.to_string();
                 ProbeGroup { check, targets }
             })
-            .collect();
+            .partition(|g| g.check.kind == crate::model::CheckKind::Tcp);
 
         let discovery = self
             .plan
@@ -280,6 +287,7 @@ impl Resolver {
             probes,
             discovery,
             speedtests,
+            ports,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Checks a plan as a whole before it is stored, collecting every error with the field it is
 //! in (`targets[3].address: ...`), so one bulk import shows all its problems at once.
 
-use crate::model::{Check, Labels, Plan, RunOn};
+use crate::model::{Check, CheckKind, Labels, Plan, RunOn, MAX_CHECK_PORTS};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -226,6 +226,41 @@ impl Checker {
                 });
             }
         };
+        if c.kind == CheckKind::Tcp {
+            range(
+                "interval_secs",
+                (1..=86_400).contains(&c.interval_secs),
+                "must be between 1 and 86400 (a day)",
+            );
+            range(
+                "timeout_ms",
+                (1..=60_000).contains(&c.timeout_ms)
+                    && c.timeout_ms <= c.interval_secs.saturating_mul(1000),
+                "must be between 1 and 60000, and no longer than the interval",
+            );
+            range(
+                "ports",
+                (1..=MAX_CHECK_PORTS).contains(&c.ports.len()),
+                "a tcp check needs 1 to 32 ports",
+            );
+            let mut seen = HashSet::new();
+            for (i, port) in c.ports.iter().enumerate() {
+                if *port == 0 {
+                    self.fail(format!("{field}.ports[{i}]"), "must be between 1 and 65535");
+                } else if !seen.insert(*port) {
+                    self.fail(
+                        format!("{field}.ports[{i}]"),
+                        format!("{port} is listed twice"),
+                    );
+                }
+            }
+            return;
+        }
+        range(
+            "ports",
+            c.ports.is_empty(),
+            "ports are for tcp checks (kind: tcp); an icmp check has none",
+        );
         range(
             "count",
             (1..=1000).contains(&c.count),
@@ -394,6 +429,13 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         .map(|k| k.name.as_str())
         .chain([crate::model::DEFAULT_CHECK])
         .collect();
+    // Enrolled hosts are probed by ICMP rounds; a tcp check cannot be their check.
+    let tcp_checks: HashSet<&str> = plan
+        .checks
+        .iter()
+        .filter(|k| k.kind == CheckKind::Tcp)
+        .map(|k| k.name.as_str())
+        .collect();
 
     let mut addresses: u128 = 0;
     for (i, target) in plan.targets.iter().enumerate() {
@@ -449,6 +491,14 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
             }
         }
         c.enrol(&format!("{field}.enrol"), &site.enrol, &checks);
+        if let Some(check) = site.enrol.check.as_deref() {
+            if tcp_checks.contains(check) {
+                c.fail(
+                    format!("{field}.enrol.check"),
+                    format!("{check:?} is a tcp check; enrolled hosts are probed by an icmp check"),
+                );
+            }
+        }
         if !(10..=7 * 86_400).contains(&site.interval_secs) {
             c.fail(
                 format!("{field}.interval_secs"),

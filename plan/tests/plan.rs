@@ -339,3 +339,78 @@ discovery:
     // The named check's settings travel with the policy.
     assert_eq!((enrol.check.name.as_str(), enrol.check.count), ("fast", 10));
 }
+
+#[test]
+fn a_tcp_check_is_checked_and_reaches_its_agents_as_port_checks() {
+    let resolver = Resolver::new(std::sync::Arc::new(example()), 3);
+    let pop = resolver.resolve("agent-syd-1");
+    assert!(
+        pop.probes.iter().all(|g| g.check.kind == CheckKind::Icmp),
+        "a tcp check is no ICMP round"
+    );
+    let [group] = &pop.ports[..] else {
+        panic!("one port group: {:?}", pop.ports);
+    };
+    assert_eq!(group.check.name, "mgmt-ports");
+    assert_eq!(group.check.ports, [22, 443]);
+    assert_eq!(group.targets[0].name, "syd-core-1");
+    assert_eq!(pop.target_count(), 5, "4 probed, 1 port-checked");
+    // The same target without the tcp check: a change the agent is sent.
+    let mut plan = example();
+    plan.targets[0].checks.retain(|c| c != "mgmt-ports");
+    let without = Resolver::new(std::sync::Arc::new(plan), 4).resolve("agent-syd-1");
+    assert!(without.ports.is_empty());
+    assert!(!without.same_work(&pop));
+
+    let base = "sites: [{name: s}]\nagents: [{name: a, site: s}]\n";
+    let errors = errors_of(&format!(
+        "{base}checks:\n  - {{name: t, kind: tcp, ports: [], interval_secs: 5, timeout_ms: 9000}}\n"
+    ));
+    assert!(
+        has(&errors, "checks[0].ports: a tcp check needs 1 to 32 ports"),
+        "{errors:?}"
+    );
+    assert!(
+        has(
+            &errors,
+            "checks[0].timeout_ms: must be between 1 and 60000, and no longer than the interval"
+        ),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!(
+        "{base}checks:\n  - {{name: t, kind: tcp, ports: [22, 0, 22]}}\n"
+    ));
+    assert!(
+        has(&errors, "checks[0].ports[1]: must be between 1 and 65535"),
+        "{errors:?}"
+    );
+    assert!(
+        has(&errors, "checks[0].ports[2]: 22 is listed twice"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!("{base}checks:\n  - {{name: i, ports: [22]}}\n"));
+    assert!(
+        has(&errors, "checks[0].ports: ports are for tcp checks"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!(
+        "{base}checks:\n  - {{name: t, kind: tcp, ports: [22]}}\ndiscovery:\n  - {{name: lan, site: s, cidrs: [10.0.0.0/24], enrol: {{mode: all, check: t}}}}\n"
+    ));
+    assert!(
+        has(&errors, "discovery[0].enrol.check: \"t\" is a tcp check"),
+        "{errors:?}"
+    );
+    let unknown = from_yaml(&format!(
+        "{base}checks:\n  - {{name: t, kind: udp, ports: [53]}}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("checks[0].kind"), "{unknown}");
+    // ICMP's own settings do not bind a tcp check (its count of pings means nothing).
+    assert_eq!(
+        errors_of(&format!(
+            "{base}checks:\n  - {{name: t, kind: tcp, ports: [443], count: 0, interval_secs: 30, timeout_ms: 2000}}\n"
+        )),
+        Vec::<String>::new()
+    );
+}

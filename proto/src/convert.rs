@@ -95,6 +95,9 @@ fn record_from_wire(record: v1::Record) -> Result<shared::Record, ConvertError> 
         Some(v1::record::Kind::SpeedTest(s)) => {
             shared::RecordKind::SpeedTest(speed_from_wire(s).map_err(|e| e.under("speed_test"))?)
         }
+        Some(v1::record::Kind::PortCheck(c)) => {
+            shared::RecordKind::Port(port_from_wire(c).map_err(|e| e.under("port_check"))?)
+        }
         None => return Err(fail("kind", "missing or of an unknown kind")),
     };
     Ok(shared::Record {
@@ -286,6 +289,45 @@ fn speed_from_wire(s: v1::SpeedTest) -> Result<shared::SpeedTest, ConvertError> 
     })
 }
 
+/// The longest connection time a port check can report (its timeout is capped below this).
+const MAX_CONNECT_MS: f32 = 600_000.0;
+
+fn port_from_wire(c: v1::PortCheck) -> Result<shared::PortCheck, ConvertError> {
+    let target = ip("target", &c.target)?;
+    let port = u16::try_from(c.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| fail("port", format!("{} is not 1 to 65535", c.port)))?;
+    let state = match v1::PortState::try_from(c.state) {
+        Ok(v1::PortState::Open) => shared::PortState::Open,
+        Ok(v1::PortState::Refused) => shared::PortState::Refused,
+        Ok(v1::PortState::Timeout) => shared::PortState::Timeout,
+        Ok(v1::PortState::Unreachable) => shared::PortState::Unreachable,
+        _ => return Err(fail("state", format!("unknown state {}", c.state))),
+    };
+    let connect_ms = match c.connect_ms {
+        Some(ms) if state != shared::PortState::Open => {
+            return Err(fail(
+                "connect_ms",
+                format!("{ms} given for a port that is not open"),
+            ))
+        }
+        Some(ms) if !(ms.is_finite() && (0.0..=MAX_CONNECT_MS).contains(&ms)) => {
+            return Err(fail(
+                "connect_ms",
+                format!("{ms} is not 0 to {MAX_CONNECT_MS}"),
+            ))
+        }
+        other => other,
+    };
+    Ok(shared::PortCheck {
+        target,
+        port,
+        state,
+        connect_ms,
+    })
+}
+
 /// Encodes a domain record for the wire (agent side).
 pub fn record_to_wire(record: &shared::Record) -> v1::Record {
     let kind = match &record.kind {
@@ -341,6 +383,17 @@ pub fn record_to_wire(record: &shared::Record) -> v1::Record {
             duration_us: s.duration_us,
             mbps: s.mbps,
             error: s.error.clone().unwrap_or_default(),
+        }),
+        shared::RecordKind::Port(c) => v1::record::Kind::PortCheck(v1::PortCheck {
+            target: c.target.to_string(),
+            port: u32::from(c.port),
+            state: match c.state {
+                shared::PortState::Open => v1::PortState::Open,
+                shared::PortState::Refused => v1::PortState::Refused,
+                shared::PortState::Timeout => v1::PortState::Timeout,
+                shared::PortState::Unreachable => v1::PortState::Unreachable,
+            } as i32,
+            connect_ms: c.connect_ms,
         }),
     };
     v1::Record {
@@ -422,6 +475,10 @@ mod tests {
                     error: None,
                 }),
             },
+            port_check(4, shared::PortState::Open, Some(0.35)),
+            port_check(5, shared::PortState::Refused, None),
+            port_check(6, shared::PortState::Timeout, None),
+            port_check(7, shared::PortState::Unreachable, None),
         ];
         let wire = batch(records.iter().map(record_to_wire).collect());
         let back = batch_from_wire(wire).unwrap();
@@ -429,6 +486,54 @@ mod tests {
         assert_eq!(back.sequence, 7);
         assert_eq!(back.status.buffer_backlog, 3);
         assert_eq!(back.claimed_agent_id, None);
+    }
+
+    fn port_check(record_id: u64, state: shared::PortState, ms: Option<f32>) -> shared::Record {
+        shared::Record {
+            record_id,
+            observed_at: DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+            kind: shared::RecordKind::Port(shared::PortCheck {
+                target: "2001:db8::7".parse().unwrap(),
+                port: 443,
+                state,
+                connect_ms: ms,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_port_check_out_of_bounds_is_refused_by_field() {
+        let bad = |edit: fn(&mut v1::PortCheck)| {
+            let mut wire = record_to_wire(&port_check(1, shared::PortState::Open, Some(1.0)));
+            if let Some(v1::record::Kind::PortCheck(c)) = wire.kind.as_mut() {
+                edit(c);
+            }
+            batch_from_wire(batch(vec![wire])).unwrap_err().to_string()
+        };
+        assert_eq!(
+            bad(|c| c.port = 0),
+            "records[0].port_check.port: 0 is not 1 to 65535"
+        );
+        assert_eq!(
+            bad(|c| c.port = 70_000),
+            "records[0].port_check.port: 70000 is not 1 to 65535"
+        );
+        assert_eq!(
+            bad(|c| c.state = 9),
+            "records[0].port_check.state: unknown state 9"
+        );
+        assert_eq!(
+            bad(|c| c.connect_ms = Some(f32::INFINITY)),
+            "records[0].port_check.connect_ms: inf is not 0 to 600000"
+        );
+        assert_eq!(
+            bad(|c| c.state = v1::PortState::Refused as i32),
+            "records[0].port_check.connect_ms: 1 given for a port that is not open"
+        );
+        assert_eq!(
+            bad(|c| c.target = "host".into()),
+            "records[0].port_check.target: \"host\" is not an IP address"
+        );
     }
 
     #[test]

@@ -60,7 +60,84 @@ fn check_from_wire(name: String, icmp: v1::IcmpSettings) -> plan::Check {
         min_timeout_ms: icmp.min_timeout_ms,
         degraded_loss_pct: icmp.degraded_loss_pct,
         degraded_rtt_ms: icmp.degraded_rtt_ms,
+        ports: Vec::new(),
     }
+}
+
+fn tcp_to_wire(c: &plan::Check) -> v1::TcpSettings {
+    v1::TcpSettings {
+        ports: c.ports.iter().map(|p| u32::from(*p)).collect(),
+        interval_secs: c.interval_secs,
+        timeout_ms: c.timeout_ms,
+    }
+}
+
+fn tcp_from_wire(
+    field: &str,
+    name: String,
+    tcp: v1::TcpSettings,
+) -> Result<plan::Check, ConvertError> {
+    if tcp.ports.len() > plan::MAX_CHECK_PORTS {
+        return Err(fail(
+            format!("{field}.ports"),
+            format!(
+                "holds {} ports, more than {}",
+                tcp.ports.len(),
+                plan::MAX_CHECK_PORTS
+            ),
+        ));
+    }
+    let ports = tcp
+        .ports
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| fail(format!("{field}.ports[{i}]"), "must be 1 to 65535"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(plan::Check {
+        name,
+        kind: plan::CheckKind::Tcp,
+        interval_secs: tcp.interval_secs,
+        timeout_ms: tcp.timeout_ms,
+        ports,
+        ..plan::Check::default()
+    })
+}
+
+fn targets_to_wire(targets: &[plan::PlannedTarget]) -> Vec<v1::PlannedTarget> {
+    targets
+        .iter()
+        .map(|t| v1::PlannedTarget {
+            name: t.name.clone(),
+            address: t.address.clone(),
+            force: t.force,
+        })
+        .collect()
+}
+
+fn targets_from_wire(
+    field: &str,
+    targets: Vec<v1::PlannedTarget>,
+) -> Result<Vec<plan::PlannedTarget>, ConvertError> {
+    bounded(&format!("{field}.targets"), targets)?
+        .into_iter()
+        .enumerate()
+        .map(|(j, t)| {
+            Ok(plan::PlannedTarget {
+                name: text(|| format!("{field}.targets[{j}].name"), t.name, MAX_TEXT)?,
+                address: text(
+                    || format!("{field}.targets[{j}].address"),
+                    t.address,
+                    MAX_TEXT,
+                )?,
+                force: t.force,
+            })
+        })
+        .collect()
 }
 
 fn texts(field: &str, list: Vec<String>, max: usize) -> Result<Vec<String>, ConvertError> {
@@ -108,15 +185,16 @@ pub fn agent_plan_to_wire(p: &plan::AgentPlan) -> v1::AgentPlan {
             .map(|g| v1::ProbeGroup {
                 check: g.check.name.clone(),
                 icmp: Some(icmp_to_wire(&g.check)),
-                targets: g
-                    .targets
-                    .iter()
-                    .map(|t| v1::PlannedTarget {
-                        name: t.name.clone(),
-                        address: t.address.clone(),
-                        force: t.force,
-                    })
-                    .collect(),
+                targets: targets_to_wire(&g.targets),
+            })
+            .collect(),
+        ports: p
+            .ports
+            .iter()
+            .map(|g| v1::PortGroup {
+                check: g.check.name.clone(),
+                tcp: Some(tcp_to_wire(&g.check)),
+                targets: targets_to_wire(&g.targets),
             })
             .collect(),
         discovery: p
@@ -160,31 +238,25 @@ pub fn agent_plan_from_wire(p: v1::AgentPlan) -> Result<plan::AgentPlan, Convert
         let icmp = g
             .icmp
             .ok_or_else(|| fail(format!("probes[{i}].icmp"), "is missing"))?;
-        let mut targets = Vec::new();
-        for (j, t) in bounded(&format!("probes[{i}].targets"), g.targets)?
-            .into_iter()
-            .enumerate()
-        {
-            targets.push(plan::PlannedTarget {
-                name: text(
-                    || format!("probes[{i}].targets[{j}].name"),
-                    t.name,
-                    MAX_TEXT,
-                )?,
-                address: text(
-                    || format!("probes[{i}].targets[{j}].address"),
-                    t.address,
-                    MAX_TEXT,
-                )?,
-                force: t.force,
-            });
-        }
+        let targets = targets_from_wire(&format!("probes[{i}]"), g.targets)?;
         probes.push(plan::ProbeGroup {
             check: check_from_wire(
                 text(|| format!("probes[{i}].check"), g.check, MAX_TEXT)?,
                 icmp,
             ),
             targets,
+        });
+    }
+    let mut ports = Vec::new();
+    for (i, g) in bounded("ports", p.ports)?.into_iter().enumerate() {
+        let field = format!("ports[{i}]");
+        let tcp = g
+            .tcp
+            .ok_or_else(|| fail(format!("{field}.tcp"), "is missing"))?;
+        let name = text(|| format!("{field}.check"), g.check, MAX_TEXT)?;
+        ports.push(plan::ProbeGroup {
+            check: tcp_from_wire(&format!("{field}.tcp"), name, tcp)?,
+            targets: targets_from_wire(&field, g.targets)?,
         });
     }
     let mut discovery = Vec::new();
@@ -217,5 +289,64 @@ pub fn agent_plan_from_wire(p: v1::AgentPlan) -> Result<plan::AgentPlan, Convert
         probes,
         discovery,
         speedtests,
+        ports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(kind: plan::CheckKind, ports: Vec<u16>) -> plan::ProbeGroup {
+        plan::ProbeGroup {
+            check: plan::Check {
+                name: format!("{kind:?}"),
+                kind,
+                ports,
+                ..plan::Check::default()
+            },
+            targets: vec![plan::PlannedTarget {
+                name: "web".into(),
+                address: "192.0.2.10".into(),
+                force: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn port_groups_travel_beside_probe_groups() {
+        let share = plan::AgentPlan {
+            version: 4,
+            probes: vec![group(plan::CheckKind::Icmp, vec![])],
+            ports: vec![group(plan::CheckKind::Tcp, vec![22, 443])],
+            ..plan::AgentPlan::default()
+        };
+        let wire = agent_plan_to_wire(&share);
+        assert_eq!(wire.ports[0].tcp.as_ref().unwrap().ports, [22, 443]);
+        assert_eq!(agent_plan_from_wire(wire).unwrap(), share);
+    }
+
+    #[test]
+    fn a_port_group_out_of_bounds_is_refused_by_field() {
+        let share = plan::AgentPlan {
+            ports: vec![group(plan::CheckKind::Tcp, vec![22])],
+            ..plan::AgentPlan::default()
+        };
+        let mut wire = agent_plan_to_wire(&share);
+        wire.ports[0].tcp.as_mut().unwrap().ports = vec![22, 0];
+        assert_eq!(
+            agent_plan_from_wire(wire.clone()).unwrap_err().to_string(),
+            "ports[0].tcp.ports[1]: must be 1 to 65535"
+        );
+        wire.ports[0].tcp.as_mut().unwrap().ports = (1..=33).collect();
+        assert_eq!(
+            agent_plan_from_wire(wire.clone()).unwrap_err().field,
+            "ports[0].tcp.ports"
+        );
+        wire.ports[0].tcp = None;
+        assert_eq!(
+            agent_plan_from_wire(wire).unwrap_err().field,
+            "ports[0].tcp"
+        );
+    }
 }

@@ -207,6 +207,53 @@ pub enum RecordKind {
     Probe(ProbeRound),
     Discovery(DiscoveredHost),
     SpeedTest(SpeedTest),
+    Port(PortCheck),
+}
+
+/// What one TCP connection attempt to a port found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortState {
+    /// The connection was accepted.
+    Open,
+    /// The host answered with a reset: it is there, nothing listens.
+    Refused,
+    /// No answer within the check's timeout (filtered, or the host is away).
+    Timeout,
+    /// The network said the host or its network cannot be reached, or no route.
+    Unreachable,
+}
+
+impl PortState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::Open => "open",
+            PortState::Refused => "refused",
+            PortState::Timeout => "timeout",
+            PortState::Unreachable => "unreachable",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PortState> {
+        [
+            PortState::Open,
+            PortState::Refused,
+            PortState::Timeout,
+            PortState::Unreachable,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+/// One TCP port check: a connection attempt to `target:port`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortCheck {
+    pub target: IpAddr,
+    pub port: u16,
+    pub state: PortState,
+    /// How long the connection took to be accepted (open only).
+    pub connect_ms: Option<f32>,
 }
 
 /// One measurement as buffered by the agent and stored by the collector.

@@ -8,6 +8,7 @@ use crate::buffer::SharedBuffer;
 use crate::config::{ProbePlan, Site, SpeedTestPlan};
 use crate::discovery::DiscoveryOptions;
 use crate::probe::liveness::OpenPorts;
+use crate::probe::tcp::PortPlan;
 use crate::LazyEngine;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -23,12 +24,52 @@ enum Loop {
     },
     Discovery(Site),
     SpeedTest(SpeedTestPlan),
+    /// By name and settings, as a probe loop.
+    Ports {
+        name: String,
+        settings: PortPlan,
+    },
+}
+
+/// The targets a loop is handed on a change: a probe loop's or a port loop's.
+#[derive(Debug, Clone)]
+enum Targets {
+    Probe(ProbePlan),
+    Ports(PortPlan),
+}
+
+/// Where a running loop takes new targets from.
+enum Retarget {
+    Probe(watch::Sender<ProbePlan>),
+    Ports(watch::Sender<PortPlan>),
+}
+
+impl Retarget {
+    /// Hands the loop `targets` if they differ from its own; whether they did.
+    fn send(&self, targets: &Targets) -> bool {
+        fn swap<T: Clone + PartialEq>(now: &mut Vec<T>, new: &[T]) -> bool {
+            let changed = now.as_slice() != new;
+            if changed {
+                *now = new.to_vec();
+            }
+            changed
+        }
+        match (self, targets) {
+            (Retarget::Probe(tx), Targets::Probe(plan)) => {
+                tx.send_if_modified(|now| swap(&mut now.targets, &plan.targets))
+            }
+            (Retarget::Ports(tx), Targets::Ports(plan)) => {
+                tx.send_if_modified(|now| swap(&mut now.targets, &plan.targets))
+            }
+            _ => false,
+        }
+    }
 }
 
 struct Running {
     what: Loop,
-    /// A probe loop's targets, changed in place.
-    targets: Option<watch::Sender<ProbePlan>>,
+    /// A probe or port loop's targets, changed in place.
+    targets: Option<Retarget>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -85,11 +126,23 @@ impl Runner {
     }
 
     pub fn apply(&mut self, work: Work) -> Applied {
-        let mut wanted: Vec<(Loop, Option<ProbePlan>)> = work
+        let mut wanted: Vec<(Loop, Option<Targets>)> = work
             .probes
             .iter()
-            .map(|p| (probe_loop(p), Some(p.plan.clone())))
+            .map(|p| (probe_loop(p), Some(Targets::Probe(p.plan.clone()))))
             .collect();
+        wanted.extend(work.ports.iter().map(|p| {
+            (
+                Loop::Ports {
+                    name: p.name.clone(),
+                    settings: PortPlan {
+                        targets: Vec::new(),
+                        ..p.plan.clone()
+                    },
+                },
+                Some(Targets::Ports(p.plan.clone())),
+            )
+        }));
         wanted.extend(work.sites.into_iter().map(|s| (Loop::Discovery(s), None)));
         wanted.extend(
             work.speedtests
@@ -102,13 +155,7 @@ impl Runner {
             match wanted.iter().find(|(what, _)| *what == running.what) {
                 Some((_, plan)) => {
                     if let (Some(tx), Some(plan)) = (&running.targets, plan) {
-                        if tx.send_if_modified(|now| {
-                            let changed = now.targets != plan.targets;
-                            if changed {
-                                now.targets = plan.targets.clone();
-                            }
-                            changed
-                        }) {
+                        if tx.send(plan) {
                             applied.retargeted += 1;
                         }
                     }
@@ -144,11 +191,11 @@ impl Runner {
     fn start(
         &self,
         what: &Loop,
-        plan: Option<ProbePlan>,
+        plan: Option<Targets>,
         stop: CancellationToken,
-    ) -> (JoinHandle<()>, Option<watch::Sender<ProbePlan>>) {
+    ) -> (JoinHandle<()>, Option<Retarget>) {
         match (what.clone(), plan) {
-            (Loop::Probe { .. }, Some(plan)) => {
+            (Loop::Probe { .. }, Some(Targets::Probe(plan))) => {
                 let (tx, rx) = watch::channel(plan);
                 let task = tokio::spawn(crate::probe_loop(
                     rx,
@@ -157,7 +204,12 @@ impl Runner {
                     self.open_ports.clone(),
                     stop,
                 ));
-                (task, Some(tx))
+                (task, Some(Retarget::Probe(tx)))
+            }
+            (Loop::Ports { .. }, Some(Targets::Ports(plan))) => {
+                let (tx, rx) = watch::channel(plan);
+                let task = tokio::spawn(crate::port_loop(rx, self.buffer.clone(), stop));
+                (task, Some(Retarget::Ports(tx)))
             }
             (Loop::Discovery(site), _) => (
                 tokio::spawn(crate::discovery_loop(
@@ -175,7 +227,8 @@ impl Runner {
                 tokio::spawn(crate::speedtest_loop(plan, self.buffer.clone(), stop)),
                 None,
             ),
-            (Loop::Probe { .. }, None) => (tokio::spawn(async {}), None),
+            // A loop is always wanted with its own kind of targets.
+            (Loop::Probe { .. } | Loop::Ports { .. }, _) => (tokio::spawn(async {}), None),
         }
     }
 
@@ -257,15 +310,77 @@ mod tests {
         let fast = runner
             .running
             .iter()
-            .find_map(|r| match &r.what {
-                Loop::Probe { name, .. } if name == "check:fast" => r.targets.clone(),
+            .find_map(|r| match (&r.what, &r.targets) {
+                (Loop::Probe { name, .. }, Some(Retarget::Probe(tx))) if name == "check:fast" => {
+                    Some(tx.borrow().targets.len())
+                }
                 _ => None,
             })
             .unwrap();
-        assert_eq!(fast.borrow().targets.len(), 2);
+        assert_eq!(fast, 2);
         // Its settings changed: that loop alone is replaced.
         let other = runner.apply(work(&["192.0.2.2", "192.0.2.3"], 5));
         assert_eq!((other.started, other.stopped, other.kept), (1, 1, 1));
+        runner.stop_all().await;
+    }
+
+    #[tokio::test]
+    async fn a_port_loop_is_retargeted_in_place_and_checks_its_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let buffer = SharedBuffer::new(
+            crate::buffer::Buffer::open(&dir.path().join("b.db"), 10_000).unwrap(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ports = |targets: &[&str], timeout_ms: u64| Work {
+            ports: vec![super::super::work::PortWork {
+                name: "ports:web".into(),
+                plan: PortPlan {
+                    targets: targets.iter().map(|t| t.parse().unwrap()).collect(),
+                    ports: vec![port],
+                    interval: Duration::from_secs(300),
+                    timeout: Duration::from_millis(timeout_ms),
+                },
+            }],
+            ..Work::default()
+        };
+        let stop = CancellationToken::new();
+        let mut runner = Runner::new(
+            Arc::new(LazyEngine::new(Arc::new(RateLimiter::new(100)), false)),
+            buffer.clone(),
+            OpenPorts::default(),
+            DiscoveryOptions::default(),
+            super::super::enrolment::Enrolment::open(buffer.clone()).await,
+            stop.clone(),
+        );
+        assert_eq!(runner.apply(ports(&["127.0.0.1"], 500)).started, 1);
+        // The first round runs at once: one record for the one target and port, open.
+        let mut batch = None;
+        for _ in 0..250 {
+            batch = buffer.with(|b| b.next_batch(10)).await.unwrap();
+            if batch.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let records = batch.expect("a round buffered").records;
+        use netwarden_proto::v1;
+        assert!(
+            matches!(
+                &records[..],
+                [v1::Record { kind: Some(v1::record::Kind::PortCheck(c)), .. }]
+                    if c.port == u32::from(port) && c.state == v1::PortState::Open as i32
+            ),
+            "{records:?}"
+        );
+        let more = runner.apply(ports(&["127.0.0.1", "127.0.0.2"], 500));
+        assert_eq!((more.started, more.stopped, more.retargeted), (0, 0, 1));
+        let other = runner.apply(ports(&["127.0.0.1", "127.0.0.2"], 900));
+        assert_eq!(
+            (other.started, other.stopped),
+            (1, 1),
+            "new settings, new loop"
+        );
         runner.stop_all().await;
     }
 }

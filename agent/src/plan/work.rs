@@ -12,6 +12,7 @@
 
 use super::enrolment::{EnrolRule, Enrolled};
 use crate::config::{ProbePlan, Settings, Site, SpeedTestPlan};
+use crate::probe::tcp::PortPlan;
 use futures::StreamExt;
 use netwarden_plan::{AgentPlan, TargetAddress};
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,16 @@ pub struct Work {
     pub probes: Vec<ProbeWork>,
     pub sites: Vec<Site>,
     pub speedtests: Vec<SpeedTestPlan>,
+    /// The plan's `tcp` checks, one loop each (`ports:NAME`).
+    pub ports: Vec<PortWork>,
+}
+
+/// One `tcp` check's loop. Like a probe loop, it keeps running while its name and settings
+/// stay; its targets may change under it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortWork {
+    pub name: String,
+    pub plan: PortPlan,
 }
 
 /// One probe loop: `agent.toml`'s, or one check of the plan (`check:NAME`). A loop keeps
@@ -39,7 +50,15 @@ pub const LOCAL_PROBES: &str = "agent.toml";
 
 impl Work {
     pub fn target_count(&self) -> usize {
-        self.probes.iter().map(|p| p.plan.targets.len()).sum()
+        self.probes
+            .iter()
+            .map(|p| p.plan.targets.len())
+            .sum::<usize>()
+            + self
+                .ports
+                .iter()
+                .map(|p| p.plan.targets.len())
+                .sum::<usize>()
     }
 }
 
@@ -79,6 +98,7 @@ async fn resolve_names(
     let mut names: Vec<String> = plan
         .probes
         .iter()
+        .chain(&plan.ports)
         .flat_map(|g| g.targets.iter())
         .filter_map(
             |t| match netwarden_plan::parse_address(&t.address, t.force) {
@@ -230,6 +250,43 @@ pub async fn merge(
         work.probes.push(ProbeWork {
             name: format!("check:{}", check.name),
             plan: probe,
+        });
+    }
+
+    for group in &plan.ports {
+        let check = &group.check;
+        if let Err(errors) = netwarden_plan::validate_check(check) {
+            tracing::error!(check = %check.name, %errors, "the plan's tcp check is not valid here; its targets are not checked");
+            continue;
+        }
+        let mut targets = Vec::new();
+        let mut in_group = HashSet::new();
+        for target in &group.targets {
+            match addresses(target, &names) {
+                Ok(found) if found.len() > budget => {
+                    tracing::error!(target = %target.name, limit = crate::targets::MAX_TARGETS, "the plan gives this agent more addresses than it probes; this target and the rest of its check are left out");
+                    break;
+                }
+                Ok(found) => {
+                    budget -= found.len();
+                    targets.extend(found.into_iter().filter(|ip| in_group.insert(*ip)));
+                }
+                Err(err) => {
+                    tracing::warn!(target = %target.name, error = %err, "a planned target's ports are not checked this time")
+                }
+            }
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        work.ports.push(PortWork {
+            name: format!("ports:{}", check.name),
+            plan: PortPlan {
+                targets,
+                ports: check.ports.clone(),
+                interval: Duration::from_secs(check.interval_secs.max(1)).min(MAX_INTERVAL),
+                timeout: Duration::from_millis(check.timeout_ms.clamp(1, 60_000)),
+            },
         });
     }
 
@@ -473,6 +530,21 @@ mod tests {
                 upload_bytes: 5,
                 timeout_secs: 10,
             }],
+            ports: vec![ProbeGroup {
+                check: Check {
+                    name: "web".into(),
+                    kind: netwarden_plan::CheckKind::Tcp,
+                    ports: vec![443, 22],
+                    interval_secs: 20,
+                    timeout_ms: 1500,
+                    ..Check::default()
+                },
+                targets: vec![
+                    target("core", "10.0.0.2"),
+                    target("by-name", "router.example"),
+                    target("gone", "nowhere.example"),
+                ],
+            }],
         };
         let dns = Table(vec![(
             "router.example",
@@ -507,6 +579,19 @@ mod tests {
         // The same server once, as the plan says.
         assert_eq!(work.speedtests.len(), 1);
         assert_eq!(work.speedtests[0].interval, Duration::from_secs(900));
+        // The tcp check is a loop of its own, its names resolved as the probes' are; the
+        // address it shares with a probe group is checked all the same (another check).
+        let [ports] = &work.ports[..] else {
+            panic!("one port loop: {:?}", work.ports);
+        };
+        assert_eq!(ports.name, "ports:web");
+        assert_eq!(ports.plan.targets, vec![ip("10.0.0.2"), ip("10.0.0.8")]);
+        assert_eq!(ports.plan.ports, vec![443, 22]);
+        assert_eq!(
+            (ports.plan.interval, ports.plan.timeout),
+            (Duration::from_secs(20), Duration::from_millis(1500))
+        );
+        assert_eq!(work.target_count(), 1 + 4 + 2);
     }
 
     #[tokio::test]
@@ -600,6 +685,7 @@ mod enrolled_tests {
                 enrol: Some(enrol),
                 ignore: vec!["10.0.0.6".into(), "bogus".into()],
             }],
+            ports: vec![],
             speedtests: vec![],
         };
         let local = Local {

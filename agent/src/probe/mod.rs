@@ -3,6 +3,7 @@
 
 pub mod liveness;
 pub mod stats;
+pub mod tcp;
 
 pub use stats::{judge, round_stats};
 

@@ -19,6 +19,8 @@ pub struct Detectors {
     devices: HashMap<(String, String), DeviceState>,
     identities: HashMap<(String, String), Option<Known>>,
     speed_low: HashMap<(String, &'static str), bool>,
+    /// Each checked port's run: (agent, address, port).
+    ports: HashMap<(String, std::net::IpAddr, u16), super::Streak>,
     /// Each device's last reported status, for live status-change events.
     statuses: HashMap<(String, String), DeviceStatus>,
     /// Each discovery site's first sweep (agent, site): its hosts are the baseline.
@@ -36,6 +38,7 @@ enum Subject {
     Round(std::net::IpAddr),
     Host(std::net::IpAddr),
     Speed(u8),
+    Port(std::net::IpAddr, u16),
 }
 
 impl Subject {
@@ -44,6 +47,7 @@ impl Subject {
             RecordKind::Probe(round) => Subject::Round(round.target),
             RecordKind::Discovery(host) => Subject::Host(host.address),
             RecordKind::SpeedTest(test) => Subject::Speed(test.direction as u8),
+            RecordKind::Port(check) => Subject::Port(check.target, check.port),
         }
     }
 }
@@ -74,6 +78,7 @@ impl Detectors {
             devices: HashMap::new(),
             identities: HashMap::new(),
             speed_low: HashMap::new(),
+            ports: HashMap::new(),
             statuses: HashMap::new(),
             baselines: HashMap::new(),
             sites: HashMap::new(),
@@ -159,6 +164,16 @@ impl Detectors {
                 };
                 if let Some((agent, direction)) = direction {
                     self.speed_low.insert((agent.to_string(), direction), true);
+                }
+            }
+            AnomalyKind::PortDown => {
+                if let Some((agent, address, port)) = super::port::parse_subject(&anomaly.subject) {
+                    if let Ok(address) = address.parse() {
+                        self.ports
+                            .entry((agent.to_string(), address, port))
+                            .or_default()
+                            .resume_active();
+                    }
                 }
             }
             kind => {
@@ -267,6 +282,13 @@ impl Detectors {
                         .entry((agent.to_string(), direction))
                         .or_default();
                     out.extend(speed::observe(&self.floors, agent, test, low));
+                }
+                RecordKind::Port(check) => {
+                    let run = self
+                        .ports
+                        .entry((agent.to_string(), check.target, check.port))
+                        .or_default();
+                    out.extend(super::port::observe(&self.rules, run, agent, check));
                 }
             }
         }

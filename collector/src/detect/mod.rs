@@ -7,6 +7,7 @@ pub mod circuit;
 pub mod device;
 pub mod identity;
 pub mod poi;
+pub mod port;
 pub mod speed;
 mod streak;
 

@@ -50,10 +50,12 @@ pub enum AnomalyKind {
     SiteUnreachable,
     /// A circuit maxout whose customer could not be emailed (no contact, or the send failed).
     CustomerNotNotified,
+    /// A TCP port a `tcp` check expects open stopped accepting connections.
+    PortDown,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 15] = [
+    pub const ALL: [AnomalyKind; 16] = [
         AnomalyKind::DeviceOffline,
         AnomalyKind::PacketLoss,
         AnomalyKind::Latency,
@@ -69,6 +71,7 @@ impl AnomalyKind {
         AnomalyKind::CactiTitlesUnparsed,
         AnomalyKind::SiteUnreachable,
         AnomalyKind::CustomerNotNotified,
+        AnomalyKind::PortDown,
     ];
 
     /// Kinds that are one-off events rather than conditions: they do not repeat, and they
@@ -96,6 +99,7 @@ impl AnomalyKind {
             AnomalyKind::CactiTitlesUnparsed => "cacti_titles_unparsed",
             AnomalyKind::SiteUnreachable => "site_unreachable",
             AnomalyKind::CustomerNotNotified => "customer_not_notified",
+            AnomalyKind::PortDown => "port_down",
         }
     }
 

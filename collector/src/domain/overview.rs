@@ -35,6 +35,22 @@ impl Uptime {
     }
 }
 
+/// One checked TCP port of a device (a `tcp` check of the fleet plan): its newest check, since
+/// when it has been in that state, and its checks over the last day.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct PortStatus {
+    pub port: u16,
+    /// `open`, `refused`, `timeout` or `unreachable`.
+    pub state: String,
+    pub checked_at: chrono::DateTime<chrono::Utc>,
+    /// The first check of the run of checks in this state (as far back as raw data is kept).
+    pub state_since: chrono::DateTime<chrono::Utc>,
+    /// How long the newest connection took to be accepted (open only).
+    pub connect_ms: Option<f32>,
+    pub checks_24h: i64,
+    pub open_24h: i64,
+}
+
 pub(crate) fn parse_ports(text: &str) -> Vec<u16> {
     text.split(',')
         .filter_map(|p| p.trim().parse().ok())

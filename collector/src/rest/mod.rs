@@ -359,6 +359,8 @@ struct DeviceDetail {
     uptime_7d_pct: Option<f64>,
     uptime_30d_pct: Option<f64>,
     probe_rounds_30d: i64,
+    /// Ports a `tcp` check of the fleet plan connects to, by port (empty: none checked).
+    checked_ports: Vec<crate::domain::overview::PortStatus>,
 }
 
 /// One device with its open ports and 7- and 30-day uptime.
@@ -387,6 +389,10 @@ async fn device(
         uptime_7d_pct: week.percent(),
         uptime_30d_pct: month.percent(),
         probe_rounds_30d: month.rounds,
+        checked_ports: state
+            .store
+            .device_port_checks(id, now - Duration::days(1))
+            .await?,
     }))
 }
 

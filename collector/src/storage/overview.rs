@@ -16,4 +16,6 @@ pub trait OverviewStore: Send + Sync {
     async fn device_uptime(&self, id: i64, since: DateTime<Utc>) -> Result<Uptime>;
     /// The open ports the newest discovery of the device saw.
     async fn device_ports(&self, id: i64) -> Result<Option<Vec<u16>>>;
+    /// The device's checked TCP ports, by port, with their checks since `since`.
+    async fn device_port_checks(&self, id: i64, since: DateTime<Utc>) -> Result<Vec<PortStatus>>;
 }

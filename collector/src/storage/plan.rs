@@ -3,7 +3,7 @@
 
 use super::merge;
 use chrono::{DateTime, Utc};
-use netwarden_shared::{Batch, DiscoveredHost, ProbeRound, RecordKind, SpeedTest};
+use netwarden_shared::{Batch, DiscoveredHost, PortCheck, ProbeRound, RecordKind, SpeedTest};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -49,6 +49,7 @@ pub struct BatchPlan<'a> {
     pub probes: Vec<(&'a ProbeRound, DateTime<Utc>, u64)>,
     pub discoveries: Vec<(&'a DiscoveredHost, DateTime<Utc>, u64)>,
     pub speed_tests: Vec<(&'a SpeedTest, DateTime<Utc>, u64)>,
+    pub port_checks: Vec<(&'a PortCheck, DateTime<Utc>, u64)>,
 }
 
 impl<'a> BatchPlan<'a> {
@@ -89,6 +90,12 @@ impl<'a> BatchPlan<'a> {
                     });
                 }
                 RecordKind::SpeedTest(test) => plan.speed_tests.push((test, at, record.record_id)),
+                RecordKind::Port(check) => {
+                    // A checked port's device is in the inventory (its rows hang off it), as a
+                    // probed target's is; the device's status stays its ICMP rounds' verdict.
+                    device(&mut latest, check.target, at);
+                    plan.port_checks.push((check, at, record.record_id));
+                }
             }
         }
         let mut devices: Vec<_> = latest.into_values().collect();

@@ -618,6 +618,31 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         .await
         .map_err(failed("inserting speed tests"))?;
     }
+    if !plan.port_checks.is_empty() {
+        let c = &plan.port_checks;
+        let ids = c
+            .iter()
+            .map(|(check, ..)| device_id(&device_ids, check.target))
+            .collect::<Result<Vec<_>>>()?;
+        sqlx::query(
+            "INSERT INTO port_checks (device_id, ts, agent_record_id, port, state, connect_ms)
+             SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::int[],
+                 $5::text[], $6::real[])",
+        )
+        .bind(ids)
+        .bind(c.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
+        .bind(c.iter().map(|(_, _, id)| *id as i64).collect::<Vec<_>>())
+        .bind(
+            c.iter()
+                .map(|(p, ..)| i32::from(p.port))
+                .collect::<Vec<_>>(),
+        )
+        .bind(c.iter().map(|(p, ..)| p.state.as_str()).collect::<Vec<_>>())
+        .bind(c.iter().map(|(p, ..)| p.connect_ms).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await
+        .map_err(failed("inserting port checks"))?;
+    }
     Ok(())
 }
 

@@ -28,7 +28,8 @@ pub trait RollupStore: Send + Sync {
     /// The end of the last bucket computed at this resolution.
     async fn rollup_watermark(&self, resolution_secs: u32) -> Result<Option<DateTime<Utc>>>;
     async fn set_rollup_watermark(&self, resolution_secs: u32, done: DateTime<Utc>) -> Result<()>;
-    /// Deletes up to `limit` raw rounds older than `cutoff`; returns how many.
+    /// Deletes up to `limit` raw rounds, and up to `limit` port checks, older than `cutoff`;
+    /// returns how many in all.
     async fn delete_raw_rounds_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64>;
     async fn delete_rollups_before(
         &self,

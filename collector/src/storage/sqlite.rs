@@ -146,6 +146,11 @@ const MIGRATIONS: &[(&str, Option<&str>, &str)] = &[
         None,
         include_str!("../../migrations/sqlite/0019_fleet_plan.sql"),
     ),
+    (
+        "0020_port_checks",
+        None,
+        include_str!("../../migrations/sqlite/0020_port_checks.sql"),
+    ),
 ];
 
 /// Known device row ids by (agent, address). Device ids never change and devices are never
@@ -664,6 +669,26 @@ fn ingest_one(
                     test.error,
                 ])
                 .map_err(failed("inserting speed tests"))?;
+        }
+    }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO port_checks (device_id, ts, agent_record_id, port, state, connect_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(failed("preparing the port check insert"))?;
+        for (check, at, record_id) in &plan.port_checks {
+            insert
+                .execute(params![
+                    device_id(&device_ids, check.target)?,
+                    ms(*at),
+                    *record_id as i64,
+                    check.port,
+                    check.state.as_str(),
+                    check.connect_ms,
+                ])
+                .map_err(failed("inserting port checks"))?;
         }
     }
     let records = batch.records.len() as u32;

@@ -32,7 +32,7 @@ discovery:
     ignore: [10.77.0.4]
 ";
 
-fn wait_until(
+pub(crate) fn wait_until(
     what: &str,
     limit: Duration,
     mut check: impl FnMut() -> bool,
@@ -49,7 +49,7 @@ fn wait_until(
     }
 }
 
-fn device<'a>(devices: &'a Value, address: &str) -> Option<&'a Value> {
+pub(crate) fn device<'a>(devices: &'a Value, address: &str) -> Option<&'a Value> {
     devices.as_array()?.iter().find(|d| d["address"] == address)
 }
 
@@ -76,84 +76,8 @@ fn a_discovery_site_enrols_what_its_policy_matches_and_learns_its_baseline() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let collector = binary("netwarden-collector");
-    let pki = path("pki");
-    for args in [
-        vec!["pki", "init", "--dir", pki.to_str().unwrap()],
-        vec![
-            "pki",
-            "issue-agent",
-            "--dir",
-            pki.to_str().unwrap(),
-            "--name",
-            "enrol-agent",
-        ],
-    ] {
-        assert!(Command::new(&collector)
-            .args(&args)
-            .status()
-            .unwrap()
-            .success());
-    }
-    let (grpc, http) = (free_port(), free_port());
-    std::fs::write(
-        path("collector.toml"),
-        format!(
-            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
-             [database]\nurl = \"sqlite://collector.db\"\n[auth]\nanonymous_role = \"admin\"\n"
-        ),
-    )
-    .unwrap();
-    // The agent's own file has no targets and no sites: all it runs comes from the plan.
-    std::fs::write(
-        path("agent.toml"),
-        format!(
-            "[collector]\nurl = \"https://127.0.0.1:{grpc}\"\n\
-             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/agents/enrol-agent.pem\"\nkey = \"pki/agents/enrol-agent.key\"\n\
-             [buffer]\npath = \"agent-buffer.db\"\n\
-             [uplink]\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\n\
-             [discovery]\nreverse_dns = false\nports = []\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(path("plan.yaml"), PLAN).unwrap();
-    let _collector = Killed(lab.spawn(
-        &collector,
-        &[
-            "serve",
-            "--config",
-            path("collector.toml").to_str().unwrap(),
-        ],
-        &path("collector.log"),
-    ));
+    let (_collector, _agent, http) = run_planned_agent(&lab, dir.path(), "enrol-agent", PLAN);
     let api = |p: &str| format!("http://127.0.0.1:{http}{p}");
-    wait_until(
-        "the collector",
-        Duration::from_secs(30),
-        || !lab.get(&api("/health")).is_null(),
-        || std::fs::read_to_string(path("collector.log")).unwrap_or_default(),
-    );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.netns()])
-        .arg(binary("netwarden"))
-        .args(["--url", &api(""), "plan", "apply"])
-        .arg(path("plan.yaml"))
-        .args(["--base-version", "0"])
-        .env_remove("NETWARDEN_CONFIG")
-        .env("HOME", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _agent = Killed(lab.spawn(
-        &binary("netwarden-agent"),
-        &["run", "--config", path("agent.toml").to_str().unwrap()],
-        &path("agent.log"),
-    ));
     let log = || std::fs::read_to_string(path("agent.log")).unwrap_or_default();
     let context = || {
         format!(
@@ -227,4 +151,96 @@ fn a_discovery_site_enrols_what_its_policy_matches_and_learns_its_baseline() {
         log()
     );
     assert!(log().contains("hosts enrolled"), "{}", log());
+}
+
+/// A collector on SQLite and one agent, named `agent`, in the lab's agent namespace, with a
+/// fresh PKI in `dir` and `plan` applied through the CLI before the agent starts; the agent's
+/// own file has no targets and no sites, so all it runs comes from the plan. Returns both
+/// processes and the collector's HTTP port.
+pub(crate) fn run_planned_agent(
+    lab: &Lab,
+    dir: &std::path::Path,
+    agent: &str,
+    plan: &str,
+) -> (Killed, Killed, u16) {
+    let path = |name: &str| dir.join(name);
+    let collector = binary("netwarden-collector");
+    let pki = path("pki");
+    for args in [
+        vec!["pki", "init", "--dir", pki.to_str().unwrap()],
+        vec![
+            "pki",
+            "issue-agent",
+            "--dir",
+            pki.to_str().unwrap(),
+            "--name",
+            agent,
+        ],
+    ] {
+        assert!(Command::new(&collector)
+            .args(&args)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let (grpc, http) = (free_port(), free_port());
+    std::fs::write(
+        path("collector.toml"),
+        format!(
+            "[grpc]\nlisten = \"127.0.0.1:{grpc}\"\nquery_listen = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\n\
+             [database]\nurl = \"sqlite://collector.db\"\n[auth]\nanonymous_role = \"admin\"\n"
+        ),
+    )
+    .unwrap();
+    // The agent's own file has no targets and no sites: all it runs comes from the plan.
+    std::fs::write(
+        path("agent.toml"),
+        format!(
+            "[collector]\nurl = \"https://127.0.0.1:{grpc}\"\n\
+             [tls]\nca = \"pki/ca.pem\"\ncert = \"pki/agents/{agent}.pem\"\nkey = \"pki/agents/{agent}.key\"\n\
+             [buffer]\npath = \"agent-buffer.db\"\n\
+             [uplink]\nbackoff_initial_ms = 200\nbackoff_max_secs = 2\n\
+             [discovery]\nreverse_dns = false\nports = []\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(path("plan.yaml"), plan).unwrap();
+    let collector_process = Killed(lab.spawn(
+        &collector,
+        &[
+            "serve",
+            "--config",
+            path("collector.toml").to_str().unwrap(),
+        ],
+        &path("collector.log"),
+    ));
+    let api = |p: &str| format!("http://127.0.0.1:{http}{p}");
+    wait_until(
+        "the collector",
+        Duration::from_secs(30),
+        || !lab.get(&api("/health")).is_null(),
+        || std::fs::read_to_string(path("collector.log")).unwrap_or_default(),
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.netns()])
+        .arg(binary("netwarden"))
+        .args(["--url", &api(""), "plan", "apply"])
+        .arg(path("plan.yaml"))
+        .args(["--base-version", "0"])
+        .env_remove("NETWARDEN_CONFIG")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent_process = Killed(lab.spawn(
+        &binary("netwarden-agent"),
+        &["run", "--config", path("agent.toml").to_str().unwrap()],
+        &path("agent.log"),
+    ));
+    (collector_process, agent_process, http)
 }

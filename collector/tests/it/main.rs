@@ -27,6 +27,7 @@ mod openapi;
 mod operator_cli;
 mod plan;
 mod plan_e2e;
+mod port_lab;
 mod query;
 mod store;
 mod support;

@@ -35,7 +35,7 @@ pub struct Record {
     /// When the measurement finished, milliseconds since the Unix epoch (UTC).
     #[prost(int64, tag = "2")]
     pub observed_at_unix_ms: i64,
-    #[prost(oneof = "record::Kind", tags = "10, 11, 12")]
+    #[prost(oneof = "record::Kind", tags = "10, 11, 12, 13")]
     pub kind: ::core::option::Option<record::Kind>,
 }
 /// Nested message and enum types in `Record`.
@@ -49,6 +49,8 @@ pub mod record {
         DiscoveredHost(super::DiscoveredHost),
         #[prost(message, tag = "12")]
         SpeedTest(super::SpeedTest),
+        #[prost(message, tag = "13")]
+        PortCheck(super::PortCheck),
     }
 }
 /// One ICMP round to one target.
@@ -130,6 +132,22 @@ pub struct SpeedTest {
     /// empty on success
     #[prost(string, tag = "6")]
     pub error: ::prost::alloc::string::String,
+}
+/// One TCP connection attempt to a port (a `tcp` check of the fleet plan).
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PortCheck {
+    /// IPv4 or IPv6 address
+    #[prost(string, tag = "1")]
+    pub target: ::prost::alloc::string::String,
+    /// 1 to 65535
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+    #[prost(enumeration = "PortState", tag = "3")]
+    pub state: i32,
+    /// How long the connection took to be accepted, in milliseconds; open only.
+    #[prost(float, optional, tag = "4")]
+    pub connect_ms: ::core::option::Option<f32>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -270,6 +288,45 @@ impl SpeedDirection {
             "SPEED_DIRECTION_UNSPECIFIED" => Some(Self::Unspecified),
             "SPEED_DIRECTION_DOWNLOAD" => Some(Self::Download),
             "SPEED_DIRECTION_UPLOAD" => Some(Self::Upload),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum PortState {
+    Unspecified = 0,
+    Open = 1,
+    /// The host answered with a reset: nothing listens.
+    Refused = 2,
+    /// No answer within the check's timeout.
+    Timeout = 3,
+    /// No route, or the network said the host cannot be reached.
+    Unreachable = 4,
+}
+impl PortState {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "PORT_STATE_UNSPECIFIED",
+            Self::Open => "PORT_STATE_OPEN",
+            Self::Refused => "PORT_STATE_REFUSED",
+            Self::Timeout => "PORT_STATE_TIMEOUT",
+            Self::Unreachable => "PORT_STATE_UNREACHABLE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "PORT_STATE_UNSPECIFIED" => Some(Self::Unspecified),
+            "PORT_STATE_OPEN" => Some(Self::Open),
+            "PORT_STATE_REFUSED" => Some(Self::Refused),
+            "PORT_STATE_TIMEOUT" => Some(Self::Timeout),
+            "PORT_STATE_UNREACHABLE" => Some(Self::Unreachable),
             _ => None,
         }
     }
@@ -1943,6 +2000,31 @@ pub struct AgentPlan {
     pub discovery: ::prost::alloc::vec::Vec<DiscoveryAssignment>,
     #[prost(message, repeated, tag = "4")]
     pub speedtests: ::prost::alloc::vec::Vec<SpeedTestAssignment>,
+    /// TCP port checks (an agent that predates them ignores this field and runs the rest).
+    #[prost(message, repeated, tag = "5")]
+    pub ports: ::prost::alloc::vec::Vec<PortGroup>,
+}
+/// Targets whose ports are checked with one `tcp` check's settings.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PortGroup {
+    #[prost(string, tag = "1")]
+    pub check: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub tcp: ::core::option::Option<TcpSettings>,
+    #[prost(message, repeated, tag = "3")]
+    pub targets: ::prost::alloc::vec::Vec<PlannedTarget>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TcpSettings {
+    #[prost(uint32, repeated, tag = "1")]
+    pub ports: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint64, tag = "2")]
+    pub interval_secs: u64,
+    /// The longest wait for a connection to be accepted.
+    #[prost(uint64, tag = "3")]
+    pub timeout_ms: u64,
 }
 /// Targets probed with one check's settings.
 #[allow(clippy::all)]

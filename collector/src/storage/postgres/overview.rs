@@ -1,7 +1,9 @@
 //! [`OverviewStore`] on PostgreSQL.
 
 use super::PostgresStore;
-use crate::storage::overview::{parse_ports, AnomalyCount, OverviewStore, StatusCount, Uptime};
+use crate::storage::overview::{
+    parse_ports, AnomalyCount, OverviewStore, PortStatus, StatusCount, Uptime,
+};
 use crate::storage::sql;
 use crate::storage::{failed, status_name, Result};
 use async_trait::async_trait;
@@ -82,5 +84,29 @@ impl OverviewStore for PostgresStore {
             .await
             .map_err(failed("reading ports"))?;
         Ok(ports.map(|p| parse_ports(&p)))
+    }
+
+    async fn device_port_checks(&self, id: i64, since: DateTime<Utc>) -> Result<Vec<PortStatus>> {
+        let rows = sqlx::query(sql::overview::DEVICE_PORT_CHECKS.postgres)
+            .bind(id)
+            .bind(since)
+            .bind(DateTime::<Utc>::UNIX_EPOCH)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading port checks"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PortStatus {
+                    port: u16::try_from(r.try_get::<i32, _>(0)?).unwrap_or_default(),
+                    state: r.try_get(1)?,
+                    checked_at: r.try_get(2)?,
+                    connect_ms: r.try_get(3)?,
+                    state_since: r.try_get(4)?,
+                    checks_24h: r.try_get(5)?,
+                    open_24h: r.try_get(6)?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(failed("reading port checks"))
     }
 }

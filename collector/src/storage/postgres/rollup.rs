@@ -147,7 +147,17 @@ impl RollupStore for PostgresStore {
         .execute(&self.pool)
         .await
         .map_err(failed("deleting old probe rounds"))?;
-        Ok(dropped + done.rows_affected())
+        // Port checks are raw rows too, kept as long.
+        let ports = sqlx::query(
+            "DELETE FROM port_checks WHERE ctid IN
+                 (SELECT ctid FROM port_checks WHERE ts < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(failed("deleting old port checks"))?;
+        Ok(dropped + done.rows_affected() + ports.rows_affected())
     }
 
     async fn delete_rollups_before(

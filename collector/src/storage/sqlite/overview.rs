@@ -1,7 +1,9 @@
 //! [`OverviewStore`] on SQLite.
 
-use super::{ms, SqliteStore};
-use crate::storage::overview::{parse_ports, AnomalyCount, OverviewStore, StatusCount, Uptime};
+use super::{from_ms, ms, SqliteStore};
+use crate::storage::overview::{
+    parse_ports, AnomalyCount, OverviewStore, PortStatus, StatusCount, Uptime,
+};
 use crate::storage::sql;
 use crate::storage::{failed, status_name, Result};
 use async_trait::async_trait;
@@ -95,6 +97,30 @@ impl OverviewStore for SqliteStore {
             .optional()
             .map(|ports| ports.map(|p| parse_ports(&p)))
             .map_err(failed("reading ports"))
+        })
+        .await
+    }
+
+    async fn device_port_checks(&self, id: i64, since: DateTime<Utc>) -> Result<Vec<PortStatus>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(sql::overview::DEVICE_PORT_CHECKS.sqlite)
+                .map_err(failed("reading port checks"))?;
+            let rows = stmt
+                .query_map(params![id, ms(since), 0i64], |r| {
+                    Ok(PortStatus {
+                        port: r.get(0)?,
+                        state: r.get(1)?,
+                        checked_at: from_ms(r.get(2)?),
+                        connect_ms: r.get(3)?,
+                        state_since: from_ms(r.get(4)?),
+                        checks_24h: r.get(5)?,
+                        open_24h: r.get(6)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(failed("reading port checks"))?;
+            Ok(rows)
         })
         .await
     }

@@ -153,7 +153,16 @@ impl RollupStore for SqliteStore {
                     params![ms(cutoff), limit],
                 )
                 .map_err(failed("deleting old probe rounds"))?;
-            Ok(n as u64)
+            // Port checks are raw rows too, kept as long.
+            let ports = w
+                .conn
+                .execute(
+                    "DELETE FROM port_checks WHERE rowid IN
+                         (SELECT rowid FROM port_checks WHERE ts < ?1 LIMIT ?2)",
+                    params![ms(cutoff), limit],
+                )
+                .map_err(failed("deleting old port checks"))?;
+            Ok((n + ports) as u64)
         })
         .await
     }

@@ -21,6 +21,7 @@ store_suite!(
     the_inventory_logs_mac_changes_in_time_order,
     a_late_sighting_fills_only_what_the_newer_one_lacked,
     liveness_evidence_and_site_baselines_are_kept,
+    port_checks_are_stored_and_summarised_per_port,
 );
 
 /// Every device in the store, in id order.
@@ -825,4 +826,128 @@ async fn sqlite_migrations_recorded_under_earlier_names_are_not_applied_again() 
     let mut expected = aligned;
     expected.sort();
     assert_eq!(recorded, expected);
+}
+
+fn port_record(record_id: u64, observed_ms: i64, port: u32, state: v1::PortState) -> v1::Record {
+    v1::Record {
+        record_id,
+        observed_at_unix_ms: observed_ms,
+        kind: Some(v1::record::Kind::PortCheck(v1::PortCheck {
+            target: "10.0.0.9".into(),
+            port,
+            state: state as i32,
+            connect_ms: (state == v1::PortState::Open).then_some(1.5),
+        })),
+    }
+}
+
+async fn port_checks_are_stored_and_summarised_per_port(store: Arc<dyn Store>) {
+    use v1::PortState::{Open, Refused, Timeout};
+    let a = agent("a1");
+    let minute = 60_000;
+    let first = batch(
+        1,
+        vec![
+            port_record(1, T0, 443, Open),
+            port_record(2, T0, 22, Refused),
+            port_record(3, T0 + minute, 443, Open),
+            port_record(4, T0 + minute, 22, Refused),
+            port_record(5, T0 + 2 * minute, 443, Timeout),
+            port_record(6, T0 + 2 * minute, 22, Open),
+        ],
+    );
+    assert_eq!(
+        store.ingest(&a, first.clone(), at(T0)).await.unwrap(),
+        IngestOutcome::Stored { records: 6 }
+    );
+    assert_eq!(
+        store.ingest(&a, first, at(T0)).await.unwrap(),
+        IngestOutcome::Duplicate
+    );
+    // Newest first after an outage, then a late check from before them all.
+    store
+        .ingest(
+            &a,
+            batch(
+                2,
+                vec![
+                    port_record(7, T0 + 3 * minute, 443, Timeout),
+                    port_record(8, T0 + minute / 2, 443, Refused),
+                ],
+            ),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let devices = all_devices(&store).await;
+    assert_eq!(devices.len(), 1, "one device for its ports");
+    let device = &devices[0];
+    assert_eq!(device.address, "10.0.0.9");
+    assert_eq!(device.status, None, "a port check is not an ICMP verdict");
+    assert_eq!(device.last_seen, at(T0 + 3 * minute));
+
+    let ports = store
+        .device_port_checks(device.id, at(T0 - 1))
+        .await
+        .unwrap();
+    let summary: Vec<_> = ports
+        .iter()
+        .map(|p| {
+            (
+                p.port,
+                p.state.as_str(),
+                p.checked_at,
+                p.state_since,
+                p.connect_ms,
+                p.checks_24h,
+                p.open_24h,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                22,
+                "open",
+                at(T0 + 2 * minute),
+                at(T0 + 2 * minute),
+                Some(1.5),
+                3,
+                1
+            ),
+            (
+                443,
+                "timeout",
+                at(T0 + 3 * minute),
+                at(T0 + 2 * minute),
+                None,
+                5,
+                2
+            ),
+        ]
+    );
+    // The day's counts start where asked.
+    let later = store
+        .device_port_checks(device.id, at(T0 + 2 * minute))
+        .await
+        .unwrap();
+    assert_eq!(
+        later
+            .iter()
+            .map(|p| (p.checks_24h, p.open_24h))
+            .collect::<Vec<_>>(),
+        [(1, 1), (2, 0)]
+    );
+    // Raw retention takes port checks with the rounds.
+    let deleted = store
+        .delete_raw_rounds_before(at(T0 + minute + 1), 1000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 5, "T0 (2), T0+30 s (1) and T0+60 s (2)");
+    let kept = store
+        .device_port_checks(device.id, at(T0 - 1))
+        .await
+        .unwrap();
+    assert_eq!(kept.iter().map(|p| p.checks_24h).sum::<i64>(), 3);
 }

@@ -1,0 +1,12 @@
+-- TCP port checks (issue 30, `kind: tcp` in the fleet plan): one row per connection attempt
+-- to a device's port. Raw rows are kept as long as raw probe rounds (`[retention] raw_days`).
+CREATE TABLE port_checks (
+    device_id       BIGINT      NOT NULL,
+    ts              TIMESTAMPTZ NOT NULL,
+    agent_record_id BIGINT      NOT NULL,
+    port            INTEGER     NOT NULL,
+    state           TEXT        NOT NULL,   -- open, refused, timeout, unreachable
+    connect_ms      REAL                    -- open only
+);
+CREATE INDEX port_checks_device_port_ts ON port_checks (device_id, port, ts);
+CREATE INDEX port_checks_ts ON port_checks (ts);
