@@ -2,6 +2,9 @@
 //! in (`targets[3].address: ...`), so one bulk import shows all its problems at once.
 
 use crate::model::{Check, CheckKind, Labels, Plan, RunOn, MAX_CHECK_PORTS};
+
+/// The most connections one target's tcp checks may make a round (a /16 on one port).
+pub const MAX_PORT_CHECKS_PER_TARGET: u128 = 65_536;
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -430,20 +433,57 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
         .chain([crate::model::DEFAULT_CHECK])
         .collect();
     // Enrolled hosts are probed by ICMP rounds; a tcp check cannot be their check.
-    let tcp_checks: HashSet<&str> = plan
+    let tcp_checks: HashMap<&str, &Check> = plan
         .checks
         .iter()
         .filter(|k| k.kind == CheckKind::Tcp)
-        .map(|k| k.name.as_str())
+        .map(|k| (k.name.as_str(), k))
         .collect();
 
     let mut addresses: u128 = 0;
     for (i, target) in plan.targets.iter().enumerate() {
         let field = format!("targets[{i}]");
         c.name(&format!("{field}.name"), &target.name);
-        match parse_address(&target.address, target.force) {
-            Ok(address) => addresses = addresses.saturating_add(address_count(&address)),
-            Err(message) => c.fail(format!("{field}.address"), message),
+        let count = match parse_address(&target.address, target.force) {
+            Ok(address) => address_count(&address),
+            Err(message) => {
+                c.fail(format!("{field}.address"), message);
+                0
+            }
+        };
+        addresses = addresses.saturating_add(count);
+        // Its tcp checks: no port twice (one port is one series), and a bounded round.
+        let mut ports: HashMap<u16, &str> = HashMap::new();
+        let mut connections: u128 = 0;
+        let named: Vec<&str> = if target.checks.is_empty() {
+            vec![crate::model::DEFAULT_CHECK]
+        } else {
+            target.checks.iter().map(String::as_str).collect()
+        };
+        for name in named {
+            let Some(check) = tcp_checks.get(name) else {
+                continue;
+            };
+            connections =
+                connections.saturating_add(count.saturating_mul(check.ports.len() as u128));
+            for port in &check.ports {
+                if let Some(first) = ports.insert(*port, name) {
+                    if first != name {
+                        c.fail(
+                            format!("{field}.checks"),
+                            format!("tcp checks {first:?} and {name:?} both check port {port}; keep it in one"),
+                        );
+                    }
+                }
+            }
+        }
+        if connections > MAX_PORT_CHECKS_PER_TARGET {
+            c.fail(
+                format!("{field}.checks"),
+                format!(
+                    "its tcp checks make {connections} connections a round, more than {MAX_PORT_CHECKS_PER_TARGET}; narrow the address or the ports"
+                ),
+            );
         }
         c.site_ref(&format!("{field}.site"), target.site.as_deref());
         c.labels(&format!("{field}.labels"), &target.labels);
@@ -491,8 +531,14 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
             }
         }
         c.enrol(&format!("{field}.enrol"), &site.enrol, &checks);
-        if let Some(check) = site.enrol.check.as_deref() {
-            if tcp_checks.contains(check) {
+        let enrol_check = site
+            .enrol
+            .check
+            .as_deref()
+            .unwrap_or(crate::model::DEFAULT_CHECK);
+        if site.enrol.mode != crate::model::EnrolMode::None {
+            let check = enrol_check;
+            if tcp_checks.contains_key(check) {
                 c.fail(
                     format!("{field}.enrol.check"),
                     format!("{check:?} is a tcp check; enrolled hosts are probed by an icmp check"),

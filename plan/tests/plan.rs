@@ -406,6 +406,35 @@ fn a_tcp_check_is_checked_and_reaches_its_agents_as_port_checks() {
     .unwrap_err()
     .to_string();
     assert!(unknown.contains("checks[0].kind"), "{unknown}");
+    // The default check redefined as tcp cannot be an enrolment's check either.
+    let errors = errors_of(&format!(
+        "{base}checks:\n  - {{name: default, kind: tcp, ports: [22]}}\ndiscovery:\n  - {{name: lan, site: s, cidrs: [10.0.0.0/24], enrol: {{mode: all}}}}\n"
+    ));
+    assert!(
+        has(
+            &errors,
+            "discovery[0].enrol.check: \"default\" is a tcp check"
+        ),
+        "{errors:?}"
+    );
+    // One port in two tcp checks of a target; a round too large.
+    let errors = errors_of(&format!(
+        "{base}checks:\n  - {{name: a, kind: tcp, ports: [22, 80]}}\n  - {{name: b, kind: tcp, ports: [443, 22]}}\ntargets:\n  - {{name: t, address: 10.0.0.1, site: s, checks: [a, b]}}\n  - {{name: big, address: 10.1.0.0/16, site: s, checks: [b]}}\n"
+    ));
+    assert!(
+        has(
+            &errors,
+            "targets[0].checks: tcp checks \"a\" and \"b\" both check port 22"
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        has(
+            &errors,
+            "targets[1].checks: its tcp checks make 131072 connections a round, more than 65536"
+        ),
+        "{errors:?}"
+    );
     // ICMP's own settings do not bind a tcp check (its count of pings means nothing).
     assert_eq!(
         errors_of(&format!(

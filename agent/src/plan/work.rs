@@ -279,14 +279,30 @@ pub async fn merge(
         if targets.is_empty() {
             continue;
         }
+        let plan = PortPlan {
+            targets,
+            ports: check.ports.clone(),
+            interval: Duration::from_secs(check.interval_secs.max(1)).min(MAX_INTERVAL),
+            timeout: Duration::from_millis(check.timeout_ms.clamp(1, 60_000)),
+        };
+        // At worst every connection waits its whole timeout, CONNECTIONS_AT_ONCE at a time.
+        let connections = plan.targets.len() * plan.ports.len();
+        let worst = plan.timeout.saturating_mul(
+            u32::try_from(connections.div_ceil(crate::probe::tcp::CONNECTIONS_AT_ONCE))
+                .unwrap_or(u32::MAX),
+        );
+        if worst > plan.interval {
+            tracing::warn!(
+                check = %check.name,
+                connections,
+                worst_secs = worst.as_secs_f64(),
+                interval_secs = plan.interval.as_secs_f64(),
+                "if its ports do not answer, a round of this tcp check takes longer than its interval; rounds will start late"
+            );
+        }
         work.ports.push(PortWork {
             name: format!("ports:{}", check.name),
-            plan: PortPlan {
-                targets,
-                ports: check.ports.clone(),
-                interval: Duration::from_secs(check.interval_secs.max(1)).min(MAX_INTERVAL),
-                timeout: Duration::from_millis(check.timeout_ms.clamp(1, 60_000)),
-            },
+            plan,
         });
     }
 

@@ -19,9 +19,13 @@ pub struct PortPlan {
     pub timeout: Duration,
 }
 
-/// Connections in flight at once: enough for thousands of checks within a short timeout,
-/// few enough to stay far below the agent's file-descriptor limit.
+/// Connections in flight at once, all port loops together: enough for thousands of checks
+/// within a short timeout, few enough to stay far below the agent's file-descriptor limit.
 pub const CONNECTIONS_AT_ONCE: usize = 256;
+
+/// The agent's connection slots, shared by every port loop.
+static SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(CONNECTIONS_AT_ONCE));
 
 /// Every (target, port) of the plan, once; the records share the time the round ended.
 pub async fn check_round(plan: &PortPlan) -> Vec<Record> {
@@ -33,8 +37,13 @@ pub async fn check_round(plan: &PortPlan) -> Vec<Record> {
         .flat_map(|ip| plan.ports.iter().map(|port| (*ip, *port)))
         .collect();
     let mut checks: Vec<PortCheck> = futures::stream::iter(attempts)
-        .map(|(ip, port)| check_port(ip, port, plan.timeout))
+        .map(|(ip, port)| async move {
+            // The semaphore is never closed; without a slot the check is skipped, not faked.
+            let _slot = SLOTS.acquire().await.ok()?;
+            check_port(ip, port, plan.timeout).await
+        })
         .buffer_unordered(CONNECTIONS_AT_ONCE)
+        .filter_map(std::future::ready)
         .collect()
         .await;
     checks.sort_by_key(|c| (c.target, c.port));
@@ -49,8 +58,10 @@ pub async fn check_round(plan: &PortPlan) -> Vec<Record> {
         .collect()
 }
 
-/// One connection attempt.
-pub async fn check_port(target: IpAddr, port: u16, timeout: Duration) -> PortCheck {
+/// One connection attempt; `None` when the agent itself could not make it (no file
+/// descriptor or local port left, a local firewall): that says nothing about the port, so it
+/// is logged, not reported as the port down.
+pub async fn check_port(target: IpAddr, port: u16, timeout: Duration) -> Option<PortCheck> {
     let started = Instant::now();
     let attempt = tokio::net::TcpStream::connect(SocketAddr::new(target, port));
     let (state, connect_ms) = match tokio::time::timeout(timeout, attempt).await {
@@ -58,25 +69,32 @@ pub async fn check_port(target: IpAddr, port: u16, timeout: Duration) -> PortChe
             PortState::Open,
             Some(started.elapsed().as_secs_f32() * 1000.0),
         ),
-        Ok(Err(err)) => (state_of(&err), None),
+        Ok(Err(err)) => match state_of(&err) {
+            Some(state) => (state, None),
+            None => {
+                tracing::warn!(%target, port, error = %err, "cannot attempt a TCP port check here; no result recorded");
+                return None;
+            }
+        },
         Err(_) => (PortState::Timeout, None),
     };
-    PortCheck {
+    Some(PortCheck {
         target,
         port,
         state,
         connect_ms,
-    }
+    })
 }
 
-/// What a failed connection's error says about the port.
-fn state_of(err: &std::io::Error) -> PortState {
+/// What a failed connection's error says about the port; `None` for an error of the agent's
+/// own side.
+fn state_of(err: &std::io::Error) -> Option<PortState> {
     match err.kind() {
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => PortState::Refused,
-        ErrorKind::TimedOut => PortState::Timeout,
-        // EHOSTUNREACH, ENETUNREACH (an ICMP unreachable, or no route) and anything else
-        // that says the attempt never reached a listener.
-        _ => PortState::Unreachable,
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionReset => Some(PortState::Refused),
+        ErrorKind::TimedOut => Some(PortState::Timeout),
+        // An ICMP unreachable from the path, or no route from here.
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => Some(PortState::Unreachable),
+        _ => None,
     }
 }
 
@@ -124,9 +142,16 @@ mod tests {
     #[test]
     fn errors_name_what_they_say_about_the_port() {
         let of = |kind| state_of(&std::io::Error::from(kind));
-        assert_eq!(of(ErrorKind::ConnectionRefused), PortState::Refused);
-        assert_eq!(of(ErrorKind::TimedOut), PortState::Timeout);
-        assert_eq!(of(ErrorKind::HostUnreachable), PortState::Unreachable);
-        assert_eq!(of(ErrorKind::NetworkUnreachable), PortState::Unreachable);
+        assert_eq!(of(ErrorKind::ConnectionRefused), Some(PortState::Refused));
+        assert_eq!(of(ErrorKind::TimedOut), Some(PortState::Timeout));
+        assert_eq!(of(ErrorKind::HostUnreachable), Some(PortState::Unreachable));
+        assert_eq!(
+            of(ErrorKind::NetworkUnreachable),
+            Some(PortState::Unreachable)
+        );
+        // Out of descriptors or local ports, or a local firewall: not the port's doing.
+        assert_eq!(state_of(&std::io::Error::from_raw_os_error(24)), None);
+        assert_eq!(of(ErrorKind::AddrNotAvailable), None);
+        assert_eq!(of(ErrorKind::PermissionDenied), None);
     }
 }

@@ -10,3 +10,15 @@ CREATE TABLE port_checks (
 );
 CREATE INDEX port_checks_device_port_ts ON port_checks (device_id, port, ts);
 CREATE INDEX port_checks_ts ON port_checks (ts);
+
+-- Each checked port's newest state, and since when it has been open or not: written with each
+-- batch (a late check never overwrites a newer one), read by the device's page in one lookup.
+CREATE TABLE port_status (
+    device_id   BIGINT NOT NULL,
+    port        INTEGER NOT NULL,
+    state       TEXT    NOT NULL,
+    checked_at  TIMESTAMPTZ NOT NULL,
+    connect_ms  REAL,
+    state_since TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (device_id, port)
+);

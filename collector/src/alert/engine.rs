@@ -138,6 +138,23 @@ impl Engine {
                 }
             }
         }
+        // A host that is down says so once: its ports' anomalies do not page beside it.
+        if anomaly.kind == AnomalyKind::PortDown {
+            if let Some((agent, address, _)) = crate::detect::port::parse_subject(&anomaly.subject)
+            {
+                let device = format!("{agent}/{address}");
+                if let Some(down) = self
+                    .store
+                    .active_anomaly(&dedup_key(AnomalyKind::DeviceOffline, &device))
+                    .await?
+                {
+                    return Ok(Some(format!(
+                        "inhibited by anomaly {} (device {device} offline)",
+                        down.id
+                    )));
+                }
+            }
+        }
         Ok(None)
     }
 

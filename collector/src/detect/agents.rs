@@ -284,6 +284,11 @@ impl Detectors {
                     out.extend(speed::observe(&self.floors, agent, test, low));
                 }
                 RecordKind::Port(check) => {
+                    // A checked host is known, as a probed one is: found by a sweep later, it
+                    // is not a new device.
+                    self.identities
+                        .entry((agent.to_string(), check.target.to_string()))
+                        .or_insert_with(|| Some(Known::default()));
                     let run = self
                         .ports
                         .entry((agent.to_string(), check.target, check.port))

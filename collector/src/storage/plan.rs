@@ -50,6 +50,58 @@ pub struct BatchPlan<'a> {
     pub discoveries: Vec<(&'a DiscoveredHost, DateTime<Utc>, u64)>,
     pub speed_tests: Vec<(&'a SpeedTest, DateTime<Utc>, u64)>,
     pub port_checks: Vec<(&'a PortCheck, DateTime<Utc>, u64)>,
+    /// Each checked port's newest state in the batch, for `port_status`.
+    pub ports: Vec<PortLatest>,
+}
+
+/// What a batch says of one port now, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortLatest {
+    pub address: IpAddr,
+    pub port: u16,
+    pub state: netwarden_shared::PortState,
+    pub at: DateTime<Utc>,
+    pub connect_ms: Option<f32>,
+    /// The first check of the batch's last run of open (or of not open) checks...
+    pub run_since: DateTime<Utc>,
+    /// ...and whether that run is all the batch holds of the port, so a stored run of the same
+    /// kind goes on rather than starting again.
+    pub whole_batch: bool,
+}
+
+fn port_latest(checks: &[(&PortCheck, DateTime<Utc>, u64)]) -> Vec<PortLatest> {
+    /// A port's checks in the batch: when, the record id, the check.
+    type Seen<'c> = Vec<(DateTime<Utc>, u64, &'c PortCheck)>;
+    let mut by_port: HashMap<(IpAddr, u16), Seen> = HashMap::new();
+    for (check, at, id) in checks {
+        by_port
+            .entry((check.target, check.port))
+            .or_default()
+            .push((*at, *id, check));
+    }
+    let mut out: Vec<PortLatest> = by_port
+        .into_iter()
+        .filter_map(|((address, port), mut seen)| {
+            seen.sort_by_key(|(at, id, _)| (*at, *id));
+            let open = |c: &PortCheck| c.state == netwarden_shared::PortState::Open;
+            let &(at, _, newest) = seen.last()?;
+            let run = seen
+                .iter()
+                .rposition(|(_, _, c)| open(c) != open(newest))
+                .map_or(0, |i| i + 1);
+            Some(PortLatest {
+                address,
+                port,
+                state: newest.state,
+                at,
+                connect_ms: newest.connect_ms,
+                run_since: seen[run].0,
+                whole_batch: run == 0,
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| (p.address, p.port));
+    out
 }
 
 impl<'a> BatchPlan<'a> {
@@ -98,6 +150,7 @@ impl<'a> BatchPlan<'a> {
                 }
             }
         }
+        plan.ports = port_latest(&plan.port_checks);
         let mut devices: Vec<_> = latest.into_values().collect();
         devices.sort_by_key(|d| d.address);
         plan.devices = devices;

@@ -643,6 +643,20 @@ async fn write_batches(conn: &mut PgConnection, agent: &str, batches: &[&Batch])
         .await
         .map_err(failed("inserting port checks"))?;
     }
+    // One row per port (the planner took each port's newest), in a fixed order.
+    for port in &plan.ports {
+        sqlx::query(sql::overview::PORT_STATUS_UPSERT.postgres)
+            .bind(device_id(&device_ids, port.address)?)
+            .bind(i32::from(port.port))
+            .bind(port.state.as_str())
+            .bind(port.at)
+            .bind(port.connect_ms)
+            .bind(port.run_since)
+            .bind(port.whole_batch)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed("updating port status"))?;
+    }
     Ok(())
 }
 

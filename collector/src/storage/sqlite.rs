@@ -690,6 +690,22 @@ fn ingest_one(
                 ])
                 .map_err(failed("inserting port checks"))?;
         }
+        let mut upsert = tx
+            .prepare_cached(sql::overview::PORT_STATUS_UPSERT.sqlite)
+            .map_err(failed("preparing the port status upsert"))?;
+        for port in &plan.ports {
+            upsert
+                .execute(params![
+                    device_id(&device_ids, port.address)?,
+                    port.port,
+                    port.state.as_str(),
+                    ms(port.at),
+                    port.connect_ms,
+                    ms(port.run_since),
+                    port.whole_batch,
+                ])
+                .map_err(failed("updating port status"))?;
+        }
     }
     let records = batch.records.len() as u32;
     tx.prepare_cached(

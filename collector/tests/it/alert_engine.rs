@@ -204,6 +204,32 @@ async fn engine_scenario(store: Arc<dyn Store>) {
         .unwrap()
         .contains("gateway site-9/10.9.9.1 offline"));
 
+    // A host that is down pages once: its ports' port_down is kept but muted; another
+    // host's port pages.
+    engine
+        .apply(
+            vec![
+                fire(AnomalyKind::DeviceOffline, "lab-2/10.2.0.7", "lab-2"),
+                fire(AnomalyKind::PortDown, "lab-2/10.2.0.7/tcp/443", "lab-2"),
+                fire(AnomalyKind::PortDown, "lab-2/10.2.0.8/tcp/443", "lab-2"),
+            ],
+            t(250),
+        )
+        .await
+        .unwrap();
+    let (state, suppressed, alerts) =
+        state_of(&store, AnomalyKind::PortDown, "lab-2/10.2.0.7/tcp/443").await;
+    assert_eq!((state, alerts), (AnomalyState::Open, 0));
+    assert!(suppressed
+        .unwrap()
+        .contains("device lab-2/10.2.0.7 offline"));
+    assert_eq!(
+        state_of(&store, AnomalyKind::PortDown, "lab-2/10.2.0.8/tcp/443")
+            .await
+            .2,
+        1
+    );
+
     // A silence by pattern, only within its time range.
     store
         .create_silence(

@@ -90,7 +90,6 @@ impl OverviewStore for PostgresStore {
         let rows = sqlx::query(sql::overview::DEVICE_PORT_CHECKS.postgres)
             .bind(id)
             .bind(since)
-            .bind(DateTime::<Utc>::UNIX_EPOCH)
             .fetch_all(&self.pool)
             .await
             .map_err(failed("reading port checks"))?;

@@ -107,7 +107,7 @@ impl OverviewStore for SqliteStore {
                 .prepare_cached(sql::overview::DEVICE_PORT_CHECKS.sqlite)
                 .map_err(failed("reading port checks"))?;
             let rows = stmt
-                .query_map(params![id, ms(since), 0i64], |r| {
+                .query_map(params![id, ms(since)], |r| {
                     Ok(PortStatus {
                         port: r.get(0)?,
                         state: r.get(1)?,

@@ -939,6 +939,39 @@ async fn port_checks_are_stored_and_summarised_per_port(store: Arc<dyn Store>) {
             .collect::<Vec<_>>(),
         [(1, 1), (2, 0)]
     );
+    // Still down, then open again: the run of failures goes on, then a new one starts.
+    store
+        .ingest(
+            &a,
+            batch(3, vec![port_record(9, T0 + 4 * minute, 443, Timeout)]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    let https = |ports: Vec<netwarden_collector::domain::overview::PortStatus>| {
+        let p = ports.into_iter().find(|p| p.port == 443).unwrap();
+        (p.state, p.checked_at, p.state_since)
+    };
+    assert_eq!(
+        https(store.device_port_checks(device.id, at(T0)).await.unwrap()),
+        (
+            "timeout".to_string(),
+            at(T0 + 4 * minute),
+            at(T0 + 2 * minute)
+        )
+    );
+    store
+        .ingest(
+            &a,
+            batch(4, vec![port_record(10, T0 + 5 * minute, 443, Open)]),
+            at(T0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        https(store.device_port_checks(device.id, at(T0)).await.unwrap()),
+        ("open".to_string(), at(T0 + 5 * minute), at(T0 + 5 * minute))
+    );
     // Raw retention takes port checks with the rounds.
     let deleted = store
         .delete_raw_rounds_before(at(T0 + minute + 1), 1000)
@@ -949,5 +982,5 @@ async fn port_checks_are_stored_and_summarised_per_port(store: Arc<dyn Store>) {
         .device_port_checks(device.id, at(T0 - 1))
         .await
         .unwrap();
-    assert_eq!(kept.iter().map(|p| p.checks_24h).sum::<i64>(), 3);
+    assert_eq!(kept.iter().map(|p| p.checks_24h).sum::<i64>(), 5);
 }
