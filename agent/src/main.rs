@@ -3,9 +3,10 @@ use clap::{Parser, Subcommand};
 use netwarden_agent::config::{ProbePlan, Settings};
 use netwarden_agent::discovery::{self, DiscoveryOptions, DiscoveryReport, Progress};
 use netwarden_agent::icmp::{self, IcmpEngine, OpenError, RateLimiter};
+use netwarden_agent::probe::tcp::{self, PortPlan};
 use netwarden_agent::probe::{probe_round, RttHints};
 use netwarden_agent::targets::{self, PortError, TargetError};
-use netwarden_shared::{DiscoveryMethod, RecordKind};
+use netwarden_shared::{DiscoveryMethod, PortState, RecordKind};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +56,27 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print only the summary line.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Connect once to TCP ports of hosts (addresses or CIDR prefixes), as a plan's `tcp`
+    /// check does, and print each port's state: open (with the connect time), refused,
+    /// timeout or unreachable.
+    Ports {
+        #[arg(required = true, value_name = "HOST|CIDR")]
+        hosts: Vec<String>,
+        /// Ports: numbers, names (ssh, https...) or ranges.
+        #[arg(long, short, value_delimiter = ',', required = true)]
+        ports: Vec<String>,
+        /// The longest wait for a connection to be accepted.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Allow prefixes larger than a /16.
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
         /// Print only the summary line.
@@ -246,6 +268,52 @@ async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Ports {
+            hosts,
+            ports,
+            timeout_ms,
+            force,
+            json,
+            quiet,
+        } => {
+            check_range("--timeout-ms", timeout_ms, 1, 60_000)?;
+            let ports = targets::parse_ports(&ports)?;
+            if ports.is_empty() {
+                return Err(UsageError("--ports names no port".into()).into());
+            }
+            let plan = PortPlan {
+                targets: targets::expand(&hosts, force)?,
+                ports,
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            let started = Instant::now();
+            let records = tcp::check_round(&plan).await;
+            let elapsed = started.elapsed();
+            let checks: Vec<_> = records
+                .iter()
+                .filter_map(|r| match &r.kind {
+                    RecordKind::Port(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if !quiet {
+                print_port_checks(&checks, json);
+            }
+            let count = |state| checks.iter().filter(|c| c.state == state).count();
+            eprintln!(
+                "{} checks of {} hosts: {} open, {} refused, {} timeout, {} unreachable, {:.2} s ({} at once)",
+                checks.len(),
+                plan.targets.len(),
+                count(PortState::Open),
+                count(PortState::Refused),
+                count(PortState::Timeout),
+                count(PortState::Unreachable),
+                elapsed.as_secs_f64(),
+                tcp::CONNECTIONS_AT_ONCE,
+            );
+            Ok(())
+        }
         Command::Discover {
             cidrs,
             rate,
@@ -405,6 +473,36 @@ fn print_hosts(report: &DiscoveryReport, json: bool) {
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+        );
+    }
+}
+
+fn print_port_checks(checks: &[&netwarden_shared::PortCheck], json: bool) {
+    let ms = |c: &netwarden_shared::PortCheck| c.connect_ms.map(|v| format!("{v:.3}"));
+    if json {
+        let rows: Vec<_> = checks
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "address": c.target.to_string(), "port": c.port,
+                    "state": c.state.as_str(), "connect_ms": c.connect_ms,
+                })
+            })
+            .collect();
+        print_json(&rows);
+        return;
+    }
+    println!(
+        "{:<39} {:>5} {:<11} {:>10}",
+        "ADDRESS", "PORT", "STATE", "CONNECT MS"
+    );
+    for c in checks {
+        println!(
+            "{:<39} {:>5} {:<11} {:>10}",
+            c.target.to_string(),
+            c.port,
+            c.state.as_str(),
+            ms(c).unwrap_or_else(|| "-".into())
         );
     }
 }

@@ -64,3 +64,47 @@ fn out_of_range_options_are_refused() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--rate"), "{err}");
 }
+
+#[test]
+fn ports_reports_each_port_as_a_tcp_check_sees_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_netwarden-agent"))
+        .args([
+            "ports",
+            "127.0.0.1",
+            "--ports",
+            &format!("{open},{closed}"),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = |port: u16| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["port"] == port)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state(open).as_deref(), Some("open"), "{rows}");
+    assert_eq!(state(closed).as_deref(), Some("refused"), "{rows}");
+    assert!(
+        err.contains("2 checks of 1 hosts: 1 open, 1 refused"),
+        "{err}"
+    );
+
+    let (code, err) = agent(&["ports", "192.0.2.1", "--ports", "gopherx"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"gopherx\""), "{err}");
+    let (code, err) = agent(&["ports", "192.0.2.1", "--ports", "22", "--timeout-ms", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--timeout-ms"), "{err}");
+}
