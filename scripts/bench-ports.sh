@@ -52,6 +52,7 @@ with open(sys.argv[1], "w") as out:
         for port in (8080, 8081):
             out.write(f"{ip}:{port}\n")
 EOF
+cut -d: -f1 "$work/targets" | uniq > "$work/hosts"
 checks=$(wc -l < "$work/targets")
 expected_open=$((checks / 2))
 
@@ -105,7 +106,7 @@ for _ in $(seq "$runs"); do
     rm -f "$work"/bb/*
     c0=$(cpu_ticks "$exporter")
     t0=$(now)
-    in_lab curl -s -Z --parallel-max 256 --config "$work/curl.cfg"
+    in_lab curl -s --no-progress-meter -Z --parallel-max 256 --config "$work/curl.cfg" 2>/dev/null
     t1=$(now)
     c1=$(cpu_ticks "$exporter")
     walls+=" $(echo "$t1 - $t0" | bc -l)"
@@ -123,7 +124,7 @@ if command -v nmap > /dev/null; then
         t0=$(now)
         /usr/bin/time -f "%U %S" -o "$work/time" \
             ip netns exec "$lab-agent" nmap -sT -n -Pn -p 8080,8081 --min-parallelism 256 \
-            --max-parallelism 256 -oG "$work/nmap.txt" 10.80.0.0/21 > /dev/null 2>&1
+            --max-parallelism 256 -oG "$work/nmap.txt" -iL "$work/hosts" > /dev/null 2>&1
         t1=$(now)
         walls+=" $(echo "$t1 - $t0" | bc -l)"
         cpus+=" $(awk '{print $1 + $2}' "$work/time")"
