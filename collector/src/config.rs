@@ -121,6 +121,8 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     /// A request must be answered within this (WebSocket upgrades excepted); else 408.
     pub request_timeout_secs: u64,
+    /// Series `/metrics/network` carries at most; the rest are left out and counted.
+    pub network_metrics_series: usize,
 }
 
 impl Default for HttpConfig {
@@ -130,6 +132,7 @@ impl Default for HttpConfig {
             max_connections: 8_192,
             header_read_timeout_secs: 10,
             request_timeout_secs: 120,
+            network_metrics_series: crate::network_metrics::DEFAULT_SERIES_LIMIT,
         }
     }
 }
@@ -231,6 +234,8 @@ pub struct Settings {
     /// Budgets of the gRPC ports.
     pub grpc_limits: crate::grpc::conns::ConnLimits,
     pub http_limits: HttpLimits,
+    /// `[http] network_metrics_series`.
+    pub network_metrics_series: usize,
     pub tls: TlsFiles,
     pub database: DatabaseLocation,
     pub max_connections: u32,
@@ -434,6 +439,7 @@ impl Settings {
                 ),
                 request_timeout: std::time::Duration::from_secs(raw.http.request_timeout_secs),
             },
+            network_metrics_series: raw.http.network_metrics_series,
             tls,
             database,
             max_connections: raw.database.max_connections,

@@ -16,6 +16,7 @@ pub mod events;
 pub mod grpc;
 pub mod kpi;
 pub mod metrics;
+pub mod network_metrics;
 pub mod pki;
 pub mod poi;
 pub mod rest;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub kpi_unreadable: Gauge,
     pub notifications: Family<Labels, Counter>,
     pub anomalies: Family<Labels, Counter>,
+    /// The network itself (`/metrics/network`): targets, ports, speed tests.
+    pub network: std::sync::Arc<crate::network_metrics::NetworkMetrics>,
 }
 
 impl Default for Metrics {
@@ -219,6 +221,7 @@ impl Metrics {
             kpi_unreadable,
             notifications,
             anomalies,
+            network: Default::default(),
         }
     }
 

@@ -48,6 +48,7 @@ impl Shared {
         let revocations = Revocations::default();
         revocations.load(store.as_ref()).await?;
         let metrics = Arc::new(Metrics::new());
+        metrics.network.set_limit(settings.network_metrics_series);
         let engine = Arc::new(Engine::new(
             store.clone(),
             settings.alerting.clone(),

@@ -15,8 +15,8 @@ pub enum Access {
 pub fn required(method: &Method, path: &str, open_health: bool, open_metrics: bool) -> Access {
     match path {
         "/health" if open_health => return Access::Open,
-        "/metrics" if open_metrics => return Access::Open,
-        "/health" | "/metrics" | "/ws" => return Access::Needs(Role::Viewer),
+        "/metrics" | "/metrics/network" if open_metrics => return Access::Open,
+        "/health" | "/metrics" | "/metrics/network" | "/ws" => return Access::Needs(Role::Viewer),
         _ => {}
     }
     // Agents measure throughput against these; they carry mTLS certificates for gRPC, not

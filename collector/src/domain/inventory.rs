@@ -153,6 +153,35 @@ pub struct ProbeSample {
     pub status: &'static str,
 }
 
+/// One direction of one stored speed test.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct SpeedTestRow {
+    pub agent_id: String,
+    /// When the test ended.
+    pub ts: DateTime<Utc>,
+    /// The URL tested against.
+    pub url: String,
+    /// `download` or `upload`.
+    pub direction: String,
+    /// Bytes moved.
+    pub bytes: i64,
+    pub duration_us: i64,
+    /// Megabits per second (0 when it failed).
+    pub mbps: f64,
+    /// Why it failed (null on success).
+    pub error: Option<String>,
+}
+
+/// Which stored speed tests, newest first.
+#[derive(Debug, Clone)]
+pub struct SpeedTestQuery {
+    pub agent: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
     pub from: DateTime<Utc>,

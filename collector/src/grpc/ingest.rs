@@ -274,6 +274,8 @@ impl StreamWorker {
         }
         let status = batch.status;
         let for_detection = self.watch.as_ref().map(|_| batch.records.clone());
+        // Newest per series, so a batch sent again or late changes nothing it should not.
+        self.metrics.network.observe(agent.as_str(), &batch.records);
         let started = std::time::Instant::now();
         let outcome = self
             .store

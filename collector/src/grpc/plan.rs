@@ -110,6 +110,7 @@ impl PlanFeed {
                 continue;
             };
             self.metrics.plan_version.set(head);
+            self.metrics.network.set_plan(&resolver);
             loaded = Some(head);
             self.tx.send_replace(Some(Arc::new(resolver)));
         }

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(metrics))
+        .routes(routes!(network_metrics))
         .routes(routes!(openapi_json))
         .routes(routes!(agents))
         .routes(routes!(agent_audit))
@@ -214,6 +215,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
+    )
+}
+
+/// The network in Prometheus metrics (OpenMetrics text): each target's newest round, checked
+/// port and speed test, labelled from the fleet plan, within `[http] network_metrics_series`.
+#[utoipa::path(get, path = "/metrics/network", tag = "system", responses(
+    (status = 200, description = "The metrics", body = String,
+     content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
+async fn network_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let network = state.metrics.network.clone();
+    // Rendering a large fleet is CPU work: off the runtime that serves requests.
+    let text = tokio::task::spawn_blocking(move || network.render(Utc::now()))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
     )
 }
 

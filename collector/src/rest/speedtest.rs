@@ -25,11 +25,51 @@ static FILLER: [u8; CHUNK] = [0x4e; CHUNK];
 
 pub fn routes() -> OpenApiRouter<AppState> {
     let (schemas, paths, upload) = routes!(upload);
-    OpenApiRouter::new().routes(routes!(download)).routes((
-        schemas,
-        paths,
-        upload.layer(DefaultBodyLimit::max(MAX_BYTES as usize)),
-    ))
+    OpenApiRouter::new()
+        .routes(routes!(results))
+        .routes(routes!(download))
+        .routes((
+            schemas,
+            paths,
+            upload.layer(DefaultBodyLimit::max(MAX_BYTES as usize)),
+        ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ResultsParams {
+    /// Only this agent's tests.
+    agent: Option<String>,
+    /// Start of the window (default: 7 days before `to`); must be before `to`.
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the window, exclusive (default: now).
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    #[param(maximum = 2147483647)]
+    offset: Option<u32>,
+}
+
+/// Stored speed tests (each direction of each test), newest first: what the agents measured,
+/// against which server, how many bytes, and why one failed.
+#[utoipa::path(get, path = "/api/speedtests", tag = "devices", params(ResultsParams),
+    responses((status = 200, description = "A page of speed tests", body = Vec<crate::storage::SpeedTestRow>)))]
+async fn results(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    params: Result<Query<ResultsParams>, QueryRejection>,
+) -> Result<Json<Vec<crate::storage::SpeedTestRow>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let (from, to) = super::time_window(params.from, params.to, chrono::Duration::days(7))?;
+    let query = crate::storage::SpeedTestQuery {
+        agent: params.agent,
+        from,
+        to,
+        limit: super::page_limit(params.limit, 100, 1000)?,
+        offset: super::page_offset(params.offset)?,
+    };
+    Ok(Json(state.store.speed_tests(&query).await?))
 }
 
 /// Raw bytes (the document's `string`/`binary`).

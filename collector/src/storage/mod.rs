@@ -161,6 +161,8 @@ pub trait Store:
         device_type: Option<&str>,
     ) -> Result<Option<DeviceRow>>;
     async fn device_history(&self, id: i64, query: &HistoryQuery) -> Result<Vec<ProbeSample>>;
+    /// Speed tests in a time window, newest first.
+    async fn speed_tests(&self, query: &SpeedTestQuery) -> Result<Vec<SpeedTestRow>>;
     async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit>;
     /// MAC (and with it vendor) changes of a device, oldest first.
     async fn identity_changes(&self, id: i64) -> Result<Vec<IdentityChange>>;

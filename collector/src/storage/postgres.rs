@@ -7,7 +7,7 @@ use super::{
     IngestOutcome, ProbeSample, Result, Store, StoreError, UNASSIGNED,
 };
 use crate::storage::sql::core::DEVICE_COLUMNS;
-use crate::storage::{merge, sql};
+use crate::storage::{merge, sql, SpeedTestQuery, SpeedTestRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus};
@@ -299,6 +299,33 @@ impl Store for PostgresStore {
             })
             .collect::<sqlx::Result<Vec<_>>>()
             .map_err(failed("reading device history"))
+    }
+
+    async fn speed_tests(&self, query: &SpeedTestQuery) -> Result<Vec<SpeedTestRow>> {
+        let rows = sqlx::query(sql::core::SPEED_TESTS.postgres)
+            .bind(query.agent.as_deref())
+            .bind(query.from)
+            .bind(query.to)
+            .bind(i64::from(query.limit))
+            .bind(i64::from(query.offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading speed tests"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(SpeedTestRow {
+                    agent_id: row.try_get("agent_id")?,
+                    ts: row.try_get("ts")?,
+                    url: row.try_get("url")?,
+                    direction: row.try_get("direction")?,
+                    bytes: row.try_get("bytes")?,
+                    duration_us: row.try_get("duration_us")?,
+                    mbps: row.try_get("mbps")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map_err(failed("reading speed tests"))
     }
 
     async fn ingest_audit(&self, agent: &AgentId) -> Result<IngestAudit> {

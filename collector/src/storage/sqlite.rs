@@ -10,7 +10,7 @@ use super::{
     IngestOutcome, ProbeSample, Result, SqliteSync, Store, StoreError, UNASSIGNED,
 };
 use crate::storage::sql::core::DEVICE_COLUMNS;
-use crate::storage::{merge, sql};
+use crate::storage::{merge, sql, SpeedTestQuery, SpeedTestRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use netwarden_shared::{AgentId, Batch, DeviceStatus};
@@ -988,6 +988,41 @@ impl Store for SqliteStore {
                 )
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(failed("reading device history"))?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn speed_tests(&self, query: &SpeedTestQuery) -> Result<Vec<SpeedTestRow>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(sql::core::SPEED_TESTS.sqlite)
+                .map_err(failed("reading speed tests"))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        query.agent,
+                        ms(query.from),
+                        ms(query.to),
+                        query.limit,
+                        query.offset
+                    ],
+                    |row| {
+                        Ok(SpeedTestRow {
+                            agent_id: row.get(0)?,
+                            ts: from_ms(row.get(1)?),
+                            url: row.get(2)?,
+                            direction: row.get(3)?,
+                            bytes: row.get(4)?,
+                            duration_us: row.get(5)?,
+                            mbps: row.get(6)?,
+                            error: row.get(7)?,
+                        })
+                    },
+                )
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(failed("reading speed tests"))?;
             Ok(rows)
         })
         .await

@@ -56,7 +56,7 @@ fn promtool_passes_the_config_and_the_rules() {
     rules
         .args(["check", "rules"])
         .arg(deploy("prometheus/netwarden-rules.yml"));
-    assert!(run_ok(rules).contains("8 rules found"));
+    assert!(run_ok(rules).contains("12 rules found"));
 }
 
 /// Metric names the collector exports, from the `# TYPE` lines of its /metrics, with the
@@ -169,11 +169,27 @@ async fn prometheus_scrapes_the_collector_and_dashboards_name_only_what_exists()
         .text()
         .await
         .unwrap();
-    let names = exported(&metrics_text);
+    let mut names = exported(&metrics_text);
     assert!(
         names.contains("netwarden_ingest_records_total"),
         "{names:?}"
     );
+    // The network's own path: the 5 rounds just sent, by target.
+    let network_text = reqwest::get(collector.api("/metrics/network"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        network_text
+            .lines()
+            .filter(|l| l.starts_with("netwarden_probe_up{"))
+            .count(),
+        5,
+        "{network_text}"
+    );
+    names.extend(exported(&network_text));
 
     // What the rules and dashboards name must exist.
     let rules = std::fs::read_to_string(deploy("prometheus/netwarden-rules.yml")).unwrap();

@@ -442,6 +442,46 @@ async fn discovery_and_speed_tests_reach_the_collector() {
         .await
         .unwrap();
     assert_eq!(changes, serde_json::json!([]));
+    // The tests through the API: both directions, with their server and bytes.
+    let tests = get_json(&api("/api/speedtests?limit=10")).await.unwrap();
+    let mut seen: Vec<(String, i64)> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert!(
+                t["url"].as_str().unwrap().starts_with("http://127.0.0.1:"),
+                "{t}"
+            );
+            assert!(
+                t["error"].is_null() && t["mbps"].as_f64().unwrap() > 0.0,
+                "{t}"
+            );
+            (
+                t["direction"].as_str().unwrap().to_string(),
+                t["bytes"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [
+            ("download".to_string(), 3_000_000),
+            ("upload".to_string(), 2_000_000)
+        ]
+    );
+    let backwards = reqwest::get(api(
+        "/api/speedtests?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        backwards.status(),
+        400,
+        "a window that ends before it starts"
+    );
 }
 
 /// An agent coming back after hours away: its buffer holds three hours of rounds when the

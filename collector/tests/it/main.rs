@@ -23,6 +23,7 @@ mod hardening;
 mod ingest;
 mod kpi;
 mod live;
+mod network_lab;
 mod openapi;
 mod operator_cli;
 mod plan;

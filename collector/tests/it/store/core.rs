@@ -22,6 +22,7 @@ store_suite!(
     a_late_sighting_fills_only_what_the_newer_one_lacked,
     liveness_evidence_and_site_baselines_are_kept,
     port_checks_are_stored_and_summarised_per_port,
+    speed_tests_are_read_by_agent_window_and_page,
 );
 
 /// Every device in the store, in id order.
@@ -983,4 +984,77 @@ async fn port_checks_are_stored_and_summarised_per_port(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(kept.iter().map(|p| p.checks_24h).sum::<i64>(), 5);
+}
+
+async fn speed_tests_are_read_by_agent_window_and_page(store: Arc<dyn Store>) {
+    use netwarden_collector::storage::SpeedTestQuery;
+    let agent_id = agent;
+    let test = |id: u64, at: i64, direction: v1::SpeedDirection, error: &str| v1::Record {
+        record_id: id,
+        observed_at_unix_ms: at,
+        kind: Some(v1::record::Kind::SpeedTest(v1::SpeedTest {
+            url: "https://collector.example/speedtest".into(),
+            direction: direction as i32,
+            bytes: 10_000_000,
+            duration_us: 800_000,
+            mbps: if error.is_empty() { 100.0 } else { 0.0 },
+            error: error.into(),
+        })),
+    };
+    use v1::SpeedDirection::{Download, Upload};
+    for (agent, sequence, records) in [
+        (
+            "a1",
+            1,
+            vec![test(1, T0, Download, ""), test(2, T0, Upload, "")],
+        ),
+        (
+            "a1",
+            2,
+            vec![test(3, T0 + 300_000, Download, "timed out after 30 s")],
+        ),
+        ("a2", 1, vec![test(1, T0 + 100_000, Download, "")]),
+    ] {
+        store
+            .ingest(&agent_id(agent), batch(sequence, records), at(T0))
+            .await
+            .unwrap();
+    }
+    let query = |agent: Option<&str>, from: i64, limit: u32, offset: u32| SpeedTestQuery {
+        agent: agent.map(Into::into),
+        from: at(from),
+        to: at(T0 + 3_600_000),
+        limit,
+        offset,
+    };
+    let all = store.speed_tests(&query(None, T0, 100, 0)).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|t| (t.agent_id.as_str(), t.ts, t.direction.as_str()))
+            .collect::<Vec<_>>()[..2],
+        [
+            ("a1", at(T0 + 300_000), "download"),
+            ("a2", at(T0 + 100_000), "download")
+        ],
+        "newest first"
+    );
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].error.as_deref(), Some("timed out after 30 s"));
+    assert_eq!(
+        (all[3].bytes, all[3].duration_us, all[3].mbps),
+        (10_000_000, 800_000, 100.0)
+    );
+    let a1 = store
+        .speed_tests(&query(Some("a1"), T0, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(a1.len(), 3);
+    let later = store
+        .speed_tests(&query(None, T0 + 1, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 2, "the window's start");
+    let page = store.speed_tests(&query(None, T0, 2, 2)).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].ts, at(T0), "the second page");
 }
