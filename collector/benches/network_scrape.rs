@@ -91,7 +91,7 @@ fn main() {
 
     // The same series through prometheus_client: 10 gauges per target with the same labels.
     type Labels = Vec<(String, String)>;
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_prefix("netwarden");
     let names = [
         "netwarden_probe_rtt_seconds",
         "netwarden_probe_loss_ratio",

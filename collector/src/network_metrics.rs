@@ -50,6 +50,8 @@ struct State {
     rounds: BTreeMap<(String, IpAddr), Round>,
     ports: BTreeMap<(String, IpAddr, u16), Port>,
     speeds: BTreeMap<(String, &'static str, String), Speed>,
+    /// When old entries were last forgotten.
+    swept: Option<DateTime<Utc>>,
 }
 
 /// What the plan says of an address: the target's name, its site and labels.
@@ -190,6 +192,14 @@ impl NetworkMetrics {
     /// Takes an agent's records; each series keeps the newest, whatever order they come in.
     pub fn observe(&self, agent: &str, records: &[Record]) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Forgetting needs no scrape: an unscraped collector does not grow for ever.
+        let now = Utc::now();
+        if state
+            .swept
+            .is_none_or(|at| (now - at).num_seconds() >= 3600)
+        {
+            state.forget_before(now);
+        }
         for record in records {
             let at = record.observed_at;
             match &record.kind {
@@ -244,18 +254,30 @@ impl NetworkMetrics {
         }
     }
 
-    /// The text exposition format (OpenMetrics), at most the configured number of series.
+    /// The text exposition format (OpenMetrics), at most the configured number of series. The
+    /// state is copied under the lock and rendered outside it, so ingest never waits on a
+    /// scrape; the cap takes whole targets (all of one's series or none), in order.
     pub fn render(&self, now: DateTime<Utc>) -> String {
         let plan = self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let cutoff = now - chrono::Duration::seconds(FORGET_AFTER_SECS);
-        state.rounds.retain(|_, r| r.at >= cutoff);
-        state.ports.retain(|_, p| p.at >= cutoff);
-        state.speeds.retain(|_, s| s.at >= cutoff);
-        let mut out = Writer {
-            text: String::new(),
-            left: self.limit.load(Ordering::Relaxed),
-            dropped: 0,
+        let (rounds, ports, speeds) = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.forget_before(now);
+            (
+                state.rounds.clone(),
+                state.ports.clone(),
+                state.speeds.clone(),
+            )
+        };
+        let mut left = self.limit.load(Ordering::Relaxed);
+        let mut left_out: u64 = 0;
+        let mut fits = |series: usize| {
+            if series <= left {
+                left -= series;
+                true
+            } else {
+                left_out += series as u64;
+                false
+            }
         };
         let target_labels = |agent: &str, ip: &IpAddr| {
             let mut labels = vec![("agent", agent.to_string()), ("address", ip.to_string())];
@@ -269,169 +291,199 @@ impl NetworkMetrics {
             }
             (labels, extra)
         };
+        // Each kept target's labels, worked out once.
+        let rounds: Vec<(Labels, Extra, Round)> = rounds
+            .into_iter()
+            .filter(|(_, r)| fits(round_series(r)))
+            .map(|((agent, ip), r)| {
+                let (labels, extra) = target_labels(&agent, &ip);
+                (labels, extra, r)
+            })
+            .collect();
+        let ports: Vec<(Labels, Extra, Port)> = ports
+            .into_iter()
+            .filter(|(_, p)| fits(1 + usize::from(p.connect_ms.is_some())))
+            .map(|((agent, ip, port), p)| {
+                let (mut labels, extra) = target_labels(&agent, &ip);
+                labels.push(("port", port.to_string()));
+                (labels, extra, p)
+            })
+            .collect();
+        let speeds: Vec<(Labels, Speed)> = speeds
+            .into_iter()
+            .filter(|_| fits(2))
+            .map(|((agent, direction, url), s)| {
+                let labels = vec![
+                    ("agent", agent),
+                    ("direction", direction.to_string()),
+                    ("url", url),
+                ];
+                (labels, s)
+            })
+            .collect();
 
-        let families: [RoundFamily; 7] = [
-            (
-                "netwarden_probe_rtt_seconds",
-                "gauge",
-                "RTT of the target's newest round: quantile 0 (min), 0.5 (median), 0.95 and 1 (max)",
-                |r| {
-                    r.rtt.map_or_else(Vec::new, |q| {
-                        [("0", q[0]), ("0.5", q[1]), ("0.95", q[2]), ("1", q[3])]
-                            .into_iter()
-                            .map(|(quantile, ms)| (f64::from(ms) / 1000.0, Some(quantile)))
-                            .collect()
-                    })
-                },
-            ),
-            (
-                "netwarden_probe_loss_ratio",
-                "gauge",
-                "Share of the newest round's pings that got no reply (0 to 1)",
-                |r| {
-                    vec![(
-                        if r.sent == 0 {
-                            0.0
-                        } else {
-                            f64::from(r.sent - r.received) / f64::from(r.sent)
-                        },
-                        None,
-                    )]
-                },
-            ),
-            (
-                "netwarden_probe_jitter_seconds",
-                "gauge",
-                "Mean difference between consecutive RTTs of the newest round",
-                |r| {
-                    r.jitter_ms
-                        .map(|j| vec![(f64::from(j) / 1000.0, None)])
-                        .unwrap_or_default()
-                },
-            ),
-            (
-                "netwarden_probe_up",
-                "gauge",
-                "1 when the newest round found the target up (ping, ARP or an open port), else 0",
-                |r| vec![(if r.up { 1.0 } else { 0.0 }, None)],
-            ),
-            (
-                "netwarden_probe_sent",
-                "gauge",
-                "Pings sent in the newest round",
-                |r| vec![(f64::from(r.sent), None)],
-            ),
-            (
-                "netwarden_probe_received",
-                "gauge",
-                "Replies received in the newest round",
-                |r| vec![(f64::from(r.received), None)],
-            ),
-            (
-                "netwarden_probe_last_round_timestamp_seconds",
-                "gauge",
-                "When the newest round ended (Unix time)",
-                |r| vec![(r.at.timestamp_millis() as f64 / 1000.0, None)],
-            ),
-        ];
-        for (name, kind, help, samples) in families {
+        let mut out = Writer {
+            text: String::new(),
+        };
+        for (name, kind, help, samples) in ROUND_FAMILIES {
             out.family(name, kind, help);
-            for ((agent, ip), round) in &state.rounds {
-                let (labels, extra) = target_labels(agent, ip);
+            for (labels, extra, round) in &rounds {
                 for (value, quantile) in samples(round) {
-                    let mut labels = labels.clone();
-                    if let Some(q) = quantile {
-                        labels.push(("quantile", q.to_string()));
+                    match quantile {
+                        Some(q) => {
+                            let mut labels = labels.clone();
+                            labels.push(("quantile", q.to_string()));
+                            out.sample(name, &labels, extra, value);
+                        }
+                        None => out.sample(name, labels, extra, value),
                     }
-                    out.sample(name, &labels, &extra, value);
                 }
             }
         }
-
         out.family(
             "netwarden_tcp_port_up",
             "gauge",
             "1 when the newest TCP check of the port connected, else 0",
         );
-        for ((agent, ip, port), check) in &state.ports {
-            let (mut labels, extra) = target_labels(agent, ip);
-            labels.push(("port", port.to_string()));
-            out.sample(
-                "netwarden_tcp_port_up",
-                &labels,
-                &extra,
-                if check.open { 1.0 } else { 0.0 },
-            );
+        for (labels, extra, check) in &ports {
+            let up = if check.open { 1.0 } else { 0.0 };
+            out.sample("netwarden_tcp_port_up", labels, extra, up);
         }
         out.family(
             "netwarden_tcp_connect_seconds",
             "gauge",
             "How long the newest accepted connection to the port took",
         );
-        for ((agent, ip, port), check) in &state.ports {
+        for (labels, extra, check) in &ports {
             if let Some(ms) = check.connect_ms {
-                let (mut labels, extra) = target_labels(agent, ip);
-                labels.push(("port", port.to_string()));
-                out.sample(
-                    "netwarden_tcp_connect_seconds",
-                    &labels,
-                    &extra,
-                    f64::from(ms) / 1000.0,
-                );
+                let seconds = f64::from(ms) / 1000.0;
+                out.sample("netwarden_tcp_connect_seconds", labels, extra, seconds);
             }
         }
-
         out.family(
             "netwarden_speedtest_bits_per_second",
             "gauge",
             "Throughput of the agent's newest speed test against the server, by direction (0 when it failed)",
         );
-        for ((agent, direction, url), test) in &state.speeds {
-            let labels = vec![
-                ("agent", agent.clone()),
-                ("direction", direction.to_string()),
-                ("url", url.clone()),
-            ];
+        for (labels, test) in &speeds {
             let value = if test.ok { test.bits_per_second } else { 0.0 };
-            out.sample("netwarden_speedtest_bits_per_second", &labels, &[], value);
+            out.sample("netwarden_speedtest_bits_per_second", labels, &[], value);
         }
         out.family(
             "netwarden_speedtest_last_timestamp_seconds",
             "gauge",
             "When the agent's newest speed test against the server ended (Unix time)",
         );
-        for ((agent, direction, url), test) in &state.speeds {
-            let labels = vec![
-                ("agent", agent.clone()),
-                ("direction", direction.to_string()),
-                ("url", url.clone()),
-            ];
+        for (labels, test) in &speeds {
+            let at = test.at.timestamp_millis() as f64 / 1000.0;
             out.sample(
                 "netwarden_speedtest_last_timestamp_seconds",
-                &labels,
+                labels,
                 &[],
-                test.at.timestamp_millis() as f64 / 1000.0,
+                at,
             );
         }
-        drop(state);
 
-        let dropped_total =
-            self.dropped_total.fetch_add(out.dropped, Ordering::Relaxed) + out.dropped;
+        let dropped_total = self.dropped_total.fetch_add(left_out, Ordering::Relaxed) + left_out;
         let mut text = out.text;
         let _ = write!(
             text,
             "# HELP netwarden_network_series_left_out Series this scrape left out: more than the cap ([http] network_metrics_series)\n\
              # TYPE netwarden_network_series_left_out gauge\n\
-             netwarden_network_series_left_out {}\n\
+             netwarden_network_series_left_out {left_out}\n\
              # HELP netwarden_network_series_dropped Series scrapes left out for the cap, since the collector started\n\
              # TYPE netwarden_network_series_dropped counter\n\
              netwarden_network_series_dropped_total {dropped_total}\n\
              # EOF\n",
-            out.dropped
         );
         text
     }
 }
+
+type Labels = Vec<(&'static str, String)>;
+type Extra = Vec<(String, String)>;
+
+/// The series one round gives: 5, and 4 RTT quantiles and jitter when anything came back.
+fn round_series(round: &Round) -> usize {
+    5 + if round.rtt.is_some() { 4 } else { 0 } + usize::from(round.jitter_ms.is_some())
+}
+
+impl State {
+    /// Forgets what was not heard of for a day (removed from the plan, or its agent gone).
+    fn forget_before(&mut self, now: DateTime<Utc>) {
+        let cutoff = now - chrono::Duration::seconds(FORGET_AFTER_SECS);
+        self.rounds.retain(|_, r| r.at >= cutoff);
+        self.ports.retain(|_, p| p.at >= cutoff);
+        self.speeds.retain(|_, s| s.at >= cutoff);
+        self.swept = Some(now);
+    }
+}
+
+/// The metrics over rounds, in the order they are written.
+const ROUND_FAMILIES: [RoundFamily; 7] = [
+    (
+        "netwarden_probe_rtt_seconds",
+        "gauge",
+        "RTT of the target's newest round: quantile 0 (min), 0.5 (median), 0.95 and 1 (max)",
+        |r| {
+            r.rtt.map_or_else(Vec::new, |q| {
+                [("0", q[0]), ("0.5", q[1]), ("0.95", q[2]), ("1", q[3])]
+                    .into_iter()
+                    .map(|(quantile, ms)| (f64::from(ms) / 1000.0, Some(quantile)))
+                    .collect()
+            })
+        },
+    ),
+    (
+        "netwarden_probe_loss_ratio",
+        "gauge",
+        "Share of the newest round's pings that got no reply (0 to 1)",
+        |r| {
+            vec![(
+                if r.sent == 0 {
+                    0.0
+                } else {
+                    f64::from(r.sent - r.received) / f64::from(r.sent)
+                },
+                None,
+            )]
+        },
+    ),
+    (
+        "netwarden_probe_jitter_seconds",
+        "gauge",
+        "Mean difference between consecutive RTTs of the newest round",
+        |r| {
+            r.jitter_ms
+                .map(|j| vec![(f64::from(j) / 1000.0, None)])
+                .unwrap_or_default()
+        },
+    ),
+    (
+        "netwarden_probe_up",
+        "gauge",
+        "1 when the newest round found the target up (ping, ARP or an open port), else 0",
+        |r| vec![(if r.up { 1.0 } else { 0.0 }, None)],
+    ),
+    (
+        "netwarden_probe_sent",
+        "gauge",
+        "Pings sent in the newest round",
+        |r| vec![(f64::from(r.sent), None)],
+    ),
+    (
+        "netwarden_probe_received",
+        "gauge",
+        "Replies received in the newest round",
+        |r| vec![(f64::from(r.received), None)],
+    ),
+    (
+        "netwarden_probe_last_round_timestamp_seconds",
+        "gauge",
+        "When the newest round ended (Unix time)",
+        |r| vec![(r.at.timestamp_millis() as f64 / 1000.0, None)],
+    ),
+];
 
 /// A value and, for RTT, its quantile.
 type Sample = (f64, Option<&'static str>);
@@ -456,8 +508,6 @@ fn newest<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: V, at: fn(&V) -> D
 
 struct Writer {
     text: String,
-    left: usize,
-    dropped: u64,
 }
 
 impl Writer {
@@ -472,11 +522,6 @@ impl Writer {
         extra: &[(String, String)],
         value: f64,
     ) {
-        if self.left == 0 {
-            self.dropped += 1;
-            return;
-        }
-        self.left -= 1;
         self.text.push_str(name);
         self.text.push('{');
         let pairs = labels
@@ -610,7 +655,8 @@ mod tests {
             .filter(|l| !l.starts_with('#') && !l.starts_with("netwarden_network_series"))
             .count();
         assert_eq!(samples, 10);
-        // 20 targets x 10 series (4 RTT quantiles and 6 more) + 1 port = 201; 10 kept.
+        // 20 targets x 10 series (4 RTT quantiles and 6 more) + 1 port = 201; the first
+        // target kept whole (10), the rest left out whole.
         assert!(
             text.contains("netwarden_network_series_left_out 191\n"),
             "{text}"

@@ -15,7 +15,7 @@ pub enum Access {
 pub fn required(method: &Method, path: &str, open_health: bool, open_metrics: bool) -> Access {
     match path {
         "/health" if open_health => return Access::Open,
-        "/metrics" | "/metrics/network" if open_metrics => return Access::Open,
+        "/metrics" if open_metrics => return Access::Open,
         "/health" | "/metrics" | "/metrics/network" | "/ws" => return Access::Needs(Role::Viewer),
         _ => {}
     }
@@ -123,6 +123,11 @@ mod tests {
     fn health_and_metrics_follow_config() {
         assert_eq!(need(Method::GET, "/health"), Access::Open);
         assert_eq!(need(Method::GET, "/metrics"), Access::Open);
+        // The network's addresses, names and customers, and a large answer: never open.
+        assert_eq!(
+            need(Method::GET, "/metrics/network"),
+            Access::Needs(Role::Viewer)
+        );
         assert_eq!(
             required(&Method::GET, "/health", false, false),
             Access::Needs(Role::Viewer)

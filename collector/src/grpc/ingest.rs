@@ -273,9 +273,8 @@ impl StreamWorker {
             .into());
         }
         let status = batch.status;
-        let for_detection = self.watch.as_ref().map(|_| batch.records.clone());
-        // Newest per series, so a batch sent again or late changes nothing it should not.
-        self.metrics.network.observe(agent.as_str(), &batch.records);
+        // What was stored goes on to detection and the network metrics.
+        let committed = batch.records.clone();
         let started = std::time::Instant::now();
         let outcome = self
             .store
@@ -318,8 +317,10 @@ impl StreamWorker {
                     .inc();
                 self.metrics.records.inc_by(u64::from(records));
                 tracing::debug!(sequence, records, "batch stored");
-                if let (Some(watch), Some(list)) = (&self.watch, for_detection) {
-                    watch.committed(agent.clone(), list).await;
+                // Newest per series, so a batch sent late changes nothing it should not.
+                self.metrics.network.observe(agent.as_str(), &committed);
+                if let Some(watch) = &self.watch {
+                    watch.committed(agent.clone(), committed).await;
                 }
                 Ack {
                     sequence,

@@ -226,16 +226,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 async fn network_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let network = state.metrics.network.clone();
     // Rendering a large fleet is CPU work: off the runtime that serves requests.
-    let text = tokio::task::spawn_blocking(move || network.render(Utc::now()))
-        .await
-        .unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+    match tokio::task::spawn_blocking(move || network.render(Utc::now())).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::new(
+            crate::error::ErrorCode::Internal,
+            "rendering the network metrics failed",
+        )
+        .into_response(),
+    }
 }
 
 /// Every agent that has reported, with its ingest counters.

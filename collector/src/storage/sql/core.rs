@@ -12,7 +12,7 @@ statements! {
     /// `$1` an agent or null for all; `[$2, $3)` the window.
     SPEED_TESTS = "SELECT agent_id, ts, url, direction, bytes, duration_us, mbps, error
          FROM speed_tests
-         WHERE ($1 IS NULL OR agent_id = $1) AND ts >= $2 AND ts < $3
+         WHERE (agent_id = $1 OR $1 IS NULL) AND ts >= $2 AND ts < $3
          ORDER BY ts DESC, agent_id, agent_record_id DESC LIMIT $4 OFFSET $5";
 
     AGENTS = "SELECT id, first_seen, last_seen, results_received, batches_received, last_sequence,
