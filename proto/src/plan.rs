@@ -72,6 +72,20 @@ fn tcp_to_wire(c: &plan::Check) -> v1::TcpSettings {
     }
 }
 
+/// `{field}.ports`, each 1 to 65535.
+fn ports_from_wire(field: &str, ports: Vec<u32>) -> Result<Vec<u16>, ConvertError> {
+    ports
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| fail(format!("{field}.ports[{i}]"), "must be 1 to 65535"))
+        })
+        .collect()
+}
+
 fn tcp_from_wire(
     field: &str,
     name: String,
@@ -87,17 +101,7 @@ fn tcp_from_wire(
             ),
         ));
     }
-    let ports = tcp
-        .ports
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            u16::try_from(p)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| fail(format!("{field}.ports[{i}]"), "must be 1 to 65535"))
-        })
-        .collect::<Result<_, _>>()?;
+    let ports = ports_from_wire(field, tcp.ports)?;
     Ok(plan::Check {
         name,
         kind: plan::CheckKind::Tcp,
@@ -152,16 +156,7 @@ fn enrol_from_wire(field: &str, e: v1::EnrolPolicy) -> Result<plan::EnrolAssignm
     let icmp = e
         .icmp
         .ok_or_else(|| fail(format!("{field}.icmp"), "is missing"))?;
-    let ports = bounded(&format!("{field}.ports"), e.ports)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            u16::try_from(p)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| fail(format!("{field}.ports[{i}]"), "must be 1 to 65535"))
-        })
-        .collect::<Result<_, _>>()?;
+    let ports = ports_from_wire(field, bounded(&format!("{field}.ports"), e.ports)?)?;
     Ok(plan::EnrolAssignment {
         check: check_from_wire(text(|| format!("{field}.check"), e.check, MAX_TEXT)?, icmp),
         all: e.all,

@@ -167,6 +167,34 @@ pub fn probe_settings(check: &netwarden_plan::Check) -> ProbePlan {
     }
 }
 
+/// The addresses of a check group's targets, each once however many names lead to it, within
+/// what is left of the agent's `budget` (which they use up). A name that did not resolve is
+/// skipped until the next look-up; past the budget, the rest of the group is left out.
+fn group_addresses(
+    group: &netwarden_plan::ProbeGroup,
+    names: &HashMap<String, Result<Vec<IpAddr>, String>>,
+    budget: &mut usize,
+) -> Vec<IpAddr> {
+    let mut targets = Vec::new();
+    let mut in_group = HashSet::new();
+    for target in &group.targets {
+        match addresses(target, names) {
+            Ok(found) if found.len() > *budget => {
+                tracing::error!(check = %group.check.name, target = %target.name, limit = crate::targets::MAX_TARGETS, "the plan gives this agent more addresses than it probes; this target and the rest of its check are left out");
+                break;
+            }
+            Ok(found) => {
+                *budget -= found.len();
+                targets.extend(found.into_iter().filter(|ip| in_group.insert(*ip)));
+            }
+            Err(err) => {
+                tracing::warn!(check = %group.check.name, target = %target.name, error = %err, "a planned target is not probed or checked this time")
+            }
+        }
+    }
+    targets
+}
+
 /// What `agent.toml` says the agent runs.
 #[derive(Debug, Clone)]
 pub struct Local {
@@ -205,30 +233,9 @@ pub async fn merge(
             tracing::error!(check = %check.name, %errors, "the plan's check is not valid here; its targets are not probed");
             continue;
         }
-        let mut targets = Vec::new();
-        let mut in_group = HashSet::new();
-        for target in &group.targets {
-            match addresses(target, &names) {
-                Ok(found) if found.len() > budget => {
-                    tracing::error!(target = %target.name, limit = crate::targets::MAX_TARGETS, "the plan gives this agent more addresses than it probes; this target and the rest of its check are left out");
-                    break;
-                }
-                Ok(found) => {
-                    budget -= found.len();
-                    for ip in found {
-                        // Two checks may probe one address (the plan says so); one check
-                        // probes it once, however many names lead to it.
-                        planned.insert(ip);
-                        if in_group.insert(ip) {
-                            targets.push(ip);
-                        }
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(target = %target.name, error = %err, "a planned target is not probed this time")
-                }
-            }
-        }
+        let targets = group_addresses(group, &names, &mut budget);
+        // Two checks may probe one address (the plan says so); agent.toml's loop does not.
+        planned.extend(targets.iter().copied());
         if targets.is_empty() {
             continue;
         }
@@ -259,23 +266,7 @@ pub async fn merge(
             tracing::error!(check = %check.name, %errors, "the plan's tcp check is not valid here; its targets are not checked");
             continue;
         }
-        let mut targets = Vec::new();
-        let mut in_group = HashSet::new();
-        for target in &group.targets {
-            match addresses(target, &names) {
-                Ok(found) if found.len() > budget => {
-                    tracing::error!(target = %target.name, limit = crate::targets::MAX_TARGETS, "the plan gives this agent more addresses than it probes; this target and the rest of its check are left out");
-                    break;
-                }
-                Ok(found) => {
-                    budget -= found.len();
-                    targets.extend(found.into_iter().filter(|ip| in_group.insert(*ip)));
-                }
-                Err(err) => {
-                    tracing::warn!(target = %target.name, error = %err, "a planned target's ports are not checked this time")
-                }
-            }
-        }
+        let targets = group_addresses(group, &names, &mut budget);
         if targets.is_empty() {
             continue;
         }
