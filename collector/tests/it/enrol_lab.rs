@@ -8,6 +8,7 @@
 //! Needs root and `../shared/netlab`; CI sets `NETWARDEN_REQUIRE_LAB=1`.
 
 use super::detection_lab::{Killed, Lab};
+use super::e2e::run_ok;
 use super::support::{binary, free_port};
 use serde_json::Value;
 use std::process::Command;
@@ -166,23 +167,12 @@ pub(crate) fn run_planned_agent(
     let path = |name: &str| dir.join(name);
     let collector = binary("netwarden-collector");
     let pki = path("pki");
-    for args in [
-        vec!["pki", "init", "--dir", pki.to_str().unwrap()],
-        vec![
-            "pki",
-            "issue-agent",
-            "--dir",
-            pki.to_str().unwrap(),
-            "--name",
-            agent,
-        ],
-    ] {
-        assert!(Command::new(&collector)
-            .args(&args)
-            .status()
-            .unwrap()
-            .success());
-    }
+    let pki = pki.to_str().unwrap();
+    run_ok(&collector, &["pki", "init", "--dir", pki]);
+    run_ok(
+        &collector,
+        &["pki", "issue-agent", "--dir", pki, "--name", agent],
+    );
     let (grpc, http) = (free_port(), free_port());
     std::fs::write(
         path("collector.toml"),
@@ -222,12 +212,29 @@ pub(crate) fn run_planned_agent(
         || !lab.get(&api("/health")).is_null(),
         || std::fs::read_to_string(path("collector.log")).unwrap_or_default(),
     );
+    apply_plan(lab, http, &path("plan.yaml"), &["--base-version", "0"]);
+    let agent_process = Killed(lab.spawn(
+        &binary("netwarden-agent"),
+        &["run", "--config", path("agent.toml").to_str().unwrap()],
+        &path("agent.log"),
+    ));
+    (collector_process, agent_process, http)
+}
+
+/// `netwarden plan apply FILE ARGS...` against the collector on `http`, from the lab's agent
+/// namespace, with no CLI config of the machine's; it must succeed.
+pub(crate) fn apply_plan(lab: &Lab, http: u16, file: &std::path::Path, args: &[&str]) {
     let out = Command::new("ip")
         .args(["netns", "exec", &lab.netns()])
         .arg(binary("netwarden"))
-        .args(["--url", &api(""), "plan", "apply"])
-        .arg(path("plan.yaml"))
-        .args(["--base-version", "0"])
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{http}"),
+            "plan",
+            "apply",
+        ])
+        .arg(file)
+        .args(args)
         .env_remove("NETWARDEN_CONFIG")
         .env("HOME", "/nonexistent")
         .output()
@@ -237,10 +244,4 @@ pub(crate) fn run_planned_agent(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let agent_process = Killed(lab.spawn(
-        &binary("netwarden-agent"),
-        &["run", "--config", path("agent.toml").to_str().unwrap()],
-        &path("agent.log"),
-    ));
-    (collector_process, agent_process, http)
 }

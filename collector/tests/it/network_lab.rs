@@ -10,7 +10,7 @@
 //! Needs root, `../shared/netlab` and `prometheus`; CI sets `NETWARDEN_REQUIRE_LAB=1`.
 
 use super::detection_lab::{Killed, Lab};
-use super::enrol_lab::{device, run_planned_agent, wait_until};
+use super::enrol_lab::{apply_plan, device, run_planned_agent, wait_until};
 use super::support::free_port;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -191,26 +191,7 @@ fn prometheus_scrapes_each_target_with_its_labels_and_alerts_on_its_loss() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(path("plan2.yaml"), without_h2).unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.netns()])
-        .arg(super::support::binary("netwarden"))
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{http}"),
-            "plan",
-            "apply",
-        ])
-        .arg(path("plan2.yaml"))
-        .arg("--force")
-        .env_remove("NETWARDEN_CONFIG")
-        .env("HOME", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_plan(&lab, http, &path("plan2.yaml"), &["--force"]);
     // A round under way ends (2 s at most) and is stored; then nothing more pings h2.
     std::thread::sleep(Duration::from_secs(5));
     let dropped: Value = serde_json::from_str(&lab.run(&["counters", "h2"])).unwrap();

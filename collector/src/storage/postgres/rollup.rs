@@ -137,27 +137,21 @@ impl RollupStore for PostgresStore {
     /// Whole days go by dropping their partitions; what is left (the DEFAULT partition, and
     /// the part of a day before the cutoff) is deleted in slices.
     async fn delete_raw_rounds_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
-        let dropped = self.drop_partitions_before(cutoff).await?;
-        let done = sqlx::query(
-            "DELETE FROM probe_results WHERE ctid IN
-                 (SELECT ctid FROM probe_results WHERE ts < $1 LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(failed("deleting old probe rounds"))?;
+        let mut deleted = self.drop_partitions_before(cutoff).await?;
         // Port checks are raw rows too, kept as long.
-        let ports = sqlx::query(
-            "DELETE FROM port_checks WHERE ctid IN
-                 (SELECT ctid FROM port_checks WHERE ts < $1 LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await
-        .map_err(failed("deleting old port checks"))?;
-        Ok(dropped + done.rows_affected() + ports.rows_affected())
+        for table in ["probe_results", "port_checks"] {
+            deleted += sqlx::query(&format!(
+                "DELETE FROM {table} WHERE ctid IN
+                     (SELECT ctid FROM {table} WHERE ts < $1 LIMIT $2)"
+            ))
+            .bind(cutoff)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("deleting old raw rounds and port checks"))?
+            .rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn delete_rollups_before(

@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+/// The raw tables retention slices (names, never input).
+const RAW_TABLES: [&str; 2] = ["probe_results", "port_checks"];
+
 #[async_trait]
 impl RollupStore for SqliteStore {
     async fn raw_rounds(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RawRound>> {
@@ -145,24 +148,21 @@ impl RollupStore for SqliteStore {
 
     async fn delete_raw_rounds_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
         self.write(move |w| {
-            let n = w
-                .conn
-                .execute(
-                    "DELETE FROM probe_results WHERE rowid IN
-                         (SELECT rowid FROM probe_results WHERE ts < ?1 LIMIT ?2)",
-                    params![ms(cutoff), limit],
-                )
-                .map_err(failed("deleting old probe rounds"))?;
+            let mut deleted = 0;
             // Port checks are raw rows too, kept as long.
-            let ports = w
-                .conn
-                .execute(
-                    "DELETE FROM port_checks WHERE rowid IN
-                         (SELECT rowid FROM port_checks WHERE ts < ?1 LIMIT ?2)",
-                    params![ms(cutoff), limit],
-                )
-                .map_err(failed("deleting old port checks"))?;
-            Ok((n + ports) as u64)
+            for table in RAW_TABLES {
+                deleted += w
+                    .conn
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE rowid IN
+                                 (SELECT rowid FROM {table} WHERE ts < ?1 LIMIT ?2)"
+                        ),
+                        params![ms(cutoff), limit],
+                    )
+                    .map_err(failed("deleting old raw rounds and port checks"))?;
+            }
+            Ok(deleted as u64)
         })
         .await
     }
