@@ -310,6 +310,99 @@ impl Agents {
     }
 }
 
+#[derive(Subcommand)]
+pub enum Routes {
+    /// The alert routes in the collector's [alerting], with every recipient.
+    List,
+    /// Sends a test notification to each recipient of a route, now, and prints what each came
+    /// to; exits 6 when any was not sent.
+    Test {
+        /// The route's name.
+        name: String,
+    },
+}
+
+const ROUTE_COLUMNS: &[Column] = &[
+    ("NAME", "name"),
+    ("MIN SEVERITY", "min_severity"),
+    ("KINDS", "kinds"),
+    ("RECIPIENTS", "recipients"),
+];
+
+const OUTCOME_COLUMNS: &[Column] = &[
+    ("CHANNEL", "channel"),
+    ("RECIPIENT", "recipient"),
+    ("OUTCOME", "outcome"),
+    ("ERROR", "error"),
+];
+
+/// Some recipients of a test notification did not get it.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} test notifications were not sent")]
+pub struct NotAllSent {
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl Routes {
+    pub async fn run(self, api: &Api, out: Format) -> anyhow::Result<()> {
+        match self {
+            Routes::List => {
+                let mut routes = api.get("api/alerting/routes", &[]).await?;
+                // One cell per route in a table: `channel:recipient, ...`.
+                if let (Format::Table, Some(list)) = (out, routes.as_array_mut()) {
+                    for route in list {
+                        let recipients: Vec<String> = route["recipients"]
+                            .as_array()
+                            .map(|r| {
+                                r.iter()
+                                    .map(|r| {
+                                        format!(
+                                            "{}:{}",
+                                            r["channel"].as_str().unwrap_or(""),
+                                            r["recipient"].as_str().unwrap_or("")
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        route["recipients"] = json!(recipients.join(", "));
+                    }
+                }
+                output::list(out, &routes, ROUTE_COLUMNS);
+            }
+            Routes::Test { name } => {
+                let path = format!("api/alerting/routes/{}/test", urlencoding(&name));
+                let outcomes = api.post(&path, &json!({})).await?;
+                output::list(out, &outcomes, OUTCOME_COLUMNS);
+                let list = outcomes.as_array().cloned().unwrap_or_default();
+                let failed = list.iter().filter(|o| o["outcome"] != "sent").count();
+                if failed > 0 {
+                    return Err(NotAllSent {
+                        failed,
+                        total: list.len(),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path segment, percent-encoded (route names are free text in the config).
+fn urlencoding(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration;

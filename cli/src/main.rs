@@ -61,6 +61,9 @@ enum Command {
     /// The fleet plan agents run: get, diff, apply, history.
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// Alert routes: list them, send a test notification.
+    #[command(subcommand)]
+    Routes(commands::Routes),
 }
 
 fn main() -> ExitCode {
@@ -88,5 +91,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Silences(c) => c.run(&api, out).await,
         Command::Agents(c) => c.run(&api, out).await,
         Command::Plan(c) => c.run(&api, out).await,
+        Command::Routes(c) => c.run(&api, out).await,
     }
 }

@@ -257,6 +257,10 @@ pub struct Settings {
     pub alerting: crate::alert::routing::AlertingConfig,
     /// `None` when `[alerting.telegram]` is not set.
     pub telegram: Option<crate::alert::telegram::TelegramSettings>,
+    /// `[[alerting.webhooks]]`, checked.
+    pub webhooks: Vec<crate::alert::webhook::Endpoint>,
+    /// `[[alerting.alertmanagers]]`, checked.
+    pub alertmanagers: Vec<crate::alert::webhook::Endpoint>,
     pub auth: crate::auth::AuthConfig,
     pub retention: crate::rollup::RetentionConfig,
 }
@@ -387,6 +391,37 @@ impl Settings {
             .map(|t| crate::alert::telegram::TelegramSettings::from_config(path, t))
             .transpose()
             .map_err(|(field, message)| ConfigError::invalid(path, &field, message))?;
+        let endpoints = |table: &str,
+                         format: crate::alert::webhook::Format,
+                         list: &[crate::alert::webhook::EndpointConfig]|
+         -> Result<Vec<crate::alert::webhook::Endpoint>, ConfigError> {
+            let mut checked: Vec<crate::alert::webhook::Endpoint> = Vec::new();
+            for (i, raw) in list.iter().enumerate() {
+                let field = format!("alerting.{table}[{i}]");
+                let endpoint =
+                    crate::alert::webhook::Endpoint::from_config(path, &field, format, raw)
+                        .map_err(|(field, message)| ConfigError::invalid(path, &field, message))?;
+                if checked.iter().any(|e| e.name == endpoint.name) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        &format!("{field}.name"),
+                        format!("{:?} is named twice", endpoint.name),
+                    ));
+                }
+                checked.push(endpoint);
+            }
+            Ok(checked)
+        };
+        let webhooks = endpoints(
+            "webhooks",
+            crate::alert::webhook::Format::Webhook,
+            &raw.alerting.webhooks,
+        )?;
+        let alertmanagers = endpoints(
+            "alertmanagers",
+            crate::alert::webhook::Format::Alertmanager,
+            &raw.alerting.alertmanagers,
+        )?;
         raw.alerting
             .check(telegram.is_some(), email.is_some())
             .map_err(|message| {
@@ -454,6 +489,8 @@ impl Settings {
             detect: raw.detect,
             alerting: raw.alerting,
             telegram,
+            webhooks,
+            alertmanagers,
             auth: raw.auth,
             retention: raw.retention,
         })

@@ -34,6 +34,12 @@ pub struct AlertingConfig {
     /// (0: only when acknowledged or resolved by hand).
     pub one_off_resolve_secs: u64,
     pub telegram: Option<crate::alert::telegram::TelegramConfig>,
+    /// Webhook receivers (Alertmanager's webhook body, optionally HMAC-signed), by name.
+    pub webhooks: Vec<crate::alert::webhook::EndpointConfig>,
+    /// Alertmanagers to push to (their v2 API), by name.
+    pub alertmanagers: Vec<crate::alert::webhook::EndpointConfig>,
+    /// The dashboard's address as people reach it, for links in webhooks and Alertmanager.
+    pub external_url: Option<String>,
 }
 
 impl Default for AlertingConfig {
@@ -51,6 +57,9 @@ impl Default for AlertingConfig {
             gateways: Vec::new(),
             one_off_resolve_secs: 24 * 3600,
             telegram: None,
+            webhooks: Vec::new(),
+            alertmanagers: Vec::new(),
+            external_url: None,
         }
     }
 }
@@ -69,8 +78,47 @@ pub struct RouteConfig {
     /// Telegram chat ids (numbers or `@channel`).
     #[serde(default)]
     pub telegram: Vec<String>,
+    /// Names of `[[alerting.webhooks]]`.
+    #[serde(default)]
+    pub webhook: Vec<String>,
+    /// Names of `[[alerting.alertmanagers]]`.
+    #[serde(default)]
+    pub alertmanager: Vec<String>,
     #[serde(default)]
     pub escalation: Vec<EscalationConfig>,
+}
+
+impl RouteConfig {
+    /// Every `(channel, recipient)` the route and its escalation steps send to, once each.
+    pub fn recipients(&self) -> Vec<(&'static str, String)> {
+        let mut all: Vec<(&'static str, String)> = Vec::new();
+        let steps = std::iter::once((
+            &self.email,
+            &self.telegram,
+            &self.webhook,
+            &self.alertmanager,
+        ))
+        .chain(
+            self.escalation
+                .iter()
+                .map(|s| (&s.email, &s.telegram, &s.webhook, &s.alertmanager)),
+        );
+        for (email, telegram, webhook, alertmanager) in steps {
+            for (channel, names) in [
+                ("email", email),
+                ("telegram", telegram),
+                ("webhook", webhook),
+                ("alertmanager", alertmanager),
+            ] {
+                for name in names {
+                    if !all.iter().any(|(c, n)| *c == channel && n == name) {
+                        all.push((channel, name.clone()));
+                    }
+                }
+            }
+        }
+        all
+    }
 }
 
 fn lowest() -> Severity {
@@ -86,6 +134,10 @@ pub struct EscalationConfig {
     pub email: Vec<String>,
     #[serde(default)]
     pub telegram: Vec<String>,
+    #[serde(default)]
+    pub webhook: Vec<String>,
+    #[serde(default)]
+    pub alertmanager: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +160,8 @@ impl AlertingConfig {
             let at = format!("alerting.routes[{i}]");
             let mut email = route.email.clone();
             let mut telegram = route.telegram.clone();
+            let mut webhook = route.webhook.clone();
+            let mut alertmanager = route.alertmanager.clone();
             for (j, step) in route.escalation.iter().enumerate() {
                 if step.after_secs == 0 {
                     return Err(format!(
@@ -116,6 +170,24 @@ impl AlertingConfig {
                 }
                 email.extend(step.email.iter().cloned());
                 telegram.extend(step.telegram.iter().cloned());
+                webhook.extend(step.webhook.iter().cloned());
+                alertmanager.extend(step.alertmanager.iter().cloned());
+            }
+            for (field, names, endpoints, table) in [
+                ("webhook", &webhook, &self.webhooks, "[[alerting.webhooks]]"),
+                (
+                    "alertmanager",
+                    &alertmanager,
+                    &self.alertmanagers,
+                    "[[alerting.alertmanagers]]",
+                ),
+            ] {
+                if let Some(name) = names
+                    .iter()
+                    .find(|n| !endpoints.iter().any(|e| &e.name == *n))
+                {
+                    return Err(format!("{at}.{field}: {name:?} is not named in {table}"));
+                }
             }
             if !email.is_empty() && !email_on {
                 return Err(format!(
@@ -195,6 +267,22 @@ impl AlertingConfig {
                     repeat,
                 );
             }
+            for (channel, names) in [
+                ("webhook", &route.webhook),
+                ("alertmanager", &route.alertmanager),
+            ] {
+                for to in names {
+                    add(
+                        channel,
+                        to,
+                        AlertEvent::Open,
+                        0,
+                        anomaly.severity,
+                        group_wait,
+                        repeat,
+                    );
+                }
+            }
             for (i, step) in route.escalation.iter().enumerate() {
                 let delay = Duration::from_secs(step.after_secs).max(group_wait);
                 let severity = anomaly.severity.raised();
@@ -210,16 +298,22 @@ impl AlertingConfig {
                         Duration::ZERO,
                     );
                 }
-                for to in &step.telegram {
-                    add(
-                        "telegram",
-                        to,
-                        AlertEvent::Escalate,
-                        step_no,
-                        severity,
-                        delay,
-                        Duration::ZERO,
-                    );
+                for (channel, names) in [
+                    ("telegram", &step.telegram),
+                    ("webhook", &step.webhook),
+                    ("alertmanager", &step.alertmanager),
+                ] {
+                    for to in names {
+                        add(
+                            channel,
+                            to,
+                            AlertEvent::Escalate,
+                            step_no,
+                            severity,
+                            delay,
+                            Duration::ZERO,
+                        );
+                    }
                 }
             }
         }
@@ -259,10 +353,14 @@ mod tests {
                     min_severity: Severity::Medium,
                     email: vec!["noc@example.test".into()],
                     telegram: vec!["-100200".into()],
+                    webhook: vec![],
+                    alertmanager: vec![],
                     escalation: vec![EscalationConfig {
                         after_secs: 900,
                         email: vec!["lead@example.test".into()],
                         telegram: vec![],
+                        webhook: vec![],
+                        alertmanager: vec![],
                     }],
                 },
                 RouteConfig {
@@ -271,6 +369,8 @@ mod tests {
                     min_severity: Severity::Low,
                     email: vec!["noc@example.test".into(), "assets@example.test".into()],
                     telegram: vec![],
+                    webhook: vec![],
+                    alertmanager: vec![],
                     escalation: vec![],
                 },
             ],
@@ -314,6 +414,39 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_and_alertmanagers_are_recipients_like_any_other() {
+        let mut c = config();
+        c.routes[0].webhook = vec!["bridge".into()];
+        c.routes[0].alertmanager = vec!["am".into()];
+        c.routes[0].escalation[0].webhook = vec!["bridge".into(), "oncall".into()];
+        let plan = c.plan(&anomaly(AnomalyKind::DeviceOffline, Severity::High));
+        let sent: Vec<_> = plan
+            .iter()
+            .map(|p| (p.channel.as_str(), p.recipient.as_str(), p.event))
+            .collect();
+        assert!(
+            sent.contains(&("webhook", "bridge", AlertEvent::Open)),
+            "{sent:?}"
+        );
+        assert!(sent.contains(&("alertmanager", "am", AlertEvent::Open)));
+        assert!(sent.contains(&("webhook", "oncall", AlertEvent::Escalate)));
+        assert!(sent.contains(&("webhook", "bridge", AlertEvent::Escalate)));
+        // Each recipient once, escalation steps included, for test notifications.
+        let recipients = c.routes[0].recipients();
+        assert_eq!(
+            recipients,
+            [
+                ("email", "noc@example.test".to_string()),
+                ("telegram", "-100200".to_string()),
+                ("webhook", "bridge".to_string()),
+                ("alertmanager", "am".to_string()),
+                ("email", "lead@example.test".to_string()),
+                ("webhook", "oncall".to_string()),
+            ]
+        );
+    }
+
+    #[test]
     fn bad_routes_are_named() {
         // A kind that is not one is refused when the configuration is read.
         let refused = serde_json::from_value::<RouteConfig>(
@@ -331,6 +464,18 @@ mod tests {
             .unwrap_err()
             .contains("[alerting.telegram]"));
         assert!(config().check(true, false).unwrap_err().contains("[email]"));
+        let mut c = config();
+        c.routes[0].escalation[0].webhook = vec!["pager".into()];
+        assert_eq!(
+            c.check(true, true).unwrap_err(),
+            "alerting.routes[0].webhook: \"pager\" is not named in [[alerting.webhooks]]"
+        );
+        let mut c = config();
+        c.routes[1].alertmanager = vec!["am".into()];
+        assert!(c
+            .check(true, true)
+            .unwrap_err()
+            .starts_with("alerting.routes[1].alertmanager: \"am\""));
         let mut c = config();
         c.routes[1].email = vec!["not an address".into()];
         assert!(c

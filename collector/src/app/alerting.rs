@@ -2,7 +2,7 @@
 
 use super::shared::Shared;
 use super::{Stage, StartError, Tasks};
-use crate::alert::dispatch::{Channel, DispatchSettings, Dispatcher, EmailChannel};
+use crate::alert::dispatch::{DispatchSettings, Dispatcher};
 use crate::alert::watch::{self, Detectors, Watch, WatchTask};
 use crate::config::Settings;
 use std::sync::Arc;
@@ -46,30 +46,11 @@ impl Alerting {
 
 /// The notification dispatcher, when any channel is configured.
 fn dispatcher(settings: &Settings, shared: &Shared) -> Result<Option<Arc<Dispatcher>>, StartError> {
-    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    if let (Some(email), Some(mailer)) = (&settings.email, &shared.mailer) {
-        channels.push(Arc::new(EmailChannel {
-            mailer: mailer.clone(),
-            template: crate::alert::templates::Template::load(
-                "anomaly",
-                email.templates.as_deref(),
-                crate::alert::templates::ANOMALY_FIELDS,
-            )
-            .map_err(|e| StartError::Email(e.to_string()))?,
-        }));
-    }
-    if let Some(customer) = &shared.customer_email {
-        channels.push(customer.clone());
-    }
-    if let Some(t) = &settings.telegram {
-        channels.push(Arc::new(
-            crate::alert::telegram::Telegram::new(t).map_err(StartError::Email)?,
-        ));
-    }
+    let channels = shared.channels.clone();
+    let a = &settings.alerting;
     if channels.is_empty() {
         return Ok(None);
     }
-    let a = &settings.alerting;
     let holder = a
         .instance
         .clone()

@@ -39,7 +39,8 @@ pub fn required(method: &Method, path: &str, open_health: bool, open_metrics: bo
         || path == "/api/silences"
         || path.starts_with("/api/silences/")
         || path == "/api/v1/telemetry"
-        || path == "/api/v1/telemetry/batch";
+        || path == "/api/v1/telemetry/batch"
+        || path.starts_with("/api/alerting/routes/") && path.ends_with("/test");
     if method == Method::POST && operator_action
         || method == Method::DELETE && path.starts_with("/api/silences/")
         || method == Method::PUT && path == "/api/plan"
@@ -91,6 +92,7 @@ mod tests {
             (Method::PUT, "/api/plan"),
             (Method::PUT, "/api/plan/targets/core-1"),
             (Method::DELETE, "/api/plan/targets/core-1"),
+            (Method::POST, "/api/alerting/routes/noc/test"),
         ] {
             assert_eq!(
                 need(method.clone(), path),

@@ -52,10 +52,12 @@ pub enum AnomalyKind {
     CustomerNotNotified,
     /// A TCP port a `tcp` check expects open stopped accepting connections.
     PortDown,
+    /// A route's test notification, sent by hand to check its recipients; never stored.
+    TestNotification,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 16] = [
+    pub const ALL: [AnomalyKind; 17] = [
         AnomalyKind::DeviceOffline,
         AnomalyKind::PacketLoss,
         AnomalyKind::Latency,
@@ -72,6 +74,7 @@ impl AnomalyKind {
         AnomalyKind::SiteUnreachable,
         AnomalyKind::CustomerNotNotified,
         AnomalyKind::PortDown,
+        AnomalyKind::TestNotification,
     ];
 
     /// Kinds that are one-off events rather than conditions: they do not repeat, and they
@@ -100,6 +103,7 @@ impl AnomalyKind {
             AnomalyKind::SiteUnreachable => "site_unreachable",
             AnomalyKind::CustomerNotNotified => "customer_not_notified",
             AnomalyKind::PortDown => "port_down",
+            AnomalyKind::TestNotification => "test_notification",
         }
     }
 

@@ -10,8 +10,10 @@ pub mod openapi;
 pub mod overview;
 pub mod plan;
 pub mod pois;
+pub mod route_test;
 pub mod serve;
 pub mod speedtest;
+pub mod speedtest_gate;
 pub mod telemetry;
 pub mod tokens;
 
@@ -70,6 +72,12 @@ pub struct Services {
     pub retention: crate::rollup::RetentionConfig,
     /// Rung after a plan version is saved (see [`crate::grpc::plan::PlanFeed`]).
     pub plan_saved: Arc<tokio::sync::Notify>,
+    /// Transfers at once and bytes per token for `/speedtest/*`.
+    pub speedtest_gate: Arc<speedtest_gate::SpeedTestGate>,
+    /// `[alerting]`: the routes a test notification is sent by.
+    pub alerting: crate::alert::routing::AlertingConfig,
+    /// The notification channels, for test notifications.
+    pub channels: Vec<Arc<dyn crate::alert::dispatch::Channel>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -87,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(history))
         .routes(routes!(changes))
         .merge(alerts::routes())
+        .merge(route_test::routes())
         .merge(pois::routes())
         .merge(kpis::routes())
         .merge(speedtest::routes())

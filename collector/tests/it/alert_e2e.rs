@@ -44,6 +44,8 @@ async fn setup(backend: Backend) -> Setup {
                 min_severity: Severity::Medium,
                 email: vec!["noc@example.test".into()],
                 telegram: vec!["4242".into()],
+                webhook: vec![],
+                alertmanager: vec![],
                 escalation: vec![],
             }],
             telegram: Some(TelegramConfig {
@@ -90,8 +92,19 @@ async fn wait_for_mail(maildir: &Path, count: usize, limit: Duration) -> Vec<Val
 
 /// Rounds for `target` (4 sent, `received` back) on one stream, from `sequence` on.
 async fn rounds(s: &Setup, sequence: &mut u64, target: &str, received: &[u32]) {
-    let files = s.collector.pki.agent("branch-7");
-    let mut client = s.collector.client(&files).await.unwrap();
+    send_rounds(&s.collector, sequence, target, received).await;
+}
+
+/// Rounds from agent `branch-7` for `target` (4 sent, `received` back), over the real mTLS
+/// ingest stream, from `sequence` on.
+pub(crate) async fn send_rounds(
+    collector: &TestCollector,
+    sequence: &mut u64,
+    target: &str,
+    received: &[u32],
+) {
+    let files = collector.pki.agent("branch-7");
+    let mut client = collector.client(&files).await.unwrap();
     let mut batches = Vec::new();
     for r in received {
         *sequence += 1;

@@ -23,6 +23,8 @@ fn config() -> AlertingConfig {
             min_severity: Severity::Low,
             email: vec!["noc@example.test".into()],
             telegram: vec![],
+            webhook: vec![],
+            alertmanager: vec![],
             escalation: vec![],
         }],
         gateways: vec![GatewayConfig {

@@ -219,6 +219,8 @@ fn noc_route() -> RouteConfig {
         min_severity: Severity::Low,
         email: vec!["noc@example.test".into()],
         telegram: vec![],
+        webhook: vec![],
+        alertmanager: vec![],
         escalation: vec![],
     }
 }
@@ -329,11 +331,15 @@ async fn unacknowledged_anomalies_escalate_and_repeat_until_acknowledged() {
             after_secs: 600,
             email: vec!["oncall@example.test".into()],
             telegram: vec![],
+            webhook: vec![],
+            alertmanager: vec![],
         },
         EscalationConfig {
             after_secs: 1800,
             email: vec!["manager@example.test".into()],
             telegram: vec![],
+            webhook: vec![],
+            alertmanager: vec![],
         },
     ];
     let mut s = Scenario::new(config).await;
@@ -390,6 +396,8 @@ async fn an_escalation_step_of_a_lower_severity_anomaly_goes_one_severity_up() {
         after_secs: 300,
         email: vec!["oncall@example.test".into()],
         telegram: vec![],
+        webhook: vec![],
+        alertmanager: vec![],
     }];
     let mut s = Scenario::new(config).await;
     // 1 of 4 replies lost: 25 % loss, a high anomaly after three rounds (the 20 s it must

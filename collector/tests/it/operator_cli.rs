@@ -13,19 +13,19 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("{e}: not JSON:\n{}{}", self.stdout, self.stderr))
     }
 
-    fn ok(self) -> Run {
+    pub(crate) fn ok(self) -> Run {
         assert_eq!(self.code, Some(0), "{}{}", self.stdout, self.stderr);
         self
     }
@@ -33,7 +33,7 @@ impl Run {
 
 /// Runs `netwarden` with only `env` of the NETWARDEN_ variables set and no config file found
 /// by default (HOME is `home`).
-fn netwarden(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+pub(crate) fn netwarden(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut command = Command::new(binary("netwarden"));
     for (name, _) in std::env::vars() {
         if name.starts_with("NETWARDEN_") || name == "XDG_CONFIG_HOME" {
