@@ -68,16 +68,22 @@ url = "http://127.0.0.1:$http_port"
 interval_secs = 300
 download_bytes = 10000000
 upload_bytes = 5000000
+token_file = "speedtest.token"
 CONF
 
 "$collector" validate --config "$work/collector.toml"
-"$agent" validate --config "$work/agent.toml"
 
-# The API needs a token; an admin one is made once and kept (mode 0600) beside the PKI.
+# The API needs a token; an admin one is made once and kept (mode 0600) beside the PKI. The
+# agent has a viewer token of its own for the collector's /speedtest endpoints.
 if [ ! -s "$work/admin.token" ]; then
   (umask 077; "$collector" token create --role admin --name quickstart-admin \
      --config "$work/collector.toml" > "$work/admin.token")
 fi
+if [ ! -s "$work/speedtest.token" ]; then
+  (umask 077; "$collector" token create --role viewer --name quickstart-agent-speedtest \
+     --config "$work/collector.toml" > "$work/speedtest.token")
+fi
+"$agent" validate --config "$work/agent.toml"
 token=$(cat "$work/admin.token")
 
 collector_pid=""

@@ -113,8 +113,19 @@ pub struct SiteConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SpeedTestConfig {
     /// Base URL of a speed-test server: the collector's HTTP address serves one at
-    /// /speedtest (e.g. http://collector.example:8080). Unset: no speed tests.
+    /// /speedtest (e.g. http://collector.example:8080). Unset (and no `download_url` or
+    /// `upload_url`): no speed tests of this file's own.
     pub url: Option<String>,
+    /// Any HTTP(S) file to fetch for the download test (up to `download_bytes`), instead of
+    /// `url`'s /speedtest/download.
+    pub download_url: Option<String>,
+    /// Any HTTP(S) URL that accepts a POST, for the upload test, instead of `url`'s
+    /// /speedtest/upload.
+    pub upload_url: Option<String>,
+    /// A file holding a collector API token (any role; `netwarden-collector token create`).
+    /// The collector's /speedtest endpoints need one. It is sent only to the host of
+    /// `[collector] url` or of `url` above, never to another server.
+    pub token_file: Option<PathBuf>,
     pub interval_secs: u64,
     pub download_bytes: u64,
     pub upload_bytes: u64,
@@ -125,6 +136,9 @@ impl Default for SpeedTestConfig {
     fn default() -> Self {
         SpeedTestConfig {
             url: None,
+            download_url: None,
+            upload_url: None,
+            token_file: None,
             interval_secs: 3600,
             download_bytes: 25_000_000,
             upload_bytes: 10_000_000,
@@ -348,6 +362,8 @@ pub struct Settings {
     pub probe: ProbePlan,
     pub discovery: DiscoveryPlan,
     pub speedtest: Option<SpeedTestPlan>,
+    /// `[speedtest] token_file`'s token, for the plan's speed tests as well as this file's.
+    pub speedtest_auth: Option<crate::speedtest::SpeedAuth>,
     /// Whether to follow the collector's fleet plan.
     pub plan_pull: bool,
     /// Where the Prometheus endpoint listens, if anywhere.
@@ -375,11 +391,19 @@ pub struct Site {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpeedTestPlan {
+    /// A Netwarden speed-test server's base URL (may be empty when both directions tested
+    /// have their own URL).
     pub url: String,
+    /// Any file to fetch instead of `url`'s /speedtest/download.
+    pub download_url: Option<String>,
+    /// Any URL that accepts a POST instead of `url`'s /speedtest/upload.
+    pub upload_url: Option<String>,
     pub interval: Duration,
     pub download_bytes: u64,
     pub upload_bytes: u64,
     pub timeout: Duration,
+    /// The token for the collector's endpoints, if the agent has one.
+    pub auth: Option<crate::speedtest::SpeedAuth>,
 }
 
 /// What to probe and how.
@@ -623,30 +647,77 @@ impl Settings {
         };
 
         let st = &raw.speedtest;
-        let speedtest = match &st.url {
-            None => None,
-            Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad("speedtest.url", "must start with http:// or https://"));
+        for (field, url) in [
+            ("speedtest.url", &st.url),
+            ("speedtest.download_url", &st.download_url),
+            ("speedtest.upload_url", &st.upload_url),
+        ] {
+            if let Some(url) = url {
+                if reqwest::Url::parse(url).map_or(true, |u| {
+                    !matches!(u.scheme(), "http" | "https") || u.host_str().is_none()
+                }) {
+                    return Err(bad(
+                        field,
+                        &format!("{url:?} is not an http:// or https:// URL with a host"),
+                    ));
                 }
+            }
+        }
+        let speedtest_auth = match &st.token_file {
+            None => None,
+            Some(file) => {
+                let file = config::resolve(path, file);
+                let token = std::fs::read_to_string(&file).map_err(|e| {
+                    bad(
+                        "speedtest.token_file",
+                        &format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                let hosts = [Some(&raw.collector.url), st.url.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| reqwest::Url::parse(u).ok()?.host_str().map(str::to_owned))
+                    .collect();
+                Some(
+                    crate::speedtest::SpeedAuth::new(token.trim(), hosts).map_err(|message| {
+                        bad(
+                            "speedtest.token_file",
+                            &format!("{}: {message}", file.display()),
+                        )
+                    })?,
+                )
+            }
+        };
+        let own_test = st.url.is_some() || st.download_url.is_some() || st.upload_url.is_some();
+        let speedtest = match own_test {
+            false => None,
+            true => {
+                let url = st.url.clone().unwrap_or_default();
                 if st.interval_secs == 0 || st.timeout_secs == 0 {
                     return Err(bad(
                         "speedtest.interval_secs",
                         "interval_secs and timeout_secs must be 1 or more",
                     ));
                 }
-                if st.download_bytes == 0 && st.upload_bytes == 0 {
+                // A direction runs when it has bytes and a URL: its own or `url`'s.
+                let download =
+                    st.download_bytes > 0 && (st.download_url.is_some() || st.url.is_some());
+                let upload = st.upload_bytes > 0 && (st.upload_url.is_some() || st.url.is_some());
+                if !download && !upload {
                     return Err(bad(
                         "speedtest.download_bytes",
-                        "download_bytes and upload_bytes are both 0: nothing to test",
+                        "no direction has both bytes and a URL (url, download_url or upload_url): nothing to test",
                     ));
                 }
                 Some(SpeedTestPlan {
                     url: url.trim_end_matches('/').to_string(),
+                    download_url: st.download_url.clone(),
+                    upload_url: st.upload_url.clone(),
                     interval: Duration::from_secs(st.interval_secs),
-                    download_bytes: st.download_bytes,
-                    upload_bytes: st.upload_bytes,
+                    download_bytes: if download { st.download_bytes } else { 0 },
+                    upload_bytes: if upload { st.upload_bytes } else { 0 },
                     timeout: Duration::from_secs(st.timeout_secs),
+                    auth: speedtest_auth.clone(),
                 })
             }
         };
@@ -708,6 +779,7 @@ impl Settings {
             probe,
             discovery,
             speedtest,
+            speedtest_auth,
             plan_pull: raw.plan.enabled,
             metrics_listen,
             log: raw.log,
@@ -727,4 +799,98 @@ fn expand_field(
             .map_err(|err| ConfigError::invalid(path, &format!("{field}[{i}]"), err))?;
     }
     expand(entries, force).map_err(|err| ConfigError::invalid(path, field, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings from `agent.toml` text with a collector and TLS files, plus `extra`.
+    fn load(dir: &Path, extra: &str) -> Result<Settings, ConfigError> {
+        // One self-signed certificate serves as CA and as the agent's own: enough to load.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["agent.test".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "branch-7");
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("a.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+        let path = dir.join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[collector]\nurl = \"https://collector.test:50051\"\n\
+                 [tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        Settings::load(&path)
+    }
+
+    fn field(err: ConfigError) -> String {
+        err.to_string()
+    }
+
+    #[test]
+    fn speed_tests_against_any_server_and_the_collectors_token() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("st.token"), "nwt_abc\n").unwrap();
+        let settings = load(
+            dir.path(),
+            "[speedtest]\ndownload_url = \"https://mirror.example.net/big.iso\"\n\
+             upload_bytes = 0\ntoken_file = \"st.token\"\n",
+        )
+        .unwrap();
+        let test = settings.speedtest.unwrap();
+        assert_eq!(test.url, "");
+        assert_eq!(
+            test.download_url.as_deref(),
+            Some("https://mirror.example.net/big.iso")
+        );
+        assert_eq!((test.download_bytes, test.upload_bytes), (25_000_000, 0));
+        let auth = test.auth.unwrap();
+        assert_eq!(auth.for_url("http://collector.test:8080/"), Some("nwt_abc"));
+        assert_eq!(auth.for_url("https://mirror.example.net/big.iso"), None);
+
+        // Only the URL of a direction with bytes counts: an upload with no URL is not run.
+        let settings = load(
+            dir.path(),
+            "[speedtest]\ndownload_url = \"http://m.example/f\"\nupload_bytes = 100\n",
+        )
+        .unwrap();
+        assert_eq!(settings.speedtest.unwrap().upload_bytes, 0);
+
+        let errors = [
+            (
+                "[speedtest]\ndownload_url = \"ftp://m.example/f\"\n",
+                "speedtest.download_url",
+            ),
+            (
+                "[speedtest]\nupload_url = \"http://m.example/sink\"\nupload_bytes = 0\n",
+                "speedtest.download_bytes",
+            ),
+            (
+                "[speedtest]\nurl = \"http://c.example:8080\"\ntoken_file = \"missing.token\"\n",
+                "speedtest.token_file",
+            ),
+        ];
+        for (extra, named) in errors {
+            let err = field(load(dir.path(), extra).unwrap_err());
+            assert!(err.contains(named), "{extra}: {err}");
+        }
+        std::fs::write(dir.path().join("bad.token"), "two words\n").unwrap();
+        let err = field(
+            load(
+                dir.path(),
+                "[speedtest]\nurl = \"http://c.example:8080\"\ntoken_file = \"bad.token\"\n",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            err.contains("speedtest.token_file") && !err.contains("two words"),
+            "{err}"
+        );
+    }
 }

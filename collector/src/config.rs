@@ -123,6 +123,10 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Series `/metrics/network` carries at most; the rest are left out and counted.
     pub network_metrics_series: usize,
+    /// Speed-test transfers (`/speedtest/*`) served at once; more are refused with 503.
+    pub speedtest_concurrency: usize,
+    /// Bytes each token may move through `/speedtest/*` in an hour, both ways together.
+    pub speedtest_bytes_per_hour: u64,
 }
 
 impl Default for HttpConfig {
@@ -133,6 +137,8 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             request_timeout_secs: 120,
             network_metrics_series: crate::network_metrics::DEFAULT_SERIES_LIMIT,
+            speedtest_concurrency: 4,
+            speedtest_bytes_per_hour: 4 << 30,
         }
     }
 }
@@ -236,6 +242,8 @@ pub struct Settings {
     pub http_limits: HttpLimits,
     /// `[http] network_metrics_series`.
     pub network_metrics_series: usize,
+    /// `[http] speedtest_concurrency` and `speedtest_bytes_per_hour`.
+    pub speedtest: crate::rest::speedtest_gate::GateLimits,
     pub tls: TlsFiles,
     pub database: DatabaseLocation,
     pub max_connections: u32,
@@ -314,6 +322,7 @@ impl Settings {
             ("grpc.max_connections", raw.grpc.max_connections),
             ("grpc.max_handshakes", raw.grpc.max_handshakes),
             ("http.max_connections", raw.http.max_connections),
+            ("http.speedtest_concurrency", raw.http.speedtest_concurrency),
         ] {
             if !(1..=1_000_000).contains(&value) {
                 return Err(ConfigError::invalid(
@@ -475,6 +484,10 @@ impl Settings {
                 request_timeout: std::time::Duration::from_secs(raw.http.request_timeout_secs),
             },
             network_metrics_series: raw.http.network_metrics_series,
+            speedtest: crate::rest::speedtest_gate::GateLimits {
+                concurrency: raw.http.speedtest_concurrency,
+                bytes_per_hour: raw.http.speedtest_bytes_per_hour,
+            },
             tls,
             database,
             max_connections: raw.database.max_connections,

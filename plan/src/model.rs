@@ -248,8 +248,11 @@ impl Enrol {
     }
 }
 
-/// A throughput test against a server under `url` that serves `/speedtest/download?bytes=N`
-/// and accepts `POST /speedtest/upload` (as the collector's HTTP listener does).
+/// A throughput test. `url` names a server that serves `/speedtest/download?bytes=N` and
+/// accepts `POST /speedtest/upload` (as the collector's HTTP listener does). Any other HTTP(S)
+/// server is tested with `download_url` (a file fetched, up to `download_bytes`) and
+/// `upload_url` (which must accept a POST of `upload_bytes`); each replaces `url` for its
+/// direction, and `url` may then be empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = PlanSpeedTest))]
@@ -257,6 +260,10 @@ impl Enrol {
 pub struct SpeedTest {
     pub name: String,
     pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<String>,
     pub site: Option<String>,
     #[serde(skip_serializing_if = "RunOn::is_empty")]
     pub run_on: RunOn,
@@ -271,6 +278,8 @@ impl Default for SpeedTest {
         SpeedTest {
             name: String::new(),
             url: String::new(),
+            download_url: None,
+            upload_url: None,
             site: None,
             run_on: RunOn::default(),
             interval_secs: 3600,

@@ -79,6 +79,8 @@ pub struct EnrolAssignment {
 pub struct SpeedTestAssignment {
     pub name: String,
     pub url: String,
+    pub download_url: Option<String>,
+    pub upload_url: Option<String>,
     pub interval_secs: u64,
     pub download_bytes: u64,
     pub upload_bytes: u64,
@@ -276,6 +278,8 @@ impl Resolver {
             .map(|s| SpeedTestAssignment {
                 name: s.name.clone(),
                 url: s.url.clone(),
+                download_url: s.download_url.clone(),
+                upload_url: s.upload_url.clone(),
                 interval_secs: s.interval_secs,
                 download_bytes: s.download_bytes,
                 upload_bytes: s.upload_bytes,

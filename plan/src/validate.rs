@@ -558,20 +558,21 @@ pub fn validate(plan: &Plan) -> Result<(), PlanErrors> {
     for (i, test) in plan.speedtests.iter().enumerate() {
         let field = format!("speedtests[{i}]");
         c.name(&format!("{field}.name"), &test.name);
-        let scheme_ok = test.url.starts_with("http://") || test.url.starts_with("https://");
-        if !scheme_ok
-            || test.url.len() > MAX_URL
-            || test
-                .url
-                .chars()
-                .any(|ch| ch.is_whitespace() || ch.is_control())
-        {
-            c.fail(
-                format!("{field}.url"),
-                format!(
-                    "must be an http:// or https:// URL without spaces, at most {MAX_URL} bytes"
-                ),
-            );
+        let own_urls = [
+            ("download_url", &test.download_url, test.download_bytes),
+            ("upload_url", &test.upload_url, test.upload_bytes),
+        ];
+        // `url` may be empty only when every direction that moves bytes has its own URL.
+        let base_needed = own_urls
+            .iter()
+            .any(|(_, own, bytes)| own.is_none() && *bytes > 0);
+        if base_needed || !test.url.is_empty() {
+            check_test_url(&mut c, format!("{field}.url"), &test.url);
+        }
+        for (name, own, _) in own_urls {
+            if let Some(url) = own {
+                check_test_url(&mut c, format!("{field}.{name}"), url);
+            }
         }
         if !(60..=7 * 86_400).contains(&test.interval_secs) {
             c.fail(
@@ -633,5 +634,19 @@ pub fn validate_check(check: &Check) -> Result<(), PlanErrors> {
         Ok(())
     } else {
         Err(PlanErrors(c.errors))
+    }
+}
+
+/// A speed-test URL: http(s), no spaces or control characters, within the wire's bound.
+fn check_test_url(c: &mut Checker, field: String, url: &str) {
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !scheme_ok
+        || url.len() > MAX_URL
+        || url.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        c.fail(
+            field,
+            format!("must be an http:// or https:// URL without spaces, at most {MAX_URL} bytes"),
+        );
     }
 }

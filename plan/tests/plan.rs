@@ -302,6 +302,24 @@ fn what_one_plan_may_ask_of_agents_is_bounded() {
     ));
     assert!(has(&errors, "speedtests[0].url: "), "{errors:#?}");
     assert!(has(&errors, "speedtests[0].interval_secs: "), "{errors:#?}");
+    // Any server: `url` may be empty when each direction tested has its own URL, and each URL
+    // is checked where it is.
+    let errors = errors_of(
+        "sites: [{name: s}]\nspeedtests:\n  - {name: st, site: s, download_url: http://m.example/f, upload_url: https://u.example/sink}\n",
+    );
+    assert!(errors.is_empty(), "{errors:#?}");
+    let errors = errors_of(
+        "sites: [{name: s}]\nspeedtests:\n  - {name: st, site: s, download_url: http://m.example/f}\n",
+    );
+    assert!(
+        has(&errors, "speedtests[0].url: "),
+        "the upload has bytes and no URL: {errors:#?}"
+    );
+    let errors = errors_of(
+        "sites: [{name: s}]\nspeedtests:\n  - {name: st, site: s, upload_bytes: 0, download_url: 'ftp://m.example/f'}\n",
+    );
+    assert!(has(&errors, "speedtests[0].download_url: "), "{errors:#?}");
+    assert!(!has(&errors, "speedtests[0].url: "), "{errors:#?}");
     // Settings that would overflow a round's length are refused, not a panic.
     let errors = errors_of("checks:\n  - {name: c, count: 4294967295, ping_interval_ms: 18446744073709551615, timeout_ms: 18446744073709551615}\n");
     assert!(has(&errors, "checks[0].count: "), "{errors:#?}");

@@ -218,6 +218,8 @@ pub fn agent_plan_to_wire(p: &plan::AgentPlan) -> v1::AgentPlan {
             .map(|s| v1::SpeedTestAssignment {
                 name: s.name.clone(),
                 url: s.url.clone(),
+                download_url: s.download_url.clone().unwrap_or_default(),
+                upload_url: s.upload_url.clone().unwrap_or_default(),
                 interval_secs: s.interval_secs,
                 download_bytes: s.download_bytes,
                 upload_bytes: s.upload_bytes,
@@ -273,6 +275,8 @@ pub fn agent_plan_from_wire(p: v1::AgentPlan) -> Result<plan::AgentPlan, Convert
         speedtests.push(plan::SpeedTestAssignment {
             name: text(|| format!("speedtests[{i}].name"), s.name, MAX_TEXT)?,
             url: text(|| format!("speedtests[{i}].url"), s.url, MAX_URL)?,
+            download_url: optional_url(format!("speedtests[{i}].download_url"), s.download_url)?,
+            upload_url: optional_url(format!("speedtests[{i}].upload_url"), s.upload_url)?,
             interval_secs: s.interval_secs,
             download_bytes: s.download_bytes,
             upload_bytes: s.upload_bytes,
@@ -286,6 +290,14 @@ pub fn agent_plan_from_wire(p: v1::AgentPlan) -> Result<plan::AgentPlan, Convert
         speedtests,
         ports,
     })
+}
+
+/// An optional URL on the wire: empty is none.
+fn optional_url(field: String, url: String) -> Result<Option<String>, ConvertError> {
+    if url.is_empty() {
+        return Ok(None);
+    }
+    text(|| field.clone(), url, MAX_URL).map(Some)
 }
 
 #[cfg(test)]

@@ -201,6 +201,8 @@ pub struct Local {
     pub probe: ProbePlan,
     pub sites: Vec<Site>,
     pub speedtest: Option<SpeedTestPlan>,
+    /// Shown to the collector's speed-test endpoints by every test, the plan's too.
+    pub speedtest_auth: Option<crate::speedtest::SpeedAuth>,
     pub packets_per_second: u32,
 }
 
@@ -210,6 +212,7 @@ impl Local {
             probe: settings.probe.clone(),
             sites: settings.discovery.sites.clone(),
             speedtest: settings.speedtest.clone(),
+            speedtest_auth: settings.speedtest_auth.clone(),
             packets_per_second: settings.packets_per_second,
         }
     }
@@ -390,19 +393,30 @@ pub async fn merge(
         );
     }
 
-    let planned_urls: HashSet<String> = plan
+    // The same servers in the plan and agent.toml run once, as the plan says.
+    let servers = |url: &str, download: &Option<String>, upload: &Option<String>| {
+        (
+            url.trim_end_matches('/').to_string(),
+            download.clone(),
+            upload.clone(),
+        )
+    };
+    let planned: HashSet<_> = plan
         .speedtests
         .iter()
-        .map(|s| s.url.trim_end_matches('/').to_string())
+        .map(|s| servers(&s.url, &s.download_url, &s.upload_url))
         .collect();
     if let Some(own) = &local.speedtest {
-        if !planned_urls.contains(&own.url) {
+        if !planned.contains(&servers(&own.url, &own.download_url, &own.upload_url)) {
             work.speedtests.push(own.clone());
         }
     }
     for test in &plan.speedtests {
         work.speedtests.push(SpeedTestPlan {
             url: test.url.trim_end_matches('/').to_string(),
+            download_url: test.download_url.clone(),
+            upload_url: test.upload_url.clone(),
+            auth: local.speedtest_auth.clone(),
             interval: Duration::from_secs(test.interval_secs.max(1)).min(MAX_INTERVAL),
             download_bytes: test.download_bytes,
             upload_bytes: test.upload_bytes,
@@ -464,11 +478,15 @@ mod tests {
             ],
             speedtest: Some(SpeedTestPlan {
                 url: "http://collector:8080".into(),
+                download_url: None,
+                upload_url: None,
                 interval: Duration::from_secs(3600),
                 download_bytes: 1000,
                 upload_bytes: 1000,
                 timeout: Duration::from_secs(60),
+                auth: None,
             }),
+            speedtest_auth: None,
             packets_per_second: 1000,
         }
     }
@@ -532,6 +550,8 @@ mod tests {
             speedtests: vec![netwarden_plan::SpeedTestAssignment {
                 name: "st".into(),
                 url: "http://collector:8080/".into(),
+                download_url: None,
+                upload_url: None,
                 interval_secs: 900,
                 download_bytes: 5,
                 upload_bytes: 5,
@@ -708,6 +728,7 @@ mod enrolled_tests {
             },
             sites: vec![],
             speedtest: None,
+            speedtest_auth: None,
             packets_per_second: 1000,
         };
         let mut enrolled = Enrolled::new();

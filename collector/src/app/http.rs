@@ -34,6 +34,11 @@ impl Http {
             auth: shared.guard.clone(),
             retention: settings.retention.clone(),
             plan_saved: shared.plan_saved.clone(),
+            speedtest_gate: Arc::new(crate::rest::speedtest_gate::SpeedTestGate::new(
+                settings.speedtest,
+            )),
+            alerting: settings.alerting.clone(),
+            channels: shared.channels.clone(),
         }));
         Ok(Http {
             addr,

@@ -279,6 +279,15 @@ impl IntoResponse for Refusal {
     }
 }
 
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
 impl From<Refusal> for tonic::Status {
     fn from(refusal: Refusal) -> Self {
         let mut status = tonic::Status::from(refusal.error);

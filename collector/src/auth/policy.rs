@@ -19,10 +19,10 @@ pub fn required(method: &Method, path: &str, open_health: bool, open_metrics: bo
         "/health" | "/metrics" | "/metrics/network" | "/ws" => return Access::Needs(Role::Viewer),
         _ => {}
     }
-    // Agents measure throughput against these; they carry mTLS certificates for gRPC, not
-    // API tokens, and the endpoints bound what they read and send.
+    // Agents measure throughput against these with a token of their own (any role): they
+    // cost the collector's uplink, so never anonymously unless `anonymous_role` says so.
     if path.starts_with("/speedtest/") {
-        return Access::Open;
+        return Access::Needs(Role::Viewer);
     }
     // The dashboard's page and assets: the data behind them needs a token.
     if !path.starts_with("/api/") && path != "/api" {
@@ -139,6 +139,9 @@ mod tests {
             Access::Needs(Role::Viewer)
         );
         assert_eq!(need(Method::GET, "/"), Access::Open);
-        assert_eq!(need(Method::GET, "/speedtest/download"), Access::Open);
+        assert_eq!(
+            need(Method::GET, "/speedtest/download"),
+            Access::Needs(Role::Viewer)
+        );
     }
 }

@@ -297,6 +297,44 @@ impl v1::query_service_server::QueryService for Query {
         Ok(Response::new(v1::DeviceHistoryResponse { points }))
     }
 
+    async fn list_speed_tests(
+        &self,
+        request: Request<v1::ListSpeedTestsRequest>,
+    ) -> Result<Response<v1::ListSpeedTestsResponse>, Status> {
+        self.caller(&request, Role::Viewer).await?;
+        let r = request.into_inner();
+        let (from, to) = crate::rest::time_window(
+            time("from_ms", r.from_ms)?,
+            time("to_ms", r.to_ms)?,
+            Duration::days(7),
+        )?;
+        let query = crate::storage::SpeedTestQuery {
+            agent: text("agent_id", r.agent_id)?,
+            from,
+            to,
+            limit: limit(r.limit, 100, MAX_PAGE)?,
+            offset: crate::rest::page_offset(Some(r.offset))?,
+        };
+        let tests = self
+            .store
+            .speed_tests(&query)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|t| v1::SpeedTestResult {
+                agent_id: t.agent_id,
+                ts_ms: t.ts.timestamp_millis(),
+                url: t.url,
+                direction: t.direction,
+                bytes: t.bytes.max(0) as u64,
+                duration_us: t.duration_us.max(0) as u64,
+                mbps: t.mbps,
+                error: t.error.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(v1::ListSpeedTestsResponse { tests }))
+    }
+
     async fn list_anomalies(
         &self,
         request: Request<v1::ListAnomaliesRequest>,

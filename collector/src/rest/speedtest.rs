@@ -1,15 +1,18 @@
 //! The collector's own speed-test endpoints, so a site can measure its path to the centre
 //! with no third party: `GET /speedtest/download?bytes=N` streams N bytes, `POST
-//! /speedtest/upload` counts what it is sent. Both are bounded.
+//! /speedtest/upload` counts what it is sent. Both need a token (an agent sends its
+//! `[speedtest] token_file`), and [`super::speedtest_gate`] caps transfers at once and each
+//! token's bytes an hour.
 
 use super::AppState;
+use crate::auth::guard::{Caller, Refusal};
 use crate::error::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -88,25 +91,34 @@ struct DownloadQuery {
 
 /// Streams `bytes` bytes, for an agent's download test.
 #[utoipa::path(get, path = "/speedtest/download", tag = "system", params(DownloadQuery),
-    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = RawBytes)))]
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = RawBytes),
+        (status = 429, description = "The token's hourly speed-test bytes are spent", body = crate::error::ErrorBody),
+        (status = 503, description = "As many speed tests as the collector serves at once are running", body = crate::error::ErrorBody)))]
 async fn download(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Option<Extension<Caller>>,
     query: Result<Query<DownloadQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let total = query.bytes.unwrap_or(DEFAULT_BYTES);
     if total > MAX_BYTES {
         return Err(ApiError::invalid(format!(
             "bytes: {total} is more than the {MAX_BYTES} one download may be"
-        )));
+        ))
+        .into());
     }
-    let chunks = futures::stream::unfold(total, |left| async move {
+    let slot = state.speedtest_gate.admit(&who(&caller), total)?;
+    // The slot travels with the stream: it is free again when the last byte is sent or the
+    // client goes away.
+    let chunks = futures::stream::unfold((total, slot), |(left, slot)| async move {
         if left == 0 {
             return None;
         }
         let n = left.min(CHUNK as u64) as usize;
         Some((
             Ok::<_, std::convert::Infallible>(Bytes::from_static(&FILLER[..n])),
-            left - n as u64,
+            (left - n as u64, slot),
         ))
     });
     Ok((
@@ -132,17 +144,44 @@ struct Uploaded {
         description = "Any bytes; none is a valid (empty) upload"),
     responses(
         (status = 200, description = "What arrived, and how long it took", body = Uploaded),
-        (status = 413, description = "Over 1 GiB")))]
-async fn upload(body: Body) -> Result<Json<Uploaded>, ApiError> {
+        (status = 413, description = "Over 1 GiB"),
+        (status = 429, description = "The token's hourly speed-test bytes are spent", body = crate::error::ErrorBody),
+        (status = 503, description = "As many speed tests as the collector serves at once are running", body = crate::error::ErrorBody)))]
+async fn upload(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Option<Extension<Caller>>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Json<Uploaded>, Refusal> {
+    let who = who(&caller);
+    // A declared length is charged before a byte is read; without one, bytes are charged as
+    // they arrive and the upload is cut off once the budget is spent.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let _slot = state
+        .speedtest_gate
+        .admit(&who, declared.unwrap_or(0).min(MAX_BYTES))?;
     let started = Instant::now();
     let mut stream = body.into_data_stream();
     let mut bytes: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
         bytes += chunk.len() as u64;
+        if declared.is_none() {
+            state.speedtest_gate.charge(&who, chunk.len() as u64)?;
+        }
     }
     Ok(Json(Uploaded {
         bytes,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }))
+}
+
+/// Whose budget a transfer is charged to: the token's name.
+fn who(caller: &Option<Extension<Caller>>) -> String {
+    caller
+        .as_ref()
+        .map_or_else(|| "anonymous".to_string(), |c| c.name.to_string())
 }

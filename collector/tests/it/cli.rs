@@ -262,5 +262,21 @@ fn the_quickstart_configs_validate() {
             agent(&args, &[])
         };
         assert!(ok, "{file}: {stdout}{stderr}");
+        if binary == "collector" {
+            // As the script does: the agent's speed-test token, made before it is validated.
+            let config = path.to_str().unwrap();
+            let (ok, token, err) = collector(&[
+                "token",
+                "create",
+                "--role",
+                "viewer",
+                "--name",
+                "quickstart-agent-speedtest",
+                "--config",
+                config,
+            ]);
+            assert!(ok, "{err}");
+            std::fs::write(dir.path().join("speedtest.token"), token).unwrap();
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     session: String,
@@ -24,7 +24,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn start() -> Option<Driver> {
+    pub(crate) async fn start() -> Option<Driver> {
         let (driver, browser) = (
             Path::new("/usr/bin/chromedriver"),
             Path::new("/usr/bin/chromium"),
@@ -76,7 +76,7 @@ impl Driver {
         Some(driver)
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let url = if path == "/session" {
             format!("{}{path}", self.base)
         } else {
@@ -94,7 +94,7 @@ impl Driver {
         answer["value"].clone()
     }
 
-    async fn script(&self, script: &str) -> Value {
+    pub(crate) async fn script(&self, script: &str) -> Value {
         self.call(
             reqwest::Method::POST,
             "/execute/sync",
@@ -104,7 +104,7 @@ impl Driver {
     }
 
     /// Polls a script until it returns something truthy.
-    async fn wait_for(&self, what: &str, script: &str) -> Value {
+    pub(crate) async fn wait_for(&self, what: &str, script: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let value = self.script(script).await;
@@ -319,7 +319,7 @@ async fn the_dashboard_shows_devices_and_live_anomalies_and_acknowledges() {
 }
 
 impl Driver {
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let shot = self
             .call(reqwest::Method::GET, "/screenshot", Value::Null)
             .await;

@@ -120,8 +120,8 @@ fn dashboards() -> Vec<(String, Value)> {
     }
     assert_eq!(
         out.len(),
-        4,
-        "sites/devices, POI, KPI and health dashboards"
+        5,
+        "sites/devices, POI, KPI, health and network dashboards"
     );
     out
 }
@@ -286,6 +286,8 @@ fn expand_macros(sql: &str) -> String {
             &format!("date_bin('5 minutes', {column}, timestamptz 'epoch') AS time"),
         );
     }
+    // Grafana's interval for a day's range on a wide panel.
+    out = out.replace("$__interval_ms", "60000");
     while let Some(start) = out.find("$__timeFilter(") {
         let end = start + out[start..].find(')').unwrap();
         let column = out[start + "$__timeFilter(".len()..end].trim().to_string();

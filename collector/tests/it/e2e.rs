@@ -82,6 +82,40 @@ pub(crate) async fn get_json(url: &str) -> Option<Value> {
     response.json().await.ok()
 }
 
+/// `url`'s JSON, asked with `token`.
+pub(crate) async fn get_json_as(url: &str, token: &str) -> Option<Value> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
+/// A new API token of `role` for the site's collector, made with its CLI.
+pub(crate) fn create_token(site: &Site, role: &str, name: &str) -> String {
+    let out = Command::new(binary("netwarden-collector"))
+        .args([
+            "token",
+            "create",
+            "--config",
+            &path_arg(site, "collector.toml"),
+            "--role",
+            role,
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -380,16 +414,33 @@ async fn refusals_are_logged_on_both_sides() {
 
 /// The agent's scheduled discovery and speed tests go through its buffer to the collector:
 /// a sweep of loopback becomes an inventory entry, and a download and an upload against the
-/// collector's own /speedtest endpoints are stored with their throughput.
+/// collector's own /speedtest endpoints, with the agent's token, are stored with their
+/// throughput. Without a token those endpoints refuse; over its hourly bytes a token is
+/// refused too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_and_speed_tests_reach_the_collector() {
     let site = write_configs("sqlite://collector.db");
+    // No anonymous access here, and a budget of 20 MB an hour for each token.
+    let collector_toml = site.dir.path().join("collector.toml");
+    let text = std::fs::read_to_string(&collector_toml).unwrap();
+    assert!(text.contains("anonymous_role = \"viewer\"\n") && text.contains("[tls]"));
+    let text = text
+        .replace("anonymous_role = \"viewer\"\n", "")
+        .replace("[tls]", "speedtest_bytes_per_hour = 20000000\n[tls]");
+    std::fs::write(&collector_toml, text).unwrap();
+    let token = create_token(&site, "viewer", "e2e-agent-speedtest");
+    std::fs::write(
+        site.dir.path().join("speedtest.token"),
+        format!("{token}\n"),
+    )
+    .unwrap();
     let config = site.dir.path().join("agent.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "[discovery]\nports = []\nreverse_dns = false\n\
          [[discovery.sites]]\nname = \"loopback\"\ncidrs = [\"127.0.0.1/32\"]\n\
-         [speedtest]\nurl = \"http://127.0.0.1:{}\"\ndownload_bytes = 3000000\nupload_bytes = 2000000\n",
+         [speedtest]\nurl = \"http://127.0.0.1:{}\"\ndownload_bytes = 3000000\nupload_bytes = 2000000\n\
+         token_file = \"speedtest.token\"\n",
         site.http
     ));
     std::fs::write(&config, text).unwrap();
@@ -430,7 +481,7 @@ async fn discovery_and_speed_tests_reach_the_collector() {
         1,
         "loopback answers ICMP and has no ARP"
     );
-    let devices = get_json(&api("/api/devices")).await.unwrap();
+    let devices = get_json_as(&api("/api/devices"), &token).await.unwrap();
     let device = devices
         .as_array()
         .unwrap()
@@ -438,12 +489,14 @@ async fn discovery_and_speed_tests_reach_the_collector() {
         .find(|d| d["address"] == "127.0.0.1")
         .expect("127.0.0.1 in the inventory");
     let id = device["id"].as_i64().unwrap();
-    let changes = get_json(&api(&format!("/api/devices/{id}/changes")))
+    let changes = get_json_as(&api(&format!("/api/devices/{id}/changes")), &token)
         .await
         .unwrap();
     assert_eq!(changes, serde_json::json!([]));
     // The tests through the API: both directions, with their server and bytes.
-    let tests = get_json(&api("/api/speedtests?limit=10")).await.unwrap();
+    let tests = get_json_as(&api("/api/speedtests?limit=10"), &token)
+        .await
+        .unwrap();
     let mut seen: Vec<(String, i64)> = tests
         .as_array()
         .unwrap()
@@ -472,15 +525,65 @@ async fn discovery_and_speed_tests_reach_the_collector() {
             ("upload".to_string(), 2_000_000)
         ]
     );
-    let backwards = reqwest::get(api(
-        "/api/speedtests?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
-    ))
-    .await
-    .unwrap();
+    let http = reqwest::Client::new();
+    let backwards = http
+        .get(api(
+            "/api/speedtests?from=2030-01-01T00:00:00Z&to=2020-01-01T00:00:00Z",
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         backwards.status(),
         400,
         "a window that ends before it starts"
+    );
+
+    // Anonymous speed tests are refused, both ways.
+    let anonymous_download = http
+        .get(api("/speedtest/download?bytes=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_download.status(), 401);
+    let anonymous_upload = http
+        .post(api("/speedtest/upload"))
+        .body(vec![0u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_upload.status(), 401);
+    // The agent's token has moved 5 MB of its 20 this hour: 10 MB more is served, 16 MB more
+    // is refused with when to retry, before a byte is sent.
+    let allowed = http
+        .get(api("/speedtest/download?bytes=10000000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.bytes().await.unwrap().len(), 10_000_000);
+    let over = http
+        .get(api("/speedtest/download?bytes=16000000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 429);
+    let wait: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&wait), "retry-after {wait}");
+    let body: Value = over.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("e2e-agent-speedtest has moved 15000000 of its 20000000"),
+        "{body}"
     );
 }
 

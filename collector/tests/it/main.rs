@@ -4,6 +4,7 @@
 mod alert_e2e;
 mod alert_engine;
 mod alert_lab;
+mod alert_outputs;
 mod alert_restart;
 mod alert_scenario;
 mod api;
@@ -30,6 +31,7 @@ mod plan;
 mod plan_e2e;
 mod port_lab;
 mod query;
+mod speed_lab;
 mod store;
 mod support;
 mod telemetry;

@@ -5,7 +5,8 @@
 //! stored exactly once.
 
 use super::e2e::{
-    agent_buffer_counts, get_json, path_arg, start_collector, wait_for, write_configs, Proc,
+    agent_buffer_counts, create_token, get_json, path_arg, start_collector, wait_for,
+    write_configs, Proc,
 };
 use super::support::binary;
 use chrono::{DateTime, Utc};
@@ -95,27 +96,7 @@ async fn a_plan_applied_with_the_cli_is_run_cached_and_withdrawn() {
         "targets = [\"127.0.0.1\"]",
     );
     std::fs::write(&agent_toml, text).unwrap();
-    let token = {
-        let out = Command::new(binary("netwarden-collector"))
-            .args([
-                "token",
-                "create",
-                "--config",
-                &path_arg(&site, "collector.toml"),
-                "--role",
-                "operator",
-                "--name",
-                "noc-ops",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = create_token(&site, "operator", "noc-ops");
     let plan_file = site.dir.path().join("plan.yaml");
     std::fs::write(&plan_file, PLAN).unwrap();
     let plan_arg = plan_file.to_str().unwrap();

@@ -254,6 +254,76 @@ async fn the_query_service_serves_operators(backend: Backend) {
         ("resolved", "noc-2")
     );
 
+    // Speed tests, as REST serves them: by agent and time window, newest first.
+    let speed = |id: u64, ms: i64, mbps: f64, error: &str| v1::Record {
+        record_id: id,
+        observed_at_unix_ms: ms,
+        kind: Some(v1::record::Kind::SpeedTest(v1::SpeedTest {
+            url: "http://10.1.0.9:8000/blob.bin".into(),
+            direction: v1::SpeedDirection::Download as i32,
+            bytes: 5_000_000,
+            duration_us: 1_000_000,
+            mbps,
+            error: error.into(),
+        })),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let (_, error) = exchange(
+        &mut agent,
+        vec![wire_batch(
+            3,
+            vec![
+                speed(10, now - 20_000, 40.0, ""),
+                speed(11, now - 10_000, 0.0, "connection refused"),
+            ],
+        )],
+    )
+    .await;
+    assert!(error.is_none(), "{error:?}");
+    let tests = query
+        .list_speed_tests(with_token(
+            v1::ListSpeedTestsRequest {
+                agent_id: "site-9".into(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tests;
+    assert_eq!(tests.len(), 2, "{tests:?}");
+    assert_eq!(tests[0].error, "connection refused", "newest first");
+    assert_eq!(
+        (tests[1].mbps, tests[1].bytes, tests[1].url.as_str()),
+        (40.0, 5_000_000, "http://10.1.0.9:8000/blob.bin")
+    );
+    let other = query
+        .list_speed_tests(with_token(
+            v1::ListSpeedTestsRequest {
+                agent_id: "site-1".into(),
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tests;
+    assert!(other.is_empty());
+    let backwards = query
+        .list_speed_tests(with_token(
+            v1::ListSpeedTestsRequest {
+                from_ms: now,
+                to_ms: now - 60_000,
+                ..Default::default()
+            },
+            &operator,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(backwards.code(), Code::InvalidArgument, "{backwards:?}");
+
     // Revoking the token ends the live stream with UNAUTHENTICATED.
     c.store
         .revoke_token(wall.id, chrono::Utc::now())

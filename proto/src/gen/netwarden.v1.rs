@@ -1222,6 +1222,54 @@ pub struct WatchEventsRequest {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListSpeedTestsRequest {
+    /// Only this agent's tests; empty for all.
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// Default: the 7 days before `to_ms`; `to_ms` defaults to now.
+    #[prost(int64, tag = "2")]
+    pub from_ms: i64,
+    #[prost(int64, tag = "3")]
+    pub to_ms: i64,
+    /// 1 to 1000; 0 means 100.
+    #[prost(uint32, tag = "4")]
+    pub limit: u32,
+    #[prost(uint32, tag = "5")]
+    pub offset: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SpeedTestResult {
+    #[prost(string, tag = "1")]
+    pub agent_id: ::prost::alloc::string::String,
+    /// When it ended.
+    #[prost(int64, tag = "2")]
+    pub ts_ms: i64,
+    /// The server's URL.
+    #[prost(string, tag = "3")]
+    pub url: ::prost::alloc::string::String,
+    /// download or upload.
+    #[prost(string, tag = "4")]
+    pub direction: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "5")]
+    pub bytes: u64,
+    #[prost(uint64, tag = "6")]
+    pub duration_us: u64,
+    /// 0 when it failed.
+    #[prost(double, tag = "7")]
+    pub mbps: f64,
+    /// Why it failed; empty on success.
+    #[prost(string, tag = "8")]
+    pub error: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListSpeedTestsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub tests: ::prost::alloc::vec::Vec<SpeedTestResult>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LiveEvent {
     /// The event's `type`.
     #[prost(string, tag = "1")]
@@ -1484,6 +1532,31 @@ pub mod query_service_client {
                 .insert(GrpcMethod::new("netwarden.v1.QueryService", "WatchEvents"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Stored speed tests (each direction of each test), newest first; GET /api/speedtests.
+        pub async fn list_speed_tests(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListSpeedTestsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSpeedTestsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/netwarden.v1.QueryService/ListSpeedTests",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("netwarden.v1.QueryService", "ListSpeedTests"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1545,6 +1618,14 @@ pub mod query_service_server {
             request: tonic::Request<super::WatchEventsRequest>,
         ) -> std::result::Result<
             tonic::Response<Self::WatchEventsStream>,
+            tonic::Status,
+        >;
+        /// Stored speed tests (each direction of each test), newest first; GET /api/speedtests.
+        async fn list_speed_tests(
+            &self,
+            request: tonic::Request<super::ListSpeedTestsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSpeedTestsResponse>,
             tonic::Status,
         >;
     }
@@ -1941,6 +2022,51 @@ pub mod query_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/netwarden.v1.QueryService/ListSpeedTests" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListSpeedTestsSvc<T: QueryService>(pub Arc<T>);
+                    impl<
+                        T: QueryService,
+                    > tonic::server::UnaryService<super::ListSpeedTestsRequest>
+                    for ListSpeedTestsSvc<T> {
+                        type Response = super::ListSpeedTestsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListSpeedTestsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as QueryService>::list_speed_tests(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListSpeedTestsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -2113,7 +2239,8 @@ pub struct EnrolPolicy {
 pub struct SpeedTestAssignment {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
-    /// The server's base URL (it serves /speedtest/download and /speedtest/upload).
+    /// The server's base URL (it serves /speedtest/download and /speedtest/upload); may be
+    /// empty when download_url and upload_url cover the directions tested.
     #[prost(string, tag = "2")]
     pub url: ::prost::alloc::string::String,
     #[prost(uint64, tag = "3")]
@@ -2124,6 +2251,12 @@ pub struct SpeedTestAssignment {
     pub upload_bytes: u64,
     #[prost(uint64, tag = "6")]
     pub timeout_secs: u64,
+    /// A file to fetch (up to download_bytes) and a URL that accepts a POST, for any HTTP(S)
+    /// server; each replaces url for its direction. Empty: url's /speedtest path.
+    #[prost(string, tag = "7")]
+    pub download_url: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub upload_url: ::prost::alloc::string::String,
 }
 /// Generated client implementations.
 pub mod plan_service_client {

@@ -119,6 +119,7 @@ function route() {
   else if (poi) state.route = () => poiView(poi[1]);
   else if (hash === "#/pois") state.route = poisView;
   else if (hash === "#/kpis") state.route = kpisView;
+  else if (hash === "#/speedtests") state.route = speedTestsView;
   else state.route = overview;
   refresh();
 }
@@ -292,6 +293,46 @@ async function kpisView() {
           list.slice(0, 50).map((r) => el("tr", {}, columns.map((c) => el("td", {}, typeof r[c] === "object" ? JSON.stringify(r[c]) : r[c]))))));
   }));
   return el("div", {}, tables);
+}
+
+async function speedTestsView() {
+  const tests = await api("/api/speedtests?limit=1000");
+  if (tests.length === 0) {
+    return el("div", {}, el("h2", {}, "Speed tests"),
+      el("p", { class: "muted", id: "speedtests-empty" },
+        "No speed tests in the last 7 days. An agent runs them from [speedtest] in its agent.toml " +
+        "(url for the collector, with token_file; or download_url and upload_url for any HTTP server), " +
+        "or from speedtests in the fleet plan."));
+  }
+  // One series per agent, server and direction; the API answers newest first.
+  const series = new Map();
+  for (const t of tests.slice().reverse()) {
+    const key = `${t.agent_id} ${t.direction} ${t.url}`;
+    if (!series.has(key)) series.set(key, { agent: t.agent_id, direction: t.direction, url: t.url, points: [], last: t });
+    const s = series.get(key);
+    s.points.push([Date.parse(t.ts), t.error ? null : t.mbps]);
+    s.last = t;
+  }
+  const list = [...series.values()];
+  return el("div", {},
+    el("h2", {}, "Speed tests, last 7 days"),
+    el("table", { id: "speedtests-latest" },
+      el("tr", {}, ["agent", "direction", "server", "newest Mbit/s", "when", "tests"].map((h) => el("th", {}, h))),
+      list.map((s) => el("tr", {},
+        el("td", {}, s.agent), el("td", {}, s.direction), el("td", {}, s.url),
+        el("td", { class: s.last.error ? "state-bad" : "" }, s.last.error ? "failed" : fixed(s.last.mbps, 1)),
+        el("td", {}, when(s.last.ts)), el("td", {}, String(s.points.length))))),
+    el("h2", {}, "Download (Mbit/s)"),
+    chart(list.filter((s) => s.direction === "download").map((s) => ({ cls: "in", points: s.points })), { unit: "" }),
+    el("h2", {}, "Upload (Mbit/s)"),
+    chart(list.filter((s) => s.direction === "upload").map((s) => ({ cls: "out", points: s.points })), { unit: "" }),
+    el("h2", {}, "Every test"),
+    el("table", { id: "speedtests" },
+      el("tr", {}, ["ended", "agent", "direction", "server", "MB", "seconds", "Mbit/s", "error"].map((h) => el("th", {}, h))),
+      tests.slice(0, 200).map((t) => el("tr", {},
+        el("td", {}, when(t.ts)), el("td", {}, t.agent_id), el("td", {}, t.direction), el("td", {}, t.url),
+        el("td", {}, fixed(t.bytes / 1e6, 1)), el("td", {}, fixed(t.duration_us / 1e6, 2)),
+        el("td", {}, t.error ? "—" : fixed(t.mbps, 1)), el("td", { class: t.error ? "state-bad" : "" }, t.error || "")))));
 }
 
 // --- start -----------------------------------------------------------------------------------
