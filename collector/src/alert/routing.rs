@@ -156,8 +156,23 @@ impl AlertingConfig {
         if self.backoff_ms == 0 {
             return Err("alerting.backoff_ms: must be at least 1".into());
         }
+        if let Some(url) = &self.external_url {
+            // Alertmanager refuses an alert whose generatorURL is not an absolute URL.
+            let absolute = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !absolute {
+                return Err(format!(
+                    "alerting.external_url: {url:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("alerting.routes[{i}]");
+            if route.kinds.contains(&AnomalyKind::TestNotification) {
+                return Err(format!(
+                    "{at}.kinds: test_notification is sent by `netwarden routes test`, never detected"
+                ));
+            }
             let mut email = route.email.clone();
             let mut telegram = route.telegram.clone();
             let mut webhook = route.webhook.clone();

@@ -6,7 +6,7 @@
 //! outbox, so failures are retried with backoff and a crash loses nothing.
 
 use super::dispatch::{Attempt, Channel};
-use crate::domain::alerting::{AlertEvent, AlertJob, Anomaly, AnomalyKind};
+use crate::domain::alerting::{AlertEvent, AlertJob, Anomaly, AnomalyKind, Severity};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -74,9 +74,10 @@ pub struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a receiver's key (in its path or query): only its host is shown.
         f.debug_struct("Endpoint")
             .field("name", &self.name)
-            .field("url", &self.url.as_str())
+            .field("host", &self.url.host_str())
             .field("signed", &self.secret.is_some())
             .finish()
     }
@@ -103,8 +104,9 @@ impl Endpoint {
                 "must be 1 to 64 letters, digits, '-', '_' or '.'".into(),
             ));
         }
+        // Not echoed: a receiver's URL may hold its key.
         let mut url =
-            reqwest::Url::parse(&raw.url).map_err(|e| bad("url", format!("{:?}: {e}", raw.url)))?;
+            reqwest::Url::parse(&raw.url).map_err(|e| bad("url", format!("is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(bad(
                 "url",
@@ -135,10 +137,15 @@ impl Endpoint {
                     .map_err(|_| bad("secret_env", format!("the variable {var} is not set")))?,
             ),
         };
+        let secret_field = if raw.secret_env.is_some() {
+            "secret_env"
+        } else {
+            "secret_file"
+        };
         let secret = match secret.map(|s| s.trim().to_string()) {
             Some(s) if s.len() < 16 => {
                 return Err(bad(
-                    "secret_file",
+                    secret_field,
                     "the secret must be at least 16 characters".into(),
                 ))
             }
@@ -177,7 +184,9 @@ impl WebhookChannel {
         external_url: &str,
         repeat: Duration,
     ) -> Result<Self, String> {
+        // A redirect would turn the POST into a GET and carry the signature to another host.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("netwarden/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -212,6 +221,16 @@ impl WebhookChannel {
                         // resolve_timeout (5 minutes); this one fires past the next repeat,
                         // and a resolve notification ends it at once.
                         fields.insert("endsAt".into(), json!(rfc3339(now + self.firing_for)));
+                    } else {
+                        // Severity is a label, so part of the alert's identity, and an
+                        // anomaly may have been pushed at more than one (escalation raises
+                        // it, so may a worse detection): the resolve ends it at every one.
+                        let all = Severity::ALL.iter().map(|severity| {
+                            let mut one = alert.clone();
+                            one["labels"]["severity"] = json!(severity.as_str());
+                            one
+                        });
+                        return Value::Array(all.collect());
                     }
                 }
                 json!([alert])
@@ -389,9 +408,16 @@ mod tests {
 
     #[test]
     fn the_signature_is_hmac_sha256_of_timestamp_and_body() {
-        // RFC 4231 test case 2 ("Jefe"), with the message split as we sign it.
-        let sig = signature(b"Jefe", 0, b"");
-        assert!(sig.starts_with("sha256=") && sig.len() == 7 + 64);
+        // Computed apart (Python's hmac module) over "<timestamp>.<body>".
+        assert_eq!(
+            signature(b"Jefe", 1_700_000_000, br#"{"a":1}"#),
+            "sha256=fa5f6481efc59da48b19c9dc10196c9953e5651f8304b3a318b6b87d70272e0a"
+        );
+        assert_eq!(
+            signature(b"Jefe", 0, b"what do ya want for nothing?"),
+            "sha256=37f471929915ccd2cbbe79feb84ffcff4f2bb25e15fc41c2506687331ae179cc"
+        );
+        // The HMAC itself: RFC 4231 test case 2.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
         assert_eq!(

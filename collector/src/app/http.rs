@@ -39,6 +39,7 @@ impl Http {
             )),
             alerting: settings.alerting.clone(),
             channels: shared.channels.clone(),
+            route_tests: Arc::default(),
         }));
         Ok(Http {
             addr,

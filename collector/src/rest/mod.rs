@@ -78,6 +78,8 @@ pub struct Services {
     pub alerting: crate::alert::routing::AlertingConfig,
     /// The notification channels, for test notifications.
     pub channels: Vec<Arc<dyn crate::alert::dispatch::Channel>>,
+    /// When each route was last tested.
+    pub route_tests: Arc<route_test::Cooldown>,
 }
 
 pub fn router(state: AppState) -> Router {

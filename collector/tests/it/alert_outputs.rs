@@ -383,14 +383,31 @@ async fn webhook_and_alertmanager_outputs(backend: Backend) {
             {"channel": "alertmanager", "recipient": "am", "outcome": "sent", "error": null},
         ])
     );
-    let test = &requests(&log)[3];
+    // The webhook's test is followed by its resolve, so a bridge closes what it opened.
+    let got = requests(&log);
+    assert_eq!(got.len(), 5, "{got:#?}");
+    let (test, test_resolve) = (&got[3], &got[4]);
     verify(test);
+    verify(test_resolve);
     let body: Value = serde_json::from_str(test["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["status"], "firing");
     assert_eq!(
         body["alerts"][0]["labels"]["alertname"],
         "test_notification"
     );
     assert_eq!(body["alerts"][0]["labels"]["subject"], "route/pager");
+    assert_eq!(
+        body["alerts"][0]["labels"]["severity"], "medium",
+        "at the route's least severity, so it passes the same filters"
+    );
+    let resolved: Value = serde_json::from_str(test_resolve["body"].as_str().unwrap()).unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["groupKey"], body["groupKey"]);
+    // Again at once: refused, so a loop cannot page people over and over.
+    let again = cli(home, &["--url", &url, "routes", "test", "pager"]).await;
+    assert_eq!(again.code, Some(1), "{}", again.stderr);
+    assert!(again.stderr.contains("moments ago"), "{}", again.stderr);
+    assert_eq!(requests(&log).len(), 5, "nothing sent");
     let mut active = Vec::new();
     for _ in 0..200 {
         active = alertmanager_alerts(am_port).await;
