@@ -83,6 +83,31 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run one speed test, as a planned one runs, and print each direction's result: against
+    /// a Netwarden server (`--url`, with `--token-file` for a collector) or any HTTP(S) server
+    /// (`--download-url`, `--upload-url`).
+    Speedtest {
+        /// A Netwarden speed-test server's base URL (the collector's HTTP address).
+        #[arg(long)]
+        url: Option<String>,
+        /// Any file to fetch instead of the server's /speedtest/download.
+        #[arg(long)]
+        download_url: Option<String>,
+        /// Any URL that accepts a POST instead of the server's /speedtest/upload.
+        #[arg(long)]
+        upload_url: Option<String>,
+        #[arg(long, default_value_t = 25_000_000)]
+        download_bytes: u64,
+        #[arg(long, default_value_t = 10_000_000)]
+        upload_bytes: u64,
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+        /// A collector API token, sent only to `--url`'s host.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Find the live hosts in CIDR prefixes: ICMP sweep, ARP on attached subnets, vendor,
     /// reverse DNS and open TCP ports.
     Discover {
@@ -202,7 +227,13 @@ async fn run(command: Command) -> Result<()> {
                 settings.collector_url,
                 settings.probe.targets.len(),
                 settings.discovery.sites.len(),
-                settings.speedtest.as_ref().map_or("off", |s| s.url.as_str()),
+                settings.speedtest.as_ref().map_or("off", |s| {
+                    [Some(&s.url), s.download_url.as_ref(), s.upload_url.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .find(|u| !u.is_empty())
+                        .map_or("off", String::as_str)
+                }),
                 settings.buffer_path.display(),
                 settings.buffer_size.max_records,
                 settings.buffer_size.hours(),
@@ -312,6 +343,104 @@ async fn run(command: Command) -> Result<()> {
                 elapsed.as_secs_f64(),
                 tcp::CONNECTIONS_AT_ONCE,
             );
+            Ok(())
+        }
+        Command::Speedtest {
+            url,
+            download_url,
+            upload_url,
+            download_bytes,
+            upload_bytes,
+            timeout_secs,
+            token_file,
+            json,
+        } => {
+            check_range("--timeout-secs", timeout_secs, 1, 3600)?;
+            check_range("--download-bytes", download_bytes, 0, 1 << 30)?;
+            check_range("--upload-bytes", upload_bytes, 0, 1 << 30)?;
+            for (flag, value) in [
+                ("--url", &url),
+                ("--download-url", &download_url),
+                ("--upload-url", &upload_url),
+            ] {
+                if let Some(value) = value {
+                    let ok = reqwest::Url::parse(value).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                    });
+                    if !ok {
+                        return Err(UsageError(format!(
+                            "{flag}: {value:?} is not an http:// or https:// URL with a host"
+                        ))
+                        .into());
+                    }
+                }
+            }
+            let download = download_bytes > 0 && (download_url.is_some() || url.is_some());
+            let upload = upload_bytes > 0 && (upload_url.is_some() || url.is_some());
+            if !download && !upload {
+                return Err(UsageError(
+                    "nothing to test: give --url, or --download-url or --upload-url".into(),
+                )
+                .into());
+            }
+            let auth = match &token_file {
+                None => None,
+                Some(file) => {
+                    let token = std::fs::read_to_string(file)
+                        .map_err(|e| UsageError(format!("--token-file {}: {e}", file.display())))?;
+                    let hosts = url
+                        .as_deref()
+                        .and_then(|u| reqwest::Url::parse(u).ok())
+                        .and_then(|u| u.host_str().map(str::to_owned))
+                        .into_iter()
+                        .collect();
+                    Some(
+                        netwarden_agent::speedtest::SpeedAuth::new(token.trim(), hosts)
+                            .map_err(|e| UsageError(format!("--token-file: {e}")))?,
+                    )
+                }
+            };
+            let plan = netwarden_agent::config::SpeedTestPlan {
+                url: url.unwrap_or_default().trim_end_matches('/').to_string(),
+                download_url,
+                upload_url,
+                interval: Duration::from_secs(3600),
+                download_bytes: if download { download_bytes } else { 0 },
+                upload_bytes: if upload { upload_bytes } else { 0 },
+                timeout: Duration::from_secs(timeout_secs),
+                auth,
+            };
+            let client = netwarden_agent::speedtest::client(plan.timeout)?;
+            let results = netwarden_agent::speedtest::run(&client, &plan).await;
+            let failed = results.iter().filter(|r| r.error.is_some()).count();
+            for r in &results {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "direction": r.direction.as_str(), "url": r.url, "bytes": r.bytes,
+                            "seconds": r.duration_us as f64 / 1e6, "mbps": r.mbps, "error": r.error,
+                        })
+                    );
+                } else {
+                    match &r.error {
+                        None => println!(
+                            "{:<8} {:>9.2} Mbit/s  {:>11} bytes in {:.2} s  {}",
+                            r.direction.as_str(),
+                            r.mbps,
+                            r.bytes,
+                            r.duration_us as f64 / 1e6,
+                            r.url
+                        ),
+                        Some(error) => {
+                            println!("{:<8} failed: {error}  {}", r.direction.as_str(), r.url)
+                        }
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} directions failed", results.len());
+            }
             Ok(())
         }
         Command::Discover {

@@ -226,11 +226,29 @@ pub async fn post(
             .body(reqwest::Body::wrap_stream(chunks))
             .send()
             .await
-            .and_then(|r| r.error_for_status())
             .map_err(|e| error_chain(&e))?;
+        // A redirected POST is re-sent as a GET without the bytes (301, 302), or not at all
+        // (307, 308, which a streamed body cannot repeat): neither measured an upload.
+        if reqwest::Url::parse(&url).ok().as_ref() != Some(response.url()) {
+            return Err(format!(
+                "the upload was redirected to {}; give that URL",
+                response.url()
+            ));
+        }
+        if !response.status().is_success() {
+            return Err(format!("the server answered {}", response.status()));
+        }
         if !counted {
-            // Read the (small) reply so the time covers the server taking the last byte.
-            response.bytes().await.map_err(|e| error_chain(&e))?;
+            // Read the reply (at most 64 KiB of it) so the time covers the server taking
+            // the last byte.
+            let mut response = response;
+            let mut read = 0usize;
+            while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+                read += chunk.len();
+                if read >= CHUNK {
+                    break;
+                }
+            }
             return Ok(bytes);
         }
         let body: serde_json::Value = response.json().await.map_err(|e| error_chain(&e))?;

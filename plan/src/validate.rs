@@ -639,7 +639,11 @@ pub fn validate_check(check: &Check) -> Result<(), PlanErrors> {
 
 /// A speed-test URL: http(s), no spaces or control characters, within the wire's bound.
 fn check_test_url(c: &mut Checker, field: String, url: &str) {
-    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    // A host after the scheme (as agent.toml requires): "http://" or "http:///x" is none.
+    let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    });
     if !scheme_ok
         || url.len() > MAX_URL
         || url.chars().any(|ch| ch.is_whitespace() || ch.is_control())

@@ -169,7 +169,13 @@ pub(crate) fn time_window(
     default: Duration,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let to = to.unwrap_or_else(|| Utc::now() + Duration::seconds(1));
-    let from = from.unwrap_or(to - default);
+    let from = match from {
+        Some(from) => from,
+        // `to` may be as early as a timestamp can be: no panic below it.
+        None => to
+            .checked_sub_signed(default)
+            .ok_or_else(|| ApiError::invalid("to: too early to take the default window from"))?,
+    };
     if from >= to {
         return Err(ApiError::invalid("from: must be before to"));
     }
@@ -601,4 +607,20 @@ async fn history(
         return Err(ApiError::not_found(format!("device {id} not found")));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_ending_at_the_dawn_of_time_is_an_error_not_a_panic() {
+        let earliest = DateTime::<Utc>::MIN_UTC;
+        let err = time_window(None, Some(earliest), Duration::days(7)).unwrap_err();
+        assert!(err.message.starts_with("to: "), "{}", err.message);
+        let (from, to) = time_window(None, Some(earliest + Duration::days(8)), Duration::days(7))
+            .expect("a week fits");
+        assert_eq!(to - from, Duration::days(7));
+        assert!(time_window(Some(to), Some(from), Duration::days(7)).is_err());
+    }
 }

@@ -6,10 +6,10 @@
 
 use super::AppState;
 use crate::auth::guard::{Caller, Refusal};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query};
+use axum::extract::Query;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -24,18 +24,17 @@ use utoipa_axum::routes;
 pub const MAX_BYTES: u64 = 1 << 30;
 const DEFAULT_BYTES: u64 = 10_000_000;
 const CHUNK: usize = 64 * 1024;
+/// A download whose client reads nothing for this long is ended (and its slot freed).
+const STALL: std::time::Duration = std::time::Duration::from_secs(10);
 static FILLER: [u8; CHUNK] = [0x4e; CHUNK];
 
+/// The upload reads its body as a stream (a body limit layer does not apply to that): the
+/// handler counts it against [`MAX_BYTES`] itself.
 pub fn routes() -> OpenApiRouter<AppState> {
-    let (schemas, paths, upload) = routes!(upload);
     OpenApiRouter::new()
         .routes(routes!(results))
         .routes(routes!(download))
-        .routes((
-            schemas,
-            paths,
-            upload.layer(DefaultBodyLimit::max(MAX_BYTES as usize)),
-        ))
+        .routes(routes!(upload))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -109,17 +108,24 @@ async fn download(
         .into());
     }
     let slot = state.speedtest_gate.admit(&who(&caller), total)?;
-    // The slot travels with the stream: it is free again when the last byte is sent or the
-    // client goes away.
-    let chunks = futures::stream::unfold((total, slot), |(left, slot)| async move {
-        if left == 0 {
-            return None;
+    // A task feeds the body and holds the slot. It lets go when the last byte is sent, when
+    // the client goes away, and when the client stops reading for STALL: a client that asks
+    // and never reads cannot keep a slot (and every agent's test) for as long as TCP lives.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            let sent = tokio::time::timeout(STALL, tx.send(Ok(Bytes::from_static(&FILLER[..n]))));
+            if !matches!(sent.await, Ok(Ok(()))) {
+                return;
+            }
+            left -= n as u64;
         }
-        let n = left.min(CHUNK as u64) as usize;
-        Some((
-            Ok::<_, std::convert::Infallible>(Bytes::from_static(&FILLER[..n])),
-            (left - n as u64, slot),
-        ))
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
     });
     Ok((
         [
@@ -160,15 +166,27 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let _slot = state
-        .speedtest_gate
-        .admit(&who, declared.unwrap_or(0).min(MAX_BYTES))?;
+    let too_large = || {
+        Refusal::from(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("an upload may be at most {MAX_BYTES} bytes"),
+        ))
+    };
+    if declared.is_some_and(|n| n > MAX_BYTES) {
+        return Err(too_large());
+    }
+    let _slot = state.speedtest_gate.admit(&who, declared.unwrap_or(0))?;
     let started = Instant::now();
     let mut stream = body.into_data_stream();
     let mut bytes: u64 = 0;
+    // A slow sender is bounded by the request timeout ([http] request_timeout_secs): the
+    // handler has not answered while it reads.
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::invalid(format!("upload interrupted: {e}")))?;
         bytes += chunk.len() as u64;
+        if bytes > MAX_BYTES {
+            return Err(too_large());
+        }
         if declared.is_none() {
             state.speedtest_gate.charge(&who, chunk.len() as u64)?;
         }

@@ -424,9 +424,10 @@ async fn discovery_and_speed_tests_reach_the_collector() {
     let collector_toml = site.dir.path().join("collector.toml");
     let text = std::fs::read_to_string(&collector_toml).unwrap();
     assert!(text.contains("anonymous_role = \"viewer\"\n") && text.contains("[tls]"));
-    let text = text
-        .replace("anonymous_role = \"viewer\"\n", "")
-        .replace("[tls]", "speedtest_bytes_per_hour = 20000000\n[tls]");
+    let text = text.replace("anonymous_role = \"viewer\"\n", "").replace(
+        "[tls]",
+        "speedtest_bytes_per_hour = 20000000\nspeedtest_concurrency = 1\n[tls]",
+    );
     std::fs::write(&collector_toml, text).unwrap();
     let token = create_token(&site, "viewer", "e2e-agent-speedtest");
     std::fs::write(
@@ -585,6 +586,64 @@ async fn discovery_and_speed_tests_reach_the_collector() {
             .contains("e2e-agent-speedtest has moved 15000000 of its 20000000"),
         "{body}"
     );
+
+    // An upload declared over 1 GiB is refused before a byte is read.
+    let raw = |request: String| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", site.http)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).unwrap_or(0);
+        (String::from_utf8_lossy(&head[..n]).into_owned(), stream)
+    };
+    let (answer, _) = raw(format!(
+        "POST /speedtest/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 2147483648\r\n\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // A client that asks for a download and stops reading holds the one slot only until it
+    // has read nothing for 10 s; meanwhile others are told to come back (503).
+    let stalled_token = create_token(&site, "viewer", "e2e-stalled");
+    let (answer, stalled) = raw(format!(
+        "GET /speedtest/download?bytes=19000000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {stalled_token}\r\n\r\n"
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let busy = http
+        .get(api("/speedtest/download?bytes=1000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    assert!(busy.headers().contains_key("retry-after"));
+    let freed = Instant::now();
+    loop {
+        let answer = http
+            .get(api("/speedtest/download?bytes=1000"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 200 {
+            break;
+        }
+        assert_eq!(answer.status(), 503);
+        assert!(
+            freed.elapsed() < Duration::from_secs(30),
+            "the stalled download kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        freed.elapsed() >= Duration::from_secs(5),
+        "freed by the stall, not by the client: {:?}",
+        freed.elapsed()
+    );
+    drop(stalled);
 }
 
 /// An agent coming back after hours away: its buffer holds three hours of rounds when the

@@ -316,6 +316,7 @@ async function speedTestsView() {
   const list = [...series.values()];
   return el("div", {},
     el("h2", {}, "Speed tests, last 7 days"),
+    tests.length === 1000 ? el("p", { class: "muted" }, "The newest 1,000 tests are shown; narrow it with /api/speedtests?agent=…") : null,
     el("table", { id: "speedtests-latest" },
       el("tr", {}, ["agent", "direction", "server", "newest Mbit/s", "when", "tests"].map((h) => el("th", {}, h))),
       list.map((s) => el("tr", {},
