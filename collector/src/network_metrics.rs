@@ -1,7 +1,8 @@
 //! The network as Prometheus sees it, at `/metrics/network`: each target's newest round (RTT
 //! quantiles, loss, jitter, up, when), each checked TCP port and each agent's newest speed
 //! tests, labelled with the agent, the address and, from the fleet plan, the target's name, site
-//! and labels. Kept in memory from what this collector's agents send (so each collector of a
+//! and labels; and each POI graph's and customer circuit's newest utilisation (from the Cacti
+//! scrape and circuit telemetry). Kept in memory from what this collector's agents send (so each collector of a
 //! shared database shows its own agents); a scrape renders it whole, within a cap on series so
 //! a very large fleet cannot overwhelm Prometheus.
 
@@ -45,11 +46,32 @@ struct Speed {
     ok: bool,
 }
 
+/// A POI graph's newest sample, as shares of its capacity.
+#[derive(Debug, Clone)]
+struct PoiUse {
+    at: DateTime<Utc>,
+    poi: String,
+    inbound: Option<f64>,
+    outbound: Option<f64>,
+}
+
+/// A customer circuit's newest sample, as a share of its provisioned rate.
+#[derive(Debug, Clone)]
+struct CircuitUse {
+    at: DateTime<Utc>,
+    account: Option<String>,
+    pop: Option<String>,
+    ratio: f64,
+}
+
 #[derive(Default)]
 struct State {
     rounds: BTreeMap<(String, IpAddr), Round>,
     ports: BTreeMap<(String, IpAddr, u16), Port>,
     speeds: BTreeMap<(String, &'static str, String), Speed>,
+    /// By Cacti source and graph id.
+    pois: BTreeMap<(String, i64), PoiUse>,
+    circuits: BTreeMap<String, CircuitUse>,
     /// When old entries were last forgotten.
     swept: Option<DateTime<Utc>>,
 }
@@ -254,18 +276,67 @@ impl NetworkMetrics {
         }
     }
 
+    /// A POI graph's newest sample (`in_pct`/`out_pct` are percent of its capacity).
+    pub fn observe_poi(
+        &self,
+        source: &str,
+        graph: i64,
+        poi: &str,
+        at: DateTime<Utc>,
+        in_pct: Option<f64>,
+        out_pct: Option<f64>,
+    ) {
+        let entry = PoiUse {
+            at,
+            poi: poi.to_string(),
+            inbound: in_pct.map(|p| p / 100.0),
+            outbound: out_pct.map(|p| p / 100.0),
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        newest(&mut state.pois, (source.to_string(), graph), entry, |p| {
+            p.at
+        });
+    }
+
+    /// A circuit's newest telemetry sample against its provisioned rate.
+    pub fn observe_circuit(
+        &self,
+        circuit: &crate::domain::telemetry::CircuitRecord,
+        at: DateTime<Utc>,
+        mbps: f64,
+    ) {
+        if circuit.provisioned_mbps <= 0.0 {
+            return;
+        }
+        let entry = CircuitUse {
+            at,
+            account: circuit.account.clone(),
+            pop: circuit.pop.clone(),
+            ratio: mbps / circuit.provisioned_mbps,
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        newest(
+            &mut state.circuits,
+            circuit.circuit_id.clone(),
+            entry,
+            |c| c.at,
+        );
+    }
+
     /// The text exposition format (OpenMetrics), at most the configured number of series. The
     /// state is copied under the lock and rendered outside it, so ingest never waits on a
     /// scrape; the cap takes whole targets (all of one's series or none), in order.
     pub fn render(&self, now: DateTime<Utc>) -> String {
         let plan = self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (rounds, ports, speeds) = {
+        let (rounds, ports, speeds, pois, circuits) = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.forget_before(now);
             (
                 state.rounds.clone(),
                 state.ports.clone(),
                 state.speeds.clone(),
+                state.pois.clone(),
+                state.circuits.clone(),
             )
         };
         let mut left = self.limit.load(Ordering::Relaxed);
@@ -319,6 +390,35 @@ impl NetworkMetrics {
                     ("url", url),
                 ];
                 (labels, s)
+            })
+            .collect();
+
+        let pois: Vec<(Labels, PoiUse)> = pois
+            .into_iter()
+            .filter(|(_, p)| {
+                fits(usize::from(p.inbound.is_some()) + usize::from(p.outbound.is_some()))
+            })
+            .map(|((source, graph), p)| {
+                let labels = vec![
+                    ("poi", p.poi.clone()),
+                    ("source", source),
+                    ("graph", graph.to_string()),
+                ];
+                (labels, p)
+            })
+            .collect();
+        let circuits: Vec<(Labels, CircuitUse)> = circuits
+            .into_iter()
+            .filter(|_| fits(1))
+            .map(|(circuit, c)| {
+                let mut labels = vec![("circuit", circuit)];
+                if let Some(account) = &c.account {
+                    labels.push(("account", account.clone()));
+                }
+                if let Some(pop) = &c.pop {
+                    labels.push(("pop", pop.clone()));
+                }
+                (labels, c)
             })
             .collect();
 
@@ -384,6 +484,29 @@ impl NetworkMetrics {
             );
         }
 
+        out.family(
+            "netwarden_poi_utilisation_ratio",
+            "gauge",
+            "A POI graph's newest Cacti sample as a share of its capacity, by direction (in, out)",
+        );
+        for (labels, p) in &pois {
+            for (direction, ratio) in [("in", p.inbound), ("out", p.outbound)] {
+                if let Some(ratio) = ratio {
+                    let mut labels = labels.clone();
+                    labels.push(("direction", direction.to_string()));
+                    out.sample("netwarden_poi_utilisation_ratio", &labels, &[], ratio);
+                }
+            }
+        }
+        out.family(
+            "netwarden_circuit_utilisation_ratio",
+            "gauge",
+            "A customer circuit's newest telemetry sample as a share of its provisioned rate",
+        );
+        for (labels, c) in &circuits {
+            out.sample("netwarden_circuit_utilisation_ratio", labels, &[], c.ratio);
+        }
+
         let dropped_total = self.dropped_total.fetch_add(left_out, Ordering::Relaxed) + left_out;
         let mut text = out.text;
         let _ = write!(
@@ -415,6 +538,8 @@ impl State {
         self.rounds.retain(|_, r| r.at >= cutoff);
         self.ports.retain(|_, p| p.at >= cutoff);
         self.speeds.retain(|_, s| s.at >= cutoff);
+        self.pois.retain(|_, p| p.at >= cutoff);
+        self.circuits.retain(|_, c| c.at >= cutoff);
         self.swept = Some(now);
     }
 }

@@ -387,6 +387,21 @@ impl Scraper {
         }
         let samples = sample_records(export, columns, capacity_bps);
         let written = self.store.save_samples(source, graph_id, &samples).await?;
+        // The newest sample with a share of capacity, for /metrics/network.
+        if let Some(newest) = samples
+            .iter()
+            .filter(|s| s.in_pct.is_some() || s.out_pct.is_some())
+            .max_by_key(|s| s.ts)
+        {
+            self.metrics.network.observe_poi(
+                source,
+                graph_id,
+                &poi_code,
+                newest.ts,
+                newest.in_pct,
+                newest.out_pct,
+            );
+        }
         let mut stored = StoredExport {
             samples: written,
             ..StoredExport::default()

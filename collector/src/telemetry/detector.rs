@@ -214,6 +214,12 @@ async fn detect_loop(
             let Some(circuit) = cache.get(id) else {
                 continue; // unknown circuit: no capacity to measure against
             };
+            if let Some(&(at, mbps)) = points.iter().max_by_key(|(at, _)| *at) {
+                outlets
+                    .metrics
+                    .network
+                    .observe_circuit(circuit, at_ms(at), mbps);
+            }
             let tracked = circuits
                 .entry(id.to_string())
                 .or_insert_with(|| Tracked::new(&settings));

@@ -480,6 +480,49 @@ async fn scrape_matches_the_truth(store: Arc<dyn Store>) {
         }
     }
 
+    // /metrics/network: each graph with a capacity, at its newest sample's share of it, both
+    // ways; none for graph 10 (no capacity) or 12 (not a POI).
+    let text = metrics.network.render(Utc::now());
+    for id in 1..=12u64 {
+        let series: Vec<(&str, f64)> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("netwarden_poi_utilisation_ratio{")
+                    && l.contains(&format!("graph=\"{id}\""))
+            })
+            .map(|l| {
+                let direction = if l.contains("direction=\"in\"") {
+                    "in"
+                } else {
+                    "out"
+                };
+                (direction, l.rsplit(' ').next().unwrap().parse().unwrap())
+            })
+            .collect();
+        if id == 10 || id == 12 {
+            assert!(series.is_empty(), "graph {id}: {series:?}");
+            continue;
+        }
+        let samples = store.samples("lab", id as i64, from, to).await.unwrap();
+        let newest = samples
+            .iter()
+            .filter(|s| s.in_pct.is_some())
+            .max_by_key(|s| s.ts)
+            .unwrap();
+        assert_eq!(series.len(), 2, "graph {id}: {series:?}");
+        for (direction, ratio) in series {
+            let pct = if direction == "in" {
+                newest.in_pct
+            } else {
+                newest.out_pct
+            };
+            assert!(
+                (ratio - pct.unwrap() / 100.0).abs() < 1e-9,
+                "graph {id} {direction}: {ratio} vs {pct:?}"
+            );
+        }
+    }
+
     // Every maxout the truth has, to the second, on the download direction; none elsewhere
     // (graph 4 is a near miss at 99.5 %, 10 has no capacity, 12 is not a POI).
     let stored = store

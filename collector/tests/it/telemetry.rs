@@ -76,6 +76,22 @@ async fn scenario(backend: Backend) {
     assert_eq!(body["recorded_utilization"], 950.5);
     assert!(body["message"].as_str().unwrap().contains("CIR-1"));
     assert_eq!(points(&c, "CIR-1").await, 1);
+    // Its share of the provisioned rate, for Prometheus, once detection has seen it.
+    let series = "netwarden_circuit_utilisation_ratio{circuit=\"CIR-1\",account=\"ACME\"} 0.9505";
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = reqwest::get(c.api("/metrics/network"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(series) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(text.contains(series), "{text}");
 
     // Bad input: 422 naming the field, nothing stored.
     for (body, field) in [
