@@ -92,33 +92,58 @@ impl RouteConfig {
     /// Every `(channel, recipient)` the route and its escalation steps send to, once each.
     pub fn recipients(&self) -> Vec<(&'static str, String)> {
         let mut all: Vec<(&'static str, String)> = Vec::new();
-        let steps = std::iter::once((
+        let steps = std::iter::once(channels(
             &self.email,
             &self.telegram,
             &self.webhook,
             &self.alertmanager,
         ))
-        .chain(
-            self.escalation
-                .iter()
-                .map(|s| (&s.email, &s.telegram, &s.webhook, &s.alertmanager)),
-        );
-        for (email, telegram, webhook, alertmanager) in steps {
-            for (channel, names) in [
-                ("email", email),
-                ("telegram", telegram),
-                ("webhook", webhook),
-                ("alertmanager", alertmanager),
-            ] {
-                for name in names {
-                    if !all.iter().any(|(c, n)| *c == channel && n == name) {
-                        all.push((channel, name.clone()));
-                    }
+        .chain(self.escalation.iter().map(EscalationConfig::channels));
+        for (channel, names) in steps.flatten() {
+            for name in names {
+                if !all.iter().any(|(c, n)| *c == channel && n == name) {
+                    all.push((channel, name.clone()));
                 }
             }
         }
         all
     }
+
+    /// Each channel with the recipients the route itself (not its escalation) names.
+    fn channels(&self) -> [(&'static str, &[String]); 4] {
+        channels(
+            &self.email,
+            &self.telegram,
+            &self.webhook,
+            &self.alertmanager,
+        )
+    }
+}
+
+impl EscalationConfig {
+    fn channels(&self) -> [(&'static str, &[String]); 4] {
+        channels(
+            &self.email,
+            &self.telegram,
+            &self.webhook,
+            &self.alertmanager,
+        )
+    }
+}
+
+/// The outbox's channel names with their recipient lists, in one order everywhere.
+fn channels<'a>(
+    email: &'a [String],
+    telegram: &'a [String],
+    webhook: &'a [String],
+    alertmanager: &'a [String],
+) -> [(&'static str, &'a [String]); 4] {
+    [
+        ("email", email),
+        ("telegram", telegram),
+        ("webhook", webhook),
+        ("alertmanager", alertmanager),
+    ]
 }
 
 fn lowest() -> Severity {
@@ -260,32 +285,7 @@ impl AlertingConfig {
             if !kind_matches || anomaly.severity < route.min_severity {
                 continue;
             }
-            for to in &route.email {
-                add(
-                    "email",
-                    to,
-                    AlertEvent::Open,
-                    0,
-                    anomaly.severity,
-                    group_wait,
-                    repeat,
-                );
-            }
-            for to in &route.telegram {
-                add(
-                    "telegram",
-                    to,
-                    AlertEvent::Open,
-                    0,
-                    anomaly.severity,
-                    group_wait,
-                    repeat,
-                );
-            }
-            for (channel, names) in [
-                ("webhook", &route.webhook),
-                ("alertmanager", &route.alertmanager),
-            ] {
+            for (channel, names) in route.channels() {
                 for to in names {
                     add(
                         channel,
@@ -302,22 +302,7 @@ impl AlertingConfig {
                 let delay = Duration::from_secs(step.after_secs).max(group_wait);
                 let severity = anomaly.severity.raised();
                 let step_no = i as i32 + 1;
-                for to in &step.email {
-                    add(
-                        "email",
-                        to,
-                        AlertEvent::Escalate,
-                        step_no,
-                        severity,
-                        delay,
-                        Duration::ZERO,
-                    );
-                }
-                for (channel, names) in [
-                    ("telegram", &step.telegram),
-                    ("webhook", &step.webhook),
-                    ("alertmanager", &step.alertmanager),
-                ] {
+                for (channel, names) in step.channels() {
                     for to in names {
                         add(
                             channel,

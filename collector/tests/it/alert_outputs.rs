@@ -82,6 +82,19 @@ async fn alertmanager_alerts(port: u16) -> Vec<Value> {
         .unwrap()
 }
 
+/// What Alertmanager lists, once `done` says so (or after 10 s, for the caller to assert on).
+async fn alertmanager_alerts_until(port: u16, done: fn(&Vec<Value>) -> bool) -> Vec<Value> {
+    let mut alerts = Vec::new();
+    for _ in 0..200 {
+        alerts = alertmanager_alerts(port).await;
+        if done(&alerts) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alerts
+}
+
 /// A real Alertmanager on `port` with one receiver that sends nowhere.
 fn start_alertmanager(dir: &Path, port: u16) -> Option<Killed> {
     if !Path::new(ALERTMANAGER).exists() {
@@ -263,14 +276,7 @@ async fn webhook_and_alertmanager_outputs(backend: Backend) {
     assert_eq!(alert["fingerprint"].as_str().unwrap().len(), 16);
 
     // Alertmanager: the same alert, active, with our labels.
-    let mut active = Vec::new();
-    for _ in 0..200 {
-        active = alertmanager_alerts(am_port).await;
-        if !active.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let active = alertmanager_alerts_until(am_port, |a| !a.is_empty()).await;
     assert_eq!(active.len(), 1, "{active:#?}");
     assert_eq!(active[0]["status"]["state"], "active");
     assert_eq!(active[0]["labels"]["alertname"], "device_offline");
@@ -301,14 +307,7 @@ async fn webhook_and_alertmanager_outputs(backend: Backend) {
     assert_eq!(body["alerts"][0]["status"], "resolved");
     assert_eq!(body["alerts"][0]["annotations"]["event"], "resolve");
     assert_ne!(body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
-    let mut listed = active;
-    for _ in 0..200 {
-        listed = alertmanager_alerts(am_port).await;
-        if listed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = alertmanager_alerts_until(am_port, Vec::is_empty).await;
     assert!(listed.is_empty(), "resolved in Alertmanager: {listed:#?}");
 
     // The outbox recorded each as sent, the refused attempt included.
@@ -408,14 +407,7 @@ async fn webhook_and_alertmanager_outputs(backend: Backend) {
     assert_eq!(again.code, Some(1), "{}", again.stderr);
     assert!(again.stderr.contains("moments ago"), "{}", again.stderr);
     assert_eq!(requests(&log).len(), 5, "nothing sent");
-    let mut active = Vec::new();
-    for _ in 0..200 {
-        active = alertmanager_alerts(am_port).await;
-        if !active.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let active = alertmanager_alerts_until(am_port, |a| !a.is_empty()).await;
     assert_eq!(active.len(), 1, "{active:#?}");
     assert_eq!(active[0]["labels"]["alertname"], "test_notification");
     let ends = chrono::DateTime::parse_from_rfc3339(active[0]["endsAt"].as_str().unwrap())
